@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every check and test of the repository, installing what the tests need
+# when it is missing: mosquitto (Debian package) and staticcheck (Go module).
+set -o errexit -o nounset -o pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+STATICCHECK_VERSION=v0.8.2
+
+need_mosquitto() {
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+}
+
+if ! need_mosquitto; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "test.sh: installing mosquitto from Debian's packages"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null
+	else
+		echo "test.sh: mosquitto is missing; install it first: sudo apt-get install mosquitto mosquitto-clients" >&2
+		exit 1
+	fi
+fi
+
+GOBIN="$(go env GOPATH)/bin"
+export PATH="$GOBIN:$PATH:/usr/sbin"
+if ! staticcheck -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+	echo "test.sh: installing staticcheck ${STATICCHECK_VERSION}"
+	go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+fi
+
+echo "test.sh: gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
+if [ -n "$unformatted" ]; then
+	echo "test.sh: these files need gofmt -w:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "test.sh: go vet"
+go vet ./...
+
+echo "test.sh: staticcheck"
+staticcheck ./...
+
+echo "test.sh: cross builds"
+./hack/build-cross.sh
+
+echo "test.sh: go test -race"
+go test -race -count=1 -timeout 20m ./...
