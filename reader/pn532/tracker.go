@@ -1,0 +1,168 @@
+package pn532
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// TrackEvent is one of Presented, Removed, Fault and Recovered.
+type TrackEvent interface {
+	trackEvent()
+}
+
+// Presented reports a card that came into the field. A card that stays is
+// reported once.
+type Presented struct {
+	Target Target
+}
+
+// Removed reports that the card of the last Presented has left the field,
+// or can no longer be seen because the reader failed.
+type Removed struct {
+	Target Target
+}
+
+// Fault reports, once, that polls keep failing although the driver
+// re-initialised the reader; Err is the last failure.
+type Fault struct {
+	Err error
+}
+
+// Recovered reports, once, that the reader answers again after a Fault.
+type Recovered struct{}
+
+func (Presented) trackEvent() {}
+func (Removed) trackEvent()   {}
+func (Fault) trackEvent()     {}
+func (Recovered) trackEvent() {}
+
+// TrackerOpts configures a Tracker. Zero values mean the defaults.
+type TrackerOpts struct {
+	// RemoveAfter is how many empty polls in a row mean the card has left:
+	// a card held at the edge of the field misses a poll now and then.
+	// Default 3.
+	RemoveAfter int
+	// FaultAfter is how many failed polls in a row make a Fault. The driver
+	// re-initialises the reader after two, so the default 3 reports a
+	// fault only once a re-initialisation failed too.
+	FaultAfter int
+	// Wait waits d between two polls, or until ctx is done. Nil means a
+	// timer; tests put a function that returns at once.
+	Wait func(ctx context.Context, d time.Duration) error
+	// Logger receives poll failures. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Tracker turns polls of a Dev into presence and health events.
+type Tracker struct {
+	d      *Dev
+	period time.Duration
+	o      TrackerOpts
+	log    *slog.Logger
+}
+
+// NewTracker returns a tracker that polls d every d's Opts.PollPeriod.
+// opts is copied; nil means the defaults.
+func NewTracker(d *Dev, opts *TrackerOpts) *Tracker {
+	var o TrackerOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.RemoveAfter <= 0 {
+		o.RemoveAfter = 3
+	}
+	if o.FaultAfter <= 0 {
+		o.FaultAfter = 3
+	}
+	if o.Wait == nil {
+		o.Wait = waitTimer
+	}
+	l := o.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{d: d, period: d.o.PollPeriod, o: o, log: l}
+}
+
+func waitTimer(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Run polls until ctx is done and calls fn with each event, from Run's
+// goroutine. While fn handles Presented the card is still selected, so fn
+// may talk to it with DataExchange; once fn returns the tracker releases
+// it (RF field off) until the next poll. Run returns ctx's error, or the
+// error of Wait.
+func (t *Tracker) Run(ctx context.Context, fn func(TrackEvent)) error {
+	var (
+		present  *Target
+		empties  int
+		failures int
+		faulted  bool
+	)
+	for {
+		tg, err := t.d.Poll(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case err == nil || errors.Is(err, ErrNoTarget):
+			failures = 0
+			if faulted {
+				faulted = false
+				t.log.Info("pn532: reader answers again", "reader", t.d.String())
+				fn(Recovered{})
+			}
+			if err != nil {
+				if present != nil {
+					empties++
+					if empties >= t.o.RemoveAfter {
+						gone := *present
+						present, empties = nil, 0
+						fn(Removed{Target: gone})
+					}
+				}
+				break
+			}
+			empties = 0
+			switch {
+			case present == nil:
+				present = &tg
+				fn(Presented{Target: tg})
+			case !sameCard(*present, tg):
+				gone := *present
+				present = &tg
+				fn(Removed{Target: gone})
+				fn(Presented{Target: tg})
+			}
+			if err := t.d.Release(ctx); err != nil && ctx.Err() == nil {
+				t.log.Debug("pn532: release failed", "reader", t.d.String(), "err", err)
+			}
+		default:
+			failures++
+			t.log.Debug("pn532: poll failed", "reader", t.d.String(), "failures", failures, "err", err)
+			if failures >= t.o.FaultAfter && !faulted {
+				faulted = true
+				if present != nil {
+					gone := *present
+					present, empties = nil, 0
+					fn(Removed{Target: gone})
+				}
+				t.log.Warn("pn532: reader fault", "reader", t.d.String(), "err", err)
+				fn(Fault{Err: err})
+			}
+		}
+		if err := t.o.Wait(ctx, t.period); err != nil {
+			return err
+		}
+	}
+}
