@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/physic"
+
+	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/reader/keypad"
+	"github.com/latchdoor/latch/reader/pn532"
+	"github.com/latchdoor/latch/store"
+)
+
+// dbFile is the name of the bbolt file in the data directory.
+const dbFile = "latch.db"
+
+// readerRetry is how long the daemon waits before trying again to bring up a
+// reader that did not answer at start.
+const readerRetry = 5 * time.Second
+
+// daemon is one door: its store, controller and the drivers feeding it.
+type daemon struct {
+	cfg   *Config
+	hw    *hardware
+	relay *door.Relay
+	st    *store.Store
+	out   *printer
+	log   *slog.Logger
+	trust clockTrust
+	boot  string
+	ctrl  *door.Controller
+
+	// readerOpts are the PN532 driver's options; the simulator shortens
+	// nothing, it only swaps the SPI port.
+	readerOpts pn532.Opts
+	closeSPI   func() error
+
+	// onEvent, if set, is called after every audit event is stored.
+	onEvent func(store.Event)
+}
+
+// openStore opens the bbolt file in the configured data directory.
+func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
+	loc := time.UTC
+	if c.Timezone != "" {
+		l, err := time.LoadLocation(c.Timezone)
+		if err != nil {
+			return nil, fmt.Errorf("timezone %q: %w", c.Timezone, err)
+		}
+		loc = l
+	}
+	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log})
+}
+
+// newRelay builds the relay from the config. It is the first driver made, so
+// the pin is at its locked level before anything else happens.
+func newRelay(c *Config, hw *hardware, onChange func(bool)) (*door.Relay, error) {
+	opts := door.RelayOpts{ActiveLow: c.Relay.ActiveLow, OnChange: onChange}
+	if c.Relay.Lock == "fail-safe" {
+		opts.Lock = door.FailSafe
+		opts.ShutdownUnlocked = c.Relay.FailSafeHalt == "unlocked"
+	}
+	r, err := door.NewRelay(hw.relay, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("relay.pin %s: %w", c.Relay.Pin, err)
+	}
+	return r, nil
+}
+
+// journal stores audit events and tells the daemon about each.
+type journal struct {
+	st      *store.Store
+	onEvent func(store.Event)
+}
+
+// Append implements door.Journal.
+func (j journal) Append(e store.Event) (store.Event, error) {
+	e, err := j.st.Append(e)
+	if err == nil && j.onEvent != nil {
+		j.onEvent(e)
+	}
+	return e, err
+}
+
+// build makes the controller.
+func (d *daemon) build() error {
+	c := d.cfg
+	var loc *time.Location
+	if c.Timezone != "" {
+		loc, _ = time.LoadLocation(c.Timezone)
+	}
+	var fb *door.Feedback
+	if d.hw.green != nil || d.hw.red != nil || d.hw.buzzer != nil {
+		f, err := door.NewFeedback(d.hw.green, d.hw.red, d.hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow})
+		if err != nil {
+			return fmt.Errorf("feedback: %w", err)
+		}
+		fb = f
+	}
+	ctrl, err := door.New(door.Config{
+		Door:           c.Door,
+		Groups:         c.Groups,
+		Mode:           store.Mode(c.Mode),
+		Lockdown:       c.Lockdown,
+		Location:       loc,
+		Unlock:         c.Timing.Unlock.Duration,
+		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
+		Held:           c.Timing.Held.Duration,
+		PINTimeout:     c.Timing.PIN.Duration,
+		InterKey:       c.Timing.InterKey.Duration,
+	}, door.Deps{
+		Allowlist:    d.st,
+		Journal:      journal{st: d.st, onEvent: d.onEvent},
+		State:        d.st,
+		Relay:        d.relay,
+		Feedback:     fb,
+		ClockTrusted: d.trust.trusted,
+		BootID:       d.boot,
+		Logger:       d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("door: %w", err)
+	}
+	d.ctrl = ctrl
+	return nil
+}
+
+// run runs the controller and every driver until ctx ends or one of them
+// fails. The controller puts the relay in its safe state on the way out.
+func (d *daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.ctrl.Run(gctx) })
+	if err := d.startInputs(gctx, g); err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
+	if err := d.startKeypad(gctx, g); err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
+	g.Go(func() error { return d.runReader(gctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil && err != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+// startInputs starts the door contact, exit button and tamper switch.
+func (d *daemon) startInputs(ctx context.Context, g *errgroup.Group) error {
+	c := d.cfg
+	debounce := c.Timing.Debounce.Duration
+	inputs := []struct {
+		key string
+		pin gpio.PinIn
+		nc  bool
+		fn  func(ctx context.Context, active bool) error
+	}{
+		{"inputs.contact", d.hw.contact, c.Inputs.ContactNC, d.ctrl.DoorContact},
+		{"inputs.exit_button", d.hw.rex, c.Inputs.ExitButtonNC, d.ctrl.ExitButton},
+		{"inputs.tamper", d.hw.tamper, c.Inputs.TamperNC, d.ctrl.Tamper},
+	}
+	for _, in := range inputs {
+		if in.pin == nil {
+			continue
+		}
+		drv, err := door.NewInput(in.pin, &door.InputOpts{NormallyClosed: in.nc, PullDown: c.Inputs.ActiveHighInput, Debounce: debounce, Logger: d.log})
+		if err != nil {
+			return fmt.Errorf("%s: %w", in.key, err)
+		}
+		fn := in.fn
+		key := in.key
+		g.Go(func() error {
+			err := drv.Run(ctx, func(active bool, _ time.Time) {
+				if err := fn(ctx, active); err != nil && ctx.Err() == nil {
+					d.log.Warn("input not delivered", "input", key, "err", err)
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+// startKeypad starts the configured keypad, if any.
+func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
+	onKey := func(k keypad.Key) {
+		if !k.IsPIN() {
+			return
+		}
+		if err := d.ctrl.KeyPressed(ctx, rune(k)); err != nil && ctx.Err() == nil {
+			d.log.Warn("key not delivered", "err", err)
+		}
+	}
+	switch d.cfg.Keypad.Type {
+	case "matrix":
+		m, err := keypad.NewMatrix(d.hw.keypadRows, d.hw.keypadCols, &keypad.MatrixOpts{Logger: d.log})
+		if err != nil {
+			return fmt.Errorf("keypad: %w", err)
+		}
+		g.Go(func() error {
+			defer m.Halt()
+			if err := m.Run(ctx, onKey); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("keypad: %w", err)
+			}
+			return nil
+		})
+	case "wiegand":
+		w, err := keypad.NewWiegand(d.hw.wiegandD0, d.hw.wiegandD1, &keypad.WiegandOpts{Logger: d.log})
+		if err != nil {
+			return fmt.Errorf("keypad: %w", err)
+		}
+		onCard := func(c keypad.Card) {
+			if err := d.ctrl.CardPresented(ctx, c.UID, false); err != nil && ctx.Err() == nil {
+				d.log.Warn("card not delivered", "err", err)
+				return
+			}
+			// A Wiegand reader sends a card once per presentation.
+			_ = d.ctrl.CardRemoved(ctx)
+		}
+		g.Go(func() error {
+			defer w.Halt()
+			if err := w.Run(ctx, onKey, onCard); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("keypad: %w", err)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+// openReader opens the SPI port and brings up the PN532 on it. A port that
+// failed is closed, since periph connects a port only once.
+func (d *daemon) openReader(opts *pn532.Opts) (*pn532.Dev, error) {
+	p, closePort, err := d.hw.openSPI()
+	if err != nil {
+		return nil, fmt.Errorf("reader.spi %s: %w", d.hw.spiName, err)
+	}
+	dev, err := pn532.NewSPI(p, opts)
+	if err != nil {
+		if closePort != nil {
+			_ = closePort()
+		}
+		return nil, err
+	}
+	d.closeSPI = closePort
+	return dev, nil
+}
+
+// runReader brings up the PN532 and turns its presence events into
+// controller inputs, retrying a reader that does not answer.
+func (d *daemon) runReader(ctx context.Context) error {
+	opts := d.readerOpts
+	opts.Reset = d.hw.readerReset
+	opts.IRQ = d.hw.readerIRQ
+	if d.cfg.Reader.SpeedHz != 0 {
+		opts.Clock = physic.Frequency(d.cfg.Reader.SpeedHz) * physic.Hertz
+	}
+	opts.Logger = d.log
+	var dev *pn532.Dev
+	faulted := false
+	for {
+		dv, err := d.openReader(&opts)
+		if err == nil {
+			dev = dv
+			break
+		}
+		d.log.Error("card reader not ready", "spi", d.hw.spiName, "err", err)
+		if !faulted {
+			faulted = true
+			_ = d.ctrl.ReaderHealth(ctx, false, err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(readerRetry):
+		}
+	}
+	defer func() {
+		_ = dev.Halt()
+		if d.closeSPI != nil {
+			_ = d.closeSPI()
+		}
+	}()
+	d.log.Info("card reader ready", "reader", dev.String(), "firmware", dev.FirmwareVersion().String())
+	if faulted {
+		_ = d.ctrl.ReaderHealth(ctx, true, "")
+	}
+	tr := pn532.NewTracker(dev, &pn532.TrackerOpts{Logger: d.log})
+	err := tr.Run(ctx, func(ev pn532.TrackEvent) {
+		var err error
+		switch e := ev.(type) {
+		case pn532.Presented:
+			err = d.ctrl.CardPresented(ctx, e.Target.UID, e.Target.RandomUID)
+		case pn532.Removed:
+			err = d.ctrl.CardRemoved(ctx)
+		case pn532.Fault:
+			err = d.ctrl.ReaderHealth(ctx, false, e.Err.Error())
+		case pn532.Recovered:
+			err = d.ctrl.ReaderHealth(ctx, true, "")
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("reader event not delivered", "err", err)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("reader: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/conn/v3/spi"
+	"periph.io/x/conn/v3/spi/spireg"
+	"periph.io/x/host/v3"
+)
+
+// hardware is what the daemon drives: the Pi's SPI port and pins, or the
+// simulator's emulated ones. Optional pins are nil.
+type hardware struct {
+	// openSPI opens the reader's SPI port; the func it returns closes it.
+	openSPI     func() (spi.Port, func() error, error)
+	spiName     string
+	readerReset gpio.PinOut
+	readerIRQ   gpio.PinIn
+
+	keypadRows []gpio.PinOut
+	keypadCols []gpio.PinIn
+	wiegandD0  gpio.PinIn
+	wiegandD1  gpio.PinIn
+
+	relay   gpio.PinOut
+	contact gpio.PinIn
+	rex     gpio.PinIn
+	tamper  gpio.PinIn
+	green   gpio.PinOut
+	red     gpio.PinOut
+	buzzer  gpio.PinOut
+}
+
+// pinByName looks a pin up in periph's registry; key is the config key that
+// named it, for the error.
+func pinByName(key, name string) (gpio.PinIO, error) {
+	if name == "" {
+		return nil, nil
+	}
+	p := gpioreg.ByName(name)
+	if p == nil {
+		return nil, fmt.Errorf("%s: no pin %q on this board", key, name)
+	}
+	return p, nil
+}
+
+// openPiRelay initialises periph's host drivers and returns the relay pin.
+// It is the first thing a real door does, so that the relay can be driven to
+// its locked level before anything else.
+func openPiRelay(c *Config) (gpio.PinIO, error) {
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("periph host init: %w", err)
+	}
+	return pinByName("relay.pin", c.Relay.Pin)
+}
+
+// openPiHardware opens the SPI device and every other pin named in c.
+func openPiHardware(c *Config, relay gpio.PinOut) (*hardware, error) {
+	hw := &hardware{relay: relay, spiName: c.Reader.SPI}
+	var err error
+	get := func(key, name string) gpio.PinIO {
+		if err != nil {
+			return nil
+		}
+		var p gpio.PinIO
+		p, err = pinByName(key, name)
+		return p
+	}
+	in := func(p gpio.PinIO) gpio.PinIn {
+		if p == nil {
+			return nil
+		}
+		return p
+	}
+	out := func(p gpio.PinIO) gpio.PinOut {
+		if p == nil {
+			return nil
+		}
+		return p
+	}
+	hw.readerReset = out(get("reader.reset", c.Reader.Reset))
+	hw.readerIRQ = in(get("reader.irq", c.Reader.IRQ))
+	for i, n := range c.Keypad.Rows {
+		hw.keypadRows = append(hw.keypadRows, out(get(fmt.Sprintf("keypad.rows[%d]", i), n)))
+	}
+	for i, n := range c.Keypad.Cols {
+		hw.keypadCols = append(hw.keypadCols, in(get(fmt.Sprintf("keypad.cols[%d]", i), n)))
+	}
+	hw.wiegandD0 = in(get("keypad.d0", c.Keypad.D0))
+	hw.wiegandD1 = in(get("keypad.d1", c.Keypad.D1))
+	hw.contact = in(get("inputs.contact", c.Inputs.Contact))
+	hw.rex = in(get("inputs.exit_button", c.Inputs.ExitButton))
+	hw.tamper = in(get("inputs.tamper", c.Inputs.Tamper))
+	hw.green = out(get("feedback.green", c.Feedback.Green))
+	hw.red = out(get("feedback.red", c.Feedback.Red))
+	hw.buzzer = out(get("feedback.buzzer", c.Feedback.Buzzer))
+	if err != nil {
+		return nil, err
+	}
+	// Fail now on a name that is not on this board; the reader itself may
+	// still come up later.
+	p, err := spireg.Open(c.Reader.SPI)
+	if err != nil {
+		return nil, fmt.Errorf("reader.spi: %q: %w", c.Reader.SPI, err)
+	}
+	first := p
+	hw.openSPI = func() (spi.Port, func() error, error) {
+		if first != nil {
+			p := first
+			first = nil
+			return p, p.Close, nil
+		}
+		p, err := spireg.Open(c.Reader.SPI)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	}
+	return hw, nil
+}

@@ -1,0 +1,27 @@
+// Command latchd is the door daemon: it reads cards from a PN532 reader and
+// PINs from a keypad, decides against the local allowlist, drives the door
+// relay, and keeps in step with the site over MQTT.
+//
+// On a Raspberry Pi it runs from a TOML config file naming the SPI device and
+// every pin:
+//
+//	latchd -config /etc/latch/latchd.toml
+//
+// With -sim it runs the same code paths on emulated hardware, with a demo site
+// in ./latch-data and an embedded MQTT broker on 127.0.0.1, and takes commands
+// (tap, key, open, close, rex, tamper, status) on standard input.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

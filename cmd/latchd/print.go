@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// printer writes audit events and relay changes to the console, one line
+// each, as text or JSON lines. It is safe for concurrent use.
+type printer struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+}
+
+func newPrinter(w io.Writer, format string) (*printer, error) {
+	switch format {
+	case "text":
+		return &printer{w: w}, nil
+	case "json":
+		return &printer{w: w, json: true}, nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// event prints one audit event.
+func (p *printer) event(e store.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		b, err := json.Marshal(e)
+		if err != nil {
+			fmt.Fprintf(p.w, "{\"error\":%q}\n", err.Error())
+			return
+		}
+		p.w.Write(append(b, '\n'))
+		return
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s #%d %s %s door=%s", e.Time.Format(time.RFC3339), e.Seq, e.Type, e.Reason, e.Door)
+	if e.UID != "" {
+		fmt.Fprintf(&sb, " uid=%s", e.UID)
+	}
+	if e.Holder != "" {
+		fmt.Fprintf(&sb, " holder=%s", e.Holder)
+	}
+	if e.HolderName != "" {
+		fmt.Fprintf(&sb, " name=%q", e.HolderName)
+	}
+	if e.Detail != "" {
+		fmt.Fprintf(&sb, " detail=%q", e.Detail)
+	}
+	if e.Clock == store.TimeUnsynced {
+		sb.WriteString(" clock=unsynced")
+	}
+	sb.WriteByte('\n')
+	io.WriteString(p.w, sb.String())
+}
+
+// relay prints a relay state change.
+func (p *printer) relay(at time.Time, unlocked bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	state := "locked"
+	if unlocked {
+		state = "unlocked"
+	}
+	if p.json {
+		fmt.Fprintf(p.w, "{\"time\":%q,\"type\":\"relay\",\"state\":%q}\n", at.Format(time.RFC3339Nano), state)
+		return
+	}
+	fmt.Fprintf(p.w, "%s relay %s\n", at.Format(time.RFC3339), state)
+}
+
+// line prints a plain message (text mode) or a JSON object with "msg".
+func (p *printer) line(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if p.json {
+		b, _ := json.Marshal(map[string]string{"type": "message", "msg": msg})
+		p.w.Write(append(b, '\n'))
+		return
+	}
+	fmt.Fprintln(p.w, msg)
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+)
+
+// run is latchd without the process around it: it parses args, runs until
+// ctx ends or the work fails, and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("latchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site; commands on standard input")
+		configPath  = fs.String("config", "", "config file (TOML) for a real door")
+		checkConfig = fs.Bool("check-config", false, "check the config file and exit")
+		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
+		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
+		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
+		logFormat   = fs.String("log-format", "text", "how events are printed: text or json")
+		logLevel    = fs.String("log-level", "warn", "operational log level on standard error: debug, info, warn or error")
+		version     = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "latchd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, "latchd", buildVersion())
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "latchd: -log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	out, err := newPrinter(stdout, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "latchd: %v\n", err)
+		return 2
+	}
+
+	switch {
+	case *sim && *configPath != "":
+		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
+		return 2
+	case *sim:
+		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr}, stdin, out, log)
+	case *configPath == "":
+		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
+		return 2
+	case *checkConfig:
+		if _, err = loadConfig(*configPath); err == nil {
+			fmt.Fprintf(stdout, "latchd: %s is valid\n", *configPath)
+		}
+	default:
+		err = runPi(ctx, *configPath, out, log)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "latchd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// buildVersion is the module version, or "devel".
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// runPi runs a real door from its config file.
+func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) error {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	relayPin, err := openPiRelay(cfg)
+	if err != nil {
+		return err
+	}
+	hw := &hardware{relay: relayPin}
+	// The relay first: the pin is at its locked level before anything else.
+	relay, err := newRelay(cfg, hw, nil)
+	if err != nil {
+		return err
+	}
+	defer relay.Halt()
+	hw, err = openPiHardware(cfg, relayPin)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{kernel: true}, boot: bootID(), onEvent: out.event}
+	if err := d.build(); err != nil {
+		return err
+	}
+	return d.run(ctx)
+}

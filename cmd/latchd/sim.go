@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
+	"periph.io/x/conn/v3/spi"
+
+	"github.com/latchdoor/latch/reader/keypad/keypadtest"
+	"github.com/latchdoor/latch/reader/pn532/pn532test"
+	"github.com/latchdoor/latch/store"
+)
+
+// The demo site a fresh simulator data directory gets.
+const (
+	demoSite     = "demo"
+	demoDoor     = "front"
+	demoValidUID = "04A1B2C3D4E5F6"
+	demoValidPIN = "1234"
+	demoRevoked  = "04DEADBEEF0001"
+	demoSeedKey  = "sim.demo-seeded"
+	simKeyID     = "demo-site"
+)
+
+// simPressTime is how long the simulator holds the exit button or a switch:
+// longer than the inputs' debounce time, as a finger would.
+const simPressTime = 150 * time.Millisecond
+
+// simHW is the emulated hardware the simulator runs on.
+type simHW struct {
+	chip    *pn532test.Chip
+	keys    *keypadtest.Matrix
+	relay   *gpiotest.Pin
+	contact *gpiotest.Pin
+	rex     *gpiotest.Pin
+	tamper  *gpiotest.Pin
+	green   *gpiotest.Pin
+	red     *gpiotest.Pin
+	buzzer  *gpiotest.Pin
+}
+
+func newInputPin(name string) *gpiotest.Pin {
+	return &gpiotest.Pin{N: name, L: gpio.High, EdgesChan: make(chan gpio.Level, 16)}
+}
+
+// newSimHW builds the emulated parts and the hardware view the daemon uses.
+func newSimHW() (*simHW, *hardware, error) {
+	keys, err := keypadtest.NewMatrix("123/456/789/*0#")
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &simHW{
+		chip:    pn532test.New(&pn532test.Opts{Latency: time.Millisecond}),
+		keys:    keys,
+		relay:   &gpiotest.Pin{N: "RELAY"},
+		contact: newInputPin("CONTACT"),
+		rex:     newInputPin("REX"),
+		tamper:  newInputPin("TAMPER"),
+		green:   &gpiotest.Pin{N: "LED_GREEN"},
+		red:     &gpiotest.Pin{N: "LED_RED"},
+		buzzer:  &gpiotest.Pin{N: "BUZZER"},
+	}
+	hw := &hardware{
+		openSPI:    func() (spi.Port, func() error, error) { return s.chip, nil, nil },
+		spiName:    "pn532test",
+		keypadRows: keys.Rows(),
+		keypadCols: keys.Cols(),
+		relay:      s.relay,
+		contact:    s.contact,
+		rex:        s.rex,
+		tamper:     s.tamper,
+		green:      s.green,
+		red:        s.red,
+		buzzer:     s.buzzer,
+	}
+	return s, hw, nil
+}
+
+// simConfig is the zero-configuration door the simulator runs.
+func simConfig(dataDir string) *Config {
+	return &Config{
+		Site:    demoSite,
+		Door:    demoDoor,
+		DataDir: dataDir,
+		Mode:    string(store.ModeCardPIN),
+		Reader:  ReaderConfig{SPI: "pn532test"},
+		Keypad:  KeypadConfig{Type: "matrix"},
+		Relay:   RelayConfig{Pin: "RELAY", ActiveLow: false, Lock: "fail-secure", FailSafeHalt: "locked"},
+		Inputs:  InputsConfig{Contact: "CONTACT", ExitButton: "REX", Tamper: "TAMPER"},
+	}
+}
+
+// seedDemo puts the demo holders and cards in a fresh store. It reports
+// whether it did anything.
+func seedDemo(st *store.Store) (bool, error) {
+	_, err := st.State(demoSeedKey)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	valid, _ := parseUID(demoValidUID)
+	revoked, _ := parseUID(demoRevoked)
+	hash, err := store.HashPIN([]byte(demoValidPIN), valid, store.DefaultPINParams)
+	if err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	for _, h := range []store.Holder{{ID: "alice", Name: "Alice Demo"}, {ID: "bob", Name: "Bob Demo"}} {
+		if err := st.PutHolder(h); err != nil {
+			return false, fmt.Errorf("demo: %w", err)
+		}
+	}
+	if err := st.PutCard(store.Card{UID: valid, HolderID: "alice", HolderName: "Alice Demo", PINHash: hash, Doors: []string{demoDoor}}); err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	if err := st.PutCard(store.Card{UID: revoked, HolderID: "bob", HolderName: "Bob Demo", PINHash: hash, Doors: []string{demoDoor}}); err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	if err := st.Revoke(store.Revocation{UID: revoked, Reason: "reported lost"}); err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	if err := st.PutState(demoSeedKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
+	return true, nil
+}
+
+// simOptions are the simulator's flags.
+type simOptions struct {
+	dataDir    string
+	mqttURL    string
+	brokerAddr string
+}
+
+// runSim runs latchd on emulated hardware, taking commands from in.
+func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) error {
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("-data %s: %w", o.dataDir, err)
+	}
+	cfg := simConfig(o.dataDir)
+	sim, hw, err := newSimHW()
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	// The relay first: it is at its locked level before anything else.
+	relay, err := newRelay(cfg, hw, func(unlocked bool) { out.relay(time.Now(), unlocked) })
+	if err != nil {
+		return err
+	}
+	defer relay.Halt()
+	out.relay(time.Now(), relay.Unlocked())
+
+	st, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	key, _, err := loadOrCreateSiteKey(o.dataDir)
+	if err != nil {
+		return err
+	}
+	seeded, err := seedDemo(st)
+	if err != nil {
+		return err
+	}
+
+	brokerURL := o.mqttURL
+	if brokerURL == "" {
+		b, err := startSimBroker(o.brokerAddr, log)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokerURL = "tcp://" + b.addr
+		out.line("latchd: MQTT broker listening on %s", b.addr)
+	}
+
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{}, boot: bootID(), onEvent: out.event}
+	if err := d.build(); err != nil {
+		return err
+	}
+	_ = brokerURL
+	pub := key.Public().(ed25519.PublicKey)
+
+	if seeded {
+		out.line("latchd: new demo site %q, door %q, in %s", demoSite, demoDoor, o.dataDir)
+	}
+	out.line("latchd: site %q door %q, site key %s = %s", demoSite, demoDoor, simKeyID, base64.StdEncoding.EncodeToString(pub))
+	out.line("latchd: demo cards: %s (PIN %s), %s (revoked)", demoValidUID, demoValidPIN, demoRevoked)
+	out.line("latchd: try: tap %s, then key %s#; type help for every command", demoValidUID, demoValidPIN)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 4096), 64*1024)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(lines)
+	}()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case line, ok := <-lines:
+			if !ok {
+				// End of input: keep the door running until a signal, as a
+				// daemon does, unless input was a terminal-less pipe that
+				// closed: then stop cleanly.
+				cancel()
+				return <-done
+			}
+			c, err := parseSimCmd(line)
+			if err != nil {
+				out.line("error: %v", err)
+				continue
+			}
+			if c.op == opQuit {
+				cancel()
+				return <-done
+			}
+			if err := sim.do(ctx, c, d, out); err != nil {
+				out.line("error: %v", err)
+			}
+		}
+	}
+}
+
+// do carries out one command on the emulated hardware.
+func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error {
+	switch c.op {
+	case 0:
+		return nil
+	case opTap:
+		return s.chip.Present(pn532test.Card{UID: c.uid})
+	case opRemove:
+		s.chip.Remove()
+		return nil
+	case opKey:
+		return s.keys.TypeKeys(ctx, c.keys)
+	case opOpen:
+		return edge(ctx, s.contact, gpio.Low)
+	case opClose:
+		return edge(ctx, s.contact, gpio.High)
+	case opREX:
+		if err := edge(ctx, s.rex, gpio.Low); err != nil {
+			return err
+		}
+		if err := pause(ctx, simPressTime); err != nil {
+			return err
+		}
+		return edge(ctx, s.rex, gpio.High)
+	case opTamper:
+		return edge(ctx, s.tamper, gpio.Low)
+	case opStatus:
+		out.line("%s", statusLine(d))
+		return nil
+	case opHelp:
+		for _, l := range strings.Split(simHelp, "\n") {
+			out.line("%s", l)
+		}
+		return nil
+	}
+	return fmt.Errorf("command %d not handled", c.op)
+}
+
+// edge changes an emulated input's level as a switch would.
+func edge(ctx context.Context, p *gpiotest.Pin, l gpio.Level) error {
+	select {
+	case p.EdgesChan <- l:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second):
+		return errors.New("input not taken")
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusLine describes the door in one line.
+func statusLine(d *daemon) string {
+	s := d.ctrl.Status()
+	var b strings.Builder
+	lock := "locked"
+	if !s.Locked {
+		lock = "unlocked until " + s.UnlockedUntil.Format(time.TimeOnly)
+	}
+	door := "unknown"
+	if s.ContactKnown {
+		door = map[bool]string{true: "open", false: "closed"}[s.Open]
+	}
+	fmt.Fprintf(&b, "status door=%s mode=%s relay=%s contact=%s lockdown=%t reader_ok=%t awaiting_pin=%t clock_trusted=%t",
+		s.Door, s.Mode, strings.ReplaceAll(lock, " ", "_"), door, s.Lockdown, s.ReaderOK, s.AwaitingPIN, s.ClockTrusted)
+	if len(s.Alarms) > 0 {
+		al := make([]string, len(s.Alarms))
+		for i, a := range s.Alarms {
+			al[i] = string(a)
+		}
+		fmt.Fprintf(&b, " alarms=%s", strings.Join(al, ","))
+	}
+	if ss, err := d.st.SyncState(); err == nil {
+		fmt.Fprintf(&b, " acl_seq=%d", ss.AppliedSeq)
+	}
+	if n, err := d.st.OutboxDepth(); err == nil {
+		fmt.Fprintf(&b, " outbox=%d", n)
+	}
+	return b.String()
+}

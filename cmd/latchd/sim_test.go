@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for latchd in a child process.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("LATCHD_TEST_ARGS"); ok {
+		os.Exit(run(context.Background(), strings.Split(args, "\x1f"), os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// hangGuard bounds how long a test waits for output before it gives up: it
+// only turns a hang into a failure and says nothing about speed.
+const hangGuard = 60 * time.Second
+
+// simOut reads latchd -log-format json output line by line.
+type simOut struct {
+	t     *testing.T
+	lines chan map[string]any
+}
+
+func newSimOut(t *testing.T, r io.Reader) *simOut {
+	o := &simOut{t: t, lines: make(chan map[string]any, 1024)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				m = map[string]any{"type": "bad-json", "text": sc.Text()}
+			}
+			o.lines <- m
+		}
+		close(o.lines)
+	}()
+	return o
+}
+
+// next returns the next line that matches, failing on a line that matches
+// stop (when stop is not nil) and on the end of output.
+func (o *simOut) next(what string, match func(map[string]any) bool) map[string]any {
+	o.t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	for {
+		select {
+		case m, ok := <-o.lines:
+			if !ok {
+				o.t.Fatalf("output ended while waiting for %s", what)
+			}
+			if m["type"] == "bad-json" {
+				o.t.Fatalf("a line that is not JSON: %q", m["text"])
+			}
+			if match(m) {
+				return m
+			}
+		case <-guard.C:
+			o.t.Fatalf("no %s in output", what)
+		}
+	}
+}
+
+// event waits for the next audit event with the given reason.
+func (o *simOut) event(reason string) map[string]any {
+	o.t.Helper()
+	return o.next("event "+reason, func(m map[string]any) bool { _, ok := m["seq"]; return ok && m["reason"] == reason })
+}
+
+// nextEvent returns the next audit event, whatever it is.
+func (o *simOut) nextEvent() map[string]any {
+	o.t.Helper()
+	return o.next("an audit event", func(m map[string]any) bool { _, ok := m["seq"]; return ok })
+}
+
+func (o *simOut) relay(state string) map[string]any {
+	o.t.Helper()
+	return o.next("relay "+state, func(m map[string]any) bool { return m["type"] == "relay" && m["state"] == state })
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSimSession drives latchd -sim through its standard input as a user
+// does and checks the JSON events it prints.
+func TestSimSession(t *testing.T) {
+	dir := t.TempDir()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, inR, outW, &stderr)
+		outW.Close()
+	}()
+	out := newSimOut(t, outR)
+	send := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(inW, line+"\n"); err != nil {
+			t.Fatalf("send %q: %v (stderr: %s)", line, err, stderr.String())
+		}
+	}
+	out.relay("locked")
+
+	// The valid demo card with its PIN.
+	send("tap 04a1:b2:c3:d4:e5:f6")
+	send("key 1234#")
+	ev := out.nextEvent()
+	if ev["reason"] != "granted" || ev["uid"] != "04A1B2C3D4E5F6" || ev["holder"] != "alice" || ev["door"] != "front" || ev["type"] != "access" {
+		t.Fatalf("first event %v, want a grant for alice's card", ev)
+	}
+	for _, k := range []string{"seq", "time", "prev", "hash"} {
+		if _, ok := ev[k]; !ok {
+			t.Errorf("event has no %q: %v", k, ev)
+		}
+	}
+	out.relay("unlocked")
+	send("remove")
+	send("open")
+	send("close")
+	out.relay("locked")
+
+	// The revoked demo card.
+	send("tap 04DEADBEEF0001")
+	if ev := out.nextEvent(); ev["reason"] != "revoked" || ev["uid"] != "04DEADBEEF0001" {
+		t.Fatalf("event %v, want revoked", ev)
+	}
+	send("remove")
+
+	// A card nobody enrolled.
+	send("tap 01020304")
+	if ev := out.nextEvent(); ev["reason"] != "unknown_card" || ev["uid"] != "01020304" {
+		t.Fatalf("event %v, want unknown_card", ev)
+	}
+	send("remove")
+
+	// A malformed command: one error line, and latchd carries on.
+	send("tap 0102")
+	out.next("an error line", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return m["type"] == "message" && strings.HasPrefix(msg, "error:")
+	})
+
+	// The valid card with a wrong PIN.
+	send("tap 04A1B2C3D4E5F6")
+	send("key 9999#")
+	if ev := out.nextEvent(); ev["reason"] != "bad_pin" || ev["uid"] != "04A1B2C3D4E5F6" {
+		t.Fatalf("event %v, want bad_pin", ev)
+	}
+	send("remove")
+
+	send("quit")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d; stderr: %s", code, stderr.String())
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("latchd did not stop on quit")
+	}
+}
+
+// TestSimKilledDuringUnlock kills latchd with SIGKILL while the relay is
+// released and shows that the next start drives the relay locked before
+// anything else and reports the interrupted unlock.
+func TestSimKilledDuringUnlock(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*exec.Cmd, io.WriteCloser, *simOut) {
+		t.Helper()
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "LATCHD_TEST_ARGS="+strings.Join([]string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, "\x1f"))
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		outR, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr lockedBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+			if t.Failed() {
+				t.Logf("child stderr: %s", stderr.String())
+			}
+		})
+		return cmd, in, newSimOut(t, outR)
+	}
+
+	cmd, in, out := start()
+	first := out.next("the first line", func(map[string]any) bool { return true })
+	if first["type"] != "relay" || first["state"] != "locked" {
+		t.Fatalf("first line %v, want the relay locked", first)
+	}
+	fmt.Fprintln(in, "tap 04A1B2C3D4E5F6")
+	fmt.Fprintln(in, "key 1234#")
+	out.event("granted")
+	out.relay("unlocked")
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	cmd, in, out = start()
+	first = out.next("the first line", func(map[string]any) bool { return true })
+	if first["type"] != "relay" || first["state"] != "locked" {
+		t.Fatalf("first line after the restart %v, want the relay locked", first)
+	}
+	ev := out.nextEvent()
+	if ev["reason"] != "unlock_interrupted" {
+		t.Fatalf("first event after the restart %v, want unlock_interrupted", ev)
+	}
+	fmt.Fprintln(in, "quit")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+}

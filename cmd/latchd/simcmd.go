@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// simOp is one command typed at the simulator's prompt.
+type simOp int
+
+const (
+	opTap simOp = iota + 1
+	opRemove
+	opKey
+	opOpen
+	opClose
+	opREX
+	opTamper
+	opStatus
+	opHelp
+	opQuit
+)
+
+// simCmd is a parsed simulator command.
+type simCmd struct {
+	op   simOp
+	uid  []byte // opTap
+	keys string // opKey
+}
+
+// maxSimLine bounds one command line.
+const maxSimLine = 256
+
+const simHelp = `commands:
+  tap UID     a card enters the field and stays (UID in hex, any case, ':' allowed)
+  remove      the card leaves the field
+  key KEYS    press keys in order: 0-9, * clears, # submits (e.g. key 1234#)
+  open        the door contact opens
+  close       the door contact closes
+  rex         press the exit button
+  tamper      the tamper switch trips
+  status      print the door's state
+  help        this text
+  quit        stop latchd`
+
+// parseSimCmd parses one line of simulator input. Blank lines and lines
+// starting with '#' parse to a zero simCmd and no error.
+func parseSimCmd(line string) (simCmd, error) {
+	if len(line) > maxSimLine {
+		return simCmd{}, fmt.Errorf("line is %d bytes, at most %d", len(line), maxSimLine)
+	}
+	fields := strings.Fields(line)
+	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+		return simCmd{}, nil
+	}
+	name, args := strings.ToLower(fields[0]), fields[1:]
+	noArgs := func(op simOp) (simCmd, error) {
+		if len(args) != 0 {
+			return simCmd{}, fmt.Errorf("%s takes no arguments", name)
+		}
+		return simCmd{op: op}, nil
+	}
+	switch name {
+	case "tap":
+		if len(args) != 1 {
+			return simCmd{}, errors.New("tap needs one UID, e.g. tap 04A1B2C3D4E5F6")
+		}
+		uid, err := parseUID(args[0])
+		if err != nil {
+			return simCmd{}, fmt.Errorf("tap: %w", err)
+		}
+		return simCmd{op: opTap, uid: uid}, nil
+	case "key", "keys":
+		if len(args) != 1 {
+			return simCmd{}, errors.New("key needs the keys to press, e.g. key 1234#")
+		}
+		for _, r := range args[0] {
+			if !(r >= '0' && r <= '9') && r != '*' && r != '#' {
+				return simCmd{}, fmt.Errorf("key: %q is not a key (0-9, *, #)", r)
+			}
+		}
+		if len(args[0]) > 32 {
+			return simCmd{}, errors.New("key: at most 32 keys at once")
+		}
+		return simCmd{op: opKey, keys: args[0]}, nil
+	case "remove":
+		return noArgs(opRemove)
+	case "open":
+		return noArgs(opOpen)
+	case "close":
+		return noArgs(opClose)
+	case "rex":
+		return noArgs(opREX)
+	case "tamper":
+		return noArgs(opTamper)
+	case "status":
+		return noArgs(opStatus)
+	case "help", "?":
+		return noArgs(opHelp)
+	case "quit", "exit":
+		return noArgs(opQuit)
+	}
+	return simCmd{}, fmt.Errorf("unknown command %q (try help)", fields[0])
+}
+
+// parseUID accepts a card UID in hex, any case, with or without ':' (or '-'
+// or ' ') between bytes. A UID is 4, 7 or 10 bytes (ISO/IEC 14443-3 single,
+// double and triple size).
+func parseUID(s string) ([]byte, error) {
+	clean := strings.NewReplacer(":", "", "-", "", " ", "").Replace(s)
+	if len(clean)%2 != 0 {
+		return nil, fmt.Errorf("UID %q: odd number of hex digits", s)
+	}
+	b, err := hex.DecodeString(clean)
+	if err != nil {
+		return nil, fmt.Errorf("UID %q: not hex", s)
+	}
+	switch len(b) {
+	case 4, 7, 10:
+		return b, nil
+	}
+	return nil, fmt.Errorf("UID %q: %d bytes, want 4, 7 or 10", s, len(b))
+}
