@@ -64,7 +64,7 @@ func TestFeedbackOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// All off, active-low: high.
-	for _, p := range []*testPin{g, r, b} {
+	for _, p := range []*outPin{g, r, b} {
 		if p.level() != gpio.High {
 			t.Fatalf("%s not off at start", p)
 		}
@@ -117,7 +117,7 @@ func TestFeedbackAbsentPins(t *testing.T) {
 	if b.level() != gpio.High {
 		t.Error("buzzer off during alarm")
 	}
-	if s := f.String(); s != "feedback(buzzer=buzzer)" {
+	if s := f.String(); s != "feedback(buzzer=buzzer(0))" {
 		t.Errorf("String %q", s)
 	}
 	b.failOut(errors.New("EIO"))

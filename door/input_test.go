@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 )
 
 func TestDebouncer(t *testing.T) {
@@ -77,7 +78,7 @@ func TestInputWiring(t *testing.T) {
 		{InputOpts{PullDown: true, NormallyClosed: true}, gpio.PullDown, gpio.Low}, // NC to 3.3 V
 	}
 	for _, tc := range tests {
-		p := newInPin("GPIO27", gpio.Low)
+		p := newInPin("GPIO27")
 		in, err := NewInput(p, &tc.opts)
 		if err != nil {
 			t.Fatal(err)
@@ -85,11 +86,11 @@ func TestInputWiring(t *testing.T) {
 		if p.Pull() != tc.pull {
 			t.Errorf("%+v: pull %v, want %v", tc.opts, p.Pull(), tc.pull)
 		}
-		p.set(tc.activeLevel)
+		setLevel(p, tc.activeLevel)
 		if !in.Active() {
 			t.Errorf("%+v: level %v not active", tc.opts, tc.activeLevel)
 		}
-		p.set(!tc.activeLevel)
+		setLevel(p, !tc.activeLevel)
 		if in.Active() {
 			t.Errorf("%+v: level %v active", tc.opts, !tc.activeLevel)
 		}
@@ -100,13 +101,13 @@ func TestInputErrors(t *testing.T) {
 	if _, err := NewInput(nil, nil); err == nil {
 		t.Error("nil pin accepted")
 	}
-	if _, err := NewInput(newInPin("x", gpio.Low), &InputOpts{Debounce: time.Second}); err == nil {
+	if _, err := NewInput(newInPin("x"), &InputOpts{Debounce: time.Second}); err == nil {
 		t.Error("1 s debounce accepted")
 	}
-	if _, err := NewInput(newInPin("x", gpio.Low), &InputOpts{Debounce: -time.Millisecond}); err == nil {
+	if _, err := NewInput(newInPin("x"), &InputOpts{Debounce: -time.Millisecond}); err == nil {
 		t.Error("negative debounce accepted")
 	}
-	in, err := NewInput(newInPin("x", gpio.Low), nil)
+	in, err := NewInput(newInPin("x"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +139,12 @@ func (c *changeLog) list() []bool {
 func TestInputRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Door closed: NC contact conducts, pin pulled to ground.
-		p := newInPin("GPIO27", gpio.Low)
+		p := newInPin("GPIO27")
 		in, err := NewInput(p, &InputOpts{NormallyClosed: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		setLevel(p, gpio.Low)
 		ctx, cancel := context.WithCancel(t.Context())
 		var log changeLog
 		done := make(chan error)
@@ -176,7 +178,7 @@ func TestInputRun(t *testing.T) {
 
 		// The door closes but the kernel loses the edge: the level is still
 		// reported within 400 ms.
-		p.set(gpio.Low)
+		setLevel(p, gpio.Low)
 		time.Sleep(400 * ms)
 		expect("lost edge", false, true, false)
 
@@ -197,11 +199,12 @@ func TestInputRun(t *testing.T) {
 // TestInputPolling covers a pin without edge detection.
 func TestInputPolling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := &testPin{N: "GPIO22", L: gpio.High} // no EdgesChan: no edge detection
-		in, err := NewInput(p, nil)              // NO exit button to ground
+		p := &gpiotest.Pin{N: "GPIO22"} // no EdgesChan: no edge detection
+		in, err := NewInput(p, nil)     // NO exit button to ground
 		if err != nil {
 			t.Fatal(err)
 		}
+		setLevel(p, gpio.High)
 		if in.edges {
 			t.Fatal("edges on a pin without them")
 		}
@@ -210,11 +213,11 @@ func TestInputPolling(t *testing.T) {
 		done := make(chan error)
 		go func() { done <- in.Run(ctx, log.add) }()
 		time.Sleep(60 * ms)
-		p.set(gpio.Low) // pressed
+		setLevel(p, gpio.Low) // pressed
 		time.Sleep(30 * ms)
-		p.set(gpio.High) // bounce
+		setLevel(p, gpio.High) // bounce
 		time.Sleep(10 * ms)
-		p.set(gpio.Low)
+		setLevel(p, gpio.Low)
 		time.Sleep(70 * ms)
 		synctest.Wait()
 		if got := log.list(); !slices.Equal(got, []bool{false, true}) {

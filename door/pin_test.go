@@ -1,128 +1,67 @@
 package door
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 	_ "time/tzdata" // the schedule tests need Europe/Berlin on any host
 
 	"periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/physic"
-	"periph.io/x/conn/v3/pin"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 )
 
 // t0 is a Monday, 09:00 UTC.
 var t0 = time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
 
-// testPin is a fake GPIO pin with the behaviour of periph's gpiotest.Pin
-// (same fields: L, P, EdgesChan; an edge received by WaitForEdge becomes the
-// level). gpiotest itself needs github.com/jonboulle/clockwork, which the
-// module's go.sum does not carry. Besides, testPin records every level
+// outPin is a gpiotest.Pin used as an output that also records every level
 // written and can be made to fail.
-type testPin struct {
-	N string
-
-	sync.Mutex
-	L         gpio.Level
-	P         gpio.Pull
-	EdgesChan chan gpio.Level
-	OutErr    error        // returned by Out when set
-	Outs      []gpio.Level // every level written by Out, in order
+type outPin struct {
+	*gpiotest.Pin
+	mu      sync.Mutex
+	written []gpio.Level
+	err     error
 }
 
-var _ gpio.PinIO = (*testPin)(nil)
+func newOutPin(name string) *outPin { return &outPin{Pin: &gpiotest.Pin{N: name}} }
 
-func newOutPin(name string) *testPin { return &testPin{N: name} }
-
-func newInPin(name string, l gpio.Level) *testPin {
-	return &testPin{N: name, L: l, EdgesChan: make(chan gpio.Level, 16)}
-}
-
-func (p *testPin) String() string             { return p.N }
-func (p *testPin) Halt() error                { return nil }
-func (p *testPin) Name() string               { return p.N }
-func (p *testPin) Number() int                { return -1 }
-func (p *testPin) Function() string           { return "" }
-func (p *testPin) Func() pin.Func             { return gpio.IN }
-func (p *testPin) SupportedFuncs() []pin.Func { return []pin.Func{gpio.IN, gpio.OUT} }
-func (p *testPin) SetFunc(pin.Func) error     { return errors.New("testPin: not supported") }
-func (p *testPin) DefaultPull() gpio.Pull     { return gpio.PullNoChange }
-func (p *testPin) PWM(gpio.Duty, physic.Frequency) error {
-	return errors.New("testPin: no PWM")
-}
-
-func (p *testPin) Pull() gpio.Pull {
-	p.Lock()
-	defer p.Unlock()
-	return p.P
-}
-
-// In keeps the level the test set (the wiring decides it, not the pull) but
-// records the pull; like gpiotest it needs EdgesChan for edges.
-func (p *testPin) In(pull gpio.Pull, edge gpio.Edge) error {
-	p.Lock()
-	defer p.Unlock()
-	p.P = pull
-	if edge != gpio.NoEdge && p.EdgesChan == nil {
-		return errors.New("testPin: no EdgesChan")
+// Out implements gpio.PinOut.
+func (p *outPin) Out(l gpio.Level) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return fmt.Errorf("%s: %w", p.N, p.err)
 	}
-	return nil
+	p.written = append(p.written, l)
+	return p.Pin.Out(l)
 }
 
-func (p *testPin) Read() gpio.Level {
-	p.Lock()
-	defer p.Unlock()
-	return p.L
-}
-
-func (p *testPin) WaitForEdge(timeout time.Duration) bool {
-	if timeout < 0 {
-		panic("testPin: WaitForEdge without a timeout")
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case l := <-p.EdgesChan:
-		p.Lock()
-		p.L = l
-		p.Unlock()
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-func (p *testPin) Out(l gpio.Level) error {
-	p.Lock()
-	defer p.Unlock()
-	if p.OutErr != nil {
-		return fmt.Errorf("%s: %w", p.N, p.OutErr)
-	}
-	p.L = l
-	p.Outs = append(p.Outs, l)
-	return nil
-}
-
-// level returns the current level.
-func (p *testPin) level() gpio.Level { return p.Read() }
-
-// set changes the level without an edge, as if the kernel lost it.
-func (p *testPin) set(l gpio.Level) {
-	p.Lock()
-	p.L = l
-	p.Unlock()
-}
+// level returns the level on the pin.
+func (p *outPin) level() gpio.Level { return p.Pin.Read() }
 
 // outs returns a copy of the levels written so far.
-func (p *testPin) outs() []gpio.Level {
-	p.Lock()
-	defer p.Unlock()
-	return append([]gpio.Level(nil), p.Outs...)
+func (p *outPin) outs() []gpio.Level {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]gpio.Level(nil), p.written...)
 }
 
-func (p *testPin) failOut(err error) {
+// failOut makes every later Out fail with err.
+func (p *outPin) failOut(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+}
+
+// newInPin returns a gpiotest.Pin with edge detection. Note that In (called
+// by NewInput) sets its level from the pull, as a floating input would be:
+// tests set the wired level afterwards with setLevel.
+func newInPin(name string) *gpiotest.Pin {
+	return &gpiotest.Pin{N: name, EdgesChan: make(chan gpio.Level, 16)}
+}
+
+// setLevel changes the level without an edge, as if the kernel lost it.
+func setLevel(p *gpiotest.Pin, l gpio.Level) {
 	p.Lock()
-	p.OutErr = err
+	p.L = l
 	p.Unlock()
 }

@@ -121,7 +121,7 @@ func TestRelayOnChange(t *testing.T) {
 	if want := []bool{true, false, true, false}; !slices.Equal(changes, want) {
 		t.Errorf("changes %v, want %v", changes, want)
 	}
-	if s := r.String(); s != "relay(GPIO17, fail-secure)" {
+	if s := r.String(); s != "relay(GPIO17(0), fail-secure)" {
 		t.Errorf("String %q", s)
 	}
 }
