@@ -1,0 +1,750 @@
+package door
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// This file is the door's state machine: next is a pure function from a
+// state, an event and the time to a new state and the actions the loop must
+// carry out. It never touches a pin, the store or a channel; decisions from
+// the allowlist are requested with actDecide and come back as evDecided.
+
+// maxPINDigits is the longest PIN or code the keypad collects; further
+// digits are ignored (they still beep, like every key).
+const maxPINDigits = 12
+
+// ReasonDecisionError is logged, as a denial, when the allowlist could not
+// answer (a storage error). The door stays locked.
+const ReasonDecisionError store.Reason = "decision_error"
+
+// params is the immutable part of the machine: the door's configuration.
+type params struct {
+	door      string
+	groups    []string
+	mode      store.Mode
+	unlock    time.Duration // grant and exit-button window
+	extended  time.Duration // grant window for cards with ExtendedUnlock
+	held      time.Duration // door open this long without a hold-open window: door_held
+	preAlarm  time.Duration // beep this long before door_held
+	pinFirst  time.Duration // wait for the first PIN digit
+	interKey  time.Duration // wait between PIN digits
+	maxRemote time.Duration // longest signed unlock
+	schedule  *unlockSchedule
+}
+
+// grantWindow is the unlock window after a granted credential.
+type grantWindow struct {
+	until      time.Time // zero: no grant
+	opened     bool      // the door opened during the window
+	uid        []byte
+	holder     string
+	holderName string
+}
+
+// decision is the allowlist question in flight (at most one).
+type decision struct {
+	active     bool
+	id         uint64
+	uid        []byte
+	random     bool
+	pin        []byte // nil: card stage; non-nil (maybe empty): PIN stage
+	lockdown   bool   // the lockdown flag the question was asked with
+	holder     string
+	holderName string
+}
+
+// pinEntry collects digits after a card that needs its PIN, or a code alone
+// on a card-or-PIN door (uid nil).
+type pinEntry struct {
+	active     bool
+	uid        []byte
+	random     bool
+	digits     []byte
+	deadline   time.Time
+	holder     string
+	holderName string
+}
+
+// state is everything the door knows. It is a value: next works on a copy
+// and never writes into a slice it did not allocate.
+type state struct {
+	p *params
+
+	trusted     bool // the clock is trusted
+	lockdown    bool
+	readerFault bool
+	tamper      bool
+
+	contactKnown bool
+	open         bool
+
+	grant       grantWindow
+	rexUntil    time.Time
+	rexOpened   bool
+	remoteUntil time.Time
+
+	schedOpen    bool      // the unlock schedule's window is open at schedChecked
+	schedCheck   time.Time // when to evaluate the schedule again
+	schedChecked time.Time // when it was last evaluated
+
+	relay         bool // the relay is releasing the door
+	recorded      bool // an unlock record is in the StateStore
+	recordedUntil time.Time
+
+	forced       bool
+	held         bool
+	heldAt       time.Time // door_held fires at this time; zero: not timing
+	preAlarmDone bool
+
+	card    []byte // UID in the reader's field, nil when none
+	pending decision
+	nextID  uint64
+	pin     pinEntry
+}
+
+// newState returns the state of a door at start: locked, contact unknown.
+func newState(p *params, lockdown, trusted bool) state {
+	return state{p: p, lockdown: lockdown, trusted: trusted}
+}
+
+// Events into the machine.
+type event interface{ isEvent() }
+
+type (
+	evTick  struct{}               // time passed
+	evTrust struct{ trusted bool } // clock trust changed
+	evCard  struct {               // a card entered the field
+		uid    []byte
+		random bool
+	}
+	evCardGone struct{}               // the card left the field
+	evKey      struct{ key rune }     // a keypad key
+	evContact  struct{ open bool }    // debounced door contact
+	evExit     struct{ pressed bool } // debounced exit button
+	evTamper   struct{ active bool }  // debounced tamper switch
+	evReader   struct {               // reader health changed
+		ok     bool
+		detail string
+	}
+	evRemoteUnlock struct { // signed unlock command
+		d       time.Duration
+		by, why string
+	}
+	evLockdown struct { // signed lockdown command or config
+		on      bool
+		by, why string
+	}
+	evDecided struct { // the allowlist's answer
+		id  uint64
+		d   store.Decision
+		err error
+	}
+)
+
+func (evTick) isEvent()         {}
+func (evTrust) isEvent()        {}
+func (evCard) isEvent()         {}
+func (evCardGone) isEvent()     {}
+func (evKey) isEvent()          {}
+func (evContact) isEvent()      {}
+func (evExit) isEvent()         {}
+func (evTamper) isEvent()       {}
+func (evReader) isEvent()       {}
+func (evRemoteUnlock) isEvent() {}
+func (evLockdown) isEvent()     {}
+func (evDecided) isEvent()      {}
+
+// Actions out of the machine.
+type action interface{ isAction() }
+
+type (
+	actRelay  struct{ unlock bool } // drive the relay
+	actDecide struct {              // ask the allowlist; answer with evDecided{id}
+		id  uint64
+		req store.Request
+	}
+	actLog          struct{ ev store.Event } // append to the journal (Clock and BootID filled by the loop)
+	actFeedback     struct{ p patternID }    // play a one-shot pattern
+	actRecordUnlock struct {                 // write the unlock record
+		until time.Time
+		cause string
+	}
+	actClearUnlock struct{}          // clear the unlock record
+	actLockdown    struct{ on bool } // persist the lockdown flag
+)
+
+func (actRelay) isAction()        {}
+func (actDecide) isAction()       {}
+func (actLog) isAction()          {}
+func (actFeedback) isAction()     {}
+func (actRecordUnlock) isAction() {}
+func (actClearUnlock) isAction()  {}
+func (actLockdown) isAction()     {}
+
+// machine carries one transition.
+type machine struct {
+	s    state
+	now  time.Time
+	acts []action
+}
+
+func (m *machine) emit(a action) { m.acts = append(m.acts, a) }
+
+// next is the door's transition function.
+func next(s state, e event, now time.Time) (state, []action) {
+	m := &machine{s: s, now: now}
+	m.advance()
+	switch e := e.(type) {
+	case evTick:
+	case evTrust:
+		m.s.trusted = e.trusted
+	case evCard:
+		m.card(e)
+	case evCardGone:
+		m.s.card = nil
+	case evKey:
+		m.key(e.key)
+	case evContact:
+		m.contact(e.open)
+	case evExit:
+		m.exit(e.pressed)
+	case evTamper:
+		m.tamperSwitch(e.active)
+	case evReader:
+		m.reader(e)
+	case evRemoteUnlock:
+		m.remoteUnlock(e)
+	case evLockdown:
+		m.setLockdown(e)
+	case evDecided:
+		m.decided(e)
+	}
+	m.reconcile()
+	return m.s, m.acts
+}
+
+// clampTo shortens *t to at most limit, so that a clock moved backwards
+// cannot stretch a window.
+func clampTo(t *time.Time, limit time.Time) {
+	if !t.IsZero() && t.After(limit) {
+		*t = limit
+	}
+}
+
+// active reports whether a window ending at until is open at now.
+func active(until, now time.Time) bool {
+	return !until.IsZero() && now.Before(until)
+}
+
+func (s *state) grantOn(now time.Time) bool  { return active(s.grant.until, now) }
+func (s *state) rexOn(now time.Time) bool    { return active(s.rexUntil, now) }
+func (s *state) remoteOn(now time.Time) bool { return active(s.remoteUntil, now) }
+
+// scheduleOn reports whether the unlock schedule holds the door open: only
+// with a trusted clock and never in lockdown.
+func (s *state) scheduleOn() bool {
+	return s.p.schedule != nil && s.schedOpen && s.trusted && !s.lockdown
+}
+
+// holdOpen reports whether the door may stand open without door_held.
+func (s *state) holdOpen(now time.Time) bool { return s.remoteOn(now) || s.scheduleOn() }
+
+// authorised reports whether the relay may release the door at now.
+func (s *state) authorised(now time.Time) bool {
+	return s.grantOn(now) || s.rexOn(now) || s.remoteOn(now) || s.scheduleOn()
+}
+
+// advance carries out everything that falls due by now.
+func (m *machine) advance() {
+	s, now, p := &m.s, m.now, m.s.p
+	clampTo(&s.grant.until, now.Add(p.extended))
+	clampTo(&s.rexUntil, now.Add(p.unlock))
+	clampTo(&s.remoteUntil, now.Add(p.maxRemote))
+	clampTo(&s.pin.deadline, now.Add(max(p.pinFirst, p.interKey)))
+	clampTo(&s.heldAt, now.Add(p.held))
+
+	if !s.grant.until.IsZero() && !now.Before(s.grant.until) {
+		if !s.grant.opened {
+			m.log(store.TypeDoor, store.ReasonGrantedNotOpened, s.grant.uid, s.grant.holder, s.grant.holderName, "")
+		}
+		s.grant = grantWindow{}
+	}
+	if !s.rexUntil.IsZero() && !now.Before(s.rexUntil) {
+		s.rexUntil, s.rexOpened = time.Time{}, false
+	}
+	if !s.remoteUntil.IsZero() && !now.Before(s.remoteUntil) {
+		s.remoteUntil = time.Time{}
+	}
+	if p.schedule != nil && (s.schedCheck.IsZero() || !now.Before(s.schedCheck) || now.Before(s.schedChecked)) {
+		s.schedOpen = p.schedule.openAt(now)
+		s.schedCheck = p.schedule.nextChange(now)
+		s.schedChecked = now
+	}
+	if s.pin.active && !now.Before(s.pin.deadline) {
+		m.access(store.ReasonPINTimeout, s.pin.uid, s.pin.holder, s.pin.holderName, "")
+		m.emit(actFeedback{patDenied})
+		s.pin = pinEntry{}
+	}
+	if s.open && !s.heldAt.IsZero() && !s.held {
+		if !s.preAlarmDone && !now.Before(s.heldAt.Add(-p.preAlarm)) {
+			s.preAlarmDone = true
+			if now.Before(s.heldAt) {
+				m.emit(actFeedback{patPreAlarm})
+			}
+		}
+		if !now.Before(s.heldAt) {
+			s.held = true
+			m.log(store.TypeDoor, store.ReasonDoorHeld, nil, "", "", fmt.Sprintf("open for more than %v", p.held))
+		}
+	}
+}
+
+// reconcile drives the relay from the windows, keeps the unlock record and
+// the held timer in step.
+func (m *machine) reconcile() {
+	s, now, p := &m.s, m.now, m.s.p
+	want := s.authorised(now)
+	if want != s.relay {
+		s.relay = want
+		m.emit(actRelay{unlock: want})
+	}
+	if want {
+		until, cause := s.unlockEnd(now)
+		if !s.recorded || !until.Equal(s.recordedUntil) {
+			s.recorded, s.recordedUntil = true, until
+			m.emit(actRecordUnlock{until: until, cause: cause})
+		}
+	} else if s.recorded {
+		s.recorded, s.recordedUntil = false, time.Time{}
+		m.emit(actClearUnlock{})
+	}
+	switch {
+	case !s.open:
+		s.heldAt, s.preAlarmDone = time.Time{}, false
+	case s.held:
+		// door_held stands until the door closes.
+	case s.holdOpen(now):
+		s.heldAt, s.preAlarmDone = time.Time{}, false
+	case s.heldAt.IsZero():
+		s.heldAt, s.preAlarmDone = now.Add(p.held), false
+	}
+}
+
+// unlockEnd returns when the current unlock ends and why it is open.
+func (s *state) unlockEnd(now time.Time) (time.Time, string) {
+	var until time.Time
+	var causes []string
+	add := func(on bool, t time.Time, cause string) {
+		if !on {
+			return
+		}
+		causes = append(causes, cause)
+		if t.After(until) {
+			until = t
+		}
+	}
+	add(s.grantOn(now), s.grant.until, "grant")
+	add(s.rexOn(now), s.rexUntil, "exit_request")
+	add(s.remoteOn(now), s.remoteUntil, "remote")
+	add(s.scheduleOn(), s.schedCheck, "schedule")
+	return until, strings.Join(causes, ",")
+}
+
+// deadline returns the next time at which the machine needs a tick, or zero.
+func (s *state) deadline() time.Time {
+	var d time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	consider(s.grant.until)
+	consider(s.rexUntil)
+	consider(s.remoteUntil)
+	if s.p.schedule != nil {
+		consider(s.schedCheck)
+	}
+	if s.pin.active {
+		consider(s.pin.deadline)
+	}
+	if s.open && !s.held && !s.heldAt.IsZero() {
+		if !s.preAlarmDone {
+			consider(s.heldAt.Add(-s.p.preAlarm))
+		}
+		consider(s.heldAt)
+	}
+	return d
+}
+
+// uidHex renders a UID as the audit log writes it.
+func uidHex(uid []byte) string {
+	return fmt.Sprintf("%X", uid)
+}
+
+// log emits an audit event.
+func (m *machine) log(t store.EventType, r store.Reason, uid []byte, holder, name, detail string) {
+	ev := store.Event{
+		Time:       m.now,
+		Door:       m.s.p.door,
+		Type:       t,
+		Reason:     r,
+		Holder:     holder,
+		HolderName: name,
+		Detail:     detail,
+	}
+	if len(uid) > 0 {
+		ev.UID = uidHex(uid)
+	}
+	m.emit(actLog{ev: ev})
+}
+
+// access emits the one audit event of a grant or denial.
+func (m *machine) access(r store.Reason, uid []byte, holder, name, detail string) {
+	m.log(store.TypeAccess, r, uid, holder, name, detail)
+}
+
+// decide asks the allowlist about d.
+func (m *machine) decide(d decision) {
+	s := &m.s
+	s.nextID++
+	d.active, d.id, d.lockdown = true, s.nextID, s.lockdown
+	s.pending = d
+	m.emit(actDecide{id: d.id, req: store.Request{
+		UID:          slices.Clone(d.uid),
+		RandomUID:    d.random,
+		PIN:          slices.Clone(d.pin),
+		Door:         s.p.door,
+		DoorGroups:   slices.Clone(s.p.groups),
+		Mode:         s.p.mode,
+		Lockdown:     s.lockdown,
+		Now:          m.now,
+		ClockTrusted: s.trusted,
+	}})
+}
+
+func (m *machine) card(e evCard) {
+	s := &m.s
+	if len(e.uid) == 0 {
+		return
+	}
+	if s.card != nil && bytes.Equal(s.card, e.uid) {
+		return // still in the field: one decision per presentation
+	}
+	s.card = slices.Clone(e.uid)
+	if s.pending.active {
+		return // one question at a time; the card must leave and come back
+	}
+	if s.pin.active {
+		m.access(store.ReasonPINRequired, s.pin.uid, s.pin.holder, s.pin.holderName, "PIN entry abandoned: a card was presented")
+		s.pin = pinEntry{}
+	}
+	m.decide(decision{uid: s.card, random: e.random})
+}
+
+func isDigit(k rune) bool { return k >= '0' && k <= '9' }
+
+func (m *machine) key(k rune) {
+	s, now, p := &m.s, m.now, m.s.p
+	if !isDigit(k) && k != '*' && k != '#' {
+		return
+	}
+	m.emit(actFeedback{patKey})
+	if s.pending.active {
+		return
+	}
+	switch {
+	case s.pin.active:
+		switch k {
+		case '*':
+			s.pin.digits = nil
+			s.pin.deadline = now.Add(p.interKey)
+		case '#':
+			e := s.pin
+			s.pin = pinEntry{}
+			digits := e.digits
+			if digits == nil {
+				digits = []byte{}
+			}
+			m.decide(decision{uid: e.uid, random: e.random, pin: digits, holder: e.holder, holderName: e.holderName})
+		default:
+			if len(s.pin.digits) < maxPINDigits {
+				d := make([]byte, len(s.pin.digits), len(s.pin.digits)+1)
+				copy(d, s.pin.digits)
+				s.pin.digits = append(d, byte(k))
+			}
+			s.pin.deadline = now.Add(p.interKey)
+		}
+	case p.mode == store.ModeCardOrPIN && isDigit(k):
+		s.pin = pinEntry{active: true, digits: []byte{byte(k)}, deadline: now.Add(p.interKey)}
+	}
+}
+
+func (m *machine) contact(open bool) {
+	s, now := &m.s, m.now
+	if !s.contactKnown {
+		// The first reading after start is a state, not an edge.
+		s.contactKnown, s.open = true, open
+		return
+	}
+	if open == s.open {
+		return
+	}
+	s.open = open
+	if open {
+		if s.grantOn(now) {
+			s.grant.opened = true
+		}
+		if s.rexOn(now) {
+			s.rexOpened = true
+		}
+		if !s.authorised(now) {
+			s.forced = true
+			m.log(store.TypeDoor, store.ReasonDoorForced, nil, "", "", "")
+		}
+		return
+	}
+	// Closed: relock at once after a grant or exit that was used.
+	if s.grantOn(now) && s.grant.opened {
+		s.grant = grantWindow{}
+	}
+	if s.rexOn(now) && s.rexOpened {
+		s.rexUntil, s.rexOpened = time.Time{}, false
+	}
+	if s.forced || s.held {
+		var cleared []string
+		if s.forced {
+			cleared = append(cleared, string(store.ReasonDoorForced))
+		}
+		if s.held {
+			cleared = append(cleared, string(store.ReasonDoorHeld))
+		}
+		m.log(store.TypeDoor, store.ReasonDoorClosed, nil, "", "", "clears "+strings.Join(cleared, ", "))
+		s.forced, s.held = false, false
+	}
+	s.heldAt, s.preAlarmDone = time.Time{}, false
+}
+
+func (m *machine) exit(pressed bool) {
+	s, now := &m.s, m.now
+	if !pressed {
+		return
+	}
+	until := now.Add(s.p.unlock)
+	if until.After(s.rexUntil) {
+		s.rexUntil = until
+	}
+	s.rexOpened = s.rexOpened || s.open
+	m.log(store.TypeDoor, store.ReasonExitRequest, nil, "", "", "")
+}
+
+func (m *machine) tamperSwitch(on bool) {
+	s := &m.s
+	if on == s.tamper {
+		return
+	}
+	s.tamper = on
+	detail := "cleared"
+	if on {
+		detail = "active"
+	}
+	m.log(store.TypeDoor, store.ReasonTamper, nil, "", "", detail)
+}
+
+func (m *machine) reader(e evReader) {
+	s := &m.s
+	if e.ok == !s.readerFault {
+		return
+	}
+	s.readerFault = !e.ok
+	s.card = nil
+	r := store.ReasonReaderOK
+	if !e.ok {
+		r = store.ReasonReaderFault
+	}
+	m.log(store.TypeDoor, r, nil, "", "", e.detail)
+}
+
+// who renders the author and reason of a command for the log.
+func who(by, why string) string {
+	switch {
+	case by == "" && why == "":
+		return ""
+	case why == "":
+		return " by " + by
+	}
+	return " by " + by + ": " + why
+}
+
+func (m *machine) remoteUnlock(e evRemoteUnlock) {
+	s, now, p := &m.s, m.now, m.s.p
+	d := e.d
+	if d <= 0 {
+		d = p.unlock
+	}
+	d = min(d, p.maxRemote)
+	if s.lockdown {
+		m.log(store.TypeDoor, store.ReasonCommandRejected, nil, "", "", fmt.Sprintf("unlock for %v refused: door in lockdown%s", d, who(e.by, e.why)))
+		return
+	}
+	if until := now.Add(d); until.After(s.remoteUntil) {
+		s.remoteUntil = until
+	}
+	m.log(store.TypeDoor, store.ReasonCommandApplied, nil, "", "", fmt.Sprintf("unlock for %v%s", d, who(e.by, e.why)))
+}
+
+func (m *machine) setLockdown(e evLockdown) {
+	s := &m.s
+	word := "off"
+	if e.on {
+		word = "on"
+	}
+	if e.on == s.lockdown {
+		m.log(store.TypeDoor, store.ReasonCommandApplied, nil, "", "", fmt.Sprintf("lockdown %s: no change%s", word, who(e.by, e.why)))
+		return
+	}
+	s.lockdown = e.on
+	if e.on {
+		// Lockdown ends every hold-open and the current grant; the exit
+		// button keeps working.
+		s.grant = grantWindow{}
+		s.remoteUntil = time.Time{}
+	}
+	m.emit(actLockdown{on: e.on})
+	m.log(store.TypeDoor, store.ReasonLockdown, nil, "", "", fmt.Sprintf("lockdown %s%s", word, who(e.by, e.why)))
+}
+
+func (m *machine) decided(e evDecided) {
+	s, now, p := &m.s, m.now, m.s.p
+	if !s.pending.active || e.id != s.pending.id {
+		return // stale
+	}
+	d := s.pending
+	s.pending = decision{}
+	if e.err != nil {
+		m.access(ReasonDecisionError, d.uid, d.holder, d.holderName, "allowlist: "+e.err.Error())
+		m.emit(actFeedback{patDenied})
+		return
+	}
+	if d.lockdown != s.lockdown {
+		// Lockdown changed while the allowlist was deciding: ask again.
+		m.decide(d)
+		return
+	}
+	holder, name := e.d.HolderID, e.d.HolderName
+	if holder == "" {
+		holder, name = d.holder, d.holderName
+	}
+	switch e.d.Outcome {
+	case store.Granted:
+		r := e.d.Reason
+		if r == "" {
+			r = store.ReasonGranted
+		}
+		m.access(r, d.uid, holder, name, e.d.Note)
+		dur := p.unlock
+		if e.d.ExtendedUnlock {
+			dur = p.extended
+		}
+		if until := now.Add(dur); until.After(s.grant.until) {
+			s.grant = grantWindow{until: until, opened: s.open, uid: d.uid, holder: holder, holderName: name}
+		}
+		m.emit(actFeedback{patGranted})
+	case store.NeedPIN:
+		if d.pin != nil {
+			r := e.d.Reason
+			if r == "" {
+				r = store.ReasonPINRequired
+			}
+			m.access(r, d.uid, holder, name, joinNote(e.d.Note, "the allowlist asked for a PIN at the PIN stage"))
+			m.emit(actFeedback{patDenied})
+			return
+		}
+		s.pin = pinEntry{active: true, uid: d.uid, random: d.random, deadline: now.Add(p.pinFirst), holder: holder, holderName: name}
+	default:
+		r, note := e.d.Reason, e.d.Note
+		if e.d.Outcome != store.Denied {
+			note = joinNote(note, fmt.Sprintf("unexpected outcome %d, denied", e.d.Outcome))
+		}
+		if r == "" || r == store.ReasonGranted || r == store.ReasonGrantedDuress {
+			note = joinNote(note, fmt.Sprintf("denied with reason %q", r))
+			r = store.ReasonUnknownCard
+		}
+		m.access(r, d.uid, holder, name, note)
+		if r == store.ReasonLockedOut {
+			m.emit(actFeedback{patLockedOut})
+		} else {
+			m.emit(actFeedback{patDenied})
+		}
+	}
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// base returns the feedback pattern for the door's steady state.
+func (s *state) base() patternID {
+	switch {
+	case s.forced || s.held || s.tamper:
+		return patAlarm
+	case s.pin.active:
+		return patAwaitingPIN
+	case s.relay:
+		return patUnlocked
+	case s.lockdown:
+		return patLockdown
+	}
+	return patIdle
+}
+
+// Status is the door as the daemon and the site see it.
+type Status struct {
+	Door          string
+	Mode          store.Mode
+	Locked        bool           // the relay holds the door locked
+	UnlockedUntil time.Time      // when Locked is false: when the current unlock ends
+	ContactKnown  bool           // the door contact has reported since start
+	Open          bool           // the door contact says open
+	Lockdown      bool           // lockdown is on
+	Alarms        []store.Reason // active alarms: door_forced, door_held, tamper
+	ReaderOK      bool           // the card reader is working
+	AwaitingPIN   bool           // a card (or code) is waiting for its PIN
+	ClockTrusted  bool           // the clock has been synchronised
+}
+
+// status describes s at now.
+func (s *state) status(now time.Time) Status {
+	st := Status{
+		Door:         s.p.door,
+		Mode:         s.p.mode,
+		Locked:       !s.relay,
+		ContactKnown: s.contactKnown,
+		Open:         s.open,
+		Lockdown:     s.lockdown,
+		ReaderOK:     !s.readerFault,
+		AwaitingPIN:  s.pin.active,
+		ClockTrusted: s.trusted,
+	}
+	if s.relay {
+		st.UnlockedUntil, _ = s.unlockEnd(now)
+	}
+	if s.forced {
+		st.Alarms = append(st.Alarms, store.ReasonDoorForced)
+	}
+	if s.held {
+		st.Alarms = append(st.Alarms, store.ReasonDoorHeld)
+	}
+	if s.tamper {
+		st.Alarms = append(st.Alarms, store.ReasonTamper)
+	}
+	return st
+}
