@@ -2,4 +2,65 @@
 // hashes and lockout state, revocations, allowlist sync state, and the
 // hash-chained audit log with its outbox of events still owed to the site.
 // Everything lives in one bbolt file.
+//
+// # Guarantees
+//
+// A write that returned nil is on disk (bbolt syncs every commit; NoSync is
+// never used). A zero-length, truncated or damaged file is refused at Open
+// with ErrCorrupt, and every stored record carries a checksum, so a damaged
+// record is an error and never a grant. Audit appends from many goroutines
+// are committed together (group commit), one fsync per batch.
+//
+// # Schema (version 2)
+//
+// Every value except an audit entry is sealed: one version byte, the body,
+// and a CRC-32C (Castagnoli) of version and body, big-endian. Bodies use
+// fixed-width big-endian integers, strings as uint16 length + UTF-8 bytes,
+// and times as int64 Unix seconds + uint32 nanoseconds. Versions are per
+// record type and listed below.
+//
+//	bucket           key                               value
+//	meta             "schema"                          v1 uint64: schema version (2)
+//	cards            UID (4, 7 or 10 bytes)            v1 card (see below)
+//	holders          holder id                         v1 id, name, duress PIN hash
+//	holder_cards     uint8 len(id), id, UID            empty: index of cards by holder
+//	revoked_cards    UID                               v1 uint8 len, UID, reason
+//	revoked_holders  holder id                         v1 id, reason
+//	lockout          UID                               v1 uint32 consecutive bad PINs, time locked until
+//	door_fails       door id                           v1 uint16 n, n times of recent bad PINs
+//	audit            uint64 big-endian sequence        audit entry (below)
+//	audit_meta       "head"                            v1 uint64 last sequence written, 32-byte hash of it
+//	                 "checkpoint"                      v1 uint64 last pruned sequence, 32-byte hash of it
+//	                 "acked"                           v1 uint64 outbox cursor: highest sequence the site acknowledged
+//	sync             "applied_seq"                     v1 uint64 last applied allowlist sequence
+//	                 "state_sum"                       v1 32 bytes: multiset sum of allowlist entry hashes
+//	                 "last_signed", "last_issued"      v1 time: arrival and issued_at of the last signed message
+//	                 "cmd_seq_max"                     v1 uint64 highest command sequence recorded
+//	commands         command id                        v1 uint64 seq, time it expires
+//	lockdown         door id                           v1 uint8 1 (absent: no lockdown)
+//	state            key chosen by the door controller v1 raw bytes
+//
+// The card body (version 1), which is also its canonical encoding for the
+// state hash: uint8 length and UID bytes; holder id, holder name, PIN hash
+// (PHC string, may be empty); uint16 count of door ids or group names and
+// the strings; valid-from and valid-until times (zero: no bound); for each
+// weekday from Sunday, uint8 count of windows and per window uint16 from
+// and to (minutes since local midnight, from < to <= 1440); uint16 count of
+// holidays and the YYYY-MM-DD strings; one flags byte (1 card-only,
+// 2 extended unlock, 4 lockdown override).
+//
+// An audit entry is stored unsealed: version byte 1; uint64 sequence; time;
+// the strings clock quality, boot id, door, type, reason, UID, holder id,
+// holder name, detail; the 32-byte hash of the previous entry (zeros before
+// the first); then its own hash, SHA-256 of everything before it. That
+// makes the chain: changing, removing, inserting or reordering an entry
+// breaks a hash or a link (see Verify, HashEvent, VerifyEvents).
+//
+// The allowlist state hash is defined at HashSnapshot.
+//
+// # Schema history
+//
+// Version 1 had no holder_cards bucket and no sync/state_sum; Open migrates
+// it to version 2 by building both, in one transaction, after writing a
+// copy of the file to <path>.schema-1.bak.
 package store

@@ -1,0 +1,581 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// aclTx applies allowlist changes inside one write transaction and keeps
+// the holder index and the state sum in step with them.
+type aclTx struct {
+	tx                                        *bolt.Tx
+	cards, holders, idx, revCards, revHolders *bolt.Bucket
+	sum                                       sum256
+}
+
+func newACLTx(tx *bolt.Tx) (*aclTx, error) {
+	sum, err := readSum(tx)
+	if err != nil {
+		return nil, err
+	}
+	return &aclTx{
+		tx:         tx,
+		cards:      tx.Bucket(bucketCards),
+		holders:    tx.Bucket(bucketHolders),
+		idx:        tx.Bucket(bucketHolderCards),
+		revCards:   tx.Bucket(bucketRevokedCards),
+		revHolders: tx.Bucket(bucketRevokedHolders),
+		sum:        sum,
+	}, nil
+}
+
+// finish stores the updated state sum.
+func (a *aclTx) finish() error {
+	return a.tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(a.sum.bytes()))
+}
+
+func (a *aclTx) putCard(c *Card) error {
+	uid := bytes.Clone(c.UID)
+	if old := a.cards.Get(uid); old != nil {
+		oc, err := decodeCard(uid, old)
+		if err != nil {
+			return err
+		}
+		_, body, _ := unseal(old)
+		a.sum.sub(entryHash(tagCard, body))
+		if oc.HolderID != c.HolderID {
+			if err := a.idx.Delete(holderCardKey(oc.HolderID, uid)); err != nil {
+				return err
+			}
+		}
+	}
+	body := cardBody(c)
+	if err := a.cards.Put(uid, seal(cardVersion, body)); err != nil {
+		return err
+	}
+	a.sum.add(entryHash(tagCard, body))
+	return a.idx.Put(holderCardKey(c.HolderID, uid), nil)
+}
+
+func (a *aclTx) deleteCard(uid []byte) error {
+	old := a.cards.Get(uid)
+	if old == nil {
+		return nil
+	}
+	oc, err := decodeCard(uid, old)
+	if err != nil {
+		return err
+	}
+	_, body, _ := unseal(old)
+	a.sum.sub(entryHash(tagCard, body))
+	if err := a.idx.Delete(holderCardKey(oc.HolderID, uid)); err != nil {
+		return err
+	}
+	return a.cards.Delete(uid)
+}
+
+func (a *aclTx) putHolder(h *Holder) error {
+	key := []byte(h.ID)
+	if old := a.holders.Get(key); old != nil {
+		if _, err := decodeHolder(key, old); err != nil {
+			return err
+		}
+		_, body, _ := unseal(old)
+		a.sum.sub(entryHash(tagHolder, body))
+	}
+	body := holderBody(h)
+	if err := a.holders.Put(key, seal(holderVersion, body)); err != nil {
+		return err
+	}
+	a.sum.add(entryHash(tagHolder, body))
+	return nil
+}
+
+// deleteHolder removes a holder record. It refuses while cards still name
+// the holder: delete or move them first.
+func (a *aclTx) deleteHolder(id string) error {
+	prefix := holderCardPrefix(id)
+	n := 0
+	c := a.idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		n++
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: holder %q still has %d card(s); delete them first", ErrInvalidOp, id, n)
+	}
+	key := []byte(id)
+	old := a.holders.Get(key)
+	if old == nil {
+		return nil
+	}
+	if _, err := decodeHolder(key, old); err != nil {
+		return err
+	}
+	_, body, _ := unseal(old)
+	a.sum.sub(entryHash(tagHolder, body))
+	return a.holders.Delete(key)
+}
+
+func (a *aclTx) revBucket(r *Revocation) (*bolt.Bucket, byte) {
+	if len(r.UID) > 0 {
+		return a.revCards, tagRevokedCard
+	}
+	return a.revHolders, tagRevokedHolder
+}
+
+func (a *aclTx) revoke(r *Revocation) error {
+	b, tag := a.revBucket(r)
+	key := bytes.Clone(revocationKey(r))
+	if old := b.Get(key); old != nil {
+		if _, err := decodeRevocation(key, old, tag == tagRevokedHolder); err != nil {
+			return err
+		}
+		_, body, _ := unseal(old)
+		a.sum.sub(entryHash(tag, body))
+	}
+	body := revocationBody(r)
+	if err := b.Put(key, seal(revVersion, body)); err != nil {
+		return err
+	}
+	a.sum.add(entryHash(tag, body))
+	return nil
+}
+
+func (a *aclTx) reinstate(r *Revocation) error {
+	b, tag := a.revBucket(r)
+	key := revocationKey(r)
+	old := b.Get(key)
+	if old == nil {
+		return nil
+	}
+	if _, err := decodeRevocation(key, old, tag == tagRevokedHolder); err != nil {
+		return err
+	}
+	_, body, _ := unseal(old)
+	a.sum.sub(entryHash(tag, body))
+	return b.Delete(key)
+}
+
+// checkOp validates one operation on its own.
+func checkOp(op *Op) error {
+	want := func(card, holder, uid, holderID bool) error {
+		switch {
+		case (op.Card != nil) != card:
+			return fmt.Errorf("card field: want it %s", setOrNot(card))
+		case (op.Holder != nil) != holder:
+			return fmt.Errorf("holder field: want it %s", setOrNot(holder))
+		case (len(op.UID) > 0) != uid:
+			return fmt.Errorf("uid field: want it %s", setOrNot(uid))
+		case (op.HolderID != "") != holderID:
+			return fmt.Errorf("holder_id field: want it %s", setOrNot(holderID))
+		}
+		return checkText("reason", op.Reason, maxNameLen)
+	}
+	switch op.Kind {
+	case OpUpsertCard:
+		if err := want(true, false, false, false); err != nil {
+			return err
+		}
+		return checkCard(op.Card)
+	case OpUpsertHolder:
+		if err := want(false, true, false, false); err != nil {
+			return err
+		}
+		return checkHolder(op.Holder)
+	case OpDeleteCard, OpRevokeCard, OpReinstateCard:
+		if err := want(false, false, true, false); err != nil {
+			return err
+		}
+		if !validUIDLen(len(op.UID)) {
+			return fmt.Errorf("uid has %d bytes, want 4, 7 or 10", len(op.UID))
+		}
+		return nil
+	case OpDeleteHolder, OpRevokeHolder, OpReinstateHolder:
+		if err := want(false, false, false, true); err != nil {
+			return err
+		}
+		return checkID("holder id", op.HolderID)
+	}
+	return fmt.Errorf("unknown operation %q", op.Kind)
+}
+
+func setOrNot(b bool) string {
+	if b {
+		return "set"
+	}
+	return "empty"
+}
+
+// apply performs a checked operation.
+func (a *aclTx) apply(op *Op) error {
+	switch op.Kind {
+	case OpUpsertCard:
+		return a.putCard(op.Card)
+	case OpDeleteCard:
+		return a.deleteCard(op.UID)
+	case OpUpsertHolder:
+		return a.putHolder(op.Holder)
+	case OpDeleteHolder:
+		return a.deleteHolder(op.HolderID)
+	case OpRevokeCard:
+		return a.revoke(&Revocation{UID: op.UID, Reason: op.Reason})
+	case OpReinstateCard:
+		return a.reinstate(&Revocation{UID: op.UID})
+	case OpRevokeHolder:
+		return a.revoke(&Revocation{HolderID: op.HolderID, Reason: op.Reason})
+	case OpReinstateHolder:
+		return a.reinstate(&Revocation{HolderID: op.HolderID})
+	}
+	return fmt.Errorf("unknown operation %q", op.Kind)
+}
+
+// OpError says which operation of a delta was refused. It wraps
+// ErrInvalidOp (or the storage error that stopped it).
+type OpError struct {
+	Seq   uint64 // the delta
+	Index int    // position of the operation in Delta.Ops
+	Kind  OpKind
+	Err   error
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("delta %d op %d (%s): %v", e.Seq, e.Index, e.Kind, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
+// modifyACL runs fn over an aclTx in one write transaction.
+func (s *Store) modifyACL(fn func(a *aclTx) error) error {
+	return s.update(func(tx *bolt.Tx) error {
+		a, err := newACLTx(tx)
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+		return a.finish()
+	})
+}
+
+// PutCard adds or replaces a card. It does not move the applied sequence:
+// a local change makes the door's state hash differ from the site's, which
+// then sends a snapshot. Changes from the site go through ApplyDelta.
+func (s *Store) PutCard(c Card) error {
+	if err := checkCard(&c); err != nil {
+		return fmt.Errorf("store: put card %X: %w: %w", c.UID, ErrInvalidArgument, err)
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.putCard(&c) }); err != nil {
+		return fmt.Errorf("store: put card %X: %w", c.UID, err)
+	}
+	return nil
+}
+
+// DeleteCard removes a card (its revocation, if any, stays). Deleting a
+// card that does not exist is not an error.
+func (s *Store) DeleteCard(uid []byte) error {
+	if !validUIDLen(len(uid)) {
+		return fmt.Errorf("store: delete card %X: %w: uid has %d bytes, want 4, 7 or 10", uid, ErrInvalidArgument, len(uid))
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.deleteCard(uid) }); err != nil {
+		return fmt.Errorf("store: delete card %X: %w", uid, err)
+	}
+	return nil
+}
+
+// PutHolder adds or replaces a holder (name and duress PIN hash).
+func (s *Store) PutHolder(h Holder) error {
+	if err := checkHolder(&h); err != nil {
+		return fmt.Errorf("store: put holder %q: %w: %w", h.ID, ErrInvalidArgument, err)
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.putHolder(&h) }); err != nil {
+		return fmt.Errorf("store: put holder %q: %w", h.ID, err)
+	}
+	return nil
+}
+
+// DeleteHolder removes a holder record; it refuses (ErrInvalidOp) while
+// cards still belong to the holder.
+func (s *Store) DeleteHolder(id string) error {
+	if err := checkID("holder id", id); err != nil {
+		return fmt.Errorf("store: delete holder: %w: %w", ErrInvalidArgument, err)
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.deleteHolder(id) }); err != nil {
+		return fmt.Errorf("store: delete holder %q: %w", id, err)
+	}
+	return nil
+}
+
+// Revoke revokes a card UID or a holder (all their cards, present and
+// future). A revocation wins over the allowlist until Reinstate.
+func (s *Store) Revoke(r Revocation) error {
+	if err := checkRevocation(&r); err != nil {
+		return fmt.Errorf("store: revoke: %w: %w", ErrInvalidArgument, err)
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.revoke(&r) }); err != nil {
+		return fmt.Errorf("store: revoke %s: %w", revocationName(&r), err)
+	}
+	return nil
+}
+
+// Reinstate lifts the revocation of r.UID or r.HolderID (r.Reason is
+// ignored). Reinstating what is not revoked is not an error.
+func (s *Store) Reinstate(r Revocation) error {
+	r.Reason = ""
+	if err := checkRevocation(&r); err != nil {
+		return fmt.Errorf("store: reinstate: %w: %w", ErrInvalidArgument, err)
+	}
+	if err := s.modifyACL(func(a *aclTx) error { return a.reinstate(&r) }); err != nil {
+		return fmt.Errorf("store: reinstate %s: %w", revocationName(&r), err)
+	}
+	return nil
+}
+
+func revocationName(r *Revocation) string {
+	if len(r.UID) > 0 {
+		return fmt.Sprintf("card %X", r.UID)
+	}
+	return fmt.Sprintf("holder %q", r.HolderID)
+}
+
+// Card returns the card with this UID, or ErrNotFound.
+func (s *Store) Card(uid []byte) (Card, error) {
+	var c Card
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCards).Get(uid)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		c, err = decodeCard(uid, v)
+		return err
+	})
+	if err != nil {
+		return Card{}, fmt.Errorf("store: card %X: %w", uid, err)
+	}
+	return c, nil
+}
+
+// Holder returns the holder with this id, or ErrNotFound.
+func (s *Store) Holder(id string) (Holder, error) {
+	var h Holder
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketHolders).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		h, err = decodeHolder([]byte(id), v)
+		return err
+	})
+	if err != nil {
+		return Holder{}, fmt.Errorf("store: holder %q: %w", id, err)
+	}
+	return h, nil
+}
+
+// CardsOf returns the UIDs of the holder's cards, in byte order.
+func (s *Store) CardsOf(holderID string) ([][]byte, error) {
+	var uids [][]byte
+	prefix := holderCardPrefix(holderID)
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketHolderCards).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			uids = append(uids, bytes.Clone(k[len(prefix):]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: cards of %q: %w", holderID, err)
+	}
+	return uids, nil
+}
+
+// Snapshot returns the whole allowlist at the applied sequence: cards in
+// UID order, holders in id order, card revocations then holder
+// revocations. HashSnapshot of it equals SyncState().SnapshotHash.
+func (s *Store) Snapshot() (Snapshot, error) {
+	var sn Snapshot
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		if sn.Seq, err = readApplied(tx); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCards).ForEach(func(k, v []byte) error {
+			c, err := decodeCard(k, v)
+			sn.Cards = append(sn.Cards, c)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketHolders).ForEach(func(k, v []byte) error {
+			h, err := decodeHolder(k, v)
+			sn.Holders = append(sn.Holders, h)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, byHolder := range []bool{false, true} {
+			b := tx.Bucket(bucketRevokedCards)
+			if byHolder {
+				b = tx.Bucket(bucketRevokedHolders)
+			}
+			if err := b.ForEach(func(k, v []byte) error {
+				r, err := decodeRevocation(k, v, byHolder)
+				sn.Revocations = append(sn.Revocations, r)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("store: snapshot: %w", err)
+	}
+	return sn, nil
+}
+
+// ApplyDelta applies a signed delta from the site: only when d.Seq is the
+// applied sequence + 1 (else ErrSeqOld or ErrSeqGap, and the caller asks
+// for a resync), all operations in one transaction. One invalid operation
+// rejects the whole delta (an *OpError wrapping ErrInvalidOp) and nothing
+// is applied. Deleting or reinstating something absent is not an error.
+func (s *Store) ApplyDelta(d Delta) error {
+	for i := range d.Ops {
+		if err := checkOp(&d.Ops[i]); err != nil {
+			return fmt.Errorf("store: apply delta: %w", &OpError{Seq: d.Seq, Index: i, Kind: d.Ops[i].Kind, Err: fmt.Errorf("%w: %w", ErrInvalidOp, err)})
+		}
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		applied, err := readApplied(tx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.Seq <= applied:
+			return fmt.Errorf("delta %d, applied %d: %w", d.Seq, applied, ErrSeqOld)
+		case d.Seq != applied+1:
+			return fmt.Errorf("delta %d, applied %d (missing %d..%d): %w", d.Seq, applied, applied+1, d.Seq-1, ErrSeqGap)
+		}
+		a, err := newACLTx(tx)
+		if err != nil {
+			return err
+		}
+		for i := range d.Ops {
+			if err := a.apply(&d.Ops[i]); err != nil {
+				return &OpError{Seq: d.Seq, Index: i, Kind: d.Ops[i].Kind, Err: err}
+			}
+		}
+		if err := a.finish(); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSync).Put(keyApplied, encodeU64(d.Seq))
+	})
+	if err != nil {
+		return fmt.Errorf("store: apply delta: %w", err)
+	}
+	return nil
+}
+
+// ApplySnapshot replaces all cards, holders and revocations with the
+// snapshot's, atomically, when sn.Seq is higher than the applied sequence
+// (else ErrSeqOld). Invalid or duplicate entries reject it whole. Lockout
+// state is kept (it belongs to the card UID, not to the allowlist).
+func (s *Store) ApplySnapshot(sn Snapshot) error {
+	if err := checkSnapshot(&sn); err != nil {
+		return fmt.Errorf("store: apply snapshot %d: %w: %w", sn.Seq, ErrInvalidOp, err)
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		applied, err := readApplied(tx)
+		if err != nil {
+			return err
+		}
+		if sn.Seq <= applied {
+			return fmt.Errorf("snapshot %d, applied %d: %w", sn.Seq, applied, ErrSeqOld)
+		}
+		for _, name := range [][]byte{bucketCards, bucketHolders, bucketHolderCards, bucketRevokedCards, bucketRevokedHolders} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return fmt.Errorf("clear %s: %w", name, err)
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("clear %s: %w", name, err)
+			}
+		}
+		var zero sum256
+		if err := tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(zero.bytes())); err != nil {
+			return err
+		}
+		a, err := newACLTx(tx)
+		if err != nil {
+			return err
+		}
+		for i := range sn.Holders {
+			if err := a.putHolder(&sn.Holders[i]); err != nil {
+				return err
+			}
+		}
+		for i := range sn.Cards {
+			if err := a.putCard(&sn.Cards[i]); err != nil {
+				return err
+			}
+		}
+		for i := range sn.Revocations {
+			if err := a.revoke(&sn.Revocations[i]); err != nil {
+				return err
+			}
+		}
+		if err := a.finish(); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSync).Put(keyApplied, encodeU64(sn.Seq))
+	})
+	if err != nil {
+		return fmt.Errorf("store: apply snapshot %d: %w", sn.Seq, err)
+	}
+	return nil
+}
+
+func checkSnapshot(sn *Snapshot) error {
+	seen := make(map[string]bool, len(sn.Cards)+len(sn.Holders)+len(sn.Revocations))
+	for i := range sn.Cards {
+		c := &sn.Cards[i]
+		if err := checkCard(c); err != nil {
+			return fmt.Errorf("card %d (%X): %w", i, c.UID, err)
+		}
+		if k := "c" + string(c.UID); seen[k] {
+			return fmt.Errorf("card %X appears twice", c.UID)
+		} else {
+			seen[k] = true
+		}
+	}
+	for i := range sn.Holders {
+		h := &sn.Holders[i]
+		if err := checkHolder(h); err != nil {
+			return fmt.Errorf("holder %d (%q): %w", i, h.ID, err)
+		}
+		if k := "h" + h.ID; seen[k] {
+			return fmt.Errorf("holder %q appears twice", h.ID)
+		} else {
+			seen[k] = true
+		}
+	}
+	for i := range sn.Revocations {
+		r := &sn.Revocations[i]
+		if err := checkRevocation(r); err != nil {
+			return fmt.Errorf("revocation %d: %w", i, err)
+		}
+		k := "rh" + r.HolderID
+		if len(r.UID) > 0 {
+			k = "rc" + string(r.UID)
+		}
+		if seen[k] {
+			return fmt.Errorf("revocation of %s appears twice", revocationName(r))
+		}
+		seen[k] = true
+	}
+	return nil
+}

@@ -1,0 +1,791 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// UntrustedClockPolicy says what time-based rules do while the door's clock
+// is not trusted (Request.ClockTrusted false: a Pi without a real-time
+// clock boots at 1970 until NTP answers).
+//
+// Under both policies, validity dates are first judged against the latest
+// signed site time the door has seen (SyncState.LastIssuedAt, recorded by
+// MarkSigned), which is a lower bound on the real time: a card whose
+// ValidUntil is at or before it is expired, and a card whose ValidFrom is
+// at or before it has started, whatever the local clock says.
+type UntrustedClockPolicy int
+
+const (
+	// UntrustedDenyBound refuses any card whose access depends on the time
+	// and cannot be proven from the signed site time: a ValidUntil after it
+	// (reason expired), a ValidFrom after it (not_yet_valid), weekly
+	// windows or holidays (outside_schedule). Cards without time rules
+	// still open. This is the default: fail secure.
+	UntrustedDenyBound UntrustedClockPolicy = iota
+	// UntrustedIgnoreSchedules skips weekly windows and holidays, and
+	// validity dates that the signed site time cannot settle, so people can
+	// still get in while the clock is wrong. Decision.Note says so.
+	UntrustedIgnoreSchedules
+)
+
+// String names the policy as a config file would.
+func (p UntrustedClockPolicy) String() string {
+	switch p {
+	case UntrustedDenyBound:
+		return "deny-bound"
+	case UntrustedIgnoreSchedules:
+		return "ignore-schedules"
+	}
+	return fmt.Sprintf("UntrustedClockPolicy(%d)", int(p))
+}
+
+// LockoutPolicy limits PIN guessing. Zero fields take the defaults.
+type LockoutPolicy struct {
+	// MaxBadPINs consecutive bad PINs lock a card out (default 5).
+	MaxBadPINs int
+	// Backoff is the first lockout (default 30 s); each further bad PIN
+	// after a lockout doubles it, up to MaxBackoff (default 15 min).
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// DoorMaxBadPINs bad PINs from any cards within DoorWindow make the
+	// door refuse PINs until the oldest of them is DoorWindow old (default
+	// 20 within 10 min). It slows down guessing with many cards.
+	DoorMaxBadPINs int
+	DoorWindow     time.Duration
+}
+
+// Retention bounds the audit log. Prune applies it. Zero fields mean no
+// limit.
+type Retention struct {
+	// MaxEntries keeps at most this many delivered entries.
+	MaxEntries int
+	// MaxAge drops delivered entries whose Time is older than this.
+	MaxAge time.Duration
+	// MaxUndelivered, when set, caps the entries still owed to the site:
+	// beyond it the oldest undelivered entries are dropped, but never past
+	// an undelivered alarm (door_forced, door_held, tamper, granted_duress,
+	// locked_out). 0 keeps every undelivered entry; if you set it, use at
+	// least 100,000 (about 20 MB of file).
+	MaxUndelivered int
+}
+
+// Options configure a Store. The zero value (or nil) gives the defaults.
+// Open copies the options; it never writes to them.
+type Options struct {
+	// LockTimeout is how long Open waits for another process to release
+	// the file lock before failing with ErrLocked (default 1 s).
+	LockTimeout time.Duration
+	// Location is the door's time zone, in which schedules and holidays
+	// are read (default UTC).
+	Location *time.Location
+	// UntrustedClock is what time rules do while the clock is not trusted.
+	UntrustedClock UntrustedClockPolicy
+	// PINParams are used for the dummy hash that keeps the PIN answer time
+	// the same for unknown or locked-out cards. Use the parameters your
+	// site enrols with (default DefaultPINParams).
+	PINParams PINParams
+	// Lockout limits PIN guessing.
+	Lockout LockoutPolicy
+	// Retention bounds the audit log (see Prune).
+	Retention Retention
+	// MaxBatch is the largest number of audit entries committed in one
+	// transaction by group commit (default 1000).
+	MaxBatch int
+	// MmapSize is the initial memory map of the file in bytes (default 64
+	// MiB). While the file fits in it, long readers such as Verify never
+	// hold up writers. Lower it on a 32-bit system short of address space.
+	MmapSize int
+	// SkipCheck skips the full consistency check at Open. The cheap checks
+	// (zero-length, truncated, bad meta pages, schema) always run.
+	SkipCheck bool
+	// Logger receives migrations and repairs of file mode (default: none).
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.LockTimeout == 0 {
+		r.LockTimeout = time.Second
+	}
+	if r.Location == nil {
+		r.Location = time.UTC
+	}
+	if r.PINParams == (PINParams{}) {
+		r.PINParams = DefaultPINParams
+	}
+	l := &r.Lockout
+	if l.MaxBadPINs == 0 {
+		l.MaxBadPINs = 5
+	}
+	if l.Backoff == 0 {
+		l.Backoff = 30 * time.Second
+	}
+	if l.MaxBackoff == 0 {
+		l.MaxBackoff = 15 * time.Minute
+	}
+	if l.DoorMaxBadPINs == 0 {
+		l.DoorMaxBadPINs = 20
+	}
+	if l.DoorWindow == 0 {
+		l.DoorWindow = 10 * time.Minute
+	}
+	if r.MaxBatch == 0 {
+		r.MaxBatch = 1000
+	}
+	if r.MmapSize == 0 {
+		r.MmapSize = 64 << 20
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case r.LockTimeout < 0:
+		return r, fmt.Errorf("%w: negative lock timeout", ErrInvalidArgument)
+	case r.UntrustedClock != UntrustedDenyBound && r.UntrustedClock != UntrustedIgnoreSchedules:
+		return r, fmt.Errorf("%w: unknown untrusted-clock policy %d", ErrInvalidArgument, r.UntrustedClock)
+	case l.MaxBadPINs < 1 || l.DoorMaxBadPINs < 1 || l.DoorMaxBadPINs > maxDoorFails:
+		return r, fmt.Errorf("%w: lockout counts must be 1 or more (door at most %d)", ErrInvalidArgument, maxDoorFails)
+	case l.Backoff < 0 || l.MaxBackoff < l.Backoff || l.DoorWindow < 0:
+		return r, fmt.Errorf("%w: lockout durations must be positive and backoff <= max backoff", ErrInvalidArgument)
+	case r.Retention.MaxEntries < 0 || r.Retention.MaxAge < 0 || r.Retention.MaxUndelivered < 0:
+		return r, fmt.Errorf("%w: negative retention", ErrInvalidArgument)
+	case r.MaxBatch < 1 || r.MmapSize < 0:
+		return r, fmt.Errorf("%w: MaxBatch must be positive", ErrInvalidArgument)
+	}
+	if err := r.PINParams.check(); err != nil {
+		return r, fmt.Errorf("%w: PINParams: %w", ErrInvalidArgument, err)
+	}
+	return r, nil
+}
+
+// Store is an open latch database. Its methods are safe for concurrent use.
+type Store struct {
+	path  string
+	db    *bolt.DB
+	opts  Options
+	log   *slog.Logger
+	dummy phc // hash checked when there is no real one, to keep timing
+
+	argonRuns atomic.Uint64 // argon2id derivations done by Decide
+
+	mu       sync.RWMutex // guards closed and sends on appendCh
+	closed   bool
+	appendCh chan appendCall
+	done     chan struct{} // closed when the committer has stopped
+}
+
+// Open opens (creating if needed, mode 0600) the database at path, waits at
+// most Options.LockTimeout for the file lock, refuses a zero-length,
+// truncated or damaged file with ErrCorrupt, migrates an older schema
+// (after writing a backup copy next to it, path + ".schema-N.bak") and runs
+// the consistency check. opts may be nil.
+func Open(path string, opts *Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := prepareFile(path, o); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db, err := openBolt(path, o)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{path: path, db: db, opts: o, log: o.Logger}
+	if err := s.setup(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.appendCh = make(chan appendCall)
+	s.done = make(chan struct{})
+	go s.committer()
+	return s, nil
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close waits for appends in flight, stops group commit and closes the
+// file. Calls after Close fail with ErrClosed. Closing twice is harmless.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.appendCh)
+	s.mu.Unlock()
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// prepareFile creates a missing database and inspects an existing one
+// before bbolt maps it.
+func prepareFile(path string, o Options) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return createFile(path, o)
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: not a regular file (%s)", ErrCorrupt, fi.Mode())
+	case fi.Size() == 0:
+		return fmt.Errorf("%w: the file is empty (zero length); restore it from the backup or move it away to start a new one", ErrCorrupt)
+	}
+	bad, err := inspectMeta(path, fi.Size())
+	if err != nil {
+		return err
+	}
+	if bad != "" {
+		o.Logger.Warn("store: one bbolt meta page is invalid; using the other (a write was cut short)", "path", path, "problem", bad)
+	}
+	return nil
+}
+
+// createFile makes a new, initialised database under a temporary name and
+// links it into place, so that a crash never leaves a half-made file at
+// path.
+func createFile(path string, o Options) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".new-*")
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	tmp := f.Name()
+	_ = f.Close()
+	defer os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// bbolt's file format, as far as inspectMeta reads it: a 16-byte page
+// header, then the meta (magic, version, page size, flags, root bucket page
+// and sequence, freelist page, high-water page, txid, FNV-64a checksum of
+// the preceding 56 bytes), in the host's byte order.
+const (
+	boltMagic       = 0xED0CDAED
+	boltVersion     = 2
+	boltPageHeader  = 16
+	boltMetaLen     = 64
+	boltNoFreelist  = ^uint64(0)
+	boltMinPageSize = 512
+	boltMaxPageSize = 16 << 20
+)
+
+type boltMeta struct {
+	pageSize                   uint32
+	root, freelist, pgid, txid uint64
+}
+
+func parseBoltMeta(page []byte) (boltMeta, error) {
+	if len(page) < boltPageHeader+boltMetaLen {
+		return boltMeta{}, fmt.Errorf("meta page is cut short")
+	}
+	m := page[boltPageHeader : boltPageHeader+boltMetaLen]
+	ne := binary.NativeEndian
+	if ne.Uint32(m[0:]) != boltMagic {
+		return boltMeta{}, fmt.Errorf("no bbolt magic number")
+	}
+	if v := ne.Uint32(m[4:]); v != boltVersion {
+		return boltMeta{}, fmt.Errorf("bbolt format version %d, want %d", v, boltVersion)
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	if h.Sum64() != ne.Uint64(m[56:]) {
+		return boltMeta{}, fmt.Errorf("meta checksum mismatch")
+	}
+	bm := boltMeta{
+		pageSize: ne.Uint32(m[8:]),
+		root:     ne.Uint64(m[16:]),
+		freelist: ne.Uint64(m[32:]),
+		pgid:     ne.Uint64(m[40:]),
+		txid:     ne.Uint64(m[48:]),
+	}
+	if bm.pageSize < boltMinPageSize || bm.pageSize > boltMaxPageSize || bm.pageSize&(bm.pageSize-1) != 0 {
+		return boltMeta{}, fmt.Errorf("page size %d", bm.pageSize)
+	}
+	if bm.root < 2 || bm.root >= bm.pgid || (bm.freelist != boltNoFreelist && (bm.freelist < 2 || bm.freelist >= bm.pgid)) {
+		return boltMeta{}, fmt.Errorf("root page %d or freelist page %d outside 2..%d", bm.root, bm.freelist, bm.pgid)
+	}
+	return bm, nil
+}
+
+// inspectMeta reads both bbolt meta pages with plain reads and checks that
+// the file is as long as the newest valid one says. bbolt maps the file
+// into memory and reading a page past the end of a truncated file would
+// kill the process, so this runs first. It returns a description of an
+// invalid meta page when the other one is good (a torn meta write from a
+// power cut: bbolt then uses the previous transaction, which was the last
+// one to complete).
+func inspectMeta(path string, size int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	readAt := func(off int64, n int) []byte {
+		buf := make([]byte, n)
+		k, _ := f.ReadAt(buf, off)
+		return buf[:k]
+	}
+	m0, err0 := parseBoltMeta(readAt(0, boltPageHeader+boltMetaLen))
+	var m1 boltMeta
+	err1 := fmt.Errorf("not found")
+	if err0 == nil {
+		m1, err1 = parseBoltMeta(readAt(int64(m0.pageSize), boltPageHeader+boltMetaLen))
+	} else {
+		for ps := int64(boltMinPageSize); ps <= boltMaxPageSize && ps < size; ps <<= 1 {
+			if m, err := parseBoltMeta(readAt(ps, boltPageHeader+boltMetaLen)); err == nil && int64(m.pageSize) == ps {
+				m1, err1 = m, nil
+				break
+			}
+		}
+	}
+	var use boltMeta
+	bad := ""
+	switch {
+	case err0 != nil && err1 != nil:
+		return "", fmt.Errorf("%w: not a bbolt file or both meta pages are damaged (page 0: %v; page 1: %v)", ErrCorrupt, err0, err1)
+	case err0 != nil:
+		use, bad = m1, fmt.Sprintf("page 0: %v", err0)
+	case err1 != nil:
+		use, bad = m0, fmt.Sprintf("page 1: %v", err1)
+	case m1.txid > m0.txid:
+		use = m1
+	default:
+		use = m0
+	}
+	if want := int64(use.pgid) * int64(use.pageSize); size < want {
+		return "", fmt.Errorf("%w: the file is truncated: %d bytes, but its meta page (txid %d) says %d", ErrCorrupt, size, use.txid, want)
+	}
+	if err := checkBoltPages(f, use); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return bad, nil
+}
+
+// Page header fields and flags of bbolt pages.
+const (
+	boltBranchPage   = 0x01
+	boltLeafPage     = 0x02
+	boltFreelistPage = 0x10
+)
+
+type boltPageHead struct {
+	id       uint64
+	flags    uint16
+	count    uint16
+	overflow uint32
+}
+
+func readPageHeader(f *os.File, m boltMeta, id uint64) (boltPageHead, error) {
+	var buf [boltPageHeader]byte
+	if _, err := f.ReadAt(buf[:], int64(id)*int64(m.pageSize)); err != nil {
+		return boltPageHead{}, fmt.Errorf("page %d: %w", id, err)
+	}
+	ne := binary.NativeEndian
+	h := boltPageHead{id: ne.Uint64(buf[0:]), flags: ne.Uint16(buf[8:]), count: ne.Uint16(buf[10:]), overflow: ne.Uint32(buf[12:])}
+	if h.id != id {
+		return h, fmt.Errorf("page %d says it is page %d", id, h.id)
+	}
+	if id+uint64(h.overflow) >= m.pgid {
+		return h, fmt.Errorf("page %d overflows past the last page %d", id, m.pgid)
+	}
+	return h, nil
+}
+
+// checkBoltPages checks the pages bbolt reads while opening a file, the
+// root bucket's page and the freelist, which bbolt trusts without checks
+// (a bad freelist makes it panic or read outside the file).
+func checkBoltPages(f *os.File, m boltMeta) error {
+	root, err := readPageHeader(f, m, m.root)
+	if err != nil {
+		return fmt.Errorf("root page: %w", err)
+	}
+	if root.flags != boltBranchPage && root.flags != boltLeafPage {
+		return fmt.Errorf("root page %d has flags %#x, want a branch or leaf page", m.root, root.flags)
+	}
+	if m.freelist == boltNoFreelist {
+		return nil
+	}
+	fl, err := readPageHeader(f, m, m.freelist)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	if fl.flags != boltFreelistPage {
+		return fmt.Errorf("freelist page %d has flags %#x, want %#x", m.freelist, fl.flags, boltFreelistPage)
+	}
+	span := (uint64(fl.overflow) + 1) * uint64(m.pageSize)
+	data := make([]byte, span-boltPageHeader)
+	if _, err := f.ReadAt(data, int64(m.freelist)*int64(m.pageSize)+boltPageHeader); err != nil {
+		return fmt.Errorf("freelist page %d: %w", m.freelist, err)
+	}
+	ne := binary.NativeEndian
+	count := uint64(fl.count)
+	if count == 0xFFFF {
+		count = ne.Uint64(data)
+		data = data[8:]
+	}
+	if count > uint64(len(data))/8 {
+		return fmt.Errorf("freelist page %d lists %d pages, more than it can hold", m.freelist, count)
+	}
+	var last uint64
+	for i := range count {
+		id := ne.Uint64(data[8*i:])
+		if id < 2 || id >= m.pgid || (i > 0 && id <= last) {
+			return fmt.Errorf("freelist page %d: entry %d is page %d (want increasing pages in 2..%d)", m.freelist, i, id, m.pgid-1)
+		}
+		last = id
+	}
+	return nil
+}
+
+// openBolt opens the file with bbolt, turning a lock timeout into ErrLocked
+// and a panic or memory fault on a bad page into ErrCorrupt.
+func openBolt(path string, o Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: bbolt failed reading the file: %v", ErrCorrupt, r)
+		}
+	}()
+	var file *os.File
+	defer func() {
+		if r := recover(); r != nil {
+			// bbolt holds the file (and its lock) open: release them.
+			if file != nil {
+				_ = file.Close()
+			}
+			panic(r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         o.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: o.MmapSize,
+		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, mode)
+			file = f
+			return f, err
+		},
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: another latchd holds this file (lock not free after %s); stop it or give this one another database path: %w", ErrLocked, o.LockTimeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	case err != nil:
+		return nil, err
+	}
+	return db, nil
+}
+
+// setup brings the schema up to date and checks the file.
+func (s *Store) setup() error {
+	if fi, err := os.Stat(s.path); err == nil && fi.Mode().Perm()&^0o600 != 0 {
+		s.log.Warn("store: database file mode was too open; setting 0600", "path", s.path, "mode", fi.Mode().Perm())
+		if err := os.Chmod(s.path, 0o600); err != nil {
+			return fmt.Errorf("chmod 0600: %w", err)
+		}
+	}
+	var v uint64
+	if err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		v, err = readSchema(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	switch {
+	case v == 0:
+		if err := s.update(initSchema); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+	case v > schemaVersion:
+		return fmt.Errorf("%w: the file has schema %d, this build knows up to %d; run the newer latchd or restore a backup", ErrSchemaTooNew, v, schemaVersion)
+	case v < schemaVersion:
+		if err := s.migrate(v); err != nil {
+			return err
+		}
+	}
+	if !s.opts.SkipCheck {
+		if err := s.check(); err != nil {
+			return err
+		}
+	}
+	salt := make([]byte, s.opts.PINParams.SaltLen)
+	s.dummy = phc{params: s.opts.PINParams, salt: salt, key: make([]byte, s.opts.PINParams.KeyLen)}
+	return nil
+}
+
+// migrate backs the file up and runs every migration from schema v in one
+// transaction.
+func (s *Store) migrate(v uint64) error {
+	backup := fmt.Sprintf("%s.schema-%d.bak", s.path, v)
+	if err := s.backup(backup); err != nil {
+		return fmt.Errorf("backup before migration: %w", err)
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		cur := v
+		for _, m := range migrations() {
+			if m.From != cur {
+				continue
+			}
+			if err := m.Run(tx, s.log); err != nil {
+				return fmt.Errorf("migrate schema %d to %d (%s): %w", m.From, m.From+1, m.What, err)
+			}
+			cur++
+		}
+		if cur != schemaVersion {
+			return fmt.Errorf("no migration path from schema %d to %d", v, schemaVersion)
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, encodeU64(schemaVersion))
+	})
+	if err != nil {
+		return fmt.Errorf("%w (the file is unchanged; a copy is at %s)", err, backup)
+	}
+	s.log.Info("store: schema migrated", "path", s.path, "from", v, "to", schemaVersion, "backup", backup)
+	return nil
+}
+
+// backup writes a consistent copy of the database to dst (via a temporary
+// file, synced, then renamed).
+func (s *Store) backup(dst string) error {
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	err = s.view(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// view runs fn in a read transaction. A panic or memory fault while
+// reading the file (bbolt on a damaged page) becomes ErrCorrupt.
+func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction, committed (and synced) when fn
+// returns nil. Panics and faults become ErrCorrupt, as in view.
+func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	return s.db.Update(fn)
+}
+
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: reading the file failed: %v", ErrCorrupt, r)
+	}
+}
+
+// Check runs bbolt's consistency check over the whole file and checks
+// every record the store keeps: checksums, decoding, the holder index, the
+// allowlist state sum, the audit bookkeeping and the audit chain (as
+// Verify). It returns ErrCorrupt with the first problems found. Writers
+// wait while the bbolt part runs. Open runs Check unless
+// Options.SkipCheck; to inspect a file Check refuses (for example to read
+// the Verify report of a tampered audit log), open it with SkipCheck.
+func (s *Store) Check() error {
+	if err := s.check(); err != nil {
+		return fmt.Errorf("store: check %s: %w", s.path, err)
+	}
+	return nil
+}
+
+var errRollback = errors.New("rollback")
+
+func (s *Store) check() error {
+	if err := s.view(checkRecords); err != nil {
+		return err
+	}
+	r, err := s.verify()
+	if err != nil {
+		return err
+	}
+	if !r.OK {
+		return fmt.Errorf("%w: audit chain broken at entry %d: %s", ErrCorrupt, r.BreakAt, r.Problem)
+	}
+	var errs []error
+	err = s.update(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			if len(errs) < 10 {
+				errs = append(errs, e)
+			}
+		}
+		return errRollback
+	})
+	if err != nil && !errors.Is(err, errRollback) {
+		return err
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: bbolt check: %w", ErrCorrupt, errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkRecords decodes every record outside the audit chain (which verify
+// reads), so that a bad page faults here, where it is recovered, and not
+// later in bbolt's check.
+func checkRecords(tx *bolt.Tx) error {
+	for _, name := range allBuckets() {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+		}
+	}
+	v, err := readSchema(tx)
+	if err != nil {
+		return err
+	}
+	if v != schemaVersion {
+		return fmt.Errorf("%w: schema %d after migration, want %d", ErrCorrupt, v, schemaVersion)
+	}
+	cards, idx := tx.Bucket(bucketCards), tx.Bucket(bucketHolderCards)
+	if err := cards.ForEach(func(k, v []byte) error {
+		c, err := decodeCard(k, v)
+		if err != nil {
+			return err
+		}
+		if idx.Get(holderCardKey(c.HolderID, c.UID)) == nil {
+			return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := idx.ForEach(func(k, _ []byte) error {
+		if len(k) < 1 || len(k) < 1+int(k[0]) {
+			return fmt.Errorf("%w: holder index key %X is malformed", ErrCorrupt, k)
+		}
+		holder, uid := string(k[1:1+int(k[0])]), k[1+int(k[0]):]
+		v := cards.Get(uid)
+		if v == nil {
+			return fmt.Errorf("%w: holder index names card %X, which does not exist", ErrCorrupt, uid)
+		}
+		c, err := decodeCard(uid, v)
+		if err != nil {
+			return err
+		}
+		if c.HolderID != holder {
+			return fmt.Errorf("%w: holder index puts card %X under %q, the card says %q", ErrCorrupt, uid, holder, c.HolderID)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	sum, err := computeStateSum(tx)
+	if err != nil {
+		return err
+	}
+	stored, err := readSum(tx)
+	if err != nil {
+		return err
+	}
+	if stored != sum {
+		return fmt.Errorf("%w: allowlist state sum does not match the entries", ErrCorrupt)
+	}
+	small := []struct {
+		bucket []byte
+		decode func(k, v []byte) error
+	}{
+		{bucketLockout, func(k, v []byte) error { _, err := decodeLockout(v); return err }},
+		{bucketDoorFails, func(k, v []byte) error { _, err := decodeTimes(v); return err }},
+		{bucketCommands, func(k, v []byte) error { _, err := decodeCommand(v); return err }},
+		{bucketLockdown, func(k, v []byte) error { _, err := decodeBool(v); return err }},
+		{bucketState, func(k, v []byte) error { _, err := decodeBytes(v); return err }},
+	}
+	for _, b := range small {
+		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error {
+			if err := b.decode(k, v); err != nil {
+				return fmt.Errorf("%s %q: %w", b.bucket, k, err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if _, err := readSyncState(tx); err != nil {
+		return err
+	}
+	head, err := readHead(tx)
+	if err != nil {
+		return err
+	}
+	acked, err := readAcked(tx)
+	if err != nil {
+		return err
+	}
+	if acked > head.Seq {
+		return fmt.Errorf("%w: outbox cursor %d is past the last audit entry %d", ErrCorrupt, acked, head.Seq)
+	}
+	return nil
+}
