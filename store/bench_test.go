@@ -1,0 +1,345 @@
+package store
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+var largeEntries = flag.Int("store.large-entries", 1_000_000, "audit entries in the BenchmarkOpenCheckLarge fixture")
+
+// Benchmark fixtures are built once per test process, in a temporary
+// directory removed by TestMain.
+var benchFixtures struct {
+	sync.Mutex
+	dir   string
+	paths map[string]string
+}
+
+func benchFixture(b *testing.B, name string, build func(b *testing.B, path string)) string {
+	b.Helper()
+	benchFixtures.Lock()
+	defer benchFixtures.Unlock()
+	if p, ok := benchFixtures.paths[name]; ok {
+		return p
+	}
+	if benchFixtures.dir == "" {
+		dir, err := os.MkdirTemp("", "latch-store-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchFixtures.dir = dir
+		benchFixtures.paths = map[string]string{}
+	}
+	path := filepath.Join(benchFixtures.dir, name+".db")
+	start := time.Now()
+	build(b, path)
+	b.Logf("built fixture %s in %s", name, time.Since(start).Round(time.Millisecond))
+	benchFixtures.paths[name] = path
+	return path
+}
+
+func cleanupBenchFixtures() {
+	benchFixtures.Lock()
+	defer benchFixtures.Unlock()
+	if benchFixtures.dir != "" {
+		os.RemoveAll(benchFixtures.dir)
+	}
+}
+
+const fixtureCards = 100_000
+
+func fixtureUID(i int) []byte {
+	return []byte{0x04, byte(i >> 16), byte(i >> 8), byte(i), 0x3A, 0x91, 0x80}
+}
+
+// buildAllowlist fills a store with 100,000 cards (a tenth with schedules
+// and validity dates), 10,000 holders and 100,000 revocations (most of
+// cards never enrolled, 1,000 of enrolled cards, 100 of holders).
+func buildAllowlist(b *testing.B, s *Store) {
+	b.Helper()
+	pinHash, err := HashPIN([]byte("246810"), nil, fastPIN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sn := Snapshot{Seq: 1}
+	for i := range fixtureCards {
+		c := Card{UID: fixtureUID(i), HolderID: fmt.Sprintf("holder-%05d", i/10), HolderName: "Fixture Person",
+			PINHash: pinHash, Doors: []string{"front", "staff"}}
+		if i%10 == 0 {
+			c.ValidFrom = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			c.ValidUntil = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			for d := time.Monday; d <= time.Friday; d++ {
+				c.Schedule.Weekly[d] = []Window{{From: 7 * 60, To: 12 * 60}, {From: 13 * 60, To: 19 * 60}}
+			}
+			c.Schedule.Holidays = []string{"2026-01-01", "2026-12-25"}
+		}
+		sn.Cards = append(sn.Cards, c)
+	}
+	for i := range fixtureCards / 10 {
+		sn.Holders = append(sn.Holders, Holder{ID: fmt.Sprintf("holder-%05d", i), Name: fmt.Sprintf("Holder %d", i)})
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	seen := map[string]bool{}
+	for len(sn.Revocations) < fixtureCards-1100 {
+		uid := []byte{0x08, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+		if !seen[string(uid)] {
+			seen[string(uid)] = true
+			sn.Revocations = append(sn.Revocations, Revocation{UID: uid, Reason: "lost"})
+		}
+	}
+	for i := range 1000 {
+		sn.Revocations = append(sn.Revocations, Revocation{UID: fixtureUID(i * 97), Reason: "stolen"})
+	}
+	for i := range 100 {
+		sn.Revocations = append(sn.Revocations, Revocation{HolderID: fmt.Sprintf("holder-%05d", i*71), Reason: "left"})
+	}
+	if err := s.ApplySnapshot(sn); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func buildDecideFixture(b *testing.B, path string) {
+	s, err := Open(path, &Options{PINParams: fastPIN})
+	if err != nil {
+		b.Fatal(err)
+	}
+	buildAllowlist(b, s)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func percentile(sorted []time.Duration, p float64) float64 {
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i]) / float64(time.Microsecond)
+}
+
+// BenchmarkDecide measures the card stage of Decide (no argon2id) against
+// 100,000 cards and 100,000 revocations: a mix of valid cards (NeedPIN),
+// revoked cards, scheduled cards and unknown cards.
+func BenchmarkDecide(b *testing.B) {
+	path := benchFixture(b, "allowlist100k", buildDecideFixture)
+	s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	reqs := make([]Request, 4096)
+	for i := range reqs {
+		uid := fixtureUID(rng.IntN(fixtureCards))
+		if i%8 == 0 {
+			uid = []byte{0x08, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+		}
+		reqs[i] = Request{UID: uid, Door: "front", DoorGroups: []string{"lobby"}, Mode: ModeCardPIN,
+			Now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC), ClockTrusted: true}
+	}
+	lat := make([]time.Duration, 0, 1<<20)
+	outcomes := map[Reason]int{}
+	i := 0
+	for b.Loop() {
+		req := reqs[i%len(reqs)]
+		i++
+		t0 := time.Now()
+		d, err := s.Decide(req)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		outcomes[d.Reason]++
+	}
+	slices.Sort(lat)
+	b.ReportMetric(percentile(lat, 0.50), "µs-p50/decision")
+	b.ReportMetric(percentile(lat, 0.99), "µs-p99/decision")
+	if outcomes[ReasonPINRequired] == 0 || outcomes[ReasonUnknownCard] == 0 {
+		b.Fatalf("fixture did not exercise the expected paths: %v", outcomes)
+	}
+}
+
+// BenchmarkVerifyPIN measures one argon2id check with DefaultPINParams.
+func BenchmarkVerifyPIN(b *testing.B) {
+	h, err := HashPIN([]byte("482916"), []byte{0x04, 0x11, 0x22, 0x33}, DefaultPINParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		ok, err := VerifyPIN(h, []byte("482916"))
+		if err != nil || !ok {
+			b.Fatal("verify failed", err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/verify")
+}
+
+// BenchmarkDecidePINStage measures a whole PIN-stage decision with
+// DefaultPINParams, right and wrong PIN alternating (the wrong ones are
+// written to the lockout state; the right ones reset it).
+func BenchmarkDecidePINStage(b *testing.B) {
+	s := openTest(b, &Options{})
+	uid := []byte{0x04, 0x11, 0x22, 0x33}
+	h, err := HashPIN([]byte("482916"), uid, DefaultPINParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mustDo(b, s.PutCard(Card{UID: uid, HolderID: "h", PINHash: h, Doors: []string{"front"}}))
+	i := 0
+	for b.Loop() {
+		pin := []byte("482916")
+		if i%2 == 1 {
+			pin = []byte("000000")
+		}
+		i++
+		if _, err := s.Decide(Request{UID: uid, PIN: pin, Door: "front", Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/decision")
+}
+
+// BenchmarkApplyRevocations10k applies deltas of 10,000 revocations each,
+// one transaction per delta, to a store holding the 100,000-card fixture.
+func BenchmarkApplyRevocations10k(b *testing.B) {
+	src := benchFixture(b, "allowlist100k", buildDecideFixture)
+	path := filepath.Join(b.TempDir(), "latch.db")
+	copyFile(b, src, path)
+	s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.SyncState()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	seq := st.AppliedSeq
+	for b.Loop() {
+		b.StopTimer()
+		seq++
+		d := Delta{Seq: seq, Ops: make([]Op, 10000)}
+		for i := range d.Ops {
+			d.Ops[i] = Op{Kind: OpRevokeCard, UID: []byte{0x09, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), 1, 2}, Reason: "lost"}
+		}
+		b.StartTimer()
+		if err := s.ApplyDelta(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/10k-revocations")
+}
+
+func benchEvent() Event {
+	return Event{Time: testEpoch, Clock: TimeSynced, BootID: "7f3c2a", Door: "front", Type: TypeAccess,
+		Reason: ReasonGranted, UID: "04A1B2C3D4E5F6", Holder: "holder-00042", HolderName: "Fixture Person"}
+}
+
+// BenchmarkAppendDurable measures durable audit appends (fsync on every
+// commit) from 64 concurrent appenders, committed by group commit.
+func BenchmarkAppendDurable(b *testing.B) {
+	s := openTest(b, &Options{PINParams: fastPIN})
+	b.SetParallelism(32) // 32 x GOMAXPROCS goroutines
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Append(benchEvent()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendDurableSerial is one appender waiting for each fsync: the
+// rate without group commit.
+func BenchmarkAppendDurableSerial(b *testing.B) {
+	s := openTest(b, &Options{PINParams: fastPIN})
+	for b.Loop() {
+		if _, err := s.Append(benchEvent()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func buildLargeFixture(b *testing.B, path string) {
+	s, err := Open(path, &Options{PINParams: fastPIN})
+	if err != nil {
+		b.Fatal(err)
+	}
+	buildAllowlist(b, s)
+	const chunk = 10000
+	batch := make([]Event, 0, chunk)
+	for i := range *largeEntries {
+		e := benchEvent()
+		e.Time = testEpoch.Add(time.Duration(i) * time.Second)
+		e.UID = fmt.Sprintf("%X", fixtureUID(i%fixtureCards))
+		batch = append(batch, e)
+		if len(batch) == chunk || i == *largeEntries-1 {
+			if _, err := s.AppendMany(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkOpenCheckLarge opens (with the full consistency check) and
+// closes a database of 100,000 cards, 100,000 revocations and 1,000,000
+// audit entries (-store.large-entries), and verifies its audit chain.
+// Building the fixture takes a while; it happens once per process.
+func BenchmarkOpenCheckLarge(b *testing.B) {
+	path := benchFixture(b, fmt.Sprintf("large%d", *largeEntries), buildLargeFixture)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("OpenCheck", func(b *testing.B) {
+		for b.Loop() {
+			s, err := Open(path, &Options{PINParams: fastPIN})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/open")
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-file")
+	})
+	b.Run("OpenNoCheck", func(b *testing.B) {
+		for b.Loop() {
+			s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/open")
+	})
+	b.Run("Verify", func(b *testing.B) {
+		s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		for b.Loop() {
+			r, err := s.Verify()
+			if err != nil || !r.OK || r.Entries != uint64(*largeEntries) {
+				b.Fatalf("verify: %+v, %v", r, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/verify")
+	})
+}

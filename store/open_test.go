@@ -1,0 +1,504 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	s := openTest(t, nil)
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(s.Path()), ".latch.db.new-*"))
+	if len(matches) != 0 {
+		t.Errorf("temporary files left behind: %v", matches)
+	}
+	st, err := s.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AppliedSeq != 0 || st.SnapshotHash != HashSnapshot(Snapshot{}) {
+		t.Errorf("new store sync state %+v, want seq 0 and the empty snapshot hash", st)
+	}
+}
+
+func TestOpenTightensFileMode(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.Close())
+	mustDo(t, os.Chmod(s.Path(), 0o644))
+	s = openTestAt(t, s.Path(), nil)
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v after Open, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestOpenLockedInProcess(t *testing.T) {
+	s := openTest(t, nil)
+	_, err := Open(s.Path(), &Options{LockTimeout: 50 * time.Millisecond, PINParams: fastPIN})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), s.Path()) || !strings.Contains(err.Error(), "another latchd") {
+		t.Errorf("error %q should name the file and say another latchd holds it", err)
+	}
+}
+
+// lockChild is the child process of TestOpenLockedByAnotherProcess: it
+// opens the file with the default options and prints the error.
+func lockChild() int {
+	s, err := Open(os.Getenv("LATCH_STORE_TEST_PATH"), &Options{PINParams: fastPIN})
+	if err == nil {
+		s.Close()
+		fmt.Println("opened")
+		return 1
+	}
+	fmt.Printf("locked=%v err=%v\n", errors.Is(err, ErrLocked), err)
+	return 0
+}
+
+func TestOpenLockedByAnotherProcess(t *testing.T) {
+	s := openTest(t, nil)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=lock", "LATCH_STORE_TEST_PATH="+s.Path())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	got := string(out)
+	if !strings.Contains(got, "locked=true") || !strings.Contains(got, s.Path()) ||
+		!strings.Contains(got, "another latchd holds this file") || !strings.Contains(got, "after 1s") {
+		t.Errorf("child output %q: want ErrLocked naming the file, another latchd and the 1s timeout", got)
+	}
+}
+
+func TestOpenRefusesZeroLength(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	mustDo(t, os.WriteFile(path, nil, 0o600))
+	_, err := Open(path, testOptions())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "zero length") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of an empty file: %v, want ErrCorrupt naming the file and saying zero length", err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() != 0 {
+		t.Errorf("Open wrote %d bytes into the damaged file", fi.Size())
+	}
+}
+
+// populated returns the path of a closed database with cards, holders,
+// revocations and audit entries.
+func populated(t testing.TB, cards, events int) string {
+	t.Helper()
+	s := openTest(t, nil)
+	for i := range cards {
+		mustDo(t, s.PutCard(Card{UID: uidOf(i), HolderID: fmt.Sprintf("h%d", i%50), HolderName: "Person", Doors: []string{"front"}}))
+	}
+	for i := range 20 {
+		mustDo(t, s.PutHolder(Holder{ID: fmt.Sprintf("h%d", i), Name: fmt.Sprintf("Holder %d", i)}))
+		mustDo(t, s.Revoke(Revocation{UID: uidOf(10000 + i), Reason: "lost"}))
+	}
+	var evs []Event
+	for i := range events {
+		evs = append(evs, Event{Time: testEpoch.Add(time.Duration(i) * time.Second), Door: "front", Type: TypeAccess, Reason: ReasonGranted, UID: fmt.Sprintf("%X", uidOf(i))})
+	}
+	if len(evs) > 0 {
+		if _, err := s.AppendMany(evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDo(t, s.Close())
+	return s.Path()
+}
+
+func copyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, os.WriteFile(dst, b, 0o600))
+}
+
+// highWater cuts a closed database file down to the pages in use: bbolt
+// grows files in large steps, and the tail beyond the high-water mark
+// holds nothing.
+func highWater(t testing.TB, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	mustDo(t, err)
+	defer f.Close()
+	buf := make([]byte, 8192)
+	_, err = io.ReadFull(f, buf)
+	mustDo(t, err)
+	m0, err0 := parseBoltMeta(buf[:4096])
+	m1, err1 := parseBoltMeta(buf[4096:])
+	if err0 != nil || err1 != nil {
+		t.Fatalf("meta pages: %v, %v", err0, err1)
+	}
+	hw := int64(max(m0.pgid, m1.pgid)) * int64(m0.pageSize)
+	mustDo(t, os.Truncate(path, hw))
+	return hw
+}
+
+func TestOpenRefusesTruncated(t *testing.T) {
+	src := populated(t, 300, 300)
+	size := highWater(t, src)
+	path := filepath.Join(t.TempDir(), "latch.db")
+	for _, cut := range []int64{100, 4096, 8192 + 17, size / 2, size - 4096, size - 1} {
+		copyFile(t, src, path)
+		mustDo(t, os.Truncate(path, cut))
+		_, err := Open(path, testOptions())
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Open of a file cut to %d of %d bytes: %v, want ErrCorrupt", cut, size, err)
+			continue
+		}
+		if cut > 8192 && !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("cut to %d: error %q should say the file is truncated", cut, err)
+		}
+	}
+}
+
+func TestOpenRefusesNotBolt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	junk := bytes.Repeat([]byte("not a database "), 2000)
+	mustDo(t, os.WriteFile(path, junk, 0o600))
+	if _, err := Open(path, testOptions()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a text file: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestOpenRefusesForeignBoltFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "other.db")
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("something"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+	_, err := Open(path, testOptions())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not a latch database") {
+		t.Fatalf("Open of another program's bbolt file: %v", err)
+	}
+}
+
+// TestOpenDamagedPages overwrites every page of a populated file in turn
+// with random bytes or zeros. Open must never panic; either it refuses the
+// file with ErrCorrupt, or the page was not in use and the store's contents
+// are exactly what they were.
+func TestOpenDamagedPages(t *testing.T) {
+	src := populated(t, 400, 400)
+	s0, err := Open(src, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := s0.Snapshot()
+	mustDo(t, err)
+	wantEvents, err := s0.EventsAfter(0, 10000)
+	mustDo(t, err)
+	mustDo(t, s0.Close())
+
+	highWater(t, src)
+	orig, err := os.ReadFile(src)
+	mustDo(t, err)
+	const page = 4096
+	rng := rand.New(rand.NewPCG(1, 2))
+	refused, intact := 0, 0
+	path := filepath.Join(t.TempDir(), "latch.db")
+	for p := 2; p*page < len(orig); p++ {
+		for _, fill := range []string{"random", "zeros", "flip"} {
+			b := bytes.Clone(orig)
+			pg := b[p*page : (p+1)*page]
+			switch fill {
+			case "random":
+				for i := range pg {
+					pg[i] = byte(rng.Uint32())
+				}
+			case "zeros":
+				clear(pg)
+			case "flip":
+				pg[16+rng.IntN(page-16)] ^= 1 << rng.IntN(8)
+			}
+			mustDo(t, os.WriteFile(path, b, 0o600))
+			s, err := Open(path, testOptions())
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Errorf("page %d %s: Open: %v, want ErrCorrupt", p, fill, err)
+				}
+				refused++
+				continue
+			}
+			got, err := s.Snapshot()
+			gotEvents, err2 := s.EventsAfter(0, 10000)
+			r, err3 := s.Verify()
+			mustDo(t, s.Close())
+			if err != nil || err2 != nil || err3 != nil || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotEvents, wantEvents) || !r.OK {
+				t.Errorf("page %d %s: Open accepted a damaged file whose contents changed (snapshot err %v, events err %v, verify %+v %v)", p, fill, err, err2, r, err3)
+				continue
+			}
+			intact++
+		}
+	}
+	t.Logf("%d damaged copies refused, %d accepted with intact contents (damage on free pages)", refused, intact)
+	if refused == 0 {
+		t.Error("no damaged copy was refused")
+	}
+}
+
+func TestOpenUsesOtherMetaAfterTornMetaWrite(t *testing.T) {
+	src := populated(t, 10, 10)
+	b, err := os.ReadFile(src)
+	mustDo(t, err)
+	m0, err0 := parseBoltMeta(b[:4096])
+	m1, err1 := parseBoltMeta(b[4096:8192])
+	if err0 != nil || err1 != nil {
+		t.Fatalf("meta pages: %v, %v", err0, err1)
+	}
+	newer := 0
+	if m1.txid > m0.txid {
+		newer = 1
+	}
+	// Tear the newest meta page: its transaction never completed, so the
+	// one before it is the last committed state.
+	b[newer*4096+40] ^= 0xFF
+	mustDo(t, os.WriteFile(src, b, 0o600))
+	s := openTestAt(t, src, nil)
+	if _, err := s.Card(uidOf(1)); err != nil {
+		t.Errorf("card after falling back to the older meta page: %v", err)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.Close())
+	rawUpdate(t, s.Path(), func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, encodeU64(schemaVersion+1))
+	})
+	_, err := Open(s.Path(), testOptions())
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open: %v, want ErrSchemaTooNew", err)
+	}
+	rawUpdate(t, s.Path(), func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, encodeU64(schemaVersion))
+	})
+}
+
+func TestOpenRefusesDamagedRecord(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.PutCard(Card{UID: uidOf(1), HolderID: "h1", Doors: []string{"front"}}))
+	mustDo(t, s.Close())
+	var orig []byte
+	rawUpdate(t, s.Path(), func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCards)
+		orig = bytes.Clone(b.Get(uidOf(1)))
+		bad := bytes.Clone(orig)
+		bad[len(bad)-6] ^= flagCardOnly // turn on card-only: checksum catches it
+		return b.Put(uidOf(1), bad)
+	})
+	_, err := Open(s.Path(), testOptions())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("card %X", uidOf(1))) {
+		t.Fatalf("Open: %v, want ErrCorrupt naming the card", err)
+	}
+	// With the full check skipped, Decide still refuses to use the record.
+	s2, err := Open(s.Path(), &Options{PINParams: fastPIN, SkipCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s2.Decide(Request{UID: uidOf(1), Door: "front", Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true})
+	if !errors.Is(err, ErrCorrupt) || d.Outcome != Denied {
+		t.Errorf("Decide on a damaged record: %+v, %v; want Denied and ErrCorrupt", d, err)
+	}
+	mustDo(t, s2.Close())
+	rawUpdate(t, s.Path(), func(tx *bolt.Tx) error { return tx.Bucket(bucketCards).Put(uidOf(1), orig) })
+}
+
+// writeV1 writes a schema 1 database: the layout before the holder index
+// and the allowlist state sum. It is how testdata/v1.db was made.
+func writeV1(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if bytes.Equal(name, bucketHolderCards) {
+				continue
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		put := func(bucket, k, v []byte) {
+			if err == nil {
+				err = tx.Bucket(bucket).Put(k, v)
+			}
+		}
+		put(bucketMeta, keySchema, encodeU64(1))
+		put(bucketSync, keyApplied, encodeU64(41))
+		put(bucketSync, keyLastIssued, encodeTime(time.Date(2025, 11, 3, 8, 0, 0, 0, time.UTC)))
+		cards := []Card{
+			{UID: []byte{0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66}, HolderID: "ada", HolderName: "Ada Lovelace", Doors: []string{"front", "lab"},
+				PINHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$rTcq4CfZIO2NUc2bOmVnvL7ENPtS9y1QiJk7gLeD+D8"},
+			{UID: []byte{0xDE, 0xAD, 0xBE, 0xEF}, HolderID: "ada", HolderName: "Ada Lovelace", Doors: []string{"*"}, Flags: Flags{CardOnly: true}},
+			{UID: []byte{0x04, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09}, HolderID: "bob", HolderName: "Bob", Doors: []string{"front"},
+				ValidUntil: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+				Schedule:   Schedule{Weekly: [7][]Window{1: {{From: 480, To: 1080}}}, Holidays: []string{"2026-12-25"}}},
+		}
+		for i := range cards {
+			put(bucketCards, cards[i].UID, encodeCard(&cards[i]))
+		}
+		put(bucketHolders, []byte("ada"), encodeHolder(&Holder{ID: "ada", Name: "Ada Lovelace"}))
+		put(bucketRevokedCards, []byte{0x01, 0x02, 0x03, 0x04}, encodeRevocation(&Revocation{UID: []byte{0x01, 0x02, 0x03, 0x04}, Reason: "lost"}))
+		put(bucketRevokedHolders, []byte("eve"), encodeRevocation(&Revocation{HolderID: "eve", Reason: "left"}))
+		put(bucketLockout, cards[0].UID, encodeLockout(lockoutRec{Fails: 2}))
+		var head chainPoint
+		for i, r := range []Reason{ReasonGranted, ReasonBadPIN, ReasonDoorForced} {
+			e := Event{Time: time.Date(2025, 11, 3, 8, i, 0, 0, time.UTC), Clock: TimeSynced, BootID: "b1", Door: "front", Type: TypeAccess, Reason: r}
+			rec := eventCanonical(&e, head.Seq+1, head.Hash)
+			h := sha256.Sum256(rec)
+			put(bucketAudit, be64(head.Seq+1), append(rec, h[:]...))
+			head = chainPoint{Seq: head.Seq + 1, Hash: h}
+		}
+		put(bucketAuditMeta, keyHead, encodePoint(head))
+		put(bucketAuditMeta, keyAcked, encodeU64(1))
+		return err
+	})
+}
+
+func checkMigratedV1(t *testing.T, path string) {
+	t.Helper()
+	s, err := Open(path, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checkAndClose(t, s, testOptions())
+	if _, err := os.Stat(path + ".schema-1.bak"); err != nil {
+		t.Errorf("no backup copy before the migration: %v", err)
+	}
+	uids, err := s.CardsOf("ada")
+	mustDo(t, err)
+	if len(uids) != 2 {
+		t.Errorf("holder index after migration: ada has %d cards, want 2", len(uids))
+	}
+	sn, err := s.Snapshot()
+	mustDo(t, err)
+	st, err := s.SyncState()
+	mustDo(t, err)
+	if st.AppliedSeq != 41 || st.SnapshotHash != HashSnapshot(sn) {
+		t.Errorf("sync state after migration %+v, want seq 41 and hash %s", st, HashSnapshot(sn))
+	}
+	if len(sn.Cards) != 3 || len(sn.Revocations) != 2 {
+		t.Errorf("migrated snapshot has %d cards, %d revocations", len(sn.Cards), len(sn.Revocations))
+	}
+	d, err := s.Decide(Request{UID: []byte{0xDE, 0xAD, 0xBE, 0xEF}, Door: "front", Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true})
+	if err != nil || d.Outcome != Granted || d.HolderName != "Ada Lovelace" {
+		t.Errorf("Decide after migration: %+v, %v", d, err)
+	}
+	if r, err := s.Verify(); err != nil || !r.OK || r.Entries != 3 {
+		t.Errorf("audit chain after migration: %+v, %v", r, err)
+	}
+	if n, err := s.OutboxDepth(); err != nil || n != 2 {
+		t.Errorf("outbox depth after migration: %d, %v; want 2", n, err)
+	}
+}
+
+// TestMigrateFromV1File opens the schema 1 file kept in testdata.
+func TestMigrateFromV1File(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	copyFile(t, filepath.Join("testdata", "v1.db"), path)
+	checkMigratedV1(t, path)
+	// The migrated file opens again without migrating.
+	s := openTestAt(t, path, nil)
+	mustDo(t, s.Close())
+}
+
+// TestMigrateFromV1Generated runs the generator of testdata/v1.db and
+// migrates its output; with -store.gen-v1 it also rewrites the testdata
+// file.
+func TestMigrateFromV1Generated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	mustDo(t, writeV1(path))
+	if *genV1 {
+		copyFile(t, path, filepath.Join("testdata", "v1.db"))
+		t.Log("wrote testdata/v1.db")
+	}
+	checkMigratedV1(t, path)
+}
+
+func TestMigrationFailureLeavesFileUnchanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	mustDo(t, writeV1(path))
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCards).Put([]byte{9, 9, 9, 9}, []byte("garbage"))
+	})
+	before, err := os.ReadFile(path)
+	mustDo(t, err)
+	_, err = Open(path, testOptions())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "migrate schema 1 to 2") {
+		t.Fatalf("Open: %v, want a failed migration", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	mustDo(t, err)
+	defer db.Close()
+	mustDo(t, db.View(func(tx *bolt.Tx) error {
+		v, err := readSchema(tx)
+		if v != 1 || tx.Bucket(bucketHolderCards) != nil {
+			t.Errorf("after a failed migration: schema %d, holder index present %v", v, tx.Bucket(bucketHolderCards) != nil)
+		}
+		return err
+	}))
+	backup, err := os.ReadFile(path + ".schema-1.bak")
+	mustDo(t, err)
+	if len(backup) == 0 || len(before) == 0 {
+		t.Error("empty backup")
+	}
+}
+
+func TestCloseTwiceAndUseAfterClose(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.Close())
+	mustDo(t, s.Close())
+	if _, err := s.Append(Event{Reason: ReasonGranted}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Append after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Card(uidOf(1)); err == nil {
+		t.Error("Card after Close: no error")
+	}
+}
+
+func TestOptionsValidated(t *testing.T) {
+	bad := []Options{
+		{LockTimeout: -1},
+		{UntrustedClock: 7},
+		{Lockout: LockoutPolicy{Backoff: time.Hour, MaxBackoff: time.Minute}},
+		{Retention: Retention{MaxEntries: -1}},
+		{PINParams: PINParams{Memory: 1, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
+	}
+	for i, o := range bad {
+		path := filepath.Join(t.TempDir(), "latch.db")
+		if _, err := Open(path, &o); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("options %d: Open: %v, want ErrInvalidArgument", i, err)
+		}
+	}
+}
