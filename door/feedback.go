@@ -275,13 +275,6 @@ func (f *Feedback) update(now time.Time) (next time.Time, err error) {
 	return next, err
 }
 
-// state returns the outputs last written, for tests and status.
-func (f *Feedback) state() lights {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.cur
-}
-
 // Halt turns every output off and stops the patterns.
 func (f *Feedback) Halt() error {
 	f.mu.Lock()

@@ -120,6 +120,9 @@ func FuzzNext(f *testing.F) {
 }
 
 func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
+	if len(data) > maxFuzzSteps*2 {
+		data = data[:maxFuzzSteps*2]
+	}
 	p := testParams([]store.Mode{store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN}[mode%3])
 	if sched {
 		p.schedule = fuzzSchedule(t)

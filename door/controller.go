@@ -1,0 +1,684 @@
+package door
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// Allowlist decides whether a credential opens the door. *store.Store
+// satisfies it.
+type Allowlist interface {
+	Decide(store.Request) (store.Decision, error)
+}
+
+// Journal is the audit log. *store.Store satisfies it.
+type Journal interface {
+	Append(store.Event) (store.Event, error)
+}
+
+// StateStore keeps what must survive a restart: the lockdown flag and the
+// record of an unlock in progress. *store.Store satisfies it.
+type StateStore interface {
+	SetLockdown(door string, on bool) error
+	Lockdown(door string) (bool, error)
+	PutState(key string, val []byte) error
+	State(key string) ([]byte, error)
+}
+
+// Default timings.
+const (
+	DefaultUnlock          = 5 * time.Second
+	DefaultExtendedUnlock  = 15 * time.Second
+	DefaultHeld            = 30 * time.Second
+	DefaultPreAlarm        = 5 * time.Second
+	DefaultPINTimeout      = 10 * time.Second
+	DefaultInterKey        = 5 * time.Second
+	DefaultMaxRemoteUnlock = 12 * time.Hour
+)
+
+// Limits on Config timings and inputs.
+const (
+	maxUIDLen     = 16  // ISO 14443 UIDs are 4, 7 or 10 bytes
+	maxTextLen    = 256 // who/why/detail strings
+	inputQueueLen = 64
+	maxBacklog    = 10000 // journal events held in memory while the store fails
+	minRetryGap   = time.Second
+	maxRetryGap   = 30 * time.Second
+)
+
+// Config is the door's behaviour. Zero durations take the defaults.
+type Config struct {
+	// Door is this door's id (required); it goes into every request and event.
+	Door string
+	// Groups are the door groups a card may list instead of the door id.
+	Groups []string
+	// Mode is card, card+pin or card-or-pin. Default card+pin.
+	Mode store.Mode
+	// Lockdown starts the door in lockdown. A lockdown recorded in the
+	// StateStore survives restarts whatever this says.
+	Lockdown bool
+	// UnlockSchedule, if set, holds the door unlocked during its windows
+	// (free access), in Location's time, while the clock is trusted and the
+	// door is not in lockdown. It must have at least one window.
+	UnlockSchedule *store.Schedule
+	// Location is the door's time zone for UnlockSchedule. Default: the
+	// system's zone (time.Local).
+	Location *time.Location
+	// Unlock is how long a grant or the exit button releases the door.
+	// Default 5 s; from 500 ms to 1 min.
+	Unlock time.Duration
+	// ExtendedUnlock is the release time for cards flagged for accessibility.
+	// Default 15 s; from Unlock to 5 min.
+	ExtendedUnlock time.Duration
+	// Held is how long the door may stand open before door_held. Default 30 s;
+	// from 5 s to 1 h.
+	Held time.Duration
+	// PreAlarm is how long before door_held the reader beeps. Default 5 s;
+	// less than Held.
+	PreAlarm time.Duration
+	// PINTimeout is how long to wait for the first PIN digit after a card.
+	// Default 10 s; from 1 s to 1 min.
+	PINTimeout time.Duration
+	// InterKey is the longest pause between PIN digits. Default 5 s; from
+	// 1 s to 1 min.
+	InterKey time.Duration
+	// MaxRemoteUnlock bounds a signed unlock. Default 12 h; from Unlock to 24 h.
+	MaxRemoteUnlock time.Duration
+}
+
+// Deps are the controller's collaborators.
+type Deps struct {
+	Allowlist Allowlist  // required
+	Journal   Journal    // required
+	State     StateStore // required
+	Relay     *Relay     // required
+	Feedback  *Feedback  // optional: LEDs and buzzer
+	// Clock defaults to SystemClock.
+	Clock Clock
+	// ClockTrusted reports whether the clock has been synchronised; it fills
+	// Event.Clock and Request.ClockTrusted and gates the unlock schedule.
+	// Default: always trusted.
+	ClockTrusted func() bool
+	// BootID identifies this run of the service in every event.
+	BootID string
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrStopped is returned by the input methods once Run has returned.
+var ErrStopped = errors.New("door: controller stopped")
+
+// Controller is the door: one goroutine (Run) owns the state machine, the
+// relay, the feedback outputs and the journal writes; the input methods hand
+// it events from any goroutine.
+type Controller struct {
+	p           *params
+	cfgLockdown bool
+	allow       Allowlist
+	journal     Journal
+	store       StateStore
+	relay       *Relay
+	fb          *Feedback
+	clock       Clock
+	trusted     func() bool
+	bootID      string
+	log         *slog.Logger
+	unlockKey   string
+
+	in      chan event
+	decided chan evDecided
+	quit    chan struct{} // closed when Run starts shutting down
+	done    chan struct{} // closed when Run has returned
+	running atomic.Bool
+	workers sync.WaitGroup
+
+	mu      sync.Mutex
+	status  Status
+	changes chan struct{}
+
+	// Owned by Run.
+	st            state
+	fbNext        time.Time
+	backlog       []store.Event
+	retryAt       time.Time
+	retryGap      time.Duration
+	dropped       int
+	lockdownDirty bool
+}
+
+// New checks cfg and deps and returns a controller whose door is locked.
+// Nothing moves until Run.
+func New(cfg Config, deps Deps) (*Controller, error) {
+	p, err := cfg.params()
+	if err != nil {
+		return nil, fmt.Errorf("door: config: %w", err)
+	}
+	switch {
+	case deps.Allowlist == nil:
+		return nil, errors.New("door: no Allowlist")
+	case deps.Journal == nil:
+		return nil, errors.New("door: no Journal")
+	case deps.State == nil:
+		return nil, errors.New("door: no StateStore")
+	case deps.Relay == nil:
+		return nil, errors.New("door: no Relay")
+	}
+	c := &Controller{
+		p:           p,
+		cfgLockdown: cfg.Lockdown,
+		allow:       deps.Allowlist,
+		journal:     deps.Journal,
+		store:       deps.State,
+		relay:       deps.Relay,
+		fb:          deps.Feedback,
+		clock:       deps.Clock,
+		trusted:     deps.ClockTrusted,
+		bootID:      deps.BootID,
+		log:         deps.Logger,
+		unlockKey:   "door/" + p.door + "/unlock",
+		in:          make(chan event, inputQueueLen),
+		decided:     make(chan evDecided, 1),
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
+		changes:     make(chan struct{}, 1),
+	}
+	if c.clock == nil {
+		c.clock = SystemClock{}
+	}
+	if c.trusted == nil {
+		c.trusted = func() bool { return true }
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("door", p.door)
+	if err := c.relay.set(false); err != nil {
+		return nil, err
+	}
+	c.st = newState(p, cfg.Lockdown, c.trusted())
+	c.status = c.st.status(c.clock.Now())
+	return c, nil
+}
+
+// params validates cfg and fills the defaults.
+func (cfg Config) params() (*params, error) {
+	p := &params{
+		door:      cfg.Door,
+		groups:    slices.Clone(cfg.Groups),
+		mode:      cfg.Mode,
+		unlock:    cfg.Unlock,
+		extended:  cfg.ExtendedUnlock,
+		held:      cfg.Held,
+		preAlarm:  cfg.PreAlarm,
+		pinFirst:  cfg.PINTimeout,
+		interKey:  cfg.InterKey,
+		maxRemote: cfg.MaxRemoteUnlock,
+	}
+	if p.door == "" {
+		return nil, errors.New("no door id")
+	}
+	if err := checkText("door id", p.door); err != nil {
+		return nil, err
+	}
+	switch p.mode {
+	case "":
+		p.mode = store.ModeCardPIN
+	case store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
+	default:
+		return nil, fmt.Errorf("mode %q: want %q, %q or %q", p.mode, store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&p.unlock, DefaultUnlock)
+	def(&p.extended, max(DefaultExtendedUnlock, p.unlock))
+	def(&p.held, DefaultHeld)
+	def(&p.preAlarm, min(DefaultPreAlarm, p.held/2))
+	def(&p.pinFirst, DefaultPINTimeout)
+	def(&p.interKey, DefaultInterKey)
+	def(&p.maxRemote, DefaultMaxRemoteUnlock)
+	for _, r := range []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"Unlock", p.unlock, 500 * time.Millisecond, time.Minute},
+		{"ExtendedUnlock", p.extended, p.unlock, 5 * time.Minute},
+		{"Held", p.held, 5 * time.Second, time.Hour},
+		{"PreAlarm", p.preAlarm, time.Millisecond, p.held - time.Millisecond},
+		{"PINTimeout", p.pinFirst, time.Second, time.Minute},
+		{"InterKey", p.interKey, time.Second, time.Minute},
+		{"MaxRemoteUnlock", p.maxRemote, p.unlock, 24 * time.Hour},
+	} {
+		if r.v < r.min || r.v > r.max {
+			return nil, fmt.Errorf("%s %v: want %v to %v", r.name, r.v, r.min, r.max)
+		}
+	}
+	if cfg.UnlockSchedule != nil {
+		loc := cfg.Location
+		if loc == nil {
+			loc = time.Local
+		}
+		u, err := compileSchedule(cfg.UnlockSchedule, loc)
+		if err != nil {
+			return nil, err
+		}
+		p.schedule = u
+	}
+	return p, nil
+}
+
+// checkText refuses strings that would garble a log line.
+func checkText(what, s string) error {
+	if len(s) > maxTextLen {
+		return fmt.Errorf("%s: longer than %d bytes", what, maxTextLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s: not UTF-8", what)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%s: control character %U", what, r)
+		}
+	}
+	return nil
+}
+
+// Run drives the door until ctx is done. On the way out, whatever the
+// reason (including a panic), it halts the relay into its shutdown state and
+// turns the feedback off. It returns nil after ctx is done, or an error if
+// the relay could not be halted. Run may be called once.
+func (c *Controller) Run(ctx context.Context) (err error) {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("door: Run called twice")
+	}
+	defer close(c.done)
+	defer func() { err = errors.Join(err, c.shutdown()) }()
+	c.startup()
+	timer := c.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.arm(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-c.in:
+			c.step(e)
+		case e := <-c.decided:
+			c.step(e)
+		case <-timer.C():
+			c.step(evTick{})
+		}
+	}
+}
+
+// startup locks the relay, restores the lockdown flag and reports an
+// unlock that a stop interrupted.
+func (c *Controller) startup() {
+	if err := c.relay.set(false); err != nil {
+		c.log.Error("relay: lock at start", "err", err)
+	}
+	now := c.clock.Now()
+	lockdown, err := c.store.Lockdown(c.p.door)
+	if err != nil {
+		c.log.Error("state: reading lockdown flag; using the configured value", "err", err, "lockdown", c.cfgLockdown)
+		lockdown = c.cfgLockdown
+	}
+	c.st = newState(c.p, lockdown, c.trusted())
+	rec, err := c.store.State(c.unlockKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		c.log.Error("state: reading the unlock record", "err", err)
+	case len(rec) > 0:
+		detail := fmt.Sprintf("an unlock was in progress (until %s) when the service stopped", rec)
+		if len(detail) > maxTextLen {
+			detail = "an unlock was in progress when the service stopped"
+		}
+		c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeDoor, Reason: store.ReasonUnlockInterrupt, Detail: detail}, now)
+		if err := c.store.PutState(c.unlockKey, nil); err != nil {
+			c.log.Error("state: clearing the unlock record", "err", err)
+		}
+	}
+	if c.cfgLockdown && !lockdown {
+		c.step(evLockdown{on: true, by: "config"})
+		return
+	}
+	c.step(evTick{})
+}
+
+// shutdown puts the outputs in their safe state and flushes what it can.
+func (c *Controller) shutdown() error {
+	close(c.quit)
+	err := c.relay.Halt()
+	if err != nil {
+		c.log.Error("relay: halt", "err", err)
+		// Try the plain lock as a last resort.
+		_ = c.relay.set(false)
+	}
+	if c.fb != nil {
+		if ferr := c.fb.Halt(); ferr != nil {
+			c.log.Warn("feedback: halt", "err", ferr)
+		}
+	}
+	c.workers.Wait()
+	if c.st.recorded {
+		if perr := c.store.PutState(c.unlockKey, nil); perr != nil {
+			c.log.Error("state: clearing the unlock record", "err", perr)
+		}
+	}
+	now := c.clock.Now()
+	c.flush(now)
+	if c.lockdownDirty {
+		c.persistLockdown()
+	}
+	if n := len(c.backlog); n > 0 {
+		c.log.Error("journal: events not written at shutdown", "count", n)
+	}
+	c.st.relay = c.relay.Unlocked()
+	c.publish(now)
+	return err
+}
+
+// arm sets the timer for the earliest deadline.
+func (c *Controller) arm(t Timer) {
+	d := c.st.deadline()
+	consider := func(x time.Time) {
+		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
+			d = x
+		}
+	}
+	if c.fb != nil {
+		consider(c.fbNext)
+	}
+	if len(c.backlog) > 0 || c.lockdownDirty {
+		consider(c.retryAt)
+	}
+	if d.IsZero() {
+		t.Stop()
+		return
+	}
+	t.Reset(max(d.Sub(c.clock.Now()), 0))
+}
+
+// step runs one event through the machine and carries out its actions.
+func (c *Controller) step(e event) {
+	now := c.clock.Now()
+	if t := c.trusted(); t != c.st.trusted {
+		c.apply(evTrust{trusted: t}, now)
+	}
+	c.apply(e, now)
+	if c.fb != nil {
+		c.fb.setBase(c.st.base(), now)
+		next, err := c.fb.update(now)
+		if err != nil {
+			c.log.Warn("feedback", "err", err)
+		}
+		c.fbNext = next
+	}
+	if (len(c.backlog) > 0 || c.lockdownDirty) && !now.Before(c.retryAt) {
+		c.flush(now)
+		if c.lockdownDirty {
+			c.persistLockdown()
+		}
+	}
+	c.publish(now)
+}
+
+// apply runs next and its actions: first the relay, the feedback and the
+// allowlist question, then the writes that may be slow.
+func (c *Controller) apply(e event, now time.Time) {
+	st, acts := next(c.st, e, now)
+	c.st = st
+	for _, a := range acts {
+		switch a := a.(type) {
+		case actRelay:
+			if err := c.relay.set(a.unlock); err != nil {
+				c.log.Error("relay", "unlock", a.unlock, "err", err)
+			}
+		case actFeedback:
+			if c.fb != nil {
+				c.fb.play(a.p, now)
+			}
+		case actDecide:
+			c.ask(a)
+		}
+	}
+	for _, a := range acts {
+		switch a := a.(type) {
+		case actRecordUnlock:
+			val := a.until.UTC().Format(time.RFC3339Nano) + " " + a.cause
+			if err := c.store.PutState(c.unlockKey, []byte(val)); err != nil {
+				c.log.Error("state: recording the unlock", "err", err)
+			}
+		case actClearUnlock:
+			if err := c.store.PutState(c.unlockKey, nil); err != nil {
+				c.log.Error("state: clearing the unlock record", "err", err)
+			}
+		case actLockdown:
+			c.lockdownDirty = true
+			c.persistLockdown()
+		case actLog:
+			c.append(a.ev, now)
+		}
+	}
+}
+
+// ask runs the allowlist question off the loop, so that a slow PIN hash never
+// delays a relock or an alarm.
+func (c *Controller) ask(a actDecide) {
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		d, err := c.allow.Decide(a.req)
+		clear(a.req.PIN)
+		select {
+		case c.decided <- evDecided{id: a.id, d: d, err: err}:
+		case <-c.quit:
+		}
+	}()
+}
+
+func (c *Controller) persistLockdown() {
+	if err := c.store.SetLockdown(c.p.door, c.st.lockdown); err != nil {
+		c.log.Error("state: saving the lockdown flag; will retry", "lockdown", c.st.lockdown, "err", err)
+		c.scheduleRetry(c.clock.Now())
+		return
+	}
+	c.lockdownDirty = false
+}
+
+// append writes ev to the journal, or keeps it for a retry. Events stay in
+// order: nothing is written past an event that failed.
+func (c *Controller) append(ev store.Event, now time.Time) {
+	ev.Clock = store.TimeUnsynced
+	if c.st.trusted {
+		ev.Clock = store.TimeSynced
+	}
+	ev.BootID = c.bootID
+	c.log.Info("door event", "type", ev.Type, "reason", ev.Reason, "uid", ev.UID, "holder", ev.Holder, "detail", ev.Detail)
+	if len(c.backlog) > 0 {
+		c.queue(ev)
+		return
+	}
+	if _, err := c.journal.Append(ev); err != nil {
+		c.log.Error("journal: append failed; will retry", "reason", ev.Reason, "err", err)
+		c.queue(ev)
+		c.scheduleRetry(now)
+	}
+}
+
+func (c *Controller) queue(ev store.Event) {
+	if len(c.backlog) >= maxBacklog {
+		c.backlog = slices.Delete(c.backlog, 0, 1)
+		c.dropped++
+		c.log.Error("journal: backlog full; oldest unwritten event dropped", "dropped", c.dropped)
+	}
+	c.backlog = append(c.backlog, ev)
+}
+
+func (c *Controller) scheduleRetry(now time.Time) {
+	c.retryGap = min(max(2*c.retryGap, minRetryGap), maxRetryGap)
+	c.retryAt = now.Add(c.retryGap)
+}
+
+// flush writes the backlog in order until it is empty or a write fails.
+func (c *Controller) flush(now time.Time) {
+	for len(c.backlog) > 0 {
+		if _, err := c.journal.Append(c.backlog[0]); err != nil {
+			c.log.Error("journal: retry failed", "pending", len(c.backlog), "err", err)
+			c.scheduleRetry(now)
+			return
+		}
+		c.backlog[0] = store.Event{}
+		c.backlog = c.backlog[1:]
+	}
+	c.backlog = nil
+	c.retryGap = 0
+}
+
+// publish makes the door's status visible to Status and StatusChanges.
+func (c *Controller) publish(now time.Time) {
+	st := c.st.status(now)
+	c.mu.Lock()
+	changed := !st.equal(c.status)
+	if changed {
+		c.status = st
+	}
+	c.mu.Unlock()
+	if changed {
+		select {
+		case c.changes <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s Status) equal(o Status) bool {
+	return s.Door == o.Door && s.Mode == o.Mode && s.Locked == o.Locked &&
+		s.UnlockedUntil.Equal(o.UnlockedUntil) && s.ContactKnown == o.ContactKnown &&
+		s.Open == o.Open && s.Lockdown == o.Lockdown && slices.Equal(s.Alarms, o.Alarms) &&
+		s.ReaderOK == o.ReaderOK && s.AwaitingPIN == o.AwaitingPIN && s.ClockTrusted == o.ClockTrusted
+}
+
+// Status returns the door's state. It is safe to call from any goroutine.
+func (c *Controller) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.status
+	st.Alarms = slices.Clone(st.Alarms)
+	return st
+}
+
+// StatusChanges delivers a value whenever Status changes (coalesced: one
+// pending notice at most). It is meant for one consumer, such as the MQTT
+// status publisher.
+func (c *Controller) StatusChanges() <-chan struct{} { return c.changes }
+
+// submit hands an event to the loop.
+func (c *Controller) submit(ctx context.Context, e event) error {
+	select {
+	case <-c.done:
+		return ErrStopped
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("door: %w", err)
+	}
+	select {
+	case c.in <- e:
+		return nil
+	case <-c.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return fmt.Errorf("door: %w", ctx.Err())
+	}
+}
+
+// CardPresented reports a card entering the reader's field. random is true
+// when the reader recognised a random (privacy) UID, which is never a
+// credential. A card that stays in the field is decided once; it counts again
+// after CardRemoved.
+func (c *Controller) CardPresented(ctx context.Context, uid []byte, random bool) error {
+	if len(uid) == 0 || len(uid) > maxUIDLen {
+		return fmt.Errorf("door: card UID of %d bytes: want 1 to %d", len(uid), maxUIDLen)
+	}
+	return c.submit(ctx, evCard{uid: slices.Clone(uid), random: random})
+}
+
+// CardRemoved reports that the card left the reader's field.
+func (c *Controller) CardRemoved(ctx context.Context) error {
+	return c.submit(ctx, evCardGone{})
+}
+
+// KeyPressed reports a keypad key: '0' to '9', '*' (clear) or '#' (enter).
+// During PIN entry a thirteenth digit is ignored; '#' submits the twelve
+// collected.
+func (c *Controller) KeyPressed(ctx context.Context, key rune) error {
+	if !isDigit(key) && key != '*' && key != '#' {
+		return fmt.Errorf("door: key %q: want 0-9, * or #", key)
+	}
+	return c.submit(ctx, evKey{key: key})
+}
+
+// DoorContact reports the debounced door position switch.
+func (c *Controller) DoorContact(ctx context.Context, open bool) error {
+	return c.submit(ctx, evContact{open: open})
+}
+
+// ExitButton reports the debounced exit button (request to exit). A press
+// releases the door for the unlock time, even in lockdown.
+func (c *Controller) ExitButton(ctx context.Context, pressed bool) error {
+	return c.submit(ctx, evExit{pressed: pressed})
+}
+
+// Tamper reports the debounced tamper switch.
+func (c *Controller) Tamper(ctx context.Context, active bool) error {
+	return c.submit(ctx, evTamper{active: active})
+}
+
+// ReaderHealth reports the card reader failing (ok false) or recovering.
+// detail says what happened, for the log.
+func (c *Controller) ReaderHealth(ctx context.Context, ok bool, detail string) error {
+	if err := checkText("door: reader detail", detail); err != nil {
+		return err
+	}
+	return c.submit(ctx, evReader{ok: ok, detail: detail})
+}
+
+// RemoteUnlock releases the door for d (0 means the unlock time) on a
+// verified signed command; by and why are logged. d may not exceed
+// Config.MaxRemoteUnlock. During d the door may stand open without
+// door_held. It is refused, with an audit event, in lockdown.
+func (c *Controller) RemoteUnlock(ctx context.Context, d time.Duration, by, why string) error {
+	if d < 0 || d > c.p.maxRemote {
+		return fmt.Errorf("door: remote unlock for %v: want 0 (the unlock time) up to %v", d, c.p.maxRemote)
+	}
+	if err := errors.Join(checkText("door: unlock by", by), checkText("door: unlock why", why)); err != nil {
+		return err
+	}
+	return c.submit(ctx, evRemoteUnlock{d: d, by: by, why: why})
+}
+
+// RemoteLockdown turns lockdown on or off on a verified signed command; by
+// and why are logged. Lockdown denies every card without the lockdown
+// override flag, ends any unlock schedule, signed unlock and grant in
+// progress, and survives restarts.
+func (c *Controller) RemoteLockdown(ctx context.Context, on bool, by, why string) error {
+	if err := errors.Join(checkText("door: lockdown by", by), checkText("door: lockdown why", why)); err != nil {
+		return err
+	}
+	return c.submit(ctx, evLockdown{on: on, by: by, why: why})
+}

@@ -1,0 +1,873 @@
+package door
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// memStore is an in-memory Allowlist, Journal and StateStore.
+type memStore struct {
+	mu        sync.Mutex
+	decide    func(store.Request) (store.Decision, error)
+	requests  []store.Request
+	events    []store.Event
+	appendErr error
+	lockdown  map[string]bool
+	state     map[string][]byte
+	stateErr  error
+}
+
+func newMemStore() *memStore {
+	return &memStore{
+		lockdown: map[string]bool{},
+		state:    map[string][]byte{},
+		decide: func(r store.Request) (store.Decision, error) {
+			return store.Decision{Outcome: store.Denied, Reason: store.ReasonUnknownCard}, nil
+		},
+	}
+}
+
+func (m *memStore) Decide(r store.Request) (store.Decision, error) {
+	m.mu.Lock()
+	r.PIN = slices.Clone(r.PIN) // the controller wipes its copy afterwards
+	m.requests = append(m.requests, r)
+	f := m.decide
+	m.mu.Unlock()
+	return f(r)
+}
+
+func (m *memStore) Append(ev store.Event) (store.Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.appendErr != nil {
+		return store.Event{}, m.appendErr
+	}
+	ev.Seq = uint64(len(m.events) + 1)
+	m.events = append(m.events, ev)
+	return ev, nil
+}
+
+func (m *memStore) SetLockdown(door string, on bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stateErr != nil {
+		return m.stateErr
+	}
+	m.lockdown[door] = on
+	return nil
+}
+
+func (m *memStore) Lockdown(door string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lockdown[door], m.stateErr
+}
+
+func (m *memStore) PutState(key string, val []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stateErr != nil {
+		return m.stateErr
+	}
+	m.state[key] = slices.Clone(val)
+	return nil
+}
+
+func (m *memStore) State(key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stateErr != nil {
+		return nil, m.stateErr
+	}
+	v, ok := m.state[key]
+	if !ok {
+		return nil, store.ErrNotFound // as the real store says
+	}
+	return slices.Clone(v), nil
+}
+
+func (m *memStore) setDecide(f func(store.Request) (store.Decision, error)) {
+	m.mu.Lock()
+	m.decide = f
+	m.mu.Unlock()
+}
+
+func (m *memStore) setAppendErr(err error) {
+	m.mu.Lock()
+	m.appendErr = err
+	m.mu.Unlock()
+}
+
+// reasons lists the reasons of the events appended so far.
+func (m *memStore) reasons() []store.Reason {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Reason
+	for _, e := range m.events {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+func (m *memStore) eventList() []store.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.events)
+}
+
+func (m *memStore) requestList() []store.Request {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.requests)
+}
+
+func (m *memStore) stateOf(key string) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state[key]
+}
+
+func grantAll(r store.Request) (store.Decision, error) {
+	return store.Decision{Outcome: store.Granted, Reason: store.ReasonGranted, HolderID: "h1", HolderName: "Ada"}, nil
+}
+
+// rig is a controller on gpiotest pins with a manual clock. It must be used
+// inside a synctest bubble: settle waits for every goroutine to block.
+type rig struct {
+	t      *testing.T
+	c      *Controller
+	clock  *ManualClock
+	store  *memStore
+	relay  *outPin
+	green  *outPin
+	red    *outPin
+	buzzer *outPin
+	cancel context.CancelFunc
+	done   chan error
+	inputs sync.WaitGroup
+	inCtx  context.Context
+	stopIn context.CancelFunc
+}
+
+const unlockKey = "door/front/unlock"
+
+// Active-low strike: the relay pin is high when locked, low when released.
+const (
+	lockedLevel   = gpio.High
+	unlockedLevel = gpio.Low
+)
+
+func newRig(t *testing.T, cfg Config, st *memStore, relayOpts *RelayOpts) *rig {
+	t.Helper()
+	if cfg.Door == "" {
+		cfg.Door = "front"
+	}
+	if st == nil {
+		st = newMemStore()
+	}
+	if relayOpts == nil {
+		relayOpts = &RelayOpts{ActiveLow: true}
+	}
+	r := &rig{t: t, clock: NewManualClock(t0), store: st,
+		relay: newOutPin("GPIO17"), green: newOutPin("GPIO5"), red: newOutPin("GPIO6"), buzzer: newOutPin("GPIO13")}
+	relay, err := NewRelay(r.relay, relayOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := NewFeedback(r.green, r.red, r.buzzer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c, err = New(cfg, Deps{Allowlist: st, Journal: st, State: st, Relay: relay, Feedback: fb, Clock: r.clock, BootID: "boot-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	return r
+}
+
+func (r *rig) start() {
+	ctx, cancel := context.WithCancel(r.t.Context())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	go func() { r.done <- r.c.Run(ctx) }()
+	synctest.Wait()
+}
+
+// runInput runs in until stop, calling fn with its changes.
+func (r *rig) runInput(in *Input, fn func(ctx context.Context, active bool) error) {
+	if r.stopIn == nil {
+		var ctx context.Context
+		ctx, r.stopIn = context.WithCancel(r.t.Context())
+		r.inCtx = ctx
+	}
+	ctx := r.inCtx
+	r.inputs.Go(func() {
+		if err := in.Run(ctx, func(v bool, _ time.Time) { _ = fn(ctx, v) }); err != nil {
+			r.t.Error(err)
+		}
+	})
+}
+
+// stop ends the inputs and Run and returns Run's error.
+func (r *rig) stop() error {
+	if r.stopIn != nil {
+		r.stopIn()
+		time.Sleep(inputRecheck) // let the inputs see it
+		r.inputs.Wait()
+	}
+	r.cancel()
+	return <-r.done
+}
+
+func (r *rig) settle() { synctest.Wait() }
+
+// advance moves the manual clock and lets the loop catch up.
+func (r *rig) advance(d time.Duration) {
+	r.clock.Advance(d)
+	synctest.Wait()
+}
+
+func (r *rig) must(err error) {
+	r.t.Helper()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	synctest.Wait()
+}
+
+func (r *rig) wantRelay(step string, l gpio.Level) {
+	r.t.Helper()
+	if got := r.relay.level(); got != l {
+		r.t.Fatalf("%s: relay pin %v, want %v", step, got, l)
+	}
+}
+
+func (r *rig) wantReasons(step string, want ...store.Reason) {
+	r.t.Helper()
+	if got := r.store.reasons(); !slices.Equal(got, want) {
+		r.t.Fatalf("%s: events %v, want %v", step, got, want)
+	}
+}
+
+func TestControllerGrantCardOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOnly, Groups: []string{"staff"}}, st, nil)
+		ctx := t.Context()
+		r.wantRelay("start", lockedLevel)
+
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("granted", unlockedLevel)
+		if r.green.level() != gpio.High {
+			t.Error("green LED off during a grant")
+		}
+		r.wantReasons("granted", store.ReasonGranted)
+		ev := st.eventList()[0]
+		if ev.UID != "04A1B2C3" || ev.Holder != "h1" || ev.HolderName != "Ada" || ev.BootID != "boot-1" || ev.Clock != store.TimeSynced || ev.Door != "front" || !ev.Time.Equal(t0) || ev.Type != store.TypeAccess {
+			t.Errorf("event %+v", ev)
+		}
+		req := st.requestList()[0]
+		if !slices.Equal(req.UID, uidA) || req.PIN != nil || req.Door != "front" || !slices.Equal(req.DoorGroups, []string{"staff"}) || req.Mode != store.ModeCardOnly || req.Lockdown || !req.ClockTrusted || !req.Now.Equal(t0) {
+			t.Errorf("request %+v", req)
+		}
+		if rec := st.stateOf(unlockKey); !strings.HasPrefix(string(rec), "2025-03-03T09:00:05Z grant") {
+			t.Errorf("unlock record %q", rec)
+		}
+		if s := r.c.Status(); s.Locked || !s.UnlockedUntil.Equal(t0.Add(5*time.Second)) {
+			t.Errorf("status %+v", s)
+		}
+
+		r.advance(5*time.Second - time.Millisecond)
+		r.wantRelay("just before the end", unlockedLevel)
+		r.advance(time.Millisecond)
+		r.wantRelay("pulse over", lockedLevel)
+		r.wantReasons("pulse over", store.ReasonGranted, store.ReasonGrantedNotOpened)
+		if rec := st.stateOf(unlockKey); len(rec) != 0 {
+			t.Errorf("unlock record left: %q", rec)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestControllerCardHeldInField(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		for range 3 {
+			r.must(r.c.CardPresented(ctx, uidA, false)) // the reader polls
+		}
+		if n := len(st.requestList()); n != 1 {
+			t.Fatalf("%d decisions for one presentation", n)
+		}
+		r.must(r.c.CardRemoved(ctx))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		if n := len(st.requestList()); n != 2 {
+			t.Fatalf("%d decisions after presenting again, want 2", n)
+		}
+		r.wantReasons("two denials", store.ReasonUnknownCard, store.ReasonUnknownCard)
+		r.wantRelay("denied", lockedLevel)
+		if r.red.level() != gpio.High {
+			t.Error("red LED off after a denial")
+		}
+		r.stop()
+	})
+}
+
+// TestControllerDoorCycle runs a grant, the door opening and closing
+// through a debounced normally-closed contact on a gpiotest pin.
+func TestControllerDoorCycle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		contactPin := newInPin("GPIO27")
+		contact, err := NewInput(contactPin, &InputOpts{NormallyClosed: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setLevel(contactPin, gpio.Low) // door closed
+		r.runInput(contact, r.c.DoorContact)
+		time.Sleep(DefaultDebounce)
+		r.settle()
+		if s := r.c.Status(); !s.ContactKnown || s.Open {
+			t.Fatalf("status %+v", s)
+		}
+
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("granted", unlockedLevel)
+		contactPin.EdgesChan <- gpio.High // door opens
+		time.Sleep(DefaultDebounce)
+		r.settle()
+		if s := r.c.Status(); !s.Open || len(s.Alarms) != 0 {
+			t.Fatalf("open within a grant: %+v", s)
+		}
+		contactPin.EdgesChan <- gpio.Low // and closes, a second later
+		time.Sleep(DefaultDebounce)
+		r.settle()
+		r.wantRelay("closed: relock at once", lockedLevel)
+		r.advance(10 * time.Second)
+		r.wantReasons("used grant", store.ReasonGranted)
+		r.stop()
+	})
+}
+
+func TestControllerForcedAndHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, nil, nil)
+		ctx := t.Context()
+		r.must(r.c.DoorContact(ctx, false))
+		r.must(r.c.DoorContact(ctx, true))
+		r.wantReasons("forced", store.ReasonDoorForced)
+		r.wantRelay("forced", lockedLevel)
+		if s := r.c.Status(); !slices.Equal(s.Alarms, []store.Reason{store.ReasonDoorForced}) {
+			t.Fatalf("alarms %v", s.Alarms)
+		}
+		if r.buzzer.level() != gpio.High || r.red.level() != gpio.High {
+			t.Fatal("no alarm at the door")
+		}
+		r.advance(400 * time.Millisecond)
+		if r.buzzer.level() != gpio.Low {
+			t.Fatal("alarm pattern does not pulse")
+		}
+		r.advance(30 * time.Second)
+		r.wantReasons("held", store.ReasonDoorForced, store.ReasonDoorHeld)
+		r.must(r.c.DoorContact(ctx, false))
+		r.wantReasons("closed", store.ReasonDoorForced, store.ReasonDoorHeld, store.ReasonDoorClosed)
+		if s := r.c.Status(); len(s.Alarms) != 0 || r.buzzer.level() != gpio.Low || r.red.level() != gpio.Low {
+			t.Fatalf("alarm not cleared: %+v", s)
+		}
+		r.stop()
+	})
+}
+
+func TestControllerHeldPreAlarm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		r.must(r.c.DoorContact(ctx, false))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.must(r.c.DoorContact(ctx, true))
+		r.advance(24 * time.Second)
+		if r.buzzer.level() != gpio.Low {
+			t.Fatal("buzzer on before the pre-alarm")
+		}
+		r.advance(time.Second)
+		if r.buzzer.level() != gpio.High {
+			t.Fatal("no pre-alarm beep 5 s before door_held")
+		}
+		r.advance(5 * time.Second)
+		r.wantReasons("held", store.ReasonGranted, store.ReasonDoorHeld)
+		r.stop()
+	})
+}
+
+func TestControllerPINEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(func(r store.Request) (store.Decision, error) {
+			switch {
+			case r.PIN == nil:
+				return store.Decision{Outcome: store.NeedPIN, HolderID: "h1"}, nil
+			case string(r.PIN) == "1234":
+				return store.Decision{Outcome: store.Granted, Reason: store.ReasonGranted, HolderID: "h1"}, nil
+			}
+			return store.Decision{Outcome: store.Denied, Reason: store.ReasonBadPIN, HolderID: "h1"}, nil
+		})
+		r := newRig(t, Config{}, st, nil) // card+PIN by default
+		ctx := t.Context()
+
+		// A wrong PIN.
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		if !r.c.Status().AwaitingPIN {
+			t.Fatal("not awaiting the PIN")
+		}
+		for _, k := range "9999#" {
+			r.must(r.c.KeyPressed(ctx, k))
+		}
+		r.wantReasons("bad PIN", store.ReasonBadPIN)
+		r.wantRelay("bad PIN", lockedLevel)
+
+		// The right one, after a correction.
+		r.must(r.c.CardRemoved(ctx))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		for _, k := range "12*1234#" {
+			r.must(r.c.KeyPressed(ctx, k))
+			if k != '#' && r.buzzer.level() != gpio.High {
+				t.Fatalf("key %c did not beep", k)
+			}
+			r.advance(time.Second)
+		}
+		r.wantReasons("good PIN", store.ReasonBadPIN, store.ReasonGranted)
+		reqs := st.requestList()
+		if last := reqs[len(reqs)-1]; string(last.PIN) != "1234" || !slices.Equal(last.UID, uidA) {
+			t.Fatalf("PIN request %+v", last)
+		}
+		r.wantRelay("granted", unlockedLevel)
+		r.advance(5 * time.Second)
+
+		// No PIN at all.
+		r.must(r.c.CardRemoved(ctx))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.advance(10 * time.Second)
+		r.wantReasons("timeout", store.ReasonBadPIN, store.ReasonGranted, store.ReasonGrantedNotOpened, store.ReasonPINTimeout)
+		if r.c.Status().AwaitingPIN {
+			t.Fatal("still awaiting the PIN after the timeout")
+		}
+		r.stop()
+	})
+}
+
+func TestControllerCodeAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOrPIN}, st, nil)
+		ctx := t.Context()
+		for _, k := range "4711#" {
+			r.must(r.c.KeyPressed(ctx, k))
+		}
+		reqs := st.requestList()
+		if len(reqs) != 1 || reqs[0].UID != nil || string(reqs[0].PIN) != "4711" {
+			t.Fatalf("requests %+v", reqs)
+		}
+		r.wantRelay("code accepted", unlockedLevel)
+		r.stop()
+	})
+}
+
+func TestControllerExitButton(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, nil, nil)
+		ctx := t.Context()
+		rexPin := newInPin("GPIO22")
+		rex, err := NewInput(rexPin, nil) // normally open, to ground
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.runInput(rex, r.c.ExitButton)
+		time.Sleep(DefaultDebounce)
+		rexPin.EdgesChan <- gpio.Low
+		time.Sleep(DefaultDebounce)
+		r.settle()
+		r.wantRelay("exit pressed", unlockedLevel)
+		r.wantReasons("exit", store.ReasonExitRequest)
+		r.must(r.c.DoorContact(ctx, false))
+		r.must(r.c.DoorContact(ctx, true))
+		r.wantReasons("not forced", store.ReasonExitRequest)
+		r.advance(5 * time.Second)
+		r.wantRelay("window over", lockedLevel)
+		r.stop()
+	})
+}
+
+func TestControllerTamperAndReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, nil, nil)
+		ctx := t.Context()
+		r.must(r.c.Tamper(ctx, true))
+		r.must(r.c.ReaderHealth(ctx, false, "no answer to GetFirmwareVersion"))
+		s := r.c.Status()
+		if s.ReaderOK || !slices.Equal(s.Alarms, []store.Reason{store.ReasonTamper}) {
+			t.Fatalf("status %+v", s)
+		}
+		r.must(r.c.ReaderHealth(ctx, true, ""))
+		r.must(r.c.Tamper(ctx, false))
+		r.wantReasons("events", store.ReasonTamper, store.ReasonReaderFault, store.ReasonReaderOK, store.ReasonTamper)
+		if d := r.store.eventList()[1].Detail; d != "no answer to GetFirmwareVersion" {
+			t.Errorf("reader fault detail %q", d)
+		}
+		r.stop()
+	})
+}
+
+func TestControllerRemoteCommands(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		r.must(r.c.DoorContact(ctx, false))
+		r.must(r.c.RemoteUnlock(ctx, 10*time.Minute, "alice", "delivery"))
+		r.wantRelay("remote unlock", unlockedLevel)
+		r.must(r.c.DoorContact(ctx, true))
+		r.must(r.c.DoorContact(ctx, false))
+		r.wantRelay("held open across a close", unlockedLevel)
+		r.advance(10 * time.Minute)
+		r.wantRelay("remote unlock over", lockedLevel)
+
+		r.must(r.c.RemoteLockdown(ctx, true, "bob", "incident"))
+		if !r.c.Status().Lockdown || !st.lockdown["front"] {
+			t.Fatal("lockdown not on or not persisted")
+		}
+		if r.red.level() != gpio.High {
+			t.Error("red LED off in lockdown")
+		}
+		r.must(r.c.RemoteUnlock(ctx, time.Minute, "alice", "delivery"))
+		r.wantRelay("refused in lockdown", lockedLevel)
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		if reqs := st.requestList(); !reqs[len(reqs)-1].Lockdown {
+			t.Error("request in lockdown without the flag")
+		}
+		r.must(r.c.RemoteLockdown(ctx, false, "bob", "all clear"))
+		r.wantReasons("commands", store.ReasonCommandApplied, store.ReasonLockdown, store.ReasonCommandRejected, store.ReasonUnknownCard, store.ReasonLockdown)
+		evs := st.eventList()
+		if evs[0].Detail != "unlock for 10m0s by alice: delivery" || evs[1].Detail != "lockdown on by bob: incident" {
+			t.Errorf("details %q, %q", evs[0].Detail, evs[1].Detail)
+		}
+		r.stop()
+	})
+}
+
+func TestControllerLockdownSurvivesRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.RemoteLockdown(t.Context(), true, "bob", ""))
+		r.stop()
+
+		r2 := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		if !r2.c.Status().Lockdown {
+			t.Fatal("lockdown lost in a restart")
+		}
+		r2.stop()
+
+		// Lockdown from the config is persisted and logged.
+		st3 := newMemStore()
+		r3 := newRig(t, Config{Mode: store.ModeCardOnly, Lockdown: true}, st3, nil)
+		if !r3.c.Status().Lockdown || !st3.lockdown["front"] {
+			t.Fatal("configured lockdown not applied")
+		}
+		if ev := st3.eventList(); len(ev) != 1 || ev[0].Reason != store.ReasonLockdown || ev[0].Detail != "lockdown on by config" {
+			t.Fatalf("events %+v", ev)
+		}
+		r3.stop()
+	})
+}
+
+func TestControllerUnlockInterrupted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.state[unlockKey] = []byte("2025-03-03T08:59:58Z grant")
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.wantRelay("start", lockedLevel)
+		r.wantReasons("start", store.ReasonUnlockInterrupt)
+		if ev := st.eventList()[0]; ev.Type != store.TypeDoor || !strings.Contains(ev.Detail, "2025-03-03T08:59:58Z grant") {
+			t.Errorf("event %+v", ev)
+		}
+		if rec := st.stateOf(unlockKey); len(rec) != 0 {
+			t.Errorf("record not cleared: %q", rec)
+		}
+		r.stop()
+	})
+}
+
+func TestControllerShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("granted", unlockedLevel)
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		r.wantRelay("stopped mid-grant", lockedLevel)
+		if rec := st.stateOf(unlockKey); len(rec) != 0 {
+			t.Errorf("a clean stop left the unlock record %q", rec)
+		}
+		if r.green.level() != gpio.Low || r.buzzer.level() != gpio.Low {
+			t.Error("feedback left on")
+		}
+		if err := r.c.CardPresented(ctx, uidA, false); !errors.Is(err, ErrStopped) {
+			t.Errorf("input after stop: %v", err)
+		}
+		if err := r.c.Run(ctx); err == nil {
+			t.Error("second Run accepted")
+		}
+		if !r.c.Status().Locked {
+			t.Error("status not locked after stop")
+		}
+	})
+}
+
+func TestControllerShutdownFailSafe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Maglock on an active-low board, released on shutdown.
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, nil, &RelayOpts{Lock: FailSafe, ActiveLow: true, ShutdownUnlocked: true})
+		if r.relay.level() != gpio.Low {
+			t.Fatal("maglock not energised (locked) while running")
+		}
+		r.stop()
+		if r.relay.level() != gpio.High {
+			t.Fatal("maglock not released on shutdown")
+		}
+		if r.c.Status().Locked {
+			t.Error("status says locked")
+		}
+	})
+}
+
+func TestControllerJournalFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		st.setAppendErr(errors.New("disk full"))
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("granted without a journal", unlockedLevel)
+		r.advance(5 * time.Second)
+		r.wantRelay("relocked without a journal", lockedLevel)
+		r.must(r.c.DoorContact(ctx, false))
+		r.must(r.c.DoorContact(ctx, true))
+		r.wantReasons("nothing written yet")
+		st.setAppendErr(nil)
+		r.advance(10 * time.Second)
+		r.wantReasons("written in order after recovery", store.ReasonGranted, store.ReasonGrantedNotOpened, store.ReasonDoorForced)
+		r.stop()
+	})
+}
+
+func TestControllerDecisionError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(func(store.Request) (store.Decision, error) { return store.Decision{}, errors.New("bbolt: read failed") })
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.CardPresented(t.Context(), uidA, false))
+		r.wantRelay("error", lockedLevel)
+		r.wantReasons("error", ReasonDecisionError)
+		r.stop()
+	})
+}
+
+func TestControllerUntrustedClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		relay, _ := NewRelay(newOutPin("GPIO17"), nil)
+		var trusted sync.Mutex
+		isTrusted := false
+		clk := NewManualClock(time.Unix(0, 0)) // a Pi before NTP
+		c, err := New(Config{Door: "front", Mode: store.ModeCardOnly}, Deps{Allowlist: st, Journal: st, State: st, Relay: relay, Clock: clk,
+			ClockTrusted: func() bool { trusted.Lock(); defer trusted.Unlock(); return isTrusted }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- c.Run(ctx) }()
+		c.CardPresented(ctx, uidA, false)
+		synctest.Wait()
+		trusted.Lock()
+		isTrusted = true
+		trusted.Unlock()
+		clk.Set(t0)
+		c.CardRemoved(ctx)
+		c.CardPresented(ctx, uidA, false)
+		synctest.Wait()
+		cancel()
+		<-done
+		reqs, evs := st.requestList(), st.eventList()
+		if reqs[0].ClockTrusted || !reqs[1].ClockTrusted {
+			t.Errorf("ClockTrusted %t, %t", reqs[0].ClockTrusted, reqs[1].ClockTrusted)
+		}
+		if evs[0].Clock != store.TimeUnsynced || evs[1].Clock != store.TimeSynced {
+			t.Errorf("event clocks %s, %s", evs[0].Clock, evs[1].Clock)
+		}
+	})
+}
+
+func TestControllerStatusChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, nil, nil)
+		ch := r.c.StatusChanges()
+		select { // the start itself (contact unknown → nothing) may or may not notify; drain
+		case <-ch:
+		default:
+		}
+		r.must(r.c.Tamper(t.Context(), true))
+		select {
+		case <-ch:
+		default:
+			t.Fatal("no notice of a status change")
+		}
+		r.must(r.c.Tamper(t.Context(), true))
+		select {
+		case <-ch:
+			t.Fatal("notice without a change")
+		default:
+		}
+		r.stop()
+	})
+}
+
+func TestControllerInputErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Mode: store.ModeCardOnly, MaxRemoteUnlock: time.Hour}, nil, nil)
+		ctx := t.Context()
+		for name, err := range map[string]error{
+			"empty UID":          r.c.CardPresented(ctx, nil, false),
+			"long UID":           r.c.CardPresented(ctx, make([]byte, 17), false),
+			"bad key":            r.c.KeyPressed(ctx, 'A'),
+			"negative unlock":    r.c.RemoteUnlock(ctx, -time.Second, "a", ""),
+			"too long unlock":    r.c.RemoteUnlock(ctx, 2*time.Hour, "a", ""),
+			"control characters": r.c.RemoteLockdown(ctx, true, "a\nb", ""),
+			"long why":           r.c.RemoteUnlock(ctx, time.Second, "a", strings.Repeat("x", 300)),
+			"bad UTF-8":          r.c.ReaderHealth(ctx, false, "\xff"),
+		} {
+			if err == nil {
+				t.Errorf("%s accepted", name)
+			}
+		}
+		r.stop()
+		canceled, cancel := context.WithCancel(context.Background())
+		cancel()
+		c2, err := New(Config{Door: "x"}, Deps{Allowlist: r.store, Journal: r.store, State: r.store, Relay: r.c.relay})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range inputQueueLen {
+			if err := c2.CardRemoved(ctx); err != nil {
+				t.Fatal("the queue should take events before Run:", err)
+			}
+		}
+		if err := c2.CardRemoved(canceled); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled context: %v", err)
+		}
+		short, cancel2 := context.WithTimeout(ctx, time.Second)
+		defer cancel2()
+		if err := c2.CardRemoved(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("full queue: %v", err)
+		}
+	})
+}
+
+func TestNewValidation(t *testing.T) {
+	st := newMemStore()
+	relay, err := NewRelay(newOutPin("GPIO17"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := Deps{Allowlist: st, Journal: st, State: st, Relay: relay}
+	bad := map[string]Config{
+		"no door":               {},
+		"bad mode":              {Door: "d", Mode: "face"},
+		"short unlock":          {Door: "d", Unlock: time.Millisecond},
+		"long unlock":           {Door: "d", Unlock: time.Hour},
+		"extended below unlock": {Door: "d", Unlock: 10 * time.Second, ExtendedUnlock: 5 * time.Second},
+		"pre-alarm past held":   {Door: "d", Held: 10 * time.Second, PreAlarm: 10 * time.Second},
+		"short PIN timeout":     {Door: "d", PINTimeout: time.Millisecond},
+		"long remote":           {Door: "d", MaxRemoteUnlock: 48 * time.Hour},
+		"empty schedule":        {Door: "d", UnlockSchedule: &store.Schedule{}},
+	}
+	for name, cfg := range bad {
+		if _, err := New(cfg, deps); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	for name, d := range map[string]Deps{
+		"no allowlist": {Journal: st, State: st, Relay: relay},
+		"no journal":   {Allowlist: st, State: st, Relay: relay},
+		"no state":     {Allowlist: st, Journal: st, Relay: relay},
+		"no relay":     {Allowlist: st, Journal: st, State: st},
+	} {
+		if _, err := New(Config{Door: "d"}, d); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	c, err := New(Config{Door: "d"}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.p
+	if p.mode != store.ModeCardPIN || p.unlock != DefaultUnlock || p.extended != DefaultExtendedUnlock || p.held != DefaultHeld ||
+		p.preAlarm != DefaultPreAlarm || p.pinFirst != DefaultPINTimeout || p.interKey != DefaultInterKey || p.maxRemote != DefaultMaxRemoteUnlock {
+		t.Errorf("defaults %+v", p)
+	}
+}
+
+func TestControllerStateStoreFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		st.stateErr = errors.New("EIO")
+		r := newRig(t, Config{Mode: store.ModeCardOnly, Lockdown: true}, st, nil)
+		ctx := t.Context()
+		if !r.c.Status().Lockdown {
+			t.Fatal("the configured lockdown is the fallback when the flag cannot be read")
+		}
+		r.must(r.c.RemoteLockdown(ctx, false, "bob", ""))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("grant without a state store", unlockedLevel)
+		r.advance(5 * time.Second)
+		r.wantRelay("relock without a state store", lockedLevel)
+
+		// The lockdown flag is written once the store recovers.
+		st.mu.Lock()
+		st.stateErr = nil
+		st.lockdown["front"] = true
+		st.mu.Unlock()
+		r.advance(30 * time.Second)
+		if on, _ := st.Lockdown("front"); on {
+			t.Fatal("lockdown off never persisted")
+		}
+		r.stop()
+	})
+}
