@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -132,3 +133,7 @@ func uidOf(i int) []byte {
 }
 
 func sameBytes(a, b []byte) bool { return bytes.Equal(a, b) }
+
+func utf8ValidString(s string) bool { return utf8.ValidString(s) }
+
+type bboltTx = bolt.Tx
