@@ -71,8 +71,8 @@ type Config struct {
 	// (free access), in Location's time, while the clock is trusted and the
 	// door is not in lockdown. It must have at least one window.
 	UnlockSchedule *store.Schedule
-	// Location is the door's time zone for UnlockSchedule. Default: the
-	// system's zone (time.Local).
+	// Location is the door's time zone for UnlockSchedule. Default UTC, as
+	// for store.Options.Location: give both the same zone.
 	Location *time.Location
 	// Unlock is how long a grant or the exit button releases the door.
 	// Default 5 s; from 500 ms to 1 min.
@@ -269,7 +269,7 @@ func (cfg Config) params() (*params, error) {
 	if cfg.UnlockSchedule != nil {
 		loc := cfg.Location
 		if loc == nil {
-			loc = time.Local
+			loc = time.UTC
 		}
 		u, err := compileSchedule(cfg.UnlockSchedule, loc)
 		if err != nil {

@@ -871,3 +871,28 @@ func TestControllerStateStoreFailure(t *testing.T) {
 		r.stop()
 	})
 }
+
+func TestControllerUnlockSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sched store.Schedule
+		sched.Weekly[time.Monday] = []store.Window{{From: 9*60 + 30, To: 10 * 60}} // 09:30-10:00 UTC
+		r := newRig(t, Config{Mode: store.ModeCardOnly, UnlockSchedule: &sched, Location: time.UTC}, nil, nil)
+		r.wantRelay("09:00", lockedLevel)
+		r.advance(30*time.Minute - time.Millisecond)
+		r.wantRelay("09:29:59.999", lockedLevel)
+		r.advance(time.Millisecond)
+		r.wantRelay("09:30", unlockedLevel)
+		if s := r.c.Status(); s.Locked || !s.UnlockedUntil.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("status %+v", s)
+		}
+		r.must(r.c.DoorContact(t.Context(), false))
+		r.must(r.c.DoorContact(t.Context(), true))
+		r.advance(20 * time.Minute)
+		r.wantReasons("free access: no alarm")
+		r.advance(10 * time.Minute)
+		r.wantRelay("10:00", lockedLevel)
+		r.advance(30 * time.Second)
+		r.wantReasons("left open after the window", store.ReasonDoorHeld)
+		r.stop()
+	})
+}

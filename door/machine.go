@@ -708,17 +708,17 @@ func (s *state) base() patternID {
 
 // Status is the door as the daemon and the site see it.
 type Status struct {
-	Door          string
-	Mode          store.Mode
-	Locked        bool           // the relay holds the door locked
-	UnlockedUntil time.Time      // when Locked is false: when the current unlock ends
-	ContactKnown  bool           // the door contact has reported since start
-	Open          bool           // the door contact says open
-	Lockdown      bool           // lockdown is on
-	Alarms        []store.Reason // active alarms: door_forced, door_held, tamper
-	ReaderOK      bool           // the card reader is working
-	AwaitingPIN   bool           // a card (or code) is waiting for its PIN
-	ClockTrusted  bool           // the clock has been synchronised
+	Door          string         `json:"door"`
+	Mode          store.Mode     `json:"mode"`
+	Locked        bool           `json:"locked"`                  // the relay holds the door locked
+	UnlockedUntil time.Time      `json:"unlocked_until,omitzero"` // when Locked is false: when the current unlock ends
+	ContactKnown  bool           `json:"contact_known"`           // the door contact has reported since start
+	Open          bool           `json:"open"`                    // the door contact says open
+	Lockdown      bool           `json:"lockdown"`                // lockdown is on
+	Alarms        []store.Reason `json:"alarms,omitempty"`        // active alarms: door_forced, door_held, tamper
+	ReaderOK      bool           `json:"reader_ok"`               // the card reader is working
+	AwaitingPIN   bool           `json:"awaiting_pin"`            // a card (or code) is waiting for its PIN
+	ClockTrusted  bool           `json:"clock_trusted"`           // the clock has been synchronised
 }
 
 // status describes s at now.
