@@ -1,0 +1,313 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// maxAhead bounds the deltas kept while a gap before them is filled.
+const maxAhead = 1024
+
+// aclState is the applied allowlist position as Run knows it.
+type aclState struct {
+	seq  uint64
+	hash string
+}
+
+// handle acts on one message from the paho handler.
+func (c *Client) handle(ctx context.Context, in inbound) {
+	if in.err != nil {
+		c.reject(in, in.err)
+		return
+	}
+	// Every authentic message of this site counts for freshness, whatever
+	// happens to it next, as long as it is newer than anything seen.
+	c.fresh.seen(c, ctx, in.msg.Head().IssuedAt)
+	switch m := in.msg.(type) {
+	case *Delta:
+		c.onDelta(m, in.kid)
+	case *SnapshotChunk:
+		c.onChunk(m, in.size)
+	case *Heartbeat:
+		c.onHeartbeat(m)
+	case *Command:
+		c.onCommand(ctx, in, m)
+	case *EventsAck:
+		c.onAck(in, m)
+	}
+}
+
+// reject counts a refused message and writes a rate-limited audit event.
+func (c *Client) reject(in inbound, err error) {
+	lim := &c.rejACL
+	if in.cmd {
+		lim = &c.rejCmd
+		c.update(func(s *Stats) { s.CommandsRejected++ })
+	} else {
+		c.update(func(s *Stats) { s.ACLRejected++ })
+	}
+	c.log.Warn("mqtt: refused a message", "topic", in.topic, "kid", in.kid, "retained", in.retained, "err", err)
+	if lim.allow(time.Now()) {
+		c.event(lim.reason, fmt.Sprintf("%s: %v", in.topic, err))
+	}
+}
+
+// flushRejects writes the summary of rejections beyond the burst when a
+// window ends.
+func (c *Client) flushRejects(now time.Time) {
+	for _, lim := range []*limiter{&c.rejACL, &c.rejCmd} {
+		if n, w := lim.flush(now); n > 0 {
+			c.event(lim.reason, fmt.Sprintf("%d more messages refused in %s, not logged one by one", n, w))
+		}
+	}
+}
+
+// onDelta applies a delta in order, keeps it for later when it is ahead,
+// or ignores it when it is already applied.
+func (c *Client) onDelta(d *Delta, kid string) {
+	c.siteSeq = max(c.siteSeq, d.Seq)
+	switch {
+	case d.Seq <= c.acl.seq:
+		c.update(func(s *Stats) { s.StaleACL++ })
+		return
+	case d.Seq > c.acl.seq+1:
+		if len(c.ahead) < maxAhead {
+			c.ahead[d.Seq] = d
+		}
+		c.update(func(s *Stats) { s.SiteSeq = c.siteSeq })
+		c.requestSync(false)
+		return
+	}
+	c.applyDelta(d, kid)
+	c.drainAhead()
+}
+
+// applyDelta applies the delta that follows the applied seq.
+func (c *Client) applyDelta(d *Delta, kid string) {
+	err := c.st.ApplyDelta(d.StoreDelta())
+	switch {
+	case err == nil:
+		c.acl.seq = d.Seq
+		c.refreshACL()
+		c.update(func(s *Stats) { s.DeltasApplied++ })
+		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), kid))
+	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
+		// The store moved without us (another writer): take its word.
+		c.refreshACL()
+		c.requestSync(false)
+	case errors.Is(err, store.ErrInvalidOp):
+		// A signed delta the store refuses will be refused again: only a
+		// snapshot moves the door past it.
+		c.wantSnap = true
+		c.reject(inbound{topic: c.topics.ACL(), kid: kid}, fmt.Errorf("delta %d: %w", d.Seq, err))
+		c.requestSync(true)
+	default:
+		c.storeErr("apply delta", err)
+	}
+}
+
+// drainAhead applies kept deltas that now follow the applied seq.
+func (c *Client) drainAhead() {
+	for seq := range c.ahead {
+		if seq <= c.acl.seq {
+			delete(c.ahead, seq)
+		}
+	}
+	for c.fatal == nil {
+		d, ok := c.ahead[c.acl.seq+1]
+		if !ok {
+			return
+		}
+		delete(c.ahead, d.Seq)
+		before := c.acl.seq
+		c.applyDelta(d, "")
+		if c.acl.seq == before {
+			return
+		}
+	}
+}
+
+// refreshACL reads the applied seq and state hash back from the store.
+func (c *Client) refreshACL() {
+	ss, err := c.st.SyncState()
+	if err != nil {
+		c.storeErr("sync state", err)
+		return
+	}
+	c.acl = aclState{seq: ss.AppliedSeq, hash: ss.SnapshotHash}
+	c.update(func(s *Stats) {
+		s.AppliedSeq, s.SnapshotHash = c.acl.seq, c.acl.hash
+		s.SiteSeq = max(c.siteSeq, c.acl.seq)
+	})
+}
+
+// onChunk collects snapshot chunks and applies a complete snapshot.
+func (c *Client) onChunk(m *SnapshotChunk, size int) {
+	c.siteSeq = max(c.siteSeq, m.Seq)
+	if m.Seq <= c.acl.seq {
+		c.update(func(s *Stats) { s.StaleACL++ })
+		return
+	}
+	snap, err := c.asm.add(m, size, time.Now())
+	if err != nil {
+		c.wantSnap = true
+		c.reject(inbound{topic: c.topics.Snapshot()}, err)
+		c.requestSync(false)
+		return
+	}
+	if snap == nil {
+		return
+	}
+	err = c.st.ApplySnapshot(*snap)
+	switch {
+	case err == nil:
+		c.wantSnap = false
+		c.refreshACL()
+		c.update(func(s *Stats) { s.SnapshotsApplied++ })
+		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d cards, %d holders, %d revocations",
+			snap.Seq, len(snap.Cards), len(snap.Holders), len(snap.Revocations)))
+		c.drainAhead()
+	case errors.Is(err, store.ErrSeqOld):
+		c.refreshACL()
+		c.update(func(s *Stats) { s.StaleACL++ })
+	case errors.Is(err, store.ErrInvalidOp):
+		c.reject(inbound{topic: c.topics.Snapshot()}, err)
+	default:
+		c.storeErr("apply snapshot", err)
+	}
+}
+
+// onHeartbeat learns the site's seq; a door behind asks for what it lacks.
+func (c *Client) onHeartbeat(h *Heartbeat) {
+	if h.Seq > c.siteSeq {
+		c.siteSeq = h.Seq
+		c.update(func(s *Stats) { s.SiteSeq = c.siteSeq })
+	}
+	if h.Seq > c.acl.seq {
+		c.requestSync(false)
+	}
+}
+
+// requestSync announces the applied seq on the sync topic, at most once per
+// SyncRetry unless now is set (a new session).
+func (c *Client) requestSync(now bool) {
+	if !c.connected() {
+		c.syncPending = true
+		return
+	}
+	if !now && !c.lastSync.IsZero() && time.Since(c.lastSync) < c.o.SyncRetry {
+		c.syncPending = true
+		return
+	}
+	req := SyncRequest{
+		V: Version, Type: KindSync, Site: c.o.Site, Door: c.o.Door,
+		AppliedSeq: c.acl.seq, SnapshotHash: c.acl.hash, At: c.o.Now().UTC(),
+	}
+	if c.wantSnap {
+		req.Want = WantSnapshot
+	}
+	b, err := marshal("sync request", req)
+	if err != nil {
+		c.log.Error("mqtt: sync request", "err", err)
+		return
+	}
+	if c.publish(c.topics.Sync(c.o.Door), b, false) {
+		c.syncPending = false
+		c.lastSync = time.Now()
+		c.lastSyncSeq = c.acl.seq
+		c.update(func(s *Stats) { s.SyncRequests++ })
+	}
+}
+
+// syncTimers retries sync requests that went unanswered and drops a
+// snapshot whose chunks stopped coming.
+func (c *Client) syncTimers(now time.Time) {
+	if busy, since := c.asm.busy(); busy && now.Sub(since) > c.o.SnapshotTimeout {
+		c.log.Warn("mqtt: snapshot incomplete, asking again", "seq", c.asm.seq, "have", c.asm.have, "chunks", c.asm.chunks)
+		c.asm.reset()
+		c.wantSnap = true
+		c.syncPending = true
+	}
+	// Progress since the last request (deltas applied, chunks arriving)
+	// means the answer is coming: wait for it rather than ask again.
+	if c.acl.seq != c.lastSyncSeq {
+		c.lastSyncSeq, c.lastSync = c.acl.seq, now
+	}
+	if busy, _ := c.asm.busy(); busy && c.asm.last.After(c.lastSync) {
+		c.lastSync = c.asm.last
+	}
+	behind := c.siteSeq > c.acl.seq
+	if (c.syncPending || behind) && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= c.o.SyncRetry) {
+		c.requestSync(false)
+	}
+}
+
+// freshness tracks the last fresh signed message. A message is fresh when
+// it was issued after every signed message seen before, so a replayed old
+// message never makes a stale allowlist look fresh.
+type freshness struct {
+	lastLocal  time.Time // door time it arrived
+	lastIssued time.Time // site time it was issued
+	dirty      bool      // not written to the store yet
+	persisted  time.Time // monotonic time of the last write
+	stale      bool
+}
+
+// seen records an authentic message issued at issued.
+func (f *freshness) seen(c *Client, ctx context.Context, issued time.Time) {
+	if !issued.After(f.lastIssued) {
+		return
+	}
+	f.lastIssued = issued
+	f.lastLocal = c.o.Now()
+	f.dirty = true
+	if f.stale {
+		c.checkStale(ctx)
+		f.persist(c, true)
+	}
+}
+
+// persist writes the freshness to the store when due (or when forced).
+func (f *freshness) persist(c *Client, force bool) {
+	if !f.dirty || (!force && time.Since(f.persisted) < c.o.MarkSignedInterval) {
+		return
+	}
+	if err := c.st.MarkSigned(f.lastLocal, f.lastIssued); err != nil {
+		c.storeErr("mark signed", err)
+		return
+	}
+	f.dirty = false
+	f.persisted = time.Now()
+}
+
+// checkStale raises acl_stale once when the allowlist goes stale and tells
+// the door whenever staleness changes.
+func (c *Client) checkStale(ctx context.Context) {
+	now := c.o.Now()
+	last := c.fresh.lastLocal
+	stale := last.IsZero() || now.Sub(last) > c.o.StaleAfter
+	if stale == c.fresh.stale {
+		return
+	}
+	c.fresh.stale = stale
+	c.update(func(s *Stats) { s.ACLStale = stale })
+	if stale {
+		since := "never"
+		if !last.IsZero() {
+			since = last.UTC().Format(time.RFC3339)
+		}
+		c.log.Warn("mqtt: allowlist stale", "last_signed", since, "policy", c.o.StalePolicy)
+		c.event(store.ReasonACLStale, fmt.Sprintf("no fresh signed message from the site since %s (stale after %s); policy %s",
+			since, c.o.StaleAfter, c.o.StalePolicy))
+	} else {
+		c.log.Info("mqtt: allowlist fresh again")
+	}
+	if err := c.door.SetStale(ctx, stale, c.o.StalePolicy); err != nil {
+		c.log.Error("mqtt: door refused the stale policy", "stale", stale, "err", err)
+	}
+	c.maybeStatus(false)
+}

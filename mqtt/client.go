@@ -1,0 +1,609 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// StalePolicy is what a door does while its allowlist is stale: no fresh
+// signed message from the site for Options.StaleAfter.
+type StalePolicy string
+
+// Stale policies. The client reports the configured one; the door applies
+// it.
+const (
+	StaleKeepGoing    StalePolicy = "keep-going"    // decide as usual
+	StaleCardAndPIN   StalePolicy = "card+pin"      // require card and PIN, whatever the door's mode
+	StaleOverrideOnly StalePolicy = "override-only" // deny every card but lockdown-override cards
+)
+
+// Door is what the client needs from the door controller. The daemon
+// adapts the controller to it. The client calls Unlock and SetLockdown only
+// for a valid signed command addressed to this door, never because of a
+// change of connection state. Status is called from the client's goroutine
+// and must be safe for concurrent use; all methods must return promptly.
+type Door interface {
+	// Unlock energises the lock for d (momentary), by naming the command.
+	Unlock(ctx context.Context, d time.Duration, by string) error
+	// SetLockdown turns lockdown on or off.
+	SetLockdown(ctx context.Context, on bool, by string) error
+	// SetStale reports that the allowlist became stale (true) or fresh
+	// again (false), and the policy to apply meanwhile.
+	SetStale(ctx context.Context, stale bool, policy StalePolicy) error
+	// Status returns the door's state for the retained status message.
+	Status() DoorStatus
+}
+
+// DoorStatus is the door's part of the status message.
+type DoorStatus struct {
+	State    string            // as the door names it: "closed", "open", "unlocked", "held"...
+	Lockdown bool              // lockdown is on
+	Reader   string            // "ok", or what is wrong with the reader
+	Clock    store.TimeQuality // whether the door's clock is synced
+}
+
+// Store is what the client needs from the door's database. *store.Store
+// satisfies it.
+type Store interface {
+	// SyncState returns the applied ACL seq, the state hash at it and the
+	// times of the last signed message.
+	SyncState() (store.SyncState, error)
+	// ApplyDelta applies a delta in one transaction when its seq is the
+	// applied one + 1 (store.ErrSeqGap, store.ErrSeqOld otherwise); one
+	// invalid operation rejects it whole (store.ErrInvalidOp).
+	ApplyDelta(store.Delta) error
+	// ApplySnapshot replaces the allowlist atomically when the snapshot is
+	// newer (store.ErrSeqOld otherwise).
+	ApplySnapshot(store.Snapshot) error
+	// MarkSigned records the arrival (local time) of a fresh signed message
+	// issued at issuedAt (site time).
+	MarkSigned(localNow, issuedAt time.Time) error
+	// RecordCommand remembers a command id until it expires; fresh is false
+	// for a replay or an expired command.
+	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)
+	// Append adds an audit event durably to the chain and the outbox.
+	Append(store.Event) (store.Event, error)
+	// EventsAfter returns up to max (1..10000) events after seq, in order.
+	EventsAfter(seq uint64, max int) ([]store.Event, error)
+	// Acked returns the outbox cursor: the highest seq the site acknowledged.
+	Acked() (uint64, error)
+	// Ack moves the outbox cursor forward (store.ErrAckAhead beyond the head).
+	Ack(seq uint64) error
+	// OutboxDepth returns how many events are not acknowledged yet.
+	OutboxDepth() (int, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Options configure a Client. Site, Door, Broker and TrustedKeys are
+// required; zero values of the rest take the defaults given. New copies the
+// options and never writes to them.
+type Options struct {
+	// Broker is the broker URL: tcp://host:1883, or ssl://host:8883 for
+	// TLS (tls:// and mqtts:// are the same).
+	Broker string
+	// Site and Door are the ids in the topic root latch/v1/<site>/ and in
+	// door/<door>/.
+	Site, Door string
+	// ClientID is the MQTT client id; it must be stable for the door, as the
+	// broker keeps the door's session under it (default latch-<site>-<door>).
+	ClientID string
+	// Username and Password log in to the broker (optional).
+	Username, Password string
+	// TLS is used for ssl:// brokers: the site's CA and the door's client
+	// certificate (see LoadTLS). Nil means the system roots and no client
+	// certificate.
+	TLS *tls.Config
+	// TrustedKeys are the site's Ed25519 public keys by key id; only
+	// messages signed by one of them are accepted.
+	TrustedKeys map[string]ed25519.PublicKey
+
+	// Logger receives the client's log (default: none).
+	Logger *slog.Logger
+	// Now is the door's clock, used for command expiry, freshness and event
+	// times (default time.Now).
+	Now func() time.Time
+	// Version is the firmware version reported in the status.
+	Version string
+	// BootID is copied into the client's audit events.
+	BootID string
+
+	// KeepAlive is the MQTT keepalive, whole seconds (default 15 s), and
+	// PingTimeout how long a ping may go unanswered (default 5 s): a link
+	// that silently stops carrying packets is noticed within KeepAlive +
+	// 2*PingTimeout (25 s with the defaults).
+	KeepAlive, PingTimeout time.Duration
+	// ConnectTimeout bounds the TCP, TLS and MQTT handshake and the
+	// subscription (default 10 s).
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds every write to the network (default 5 s).
+	WriteTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the back-off between connection
+	// attempts: it starts at ReconnectMin (default 1 s), doubles after
+	// each failure up to ReconnectMax (default 30 s), with ±20% jitter.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// StaleAfter is how long the door may go without a fresh signed message
+	// before its allowlist is stale (default 24 h).
+	StaleAfter time.Duration
+	// StalePolicy is reported to the door when the allowlist goes stale
+	// (default StaleKeepGoing).
+	StalePolicy StalePolicy
+	// MaxUnlock is the longest momentary unlock a command may ask for
+	// (default 30 s, at most MaxUnlockDuration).
+	MaxUnlock time.Duration
+	// ClockSkew is how far in the future a command's issued_at may be by the
+	// door's clock (default 30 s).
+	ClockSkew time.Duration
+
+	// EventWindow is how many events may await the site's acknowledgement
+	// at once (default 64). Keep it under the broker's max_queued_messages
+	// for the site's collector.
+	EventWindow int
+	// LiveWindow is how many fresh events (passed to Notify) may be sent
+	// ahead of a draining backlog (default 16).
+	LiveWindow int
+	// AckTimeout is how long events may go unacknowledged before they are
+	// sent again from the cursor (default 10 s).
+	AckTimeout time.Duration
+	// SyncRetry is the shortest time between two sync requests, and how
+	// long the door waits for an answer before asking again (default 5 s).
+	SyncRetry time.Duration
+	// SnapshotTimeout drops a snapshot whose chunks stop coming (default 2
+	// min).
+	SnapshotTimeout time.Duration
+	// MaxSnapshotBytes bounds the memory of a snapshot being assembled
+	// (default 256 MiB).
+	MaxSnapshotBytes int
+	// StatusInterval is the shortest time between two status messages
+	// (default 1 s); StatusRefresh republishes an unchanged status (default
+	// 5 min).
+	StatusInterval, StatusRefresh time.Duration
+	// CheckInterval is how often timers (staleness, retries, status) are
+	// checked (default 1 s).
+	CheckInterval time.Duration
+	// RejectBurst rejected messages per RejectWindow are written to the
+	// audit log (default 10 per minute, per kind: allowlist and commands);
+	// the rest are counted and summarised in one event per window.
+	RejectBurst  int
+	RejectWindow time.Duration
+	// MarkSignedInterval is how often the time of the last signed message
+	// is written to the store while messages keep coming (default 1 min).
+	MarkSignedInterval time.Duration
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if r.ClientID == "" {
+		r.ClientID = "latch-" + r.Site + "-" + r.Door
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	def(&r.KeepAlive, 15*time.Second)
+	def(&r.PingTimeout, 5*time.Second)
+	def(&r.ConnectTimeout, 10*time.Second)
+	def(&r.WriteTimeout, 5*time.Second)
+	def(&r.ReconnectMin, time.Second)
+	def(&r.ReconnectMax, 30*time.Second)
+	def(&r.StaleAfter, 24*time.Hour)
+	if r.StalePolicy == "" {
+		r.StalePolicy = StaleKeepGoing
+	}
+	def(&r.MaxUnlock, 30*time.Second)
+	def(&r.ClockSkew, 30*time.Second)
+	defInt(&r.EventWindow, 64)
+	defInt(&r.LiveWindow, 16)
+	def(&r.AckTimeout, 10*time.Second)
+	def(&r.SyncRetry, 5*time.Second)
+	def(&r.SnapshotTimeout, 2*time.Minute)
+	defInt(&r.MaxSnapshotBytes, 256<<20)
+	def(&r.StatusInterval, time.Second)
+	def(&r.StatusRefresh, 5*time.Minute)
+	def(&r.CheckInterval, time.Second)
+	defInt(&r.RejectBurst, 10)
+	def(&r.RejectWindow, time.Minute)
+	def(&r.MarkSignedInterval, time.Minute)
+
+	if err := CheckID("site", r.Site); err != nil {
+		return r, err
+	}
+	if err := CheckID("door", r.Door); err != nil {
+		return r, err
+	}
+	u, err := url.Parse(r.Broker)
+	if err != nil {
+		return r, fmt.Errorf("broker %q: %w", r.Broker, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+	default:
+		return r, fmt.Errorf("broker %q: scheme %q, want tcp or ssl", r.Broker, u.Scheme)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return r, fmt.Errorf("broker %q: want scheme://host:port", r.Broker)
+	}
+	if len(r.ClientID) > 128 {
+		return r, fmt.Errorf("client id of %d bytes, limit 128", len(r.ClientID))
+	}
+	switch r.StalePolicy {
+	case StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly:
+	default:
+		return r, fmt.Errorf("stale policy %q: want %s, %s or %s", r.StalePolicy, StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly)
+	}
+	switch {
+	case r.KeepAlive < time.Second || r.KeepAlive%time.Second != 0:
+		return r, fmt.Errorf("keepalive %s: want whole seconds, at least 1 s", r.KeepAlive)
+	case r.MaxUnlock < 0 || r.MaxUnlock > MaxUnlockDuration:
+		return r, fmt.Errorf("max unlock %s: want at most %s", r.MaxUnlock, MaxUnlockDuration)
+	case r.ReconnectMax < r.ReconnectMin:
+		return r, fmt.Errorf("reconnect back-off: max %s below min %s", r.ReconnectMax, r.ReconnectMin)
+	case r.EventWindow < 1 || r.LiveWindow < 0 || r.RejectBurst < 0 || r.MaxSnapshotBytes < 1:
+		return r, errors.New("event window, live window, reject burst and snapshot size must be positive")
+	}
+	for _, d := range []time.Duration{r.PingTimeout, r.ConnectTimeout, r.WriteTimeout, r.ReconnectMin,
+		r.StaleAfter, r.ClockSkew, r.AckTimeout, r.SyncRetry, r.SnapshotTimeout, r.StatusInterval,
+		r.StatusRefresh, r.CheckInterval, r.RejectWindow, r.MarkSignedInterval} {
+		if d < 0 {
+			return r, fmt.Errorf("negative duration %s", d)
+		}
+	}
+	return r, nil
+}
+
+// Stats are the client's counters and state, for status displays and
+// tests.
+type Stats struct {
+	Connected        bool   // subscribed and serving
+	Connects         uint64 // sessions established
+	Disconnects      uint64 // sessions lost
+	LastError        string // why the last session ended or the last attempt failed
+	AppliedSeq       uint64 // allowlist seq applied
+	SnapshotHash     string // state hash at AppliedSeq
+	SiteSeq          uint64 // highest ACL seq the site is known to have
+	DeltasApplied    uint64
+	SnapshotsApplied uint64
+	StaleACL         uint64 // signed ACL messages already applied (duplicates, older snapshots)
+	ACLRejected      uint64 // allowlist, heartbeat and ack messages refused
+	CommandsApplied  uint64
+	CommandsRejected uint64
+	Unlocks          uint64 // calls to Door.Unlock
+	SyncRequests     uint64 // sync requests published
+	EventsPublished  uint64 // event messages published (including repeats)
+	Resends          uint64 // times the outbox was sent again from the cursor
+	Acked            uint64 // outbox cursor
+	Dropped          uint64 // inbound messages dropped because the client was busy
+	ACLStale         bool   // the allowlist is stale
+	StatusPublished  uint64
+}
+
+// Client is the door's MQTT client. Create it with New, run it with Run.
+type Client struct {
+	o      Options
+	st     Store
+	door   Door
+	v      *Verifier
+	log    *slog.Logger
+	topics Topics
+	start  time.Time // for uptime
+
+	in     chan inbound
+	notify chan store.Event
+	poke   chan struct{}
+	conn   chan connEvent
+	done   chan struct{}
+	ran    atomic.Bool
+
+	mu      sync.Mutex
+	stats   Stats
+	updated chan struct{}
+
+	// Everything below belongs to the Run goroutine.
+	sess  *session
+	gen   uint64
+	fatal error
+
+	acl      aclState
+	asm      assembler
+	ahead    map[uint64]*Delta // deltas beyond applied+1, waiting for the gap to fill
+	siteSeq  uint64
+	wantSnap bool
+
+	syncPending bool
+	lastSync    time.Time // monotonic
+	lastSyncSeq uint64
+
+	fresh freshness
+	seen  map[string]time.Time // command ids honoured, until expiry
+
+	out outbox
+
+	rejACL, rejCmd limiter
+
+	lastStatus   Status
+	lastStatusAt time.Time // monotonic
+}
+
+type session struct {
+	gen   uint64
+	pc    paho.Client
+	since time.Time
+}
+
+type connKind int
+
+const (
+	connUp connKind = iota
+	connLost
+	connFailed
+)
+
+type connEvent struct {
+	gen  uint64
+	kind connKind
+	pc   paho.Client
+	err  error
+}
+
+// New returns a client for the door with the given store and door. It does
+// not connect; Run does.
+func New(st Store, door Door, opts *Options) (*Client, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: options: %w", err)
+	}
+	if st == nil || door == nil {
+		return nil, errors.New("mqtt: options: a store and a door are required")
+	}
+	v, err := NewVerifier(o.Site, o.TrustedKeys)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		o: o, st: st, door: door, v: v, log: o.Logger.With("site", o.Site, "door", o.Door),
+		topics:  TopicsFor(o.Site),
+		in:      make(chan inbound, 1024),
+		notify:  make(chan store.Event, 256),
+		poke:    make(chan struct{}, 1),
+		conn:    make(chan connEvent, 8),
+		done:    make(chan struct{}),
+		updated: make(chan struct{}),
+		ahead:   make(map[uint64]*Delta),
+		seen:    make(map[string]time.Time),
+	}
+	c.asm.maxBytes = o.MaxSnapshotBytes
+	c.rejACL = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonACLRejected}
+	c.rejCmd = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonCommandRejected}
+	return c, nil
+}
+
+// Notify tells the client that e was appended to the store (pass what
+// Append returned). It never blocks. While a backlog drains, up to
+// LiveWindow such events are sent ahead of it; the rest follow in order.
+func (c *Client) Notify(e store.Event) {
+	select {
+	case c.notify <- e:
+	default:
+		select {
+		case c.poke <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns a copy of the client's counters and state.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Updated returns a channel that is closed at the next change of Stats.
+// Read it before Stats to wait for a condition without missing a change.
+func (c *Client) Updated() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.updated
+}
+
+func (c *Client) update(fn func(s *Stats)) {
+	c.mu.Lock()
+	fn(&c.stats)
+	close(c.updated)
+	c.updated = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Run connects to the broker and serves until ctx is done, reconnecting
+// with back-off whenever the connection is lost. It returns nil when ctx is
+// cancelled (after publishing an offline status), and an error when the
+// store fails in a way the client cannot go on from (closed or damaged).
+// Run may be called once.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("mqtt: Run called twice")
+	}
+	defer close(c.done)
+	if err := c.loadState(); err != nil {
+		return err
+	}
+	c.start = time.Now()
+	c.checkStale(ctx)
+
+	tick := time.NewTicker(c.o.CheckInterval)
+	defer tick.Stop()
+	redial := time.NewTimer(0)
+	defer redial.Stop()
+	backoff := c.o.ReconnectMin
+
+	for c.fatal == nil {
+		select {
+		case <-ctx.Done():
+			c.shutdown()
+			return nil
+		case <-redial.C:
+			c.gen++
+			c.dial(ctx, c.gen)
+		case ev := <-c.conn:
+			if ev.gen != c.gen {
+				if ev.pc != nil {
+					ev.pc.Disconnect(0)
+				}
+				continue
+			}
+			switch ev.kind {
+			case connUp:
+				backoff = c.o.ReconnectMin
+				c.sessionUp(ctx, ev)
+			case connLost, connFailed:
+				c.sessionDown(ev)
+				redial.Reset(jitter(backoff))
+				backoff = min(2*backoff, c.o.ReconnectMax)
+			}
+		case in := <-c.in:
+			c.handle(ctx, in)
+		case e := <-c.notify:
+			c.onNotify(e)
+		case <-c.poke:
+			c.fill()
+		case <-tick.C:
+			c.onTick(ctx)
+		}
+	}
+	c.shutdown()
+	return c.fatal
+}
+
+// jitter spreads d by ±20%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// loadState reads the allowlist and freshness state from the store.
+func (c *Client) loadState() error {
+	ss, err := c.st.SyncState()
+	if err != nil {
+		return fmt.Errorf("mqtt: load sync state: %w", err)
+	}
+	c.acl = aclState{seq: ss.AppliedSeq, hash: ss.SnapshotHash}
+	c.fresh = freshness{lastLocal: ss.LastSignedAt, lastIssued: ss.LastIssuedAt, persisted: time.Now()}
+	c.update(func(s *Stats) { s.AppliedSeq, s.SnapshotHash = ss.AppliedSeq, ss.SnapshotHash })
+	return nil
+}
+
+// storeErr handles a store failure: a closed or damaged store ends Run;
+// anything else is logged and retried by the timers.
+func (c *Client) storeErr(what string, err error) {
+	if errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrCorrupt) {
+		c.fatal = fmt.Errorf("mqtt: %s: %w", what, err)
+		return
+	}
+	c.log.Error("mqtt: store", "op", what, "err", err)
+}
+
+// connected reports whether a session is up.
+func (c *Client) connected() bool { return c.sess != nil }
+
+// publish sends one QoS 1 message on the current session. It does not wait
+// for the PUBACK: delivery is confirmed by the site, not by the broker.
+func (c *Client) publish(topic string, payload []byte, retained bool) bool {
+	if c.sess == nil {
+		return false
+	}
+	tok := c.sess.pc.Publish(topic, 1, retained, payload)
+	if tok.Error() != nil {
+		c.log.Debug("mqtt: publish", "topic", topic, "err", tok.Error())
+		return false
+	}
+	return true
+}
+
+// shutdown publishes the offline status and disconnects.
+func (c *Client) shutdown() {
+	c.fresh.persist(c, true)
+	if c.sess == nil {
+		return
+	}
+	pc := c.sess.pc
+	c.sess = nil
+	b, err := marshal("status", c.offlineStatus())
+	if err == nil {
+		tok := pc.Publish(c.topics.Status(c.o.Door), 1, true, b)
+		t := time.NewTimer(c.o.WriteTimeout)
+		select {
+		case <-tok.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	pc.Disconnect(250)
+	c.update(func(s *Stats) { s.Connected = false })
+}
+
+// event appends a sync event to the audit log and sends it.
+func (c *Client) event(reason store.Reason, detail string) {
+	e := store.Event{
+		Time:   c.o.Now(),
+		Clock:  c.clock(),
+		BootID: c.o.BootID,
+		Door:   c.o.Door,
+		Type:   store.TypeSync,
+		Reason: reason,
+		Detail: detail,
+	}
+	if _, err := c.st.Append(e); err != nil {
+		c.storeErr("append "+string(reason), err)
+		return
+	}
+	c.fill()
+}
+
+func (c *Client) clock() store.TimeQuality {
+	if q := c.door.Status().Clock; q != "" {
+		return q
+	}
+	return store.TimeUnsynced
+}
+
+// onTick runs the timers.
+func (c *Client) onTick(ctx context.Context) {
+	now := time.Now()
+	c.checkStale(ctx)
+	c.fresh.persist(c, false)
+	c.flushRejects(now)
+	c.syncTimers(now)
+	c.outboxTimers(now)
+	c.maybeStatus(false)
+}

@@ -1,0 +1,140 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// maxSeen bounds the in-memory cache of honoured command ids; the store
+// remembers them too, so the cache only saves disk writes on a flood.
+const maxSeen = 4096
+
+// onCommand checks a verified command against this door and its clock,
+// records it so it is honoured at most once, and carries it out.
+func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
+	now := c.o.Now()
+	var err error
+	switch {
+	case in.retained:
+		err = fmt.Errorf("%w: commands are never retained", ErrRetained)
+	case m.Door != c.o.Door:
+		err = fmt.Errorf("%w: for %q", ErrWrongDoor, m.Door)
+	case now.Add(c.o.ClockSkew).Before(m.IssuedAt):
+		err = fmt.Errorf("%w: issued at %s, door time %s", ErrExpired, m.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case !now.Before(m.ExpiresAt):
+		err = fmt.Errorf("%w: expired at %s, door time %s", ErrExpired, m.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case m.Action == ActionUnlock && m.Duration() > c.o.MaxUnlock:
+		err = fmt.Errorf("%w: unlock for %s, this door allows at most %s", ErrMalformed, m.Duration(), c.o.MaxUnlock)
+	}
+	if err == nil {
+		if exp, ok := c.seen[m.ID]; ok && now.Before(exp) {
+			err = fmt.Errorf("%w: command %s", ErrReplay, m.ID)
+		}
+	}
+	if err != nil {
+		c.reject(in, fmt.Errorf("command %s (seq %d): %w", m.ID, m.Seq, err))
+		return
+	}
+	fresh, serr := c.st.RecordCommand(m.ID, m.Seq, m.ExpiresAt, now)
+	if serr != nil {
+		c.storeErr("record command", serr)
+		return
+	}
+	if !fresh {
+		c.reject(in, fmt.Errorf("command %s (seq %d): %w", m.ID, m.Seq, ErrReplay))
+		return
+	}
+	c.remember(m.ID, m.ExpiresAt, now)
+
+	by := fmt.Sprintf("command %s seq %d key %s", m.ID, m.Seq, in.kid)
+	var what string
+	switch m.Action {
+	case ActionUnlock:
+		what = fmt.Sprintf("unlock %s", m.Duration())
+		c.update(func(s *Stats) { s.Unlocks++ })
+		err = c.door.Unlock(ctx, m.Duration(), by)
+	case ActionLockdown:
+		what = fmt.Sprintf("lockdown %s", onOff(*m.On))
+		err = c.door.SetLockdown(ctx, *m.On, by)
+	case ActionResync:
+		what = "resync"
+		c.wantSnap = true
+		c.requestSync(true)
+	}
+	if err != nil {
+		c.log.Error("mqtt: door refused a command", "cmd", what, "by", by, "err", err)
+		c.update(func(s *Stats) { s.CommandsRejected++ })
+		c.event(store.ReasonCommandRejected, fmt.Sprintf("%s by %s: door: %v", what, by, err))
+		return
+	}
+	c.log.Info("mqtt: command applied", "cmd", what, "by", by)
+	c.update(func(s *Stats) { s.CommandsApplied++ })
+	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
+	c.maybeStatus(false)
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// remember caches an honoured command id until it expires.
+func (c *Client) remember(id string, exp, now time.Time) {
+	if len(c.seen) >= maxSeen {
+		for k, e := range c.seen {
+			if !now.Before(e) {
+				delete(c.seen, k)
+			}
+		}
+	}
+	if len(c.seen) < maxSeen {
+		c.seen[id] = exp
+	}
+}
+
+// limiter lets burst events through per window and counts the rest.
+type limiter struct {
+	burst  int
+	window time.Duration
+	reason store.Reason
+
+	start      time.Time // monotonic start of the window
+	n          int
+	suppressed int
+}
+
+// allow reports whether one more event may be written now.
+func (l *limiter) allow(now time.Time) bool {
+	if l.start.IsZero() || now.Sub(l.start) >= l.window {
+		if l.suppressed > 0 {
+			// flush has not run yet: keep counting into the old window;
+			// the summary goes out on the next tick.
+			l.suppressed++
+			return false
+		}
+		l.start, l.n = now, 0
+	}
+	if l.n < l.burst {
+		l.n++
+		return true
+	}
+	l.suppressed++
+	return false
+}
+
+// flush ends a window that is over and returns how many events it
+// suppressed, and the window length.
+func (l *limiter) flush(now time.Time) (int, time.Duration) {
+	if l.start.IsZero() || now.Sub(l.start) < l.window || l.suppressed == 0 {
+		return 0, 0
+	}
+	n := l.suppressed
+	l.suppressed = 0
+	l.start, l.n = now, 0
+	return n, l.window
+}

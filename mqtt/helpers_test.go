@@ -1,0 +1,419 @@
+package mqtt_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/mqtt/sitetest"
+	"github.com/latchdoor/latch/store"
+)
+
+// hang is the overall deadline of any wait: it only fails a test that
+// hangs.
+const hang = 90 * time.Second
+
+const site = "hq"
+
+// aclFile lets each door read its own topics and the site's broadcasts,
+// write only its own events, status and sync; the site user may do
+// anything under the site's root.
+const aclFile = `pattern read latch/v1/hq/acl
+pattern read latch/v1/hq/acl/snapshot
+pattern read latch/v1/hq/heartbeat
+pattern read latch/v1/hq/door/%u/acl
+pattern read latch/v1/hq/door/%u/cmd
+pattern read latch/v1/hq/door/%u/events/ack
+pattern write latch/v1/hq/door/%u/events
+pattern write latch/v1/hq/door/%u/status
+pattern write latch/v1/hq/door/%u/sync
+
+user site
+topic readwrite latch/v1/hq/#
+`
+
+var users = map[string]string{"site": "site-secret", "front": "front-secret", "back": "back-secret"}
+
+func logger(t testing.TB) *slog.Logger {
+	if os.Getenv("LATCH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// testDoor stands in for the door controller: it records what the client
+// asks of it.
+type testDoor struct {
+	mu       sync.Mutex
+	unlocks  []string
+	lockdown bool
+	stale    bool
+	policy   mqtt.StalePolicy
+	staleN   int
+	changed  chan struct{}
+}
+
+func newTestDoor() *testDoor { return &testDoor{changed: make(chan struct{})} }
+
+func (d *testDoor) note() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *testDoor) Unlock(_ context.Context, dur time.Duration, by string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unlocks = append(d.unlocks, fmt.Sprintf("%s %s", dur, by))
+	d.note()
+	return nil
+}
+
+func (d *testDoor) SetLockdown(_ context.Context, on bool, _ string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lockdown = on
+	d.note()
+	return nil
+}
+
+func (d *testDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stale, d.policy = stale, p
+	d.staleN++
+	d.note()
+	return nil
+}
+
+func (d *testDoor) Status() mqtt.DoorStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Clock: store.TimeSynced}
+}
+
+func (d *testDoor) Unlocks() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.unlocks)
+}
+
+func (d *testDoor) Changed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
+}
+
+// waitFor waits until cond holds, re-checking whenever one of the
+// channels returned by the watch functions closes. It fails the test only
+// on a hang.
+func waitFor(t testing.TB, what string, cond func() bool, watch ...func() <-chan struct{}) {
+	t.Helper()
+	deadline := time.NewTimer(hang)
+	defer deadline.Stop()
+	for {
+		chs := make([]<-chan struct{}, len(watch))
+		for i, w := range watch {
+			chs[i] = w()
+		}
+		if cond() {
+			return
+		}
+		switch len(chs) {
+		case 1:
+			select {
+			case <-chs[0]:
+			case <-deadline.C:
+				t.Fatalf("timed out after %s waiting for %s", hang, what)
+			}
+		case 2:
+			select {
+			case <-chs[0]:
+			case <-chs[1]:
+			case <-deadline.C:
+				t.Fatalf("timed out after %s waiting for %s", hang, what)
+			}
+		default:
+			select {
+			case <-chs[0]:
+			case <-chs[1]:
+			case <-chs[2]:
+			case <-deadline.C:
+				t.Fatalf("timed out after %s waiting for %s", hang, what)
+			}
+		}
+	}
+}
+
+// env is a broker (behind a proxy for the doors) and a running site.
+type env struct {
+	t      testing.TB
+	broker *brokertest.Broker
+	proxy  *brokertest.Proxy
+	signer *mqtt.Signer
+	keys   map[string]ed25519.PublicKey
+	site   *sitetest.Site
+	stop   func() // stops the site
+}
+
+type envConfig struct {
+	broker   brokertest.Config
+	site     func(*sitetest.Options)
+	noSite   bool
+	siteKeys int
+}
+
+func newSigner(t testing.TB, kid string) *mqtt.Signer {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mqtt.NewSigner(kid, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newEnv(t testing.TB, cfg envConfig) *env {
+	t.Helper()
+	bc := cfg.broker
+	if bc.Users == nil {
+		bc.Users = users
+	}
+	if bc.ACL == "" {
+		bc.ACL = aclFile
+	}
+	e := &env{t: t, broker: brokertest.Start(t, bc)}
+	e.proxy = brokertest.NewProxy(t, e.broker.Addr())
+	e.signer = newSigner(t, "site-2026")
+	e.keys = map[string]ed25519.PublicKey{e.signer.KeyID(): e.signer.Public()}
+	if !cfg.noSite {
+		e.startSite(cfg.site)
+	}
+	return e
+}
+
+// startSite runs the site on the broker directly (not through the proxy).
+func (e *env) startSite(edit func(*sitetest.Options)) {
+	t := e.t
+	so := sitetest.Options{
+		Broker: e.broker.URL(), Username: "site", Password: users["site"],
+		Site: site, Signer: e.signer, DBPath: filepath.Join(t.TempDir(), "collector.db"),
+		Logger: logger(t), ReconnectMax: 200 * time.Millisecond,
+	}
+	if e.broker.PKI != nil {
+		so.TLS = e.broker.PKI.ClientTLS("site")
+	}
+	if edit != nil {
+		edit(&so)
+	}
+	s, err := sitetest.New(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	e.site = s
+	e.stop = func() {
+		cancel()
+		<-done
+		s.Close()
+	}
+	t.Cleanup(func() {
+		if e.stop != nil {
+			e.stop()
+			e.stop = nil
+		}
+	})
+	waitFor(t, "site connected", func() bool { return s.Stats().Connected }, s.Updated)
+}
+
+// rig is one door: its store and client, running.
+type rig struct {
+	t      testing.TB
+	name   string
+	path   string
+	st     *store.Store
+	door   *testDoor
+	client *mqtt.Client
+	opts   mqtt.Options
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// fastOptions are client options shrunk for tests.
+func (e *env) fastOptions(name string) mqtt.Options {
+	o := mqtt.Options{
+		Broker: "tcp://" + e.proxy.Addr(), Site: site, Door: name,
+		Username: name, Password: users[name], TrustedKeys: e.keys,
+		Logger: logger(e.t), Version: "test",
+		KeepAlive: 2 * time.Second, PingTimeout: time.Second,
+		ConnectTimeout: 3 * time.Second, WriteTimeout: 2 * time.Second,
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+		AckTimeout: 2 * time.Second, SyncRetry: 500 * time.Millisecond,
+		CheckInterval: 50 * time.Millisecond, StatusInterval: 100 * time.Millisecond,
+	}
+	if e.broker.PKI != nil {
+		o.Broker = "ssl://" + e.proxy.Addr()
+		o.TLS = e.broker.PKI.ClientTLS(name)
+	}
+	return o
+}
+
+// newRig opens a door's store (at path, or a new one) without running its
+// client.
+func (e *env) newRig(name, path string, edit func(*mqtt.Options)) *rig {
+	t := e.t
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), name+".db")
+	}
+	st, err := store.Open(path, &store.Options{SkipCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, name: name, path: path, st: st, door: newTestDoor(), opts: e.fastOptions(name)}
+	if edit != nil {
+		edit(&r.opts)
+	}
+	r.client, err = mqtt.New(st, r.door, &r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+// start runs the client.
+func (r *rig) start() *rig {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	go func() { r.done <- r.client.Run(ctx) }()
+	return r
+}
+
+// stop stops the client cleanly (offline status, disconnect).
+func (r *rig) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Errorf("%s: Run: %v", r.name, err)
+	}
+	r.cancel = nil
+}
+
+func (r *rig) close() {
+	r.stop()
+	r.st.Close()
+}
+
+func (r *rig) waitConnected() {
+	r.t.Helper()
+	waitFor(r.t, r.name+" connected", func() bool { return r.client.Stats().Connected }, r.client.Updated)
+}
+
+// waitSynced waits until the door has applied the site's head.
+func (e *env) waitSynced(r *rig) {
+	e.t.Helper()
+	seq, hash := e.site.History().Head()
+	waitFor(e.t, fmt.Sprintf("%s at seq %d", r.name, seq), func() bool {
+		s := r.client.Stats()
+		return s.AppliedSeq == seq && s.SnapshotHash == hash
+	}, r.client.Updated)
+}
+
+// uid returns a 4-byte UID for n.
+func uid(n uint32) []byte {
+	return binary.BigEndian.AppendUint32(nil, n|0x10000000)
+}
+
+func card(n uint32, doors ...string) store.Op {
+	return store.Op{Kind: store.OpUpsertCard, Card: &store.Card{
+		UID: uid(n), HolderID: fmt.Sprintf("h%d", n), HolderName: fmt.Sprintf("Holder %d", n), Doors: doors,
+		Flags: store.Flags{CardOnly: true},
+	}}
+}
+
+func revoke(n uint32) store.Op {
+	return store.Op{Kind: store.OpRevokeCard, UID: uid(n), Reason: "lost"}
+}
+
+// decide asks the door's store about card n at door name.
+func decide(t testing.TB, st *store.Store, name string, n uint32) store.Decision {
+	t.Helper()
+	d, err := st.Decide(store.Request{UID: uid(n), Door: name, Mode: store.ModeCardOnly, Now: time.Now(), ClockTrusted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// allEvents reads every audit event of a door's store.
+func allEvents(t testing.TB, st *store.Store) []store.Event {
+	t.Helper()
+	var out []store.Event
+	var after uint64
+	for {
+		evs, err := st.EventsAfter(after, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return out
+		}
+		out = append(out, evs...)
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+// checkCollected asserts that the site stored exactly the door's events,
+// each once, in order.
+func checkCollected(t testing.TB, s *sitetest.Site, name string, want []store.Event) {
+	t.Helper()
+	got, err := s.Events(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("site stored %d events of %s, door has %d", len(got), name, len(want))
+	}
+	for i := range want {
+		if got[i].Seq != want[i].Seq || got[i].Hash != want[i].Hash || got[i].Prev != want[i].Prev {
+			t.Fatalf("event %d: site has seq %d hash %s, door seq %d hash %s", i, got[i].Seq, got[i].Hash, want[i].Seq, want[i].Hash)
+		}
+	}
+	st := s.Stats()
+	if st.Conflicts != 0 || st.ChainBreaks != 0 {
+		t.Fatalf("site saw %d conflicts and %d chain breaks", st.Conflicts, st.ChainBreaks)
+	}
+}
+
+// appendEvents appends n access events to a door's store.
+func appendEvents(t testing.TB, st *store.Store, name string, n int) []store.Event {
+	t.Helper()
+	evs := make([]store.Event, n)
+	for i := range evs {
+		evs[i] = store.Event{Time: time.Now(), Clock: store.TimeSynced, Door: name, Type: store.TypeAccess,
+			Reason: store.ReasonGranted, UID: fmt.Sprintf("%08X", i), Detail: strings.Repeat("x", 40)}
+	}
+	out, err := st.AppendMany(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,265 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// inbound is a message decoded by the paho handler, handed to Run.
+type inbound struct {
+	topic    string
+	cmd      bool // on the command topic (rejections are command_rejected)
+	msg      Signed
+	kid      string
+	size     int
+	retained bool
+	err      error
+}
+
+// dial starts one connection attempt in the background; its outcome comes
+// back on c.conn tagged with gen.
+func (c *Client) dial(ctx context.Context, gen uint64) {
+	will, err := marshal("status", c.offlineStatus())
+	if err != nil {
+		c.sendConn(connEvent{gen: gen, kind: connFailed, err: err})
+		return
+	}
+	o := paho.NewClientOptions().
+		AddBroker(c.o.Broker).
+		SetClientID(c.o.ClientID).
+		SetUsername(c.o.Username).
+		SetPassword(c.o.Password).
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetProtocolVersion(4).
+		SetKeepAlive(c.o.KeepAlive).
+		SetPingTimeout(c.o.PingTimeout).
+		SetConnectTimeout(c.o.ConnectTimeout).
+		SetWriteTimeout(c.o.WriteTimeout).
+		SetBinaryWill(c.topics.Status(c.o.Door), will, 1, true).
+		SetDefaultPublishHandler(c.onMessage).
+		SetCustomOpenConnectionFn(c.openConn).
+		SetOnConnectHandler(func(pc paho.Client) { c.onConnect(ctx, gen, pc) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.sendConn(connEvent{gen: gen, kind: connLost, err: err})
+		})
+	pc := paho.NewClient(o)
+	tok := pc.Connect()
+	go func() {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				c.sendConn(connEvent{gen: gen, kind: connFailed, err: err})
+			}
+		case <-ctx.Done():
+			<-tok.Done()
+			pc.Disconnect(0)
+		}
+	}()
+}
+
+// sendConn hands a connection event to Run; once Run has returned, a
+// session that came up is closed instead.
+func (c *Client) sendConn(ev connEvent) {
+	select {
+	case c.conn <- ev:
+	case <-c.done:
+		if ev.pc != nil {
+			ev.pc.Disconnect(0)
+		}
+	}
+}
+
+// onConnect runs in a paho goroutine after each successful CONNECT: it
+// (re)subscribes, then tells Run the session is up.
+func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client) {
+	t := c.topics
+	d := c.o.Door
+	filters := map[string]byte{
+		t.ACL(): 1, t.Snapshot(): 1, t.Heartbeat(): 1,
+		t.DoorACL(d): 1, t.Cmd(d): 1, t.EventsAck(d): 1,
+	}
+	tok := pc.SubscribeMultiple(filters, c.onMessage)
+	timer := time.NewTimer(c.o.ConnectTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-tok.Done():
+		err = tok.Error()
+		if err == nil {
+			for topic, qos := range tok.(*paho.SubscribeToken).Result() {
+				if qos == 0x80 {
+					err = errors.Join(err, fmt.Errorf("broker refused the subscription to %s (check its ACL)", topic))
+				}
+			}
+		}
+	case <-timer.C:
+		err = fmt.Errorf("no SUBACK within %s", c.o.ConnectTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		pc.Disconnect(0)
+		c.sendConn(connEvent{gen: gen, kind: connFailed, err: fmt.Errorf("subscribe: %w", err)})
+		return
+	}
+	c.sendConn(connEvent{gen: gen, kind: connUp, pc: pc})
+}
+
+// openConn dials the broker and wraps the connection so that every write,
+// keepalive pings included, has a deadline.
+func (c *Client) openConn(uri *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+	d := &net.Dialer{Timeout: c.o.ConnectTimeout}
+	var conn net.Conn
+	var err error
+	switch uri.Scheme {
+	case "tcp", "mqtt":
+		conn, err = d.Dial("tcp", uri.Host)
+	case "ssl", "tls", "mqtts":
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.o.TLS != nil {
+			cfg = c.o.TLS.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = uri.Hostname()
+		}
+		conn, err = tls.DialWithDialer(d, "tcp", uri.Host, cfg)
+	default:
+		err = fmt.Errorf("scheme %q", uri.Scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: dial %s: %w", uri.Redacted(), err)
+	}
+	return &deadlineConn{Conn: conn, timeout: c.o.WriteTimeout}, nil
+}
+
+// deadlineConn sets a write deadline before every write.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (dc *deadlineConn) Write(b []byte) (int, error) {
+	if err := dc.Conn.SetWriteDeadline(time.Now().Add(dc.timeout)); err != nil {
+		return 0, err
+	}
+	return dc.Conn.Write(b)
+}
+
+// onMessage is the paho handler: it decodes and verifies, then hands the
+// result to Run. If Run is busy for long, the message is dropped rather
+// than stalling the connection: the allowlist is pulled by sequence and
+// commands expire, so a dropped message costs a retry, never state.
+func (c *Client) onMessage(_ paho.Client, m paho.Message) {
+	in := c.decode(m.Topic(), m.Payload(), m.Retained())
+	select {
+	case c.in <- in:
+		return
+	default:
+	}
+	t := time.NewTimer(c.o.WriteTimeout)
+	defer t.Stop()
+	select {
+	case c.in <- in:
+	case <-c.done:
+	case <-t.C:
+		c.update(func(s *Stats) { s.Dropped++ })
+		c.log.Warn("mqtt: busy, dropped a message", "topic", in.topic)
+	}
+}
+
+// decode verifies a message and checks that its kind belongs on its topic.
+func (c *Client) decode(topic string, payload []byte, retained bool) inbound {
+	in := inbound{topic: topic, size: len(payload), retained: retained}
+	t := c.topics
+	d := c.o.Door
+	var kinds []Kind
+	switch topic {
+	case t.ACL():
+		kinds = []Kind{KindDelta}
+	case t.Snapshot():
+		kinds = []Kind{KindSnapshot}
+	case t.DoorACL(d):
+		kinds = []Kind{KindDelta, KindSnapshot}
+	case t.Heartbeat():
+		kinds = []Kind{KindHeartbeat}
+	case t.Cmd(d):
+		kinds = []Kind{KindCommand}
+		in.cmd = true
+	case t.EventsAck(d):
+		kinds = []Kind{KindEventsAck}
+	default:
+		in.err = fmt.Errorf("mqtt: %w: message on unexpected topic", ErrWrongType)
+		return in
+	}
+	in.msg, in.kid, in.err = c.v.Open(payload, kinds...)
+	return in
+}
+
+// LoadTLS builds the TLS configuration of a door: the site's CA (PEM) to
+// check the broker, and the door's client certificate and key (PEM). certFile
+// and keyFile may both be empty for a broker that needs no client
+// certificate.
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: tls: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("mqtt: tls: %s holds no PEM certificate", caFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: tls: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// sessionUp starts serving a new session: status, sync request, outbox.
+func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
+	c.sess = &session{gen: ev.gen, pc: ev.pc, since: time.Now()}
+	c.log.Info("mqtt: connected", "broker", c.o.Broker)
+	c.update(func(s *Stats) { s.Connected = true; s.Connects++ })
+	c.maybeStatus(true)
+	c.requestSync(true)
+	c.outboxReset()
+	c.checkStale(ctx)
+}
+
+// sessionDown forgets the session after a loss or a failed attempt.
+func (c *Client) sessionDown(ev connEvent) {
+	was := c.sess != nil
+	c.sess = nil
+	msg := ""
+	if ev.err != nil {
+		msg = ev.err.Error()
+	}
+	if was {
+		c.log.Warn("mqtt: connection lost", "err", ev.err)
+	} else {
+		c.log.Debug("mqtt: connect failed", "err", ev.err)
+	}
+	c.update(func(s *Stats) {
+		s.LastError = msg
+		if was {
+			s.Connected = false
+			s.Disconnects++
+		}
+	})
+}

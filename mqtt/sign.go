@@ -1,0 +1,205 @@
+package mqtt
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+)
+
+// The signed envelope is a JSON object of exactly three fields:
+//
+//	{"kid":"site-2026","sig":"<base64 Ed25519 signature>","payload":{...}}
+//
+// The signature covers the exact bytes of the payload value as they appear
+// in the envelope. A receiver verifies those bytes before it parses them.
+type envelope struct {
+	Kid     string          `json:"kid"`
+	Sig     string          `json:"sig"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Signer seals site messages with one Ed25519 key. It is safe for
+// concurrent use.
+type Signer struct {
+	kid string
+	key ed25519.PrivateKey
+}
+
+// NewSigner returns a Signer for key, named kid in every envelope (1-64 of
+// A-Z a-z 0-9 . _ -).
+func NewSigner(kid string, key ed25519.PrivateKey) (*Signer, error) {
+	if !kidRE.MatchString(kid) {
+		return nil, fmt.Errorf("mqtt: signer: key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("mqtt: signer %s: private key of %d bytes, want %d", kid, len(key), ed25519.PrivateKeySize)
+	}
+	return &Signer{kid: kid, key: slices.Clone(key)}, nil
+}
+
+// KeyID returns the key id the Signer puts in envelopes.
+func (s *Signer) KeyID() string { return s.kid }
+
+// Public returns the public key doors must trust under KeyID.
+func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
+// maxSigned is the size limit of a signed message of kind k.
+func maxSigned(k Kind) int {
+	switch k {
+	case KindDelta:
+		return MaxDeltaBytes
+	case KindSnapshot:
+		return MaxChunkBytes
+	}
+	return MaxSmallBytes
+}
+
+// Seal sets the message's v and type, validates it, and returns the signed
+// envelope to publish. The caller sets the rest of the header: Site, Seq
+// and IssuedAt.
+func (s *Signer) Seal(m Signed) ([]byte, error) {
+	k := m.Kind()
+	h := m.Head()
+	h.V, h.Type = Version, k
+	if err := h.check(k); err != nil {
+		return nil, fmt.Errorf("mqtt: seal %s: %w", k, err)
+	}
+	if err := m.Check(); err != nil {
+		return nil, fmt.Errorf("mqtt: seal %s: %w", k, err)
+	}
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: seal %s: %w", k, err)
+	}
+	sig := ed25519.Sign(s.key, payload)
+	out := make([]byte, 0, len(payload)+160)
+	out = append(out, `{"kid":`...)
+	out = strconv.AppendQuote(out, s.kid)
+	out = append(out, `,"sig":"`...)
+	out = base64.StdEncoding.AppendEncode(out, sig)
+	out = append(out, `","payload":`...)
+	out = append(out, payload...)
+	out = append(out, '}')
+	if len(out) > maxSigned(k) {
+		return nil, fmt.Errorf("mqtt: seal %s: %w: %d bytes, limit %d", k, ErrTooLarge, len(out), maxSigned(k))
+	}
+	return out, nil
+}
+
+// Verifier opens signed envelopes for one site, trusting a fixed set of
+// public keys. It is safe for concurrent use.
+type Verifier struct {
+	site string
+	keys map[string]ed25519.PublicKey
+}
+
+// NewVerifier returns a Verifier that accepts messages of site signed by
+// one of keys (key id → Ed25519 public key). keys is copied.
+func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, error) {
+	if err := CheckID("site", site); err != nil {
+		return nil, fmt.Errorf("mqtt: verifier: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("mqtt: verifier: no trusted keys")
+	}
+	v := &Verifier{site: site, keys: make(map[string]ed25519.PublicKey, len(keys))}
+	for _, kid := range slices.Sorted(maps.Keys(keys)) {
+		k := keys[kid]
+		if !kidRE.MatchString(kid) {
+			return nil, fmt.Errorf("mqtt: verifier: key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
+		}
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("mqtt: verifier: key %s has %d bytes, want %d", kid, len(k), ed25519.PublicKeySize)
+		}
+		v.keys[kid] = slices.Clone(k)
+	}
+	return v, nil
+}
+
+// ParsePublicKeys decodes a config's trusted keys: key id → standard
+// base64 of a 32-byte Ed25519 public key.
+func ParsePublicKeys(b64 map[string]string) (map[string]ed25519.PublicKey, error) {
+	out := make(map[string]ed25519.PublicKey, len(b64))
+	for _, kid := range slices.Sorted(maps.Keys(b64)) {
+		raw, err := base64.StdEncoding.Strict().DecodeString(b64[kid])
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: trusted key %s: %w", kid, err)
+		}
+		if len(raw) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("mqtt: trusted key %s: %d bytes, want %d", kid, len(raw), ed25519.PublicKeySize)
+		}
+		if !kidRE.MatchString(kid) {
+			return nil, fmt.Errorf("mqtt: trusted key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
+		}
+		out[kid] = raw
+	}
+	return out, nil
+}
+
+// Open verifies a signed envelope and decodes its payload strictly into a
+// new message, which must be of one of the kinds in want (any signed kind
+// when want is empty). It returns the message and the id of the key that
+// signed it. The signature is checked before the payload is parsed; the
+// site must be the Verifier's.
+func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
+	if len(b) > max(MaxDeltaBytes, MaxChunkBytes) {
+		return nil, "", fmt.Errorf("mqtt: open: %w: %d bytes", ErrTooLarge, len(b))
+	}
+	var loose envelope
+	if err := json.Unmarshal(b, &loose); err != nil {
+		return nil, "", fmt.Errorf("mqtt: open: %w: %w", ErrMalformed, err)
+	}
+	if loose.Sig == "" {
+		return nil, "", fmt.Errorf("mqtt: open: %w", ErrUnsigned)
+	}
+	var env envelope
+	if err := decodeStrict(b, &env); err != nil {
+		return nil, "", fmt.Errorf("mqtt: open: %w: envelope: %w", ErrMalformed, err)
+	}
+	pub, ok := v.keys[env.Kid]
+	if !ok {
+		return nil, "", fmt.Errorf("mqtt: open: %w: kid %q", ErrUnknownKey, env.Kid)
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(env.Sig)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, "", fmt.Errorf("mqtt: open: %w: signature is not %d bytes of base64", ErrBadSignature, ed25519.SignatureSize)
+	}
+	payload := []byte(env.Payload)
+	if !ed25519.Verify(pub, payload, sig) {
+		return nil, "", fmt.Errorf("mqtt: open: %w (kid %s)", ErrBadSignature, env.Kid)
+	}
+	ver, kind, err := peekHeader(payload)
+	if err != nil {
+		return nil, env.Kid, fmt.Errorf("mqtt: open: %w: payload: %w", ErrMalformed, err)
+	}
+	if ver != Version {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: v %d, want %d", kind, ErrVersion, ver, Version)
+	}
+	if len(want) > 0 && !slices.Contains(want, kind) {
+		return nil, env.Kid, fmt.Errorf("mqtt: open: %w: %q, want one of %q", ErrWrongType, kind, want)
+	}
+	m, err := newSigned(kind)
+	if err != nil {
+		return nil, env.Kid, fmt.Errorf("mqtt: open: %w", err)
+	}
+	if len(b) > maxSigned(kind) {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: %d bytes, limit %d", kind, ErrTooLarge, len(b), maxSigned(kind))
+	}
+	if err := decodeStrict(payload, m); err != nil {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: %w", kind, ErrMalformed, err)
+	}
+	if err := m.Head().check(kind); err != nil {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w", kind, err)
+	}
+	if site := m.Head().Site; site != v.site {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: %q, want %q", kind, ErrWrongSite, site, v.site)
+	}
+	if err := m.Check(); err != nil {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w", kind, err)
+	}
+	return m, env.Kid, nil
+}

@@ -1,0 +1,59 @@
+package mqtt
+
+import "time"
+
+// offlineStatus is the last will, and what a clean shutdown publishes.
+func (c *Client) offlineStatus() Status {
+	return Status{V: Version, Type: KindStatus, Site: c.o.Site, Door: c.o.Door, Online: false}
+}
+
+// currentStatus gathers the status; At and UptimeS are left for the caller.
+func (c *Client) currentStatus() Status {
+	ds := c.door.Status()
+	depth, err := c.st.OutboxDepth()
+	if err != nil {
+		c.storeErr("outbox depth", err)
+	}
+	s := Status{
+		V: Version, Type: KindStatus, Site: c.o.Site, Door: c.o.Door, Online: true,
+		DoorState: ds.State, Lockdown: ds.Lockdown, Reader: ds.Reader, Clock: ds.Clock,
+		ACLSeq: c.acl.seq, SnapshotHash: c.acl.hash, Outbox: depth,
+		ACLStale: c.fresh.stale, Version: c.o.Version,
+	}
+	if s.ACLStale {
+		s.StalePolicy = c.o.StalePolicy
+	}
+	return s
+}
+
+// maybeStatus publishes the retained status when it changed, at most once
+// per StatusInterval (always when force is set: a new session), and
+// refreshes an unchanged one every StatusRefresh.
+func (c *Client) maybeStatus(force bool) {
+	if !c.connected() {
+		return
+	}
+	s := c.currentStatus()
+	now := time.Now()
+	since := now.Sub(c.lastStatusAt)
+	changed := s != c.lastStatus
+	switch {
+	case force:
+	case !changed && since < c.o.StatusRefresh:
+		return
+	case since < c.o.StatusInterval:
+		return
+	}
+	key := s
+	s.At = c.o.Now().UTC()
+	s.UptimeS = int64(now.Sub(c.start) / time.Second)
+	b, err := marshal("status", s)
+	if err != nil {
+		c.log.Error("mqtt: status", "err", err)
+		return
+	}
+	if c.publish(c.topics.Status(c.o.Door), b, true) {
+		c.lastStatus, c.lastStatusAt = key, now
+		c.update(func(st *Stats) { st.StatusPublished++ })
+	}
+}

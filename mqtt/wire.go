@@ -1,0 +1,511 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+)
+
+// Version is the protocol version every payload carries in its "v" field.
+const Version = 1
+
+// Kind is a message type, the "type" field of every payload.
+type Kind string
+
+// Message kinds. The first five are signed by the site; the last three are
+// published by doors, unsigned (the broker's ACL binds a door's topics to
+// its credentials).
+const (
+	KindDelta     Kind = "acl.delta"    // ordered allowlist operations moving seq-1 to seq
+	KindSnapshot  Kind = "acl.snapshot" // one chunk of the full allowlist at seq
+	KindHeartbeat Kind = "heartbeat"    // the site's current ACL seq and time
+	KindCommand   Kind = "cmd"          // unlock, lockdown or resync, for one door
+	KindEventsAck Kind = "events.ack"   // highest contiguous event seq stored by the site
+	KindEvent     Kind = "event"        // one audit event
+	KindStatus    Kind = "status"       // a door's retained status
+	KindSync      Kind = "sync"         // a door's applied seq and state hash
+)
+
+// Size limits, in bytes of the whole MQTT payload. Anything larger is
+// refused before it is parsed.
+const (
+	MaxDeltaBytes     = 1 << 20     // a signed delta
+	MaxChunkBytes     = 1 << 20     // a signed snapshot chunk
+	MaxSmallBytes     = 4 << 10     // a signed heartbeat, command or ack; a sync request
+	MaxEventBytes     = 64 << 10    // an event message
+	MaxStatusBytes    = 16 << 10    // a status message
+	MaxDeltaOps       = 10000       // operations in one delta
+	MaxSnapshotChunks = 4096        // chunks of one snapshot
+	MaxCommandTTL     = time.Minute // expires_at - issued_at of a command
+	MaxUnlockDuration = time.Minute // longest momentary unlock a command may ask for
+)
+
+// Errors of decoding and verification, wrapped with detail. Test with
+// errors.Is.
+var (
+	ErrMalformed    = errors.New("malformed message")
+	ErrTooLarge     = errors.New("message too large")
+	ErrUnsigned     = errors.New("message is not signed")
+	ErrUnknownKey   = errors.New("signed with a key this door does not trust")
+	ErrBadSignature = errors.New("signature does not verify")
+	ErrVersion      = errors.New("unsupported protocol version")
+	ErrWrongType    = errors.New("unexpected message type")
+	ErrWrongSite    = errors.New("message for another site")
+	ErrWrongDoor    = errors.New("message for another door")
+	ErrExpired      = errors.New("message expired or not yet valid")
+	ErrReplay       = errors.New("message already honoured")
+	ErrRetained     = errors.New("retained command")
+)
+
+var (
+	idRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	cmdIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
+	kidRE   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	hashRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// CheckID reports whether s may name a site or a door: 1 to 64 of a-z, 0-9,
+// '_' and '-', starting with a letter or digit (so it is safe in a topic).
+func CheckID(what, s string) error {
+	if !idRE.MatchString(s) {
+		return fmt.Errorf("%s %q: want 1-64 of a-z 0-9 _ -, starting with a letter or digit", what, s)
+	}
+	return nil
+}
+
+// checkTime accepts times a store can hold and a site can have issued.
+func checkTime(what string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is missing", what)
+	}
+	if y := t.Year(); y < 2000 || y > 9999 {
+		return fmt.Errorf("%s %s is out of range", what, t.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Header is the part every signed payload carries.
+type Header struct {
+	V        int       `json:"v"`         // Version
+	Type     Kind      `json:"type"`      // set by Seal
+	Site     string    `json:"site"`      // the site id of the topic root
+	Seq      uint64    `json:"seq"`       // per kind: see each message
+	IssuedAt time.Time `json:"issued_at"` // site time of signing
+}
+
+func (h *Header) check(k Kind) error {
+	if h.V != Version {
+		return fmt.Errorf("%w: v %d, want %d", ErrVersion, h.V, Version)
+	}
+	if h.Type != k {
+		return fmt.Errorf("%w: %q, want %q", ErrWrongType, h.Type, k)
+	}
+	if err := CheckID("site", h.Site); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := checkTime("issued_at", h.IssuedAt); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// Signed is a message the site signs: *Delta, *SnapshotChunk, *Heartbeat,
+// *Command or *EventsAck.
+type Signed interface {
+	// Head returns the message's header.
+	Head() *Header
+	// Kind names the message type.
+	Kind() Kind
+	// Check validates the fields beyond the header.
+	Check() error
+}
+
+// Delta is a signed allowlist delta: Ops applied in order, in one
+// transaction, move a door from Seq-1 to Seq. Seq is the site's ACL
+// sequence, shared with snapshots and heartbeats.
+type Delta struct {
+	Header
+	Ops []store.Op `json:"ops"`
+}
+
+// Head implements Signed.
+func (m *Delta) Head() *Header { return &m.Header }
+
+// Kind implements Signed.
+func (*Delta) Kind() Kind { return KindDelta }
+
+// Check implements Signed.
+func (m *Delta) Check() error {
+	if m.Seq == 0 {
+		return fmt.Errorf("%w: delta seq 0", ErrMalformed)
+	}
+	if len(m.Ops) > MaxDeltaOps {
+		return fmt.Errorf("%w: delta has %d operations, limit %d", ErrMalformed, len(m.Ops), MaxDeltaOps)
+	}
+	for i, op := range m.Ops {
+		switch op.Kind {
+		case store.OpUpsertCard, store.OpDeleteCard, store.OpUpsertHolder, store.OpDeleteHolder,
+			store.OpRevokeCard, store.OpReinstateCard, store.OpRevokeHolder, store.OpReinstateHolder:
+		default:
+			return fmt.Errorf("%w: delta op %d: unknown operation %q", ErrMalformed, i, op.Kind)
+		}
+	}
+	return nil
+}
+
+// StoreDelta returns the delta as the store applies it.
+func (m *Delta) StoreDelta() store.Delta { return store.Delta{Seq: m.Seq, Ops: m.Ops} }
+
+// SnapshotChunk is one signed piece of the full allowlist at Seq (the ACL
+// sequence). A snapshot is Chunks chunks, numbered 0 to Chunks-1, that all
+// carry the same Seq, Chunks and Hash; the door concatenates the lists of
+// all chunks in chunk order, checks store.HashSnapshot of the result
+// against Hash, and applies it in one transaction.
+type SnapshotChunk struct {
+	Header
+	Hash        string             `json:"hash"`   // store.HashSnapshot of the whole snapshot
+	Chunk       int                `json:"chunk"`  // 0-based index
+	Chunks      int                `json:"chunks"` // how many chunks make the snapshot
+	Cards       []store.Card       `json:"cards,omitempty"`
+	Holders     []store.Holder     `json:"holders,omitempty"`
+	Revocations []store.Revocation `json:"revocations,omitempty"`
+}
+
+// Head implements Signed.
+func (m *SnapshotChunk) Head() *Header { return &m.Header }
+
+// Kind implements Signed.
+func (*SnapshotChunk) Kind() Kind { return KindSnapshot }
+
+// Check implements Signed.
+func (m *SnapshotChunk) Check() error {
+	switch {
+	case m.Seq == 0:
+		return fmt.Errorf("%w: snapshot seq 0", ErrMalformed)
+	case !hashRE.MatchString(m.Hash):
+		return fmt.Errorf("%w: snapshot hash %q is not 64 lower-case hex digits", ErrMalformed, m.Hash)
+	case m.Chunks < 1 || m.Chunks > MaxSnapshotChunks:
+		return fmt.Errorf("%w: snapshot of %d chunks, want 1..%d", ErrMalformed, m.Chunks, MaxSnapshotChunks)
+	case m.Chunk < 0 || m.Chunk >= m.Chunks:
+		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, m.Chunk, m.Chunks)
+	}
+	return nil
+}
+
+// Heartbeat is the site's signed "I am here": Seq is the site's current
+// ACL sequence. It is retained, so heartbeats are ordered by IssuedAt: a
+// door counts one as fresh only when it was issued after every signed
+// message it has seen.
+type Heartbeat struct {
+	Header
+}
+
+// Head implements Signed.
+func (m *Heartbeat) Head() *Header { return &m.Header }
+
+// Kind implements Signed.
+func (*Heartbeat) Kind() Kind { return KindHeartbeat }
+
+// Check implements Signed.
+func (*Heartbeat) Check() error { return nil }
+
+// Action is what a command asks of a door.
+type Action string
+
+// Command actions.
+const (
+	ActionUnlock   Action = "unlock"   // momentary unlock for DurationMS
+	ActionLockdown Action = "lockdown" // lockdown on or off (On)
+	ActionResync   Action = "resync"   // announce the applied seq now (sync request)
+)
+
+// Command is a signed command for one door. Seq is the site's command
+// counter (increasing; the door records the highest it honoured); ID is a
+// nonce that the door honours at most once and remembers until ExpiresAt,
+// which is at most MaxCommandTTL after IssuedAt.
+type Command struct {
+	Header
+	Door       string    `json:"door"`
+	ID         string    `json:"id"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	Action     Action    `json:"cmd"`
+	DurationMS int64     `json:"duration_ms,omitempty"` // unlock only: 1..60000
+	On         *bool     `json:"on,omitempty"`          // lockdown only
+}
+
+// Head implements Signed.
+func (m *Command) Head() *Header { return &m.Header }
+
+// Kind implements Signed.
+func (*Command) Kind() Kind { return KindCommand }
+
+// Duration returns the unlock duration.
+func (m *Command) Duration() time.Duration { return time.Duration(m.DurationMS) * time.Millisecond }
+
+// Check implements Signed.
+func (m *Command) Check() error {
+	if err := CheckID("door", m.Door); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if !cmdIDRE.MatchString(m.ID) {
+		return fmt.Errorf("%w: command id %q: want 8-64 of A-Z a-z 0-9 _ -", ErrMalformed, m.ID)
+	}
+	if m.Seq == 0 {
+		return fmt.Errorf("%w: command seq 0", ErrMalformed)
+	}
+	if err := checkTime("expires_at", m.ExpiresAt); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if ttl := m.ExpiresAt.Sub(m.IssuedAt); ttl <= 0 || ttl > MaxCommandTTL {
+		return fmt.Errorf("%w: command lives %s, want more than 0 and at most %s", ErrMalformed, ttl, MaxCommandTTL)
+	}
+	switch m.Action {
+	case ActionUnlock:
+		if m.On != nil {
+			return fmt.Errorf("%w: unlock takes no \"on\"", ErrMalformed)
+		}
+		if d := m.Duration(); d <= 0 || d > MaxUnlockDuration {
+			return fmt.Errorf("%w: unlock for %d ms, want 1..%d", ErrMalformed, m.DurationMS, MaxUnlockDuration.Milliseconds())
+		}
+	case ActionLockdown:
+		if m.On == nil {
+			return fmt.Errorf("%w: lockdown needs \"on\"", ErrMalformed)
+		}
+		if m.DurationMS != 0 {
+			return fmt.Errorf("%w: lockdown takes no duration", ErrMalformed)
+		}
+	case ActionResync:
+		if m.On != nil || m.DurationMS != 0 {
+			return fmt.Errorf("%w: resync takes no arguments", ErrMalformed)
+		}
+	default:
+		return fmt.Errorf("%w: unknown command %q", ErrMalformed, m.Action)
+	}
+	return nil
+}
+
+// EventsAck is the site's signed acknowledgement that it has stored every
+// event of Door up to Seq (the event sequence) durably. Acks are
+// idempotent: a door's outbox cursor only moves forward.
+type EventsAck struct {
+	Header
+	Door string `json:"door"`
+}
+
+// Head implements Signed.
+func (m *EventsAck) Head() *Header { return &m.Header }
+
+// Kind implements Signed.
+func (*EventsAck) Kind() Kind { return KindEventsAck }
+
+// Check implements Signed.
+func (m *EventsAck) Check() error {
+	if err := CheckID("door", m.Door); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// newSigned returns an empty message of kind k.
+func newSigned(k Kind) (Signed, error) {
+	switch k {
+	case KindDelta:
+		return new(Delta), nil
+	case KindSnapshot:
+		return new(SnapshotChunk), nil
+	case KindHeartbeat:
+		return new(Heartbeat), nil
+	case KindCommand:
+		return new(Command), nil
+	case KindEventsAck:
+		return new(EventsAck), nil
+	}
+	return nil, fmt.Errorf("%w: %q is not a signed message type", ErrWrongType, k)
+}
+
+// EventMsg carries one audit event from a door (unsigned; the chain's
+// Prev and Hash let the site check continuity).
+type EventMsg struct {
+	V     int         `json:"v"`
+	Type  Kind        `json:"type"`
+	Site  string      `json:"site"`
+	Door  string      `json:"door"`
+	Event store.Event `json:"event"`
+}
+
+// Status is a door's retained status. The last will is the same message
+// with Online false and nothing else but the ids.
+type Status struct {
+	V            int               `json:"v"`
+	Type         Kind              `json:"type"`
+	Site         string            `json:"site"`
+	Door         string            `json:"door"`
+	Online       bool              `json:"online"`
+	At           time.Time         `json:"at,omitzero"`             // door time of the status
+	DoorState    string            `json:"door_state,omitempty"`    // as the door names it: "closed", "open", "unlocked"...
+	Lockdown     bool              `json:"lockdown,omitempty"`      //
+	Reader       string            `json:"reader,omitempty"`        // "ok" or a fault description
+	ACLSeq       uint64            `json:"acl_seq"`                 //
+	SnapshotHash string            `json:"snapshot_hash,omitempty"` // state hash at ACLSeq
+	ACLStale     bool              `json:"acl_stale,omitempty"`     // no fresh signed message for the stale period
+	StalePolicy  StalePolicy       `json:"stale_policy,omitempty"`  // what the door does while stale
+	Outbox       int               `json:"outbox"`                  // events not yet acknowledged
+	Version      string            `json:"version,omitempty"`       // firmware version
+	UptimeS      int64             `json:"uptime_s,omitempty"`      // seconds since the client started
+	Clock        store.TimeQuality `json:"clock,omitempty"`         // synced or unsynced
+}
+
+// SyncRequest is a door's announcement of its allowlist state. The site
+// answers on door/<door>/acl with the deltas after AppliedSeq, or a
+// snapshot when that is shorter, when it lacks them, or when Want is
+// "snapshot".
+type SyncRequest struct {
+	V            int       `json:"v"`
+	Type         Kind      `json:"type"`
+	Site         string    `json:"site"`
+	Door         string    `json:"door"`
+	AppliedSeq   uint64    `json:"applied_seq"`
+	SnapshotHash string    `json:"snapshot_hash"`
+	Want         string    `json:"want,omitempty"` // "" or "snapshot"
+	At           time.Time `json:"at,omitzero"`
+}
+
+// WantSnapshot is SyncRequest.Want asking for a snapshot rather than deltas.
+const WantSnapshot = "snapshot"
+
+// decodeStrict decodes one JSON value into v, refusing unknown fields and
+// trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// peekHeader reads v and type without the rest.
+func peekHeader(b []byte) (int, Kind, error) {
+	var h struct {
+		V    int  `json:"v"`
+		Type Kind `json:"type"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return 0, "", err
+	}
+	return h.V, h.Type, nil
+}
+
+func checkDoorMsg(what string, v int, typ, want Kind, site, wantSite, door, wantDoor string) error {
+	if v != Version {
+		return fmt.Errorf("mqtt: decode %s: %w: v %d, want %d", what, ErrVersion, v, Version)
+	}
+	if typ != want {
+		return fmt.Errorf("mqtt: decode %s: %w: %q", what, ErrWrongType, typ)
+	}
+	if site != wantSite {
+		return fmt.Errorf("mqtt: decode %s: %w: %q, want %q", what, ErrWrongSite, site, wantSite)
+	}
+	if wantDoor != "" && door != wantDoor {
+		return fmt.Errorf("mqtt: decode %s: %w: %q, want %q", what, ErrWrongDoor, door, wantDoor)
+	}
+	if err := CheckID("door", door); err != nil {
+		return fmt.Errorf("mqtt: decode %s: %w: %w", what, ErrMalformed, err)
+	}
+	return nil
+}
+
+// decodeDoorMsg decodes an unsigned door message strictly after checking
+// its size and version.
+func decodeDoorMsg(what string, b []byte, limit int, v any) error {
+	if len(b) > limit {
+		return fmt.Errorf("mqtt: decode %s: %w: %d bytes, limit %d", what, ErrTooLarge, len(b), limit)
+	}
+	ver, _, err := peekHeader(b)
+	if err != nil {
+		return fmt.Errorf("mqtt: decode %s: %w: %w", what, ErrMalformed, err)
+	}
+	if ver != Version {
+		return fmt.Errorf("mqtt: decode %s: %w: v %d, want %d", what, ErrVersion, ver, Version)
+	}
+	if err := decodeStrict(b, v); err != nil {
+		return fmt.Errorf("mqtt: decode %s: %w: %w", what, ErrMalformed, err)
+	}
+	return nil
+}
+
+// DecodeEvent decodes an event message published by door (any door when
+// door is "") of site.
+func DecodeEvent(b []byte, site, door string) (*EventMsg, error) {
+	var m EventMsg
+	if err := decodeDoorMsg("event", b, MaxEventBytes, &m); err != nil {
+		return nil, err
+	}
+	if err := checkDoorMsg("event", m.V, m.Type, KindEvent, m.Site, site, m.Door, door); err != nil {
+		return nil, err
+	}
+	e := &m.Event
+	switch {
+	case e.Seq == 0:
+		return nil, fmt.Errorf("mqtt: decode event: %w: seq 0", ErrMalformed)
+	case !hashRE.MatchString(e.Hash) || !hashRE.MatchString(e.Prev):
+		return nil, fmt.Errorf("mqtt: decode event %d: %w: prev and hash must be 64 lower-case hex digits", e.Seq, ErrMalformed)
+	}
+	return &m, nil
+}
+
+// DecodeStatus decodes a status message of door (any door when door is "")
+// of site.
+func DecodeStatus(b []byte, site, door string) (*Status, error) {
+	var m Status
+	if err := decodeDoorMsg("status", b, MaxStatusBytes, &m); err != nil {
+		return nil, err
+	}
+	if err := checkDoorMsg("status", m.V, m.Type, KindStatus, m.Site, site, m.Door, door); err != nil {
+		return nil, err
+	}
+	if m.SnapshotHash != "" && !hashRE.MatchString(m.SnapshotHash) {
+		return nil, fmt.Errorf("mqtt: decode status: %w: snapshot hash %q", ErrMalformed, m.SnapshotHash)
+	}
+	if m.Outbox < 0 || m.UptimeS < 0 {
+		return nil, fmt.Errorf("mqtt: decode status: %w: negative count", ErrMalformed)
+	}
+	return &m, nil
+}
+
+// DecodeSyncRequest decodes a sync request of door (any door when door is
+// "") of site.
+func DecodeSyncRequest(b []byte, site, door string) (*SyncRequest, error) {
+	var m SyncRequest
+	if err := decodeDoorMsg("sync request", b, MaxSmallBytes, &m); err != nil {
+		return nil, err
+	}
+	if err := checkDoorMsg("sync request", m.V, m.Type, KindSync, m.Site, site, m.Door, door); err != nil {
+		return nil, err
+	}
+	if !hashRE.MatchString(m.SnapshotHash) {
+		return nil, fmt.Errorf("mqtt: decode sync request: %w: snapshot hash %q", ErrMalformed, m.SnapshotHash)
+	}
+	if m.Want != "" && m.Want != WantSnapshot {
+		return nil, fmt.Errorf("mqtt: decode sync request: %w: want %q", ErrMalformed, m.Want)
+	}
+	return &m, nil
+}
+
+// marshal encodes a message with context in the error.
+func marshal(what string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: encode %s: %w", what, err)
+	}
+	return b, nil
+}
