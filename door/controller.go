@@ -54,6 +54,7 @@ const (
 	maxBacklog    = 10000 // journal events held in memory while the store fails
 	minRetryGap   = time.Second
 	maxRetryGap   = 30 * time.Second
+	shutdownWait  = 5 * time.Second // for an allowlist question in flight
 )
 
 // Config is the door's behaviour. Zero durations take the defaults.
@@ -373,7 +374,7 @@ func (c *Controller) shutdown() error {
 			c.log.Warn("feedback: halt", "err", ferr)
 		}
 	}
-	c.workers.Wait()
+	c.waitWorkers()
 	if c.st.recorded {
 		if perr := c.store.PutState(c.unlockKey, nil); perr != nil {
 			c.log.Error("state: clearing the unlock record", "err", perr)
@@ -390,6 +391,22 @@ func (c *Controller) shutdown() error {
 	c.st.relay = c.relay.Unlocked()
 	c.publish(now)
 	return err
+}
+
+// waitWorkers waits a bounded time for an allowlist question in flight.
+func (c *Controller) waitWorkers() {
+	finished := make(chan struct{})
+	go func() {
+		c.workers.Wait()
+		close(finished)
+	}()
+	t := c.clock.NewTimer(shutdownWait)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C():
+		c.log.Error("allowlist question still running at shutdown", "waited", shutdownWait)
+	}
 }
 
 // arm sets the timer for the earliest deadline.

@@ -896,3 +896,35 @@ func TestControllerUnlockSchedule(t *testing.T) {
 		r.stop()
 	})
 }
+
+// TestControllerShutdownWithHungAllowlist checks that a question that never
+// returns delays neither the relock nor, beyond a bound, the shutdown.
+func TestControllerShutdownWithHungAllowlist(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		release := make(chan struct{})
+		st.setDecide(func(store.Request) (store.Decision, error) {
+			<-release
+			return grantAll(store.Request{})
+		})
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.CardPresented(t.Context(), uidA, false))
+		r.advance(decideTimeout)
+		r.wantReasons("timed out", ReasonDecisionError)
+		r.cancel()
+		synctest.Wait()
+		r.wantRelay("stopping", lockedLevel)
+		select {
+		case <-r.done:
+			t.Fatal("Run returned without waiting for the question")
+		default:
+		}
+		r.clock.Advance(shutdownWait)
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+		close(release) // the late answer goes nowhere
+		synctest.Wait()
+		r.wantRelay("stopped", lockedLevel)
+	})
+}

@@ -201,7 +201,10 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 		}
 
 		// Every grant and every denial is exactly one audit event.
-		if d, ok := e.(evDecided); ok && inFlight != nil && d.id == inFlight.id {
+		timedOut := prev.pending.active && !now.Before(prev.pending.deadline)
+		if timedOut {
+			check(len(access) == 1 && access[0].Reason == ReasonDecisionError, "question timed out: access events %+v", access)
+		} else if d, ok := e.(evDecided); ok && inFlight != nil && d.id == inFlight.id {
 			switch {
 			case d.err != nil:
 				check(len(access) == 1 && access[0].Reason == ReasonDecisionError, "error answer: %d access events", len(access))

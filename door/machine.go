@@ -19,6 +19,11 @@ import (
 // digits are ignored (they still beep, like every key).
 const maxPINDigits = 12
 
+// decideTimeout bounds the wait for the allowlist's answer; after it the
+// question counts as failed (ReasonDecisionError) and the reader is free
+// again.
+const decideTimeout = 30 * time.Second
+
 // ReasonDecisionError is logged, as a denial, when the allowlist could not
 // answer (a storage error). The door stays locked.
 const ReasonDecisionError store.Reason = "decision_error"
@@ -55,6 +60,7 @@ type decision struct {
 	random     bool
 	pin        []byte // nil: card stage; non-nil (maybe empty): PIN stage
 	lockdown   bool   // the lockdown flag the question was asked with
+	deadline   time.Time
 	holder     string
 	holderName string
 }
@@ -268,6 +274,7 @@ func (m *machine) advance() {
 	clampTo(&s.remoteUntil, now.Add(p.maxRemote))
 	clampTo(&s.pin.deadline, now.Add(max(p.pinFirst, p.interKey)))
 	clampTo(&s.heldAt, now.Add(p.held))
+	clampTo(&s.pending.deadline, now.Add(decideTimeout))
 
 	if !s.grant.until.IsZero() && !now.Before(s.grant.until) {
 		if !s.grant.opened {
@@ -285,6 +292,11 @@ func (m *machine) advance() {
 		s.schedOpen = p.schedule.openAt(now)
 		s.schedCheck = p.schedule.nextChange(now)
 		s.schedChecked = now
+	}
+	if s.pending.active && !now.Before(s.pending.deadline) {
+		m.access(ReasonDecisionError, s.pending.uid, s.pending.holder, s.pending.holderName, fmt.Sprintf("the allowlist did not answer within %v", decideTimeout))
+		m.emit(actFeedback{patDenied})
+		s.pending = decision{}
 	}
 	if s.pin.active && !now.Before(s.pin.deadline) {
 		m.access(store.ReasonPINTimeout, s.pin.uid, s.pin.holder, s.pin.holderName, "")
@@ -373,6 +385,9 @@ func (s *state) deadline() time.Time {
 	if s.pin.active {
 		consider(s.pin.deadline)
 	}
+	if s.pending.active {
+		consider(s.pending.deadline)
+	}
 	if s.open && !s.held && !s.heldAt.IsZero() {
 		if !s.preAlarmDone {
 			consider(s.heldAt.Add(-s.p.preAlarm))
@@ -413,7 +428,7 @@ func (m *machine) access(r store.Reason, uid []byte, holder, name, detail string
 func (m *machine) decide(d decision) {
 	s := &m.s
 	s.nextID++
-	d.active, d.id, d.lockdown = true, s.nextID, s.lockdown
+	d.active, d.id, d.lockdown, d.deadline = true, s.nextID, s.lockdown, m.now.Add(decideTimeout)
 	s.pending = d
 	m.emit(actDecide{id: d.id, req: store.Request{
 		UID:          slices.Clone(d.uid),
