@@ -252,17 +252,22 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 	}
 	p, err := d.command(ctx, "InListPassiveTarget", cmdInListPassiveTarget, 0x01, 0x00)
 	if err != nil {
+		// The chip may have selected a card before the command failed.
+		d.active = true
 		return Target{}, err
 	}
 	t, err := parseTarget(p)
 	switch {
 	case errors.Is(err, ErrNoTarget):
+		d.failures = 0
 		return Target{}, ErrNoTarget
 	case err != nil:
 		d.failed(err)
+		d.active = true
 		return Target{}, fmt.Errorf("pn532: InListPassiveTarget: %w", err)
 	}
 	d.active = true
+	d.failures = 0
 	return t, nil
 }
 
@@ -308,6 +313,7 @@ func (d *Dev) DataExchange(ctx context.Context, tg byte, apdu []byte) ([]byte, e
 		d.failed(ErrFrame)
 		return nil, fmt.Errorf("pn532: InDataExchange: %w", &FrameError{Offset: -1, Reason: "response without status byte"})
 	}
+	d.failures = 0
 	if code := p[0] & 0x3F; code != 0 {
 		return nil, fmt.Errorf("pn532: InDataExchange: %w", &StatusError{Code: code})
 	}
@@ -334,6 +340,7 @@ func (d *Dev) Ping(ctx context.Context) error {
 		d.failed(ErrFrame)
 		return fmt.Errorf("pn532: Diagnose: %w", &FrameError{Offset: -1, Reason: fmt.Sprintf("echo % X, sent % X", p, probe[1:])})
 	}
+	d.failures = 0
 	return nil
 }
 
@@ -452,6 +459,9 @@ func (d *Dev) init(ctx context.Context) error {
 	d.ready = true
 	d.failures = 0
 	d.useIRQ = d.o.IRQ != nil
+	// A card in the field may still be selected by an earlier host, and
+	// would not answer: the first Poll resets the field.
+	d.active = true
 	d.log.Debug("pn532: ready", "port", d.name, "firmware", fw.String())
 	return nil
 }
@@ -483,14 +493,15 @@ func (d *Dev) fieldOff(ctx context.Context) error {
 // command runs one command and returns the response parameters; errors
 // are wrapped with the command's name. Failures of the bus or the frames
 // are counted so that the next call re-initialises the chip after
-// reinitAfter of them in a row.
+// reinitAfter calls in a row failed; a call that succeeds whole resets
+// the count (one command that works, such as switching the field off, says
+// little about a chip that forgot its configuration).
 func (d *Dev) command(ctx context.Context, name string, cmd ...byte) ([]byte, error) {
 	p, err := d.exchange(ctx, cmd, sendAttempts)
 	if err != nil {
 		d.failed(err)
 		return nil, fmt.Errorf("pn532: %s: %w", name, err)
 	}
-	d.failures = 0
 	return p, nil
 }
 

@@ -128,9 +128,11 @@ func (p *ResetPin) Out(l gpio.Level) error {
 		c.power = powerReset
 		c.clearExchange()
 		c.updateIRQ()
-	case l == gpio.High && prev == gpio.Low && c.power == powerReset:
+	case l == gpio.High && prev == gpio.Low:
 		c.stats.Resets++
-		c.powerUp()
+		if c.power == powerReset {
+			c.powerUp()
+		}
 	}
 	return nil
 }

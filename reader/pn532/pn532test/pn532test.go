@@ -89,7 +89,8 @@ type Stats struct {
 	// Dropped counts command frames the chip ignored: lost at power-up,
 	// dropped by DropCommands, or sent while a response waited.
 	Dropped int
-	// Resets counts pulses on the reset pin, PowerUps every power-up.
+	// Resets counts pulses on the reset pin (low, then high), PowerUps
+	// every power-up.
 	Resets, PowerUps int
 }
 
