@@ -87,7 +87,7 @@ func BenchmarkCardToRelay(b *testing.B) {
 		case at := <-changed:
 			return at
 		case <-time.After(10 * time.Second):
-			b.Fatalf("relay did not %s", what)
+			b.Fatalf("relay did not %s: pin %v, clock +%v, status %+v", what, relayPin.level(), clock.Now().Sub(t0), c.Status())
 		}
 		return time.Time{}
 	}

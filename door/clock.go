@@ -18,18 +18,19 @@ type Clock interface {
 	NewTimer(d time.Duration) Timer
 }
 
-// Timer is a one-shot timer from a Clock. Its semantics are those of
-// time.Timer since Go 1.23: after Stop or Reset returns, no stale value is
-// received from C.
+// Timer is a one-shot timer from a Clock. As with time.Timer since Go 1.23,
+// after Stop or ResetAt returns no stale value is received from C.
 type Timer interface {
 	// C delivers the time when the timer fires.
 	C() <-chan time.Time
 	// Stop prevents the timer from firing. It reports whether the timer was
 	// active.
 	Stop() bool
-	// Reset makes the timer fire after d. It reports whether the timer was
-	// active.
-	Reset(d time.Duration) bool
+	// ResetAt makes the timer fire when the clock reaches t, at once if it
+	// already has. It reports whether the timer was active. A deadline
+	// rather than a duration, so that no time passes between reading the
+	// clock and arming the timer.
+	ResetAt(t time.Time) bool
 }
 
 // SystemClock is the real Clock: time.Now and time.NewTimer.
@@ -43,9 +44,9 @@ func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.New
 
 type systemTimer struct{ t *time.Timer }
 
-func (t systemTimer) C() <-chan time.Time        { return t.t.C }
-func (t systemTimer) Stop() bool                 { return t.t.Stop() }
-func (t systemTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
+func (t systemTimer) C() <-chan time.Time       { return t.t.C }
+func (t systemTimer) Stop() bool                { return t.t.Stop() }
+func (t systemTimer) ResetAt(at time.Time) bool { return t.t.Reset(time.Until(at)) }
 
 // ManualClock is a Clock that only moves when told to: Advance and Set fire
 // the timers that fall due. It is safe for concurrent use. Tests, simulations
@@ -73,8 +74,8 @@ func (c *ManualClock) NewTimer(d time.Duration) Timer {
 	t := &manualTimer{c: c, ch: make(chan time.Time, 1)}
 	c.mu.Lock()
 	c.timers = append(c.timers, t)
+	t.resetLocked(c.now.Add(d))
 	c.mu.Unlock()
-	t.Reset(d)
 	return t
 }
 
@@ -120,14 +121,17 @@ func (t *manualTimer) Stop() bool {
 	return was
 }
 
-func (t *manualTimer) Reset(d time.Duration) bool {
+func (t *manualTimer) ResetAt(at time.Time) bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
+	return t.resetLocked(at)
+}
+
+func (t *manualTimer) resetLocked(at time.Time) bool {
 	was := t.active
 	t.drainLocked()
-	t.when = t.c.now.Add(d)
-	t.active = true
-	if d <= 0 {
+	t.when, t.active = at, true
+	if !at.After(t.c.now) {
 		t.fireLocked(t.c.now)
 	}
 	return was

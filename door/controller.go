@@ -427,7 +427,7 @@ func (c *Controller) arm(t Timer) {
 		t.Stop()
 		return
 	}
-	t.Reset(max(d.Sub(c.clock.Now()), 0))
+	t.ResetAt(d)
 }
 
 // step runs one event through the machine and carries out its actions.
