@@ -59,8 +59,10 @@
 //     restarts through the StateStore. The exit button keeps working.
 //   - A card held in the field is decided once; it counts again after it
 //     left the field.
-//   - Every grant and every denial is exactly one audit event. If the journal
-//     fails, events are kept in order and retried; the door carries on.
+//   - Every grant and every denial is exactly one audit event. An allowlist
+//     that fails, or does not answer within 30 s, is a denial with reason
+//     decision_error. If the journal fails, events are kept in memory in
+//     order (up to 10,000) and retried with backoff; the door carries on.
 //   - When the relay releases the door an "unlock in progress" record is
 //     written, and cleared when it relocks. If the service finds one at
 //     start it logs unlock_interrupted.

@@ -25,7 +25,7 @@ const maxPINDigits = 12
 const decideTimeout = 30 * time.Second
 
 // ReasonDecisionError is logged, as a denial, when the allowlist could not
-// answer (a storage error). The door stays locked.
+// answer: a storage error, or no answer within 30 s. The door stays locked.
 const ReasonDecisionError store.Reason = "decision_error"
 
 // params is the immutable part of the machine: the door's configuration.
