@@ -400,7 +400,7 @@ func (r *Report) check(k, v []byte, next *uint64, prev *[32]byte) bool {
 		return false
 	}
 	if len(k) != 8 {
-		return fail(*next, "an entry has a malformed key %X", k)
+		return fail(*next, "an entry has a malformed key %s", keyText(k))
 	}
 	seq := binary.BigEndian.Uint64(k)
 	if seq != *next {
@@ -469,7 +469,7 @@ func (s *Store) Prune(now time.Time) (PruneResult, error) {
 			for k, v := c.First(); k != nil && len(drop) < pruneChunk; k, v = c.Next() {
 				se, err := decodeEvent(v)
 				if err != nil {
-					return fmt.Errorf("entry %X: %w", k, err)
+					return fmt.Errorf("entry %s: %w", keyText(k), err)
 				}
 				// Too many undelivered entries: drop from the oldest, delivered
 				// or not, but stop at an undelivered alarm.

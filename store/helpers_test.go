@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/hex"
 	"flag"
 	"os"
 	"path/filepath"
@@ -94,15 +93,6 @@ func reopen(t testing.TB, s *Store, opts *Options) *Store {
 		t.Fatalf("Close: %v", err)
 	}
 	return openTestAt(t, s.path, opts)
-}
-
-func mustHex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // rawUpdate edits the file under the store, as damage or tampering would.

@@ -41,6 +41,19 @@ const (
 	tagRevokedHolder = 4
 )
 
+// keyText shows a bucket key in an error: text if it is short printable
+// UTF-8, else hex; cut after 32 bytes (a damaged file can hold huge keys).
+func keyText(k []byte) string {
+	cut := ""
+	if len(k) > 32 {
+		k, cut = k[:32], fmt.Sprintf("... (%d bytes)", len(k))
+	}
+	if utf8.Valid(k) && checkID("key", string(k)) == nil {
+		return fmt.Sprintf("%q%s", k, cut)
+	}
+	return fmt.Sprintf("%X%s", k, cut)
+}
+
 func validUIDLen(n int) bool { return n == 4 || n == 7 || n == 10 }
 
 func checkID(what, s string) error {
@@ -283,14 +296,14 @@ func encodeCard(c *Card) []byte { return seal(cardVersion, cardBody(c)) }
 func decodeCard(key, rec []byte) (Card, error) {
 	body, err := unsealVersion(rec, cardVersion)
 	if err != nil {
-		return Card{}, fmt.Errorf("card %X: %w", key, err)
+		return Card{}, fmt.Errorf("card %s: %w", keyText(key), err)
 	}
 	c, err := decodeCardBody(body)
 	if err != nil {
-		return Card{}, corrupt(fmt.Sprintf("card %X", key), err)
+		return Card{}, corrupt("card "+keyText(key), err)
 	}
 	if !bytes.Equal(c.UID, key) {
-		return Card{}, fmt.Errorf("card %X: %w: record holds uid %X", key, ErrCorrupt, c.UID)
+		return Card{}, fmt.Errorf("card %s: %w: record holds uid %X", keyText(key), ErrCorrupt, c.UID)
 	}
 	return c, nil
 }
@@ -322,14 +335,14 @@ func encodeHolder(h *Holder) []byte { return seal(holderVersion, holderBody(h)) 
 func decodeHolder(key, rec []byte) (Holder, error) {
 	body, err := unsealVersion(rec, holderVersion)
 	if err != nil {
-		return Holder{}, fmt.Errorf("holder %q: %w", key, err)
+		return Holder{}, fmt.Errorf("holder %s: %w", keyText(key), err)
 	}
 	h, err := decodeHolderBody(body)
 	if err != nil {
-		return Holder{}, corrupt(fmt.Sprintf("holder %q", key), err)
+		return Holder{}, corrupt("holder "+keyText(key), err)
 	}
 	if h.ID != string(key) {
-		return Holder{}, fmt.Errorf("holder %q: %w: record holds id %q", key, ErrCorrupt, h.ID)
+		return Holder{}, fmt.Errorf("holder %s: %w: record holds id %q", keyText(key), ErrCorrupt, h.ID)
 	}
 	return h, nil
 }
@@ -370,9 +383,9 @@ func decodeRevocationBody(b []byte, byHolder bool) (Revocation, error) {
 func encodeRevocation(r *Revocation) []byte { return seal(revVersion, revocationBody(r)) }
 
 func decodeRevocation(key, rec []byte, byHolder bool) (Revocation, error) {
-	what := fmt.Sprintf("revocation of card %X", key)
+	what := "revocation of card " + keyText(key)
 	if byHolder {
-		what = fmt.Sprintf("revocation of holder %q", key)
+		what = "revocation of holder " + keyText(key)
 	}
 	body, err := unsealVersion(rec, revVersion)
 	if err != nil {
@@ -383,7 +396,7 @@ func decodeRevocation(key, rec []byte, byHolder bool) (Revocation, error) {
 		return Revocation{}, corrupt(what, err)
 	}
 	if subject := revocationKey(&r); !bytes.Equal(subject, key) {
-		return Revocation{}, fmt.Errorf("%s: %w: record names %q", what, ErrCorrupt, subject)
+		return Revocation{}, fmt.Errorf("%s: %w: record names %s", what, ErrCorrupt, keyText(subject))
 	}
 	return r, nil
 }

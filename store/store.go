@@ -538,6 +538,11 @@ func (s *Store) setup() error {
 			return fmt.Errorf("chmod 0600: %w", err)
 		}
 	}
+	if !s.opts.SkipCheck {
+		if err := s.checkPages(); err != nil {
+			return err
+		}
+	}
 	var v uint64
 	if err := s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -559,7 +564,7 @@ func (s *Store) setup() error {
 		}
 	}
 	if !s.opts.SkipCheck {
-		if err := s.check(); err != nil {
+		if err := s.checkContents(); err != nil {
 			return err
 		}
 	}
@@ -665,6 +670,30 @@ func (s *Store) Check() error {
 var errRollback = errors.New("rollback")
 
 func (s *Store) check() error {
+	if err := s.checkPages(); err != nil {
+		return err
+	}
+	return s.checkContents()
+}
+
+// checkPages runs walkPages in a write transaction (so no writer changes
+// the file meanwhile), rolled back.
+func (s *Store) checkPages() error {
+	err := s.update(func(tx *bolt.Tx) error {
+		if err := walkPages(s.path, tx); err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		return nil
+	}
+	return err
+}
+
+// checkContents checks records, the audit chain and, last, runs bbolt's
+// check, which is only safe once walkPages has passed.
+func (s *Store) checkContents() error {
 	if err := s.view(checkRecords); err != nil {
 		return err
 	}
@@ -716,7 +745,7 @@ func checkRecords(tx *bolt.Tx) error {
 			return err
 		}
 		if idx.Get(holderCardKey(c.HolderID, c.UID)) == nil {
-			return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, k)
+			return fmt.Errorf("%w: card %s is missing from the holder index", ErrCorrupt, keyText(k))
 		}
 		return nil
 	}); err != nil {
@@ -724,19 +753,19 @@ func checkRecords(tx *bolt.Tx) error {
 	}
 	if err := idx.ForEach(func(k, _ []byte) error {
 		if len(k) < 1 || len(k) < 1+int(k[0]) {
-			return fmt.Errorf("%w: holder index key %X is malformed", ErrCorrupt, k)
+			return fmt.Errorf("%w: holder index key %s is malformed", ErrCorrupt, keyText(k))
 		}
 		holder, uid := string(k[1:1+int(k[0])]), k[1+int(k[0]):]
 		v := cards.Get(uid)
 		if v == nil {
-			return fmt.Errorf("%w: holder index names card %X, which does not exist", ErrCorrupt, uid)
+			return fmt.Errorf("%w: holder index names card %s, which does not exist", ErrCorrupt, keyText(uid))
 		}
 		c, err := decodeCard(uid, v)
 		if err != nil {
 			return err
 		}
 		if c.HolderID != holder {
-			return fmt.Errorf("%w: holder index puts card %X under %q, the card says %q", ErrCorrupt, uid, holder, c.HolderID)
+			return fmt.Errorf("%w: holder index puts card %s under %s, the card says %q", ErrCorrupt, keyText(uid), keyText([]byte(holder)), c.HolderID)
 		}
 		return nil
 	}); err != nil {
@@ -766,7 +795,7 @@ func checkRecords(tx *bolt.Tx) error {
 	for _, b := range small {
 		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error {
 			if err := b.decode(k, v); err != nil {
-				return fmt.Errorf("%s %q: %w", b.bucket, k, err)
+				return fmt.Errorf("%s %s: %w", b.bucket, keyText(k), err)
 			}
 			return nil
 		}); err != nil {

@@ -139,7 +139,7 @@ func (s *Store) RecordCommand(id string, seq uint64, expires time.Time, now time
 		if err := b.ForEach(func(k, v []byte) error {
 			c, err := decodeCommand(v)
 			if err != nil {
-				return fmt.Errorf("command %q: %w", k, err)
+				return fmt.Errorf("command %s: %w", keyText(k), err)
 			}
 			if !now.Before(c.Expires) {
 				stale = append(stale, bytes.Clone(k))
