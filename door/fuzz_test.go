@@ -95,7 +95,7 @@ func fuzzEvent(op, arg byte, answer *actDecide) event {
 }
 
 // maxFuzzSteps bounds one input: long walks add time, not coverage.
-const maxFuzzSteps = 2000
+const maxFuzzSteps = 300
 
 // deepCopy copies s with its own slices, to check that next leaves its input
 // alone.
