@@ -240,6 +240,7 @@ type OpError struct {
 	Err   error
 }
 
+// Error says which delta and operation failed, and why.
 func (e *OpError) Error() string {
 	return fmt.Sprintf("delta %d op %d (%s): %v", e.Seq, e.Index, e.Kind, e.Err)
 }
