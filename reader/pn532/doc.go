@@ -20,8 +20,12 @@
 //	MISO    pin 21 (GPIO9,  SPI0 MISO)
 //	MOSI    pin 19 (GPIO10, SPI0 MOSI)
 //	SS      pin 24 (GPIO8,  SPI0 CE0)  → port "SPI0.0"
-//	RSTO/RSTPDN  any GPIO, e.g. pin 22 (GPIO25): Opts.Reset, optional
+//	RSTPDN  any GPIO, e.g. pin 22 (GPIO25): Opts.Reset, optional
 //	IRQ     any GPIO, e.g. pin 18 (GPIO24): Opts.IRQ, optional
+//
+// RSTPDN is the chip's reset input, labelled RSTPD_N or RST on some
+// boards; RSTO is an output and must not be driven. hack/pn532.md in the
+// repository has the switch settings of common boards and a smoke test.
 //
 // The PN532 shifts bits LSB first and the Pi's SPI controllers cannot, so
 // by default the driver reverses the bits of every byte itself.
