@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"periph.io/x/conn/v3"
@@ -203,25 +202,23 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 			err = rerr
 		}
 	}()
-	// Stop and wait for the column watchers before releasing the rows.
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
+	// Arm the columns again: a previous Run halted them.
+	for _, c := range m.cols {
+		if err := c.In(gpio.PullUp, gpio.BothEdges); err != nil {
+			return fmt.Errorf("keypad: matrix: column %s: %w", c, err)
+		}
+	}
 	// wake holds one pending "a column changed" note; more edges before it
 	// is taken add nothing, since the loop reads the levels anyway.
 	wake := make(chan struct{}, 1)
-	for _, c := range m.cols {
-		wg.Go(func() {
-			watch(wctx, c, func() {
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			})
-		})
-	}
+	// Deferred after releaseRows, so it runs first: the watchers stop
+	// before the rows are released.
+	defer watchers(ctx, m.log, m.cols, func(context.Context, int) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

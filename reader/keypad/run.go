@@ -3,17 +3,18 @@ package keypad
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
 )
 
-// edgeWait bounds every WaitForEdge call: a pin driver may not be able to
-// interrupt a wait, so waiting goroutines wake this often to see whether
-// they should stop. It is also the longest Run takes to return after its
-// context ends or Halt is called.
-const edgeWait = 200 * time.Millisecond
+// edgeWait bounds every WaitForEdge call. When Run stops it halts its
+// input pins, which ends a wait in progress on drivers that support it (the
+// GPIO character device, keypadtest); on others, the waiting goroutines see
+// that they should stop within edgeWait.
+const edgeWait = time.Second
 
 var errHalted = errors.New("halted")
 
@@ -66,12 +67,29 @@ func result(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// watch calls fn for each edge p reports until ctx ends. Waits are bounded
-// by edgeWait, so watch returns at most that long after ctx ends.
-func watch(ctx context.Context, p gpio.PinIn, fn func()) {
-	for ctx.Err() == nil {
-		if p.WaitForEdge(edgeWait) {
-			fn()
+// watchers runs one goroutine per pin calling fn(ctx, i) for each edge pin
+// i reports, until stop is called, which also ends ctx. stop halts the pins to end their waits and
+// returns once every goroutine has; waits are bounded by edgeWait, so it
+// returns within that even if a pin cannot interrupt a wait.
+func watchers(ctx context.Context, log *slog.Logger, pins []gpio.PinIn, fn func(ctx context.Context, i int)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i, p := range pins {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if p.WaitForEdge(edgeWait) && ctx.Err() == nil {
+					fn(ctx, i)
+				}
+			}
+		})
+	}
+	return func() {
+		cancel()
+		for _, p := range pins {
+			if err := p.Halt(); err != nil {
+				log.Debug("keypad: halting an input pin to end its wait", "pin", p.Name(), "err", err)
+			}
 		}
+		wg.Wait()
 	}
 }

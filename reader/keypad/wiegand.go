@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,25 +132,22 @@ func (w *Wiegand) Run(ctx context.Context, onKey func(Key), onCard func(Card)) e
 		return fmt.Errorf("keypad: wiegand: %w", err)
 	}
 	defer end()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
+	// Arm the lines again: a previous Run halted them.
+	lines := []gpio.PinIn{w.d0, w.d1}
+	for _, p := range lines {
+		if err := p.In(gpio.PullUp, gpio.FallingEdge); err != nil {
+			return fmt.Errorf("keypad: wiegand: %s: %w", p, err)
+		}
+	}
 	// Each line has its own watcher, which stamps a bit the moment its
 	// WaitForEdge returns; the burst puts bits back in time order.
 	in := make(chan bitAt, 2*maxBurst)
-	for i, p := range []gpio.PinIn{w.d0, w.d1} {
-		one := i == 1
-		wg.Go(func() {
-			watch(wctx, p, func() {
-				select {
-				case in <- bitAt{t: time.Now(), one: one}:
-				case <-wctx.Done():
-				}
-			})
-		})
-	}
+	defer watchers(ctx, w.log, lines, func(ctx context.Context, i int) {
+		select {
+		case in <- bitAt{t: time.Now(), one: i == 1}:
+		case <-ctx.Done():
+		}
+	})()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

@@ -130,6 +130,7 @@ func TestWiegandCards(t *testing.T) {
 		go func() {
 			r.done <- w.Run(context.Background(), nil, func(c keypad.Card) { cards = append(cards, c) })
 		}()
+		synctest.Wait()
 		defer r.close()
 		r.send(
 			cardBits(t, 18, 12345, 26),
