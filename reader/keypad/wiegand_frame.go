@@ -7,19 +7,8 @@ import (
 	"time"
 )
 
-// Wiegand frame formats this package decodes.
-//
-//	 4 bits  one key: 0–9, 10 = '*', 11 = '#'; codes 12–15 are no key.
-//	 8 bits  one key: the complement of its 4-bit code, then the code
-//	         ('5' is 1010 0101); a wrong complement drops the frame.
-//	26 bits  card, H10301: even parity over the next 12 bits, 8-bit
-//	         facility code, 16-bit card number, odd parity over the 12
-//	         bits before it.
-//	34 bits  card, H10306: even parity over the next 16 bits, 16-bit
-//	         facility code, 16-bit card number, odd parity over the 16
-//	         bits before it.
-//
-// Bits are sent first bit first, a pulse on D0 for 0 and on D1 for 1.
+// The frame formats are described in the package documentation. Bits are
+// sent first bit first, a pulse on D0 for 0 and on D1 for 1.
 
 // maxBurst is the most bits of one burst that are kept; longer bursts are
 // counted to their end and dropped.
