@@ -251,6 +251,23 @@ func TestStaleResponseAfterHostRestart(t *testing.T) {
 	// And once running: the stale answer comes where the ACK is due.
 	chip.LeaveStaleResponse()
 	mustEmpty(t, d)
+
+	// A previous process left InListPassiveTarget waiting for a card (the
+	// chip fresh from power-up retries forever): the chip is busy and
+	// ignores SAMConfiguration until it is aborted.
+	chip.PowerCycle()
+	if err := c.Tx(wire(append([]byte{0x01}, hx("00 00 FF 04 FC D4 4A 01 00 E1 00")...)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Tx(wire(append([]byte{0x03}, make([]byte, 6)...)), make([]byte, 7)); err != nil {
+		t.Fatal(err)
+	}
+	dropped := chip.Stats().Dropped
+	d = newDev(t, chip, nil)
+	if chip.Stats().Dropped != dropped+1 {
+		t.Fatal("SAMConfiguration was not ignored by the busy chip")
+	}
+	mustEmpty(t, d)
 }
 
 func TestCorruptResponseIsAskedAgain(t *testing.T) {
@@ -446,6 +463,8 @@ func TestIRQ(t *testing.T) {
 type stuckHigh struct{ *pn532test.IRQPin }
 
 func (stuckHigh) Read() gpio.Level { return gpio.High }
+
+// WaitForEdge waits out its timeout, as a line that never falls does.
 func (stuckHigh) WaitForEdge(timeout time.Duration) bool {
 	if timeout > 0 {
 		time.Sleep(timeout)

@@ -106,6 +106,8 @@ type StatusError struct {
 	Code byte
 }
 
+// Error returns the code and what it means, e.g.
+// "status 0x14: MIFARE authentication error".
 func (e *StatusError) Error() string {
 	if s, ok := statusCodes[e.Code]; ok {
 		return fmt.Sprintf("status 0x%02X: %s", e.Code, s.desc)
@@ -128,6 +130,8 @@ type FrameError struct {
 	Reason string
 }
 
+// Error says what is wrong and where, e.g. "malformed frame at byte 11:
+// data checksum 0xE9, want 0xE8".
 func (e *FrameError) Error() string {
 	if e.Offset < 0 {
 		return "malformed frame: " + e.Reason
