@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -235,7 +236,8 @@ func TestTrackerHandlerTalksToTheCard(t *testing.T) {
 }
 
 // Cards come and go from another goroutine while the tracker runs with a
-// real timer: events always alternate and nothing races.
+// real timer: events always alternate and nothing races. Each change waits
+// for the tracker to have polled since the last one.
 func TestTrackerConcurrentCards(t *testing.T) {
 	chip := pn532test.New(nil)
 	d := newDev(t, chip, func(o *pn532.Opts) { o.PollPeriod = 50 * time.Microsecond })
@@ -245,16 +247,19 @@ func TestTrackerConcurrentCards(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer cancel()
-		for i := range 300 {
-			if i%3 == 0 {
+		for i := range 60 {
+			for seen := chip.Stats().Commands; chip.Stats().Commands < seen+3; {
+				runtime.Gosched()
+			}
+			if i%2 == 1 {
 				chip.Remove()
 			} else {
 				_ = chip.Present(pn532test.Card{UID: []byte{0x04, 0x00, 0x00, byte(i % 5)}})
 			}
-			_ = chip.Stats()
 		}
 	}()
 	var last string
+	events := 0
 	err := pn532.NewTracker(d, &pn532.TrackerOpts{RemoveAfter: 1}).Run(ctx, func(e pn532.TrackEvent) {
 		var kind string
 		switch e.(type) {
@@ -269,9 +274,13 @@ func TestTrackerConcurrentCards(t *testing.T) {
 			t.Errorf("%s twice", kind)
 		}
 		last = kind
+		events++
 	})
 	wg.Wait()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
+	}
+	if events < 20 {
+		t.Fatalf("%d events for 60 changes", events)
 	}
 }
