@@ -19,7 +19,6 @@ const (
 	maxEventField  = 1024
 	maxEventDetail = 16 * 1024
 	pruneChunk     = 10000
-	verifyChunk    = 10000
 )
 
 // alarmReasons are never pruned before the site has acknowledged them.
@@ -343,6 +342,8 @@ func (s *Store) Verify() (Report, error) {
 }
 
 func (s *Store) verify() (Report, error) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
 	var r Report
 	var next uint64 // sequence expected next
 	var prev [32]byte
@@ -361,7 +362,7 @@ func (s *Store) verify() (Report, error) {
 			c := tx.Bucket(bucketAudit).Cursor()
 			n := 0
 			for k, v := c.Seek(be64(next)); k != nil; k, v = c.Next() {
-				if n == verifyChunk {
+				if n == s.verifyChunk {
 					return nil
 				}
 				n++
@@ -376,6 +377,9 @@ func (s *Store) verify() (Report, error) {
 		})
 		if err != nil {
 			return Report{}, err
+		}
+		if !finished && s.verifyHook != nil {
+			s.verifyHook()
 		}
 	}
 	r.Head = head.Seq
@@ -438,6 +442,8 @@ type PruneResult struct {
 // Entries the site has not acknowledged are kept unless MaxUndelivered is
 // exceeded, and alarms are kept until acknowledged.
 func (s *Store) Prune(now time.Time) (PruneResult, error) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
 	var res PruneResult
 	pol := s.opts.Retention
 	for {

@@ -319,3 +319,38 @@ func TestHashEventRejectsNonCanonical(t *testing.T) {
 		t.Errorf("the same instant in another zone: %s, %v", h, err)
 	}
 }
+
+// TestVerifyHoldsOffPrune checks that Prune cannot run between the
+// chunks of a Verify (it would remove entries Verify has yet to read and
+// make it report a break), while appends can.
+func TestVerifyHoldsOffPrune(t *testing.T) {
+	s := openTest(t, &Options{PINParams: fastPIN, Retention: Retention{MaxEntries: 10}})
+	batch := make([]Event, 1000)
+	for i := range batch {
+		batch[i] = ev(i)
+	}
+	out, err := s.AppendMany(batch)
+	mustDo(t, err)
+	mustDo(t, s.Ack(out[len(out)-1].Seq))
+	s.verifyChunk = 100
+	chunks := 0
+	s.verifyHook = func() {
+		chunks++
+		if s.pruneMu.TryLock() {
+			s.pruneMu.Unlock()
+			t.Error("Prune could run in the middle of Verify")
+		}
+		if _, err := s.Append(ev(chunks)); err != nil {
+			t.Errorf("append between Verify chunks: %v", err)
+		}
+	}
+	r, err := s.Verify()
+	if err != nil || !r.OK || chunks < 9 || r.Entries < 1000 {
+		t.Errorf("Verify: %+v, %v after %d chunks", r, err, chunks)
+	}
+	s.verifyHook = nil
+	res, err := s.Prune(testEpoch)
+	if err != nil || res.Dropped != 1000 { // the 1000 acknowledged entries; the appended ones are owed
+		t.Errorf("Prune after Verify: %+v, %v", res, err)
+	}
+}

@@ -185,6 +185,12 @@ type Store struct {
 
 	argonRuns atomic.Uint64 // argon2id derivations done by Decide
 
+	// pruneMu keeps Prune from removing entries while a chunked Verify
+	// walks past them.
+	pruneMu     sync.Mutex
+	verifyChunk int    // entries Verify reads per read transaction
+	verifyHook  func() // tests: called between Verify's chunks
+
 	mu       sync.RWMutex // guards closed and sends on appendCh
 	closed   bool
 	appendCh chan appendCall
@@ -208,7 +214,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, db: db, opts: o, log: o.Logger}
+	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000}
 	if err := s.setup(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
