@@ -44,6 +44,8 @@ type daemon struct {
 
 	// onEvent, if set, is called after every audit event is stored.
 	onEvent func(store.Event)
+	// onTrack, if set, sees every reader event after the controller has it.
+	onTrack func(pn532.TrackEvent)
 }
 
 // openStore opens the bbolt file in the configured data directory.
@@ -315,6 +317,9 @@ func (d *daemon) runReader(ctx context.Context) error {
 		}
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("reader event not delivered", "err", err)
+		}
+		if d.onTrack != nil {
+			d.onTrack(ev)
 		}
 	})
 	if err != nil && ctx.Err() == nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -19,6 +20,7 @@ import (
 	"periph.io/x/conn/v3/spi"
 
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
+	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
 	"github.com/latchdoor/latch/store"
 )
@@ -49,6 +51,10 @@ type simHW struct {
 	green   *gpiotest.Pin
 	red     *gpiotest.Pin
 	buzzer  *gpiotest.Pin
+
+	// seen receives the reader's presence events, so that tap and remove
+	// return once the reader has noticed, as a person waits for the beep.
+	seen chan pn532.TrackEvent
 }
 
 func newInputPin(name string) *gpiotest.Pin {
@@ -71,6 +77,7 @@ func newSimHW() (*simHW, *hardware, error) {
 		green:   &gpiotest.Pin{N: "LED_GREEN"},
 		red:     &gpiotest.Pin{N: "LED_RED"},
 		buzzer:  &gpiotest.Pin{N: "BUZZER"},
+		seen:    make(chan pn532.TrackEvent, 16),
 	}
 	hw := &hardware{
 		openSPI:    func() (spi.Port, func() error, error) { return s.chip, nil, nil },
@@ -190,6 +197,12 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	}
 
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{}, boot: bootID(), onEvent: out.event}
+	d.onTrack = func(ev pn532.TrackEvent) {
+		select {
+		case sim.seen <- ev:
+		default:
+		}
+	}
 	if err := d.build(); err != nil {
 		return err
 	}
@@ -258,16 +271,27 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error
 	case 0:
 		return nil
 	case opTap:
-		return s.chip.Present(pn532test.Card{UID: c.uid})
+		s.drainSeen()
+		if err := s.chip.Present(pn532test.Card{UID: c.uid}); err != nil {
+			return err
+		}
+		return s.await(ctx, "the reader did not see the card", func(ev pn532.TrackEvent) bool {
+			p, ok := ev.(pn532.Presented)
+			return ok && bytes.Equal(p.Target.UID, c.uid)
+		})
 	case opRemove:
+		s.drainSeen()
 		s.chip.Remove()
-		return nil
+		return s.await(ctx, "the reader did not see the card leave", func(ev pn532.TrackEvent) bool {
+			_, ok := ev.(pn532.Removed)
+			return ok
+		})
 	case opKey:
 		return s.keys.TypeKeys(ctx, c.keys)
 	case opOpen:
-		return edge(ctx, s.contact, gpio.Low)
+		return hold(ctx, s.contact, gpio.Low)
 	case opClose:
-		return edge(ctx, s.contact, gpio.High)
+		return hold(ctx, s.contact, gpio.High)
 	case opREX:
 		if err := edge(ctx, s.rex, gpio.Low); err != nil {
 			return err
@@ -277,7 +301,7 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error
 		}
 		return edge(ctx, s.rex, gpio.High)
 	case opTamper:
-		return edge(ctx, s.tamper, gpio.Low)
+		return hold(ctx, s.tamper, gpio.Low)
 	case opStatus:
 		out.line("%s", statusLine(d))
 		return nil
@@ -288,6 +312,46 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error
 		return nil
 	}
 	return fmt.Errorf("command %d not handled", c.op)
+}
+
+// readerWait bounds how long tap and remove wait for the reader.
+const readerWait = 3 * time.Second
+
+func (s *simHW) drainSeen() {
+	for {
+		select {
+		case <-s.seen:
+		default:
+			return
+		}
+	}
+}
+
+// await waits until the reader reports an event that matches.
+func (s *simHW) await(ctx context.Context, fail string, match func(pn532.TrackEvent) bool) error {
+	t := time.NewTimer(readerWait)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-s.seen:
+			if match(ev) {
+				return nil
+			}
+		case <-t.C:
+			return errors.New(fail)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// hold sets an emulated switch to l and keeps it there past the debounce
+// time, so that the change counts.
+func hold(ctx context.Context, p *gpiotest.Pin, l gpio.Level) error {
+	if err := edge(ctx, p, l); err != nil {
+		return err
+	}
+	return pause(ctx, simPressTime)
 }
 
 // edge changes an emulated input's level as a switch would.

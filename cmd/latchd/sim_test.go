@@ -30,8 +30,9 @@ const hangGuard = 60 * time.Second
 
 // simOut reads latchd -log-format json output line by line.
 type simOut struct {
-	t     *testing.T
-	lines chan map[string]any
+	t       *testing.T
+	lines   chan map[string]any
+	pending []map[string]any // read but not matched yet, in order
 }
 
 func newSimOut(t *testing.T, r io.Reader) *simOut {
@@ -50,10 +51,16 @@ func newSimOut(t *testing.T, r io.Reader) *simOut {
 	return o
 }
 
-// next returns the next line that matches, failing on a line that matches
-// stop (when stop is not nil) and on the end of output.
+// next returns the first line not taken yet that matches; lines it passes
+// over stay for later calls.
 func (o *simOut) next(what string, match func(map[string]any) bool) map[string]any {
 	o.t.Helper()
+	for i, m := range o.pending {
+		if match(m) {
+			o.pending = append(o.pending[:i], o.pending[i+1:]...)
+			return m
+		}
+	}
 	guard := time.NewTimer(hangGuard)
 	defer guard.Stop()
 	for {
@@ -68,6 +75,7 @@ func (o *simOut) next(what string, match func(map[string]any) bool) map[string]a
 			if match(m) {
 				return m
 			}
+			o.pending = append(o.pending, m)
 		case <-guard.C:
 			o.t.Fatalf("no %s in output", what)
 		}
