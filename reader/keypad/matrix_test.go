@@ -461,9 +461,9 @@ func TestMatrixColumnFault(t *testing.T) {
 			r := startRig(t, em, em.Rows(), cols, &keypad.MatrixOpts{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			defer r.close()
 			scans := em.Scans()
-			advance(time.Hour)
+			advance(10 * time.Second) // short: a driver that spins scanning must still end
 			if n := em.Scans() - scans; n != 0 {
-				t.Errorf("%d scans in an hour with a column low for no key", n)
+				t.Errorf("%d scans in 10 s with a column low for no key", n)
 			}
 			if scans > 4 {
 				t.Errorf("%d scans before giving up, want at most 4", scans)
