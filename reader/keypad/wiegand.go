@@ -29,8 +29,8 @@ type WiegandOpts struct {
 
 // WiegandStats counts the frames a Wiegand has received since it was made.
 type WiegandStats struct {
-	Keys  uint64 // key frames delivered (4 and 8 bits)
-	Cards uint64 // card frames delivered (26 and 34 bits)
+	Keys  uint64 // well-formed key frames (4 and 8 bits)
+	Cards uint64 // well-formed card frames (26 and 34 bits)
 	// Frames dropped, by reason: a bit count of no supported format (noise
 	// on a line, a lost bit), a wrong parity bit or 8-bit complement
 	// nibble, and a 4- or 8-bit code that is no key (12–15).
