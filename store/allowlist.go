@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -13,6 +14,11 @@ type aclTx struct {
 	tx                                        *bolt.Tx
 	cards, holders, idx, revCards, revHolders *bolt.Bucket
 	sum                                       sum256
+
+	// deferIdx collects holder index keys to insert in order at finish
+	// (ApplySnapshot, into an empty index) instead of one by one.
+	deferIdx bool
+	idxLater [][]byte
 }
 
 func newACLTx(tx *bolt.Tx) (*aclTx, error) {
@@ -31,8 +37,15 @@ func newACLTx(tx *bolt.Tx) (*aclTx, error) {
 	}, nil
 }
 
-// finish stores the updated state sum.
+// finish writes deferred index keys and stores the updated state sum.
 func (a *aclTx) finish() error {
+	slices.SortFunc(a.idxLater, bytes.Compare)
+	for _, k := range a.idxLater {
+		if err := a.idx.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	a.idxLater = nil
 	return a.tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(a.sum.bytes()))
 }
 
@@ -56,6 +69,10 @@ func (a *aclTx) putCard(c *Card) error {
 		return err
 	}
 	a.sum.add(entryHash(tagCard, body))
+	if a.deferIdx {
+		a.idxLater = append(a.idxLater, holderCardKey(c.HolderID, uid))
+		return nil
+	}
 	return a.idx.Put(holderCardKey(c.HolderID, uid), nil)
 }
 
@@ -514,17 +531,20 @@ func (s *Store) ApplySnapshot(sn Snapshot) error {
 		if err != nil {
 			return err
 		}
-		for i := range sn.Holders {
+		// Insert in key order: bbolt splits nodes only at commit, so
+		// random-order inserts into one transaction cost O(n^2) copying.
+		a.deferIdx = true
+		for _, i := range sortedBy(len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) }) {
 			if err := a.putHolder(&sn.Holders[i]); err != nil {
 				return err
 			}
 		}
-		for i := range sn.Cards {
+		for _, i := range sortedBy(len(sn.Cards), func(i int) []byte { return sn.Cards[i].UID }) {
 			if err := a.putCard(&sn.Cards[i]); err != nil {
 				return err
 			}
 		}
-		for i := range sn.Revocations {
+		for _, i := range sortedBy(len(sn.Revocations), func(i int) []byte { return revocationKey(&sn.Revocations[i]) }) {
 			if err := a.revoke(&sn.Revocations[i]); err != nil {
 				return err
 			}
@@ -538,6 +558,16 @@ func (s *Store) ApplySnapshot(sn Snapshot) error {
 		return fmt.Errorf("store: apply snapshot %d: %w", sn.Seq, err)
 	}
 	return nil
+}
+
+// sortedBy returns the indexes 0..n-1 ordered by key(i).
+func sortedBy(n int, key func(i int) []byte) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(key(a), key(b)) })
+	return idx
 }
 
 func checkSnapshot(sn *Snapshot) error {

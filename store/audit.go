@@ -121,6 +121,32 @@ func decodeEvent(rec []byte) (storedEvent, error) {
 	return se, nil
 }
 
+// scanEvent checks the structure of an audit record as decodeEvent does,
+// without building the Event: Verify reads every entry and only needs the
+// sequence, the links and whether the hash matches.
+func scanEvent(rec []byte) (seq uint64, prev, hash [32]byte, hashOK bool, err error) {
+	d := decoder{b: rec}
+	if v := d.u8(); d.err == nil && v != eventVersion {
+		d.fail("event record version %d, want %d", v, eventVersion)
+	}
+	seq = d.u64()
+	d.time()
+	for range 9 {
+		n := int(d.u16())
+		if p := d.take(n); p != nil && !utf8.Valid(p) {
+			d.off -= n
+			d.fail("string is not UTF-8")
+		}
+	}
+	copy(prev[:], d.take(32))
+	n := d.off
+	copy(hash[:], d.take(32))
+	if err := d.end(); err != nil {
+		return 0, prev, hash, false, corrupt("audit entry", err)
+	}
+	return seq, prev, hash, sha256.Sum256(rec[:n]) == hash, nil
+}
+
 // HashEvent computes the hash an audit entry must carry, from its fields
 // and e.Prev, so that a collector or auditor can check events it received
 // (see VerifyEvents). It fails if e.Prev is not 64 hex digits or a field
@@ -410,15 +436,15 @@ func (r *Report) check(k, v []byte, next *uint64, prev *[32]byte) bool {
 	if seq != *next {
 		return fail(*next, "entries %d..%d are missing (deleted); the chain resumes at %d", *next, seq-1, seq)
 	}
-	se, err := decodeEvent(v)
+	recSeq, recPrev, recHash, hashOK, err := scanEvent(v)
 	switch {
 	case err != nil:
 		return fail(seq, "entry %d cannot be decoded: %v", seq, err)
-	case se.Seq != seq:
-		return fail(seq, "entry stored under %d says it is %d (moved or reordered)", seq, se.Seq)
-	case !se.hashOK:
+	case recSeq != seq:
+		return fail(seq, "entry stored under %d says it is %d (moved or reordered)", seq, recSeq)
+	case !hashOK:
 		return fail(seq, "entry %d was altered: its hash does not match its content", seq)
-	case se.prev != *prev:
+	case recPrev != *prev:
 		return fail(seq, "entry %d does not link to the entry before it (one was altered, removed or inserted)", seq)
 	}
 	if r.Entries == 0 {
@@ -426,7 +452,7 @@ func (r *Report) check(k, v []byte, next *uint64, prev *[32]byte) bool {
 	}
 	r.Entries++
 	r.Last = seq
-	*next, *prev = seq+1, se.hash
+	*next, *prev = seq+1, recHash
 	return true
 }
 

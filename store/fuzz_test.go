@@ -78,8 +78,15 @@ func FuzzEventRecord(f *testing.F) {
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		se, err := decodeEvent(rec)
+		seq, prev, hash, hashOK, scanErr := scanEvent(rec)
+		if (err == nil) != (scanErr == nil) {
+			t.Fatalf("decodeEvent says %v, scanEvent says %v", err, scanErr)
+		}
 		if err != nil {
 			return
+		}
+		if seq != se.Seq || prev != se.prev || hash != se.hash || hashOK != se.hashOK {
+			t.Fatal("scanEvent and decodeEvent disagree")
 		}
 		again := eventCanonical(&se.Event, se.Seq, se.prev)
 		again = append(again, se.hash[:]...)

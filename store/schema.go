@@ -154,7 +154,7 @@ func migrateV1toV2(tx *bolt.Tx, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sum, err := computeStateSum(tx)
+	sum, err := computeStateSum(tx, nil)
 	if err != nil {
 		return err
 	}

@@ -92,15 +92,21 @@ func revocationEntryHash(r *Revocation) [32]byte {
 }
 
 // computeStateSum recomputes the multiset sum from every stored entry,
-// checking each record on the way.
-func computeStateSum(tx *bolt.Tx) (sum256, error) {
+// checking each record on the way; onCard, if set, sees each decoded card.
+func computeStateSum(tx *bolt.Tx, onCard func(c *Card) error) (sum256, error) {
 	var sum sum256
 	walks := []struct {
 		bucket []byte
 		tag    byte
 		check  func(k, v []byte) error
 	}{
-		{bucketCards, tagCard, func(k, v []byte) error { _, err := decodeCard(k, v); return err }},
+		{bucketCards, tagCard, func(k, v []byte) error {
+			c, err := decodeCard(k, v)
+			if err == nil && onCard != nil {
+				err = onCard(&c)
+			}
+			return err
+		}},
 		{bucketHolders, tagHolder, func(k, v []byte) error { _, err := decodeHolder(k, v); return err }},
 		{bucketRevokedCards, tagRevokedCard, func(k, v []byte) error { _, err := decodeRevocation(k, v, false); return err }},
 		{bucketRevokedHolders, tagRevokedHolder, func(k, v []byte) error { _, err := decodeRevocation(k, v, true); return err }},
