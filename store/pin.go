@@ -30,8 +30,10 @@ type PINParams struct {
 // guessing at the door is the lockout. The hash makes each offline guess
 // cost 32 MiB of memory traffic, which takes away most of the advantage of
 // GPUs, and keeps an online check within what a person at a keypad does not
-// notice: about 33 ms on a 2020s x86 core (the development machine) and
-// roughly 150 to 250 ms on the Cortex-A53/A72 of a Raspberry Pi 3 or 4.
+// notice: 33 to 45 ms per check on the development machine (one core of a
+// shared AMD EPYC, BenchmarkVerifyPIN), and roughly 150 to 250 ms on the
+// Cortex-A53/A72 of a Raspberry Pi 3 or 4, whose cores are four to six
+// times slower at this.
 // 32 MiB is also small enough that a Pi 3 with 1 GiB of RAM never swaps for
 // it. One lane, because the door answers one person at a time.
 var DefaultPINParams = PINParams{Memory: 32 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
