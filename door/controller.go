@@ -473,6 +473,9 @@ func (c *Controller) apply(e event, now time.Time) {
 			c.ask(a)
 		}
 	}
+	// The unlock record is written before the events are appended, so that
+	// an event that reports a grant is never durable without the record an
+	// interrupted unlock is reported from.
 	for _, a := range acts {
 		switch a := a.(type) {
 		case actRecordUnlock:
@@ -487,7 +490,10 @@ func (c *Controller) apply(e event, now time.Time) {
 		case actLockdown:
 			c.lockdownDirty = true
 			c.persistLockdown()
-		case actLog:
+		}
+	}
+	for _, a := range acts {
+		if a, ok := a.(actLog); ok {
 			c.append(a.ev, now)
 		}
 	}
