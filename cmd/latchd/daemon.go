@@ -13,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/physic"
 
 	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/keypad"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/store"
@@ -41,6 +42,12 @@ type daemon struct {
 	// nothing, it only swaps the SPI port.
 	readerOpts pn532.Opts
 	closeSPI   func() error
+
+	// mqttOpts, when set, connect the door to the site.
+	mqttOpts *mqtt.Options
+	audit    *auditStore
+	allow    *staleAllowlist
+	client   *mqtt.Client
 
 	// onEvent, if set, is called after every audit event is stored.
 	onEvent func(store.Event)
@@ -76,21 +83,6 @@ func newRelay(c *Config, hw *hardware, onChange func(bool)) (*door.Relay, error)
 	return r, nil
 }
 
-// journal stores audit events and tells the daemon about each.
-type journal struct {
-	st      *store.Store
-	onEvent func(store.Event)
-}
-
-// Append implements door.Journal.
-func (j journal) Append(e store.Event) (store.Event, error) {
-	e, err := j.st.Append(e)
-	if err == nil && j.onEvent != nil {
-		j.onEvent(e)
-	}
-	return e, err
-}
-
 // build makes the controller.
 func (d *daemon) build() error {
 	c := d.cfg
@@ -106,6 +98,8 @@ func (d *daemon) build() error {
 		}
 		fb = f
 	}
+	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent}
+	d.allow = &staleAllowlist{st: d.st}
 	ctrl, err := door.New(door.Config{
 		Door:           c.Door,
 		Groups:         c.Groups,
@@ -118,8 +112,8 @@ func (d *daemon) build() error {
 		PINTimeout:     c.Timing.PIN.Duration,
 		InterKey:       c.Timing.InterKey.Duration,
 	}, door.Deps{
-		Allowlist:    d.st,
-		Journal:      journal{st: d.st, onEvent: d.onEvent},
+		Allowlist:    d.allow,
+		Journal:      d.audit,
 		State:        d.st,
 		Relay:        d.relay,
 		Feedback:     fb,
@@ -131,6 +125,14 @@ func (d *daemon) build() error {
 		return fmt.Errorf("door: %w", err)
 	}
 	d.ctrl = ctrl
+	if d.mqttOpts != nil {
+		cl, err := mqtt.New(d.audit, mqttDoor{ctrl: ctrl, allow: d.allow, trust: d.trust}, d.mqttOpts)
+		if err != nil {
+			return err
+		}
+		d.client = cl
+		d.audit.setNotify(cl.Notify)
+	}
 	return nil
 }
 
@@ -152,6 +154,14 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return d.runReader(gctx) })
+	if d.client != nil {
+		g.Go(func() error {
+			if err := d.client.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("mqtt: %w", err)
+			}
+			return nil
+		})
+	}
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil && err != nil && errors.Is(err, ctx.Err()) {
 		return nil

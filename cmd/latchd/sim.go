@@ -19,6 +19,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/spi"
 
+	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
@@ -139,6 +140,10 @@ func seedDemo(st *store.Store) (bool, error) {
 	if err := st.Revoke(store.Revocation{UID: revoked, Reason: "reported lost"}); err != nil {
 		return false, fmt.Errorf("demo: %w", err)
 	}
+	// The demo allowlist is the site's state as of now.
+	if err := st.MarkSigned(time.Now(), time.Now()); err != nil {
+		return false, fmt.Errorf("demo: %w", err)
+	}
 	if err := st.PutState(demoSeedKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return false, fmt.Errorf("demo: %w", err)
 	}
@@ -186,6 +191,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	}
 
 	brokerURL := o.mqttURL
+	var site *simSite
 	if brokerURL == "" {
 		b, err := startSimBroker(o.brokerAddr, log)
 		if err != nil {
@@ -194,6 +200,12 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		defer b.Close()
 		brokerURL = "tcp://" + b.addr
 		out.line("latchd: MQTT broker listening on %s", b.addr)
+		if site, err = newSimSite(key, b, st, demoSite, demoDoor); err != nil {
+			return err
+		}
+		if err := site.heartbeat(); err != nil {
+			return fmt.Errorf("sim site: %w", err)
+		}
 	}
 
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{}, boot: bootID(), onEvent: out.event}
@@ -203,11 +215,14 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		default:
 		}
 	}
+	pub := key.Public().(ed25519.PublicKey)
+	cfg.MQTT.TrustedKeys = map[string]string{simKeyID: base64.StdEncoding.EncodeToString(pub)}
+	if d.mqttOpts, err = mqttOptions(cfg, brokerURL, d); err != nil {
+		return err
+	}
 	if err := d.build(); err != nil {
 		return err
 	}
-	_ = brokerURL
-	pub := key.Public().(ed25519.PublicKey)
 
 	if seeded {
 		out.line("latchd: new demo site %q, door %q, in %s", demoSite, demoDoor, o.dataDir)
@@ -220,6 +235,23 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
+	if site != nil {
+		// The site's heartbeat keeps the door's allowlist fresh.
+		go func() {
+			t := time.NewTicker(time.Hour)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := site.heartbeat(); err != nil {
+						log.Warn("sim site heartbeat", "err", err)
+					}
+				}
+			}
+		}()
+	}
 
 	lines := make(chan string)
 	go func() {
@@ -258,7 +290,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 				cancel()
 				return <-done
 			}
-			if err := sim.do(ctx, c, d, out); err != nil {
+			if err := sim.do(ctx, c, d, site, out); err != nil {
 				out.line("error: %v", err)
 			}
 		}
@@ -266,8 +298,28 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 }
 
 // do carries out one command on the emulated hardware.
-func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error {
+func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, site *simSite, out *printer) error {
 	switch c.op {
+	case opUnlock, opLockdown, opRevoke, opReinstate:
+		if site == nil {
+			return errors.New("the site's commands need the embedded broker (run without -mqtt)")
+		}
+		// Messages to the door are not kept for a door that has not
+		// subscribed yet: wait for it, as an admin waits for a door online.
+		if err := waitConnected(ctx, d); err != nil {
+			return err
+		}
+		switch c.op {
+		case opUnlock:
+			return site.command(mqtt.ActionUnlock, c.dur, nil)
+		case opLockdown:
+			on := c.on
+			return site.command(mqtt.ActionLockdown, 0, &on)
+		case opRevoke:
+			return site.delta(store.Op{Kind: store.OpRevokeCard, UID: c.uid, Reason: "revoked from the simulator"})
+		default:
+			return site.delta(store.Op{Kind: store.OpReinstateCard, UID: c.uid})
+		}
 	case 0:
 		return nil
 	case opTap:
@@ -312,6 +364,25 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, out *printer) error
 		return nil
 	}
 	return fmt.Errorf("command %d not handled", c.op)
+}
+
+// waitConnected waits until the door's MQTT client is subscribed.
+func waitConnected(ctx context.Context, d *daemon) error {
+	t := time.NewTimer(readerWait)
+	defer t.Stop()
+	for {
+		up := d.client.Updated()
+		if d.client.Stats().Connected {
+			return nil
+		}
+		select {
+		case <-up:
+		case <-t.C:
+			return errors.New("the door is not connected to the broker")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // readerWait bounds how long tap and remove wait for the reader.

@@ -4,7 +4,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // simOp is one command typed at the simulator's prompt.
@@ -21,13 +23,19 @@ const (
 	opStatus
 	opHelp
 	opQuit
+	opUnlock
+	opLockdown
+	opRevoke
+	opReinstate
 )
 
 // simCmd is a parsed simulator command.
 type simCmd struct {
 	op   simOp
-	uid  []byte // opTap
-	keys string // opKey
+	uid  []byte        // opTap
+	keys string        // opKey
+	dur  time.Duration // opUnlock
+	on   bool          // opLockdown
 }
 
 // maxSimLine bounds one command line.
@@ -41,6 +49,12 @@ const simHelp = `commands:
   close       the door contact closes
   rex         press the exit button
   tamper      the tamper switch trips
+  unlock [S]  the site sends a signed unlock for S seconds (default 5)
+  lockdown on|off
+              the site sends a signed lockdown command
+  revoke UID  the site revokes a card (a signed allowlist delta)
+  reinstate UID
+              the site reinstates a revoked card
   status      print the door's state
   help        this text
   quit        stop latchd`
@@ -85,6 +99,38 @@ func parseSimCmd(line string) (simCmd, error) {
 			return simCmd{}, errors.New("key: at most 32 keys at once")
 		}
 		return simCmd{op: opKey, keys: args[0]}, nil
+	case "revoke", "reinstate":
+		if len(args) != 1 {
+			return simCmd{}, fmt.Errorf("%s needs one UID", name)
+		}
+		uid, err := parseUID(args[0])
+		if err != nil {
+			return simCmd{}, fmt.Errorf("%s: %w", name, err)
+		}
+		op := opRevoke
+		if name == "reinstate" {
+			op = opReinstate
+		}
+		return simCmd{op: op, uid: uid}, nil
+	case "unlock":
+		c := simCmd{op: opUnlock, dur: 5 * time.Second}
+		switch len(args) {
+		case 0:
+		case 1:
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 || n > 60 {
+				return simCmd{}, fmt.Errorf("unlock: %q: want whole seconds from 1 to 60", args[0])
+			}
+			c.dur = time.Duration(n) * time.Second
+		default:
+			return simCmd{}, errors.New("unlock takes at most one argument, the seconds")
+		}
+		return c, nil
+	case "lockdown":
+		if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+			return simCmd{}, errors.New("lockdown needs on or off")
+		}
+		return simCmd{op: opLockdown, on: args[0] == "on"}, nil
 	case "remove":
 		return noArgs(opRemove)
 	case "open":

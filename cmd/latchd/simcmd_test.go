@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseUID(t *testing.T) {
@@ -51,6 +52,15 @@ func TestParseSimCmd(t *testing.T) {
 		{in: "status", want: simCmd{op: opStatus}},
 		{in: "help", want: simCmd{op: opHelp}},
 		{in: "quit", want: simCmd{op: opQuit}},
+		{in: "unlock", want: simCmd{op: opUnlock, dur: 5 * time.Second}},
+		{in: "unlock 10", want: simCmd{op: opUnlock, dur: 10 * time.Second}},
+		{in: "lockdown on", want: simCmd{op: opLockdown, on: true}},
+		{in: "lockdown off", want: simCmd{op: opLockdown}},
+		{in: "revoke 04A1B2C3D4E5F6", want: simCmd{op: opRevoke, uid: []byte{0x04, 0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6}}},
+		{in: "reinstate 04DEADBEEF0001", want: simCmd{op: opReinstate, uid: []byte{0x04, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01}}},
+		{in: "unlock 99", err: "1 to 60"},
+		{in: "lockdown maybe", err: "on or off"},
+		{in: "revoke", err: "needs one UID"},
 		{in: "", want: simCmd{}},
 		{in: "# comment", want: simCmd{}},
 		{in: "tap", err: "needs one UID"},
@@ -67,7 +77,7 @@ func TestParseSimCmd(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got.op != tc.want.op || !bytes.Equal(got.uid, tc.want.uid) || got.keys != tc.want.keys {
+		if err != nil || got.op != tc.want.op || !bytes.Equal(got.uid, tc.want.uid) || got.keys != tc.want.keys || got.dur != tc.want.dur || got.on != tc.want.on {
 			t.Errorf("parseSimCmd(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}

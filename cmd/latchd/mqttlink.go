@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
+)
+
+// auditStore is the store as the daemon's parts see it: every audit event,
+// whoever appends it (the door controller or the MQTT client), is printed
+// and handed to the MQTT client for delivery once it is durable.
+type auditStore struct {
+	*store.Store
+	onEvent func(store.Event)
+
+	mu     sync.Mutex
+	notify func(store.Event)
+}
+
+// Append implements door.Journal and the MQTT client's store.
+func (a *auditStore) Append(e store.Event) (store.Event, error) {
+	e, err := a.Store.Append(e)
+	if err != nil {
+		return e, err
+	}
+	if a.onEvent != nil {
+		a.onEvent(e)
+	}
+	a.mu.Lock()
+	n := a.notify
+	a.mu.Unlock()
+	if n != nil {
+		n(e)
+	}
+	return e, nil
+}
+
+func (a *auditStore) setNotify(fn func(store.Event)) {
+	a.mu.Lock()
+	a.notify = fn
+	a.mu.Unlock()
+}
+
+// staleAllowlist applies the stale-allowlist policy to the store's
+// decisions: while the site has not been heard from for too long, the door
+// may demand card and PIN, or only let lockdown-override cards in.
+type staleAllowlist struct {
+	st *store.Store
+
+	mu     sync.Mutex
+	stale  bool
+	policy mqtt.StalePolicy
+}
+
+// Decide implements door.Allowlist.
+func (s *staleAllowlist) Decide(req store.Request) (store.Decision, error) {
+	s.mu.Lock()
+	stale, policy := s.stale, s.policy
+	s.mu.Unlock()
+	if stale {
+		switch policy {
+		case mqtt.StaleCardAndPIN:
+			if req.Mode != store.ModeCardPIN && len(req.UID) > 0 {
+				req.Mode = store.ModeCardPIN
+			}
+		case mqtt.StaleOverrideOnly:
+			req.Lockdown = true
+		}
+	}
+	d, err := s.st.Decide(req)
+	if err == nil && stale && policy != mqtt.StaleKeepGoing {
+		if d.Note != "" {
+			d.Note += "; "
+		}
+		d.Note += "allowlist stale: policy " + string(policy)
+	}
+	return d, err
+}
+
+func (s *staleAllowlist) set(stale bool, p mqtt.StalePolicy) {
+	s.mu.Lock()
+	s.stale, s.policy = stale, p
+	s.mu.Unlock()
+}
+
+// mqttDoor adapts the door controller to what the MQTT client needs.
+type mqttDoor struct {
+	ctrl  *door.Controller
+	allow *staleAllowlist
+	trust clockTrust
+}
+
+// Unlock implements mqtt.Door.
+func (m mqttDoor) Unlock(ctx context.Context, d time.Duration, by string) error {
+	return m.ctrl.RemoteUnlock(ctx, d, by, "signed command")
+}
+
+// SetLockdown implements mqtt.Door.
+func (m mqttDoor) SetLockdown(ctx context.Context, on bool, by string) error {
+	return m.ctrl.RemoteLockdown(ctx, on, by, "signed command")
+}
+
+// SetStale implements mqtt.Door.
+func (m mqttDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) error {
+	m.allow.set(stale, p)
+	return nil
+}
+
+// Status implements mqtt.Door.
+func (m mqttDoor) Status() mqtt.DoorStatus {
+	s := m.ctrl.Status()
+	st := mqtt.DoorStatus{Lockdown: s.Lockdown, Reader: "ok", Clock: store.TimeSynced}
+	switch {
+	case !s.ContactKnown:
+		st.State = "unknown"
+	case s.Open:
+		st.State = "open"
+	default:
+		st.State = "closed"
+	}
+	if !s.Locked {
+		st.State += ",unlocked"
+	}
+	for _, a := range s.Alarms {
+		st.State += "," + string(a)
+	}
+	if !s.ReaderOK {
+		st.Reader = "fault"
+	}
+	if !s.ClockTrusted {
+		st.Clock = store.TimeUnsynced
+	}
+	return st
+}
+
+// mqttOptions builds the client's options from the config.
+func mqttOptions(c *Config, broker string, d *daemon) (*mqtt.Options, error) {
+	keys, err := mqtt.ParsePublicKeys(c.MQTT.TrustedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.trusted_keys: %w", err)
+	}
+	o := &mqtt.Options{
+		Broker:      broker,
+		Site:        c.Site,
+		Door:        c.Door,
+		Username:    c.MQTT.Username,
+		TrustedKeys: keys,
+		Logger:      d.log,
+		Version:     buildVersion(),
+		BootID:      d.boot,
+	}
+	if c.MQTT.PasswordFile != "" {
+		b, err := os.ReadFile(c.MQTT.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.password_file: %w", err)
+		}
+		o.Password = strings.TrimSpace(string(b))
+	}
+	if c.MQTT.CA != "" || c.MQTT.Cert != "" {
+		var t *tls.Config
+		t, err = mqtt.LoadTLS(c.MQTT.CA, c.MQTT.Cert, c.MQTT.Key)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+		o.TLS = t
+	}
+	return o, nil
+}

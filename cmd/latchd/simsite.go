@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
+)
+
+// simSite plays the site's admin for the simulator: it signs messages with
+// the demo site key and publishes them on the embedded broker, so that the
+// door's signed-message paths (heartbeat, unlock and lockdown commands,
+// revocation deltas) can be tried by hand.
+type simSite struct {
+	signer *mqtt.Signer
+	broker *simBroker
+	st     *store.Store
+	topics mqtt.Topics
+	site   string
+	door   string
+
+	mu     sync.Mutex
+	cmdSeq uint64
+}
+
+func newSimSite(key ed25519.PrivateKey, b *simBroker, st *store.Store, site, door string) (*simSite, error) {
+	s, err := mqtt.NewSigner(simKeyID, key)
+	if err != nil {
+		return nil, err
+	}
+	return &simSite{signer: s, broker: b, st: st, topics: mqtt.TopicsFor(site), site: site, door: door}, nil
+}
+
+func (s *simSite) header() mqtt.Header {
+	return mqtt.Header{Site: s.site, IssuedAt: time.Now().UTC()}
+}
+
+func (s *simSite) publish(topic string, m mqtt.Signed, retained bool) error {
+	b, err := s.signer.Seal(m)
+	if err != nil {
+		return err
+	}
+	if err := s.broker.srv.Publish(topic, b, retained, 1); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// heartbeat publishes the site's retained heartbeat at the door's applied
+// allowlist seq (the simulator's site has no history of its own).
+func (s *simSite) heartbeat() error {
+	ss, err := s.st.SyncState()
+	if err != nil {
+		return err
+	}
+	h := &mqtt.Heartbeat{Header: s.header()}
+	h.Seq = ss.AppliedSeq
+	return s.publish(s.topics.Heartbeat(), h, true)
+}
+
+// command publishes a signed command for the door, valid for 30 s.
+func (s *simSite) command(action mqtt.Action, dur time.Duration, on *bool) error {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	s.mu.Lock()
+	// Command seqs only grow, across restarts too.
+	seq := uint64(time.Now().UnixMilli())
+	if seq <= s.cmdSeq {
+		seq = s.cmdSeq + 1
+	}
+	s.cmdSeq = seq
+	s.mu.Unlock()
+	c := &mqtt.Command{Header: s.header(), Door: s.door, ID: "sim-" + hex.EncodeToString(id[:]), Action: action, On: on}
+	c.Seq = seq
+	c.ExpiresAt = c.IssuedAt.Add(30 * time.Second)
+	if action == mqtt.ActionUnlock {
+		c.DurationMS = dur.Milliseconds()
+	}
+	return s.publish(s.topics.Cmd(s.door), c, false)
+}
+
+// delta publishes one allowlist operation as the next delta after the
+// door's applied seq.
+func (s *simSite) delta(op store.Op) error {
+	ss, err := s.st.SyncState()
+	if err != nil {
+		return err
+	}
+	d := &mqtt.Delta{Header: s.header(), Ops: []store.Op{op}}
+	d.Seq = ss.AppliedSeq + 1
+	return s.publish(s.topics.ACL(), d, false)
+}
