@@ -17,7 +17,7 @@ var (
 	genV1      = flag.Bool("store.gen-v1", false, "rewrite testdata/v1.db (a schema 1 database) from the generator")
 )
 
-// childEnv selects a helper mode when the test binary is re-executed as a
+// childEnv selects what the test binary does when it is re-executed as a
 // child process.
 const childEnv = "LATCH_STORE_TEST_CHILD"
 
