@@ -353,10 +353,37 @@ type Client struct {
 	lastStatusAt time.Time // monotonic
 }
 
+// session is one MQTT connection. Its publisher goroutine hands queued
+// messages to paho in order, so that a connection going down (when paho's
+// Publish can block for WriteTimeout) never stalls Run.
 type session struct {
 	gen   uint64
 	pc    paho.Client
 	since time.Time
+	q     chan outMsg
+	quit  chan struct{}
+}
+
+type outMsg struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+func (s *session) publisher() {
+	for {
+		select {
+		case <-s.quit:
+			return
+		case m := <-s.q:
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			s.pc.Publish(m.topic, 1, m.retained, m.payload)
+		}
+	}
 }
 
 type connKind int
@@ -485,6 +512,7 @@ func (c *Client) Run(ctx context.Context) error {
 				backoff = c.o.ReconnectMin
 				c.sessionUp(ctx, ev)
 			case connLost, connFailed:
+				c.gen++ // whatever else comes from this attempt is stale
 				c.sessionDown(ev)
 				redial.Reset(jitter(backoff))
 				backoff = min(2*backoff, c.o.ReconnectMax)
@@ -536,18 +564,20 @@ func (c *Client) storeErr(what string, err error) {
 // connected reports whether a session is up.
 func (c *Client) connected() bool { return c.sess != nil }
 
-// publish sends one QoS 1 message on the current session. It does not wait
-// for the PUBACK: delivery is confirmed by the site, not by the broker.
+// publish queues one QoS 1 message for the current session's publisher.
+// It never blocks: a full queue refuses the message, and the caller's
+// timers send it again. Delivery is confirmed by the site, not by PUBACK.
 func (c *Client) publish(topic string, payload []byte, retained bool) bool {
 	if c.sess == nil {
 		return false
 	}
-	tok := c.sess.pc.Publish(topic, 1, retained, payload)
-	if tok.Error() != nil {
-		c.log.Debug("mqtt: publish", "topic", topic, "err", tok.Error())
+	select {
+	case c.sess.q <- outMsg{topic: topic, payload: payload, retained: retained}:
+		return true
+	default:
+		c.log.Debug("mqtt: publish queue full", "topic", topic)
 		return false
 	}
-	return true
 }
 
 // shutdown publishes the offline status and disconnects.
@@ -556,11 +586,12 @@ func (c *Client) shutdown() {
 	if c.sess == nil {
 		return
 	}
-	pc := c.sess.pc
+	sess := c.sess
 	c.sess = nil
+	close(sess.quit)
 	b, err := marshal("status", c.offlineStatus())
 	if err == nil {
-		tok := pc.Publish(c.topics.Status(c.o.Door), 1, true, b)
+		tok := sess.pc.Publish(c.topics.Status(c.o.Door), 1, true, b)
 		t := time.NewTimer(c.o.WriteTimeout)
 		select {
 		case <-tok.Done():
@@ -568,7 +599,7 @@ func (c *Client) shutdown() {
 		}
 		t.Stop()
 	}
-	pc.Disconnect(250)
+	sess.pc.Disconnect(250)
 	c.update(func(s *Stats) { s.Connected = false })
 }
 

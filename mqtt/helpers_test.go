@@ -167,10 +167,9 @@ type env struct {
 }
 
 type envConfig struct {
-	broker   brokertest.Config
-	site     func(*sitetest.Options)
-	noSite   bool
-	siteKeys int
+	broker brokertest.Config
+	site   func(*sitetest.Options)
+	noSite bool
 }
 
 func newSigner(t testing.TB, kid string) *mqtt.Signer {

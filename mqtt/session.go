@@ -28,6 +28,9 @@ type inbound struct {
 // dial starts one connection attempt in the background; its outcome comes
 // back on c.conn tagged with gen.
 func (c *Client) dial(ctx context.Context, gen uint64) {
+	// paho finishes Connect (resuming its store) after it has started the
+	// on-connect handler; nothing may be published before that.
+	connected := make(chan struct{})
 	will, err := marshal("status", c.offlineStatus())
 	if err != nil {
 		c.sendConn(connEvent{gen: gen, kind: connFailed, err: err})
@@ -50,7 +53,7 @@ func (c *Client) dial(ctx context.Context, gen uint64) {
 		SetBinaryWill(c.topics.Status(c.o.Door), will, 1, true).
 		SetDefaultPublishHandler(c.onMessage).
 		SetCustomOpenConnectionFn(c.openConn).
-		SetOnConnectHandler(func(pc paho.Client) { c.onConnect(ctx, gen, pc) }).
+		SetOnConnectHandler(func(pc paho.Client) { c.onConnect(ctx, gen, pc, connected) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.sendConn(connEvent{gen: gen, kind: connLost, err: err})
 		})
@@ -61,7 +64,9 @@ func (c *Client) dial(ctx context.Context, gen uint64) {
 		case <-tok.Done():
 			if err := tok.Error(); err != nil {
 				c.sendConn(connEvent{gen: gen, kind: connFailed, err: err})
+				return
 			}
+			close(connected)
 		case <-ctx.Done():
 			<-tok.Done()
 			pc.Disconnect(0)
@@ -83,7 +88,7 @@ func (c *Client) sendConn(ev connEvent) {
 
 // onConnect runs in a paho goroutine after each successful CONNECT: it
 // (re)subscribes, then tells Run the session is up.
-func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client) {
+func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client, connected <-chan struct{}) {
 	t := c.topics
 	d := c.o.Door
 	filters := map[string]byte{
@@ -97,6 +102,15 @@ func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client) {
 	select {
 	case <-tok.Done():
 		err = tok.Error()
+		if err == nil {
+			select {
+			case <-connected:
+			case <-timer.C:
+				err = fmt.Errorf("connect not complete within %s", c.o.ConnectTimeout)
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
 		if err == nil {
 			for topic, qos := range tok.(*paho.SubscribeToken).Result() {
 				if qos == 0x80 {
@@ -233,7 +247,9 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // sessionUp starts serving a new session: status, sync request, outbox.
 func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
-	c.sess = &session{gen: ev.gen, pc: ev.pc, since: time.Now()}
+	c.sess = &session{gen: ev.gen, pc: ev.pc, since: time.Now(),
+		q: make(chan outMsg, c.o.EventWindow+c.o.LiveWindow+64), quit: make(chan struct{})}
+	go c.sess.publisher()
 	c.log.Info("mqtt: connected", "broker", c.o.Broker)
 	c.update(func(s *Stats) { s.Connected = true; s.Connects++ })
 	c.maybeStatus(true)
@@ -245,6 +261,9 @@ func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
 // sessionDown forgets the session after a loss or a failed attempt.
 func (c *Client) sessionDown(ev connEvent) {
 	was := c.sess != nil
+	if was {
+		close(c.sess.quit)
+	}
 	c.sess = nil
 	msg := ""
 	if ev.err != nil {

@@ -2,7 +2,12 @@ package mqtt_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
 
 	"github.com/latchdoor/latch/mqtt/brokertest"
 	"github.com/latchdoor/latch/store"
@@ -36,4 +41,239 @@ func TestRevocationEnforced(t *testing.T) {
 	}
 }
 
-var _ = brokertest.Config{}
+// A door offline while the site publishes 10,000 revocations converges on
+// reconnect to exactly the site's state, although the broker keeps only
+// 100 of the messages queued for it.
+func TestCatchUp10kRevocations(t *testing.T) {
+	e := newEnv(t, envConfig{broker: brokertest.Config{MaxQueued: 100}})
+	ctx := context.Background()
+	var ops []store.Op
+	for n := range uint32(200) {
+		ops = append(ops, card(n, "front"))
+	}
+	if _, err := e.site.Publish(ctx, ops...); err != nil {
+		t.Fatal(err)
+	}
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	e.waitSynced(r)
+	r.close() // the broker keeps the session and queues for it
+
+	for i := range uint32(10000) {
+		if _, err := e.site.Publish(ctx, revoke(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2 := e.newRig("front", r.path, nil)
+	start := time.Now()
+	r2.start()
+	e.waitSynced(r2)
+	t.Logf("converged on 10,000 revocations in %s", time.Since(start))
+
+	seq, hash := e.site.History().Head()
+	ss, err := r2.st.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.AppliedSeq != seq || ss.SnapshotHash != hash {
+		t.Fatalf("door at %d %s, site at %d %s", ss.AppliedSeq, ss.SnapshotHash, seq, hash)
+	}
+	for _, n := range []uint32{0, 77, 199} {
+		if d := decide(t, r2.st, "front", n); d.Outcome != store.Denied || d.Reason != store.ReasonRevoked {
+			t.Fatalf("card %d: %+v", n, d)
+		}
+	}
+	if st := e.site.Stats(); st.SyncSnapshots == 0 {
+		t.Fatalf("caught up without a snapshot: %+v", st)
+	}
+}
+
+// clock is an adjustable door clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// The allowlist goes stale without fresh signed messages: acl_stale is
+// raised once per stale period and the policy is reported to the door; a
+// replayed old heartbeat does not make it fresh, a new one does.
+func TestStale(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	// Signed acks of the door's events count as fresh site messages too;
+	// hold them so that only the heartbeats below matter.
+	e.site.HoldAcks(true)
+	clk := &clock{now: time.Now()}
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.Now = clk.Now
+		o.StaleAfter = time.Hour
+		o.StalePolicy = mqtt.StaleOverrideOnly
+	}).start()
+	r.waitConnected()
+	// Never heard from the site: stale from the start.
+	waitFor(t, "stale at start", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
+	r.door.mu.Lock()
+	stale, policy := r.door.stale, r.door.policy
+	r.door.mu.Unlock()
+	if !stale || policy != mqtt.StaleOverrideOnly {
+		t.Fatalf("door told stale=%v policy=%q", stale, policy)
+	}
+
+	old, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: clk.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), old, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fresh after a heartbeat", func() bool { return !r.client.Stats().ACLStale }, r.client.Updated)
+
+	clk.Advance(2 * time.Hour)
+	waitFor(t, "stale again", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
+	// The same heartbeat again is a replay: still stale.
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), old, false); err != nil {
+		t.Fatal(err)
+	}
+	// A refused message on the same topic marks that the replay was handled.
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), []byte("marker"), false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker refused", func() bool { return r.client.Stats().ACLRejected >= 1 }, r.client.Updated)
+	if !r.client.Stats().ACLStale {
+		t.Fatal("a replayed heartbeat made the allowlist fresh")
+	}
+	if err := e.site.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fresh after a new heartbeat", func() bool { return !r.client.Stats().ACLStale }, r.client.Updated)
+	r.door.mu.Lock()
+	calls := r.door.staleN
+	r.door.mu.Unlock()
+	if calls != 4 {
+		t.Fatalf("door told about staleness %d times, want 4 (stale, fresh, stale, fresh)", calls)
+	}
+	if n, _ := countReason(t, r.st, store.ReasonACLStale); n != 2 {
+		t.Fatalf("%d acl_stale events, want 2", n)
+	}
+	clk.Advance(30 * time.Minute)
+	if err := e.site.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := r.st.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.LastSignedAt.IsZero() {
+		t.Fatal("freshness never written to the store")
+	}
+}
+
+// Forged, mis-addressed and invalid allowlist messages change nothing and
+// are audited; a signed delta with one invalid operation is refused whole
+// and the door asks for a snapshot.
+func TestACLRejections(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	tp := mqtt.TopicsFor(site)
+	if _, err := e.site.Publish(ctx, card(1, "front"), card(2, "front")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.RejectBurst = 100 }).start()
+	r.waitConnected()
+	e.waitSynced(r)
+	seq, hash := e.site.History().Head()
+	now := time.Now()
+
+	intruder := newSigner(t, e.signer.KeyID())
+	delta := func(s *mqtt.Signer, siteID string, ops ...store.Op) []byte {
+		b, err := s.Seal(&mqtt.Delta{Header: mqtt.Header{Site: siteID, Seq: seq + 1, IssuedAt: now}, Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	badOp := store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4, 5}, HolderID: "x"}}
+	snapChunks, err := intruder.SealSnapshot(site, store.Snapshot{Seq: seq + 5}, now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongHash, err := e.signer.Seal(&mqtt.SnapshotChunk{Header: mqtt.Header{Site: site, Seq: seq + 5, IssuedAt: now},
+		Hash: strings.Repeat("0", 64), Chunk: 0, Chunks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackOther, err := e.signer.Seal(&mqtt.EventsAck{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: now}, Door: "back"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackAhead, err := e.signer.Seal(&mqtt.EventsAck{Header: mqtt.Header{Site: site, Seq: 1 << 40, IssuedAt: now}, Door: "front"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		topic string
+		b     []byte
+	}{
+		{tp.ACL(), delta(intruder, site, revoke(1))},
+		{tp.ACL(), delta(e.signer, "elsewhere", revoke(1))},
+		{tp.ACL(), []byte(`{"v":1,"type":"acl.delta"}`)},
+		{tp.DoorACL("front"), delta(intruder, site, revoke(1))},
+		{tp.Snapshot(), snapChunks[0]},
+		{tp.Snapshot(), wrongHash},
+		{tp.Snapshot(), delta(e.signer, site, revoke(1))}, // a delta on the snapshot topic
+		{tp.Heartbeat(), delta(e.signer, site, revoke(1))},
+		{tp.EventsAck("front"), ackOther},
+		{tp.EventsAck("front"), ackAhead},
+	}
+	for _, c := range cases {
+		if err := e.site.PublishRaw(ctx, c.topic, c.b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every bad message refused", func() bool { return r.client.Stats().ACLRejected >= uint64(len(cases)) }, r.client.Updated)
+
+	// Signed and in sequence, but the second operation is invalid: nothing
+	// of it is applied.
+	if err := e.site.PublishRaw(ctx, tp.ACL(), delta(e.signer, site, revoke(1), badOp), false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the invalid delta refused", func() bool { return r.client.Stats().ACLRejected >= uint64(len(cases)+1) }, r.client.Updated)
+	waitFor(t, "a snapshot asked for", func() bool {
+		s := e.site.Stats().LastSync["front"]
+		return s != nil && s.Want == mqtt.WantSnapshot
+	}, e.site.Updated)
+	st := r.client.Stats()
+	if st.AppliedSeq != seq || st.SnapshotHash != hash {
+		t.Fatalf("state moved to %d %s", st.AppliedSeq, st.SnapshotHash)
+	}
+	if d := decide(t, r.st, "front", 1); d.Outcome != store.Granted {
+		t.Fatalf("card 1 after refused deltas: %+v", d)
+	}
+	if n, _ := countReason(t, r.st, store.ReasonACLRejected); n < len(cases)+1 {
+		t.Fatalf("%d acl_rejected events for %d refusals", n, len(cases)+1)
+	}
+
+	// The site's next real delta (the same seq) goes through.
+	if _, err := e.site.Publish(ctx, revoke(2)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+	if d := decide(t, r.st, "front", 2); d.Reason != store.ReasonRevoked {
+		t.Fatalf("card 2: %+v", d)
+	}
+	if d := decide(t, r.st, "front", 1); d.Outcome != store.Granted {
+		t.Fatalf("card 1: %+v", d)
+	}
+}

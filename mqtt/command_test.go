@@ -1,0 +1,178 @@
+package mqtt_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/store"
+)
+
+// countReason counts a door's audit events with reason.
+func countReason(t testing.TB, st *store.Store, reason store.Reason) (n int, details []string) {
+	for _, e := range allEvents(t, st) {
+		if e.Reason == reason {
+			n++
+			details = append(details, e.Detail)
+		}
+	}
+	return n, details
+}
+
+// 10,000 forged, replayed, expired, retained, wrong-door and otherwise bad
+// commands open nothing; the one valid signed unlock opens exactly once.
+// Rejections are audited at a bounded rate with a summary.
+func TestCommandFlood(t *testing.T) {
+	e := newEnv(t, envConfig{broker: brokertest.Config{MaxQueued: -1}})
+	ctx := context.Background()
+	topic := mqtt.TopicsFor(site).Cmd("front")
+	intruder := newSigner(t, e.signer.KeyID()) // same kid, other key
+	stranger := newSigner(t, "someone-else")
+
+	// A valid command left retained before the door ever subscribed: the
+	// door receives it flagged retained and refuses it.
+	_, retained, err := e.site.SealCommand("front", mqtt.Command{Action: mqtt.ActionUnlock, DurationMS: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.PublishRaw(ctx, topic, retained, true); err != nil {
+		t.Fatal(err)
+	}
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.RejectWindow = 500 * time.Millisecond }).start()
+	r.waitConnected()
+	waitFor(t, "the retained command refused", func() bool { return r.client.Stats().CommandsRejected >= 1 }, r.client.Updated)
+	// Clearing it reaches the door as an empty message: refused too.
+	if err := e.site.PublishRaw(ctx, topic, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the empty message refused", func() bool { return r.client.Stats().CommandsRejected >= 2 }, r.client.Updated)
+
+	valid, validBytes, err := e.site.SealCommand("front", mqtt.Command{Action: mqtt.ActionUnlock, DurationMS: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.PublishRaw(ctx, topic, validBytes, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the valid unlock", func() bool { return r.door.Unlocks() == 1 }, r.door.Changed)
+
+	now := time.Now()
+	unsigned, _ := json.Marshal(valid)
+	seal := func(s *mqtt.Signer, c mqtt.Command) []byte {
+		b, err := s.Seal(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	fresh := func(door string) mqtt.Command {
+		var id [8]byte
+		rand.Read(id[:])
+		return mqtt.Command{Header: mqtt.Header{Site: site, Seq: 1000, IssuedAt: now}, Door: door,
+			ID: fmt.Sprintf("x%x", id), ExpiresAt: now.Add(30 * time.Second), Action: mqtt.ActionUnlock, DurationMS: 1000}
+	}
+	heartbeat, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		name string
+		make func() []byte
+	}{
+		{"unsigned", func() []byte { return unsigned }},
+		{"untrusted key under a trusted kid", func() []byte { return seal(intruder, fresh("front")) }},
+		{"unknown kid", func() []byte { return seal(stranger, fresh("front")) }},
+		{"tampered", func() []byte {
+			return bytes.Replace(validBytes, []byte(`"duration_ms":2000`), []byte(`"duration_ms":9000`), 1)
+		}},
+		{"replayed", func() []byte { return validBytes }},
+		{"expired", func() []byte {
+			c := fresh("front")
+			c.IssuedAt, c.ExpiresAt = now.Add(-2*time.Minute), now.Add(-90*time.Second)
+			return seal(e.signer, c)
+		}},
+		{"not yet valid", func() []byte {
+			c := fresh("front")
+			c.IssuedAt, c.ExpiresAt = now.Add(10*time.Minute), now.Add(10*time.Minute+30*time.Second)
+			return seal(e.signer, c)
+		}},
+		{"wrong door", func() []byte { return seal(e.signer, fresh("back")) }},
+		{"wrong site", func() []byte {
+			c := fresh("front")
+			c.Site = "elsewhere"
+			return seal(e.signer, c)
+		}},
+		{"unlock too long", func() []byte {
+			c := fresh("front")
+			c.DurationMS = 45000
+			return seal(e.signer, c)
+		}},
+		{"wrong kind on the topic", func() []byte { return heartbeat }},
+		{"garbage", func() []byte { return []byte("\x00\x01 not json") }},
+		{"oversized", func() []byte { return bytes.Repeat([]byte("{"), 8<<10) }},
+	}
+	const flood = 10000
+	for i := range flood {
+		b := bad[i%len(bad)]
+		if err := e.site.PublishRaw(ctx, topic, b.make(), false); err != nil {
+			t.Fatalf("%s: %v", b.name, err)
+		}
+	}
+	waitFor(t, "every bad command refused", func() bool { return r.client.Stats().CommandsRejected >= flood+2 }, r.client.Updated)
+	st := r.client.Stats()
+	if st.CommandsRejected != flood+2 || st.Dropped != 0 {
+		t.Fatalf("%d rejected, %d dropped; want %d, 0", st.CommandsRejected, st.Dropped, flood+2)
+	}
+	if got := r.door.Unlocks(); got != 1 || st.Unlocks != 1 || st.CommandsApplied != 1 {
+		t.Fatalf("%d unlocks after the flood (stats %+v)", got, st)
+	}
+
+	// The audit log got a bounded number of rejections and a summary.
+	waitFor(t, "a summary of the suppressed rejections", func() bool {
+		_, details := countReason(t, r.st, store.ReasonCommandRejected)
+		return strings.Contains(strings.Join(details, "\n"), "not logged one by one")
+	}, r.client.Updated, r.door.Changed)
+	n, _ := countReason(t, r.st, store.ReasonCommandRejected)
+	if n > 200 {
+		t.Fatalf("%d command_rejected events for %d rejections", n, flood+2)
+	}
+	t.Logf("%d rejections, %d audit events", flood+2, n)
+
+	if _, err := e.site.Command(ctx, "front", mqtt.Command{Action: mqtt.ActionLockdown, On: new(true)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "lockdown on", func() bool { return r.door.Status().Lockdown }, r.door.Changed)
+	if got := r.door.Unlocks(); got != 1 {
+		t.Fatalf("%d unlocks", got)
+	}
+	if applied, _ := countReason(t, r.st, store.ReasonCommandApplied); applied != 2 {
+		t.Fatalf("%d command_applied events, want 2", applied)
+	}
+}
+
+// A resync command makes the door ask for a snapshot at once.
+func TestResyncCommand(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+	before := r.client.Stats().SyncRequests
+	if _, err := e.site.Command(ctx, "front", mqtt.Command{Action: mqtt.ActionResync}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a sync request asking for a snapshot", func() bool {
+		s := e.site.Stats().LastSync["front"]
+		return r.client.Stats().SyncRequests > before && s != nil && s.Want == mqtt.WantSnapshot
+	}, e.site.Updated, r.client.Updated)
+}

@@ -1,0 +1,198 @@
+package mqtt_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/store"
+)
+
+// waitDelivered waits until the site has stored every event of the door
+// and the door has seen the acknowledgement.
+func (e *env) waitDelivered(r *rig) {
+	e.t.Helper()
+	head, _, err := r.st.AuditHead()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	waitFor(e.t, fmt.Sprintf("%s's %d events delivered and acknowledged", r.name, head), func() bool {
+		return e.site.Contiguous(r.name) >= head && r.client.Stats().Acked >= head
+	}, e.site.Updated, r.client.Updated)
+}
+
+// 5,000 events written while the broker is down are delivered exactly
+// once and in order, although the broker is killed (SIGKILL) in the middle
+// of the drain and restarted, with and without persistence.
+func TestEventsSurviveBrokerKill(t *testing.T) {
+	for _, persist := range []bool{false, true} {
+		t.Run(fmt.Sprintf("persistence=%v", persist), func(t *testing.T) {
+			e := newEnv(t, envConfig{broker: brokertest.Config{Persistence: persist}})
+			r := e.newRig("front", "", nil)
+			e.broker.Stop()
+			appendEvents(t, r.st, "front", 5000)
+			r.start()
+			e.broker.Restart()
+
+			waitFor(t, "drain under way", func() bool { return e.site.Contiguous("front") >= 1000 }, e.site.Updated)
+			e.site.HoldAcks(true)
+			e.broker.Kill()
+			atKill := e.site.Contiguous("front")
+			if atKill >= 5000 {
+				t.Fatalf("the drain finished before the kill (%d stored)", atKill)
+			}
+			e.broker.Restart()
+			e.site.HoldAcks(false)
+
+			e.waitDelivered(r)
+			checkCollected(t, e.site, "front", allEvents(t, r.st))
+			st := r.client.Stats()
+			t.Logf("killed at %d stored; door published %d messages for %d events, %d resends, %d sessions",
+				atKill, st.EventsPublished, len(allEvents(t, r.st)), st.Resends, st.Connects)
+		})
+	}
+}
+
+// Live events go out while a backlog drains, and everything arrives once.
+func TestLiveEventsDuringBacklog(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	r := e.newRig("front", "", nil)
+	appendEvents(t, r.st, "front", 3000)
+	e.site.HoldAcks(true) // the backlog stays stuck at the window
+	r.start()
+	r.waitConnected()
+	live := appendEvents(t, r.st, "front", 1)[0]
+	r.client.Notify(live)
+	waitFor(t, "live event stored ahead of the backlog", func() bool {
+		evs, err := e.site.Events("front")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) > 0 && evs[len(evs)-1].Seq == live.Seq
+	}, e.site.Updated)
+	e.site.HoldAcks(false)
+	e.waitDelivered(r)
+	checkCollected(t, e.site, "front", allEvents(t, r.st))
+}
+
+// The environment variables of a door run in a child process.
+const (
+	childEnv = "LATCH_MQTT_TEST_CHILD_DOOR"
+)
+
+// TestMain runs a door client as a child process when asked to, so that a
+// test can kill it with SIGKILL.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childDoor())
+	}
+	os.Exit(m.Run())
+}
+
+// childDoor runs a door client from the options in the environment until
+// it is killed. It prints "connected" once its session is up.
+func childDoor() int {
+	get := func(k string) string { return os.Getenv("LATCH_CHILD_" + k) }
+	pub, err := base64.StdEncoding.DecodeString(get("KEY"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	st, err := store.Open(get("DB"), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c, err := mqtt.New(st, newTestDoor(), &mqtt.Options{
+		Broker: get("BROKER"), Site: site, Door: get("DOOR"), Username: get("DOOR"), Password: get("PASSWORD"),
+		TrustedKeys:  map[string]ed25519.PublicKey{get("KID"): pub},
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, CheckInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	go func() {
+		for {
+			ch := c.Updated()
+			if c.Stats().Connected {
+				fmt.Println("connected")
+				return
+			}
+			<-ch
+		}
+	}()
+	if err := c.Run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// A door process killed with SIGKILL while events are still owed to the
+// site delivers them after it restarts, each once.
+func TestEventsAfterDoorKilled(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	r := e.newRig("front", "", nil)
+	appendEvents(t, r.st, "front", 3000)
+	path := r.path
+	r.close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1",
+		"LATCH_CHILD_DB="+path, "LATCH_CHILD_BROKER=tcp://"+e.proxy.Addr(), "LATCH_CHILD_DOOR=front",
+		"LATCH_CHILD_PASSWORD="+users["front"], "LATCH_CHILD_KID="+e.signer.KeyID(),
+		"LATCH_CHILD_KEY="+base64.StdEncoding.EncodeToString(e.signer.Public()))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+		}
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+
+	waitFor(t, "the child's drain under way", func() bool { return e.site.Contiguous("front") >= 500 }, e.site.Updated)
+	e.site.HoldAcks(true)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("child exit: %v\n%s", err, stderr.String())
+	}
+
+	r2 := e.newRig("front", path, nil)
+	depth, err := r2.st.OutboxDepth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if depth == 0 {
+		t.Fatal("nothing pending after the kill: the test exercised nothing")
+	}
+	t.Logf("%d events pending after SIGKILL", depth)
+	e.site.HoldAcks(false)
+	r2.start()
+	e.waitDelivered(r2)
+	checkCollected(t, e.site, "front", allEvents(t, r2.st))
+}

@@ -1,0 +1,156 @@
+package mqtt_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/store"
+)
+
+// A link that stops carrying packets without closing is noticed within the
+// keepalive bound (KeepAlive + 2*PingTimeout), and the door recovers and
+// catches up once the link is back.
+func TestBlackHoleNoticed(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.KeepAlive, o.PingTimeout = time.Second, 500*time.Millisecond
+	}).start()
+	r.waitConnected()
+	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+
+	e.proxy.BlackHole()
+	start := time.Now()
+	waitFor(t, "the dead link noticed", func() bool { return !r.client.Stats().Connected }, r.client.Updated)
+	noticed := time.Since(start)
+	bound := r.opts.KeepAlive + 2*r.opts.PingTimeout
+	t.Logf("black hole noticed after %s (bound %s)", noticed.Round(time.Millisecond), bound)
+	// Without keepalive, TCP would take many minutes; twice the bound is
+	// margin for a loaded machine, not slack in the mechanism.
+	if noticed > 2*bound {
+		t.Fatalf("black hole noticed after %s, bound %s", noticed, bound)
+	}
+
+	// While the link is dead the site revokes the card.
+	if _, err := e.site.Publish(ctx, revoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.Heal()
+	waitFor(t, "reconnected", func() bool { return r.client.Stats().Connected }, r.client.Updated)
+	e.waitSynced(r)
+	if d := decide(t, r.st, "front", 1); d.Reason != store.ReasonRevoked {
+		t.Fatalf("after the black hole: %+v", d)
+	}
+}
+
+// 1,000 connection losses and reconnections never move the relay: the only
+// unlock is the one signed command, even though the broker may deliver it
+// again on a later session.
+func TestFlapsNeverUnlock(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.ReconnectMin, o.ReconnectMax = time.Millisecond, 5*time.Millisecond
+	}).start()
+	r.waitConnected()
+	if _, err := e.site.Command(ctx, "front", mqtt.Command{Action: mqtt.ActionUnlock, DurationMS: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the signed unlock", func() bool { return r.door.Unlocks() == 1 }, r.door.Changed)
+
+	const flaps = 1000
+	for i := range flaps {
+		want := r.client.Stats().Connects + 1
+		if e.proxy.Cut() == 0 {
+			t.Fatalf("flap %d: no connection to cut", i)
+		}
+		waitFor(t, "reconnect", func() bool {
+			s := r.client.Stats()
+			return s.Connects >= want && s.Connected
+		}, r.client.Updated)
+	}
+	st := r.client.Stats()
+	if got := r.door.Unlocks(); got != 1 || st.Unlocks != 1 {
+		t.Fatalf("%d unlocks (client counted %d) after %d flaps", got, st.Unlocks, flaps)
+	}
+	if st.Disconnects < flaps {
+		t.Fatalf("only %d disconnects", st.Disconnects)
+	}
+	t.Logf("%d sessions, %d disconnects, %d unlock", st.Connects, st.Disconnects, r.door.Unlocks())
+}
+
+// The whole path works over TLS with a client certificate, and a door
+// without a certificate is refused.
+func TestTLS(t *testing.T) {
+	e := newEnv(t, envConfig{broker: brokertest.Config{TLS: true}})
+	ctx := context.Background()
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	if _, err := e.site.Publish(ctx, card(1, "front"), revoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+	if d := decide(t, r.st, "front", 1); d.Reason != store.ReasonRevoked {
+		t.Fatalf("%+v", d)
+	}
+	e.waitDelivered(r)
+
+	noCert := e.newRig("back", "", func(o *mqtt.Options) { o.TLS = e.broker.PKI.ClientTLS("") }).start()
+	waitFor(t, "a refused attempt", func() bool { return noCert.client.Stats().LastError != "" }, noCert.client.Updated)
+	if s := noCert.client.Stats(); s.Connects != 0 {
+		t.Fatalf("connected without a client certificate: %+v", s)
+	}
+	wrongCA := e.newRig("back", "", func(o *mqtt.Options) { o.TLS = brokertest.NewPKI(t).ClientTLS("back") }).start()
+	waitFor(t, "a refused attempt", func() bool { return wrongCA.client.Stats().LastError != "" }, wrongCA.client.Updated)
+	if s := wrongCA.client.Stats(); s.Connects != 0 || !strings.Contains(s.LastError, "certificate") {
+		t.Fatalf("broker with an unknown CA: %+v", s)
+	}
+}
+
+// The status is retained and current; the last will marks a door that
+// vanished offline, and a clean stop does the same.
+func TestStatusAndWill(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	e.waitSynced(r)
+	seq, hash := e.site.History().Head()
+	waitFor(t, "an online status at the head", func() bool {
+		s := e.site.Stats().LastStatus["front"]
+		return s != nil && s.Online && s.ACLSeq == seq && s.SnapshotHash == hash && s.Outbox == 0
+	}, e.site.Updated)
+	s := e.site.Stats().LastStatus["front"]
+	if s.Version != "test" || s.DoorState != "closed" || s.Reader != "ok" || s.Clock != store.TimeSynced {
+		t.Fatalf("status %+v", s)
+	}
+
+	// The link dies without a DISCONNECT: the broker publishes the will.
+	e.proxy.BlackHole()
+	e.proxy.Cut()
+	waitFor(t, "the last will", func() bool {
+		s := e.site.Stats().LastStatus["front"]
+		return s != nil && !s.Online
+	}, e.site.Updated)
+	e.proxy.Heal()
+	waitFor(t, "online again", func() bool {
+		s := e.site.Stats().LastStatus["front"]
+		return s != nil && s.Online
+	}, e.site.Updated)
+
+	r.stop()
+	waitFor(t, "offline after a clean stop", func() bool {
+		s := e.site.Stats().LastStatus["front"]
+		return s != nil && !s.Online
+	}, e.site.Updated)
+}
