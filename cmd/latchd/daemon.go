@@ -26,6 +26,14 @@ const dbFile = "latch.db"
 // reader that did not answer at start.
 const readerRetry = 5 * time.Second
 
+// retention bounds the audit log on the door: delivered entries beyond a
+// million are dropped (the site keeps them), undelivered ones only past
+// 200,000 and never past an undelivered alarm.
+var retention = store.Retention{MaxEntries: 1_000_000, MaxUndelivered: 200_000}
+
+// pruneEvery is how often the audit log is pruned.
+const pruneEvery = time.Hour
+
 // daemon is one door: its store, controller and the drivers feeding it.
 type daemon struct {
 	cfg   *Config
@@ -65,7 +73,7 @@ func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
 		}
 		loc = l
 	}
-	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log})
+	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log, Retention: retention})
 }
 
 // newRelay builds the relay from the config. It is the first driver made, so
@@ -154,6 +162,7 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return d.runReader(gctx) })
+	g.Go(func() error { d.prune(gctx); return nil })
 	if d.client != nil {
 		g.Go(func() error {
 			if err := d.client.Run(gctx); err != nil && gctx.Err() == nil {
@@ -167,6 +176,24 @@ func (d *daemon) run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// prune trims the audit log now and every pruneEvery until ctx ends.
+func (d *daemon) prune(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		if r, err := d.st.Prune(time.Now()); err != nil {
+			d.log.Error("audit log: prune", "err", err)
+		} else {
+			d.log.Debug("audit log pruned", "result", fmt.Sprintf("%+v", r))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // startInputs starts the door contact, exit button and tamper switch.
