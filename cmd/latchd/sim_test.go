@@ -88,12 +88,6 @@ func (o *simOut) event(reason string) map[string]any {
 	return o.next("event "+reason, func(m map[string]any) bool { _, ok := m["seq"]; return ok && m["reason"] == reason })
 }
 
-// nextEvent returns the next audit event, whatever it is.
-func (o *simOut) nextEvent() map[string]any {
-	o.t.Helper()
-	return o.next("an audit event", func(m map[string]any) bool { _, ok := m["seq"]; return ok })
-}
-
 func (o *simOut) relay(state string) map[string]any {
 	o.t.Helper()
 	return o.next("relay "+state, func(m map[string]any) bool { return m["type"] == "relay" && m["state"] == state })
