@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -172,7 +171,9 @@ func (d *daemon) run(ctx context.Context) error {
 		})
 	}
 	err := g.Wait()
-	if errors.Is(err, context.Canceled) || ctx.Err() != nil && err != nil && errors.Is(err, ctx.Err()) {
+	if ctx.Err() != nil {
+		// Asked to stop: whatever the parts said on the way out is not a
+		// failure.
 		return nil
 	}
 	return err
