@@ -216,6 +216,9 @@ func (c *Client) requestSync(now bool) {
 		return
 	}
 	if c.publish(c.topics.Sync(c.o.Door), b, false) {
+		// Asked once; if the snapshot does not come, a later failure asks
+		// again.
+		c.wantSnap = false
 		c.syncPending = false
 		c.lastSync = time.Now()
 		c.lastSyncSeq = c.acl.seq

@@ -277,3 +277,33 @@ func TestACLRejections(t *testing.T) {
 		t.Fatalf("card 1: %+v", d)
 	}
 }
+
+// A door joining a site of 100,000 cards gets them as a chunked snapshot
+// through the broker, applied in one transaction, hash checked.
+func TestSnapshot100kCards(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	const cards = 100000
+	for batch := range uint32(cards / 500) {
+		ops := make([]store.Op, 0, 500)
+		for n := batch * 500; n < (batch+1)*500; n++ {
+			ops = append(ops, card(n, "front", "lab"))
+		}
+		if _, _, err := e.site.Commit(ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.newRig("front", "", nil)
+	start := time.Now()
+	r.start()
+	e.waitSynced(r)
+	st := r.client.Stats()
+	t.Logf("100,000 cards: snapshot applied %s after start", time.Since(start).Round(time.Millisecond))
+	if st.SnapshotsApplied != 1 || st.DeltasApplied != 0 {
+		t.Fatalf("%+v", st)
+	}
+	for _, n := range []uint32{0, 54321, cards - 1} {
+		if d := decide(t, r.st, "front", n); d.Outcome != store.Granted {
+			t.Fatalf("card %d: %+v", n, d)
+		}
+	}
+}

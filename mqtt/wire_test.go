@@ -248,12 +248,13 @@ func bigSnapshot(n int) store.Snapshot {
 	return s
 }
 
-// 100,000 cards fit: chunked under the size limit, reassembled whole in
-// any order, hash checked.
-func TestSnapshotChunks100k(t *testing.T) {
+// A large snapshot is chunked under the size limit and reassembled whole
+// in any order, duplicates ignored, hash checked. (TestSnapshot100kCards
+// takes 100,000 cards through the broker into a store.)
+func TestSnapshotChunks(t *testing.T) {
 	s := testSigner(t)
 	v := testVerifier(t, s)
-	snap := bigSnapshot(100000)
+	snap := bigSnapshot(20000)
 	chunks, err := s.SealSnapshot("hq", snap, t0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func TestSnapshotChunks100k(t *testing.T) {
 	if store.HashSnapshot(*got) != store.HashSnapshot(snap) {
 		t.Fatal("hash changed")
 	}
-	t.Logf("100,000 cards: %d chunks", len(chunks))
+	t.Logf("%d cards: %d chunks", len(snap.Cards), len(chunks))
 }
 
 func TestAssemblerRefuses(t *testing.T) {

@@ -51,6 +51,10 @@ type Config struct {
 	// TLS makes the listener TLS-only with certificates from a generated
 	// PKI; clients must present a certificate signed by its CA.
 	TLS bool
+	// NoDelay sets set_tcp_nodelay: mosquitto then sends each packet at
+	// once instead of letting Nagle's algorithm hold small ones back (up
+	// to ~40 ms against a delayed ACK). Recommended for doors.
+	NoDelay bool
 	// Extra lines appended to the configuration.
 	Extra string
 }
@@ -239,6 +243,9 @@ func (b *Broker) writeConfig() error {
 	if os.Geteuid() == 0 {
 		// Stay root: the generated files are readable by root only.
 		c.WriteString("user root\n")
+	}
+	if b.cfg.NoDelay {
+		c.WriteString("set_tcp_nodelay true\n")
 	}
 	switch {
 	case b.cfg.MaxQueued > 0:
