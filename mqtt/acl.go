@@ -12,6 +12,12 @@ import (
 // maxAhead bounds the deltas kept while a gap before them is filled.
 const maxAhead = 1024
 
+// aheadDelta is a delta kept until the gap before it is filled.
+type aheadDelta struct {
+	d  *Delta
+	in inbound
+}
+
 // aclState is the applied allowlist position as Run knows it.
 type aclState struct {
 	seq  uint64
@@ -29,9 +35,9 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 	c.fresh.seen(c, ctx, in.msg.Head().IssuedAt)
 	switch m := in.msg.(type) {
 	case *Delta:
-		c.onDelta(m, in.kid)
+		c.onDelta(in, m)
 	case *SnapshotChunk:
-		c.onChunk(m, in.size)
+		c.onChunk(in, m)
 	case *Heartbeat:
 		c.onHeartbeat(m)
 	case *Command:
@@ -68,7 +74,7 @@ func (c *Client) flushRejects(now time.Time) {
 
 // onDelta applies a delta in order, keeps it for later when it is ahead,
 // or ignores it when it is already applied.
-func (c *Client) onDelta(d *Delta, kid string) {
+func (c *Client) onDelta(in inbound, d *Delta) {
 	c.siteSeq = max(c.siteSeq, d.Seq)
 	switch {
 	case d.Seq <= c.acl.seq:
@@ -76,25 +82,25 @@ func (c *Client) onDelta(d *Delta, kid string) {
 		return
 	case d.Seq > c.acl.seq+1:
 		if len(c.ahead) < maxAhead {
-			c.ahead[d.Seq] = d
+			c.ahead[d.Seq] = aheadDelta{d: d, in: in}
 		}
 		c.update(func(s *Stats) { s.SiteSeq = c.siteSeq })
 		c.requestSync(false)
 		return
 	}
-	c.applyDelta(d, kid)
+	c.applyDelta(in, d)
 	c.drainAhead()
 }
 
 // applyDelta applies the delta that follows the applied seq.
-func (c *Client) applyDelta(d *Delta, kid string) {
+func (c *Client) applyDelta(in inbound, d *Delta) {
 	err := c.st.ApplyDelta(d.StoreDelta())
 	switch {
 	case err == nil:
 		c.acl.seq = d.Seq
 		c.refreshACL()
 		c.update(func(s *Stats) { s.DeltasApplied++ })
-		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), kid))
+		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), in.kid))
 	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
 		// The store moved without us (another writer): take its word.
 		c.refreshACL()
@@ -103,7 +109,7 @@ func (c *Client) applyDelta(d *Delta, kid string) {
 		// A signed delta the store refuses will be refused again: only a
 		// snapshot moves the door past it.
 		c.wantSnap = true
-		c.reject(inbound{topic: c.topics.ACL(), kid: kid}, fmt.Errorf("delta %d: %w", d.Seq, err))
+		c.reject(in, fmt.Errorf("delta %d: %w", d.Seq, err))
 		c.requestSync(true)
 	default:
 		c.storeErr("apply delta", err)
@@ -118,13 +124,13 @@ func (c *Client) drainAhead() {
 		}
 	}
 	for c.fatal == nil {
-		d, ok := c.ahead[c.acl.seq+1]
+		a, ok := c.ahead[c.acl.seq+1]
 		if !ok {
 			return
 		}
-		delete(c.ahead, d.Seq)
+		delete(c.ahead, a.d.Seq)
 		before := c.acl.seq
-		c.applyDelta(d, "")
+		c.applyDelta(a.in, a.d)
 		if c.acl.seq == before {
 			return
 		}
@@ -146,16 +152,16 @@ func (c *Client) refreshACL() {
 }
 
 // onChunk collects snapshot chunks and applies a complete snapshot.
-func (c *Client) onChunk(m *SnapshotChunk, size int) {
+func (c *Client) onChunk(in inbound, m *SnapshotChunk) {
 	c.siteSeq = max(c.siteSeq, m.Seq)
 	if m.Seq <= c.acl.seq {
 		c.update(func(s *Stats) { s.StaleACL++ })
 		return
 	}
-	snap, err := c.asm.add(m, size, time.Now())
+	snap, err := c.asm.add(m, in.size, time.Now())
 	if err != nil {
 		c.wantSnap = true
-		c.reject(inbound{topic: c.topics.Snapshot()}, err)
+		c.reject(in, err)
 		c.requestSync(false)
 		return
 	}
@@ -175,7 +181,8 @@ func (c *Client) onChunk(m *SnapshotChunk, size int) {
 		c.refreshACL()
 		c.update(func(s *Stats) { s.StaleACL++ })
 	case errors.Is(err, store.ErrInvalidOp):
-		c.reject(inbound{topic: c.topics.Snapshot()}, err)
+		c.wantSnap = true
+		c.reject(in, err)
 	default:
 		c.storeErr("apply snapshot", err)
 	}

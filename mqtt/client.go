@@ -132,8 +132,10 @@ type Options struct {
 	// WriteTimeout bounds every write to the network (default 5 s).
 	WriteTimeout time.Duration
 	// ReconnectMin and ReconnectMax bound the back-off between connection
-	// attempts: it starts at ReconnectMin (default 1 s), doubles after
-	// each failure up to ReconnectMax (default 30 s), with ±20% jitter.
+	// attempts: it starts at ReconnectMin (default 1 s) and doubles after
+	// each failed attempt or short-lived session up to ReconnectMax
+	// (default 30 s), with ±20% jitter under the cap. A session that lasted
+	// KeepAlive starts it again from ReconnectMin.
 	ReconnectMin, ReconnectMax time.Duration
 
 	// StaleAfter is how long the door may go without a fresh signed message
@@ -334,7 +336,7 @@ type Client struct {
 
 	acl      aclState
 	asm      assembler
-	ahead    map[uint64]*Delta // deltas beyond applied+1, waiting for the gap to fill
+	ahead    map[uint64]aheadDelta // deltas beyond applied+1, waiting for the gap to fill
 	siteSeq  uint64
 	wantSnap bool
 
@@ -424,7 +426,7 @@ func New(st Store, door Door, opts *Options) (*Client, error) {
 		conn:    make(chan connEvent, 8),
 		done:    make(chan struct{}),
 		updated: make(chan struct{}),
-		ahead:   make(map[uint64]*Delta),
+		ahead:   make(map[uint64]aheadDelta),
 		seen:    make(map[string]time.Time),
 	}
 	c.asm.maxBytes = o.MaxSnapshotBytes
@@ -509,12 +511,17 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			switch ev.kind {
 			case connUp:
-				backoff = c.o.ReconnectMin
 				c.sessionUp(ctx, ev)
 			case connLost, connFailed:
 				c.gen++ // whatever else comes from this attempt is stale
+				// A session that lasted a keepalive period was healthy:
+				// start the back-off again. One that broke at once (a
+				// broker accepting and dropping) keeps it growing.
+				if c.sess != nil && time.Since(c.sess.since) >= c.o.KeepAlive {
+					backoff = c.o.ReconnectMin
+				}
 				c.sessionDown(ev)
-				redial.Reset(jitter(backoff))
+				redial.Reset(min(jitter(backoff), c.o.ReconnectMax))
 				backoff = min(2*backoff, c.o.ReconnectMax)
 			}
 		case in := <-c.in:

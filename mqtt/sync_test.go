@@ -307,3 +307,41 @@ func TestSnapshot100kCards(t *testing.T) {
 		}
 	}
 }
+
+// Deltas are applied only in order: one that arrives after a gap is kept,
+// the gap makes the door ask the site, and it converges.
+func TestDeltaGap(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	if _, err := e.site.Publish(ctx, card(9, "front")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+	before := e.site.Stats().SyncRequests
+
+	// Three deltas the door never receives live, then a fourth that it does.
+	for n := range uint32(3) {
+		if _, _, err := e.site.Commit(card(n, "front")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.site.Publish(ctx, revoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(r)
+	if e.site.Stats().SyncRequests <= before {
+		t.Fatal("the gap did not make the door ask")
+	}
+	if d := decide(t, r.st, "front", 1); d.Reason != store.ReasonRevoked {
+		t.Fatalf("card 1: %+v", d)
+	}
+	if d := decide(t, r.st, "front", 2); d.Outcome != store.Granted {
+		t.Fatalf("card 2: %+v", d)
+	}
+	st := r.client.Stats()
+	if st.DeltasApplied != 5 || st.SnapshotsApplied != 0 {
+		t.Fatalf("%+v", st)
+	}
+}
