@@ -24,6 +24,7 @@ type Proxy struct {
 type pair struct {
 	client, server net.Conn
 	once           sync.Once
+	hole           chan struct{} // set (under Proxy.mu) when a black hole caught the pair
 }
 
 func (p *pair) close() {
@@ -86,6 +87,11 @@ func (p *Proxy) BlackHole() {
 	if p.hole == nil {
 		p.hole = make(chan struct{})
 	}
+	for pr := range p.pairs {
+		if pr.hole == nil {
+			pr.hole = p.hole
+		}
+	}
 }
 
 // Heal ends a black hole: connections that were stalled are closed (their
@@ -132,6 +138,7 @@ func (p *Proxy) accept() {
 		p.accepted++
 		p.pairs[pr] = true
 		hole := p.hole
+		pr.hole = hole
 		p.mu.Unlock()
 		p.wg.Add(1)
 		go p.serve(pr, hole)
@@ -198,11 +205,12 @@ func (p *Proxy) copy(pr *pair, dst, src net.Conn) {
 	}
 }
 
-// pass reports whether the pair may forward now. During a black hole it
-// waits for Heal and then reports false, so the stalled pair is closed.
+// pass reports whether the pair may forward now. A pair caught by a black
+// hole never forwards again: it waits for Heal and then reports false, so
+// the stalled pair is closed.
 func (p *Proxy) pass(pr *pair) bool {
 	p.mu.Lock()
-	h := p.hole
+	h := pr.hole
 	p.mu.Unlock()
 	if h == nil {
 		return true
