@@ -52,13 +52,17 @@ func (c *Client) reject(in inbound, err error) {
 	lim := &c.rejACL
 	if in.cmd {
 		lim = &c.rejCmd
-		c.update(func(s *Stats) { s.CommandsRejected++ })
-	} else {
-		c.update(func(s *Stats) { s.ACLRejected++ })
 	}
 	c.log.Warn("mqtt: refused a message", "topic", in.topic, "kid", in.kid, "retained", in.retained, "err", err)
 	if lim.allow(time.Now()) {
 		c.event(lim.reason, fmt.Sprintf("%s: %v", in.topic, err))
+	}
+	// Counted after the event, so that whoever watches the count finds the
+	// event already in the log.
+	if in.cmd {
+		c.update(func(s *Stats) { s.CommandsRejected++ })
+	} else {
+		c.update(func(s *Stats) { s.ACLRejected++ })
 	}
 }
 

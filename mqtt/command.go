@@ -66,13 +66,15 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 	}
 	if err != nil {
 		c.log.Error("mqtt: door refused a command", "cmd", what, "by", by, "err", err)
-		c.update(func(s *Stats) { s.CommandsRejected++ })
 		c.event(store.ReasonCommandRejected, fmt.Sprintf("%s by %s: door: %v", what, by, err))
+		c.update(func(s *Stats) { s.CommandsRejected++ })
 		return
 	}
 	c.log.Info("mqtt: command applied", "cmd", what, "by", by)
-	c.update(func(s *Stats) { s.CommandsApplied++ })
+	// The audit event comes before the count, so that whoever watches the
+	// count finds the event already in the log.
 	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
+	c.update(func(s *Stats) { s.CommandsApplied++ })
 	c.maybeStatus(false)
 }
 

@@ -148,7 +148,9 @@ func TestCommandFlood(t *testing.T) {
 	if _, err := e.site.Command(ctx, "front", mqtt.Command{Action: mqtt.ActionLockdown, On: new(true)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "lockdown on", func() bool { return r.door.Status().Lockdown }, r.door.Changed)
+	waitFor(t, "lockdown on", func() bool {
+		return r.door.Status().Lockdown && r.client.Stats().CommandsApplied == 2
+	}, r.door.Changed, r.client.Updated)
 	if got := r.door.Unlocks(); got != 1 {
 		t.Fatalf("%d unlocks", got)
 	}
