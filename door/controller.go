@@ -338,6 +338,8 @@ func (c *Controller) startup() {
 		lockdown = c.cfgLockdown
 	}
 	c.st = newState(c.p, lockdown, c.trusted())
+	c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStarted,
+		Detail: fmt.Sprintf("door controller started, relay locked, lockdown %s", onOff(lockdown))}, now)
 	rec, err := c.store.State(c.unlockKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -381,6 +383,8 @@ func (c *Controller) shutdown() error {
 		}
 	}
 	now := c.clock.Now()
+	c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
+		Detail: "door controller stopped, relay in its safe state"}, now)
 	c.flush(now)
 	if c.lockdownDirty {
 		c.persistLockdown()
@@ -526,12 +530,9 @@ func (c *Controller) persistLockdown() {
 // append writes ev to the journal, or keeps it for a retry. Events stay in
 // order: nothing is written past an event that failed.
 func (c *Controller) append(ev store.Event, now time.Time) {
-	ev.Clock = store.TimeUnsynced
-	if c.st.trusted {
-		ev.Clock = store.TimeSynced
-	}
+	ev.Clock = c.clockQuality()
 	ev.BootID = c.bootID
-	c.log.Info("door event", "type", ev.Type, "reason", ev.Reason, "uid", ev.UID, "holder", ev.Holder, "detail", ev.Detail)
+	c.log.Debug("door event", "type", ev.Type, "reason", ev.Reason, "uid", ev.UID, "holder", ev.Holder, "detail", ev.Detail)
 	if len(c.backlog) > 0 {
 		c.queue(ev)
 		return
@@ -543,11 +544,18 @@ func (c *Controller) append(ev store.Event, now time.Time) {
 	}
 }
 
+// queue keeps ev for a retry. When the backlog is full it drops the oldest
+// event that is not an alarm (the oldest alarm only when all are alarms)
+// and counts it, so that the loss is logged once the store writes again.
 func (c *Controller) queue(ev store.Event) {
 	if len(c.backlog) >= maxBacklog {
-		c.backlog = slices.Delete(c.backlog, 0, 1)
+		i := slices.IndexFunc(c.backlog, func(e store.Event) bool { return !e.Reason.Alarm() })
+		if i < 0 {
+			i = 0
+		}
+		c.backlog = slices.Delete(c.backlog, i, i+1)
 		c.dropped++
-		c.log.Error("journal: backlog full; oldest unwritten event dropped", "dropped", c.dropped)
+		c.log.Error("journal: backlog full; an unwritten event dropped", "reason", ev.Reason, "dropped", c.dropped)
 	}
 	c.backlog = append(c.backlog, ev)
 }
@@ -570,6 +578,24 @@ func (c *Controller) flush(now time.Time) {
 	}
 	c.backlog = nil
 	c.retryGap = 0
+	if c.dropped > 0 {
+		lost := store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonEventsLost,
+			Clock: c.clockQuality(), BootID: c.bootID,
+			Detail: fmt.Sprintf("%d events could not be written while the store failed", c.dropped)}
+		if _, err := c.journal.Append(lost); err != nil {
+			c.log.Error("journal: recording lost events", "lost", c.dropped, "err", err)
+			return
+		}
+		c.dropped = 0
+	}
+}
+
+// clockQuality is the time quality the journal records now.
+func (c *Controller) clockQuality() store.TimeQuality {
+	if c.st.trusted {
+		return store.TimeSynced
+	}
+	return store.TimeUnsynced
 }
 
 // publish makes the door's status visible to Status and StatusChanges.
@@ -704,4 +730,11 @@ func (c *Controller) RemoteLockdown(ctx context.Context, on bool, by, why string
 		return err
 	}
 	return c.submit(ctx, evLockdown{on: on, by: by, why: why})
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

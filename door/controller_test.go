@@ -108,8 +108,22 @@ func (m *memStore) setAppendErr(err error) {
 	m.mu.Unlock()
 }
 
-// reasons lists the reasons of the events appended so far.
+// reasons lists the reasons of the events appended so far, without the
+// controller's start and stop.
 func (m *memStore) reasons() []store.Reason {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Reason
+	for _, e := range m.events {
+		if e.Reason != store.ReasonStarted && e.Reason != store.ReasonStopped {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+// allReasons lists the reasons of every event appended so far.
+func (m *memStore) allReasons() []store.Reason {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []store.Reason
@@ -119,10 +133,14 @@ func (m *memStore) reasons() []store.Reason {
 	return out
 }
 
+// eventList lists the events appended so far, without the controller's
+// start and stop.
 func (m *memStore) eventList() []store.Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.events)
+	return slices.DeleteFunc(slices.Clone(m.events), func(e store.Event) bool {
+		return e.Reason == store.ReasonStarted || e.Reason == store.ReasonStopped
+	})
 }
 
 func (m *memStore) requestList() []store.Request {
@@ -683,6 +701,62 @@ func TestControllerJournalFailure(t *testing.T) {
 		r.advance(10 * time.Second)
 		r.wantReasons("written in order after recovery", store.ReasonGranted, store.ReasonGrantedNotOpened, store.ReasonDoorForced)
 		r.stop()
+	})
+}
+
+// A full backlog drops ordinary events before alarms, and the loss is
+// logged once the journal writes again.
+func TestControllerJournalBacklogFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setAppendErr(errors.New("disk full"))
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		ctx := t.Context()
+		r.must(r.c.Tamper(ctx, true)) // an alarm, first in the backlog
+		const presses = maxBacklog + 5
+		for range presses {
+			r.must(r.c.ExitButton(ctx, true))
+			r.must(r.c.ExitButton(ctx, false))
+		}
+		st.setAppendErr(nil)
+		r.advance(time.Minute)
+		// The backlog held started, tamper and the presses; the oldest
+		// ordinary events went first, started among them.
+		evs := st.eventList()
+		if len(evs) != maxBacklog+1 {
+			t.Fatalf("%d events written, want %d", len(evs), maxBacklog+1)
+		}
+		if evs[0].Reason != store.ReasonTamper || evs[1].Reason != store.ReasonExitRequest {
+			t.Fatalf("first events %s, %s; want the tamper alarm, then exit requests", evs[0].Reason, evs[1].Reason)
+		}
+		last := evs[len(evs)-1]
+		if last.Reason != store.ReasonEventsLost || last.Type != store.TypeSystem || !strings.Contains(last.Detail, "7 events") {
+			t.Fatalf("last event %+v; want events_lost for 7 events", last)
+		}
+		r.stop()
+	})
+}
+
+// The journal records the controller's start and orderly stop.
+func TestControllerStartStopEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.ExitButton(t.Context(), true))
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		want := []store.Reason{store.ReasonStarted, store.ReasonExitRequest, store.ReasonStopped}
+		if got := st.allReasons(); !slices.Equal(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, e := range st.events {
+			if e.BootID != "boot-1" || e.Door != "front" {
+				t.Errorf("%s: boot %q door %q", e.Reason, e.BootID, e.Door)
+			}
+		}
 	})
 }
 

@@ -19,11 +19,12 @@
 //   - a green LED, a red LED and a buzzer on gpio.PinOut (NewFeedback), any of
 //     them optional.
 //
-// A typical Raspberry Pi wiring: relay board IN on GPIO17 (active-low),
-// door contact between GPIO27 and ground (normally closed: closed when the
-// door is shut), exit button between GPIO22 and ground (normally open),
-// tamper loop between GPIO23 and ground (normally closed), LEDs and buzzer
-// through transistors on GPIO5, GPIO6 and GPIO13.
+// A typical Raspberry Pi wiring (the one in docs/latchd.example.toml):
+// relay board IN on GPIO17 (active-low), door contact between GPIO22 and
+// ground (normally closed: closed when the door is shut), exit button
+// between GPIO23 and ground (normally open), tamper loop between GPIO27 and
+// ground (normally closed), green and red LEDs and the buzzer through
+// transistors on GPIO26, GPIO21 and GPIO18.
 //
 // # Controller
 //
@@ -63,6 +64,10 @@
 //     that fails, or does not answer within 30 s, is a denial with reason
 //     decision_error. If the journal fails, events are kept in memory in
 //     order (up to 10,000) and retried with backoff; the door carries on.
+//     A full queue drops its oldest ordinary event (alarms last), and
+//     events_lost says how many once the journal writes again.
+//   - The journal records the controller's start (started) and orderly
+//     stop (stopped).
 //   - When the relay releases the door an "unlock in progress" record is
 //     written, and cleared when it relocks. If the service finds one at
 //     start it logs unlock_interrupted.

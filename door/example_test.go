@@ -68,11 +68,17 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, e := range events {
+		if e.Type == store.TypeSystem {
+			fmt.Println(e.Reason)
+			continue
+		}
 		fmt.Println(e.Reason, e.UID, e.Holder)
 	}
 	// Output:
 	// unlocked: true pin: Low
 	// unlocked: false pin: High
+	// started
 	// granted 04A1B2C3 h-ada
 	// granted_not_opened 04A1B2C3 h-ada
+	// stopped
 }

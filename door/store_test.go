@@ -165,21 +165,23 @@ func TestWithStore(t *testing.T) {
 		}
 		r.stop()
 
+		// Three runs, each logging its start and its stop; the last found
+		// the record of an unfinished unlock.
 		want := []store.Reason{
-			store.ReasonGranted, store.ReasonGrantedNotOpened,
-			store.ReasonBadPIN, store.ReasonUnknownCard,
-			store.ReasonLockdown, store.ReasonLockdown,
-			store.ReasonUnlockInterrupt,
+			store.ReasonStarted, store.ReasonGranted, store.ReasonGrantedNotOpened,
+			store.ReasonBadPIN, store.ReasonUnknownCard, store.ReasonLockdown, store.ReasonStopped,
+			store.ReasonStarted, store.ReasonLockdown, store.ReasonStopped,
+			store.ReasonStarted, store.ReasonUnlockInterrupt, store.ReasonStopped,
 		}
 		if got := auditReasons(t, st); !slices.Equal(got, want) {
 			t.Fatalf("audit log %v, want %v", got, want)
 		}
-		evs, err := st.EventsAfter(0, 1)
+		evs, err := st.EventsAfter(0, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := evs[0]; e.UID != "04A1B2C3" || e.Holder != "h-ada" || e.BootID != "b1" || e.Door != "front" || e.Clock != store.TimeSynced {
-			t.Errorf("first event %+v", e)
+		if e := evs[1]; e.UID != "04A1B2C3" || e.Holder != "h-ada" || e.BootID != "b1" || e.Door != "front" || e.Clock != store.TimeSynced {
+			t.Errorf("first grant %+v", e)
 		}
 		rep, err := st.Verify()
 		if err != nil || !rep.OK || rep.Entries != uint64(len(want)) {

@@ -21,15 +21,6 @@ const (
 	pruneChunk     = 10000
 )
 
-// alarmReasons are never pruned before the site has acknowledged them.
-func isAlarm(r Reason) bool {
-	switch r {
-	case ReasonDoorForced, ReasonDoorHeld, ReasonTamper, ReasonGrantedDuress, ReasonLockedOut:
-		return true
-	}
-	return false
-}
-
 func clip(s string, limit int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= limit {
@@ -511,7 +502,7 @@ func (s *Store) Prune(now time.Time) (PruneResult, error) {
 					ok = pressure || (pol.MaxEntries > 0 && count > uint64(pol.MaxEntries)) ||
 						(pol.MaxAge > 0 && se.Time.Before(now.Add(-pol.MaxAge)))
 				} else {
-					ok = pressure && !isAlarm(se.Reason)
+					ok = pressure && !se.Reason.Alarm()
 					if ok {
 						undelivered--
 					}

@@ -4,9 +4,20 @@ import (
 	"time"
 )
 
-// Reason is a word from the audit vocabulary fixed in docs/DESIGN (decision
-// reasons, door events and sync events).
+// Reason is a word from the audit vocabulary (docs/audit.md): decision
+// reasons, door events, sync events and system events.
 type Reason string
+
+// Alarm reports whether r is an alarm: an event that retention never drops
+// before the site has acknowledged it, and that a full in-memory queue drops
+// last.
+func (r Reason) Alarm() bool {
+	switch r {
+	case ReasonDoorForced, ReasonDoorHeld, ReasonTamper, ReasonGrantedDuress, ReasonLockedOut:
+		return true
+	}
+	return false
+}
 
 // Decision reasons.
 const (
@@ -47,6 +58,13 @@ const (
 	ReasonCommandApplied  Reason = "command_applied"
 	ReasonCommandRejected Reason = "command_rejected"
 	ReasonACLStale        Reason = "acl_stale"
+)
+
+// System events.
+const (
+	ReasonStarted    Reason = "started"     // the door controller started
+	ReasonStopped    Reason = "stopped"     // the door controller stopped in order
+	ReasonEventsLost Reason = "events_lost" // events could not be written while the store failed
 )
 
 // EventType groups reasons: what kind of thing happened.
