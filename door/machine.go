@@ -723,8 +723,8 @@ func (s *state) base() patternID {
 
 // Status is the door as the daemon and the site see it.
 type Status struct {
-	Door          string         `json:"door"`
-	Mode          store.Mode     `json:"mode"`
+	Door          string         `json:"door"`                    // the door id
+	Mode          store.Mode     `json:"mode"`                    // the mode in force now (the unlock schedule may change it)
 	Locked        bool           `json:"locked"`                  // the relay holds the door locked
 	UnlockedUntil time.Time      `json:"unlocked_until,omitzero"` // when Locked is false: when the current unlock ends
 	ContactKnown  bool           `json:"contact_known"`           // the door contact has reported since start

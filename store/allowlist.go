@@ -253,8 +253,8 @@ func (a *aclTx) apply(op *Op) error {
 type OpError struct {
 	Seq   uint64 // the delta
 	Index int    // position of the operation in Delta.Ops
-	Kind  OpKind
-	Err   error
+	Kind  OpKind // what the operation was
+	Err   error  // why it was refused
 }
 
 // Error says which delta and operation failed, and why.

@@ -59,13 +59,15 @@ type LockoutPolicy struct {
 	MaxBadPINs int
 	// Backoff is the first lockout (default 30 s); each further bad PIN
 	// after a lockout doubles it, up to MaxBackoff (default 15 min).
-	Backoff    time.Duration
+	Backoff time.Duration
+	// MaxBackoff caps the doubling lockout (default 15 min).
 	MaxBackoff time.Duration
 	// DoorMaxBadPINs bad PINs from any cards within DoorWindow make the
 	// door refuse PINs until the oldest of them is DoorWindow old (default
 	// 20 within 10 min). It slows down guessing with many cards.
 	DoorMaxBadPINs int
-	DoorWindow     time.Duration
+	// DoorWindow is the span DoorMaxBadPINs is counted over (default 10 min).
+	DoorWindow time.Duration
 }
 
 // Retention bounds the audit log. Prune applies it. Zero fields mean no

@@ -101,24 +101,24 @@ const (
 // Request asks for a decision. A nil PIN is the card stage; a non-nil PIN
 // (possibly empty) is the PIN stage for the same card.
 type Request struct {
-	UID          []byte
-	RandomUID    bool // the reader says the UID is random (never a credential)
-	PIN          []byte
-	Door         string
-	DoorGroups   []string // groups the door belongs to; a card listing one opens it
-	Mode         Mode
-	Lockdown     bool
-	Now          time.Time
-	ClockTrusted bool // false before the first time sync
+	UID          []byte    // the card's UID as read; empty for a keypad code
+	RandomUID    bool      // the reader says the UID is random (never a credential)
+	PIN          []byte    // the digits typed, for the PIN stage; wiped by the caller afterwards
+	Door         string    // the door asking
+	DoorGroups   []string  // groups the door belongs to; a card listing one opens it
+	Mode         Mode      // the door's mode now (its unlock schedule may change it)
+	Lockdown     bool      // the door is in lockdown: only override cards open
+	Now          time.Time // the door's clock
+	ClockTrusted bool      // false before the first time sync
 }
 
 // Decision is the answer to a Request.
 type Decision struct {
-	Outcome        Outcome
-	Reason         Reason
-	HolderID       string
-	HolderName     string
-	ExtendedUnlock bool // the card asks for the longer accessibility unlock time
+	Outcome        Outcome // deny, grant, or ask for the PIN
+	Reason         Reason  // the audit word for the outcome; empty for NeedPIN
+	HolderID       string  // the card's holder, when the card is known
+	HolderName     string  // the holder's display name, when known
+	ExtendedUnlock bool    // the card asks for the longer accessibility unlock time
 	// Note says anything the auditor should know, such as that schedules were
 	// ignored because the clock was not trusted.
 	Note string
@@ -136,19 +136,19 @@ const (
 // Event is one entry of the audit chain. Seq, Prev and Hash are set by the
 // store when the event is appended.
 type Event struct {
-	Seq        uint64      `json:"seq"`
-	Time       time.Time   `json:"time"`
-	Clock      TimeQuality `json:"clock"`
-	BootID     string      `json:"boot"`
-	Door       string      `json:"door"`
-	Type       EventType   `json:"type"`
-	Reason     Reason      `json:"reason"`
-	UID        string      `json:"uid,omitempty"` // upper-case hex, no separators
-	Holder     string      `json:"holder,omitempty"`
-	HolderName string      `json:"holder_name,omitempty"`
-	Detail     string      `json:"detail,omitempty"`
-	Prev       string      `json:"prev"` // hex SHA-256 of the previous entry
-	Hash       string      `json:"hash"` // hex SHA-256 of this entry
+	Seq        uint64      `json:"seq"`                   // position in the chain, from 1
+	Time       time.Time   `json:"time"`                  // the door's clock when it happened
+	Clock      TimeQuality `json:"clock"`                 // whether that clock was synced
+	BootID     string      `json:"boot"`                  // the run of latchd that wrote it
+	Door       string      `json:"door"`                  // the door it happened at
+	Type       EventType   `json:"type"`                  // access, door, sync or system
+	Reason     Reason      `json:"reason"`                // the audit word
+	UID        string      `json:"uid,omitempty"`         // upper-case hex, no separators
+	Holder     string      `json:"holder,omitempty"`      // holder id, when known
+	HolderName string      `json:"holder_name,omitempty"` // holder display name, when known
+	Detail     string      `json:"detail,omitempty"`      // free text: who, why, what was refused
+	Prev       string      `json:"prev"`                  // hex SHA-256 of the previous entry
+	Hash       string      `json:"hash"`                  // hex SHA-256 of this entry
 }
 
 // Flags are per-card switches.
@@ -160,35 +160,35 @@ type Flags struct {
 
 // Window is one span of a day, in minutes since local midnight: [From, To).
 type Window struct {
-	From uint16 `json:"from"`
-	To   uint16 `json:"to"`
+	From uint16 `json:"from"` // first minute inside the window
+	To   uint16 `json:"to"`   // first minute after it (at most 1440)
 }
 
 // Schedule is a weekly set of windows in the door's time zone. An empty
 // Schedule means always. Holidays (YYYY-MM-DD) are treated as closed days.
 type Schedule struct {
-	Weekly   [7][]Window `json:"weekly,omitempty"` // index is time.Weekday
-	Holidays []string    `json:"holidays,omitempty"`
+	Weekly   [7][]Window `json:"weekly,omitempty"`   // index is time.Weekday
+	Holidays []string    `json:"holidays,omitempty"` // YYYY-MM-DD, closed all day
 }
 
 // Card is an allowlist entry.
 type Card struct {
-	UID        []byte    `json:"uid"`
-	HolderID   string    `json:"holder_id"`
-	HolderName string    `json:"holder_name,omitempty"`
-	PINHash    string    `json:"pin_hash,omitempty"` // argon2id, PHC string format
-	Doors      []string  `json:"doors,omitempty"`    // door ids or group names this card opens
-	ValidFrom  time.Time `json:"valid_from,omitzero"`
-	ValidUntil time.Time `json:"valid_until,omitzero"`
-	Schedule   Schedule  `json:"schedule,omitzero"`
-	Flags      Flags     `json:"flags,omitzero"`
+	UID        []byte    `json:"uid"`                   // 4, 7 or 10 bytes
+	HolderID   string    `json:"holder_id"`             // the holder the card belongs to
+	HolderName string    `json:"holder_name,omitempty"` // display name, when no Holder record gives one
+	PINHash    string    `json:"pin_hash,omitempty"`    // argon2id, PHC string format
+	Doors      []string  `json:"doors,omitempty"`       // door ids or group names this card opens
+	ValidFrom  time.Time `json:"valid_from,omitzero"`   // not valid before; zero means no limit
+	ValidUntil time.Time `json:"valid_until,omitzero"`  // not valid from this instant on; zero means no limit
+	Schedule   Schedule  `json:"schedule,omitzero"`     // when it opens; empty means always
+	Flags      Flags     `json:"flags,omitzero"`        // per-card switches
 }
 
 // Holder is a person; several cards may share one.
 type Holder struct {
-	ID            string `json:"id"`
-	Name          string `json:"name,omitempty"`
-	DuressPINHash string `json:"duress_pin_hash,omitempty"`
+	ID            string `json:"id"`                        // the site's holder id
+	Name          string `json:"name,omitempty"`            // display name
+	DuressPINHash string `json:"duress_pin_hash,omitempty"` // argon2id of the duress PIN, optional
 }
 
 // OpKind names an allowlist change.
@@ -210,34 +210,34 @@ const (
 // upsert_holder; UID for delete/revoke/reinstate of a card; HolderID for the
 // holder operations.
 type Op struct {
-	Kind     OpKind  `json:"op"`
-	Card     *Card   `json:"card,omitempty"`
-	Holder   *Holder `json:"holder,omitempty"`
-	UID      []byte  `json:"uid,omitempty"`
-	HolderID string  `json:"holder_id,omitempty"`
-	Reason   string  `json:"reason,omitempty"`
+	Kind     OpKind  `json:"op"`                  // what to do
+	Card     *Card   `json:"card,omitempty"`      // for upsert_card
+	Holder   *Holder `json:"holder,omitempty"`    // for upsert_holder
+	UID      []byte  `json:"uid,omitempty"`       // for the card operations
+	HolderID string  `json:"holder_id,omitempty"` // for the holder operations
+	Reason   string  `json:"reason,omitempty"`    // why, for revocations
 }
 
 // Delta is an ordered list of operations that moves the allowlist from
 // Seq-1 to Seq.
 type Delta struct {
-	Seq uint64 `json:"seq"`
-	Ops []Op   `json:"ops"`
+	Seq uint64 `json:"seq"` // the allowlist sequence after the delta
+	Ops []Op   `json:"ops"` // applied in order, in one transaction
 }
 
 // Revocation is a revoked card UID or holder.
 type Revocation struct {
-	UID      []byte `json:"uid,omitempty"`
-	HolderID string `json:"holder_id,omitempty"`
-	Reason   string `json:"reason,omitempty"`
+	UID      []byte `json:"uid,omitempty"`       // a revoked card, or
+	HolderID string `json:"holder_id,omitempty"` // a revoked holder (all their cards)
+	Reason   string `json:"reason,omitempty"`    // why, for the auditor
 }
 
 // Snapshot is the full allowlist at Seq.
 type Snapshot struct {
-	Seq         uint64       `json:"seq"`
-	Cards       []Card       `json:"cards"`
-	Holders     []Holder     `json:"holders"`
-	Revocations []Revocation `json:"revocations"`
+	Seq         uint64       `json:"seq"`         // the allowlist sequence it stands for
+	Cards       []Card       `json:"cards"`       // every card
+	Holders     []Holder     `json:"holders"`     // every holder record
+	Revocations []Revocation `json:"revocations"` // every revocation in force
 }
 
 // SyncState is what the door knows about its place in the site's history.

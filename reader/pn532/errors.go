@@ -103,7 +103,7 @@ var statusCodes = map[byte]struct {
 // StatusError is a non-zero status byte from the PN532, e.g. in the answer
 // to InDataExchange. Code holds the error bits (the low six bits).
 type StatusError struct {
-	Code byte
+	Code byte // the error bits of the status byte
 }
 
 // Error returns the code and what it means, e.g.
@@ -126,8 +126,8 @@ func (e *StatusError) Is(target error) bool {
 // byte in the frame as read (-1 when it is about the frame as a whole), and
 // Reason says what is wrong. It matches ErrFrame.
 type FrameError struct {
-	Offset int
-	Reason string
+	Offset int    // the faulty byte, or -1
+	Reason string // what is wrong with it
 }
 
 // Error says what is wrong and where, e.g. "malformed frame at byte 11:

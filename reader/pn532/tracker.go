@@ -15,19 +15,19 @@ type TrackEvent interface {
 // Presented reports a card that came into the field. A card that stays is
 // reported once.
 type Presented struct {
-	Target Target
+	Target Target // the card as the reader saw it
 }
 
 // Removed reports that the card of the last Presented has left the field,
 // or can no longer be seen because the reader failed.
 type Removed struct {
-	Target Target
+	Target Target // the card that left
 }
 
 // Fault reports, once, that polls keep failing although the driver
 // re-initialised the reader; Err is the last failure.
 type Fault struct {
-	Err error
+	Err error // the last failure
 }
 
 // Recovered reports, once, that the reader answers again after a Fault.

@@ -242,6 +242,7 @@ func TestTrackerConcurrentCards(t *testing.T) {
 	chip := pn532test.New(nil)
 	d := newDev(t, chip, func(o *pn532.Opts) { o.PollPeriod = 50 * time.Microsecond })
 	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -249,7 +250,12 @@ func TestTrackerConcurrentCards(t *testing.T) {
 		defer cancel()
 		for i := range 60 {
 			for seen := chip.Stats().Commands; chip.Stats().Commands < seen+3; {
-				runtime.Gosched()
+				select {
+				case <-runDone: // the tracker stopped early: its error is reported below
+					return
+				default:
+					runtime.Gosched()
+				}
 			}
 			if i%2 == 1 {
 				chip.Remove()
@@ -276,6 +282,7 @@ func TestTrackerConcurrentCards(t *testing.T) {
 		last = kind
 		events++
 	})
+	close(runDone)
 	wg.Wait()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
