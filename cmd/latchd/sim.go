@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
@@ -267,17 +266,13 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		close(lines)
 	}()
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		select {
 		case err := <-done:
 			return err
 		case line, ok := <-lines:
 			if !ok {
-				// End of input: keep the door running until a signal, as a
-				// daemon does, unless input was a terminal-less pipe that
-				// closed: then stop cleanly.
+				// End of input stops the simulator as quit does.
 				cancel()
 				return <-done
 			}
