@@ -56,6 +56,9 @@ type daemon struct {
 	allow    *staleAllowlist
 	client   *mqtt.Client
 
+	// reader is the reader's fault as last reported to the controller.
+	reader readerFault
+
 	// onEvent, if set, is called after every audit event is stored.
 	onEvent func(store.Event)
 	// onTrack, if set, sees every reader event after the controller has it.
@@ -133,7 +136,7 @@ func (d *daemon) build() error {
 	}
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {
-		cl, err := mqtt.New(d.audit, mqttDoor{ctrl: ctrl, allow: d.allow, trust: d.trust}, d.mqttOpts)
+		cl, err := mqtt.New(d.audit, mqttDoor{ctrl: ctrl, allow: d.allow, reader: &d.reader}, d.mqttOpts)
 		if err != nil {
 			return err
 		}
@@ -322,7 +325,9 @@ func (d *daemon) runReader(ctx context.Context) error {
 		d.log.Error("card reader not ready", "spi", d.hw.spiName, "err", err)
 		if !faulted {
 			faulted = true
-			_ = d.ctrl.ReaderHealth(ctx, false, err.Error())
+			if err := d.readerHealth(ctx, false, err); err != nil && ctx.Err() == nil {
+				d.log.Warn("reader fault not delivered", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -338,7 +343,9 @@ func (d *daemon) runReader(ctx context.Context) error {
 	}()
 	d.log.Info("card reader ready", "reader", dev.String(), "firmware", dev.FirmwareVersion().String())
 	if faulted {
-		_ = d.ctrl.ReaderHealth(ctx, true, "")
+		if err := d.readerHealth(ctx, true, nil); err != nil && ctx.Err() == nil {
+			d.log.Warn("reader recovery not delivered", "err", err)
+		}
 	}
 	tr := pn532.NewTracker(dev, &pn532.TrackerOpts{Logger: d.log})
 	err := tr.Run(ctx, func(ev pn532.TrackEvent) {
@@ -349,9 +356,9 @@ func (d *daemon) runReader(ctx context.Context) error {
 		case pn532.Removed:
 			err = d.ctrl.CardRemoved(ctx)
 		case pn532.Fault:
-			err = d.ctrl.ReaderHealth(ctx, false, e.Err.Error())
+			err = d.readerHealth(ctx, false, e.Err)
 		case pn532.Recovered:
-			err = d.ctrl.ReaderHealth(ctx, true, "")
+			err = d.readerHealth(ctx, true, nil)
 		}
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("reader event not delivered", "err", err)
@@ -364,4 +371,22 @@ func (d *daemon) runReader(ctx context.Context) error {
 		return fmt.Errorf("reader: %w", err)
 	}
 	return nil
+}
+
+// readerHealth tells the controller whether the reader works and, when it
+// does not, why. The detail is made one line of at most maxDetail bytes, as
+// the audit log and the MQTT status take it, so that a long driver error
+// cannot lose the fault.
+func (d *daemon) readerHealth(ctx context.Context, ok bool, why error) error {
+	detail := ""
+	if !ok {
+		detail = "reader fault"
+		if why != nil {
+			if s := oneLine(why.Error(), maxDetail); s != "" {
+				detail = s
+			}
+		}
+	}
+	d.reader.set(detail)
+	return d.ctrl.ReaderHealth(ctx, ok, detail)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
@@ -91,11 +93,67 @@ func (s *staleAllowlist) set(stale bool, p mqtt.StalePolicy) {
 	s.mu.Unlock()
 }
 
+// maxDetail bounds a text the door and the site receive from latchd: the
+// detail of an audit event (the controller refuses a longer one) and the
+// reader field of the MQTT status.
+const maxDetail = 256
+
+// oneLine makes s fit one line of at most n bytes of UTF-8: control
+// characters (line breaks included) become spaces, invalid bytes become
+// U+FFFD, and a longer text is cut at a character boundary and ends in "…".
+func oneLine(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// readerFault is what the daemon last told the controller about the card
+// reader: the detail of its fault, or "" while it works.
+type readerFault struct {
+	mu     sync.Mutex
+	detail string
+}
+
+func (r *readerFault) set(detail string) {
+	r.mu.Lock()
+	r.detail = detail
+	r.mu.Unlock()
+}
+
+func (r *readerFault) get() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.detail
+}
+
+// readerStatus is the status's reader field for a faulty reader: "fault",
+// with the detail when there is one, in at most maxDetail bytes.
+func readerStatus(detail string) string {
+	if detail == "" {
+		return "fault"
+	}
+	return oneLine("fault: "+detail, maxDetail)
+}
+
 // mqttDoor adapts the door controller to what the MQTT client needs.
 type mqttDoor struct {
-	ctrl  *door.Controller
-	allow *staleAllowlist
-	trust clockTrust
+	ctrl   *door.Controller
+	allow  *staleAllowlist
+	reader *readerFault
 }
 
 // Unlock implements mqtt.Door.
@@ -133,7 +191,7 @@ func (m mqttDoor) Status() mqtt.DoorStatus {
 		st.State += "," + string(a)
 	}
 	if !s.ReaderOK {
-		st.Reader = "fault"
+		st.Reader = readerStatus(m.reader.get())
 	}
 	if !s.ClockTrusted {
 		st.Clock = store.TimeUnsynced

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
+)
+
+// testDoor is a daemon on the simulator's emulated hardware, without MQTT.
+type testDoor struct {
+	t      *testing.T
+	d      *daemon
+	sim    *simHW
+	logs   *lockedBuffer
+	events chan store.Event
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// newTestDoor builds a daemon in a fresh data directory; edit, if set, may
+// change it before the controller is built.
+func newTestDoor(t *testing.T, edit func(*daemon)) *testDoor {
+	t.Helper()
+	cfg := simConfig(t.TempDir())
+	sim, hw, err := newSimHW()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	relay, err := newRelay(cfg, hw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	td := &testDoor{t: t, sim: sim, logs: logs, events: make(chan store.Event, 1024)}
+	td.d = &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, boot: "test",
+		onEvent: func(e store.Event) { td.events <- e }}
+	if edit != nil {
+		edit(td.d)
+	}
+	if err := td.d.build(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	return td
+}
+
+// start runs the daemon until stop or the end of the test.
+func (td *testDoor) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	td.cancel = cancel
+	td.done = make(chan error, 1)
+	go func() { td.done <- td.d.run(ctx) }()
+	td.t.Cleanup(func() {
+		cancel()
+		<-td.done
+	})
+}
+
+// stop asks the daemon to stop and returns what run returned.
+func (td *testDoor) stop() error {
+	td.t.Helper()
+	td.cancel()
+	return td.wait()
+}
+
+// wait returns what run returned, once it has.
+func (td *testDoor) wait() error {
+	td.t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	select {
+	case err := <-td.done:
+		td.done <- err // for the cleanup
+		return err
+	case <-guard.C:
+		td.t.Fatal("the daemon did not stop")
+		return nil
+	}
+}
+
+// event waits for the next audit event with reason r.
+func (td *testDoor) event(r store.Reason) store.Event {
+	td.t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	for {
+		select {
+		case e := <-td.events:
+			if e.Reason == r {
+				return e
+			}
+		case <-guard.C:
+			td.t.Fatalf("no %s event", r)
+		}
+	}
+}
+
+// status waits until the door's status satisfies ok and returns the MQTT
+// status the daemon would publish then.
+func (td *testDoor) status(what string, ok func(mqtt.DoorStatus) bool) mqtt.DoorStatus {
+	td.t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	m := mqttDoor{ctrl: td.d.ctrl, allow: td.d.allow, reader: &td.d.reader}
+	for {
+		changed := td.d.ctrl.StatusChanges()
+		if s := m.Status(); ok(s) {
+			return s
+		}
+		select {
+		case <-changed:
+		case <-guard.C:
+			td.t.Fatalf("the status never showed %s", what)
+		}
+	}
+}
+
+func checkOneLine(t *testing.T, what, s string, n int) {
+	t.Helper()
+	if len(s) > n {
+		t.Errorf("%s is %d bytes, want at most %d: %q", what, len(s), n, s)
+	}
+	if !utf8.ValidString(s) {
+		t.Errorf("%s is not UTF-8: %q", what, s)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		t.Errorf("%s has a control character: %q", what, s)
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 10, ""},
+		{"short", 10, "short"},
+		{" two\nlines\t", 20, "two lines"},
+		{"bad \xff byte", 20, "bad \uFFFD byte"},
+		{"0123456789", 10, "0123456789"},
+		{"0123456789x", 10, "0123456…"},
+		{"ééééé", 8, "éé…"}, // never cuts a character in two
+	} {
+		got := oneLine(tc.in, tc.n)
+		if got != tc.want {
+			t.Errorf("oneLine(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+		checkOneLine(t, "oneLine", got, tc.n)
+	}
+}
+
+// A driver error of any length or content reaches the audit log and the
+// MQTT status as one line that fits.
+func TestReaderFaultDetailFits(t *testing.T) {
+	td := newTestDoor(t, nil)
+	td.start()
+	ctx := context.Background()
+	long := errors.New("pn532: spi transfer failed:\n" + strings.Repeat("é\x00 noise ", 80) + "\xff")
+	if err := td.d.readerHealth(ctx, false, long); err != nil {
+		t.Fatalf("fault refused: %v", err)
+	}
+	ev := td.event(store.ReasonReaderFault)
+	checkOneLine(t, "event detail", ev.Detail, maxDetail)
+	if !strings.HasPrefix(ev.Detail, "pn532: spi transfer failed: é") {
+		t.Errorf("event detail %q, want the driver's error", ev.Detail)
+	}
+	st := td.status("the fault", func(s mqtt.DoorStatus) bool { return s.Reader != "ok" })
+	checkOneLine(t, "status reader", st.Reader, maxDetail)
+	if !strings.HasPrefix(st.Reader, "fault: pn532: spi transfer failed:") {
+		t.Errorf("status reader %q, want the fault and its detail", st.Reader)
+	}
+
+	if err := td.d.readerHealth(ctx, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	td.event(store.ReasonReaderOK)
+	td.status("the reader ok", func(s mqtt.DoorStatus) bool { return s.Reader == "ok" })
+
+	// A fault without an error still says something.
+	if err := td.d.readerHealth(ctx, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ev := td.event(store.ReasonReaderFault); ev.Detail != "reader fault" {
+		t.Errorf("detail %q, want %q", ev.Detail, "reader fault")
+	}
+	td.status("the bare fault", func(s mqtt.DoorStatus) bool { return s.Reader == "fault: reader fault" })
+	if err := td.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestReaderStatus(t *testing.T) {
+	if got := readerStatus(""); got != "fault" {
+		t.Errorf("readerStatus(\"\") = %q", got)
+	}
+	got := readerStatus(strings.Repeat("x", maxDetail))
+	checkOneLine(t, "readerStatus", got, maxDetail)
+	if !strings.HasPrefix(got, "fault: xxx") || !strings.HasSuffix(got, "…") {
+		t.Errorf("readerStatus(long) = %q", got)
+	}
+}
