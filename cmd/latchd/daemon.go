@@ -272,8 +272,13 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 				d.log.Warn("card not delivered", "err", err)
 				return
 			}
-			// A Wiegand reader sends a card once per presentation.
-			_ = d.ctrl.CardRemoved(ctx)
+			// A Wiegand reader sends a card once per presentation: it has
+			// left by the time it is read. Were the removal lost, the door
+			// would take the next read of the same card for the card still
+			// in the field and not decide it again.
+			if err := d.ctrl.CardRemoved(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("card removal not delivered", "err", err)
+			}
 		}
 		g.Go(func() error {
 			defer w.Halt()
