@@ -45,10 +45,7 @@ type daemon struct {
 	boot  string
 	ctrl  *door.Controller
 
-	// readerOpts are the PN532 driver's options; the simulator shortens
-	// nothing, it only swaps the SPI port.
-	readerOpts pn532.Opts
-	closeSPI   func() error
+	closeSPI func() error
 
 	// mqttOpts, when set, connect the door to the site.
 	mqttOpts *mqtt.Options
@@ -309,16 +306,23 @@ func (d *daemon) openReader(opts *pn532.Opts) (*pn532.Dev, error) {
 	return dev, nil
 }
 
-// runReader brings up the PN532 and turns its presence events into
-// controller inputs, retrying a reader that does not answer.
-func (d *daemon) runReader(ctx context.Context) error {
-	opts := d.readerOpts
+// readerOpts are the PN532 driver's options: its defaults, with the
+// configured bus clock and pins.
+func (d *daemon) readerOpts() pn532.Opts {
+	opts := pn532.DefaultOpts
 	opts.Reset = d.hw.readerReset
 	opts.IRQ = d.hw.readerIRQ
 	if d.cfg.Reader.SpeedHz != 0 {
 		opts.Clock = physic.Frequency(d.cfg.Reader.SpeedHz) * physic.Hertz
 	}
 	opts.Logger = d.log
+	return opts
+}
+
+// runReader brings up the PN532 and turns its presence events into
+// controller inputs, retrying a reader that does not answer.
+func (d *daemon) runReader(ctx context.Context) error {
+	opts := d.readerOpts()
 	var dev *pn532.Dev
 	faulted := false
 	for {

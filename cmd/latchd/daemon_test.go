@@ -10,7 +10,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"periph.io/x/conn/v3/physic"
+
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/reader/pn532"
+	"github.com/latchdoor/latch/reader/pn532/pn532test"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -217,5 +221,42 @@ func TestReaderStatus(t *testing.T) {
 	checkOneLine(t, "readerStatus", got, maxDetail)
 	if !strings.HasPrefix(got, "fault: xxx") || !strings.HasSuffix(got, "…") {
 		t.Errorf("readerStatus(long) = %q", got)
+	}
+}
+
+// The reader starts from the driver's defaults: the chip is told to retry
+// a card's activation as DefaultOpts says, not zero times.
+func TestReaderOptsDefaults(t *testing.T) {
+	td := newTestDoor(t, func(d *daemon) { d.cfg.Reader.SpeedHz = 400_000 })
+	o := td.d.readerOpts()
+	want := pn532.DefaultOpts
+	if o.MaxRetries != want.MaxRetries || o.ResponseTimeout != want.ResponseTimeout || o.PollPeriod != want.PollPeriod {
+		t.Errorf("options %+v, want the defaults %+v", o, want)
+	}
+	if o.Clock != 400*physic.KiloHertz {
+		t.Errorf("clock %v, want reader.speed_hz", o.Clock)
+	}
+
+	seen := make(chan pn532.TrackEvent, 16)
+	td.d.onTrack = func(ev pn532.TrackEvent) { seen <- ev }
+	td.start()
+	if err := td.sim.chip.Present(pn532test.Card{UID: []byte{1, 2, 3, 4}}); err != nil {
+		t.Fatal(err)
+	}
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	select {
+	case ev := <-seen:
+		if _, ok := ev.(pn532.Presented); !ok {
+			t.Fatalf("first reader event %T, want Presented", ev)
+		}
+	case <-guard.C:
+		t.Fatal("the reader never saw the card")
+	}
+	if sam, retries := td.sim.chip.Configured(); !sam || retries != want.MaxRetries {
+		t.Errorf("chip configured: SAM %t, MaxRetries %d; want true, %d", sam, retries, want.MaxRetries)
+	}
+	if err := td.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
