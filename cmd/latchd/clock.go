@@ -11,17 +11,25 @@ import (
 // clockFloor is a time this build cannot predate: a clock reading earlier
 // than it (a Pi that booted without a real-time clock and has not heard from
 // NTP yet) is not trusted.
-var clockFloor = time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
+func clockFloor() time.Time {
+	return time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
+}
 
 // clockTrust reports whether the wall clock can be trusted for schedules and
-// event times: it is past clockFloor and, where the kernel says so, it has
-// been synchronised.
+// event times: it is past floor and, where the kernel says so, it has been
+// synchronised.
 type clockTrust struct {
-	kernel bool // also ask the kernel whether NTP has synchronised the clock
+	floor  time.Time        // a reading before it is not trusted (clockFloor)
+	kernel bool             // also ask the kernel whether NTP has synchronised the clock
+	now    func() time.Time // the clock; nil means time.Now
 }
 
 func (c clockTrust) trusted() bool {
-	if time.Now().Before(clockFloor) {
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	if now().Before(c.floor) {
 		return false
 	}
 	if c.kernel {

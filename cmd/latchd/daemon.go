@@ -25,10 +25,17 @@ const dbFile = "latch.db"
 // reader that did not answer at start.
 const readerRetry = 5 * time.Second
 
-// retention bounds the audit log on the door: delivered entries beyond a
-// million are dropped (the site keeps them), undelivered ones only past
-// 200,000 and never past an undelivered alarm.
-var retention = store.Retention{MaxEntries: 1_000_000, MaxUndelivered: 200_000}
+// maxAuditEntries is how many delivered audit entries the door keeps; the
+// site keeps them all.
+const maxAuditEntries = 1_000_000
+
+// auditRetention bounds the audit log on the door. Only delivered entries
+// are ever dropped: MaxUndelivered 0 keeps every entry the site has not
+// acknowledged, since a dropped one would leave a gap in the chain that the
+// site could never acknowledge. The outbox holds well over 100,000 of them.
+func auditRetention() store.Retention {
+	return store.Retention{MaxEntries: maxAuditEntries, MaxUndelivered: 0}
+}
 
 // pruneEvery is how often the audit log is pruned.
 const pruneEvery = time.Hour
@@ -72,7 +79,7 @@ func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
 		}
 		loc = l
 	}
-	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log, Retention: retention})
+	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log, Retention: auditRetention()})
 }
 
 // newRelay builds the relay from the config. It is the first driver made, so

@@ -109,7 +109,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) err
 		return err
 	}
 	defer st.Close()
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{kernel: true}, boot: bootID(), onEvent: out.event}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
 	if cfg.MQTT.Broker != "" {
 		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, d); err != nil {
 			return err
