@@ -31,8 +31,9 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 		return
 	}
 	// Every authentic message of this site counts for freshness, whatever
-	// happens to it next, as long as it is newer than anything seen.
-	c.fresh.seen(c, ctx, in.msg.Head().IssuedAt)
+	// happens to it next, as long as it is newer than anything seen and not
+	// from the future.
+	c.signedTime(ctx, in)
 	switch m := in.msg.(type) {
 	case *Delta:
 		c.onDelta(in, m)
@@ -258,6 +259,48 @@ func (c *Client) syncTimers(now time.Time) {
 	if (c.syncPending || behind) && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= c.o.SyncRetry) {
 		c.requestSync(false)
 	}
+}
+
+// signedTime counts the issued_at of an authentic message for freshness
+// and for the clock floor (the latest signed site time, a lower bound on
+// the real time).
+//
+// While the door's clock is synced, a message issued more than ClockSkew
+// ahead of it counts for neither: the site's clock is wrong, and taking its
+// word would hold freshness (no later message would be newer) and the
+// floor (every card with a validity date before it would be expired while
+// the clock is untrusted) until real time caught up. The message is
+// otherwise handled as usual: an allowlist change is authentic and ordered
+// by seq, and a revocation must not wait for the site to fix its clock.
+//
+// While the door's clock is not synced there is nothing to judge issued_at
+// against, and the signed site time is the best time the door has: it
+// counts as before. A freshness reference found ahead of the synced clock
+// (taken while it was not synced) is brought back to it, so that the
+// site's messages count again.
+func (c *Client) signedTime(ctx context.Context, in inbound) {
+	issued := in.msg.Head().IssuedAt
+	if c.clock() != store.TimeSynced {
+		c.fresh.seen(c, ctx, issued)
+		return
+	}
+	now := c.o.Now()
+	limit := now.Add(c.o.ClockSkew)
+	if issued.After(limit) {
+		c.log.Warn("mqtt: signed message issued in the future; not counted as fresh",
+			"topic", in.topic, "kid", in.kid, "issued_at", issued.UTC().Format(time.RFC3339),
+			"door_time", now.UTC().Format(time.RFC3339), "skew", c.o.ClockSkew)
+		c.update(func(s *Stats) { s.FutureIssued++ })
+		return
+	}
+	if c.fresh.lastIssued.After(limit) {
+		c.log.Warn("mqtt: last signed site time is ahead of the synced clock; counting freshness from the clock",
+			"last_issued_at", c.fresh.lastIssued.UTC().Format(time.RFC3339), "door_time", now.UTC().Format(time.RFC3339))
+		// Messages issued within the skew before now are recent whatever
+		// their order; anything older stays a replay.
+		c.fresh.lastIssued = now.Add(-c.o.ClockSkew)
+	}
+	c.fresh.seen(c, ctx, issued)
 }
 
 // freshness tracks the last fresh signed message. A message is fresh when

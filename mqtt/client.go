@@ -147,8 +147,11 @@ type Options struct {
 	// MaxUnlock is the longest momentary unlock a command may ask for
 	// (default 30 s, at most MaxUnlockDuration).
 	MaxUnlock time.Duration
-	// ClockSkew is how far in the future a command's issued_at may be by the
-	// door's clock (default 30 s).
+	// ClockSkew is how far in the future a signed message's issued_at may
+	// be by the door's clock (default 30 s). While the door's clock is
+	// synced, a message issued further ahead does not count as fresh and
+	// does not move the clock floor; a command issued further ahead is
+	// refused, but for lockdown on.
 	ClockSkew time.Duration
 
 	// EventWindow is how many events may await the site's acknowledgement
@@ -304,6 +307,7 @@ type Stats struct {
 	Resends          uint64 // times the outbox was sent again from the cursor
 	Acked            uint64 // outbox cursor
 	Dropped          uint64 // inbound messages dropped because the client was busy
+	FutureIssued     uint64 // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
 	ACLStale         bool   // the allowlist is stale
 	StatusPublished  uint64
 }

@@ -61,6 +61,7 @@ type testDoor struct {
 	stale    bool
 	policy   mqtt.StalePolicy
 	staleN   int
+	unsynced bool // the door's clock is not synced
 	changed  chan struct{}
 }
 
@@ -99,7 +100,18 @@ func (d *testDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) e
 func (d *testDoor) Status() mqtt.DoorStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Clock: store.TimeSynced}
+	q := store.TimeSynced
+	if d.unsynced {
+		q = store.TimeUnsynced
+	}
+	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Clock: q}
+}
+
+// SetUnsynced says whether the door's clock is synced.
+func (d *testDoor) SetUnsynced(unsynced bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unsynced = unsynced
 }
 
 func (d *testDoor) Unlocks() int {

@@ -345,3 +345,88 @@ func TestDeltaGap(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// publishHeartbeat publishes a heartbeat signed by the site's key with the
+// given issued_at, then a message the door refuses on the same topic, and
+// waits for that refusal: the heartbeat has been handled by then.
+func (e *env) publishHeartbeat(r *rig, issued time.Time) {
+	e.t.Helper()
+	ctx := context.Background()
+	b, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: issued}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	topic := mqtt.TopicsFor(site).Heartbeat()
+	if err := e.site.PublishRaw(ctx, topic, b, false); err != nil {
+		e.t.Fatal(err)
+	}
+	want := r.client.Stats().ACLRejected + 1
+	if err := e.site.PublishRaw(ctx, topic, []byte("marker"), false); err != nil {
+		e.t.Fatal(err)
+	}
+	waitFor(e.t, "the marker refused", func() bool { return r.client.Stats().ACLRejected >= want }, r.client.Updated)
+}
+
+// A signed message issued beyond the clock skew ahead of the door's synced
+// clock does not count as fresh and does not move the clock floor, so the
+// site's next message, issued at the right time, still does.
+func TestFutureIssuedNotFresh(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.site.HoldAcks(true) // only the heartbeats below are signed site time
+	clk := &clock{now: time.Now()}
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.Now = clk.Now
+		o.StaleAfter = time.Hour
+	}).start()
+	r.waitConnected()
+	waitFor(t, "stale at start", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
+
+	future := clk.Now().Add(2 * time.Hour)
+	e.publishHeartbeat(r, future)
+	if st := r.client.Stats(); !st.ACLStale || st.FutureIssued != 1 {
+		t.Fatalf("after a heartbeat issued 2 h ahead: stale=%v, %d counted from the future", st.ACLStale, st.FutureIssued)
+	}
+	// Within the skew is not the future.
+	now := clk.Now().Add(r.opts.ClockSkew / 2)
+	e.publishHeartbeat(r, now)
+	if st := r.client.Stats(); st.ACLStale || st.FutureIssued != 1 {
+		t.Fatalf("after a heartbeat issued now: stale=%v, %d counted from the future", st.ACLStale, st.FutureIssued)
+	}
+	r.stop() // writes the freshness to the store
+	ss, err := r.st.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ss.LastIssuedAt.Equal(now) {
+		t.Fatalf("clock floor %s, want %s (the heartbeat from the future must not move it)", ss.LastIssuedAt, now)
+	}
+}
+
+// While the door's clock is not synced, signed site time is the best time
+// the door has and counts even when far ahead; once the clock is synced, a
+// freshness reference ahead of it no longer holds the site's messages back.
+func TestFreshnessAfterClockSync(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.site.HoldAcks(true)
+	clk := &clock{now: time.Now()}
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.Now = clk.Now
+		o.StaleAfter = time.Hour
+	})
+	r.door.SetUnsynced(true)
+	r.start()
+	r.waitConnected()
+	waitFor(t, "stale at start", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
+
+	e.publishHeartbeat(r, clk.Now().Add(5*time.Hour))
+	if st := r.client.Stats(); st.ACLStale || st.FutureIssued != 0 {
+		t.Fatalf("unsynced clock, heartbeat 5 h ahead: stale=%v, %d counted from the future", st.ACLStale, st.FutureIssued)
+	}
+	r.door.SetUnsynced(false)
+	clk.Advance(2 * time.Hour)
+	waitFor(t, "stale again", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
+	e.publishHeartbeat(r, clk.Now())
+	if st := r.client.Stats(); st.ACLStale {
+		t.Fatal("a heartbeat issued now did not count as fresh after the clock was synced")
+	}
+}
