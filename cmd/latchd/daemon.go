@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -152,20 +154,18 @@ func (d *daemon) build() error {
 
 // run runs the controller and every driver until ctx ends or one of them
 // fails. The controller puts the relay in its safe state on the way out.
+// Asked to stop, the parts return nil; what run returns then is a real
+// failure, such as a relay that could not be put in its safe state.
 func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.ctrl.Run(gctx) })
-	if err := d.startInputs(gctx, g); err != nil {
-		cancel()
-		_ = g.Wait()
-		return err
-	}
-	if err := d.startKeypad(gctx, g); err != nil {
-		cancel()
-		_ = g.Wait()
-		return err
+	for _, start := range []func(context.Context, *errgroup.Group) error{d.startInputs, d.startKeypad} {
+		if err := start(gctx, g); err != nil {
+			cancel()
+			return errors.Join(err, g.Wait())
+		}
 	}
 	g.Go(func() error { return d.runReader(gctx) })
 	g.Go(func() error { d.prune(gctx); return nil })
@@ -177,13 +177,7 @@ func (d *daemon) run(ctx context.Context) error {
 			return nil
 		})
 	}
-	err := g.Wait()
-	if ctx.Err() != nil {
-		// Asked to stop: whatever the parts said on the way out is not a
-		// failure.
-		return nil
-	}
-	return err
+	return g.Wait()
 }
 
 // prune trims the audit log now and every pruneEvery until ctx ends.
@@ -260,7 +254,11 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 			return fmt.Errorf("keypad: %w", err)
 		}
 		g.Go(func() error {
-			defer m.Halt()
+			defer func() {
+				if err := m.Halt(); err != nil {
+					d.log.Warn("keypad: halt", "err", err)
+				}
+			}()
 			if err := m.Run(ctx, onKey); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("keypad: %w", err)
 			}
@@ -285,7 +283,11 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 			}
 		}
 		g.Go(func() error {
-			defer w.Halt()
+			defer func() {
+				if err := w.Halt(); err != nil {
+					d.log.Warn("keypad: halt", "err", err)
+				}
+			}()
 			if err := w.Run(ctx, onKey, onCard); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("keypad: %w", err)
 			}
@@ -352,9 +354,13 @@ func (d *daemon) runReader(ctx context.Context) error {
 		}
 	}
 	defer func() {
-		_ = dev.Halt()
+		if err := dev.Halt(); err != nil {
+			d.log.Warn("card reader: halt", "err", err)
+		}
 		if d.closeSPI != nil {
-			_ = d.closeSPI()
+			if err := d.closeSPI(); err != nil {
+				d.log.Warn("card reader: close the SPI port", "err", err)
+			}
 		}
 	}()
 	d.log.Info("card reader ready", "reader", dev.String(), "firmware", dev.FirmwareVersion().String())
@@ -405,4 +411,25 @@ func (d *daemon) readerHealth(ctx context.Context, ok bool, why error) error {
 	}
 	d.reader.set(detail)
 	return d.ctrl.ReaderHealth(ctx, ok, detail)
+}
+
+// haltRelay puts the relay in its safe state when latchd ends, whatever the
+// controller did on its way out. A failure is logged, and returned so that
+// latchd exits non-zero.
+func haltRelay(relay *door.Relay, log *slog.Logger) error {
+	if err := relay.Halt(); err != nil {
+		log.Error("relay: not in its safe state", "err", err)
+		return fmt.Errorf("relay not in its safe state: %w", err)
+	}
+	return nil
+}
+
+// closeStore closes the store when latchd ends. A failure is logged, and
+// returned so that latchd exits non-zero.
+func closeStore(st io.Closer, log *slog.Logger) error {
+	if err := st.Close(); err != nil {
+		log.Error("store: close", "err", err)
+		return fmt.Errorf("store not closed cleanly: %w", err)
+	}
+	return nil
 }

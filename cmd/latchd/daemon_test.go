@@ -5,13 +5,17 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
@@ -258,5 +262,78 @@ func TestReaderOptsDefaults(t *testing.T) {
 	}
 	if err := td.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// failingPin is an output that fails once told to.
+type failingPin struct {
+	*gpiotest.Pin
+	fail atomic.Bool
+}
+
+// Out implements gpio.PinOut.
+func (p *failingPin) Out(l gpio.Level) error {
+	if p.fail.Load() {
+		return errors.New("gpio: write failed")
+	}
+	return p.Pin.Out(l)
+}
+
+// A relay that cannot be put in its safe state when the daemon is asked to
+// stop is a failure of the run, not a clean stop.
+func TestRunReportsRelayHaltFailure(t *testing.T) {
+	pin := &failingPin{Pin: &gpiotest.Pin{N: "RELAY"}}
+	td := newTestDoor(t, func(d *daemon) {
+		r, err := newRelay(d.cfg, &hardware{relay: pin}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.relay = r
+	})
+	td.start()
+	pin.fail.Store(true)
+	err := td.stop()
+	if err == nil || !strings.Contains(err.Error(), "gpio: write failed") {
+		t.Fatalf("run returned %v, want the relay's halt failure", err)
+	}
+}
+
+func TestHaltRelayFailure(t *testing.T) {
+	pin := &failingPin{Pin: &gpiotest.Pin{N: "RELAY"}}
+	relay, err := door.NewRelay(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := haltRelay(relay, log); err != nil {
+		t.Fatalf("halt: %v", err)
+	}
+	pin.fail.Store(true)
+	err = haltRelay(relay, log)
+	if err == nil || !strings.Contains(err.Error(), "relay not in its safe state") || !strings.Contains(err.Error(), "gpio: write failed") {
+		t.Fatalf("error %v", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "relay: not in its safe state") {
+		t.Errorf("log %q, want an error naming the relay", l)
+	}
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+func TestCloseStoreFailure(t *testing.T) {
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := closeStore(closerFunc(func() error { return nil }), log); err != nil {
+		t.Fatal(err)
+	}
+	err := closeStore(closerFunc(func() error { return errors.New("store: close x: disk gone") }), log)
+	if err == nil || !strings.Contains(err.Error(), "disk gone") {
+		t.Fatalf("error %v", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "disk gone") {
+		t.Errorf("log %q", l)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 )
 
 // run is latchd without the process around it: it parses args, runs until
@@ -69,7 +70,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runPi(ctx, *configPath, out, log)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "latchd: %v\n", err)
+		// One line, even for several errors joined.
+		fmt.Fprintf(stderr, "latchd: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 1
 	}
 	return 0
@@ -83,8 +85,10 @@ func buildVersion() string {
 	return "devel"
 }
 
-// runPi runs a real door from its config file.
-func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) error {
+// runPi runs a real door from its config file. Whatever ends it, the relay
+// is put in its safe state and the store closed; a failure of either makes
+// the error.
+func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (err error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -99,7 +103,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	defer relay.Halt()
+	defer func() { err = errors.Join(err, haltRelay(relay, log)) }()
 	hw, err = openPiHardware(cfg, relayPin)
 	if err != nil {
 		return err
@@ -108,7 +112,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
 	if cfg.MQTT.Broker != "" {
 		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, d); err != nil {

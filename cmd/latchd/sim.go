@@ -157,7 +157,7 @@ type simOptions struct {
 }
 
 // runSim runs latchd on emulated hardware, taking commands from in.
-func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) error {
+func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) (err error) {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("-data %s: %w", o.dataDir, err)
 	}
@@ -171,14 +171,14 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err != nil {
 		return err
 	}
-	defer relay.Halt()
+	defer func() { err = errors.Join(err, haltRelay(relay, log)) }()
 	out.relay(time.Now(), relay.Unlocked())
 
 	st, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 
 	key, _, err := loadOrCreateSiteKey(o.dataDir)
 	if err != nil {
