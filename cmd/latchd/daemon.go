@@ -64,6 +64,8 @@ type daemon struct {
 
 	// reader is the reader's fault as last reported to the controller.
 	reader readerFault
+	// safe stops the run when a part panics.
+	safe *failsafe
 
 	// onEvent, if set, is called after every audit event is stored.
 	onEvent func(store.Event)
@@ -114,8 +116,9 @@ func (d *daemon) build() error {
 		}
 		fb = f
 	}
-	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent}
-	d.allow = &staleAllowlist{st: d.st}
+	d.safe = newFailsafe(d.log, d.relay)
+	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent, safe: d.safe}
+	d.allow = &staleAllowlist{st: d.st, safe: d.safe}
 	ctrl, err := door.New(door.Config{
 		Door:           c.Door,
 		Groups:         c.Groups,
@@ -142,7 +145,7 @@ func (d *daemon) build() error {
 	}
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {
-		cl, err := mqtt.New(d.audit, mqttDoor{ctrl: ctrl, allow: d.allow, reader: &d.reader}, d.mqttOpts)
+		cl, err := mqtt.New(d.audit, d.mqttDoor(), d.mqttOpts)
 		if err != nil {
 			return err
 		}
@@ -155,29 +158,37 @@ func (d *daemon) build() error {
 // run runs the controller and every driver until ctx ends or one of them
 // fails. The controller puts the relay in its safe state on the way out.
 // Asked to stop, the parts return nil; what run returns then is a real
-// failure, such as a relay that could not be put in its safe state.
+// failure, such as a relay that could not be put in its safe state. A part
+// that panics stops the run as one that fails does (see failsafe).
 func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return d.ctrl.Run(gctx) })
+	g.Go(d.safe.goroutine("door controller", func() error { return d.ctrl.Run(gctx) }))
+	// A panic caught in a callback, on another package's goroutine, stops
+	// the run here.
+	g.Go(func() error { return d.safe.wait(gctx) })
 	for _, start := range []func(context.Context, *errgroup.Group) error{d.startInputs, d.startKeypad} {
 		if err := start(gctx, g); err != nil {
 			cancel()
 			return errors.Join(err, g.Wait())
 		}
 	}
-	g.Go(func() error { return d.runReader(gctx) })
-	g.Go(func() error { d.prune(gctx); return nil })
+	g.Go(d.safe.goroutine("card reader", func() error { return d.runReader(gctx) }))
+	g.Go(d.safe.goroutine("audit log pruning", func() error { d.prune(gctx); return nil }))
 	if d.client != nil {
-		g.Go(func() error {
+		g.Go(d.safe.goroutine("mqtt", func() error {
 			if err := d.client.Run(gctx); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("mqtt: %w", err)
 			}
 			return nil
-		})
+		}))
 	}
-	return g.Wait()
+	err := g.Wait()
+	if perr := d.safe.err(); perr != nil && !errors.Is(err, perr) {
+		err = errors.Join(err, perr)
+	}
+	return err
 }
 
 // prune trims the audit log now and every pruneEvery until ctx ends.
@@ -222,7 +233,7 @@ func (d *daemon) startInputs(ctx context.Context, g *errgroup.Group) error {
 		}
 		fn := in.fn
 		key := in.key
-		g.Go(func() error {
+		g.Go(d.safe.goroutine(key, func() error {
 			err := drv.Run(ctx, func(active bool, _ time.Time) {
 				if err := fn(ctx, active); err != nil && ctx.Err() == nil {
 					d.log.Warn("input not delivered", "input", key, "err", err)
@@ -232,7 +243,7 @@ func (d *daemon) startInputs(ctx context.Context, g *errgroup.Group) error {
 				return fmt.Errorf("%s: %w", key, err)
 			}
 			return nil
-		})
+		}))
 	}
 	return nil
 }
@@ -253,7 +264,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return fmt.Errorf("keypad: %w", err)
 		}
-		g.Go(func() error {
+		g.Go(d.safe.goroutine("keypad", func() error {
 			defer func() {
 				if err := m.Halt(); err != nil {
 					d.log.Warn("keypad: halt", "err", err)
@@ -263,7 +274,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 				return fmt.Errorf("keypad: %w", err)
 			}
 			return nil
-		})
+		}))
 	case "wiegand":
 		w, err := keypad.NewWiegand(d.hw.wiegandD0, d.hw.wiegandD1, &keypad.WiegandOpts{Logger: d.log})
 		if err != nil {
@@ -282,7 +293,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 				d.log.Warn("card removal not delivered", "err", err)
 			}
 		}
-		g.Go(func() error {
+		g.Go(d.safe.goroutine("keypad", func() error {
 			defer func() {
 				if err := w.Halt(); err != nil {
 					d.log.Warn("keypad: halt", "err", err)
@@ -292,7 +303,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 				return fmt.Errorf("keypad: %w", err)
 			}
 			return nil
-		})
+		}))
 	}
 	return nil
 }
@@ -393,6 +404,11 @@ func (d *daemon) runReader(ctx context.Context) error {
 		return fmt.Errorf("reader: %w", err)
 	}
 	return nil
+}
+
+// mqttDoor is the door as the MQTT client sees it.
+func (d *daemon) mqttDoor() mqttDoor {
+	return mqttDoor{ctrl: d.ctrl, allow: d.allow, reader: &d.reader, safe: d.safe}
 }
 
 // readerHealth tells the controller whether the reader works and, when it

@@ -128,7 +128,7 @@ func (td *testDoor) status(what string, ok func(mqtt.DoorStatus) bool) mqtt.Door
 	td.t.Helper()
 	guard := time.NewTimer(hangGuard)
 	defer guard.Stop()
-	m := mqttDoor{ctrl: td.d.ctrl, allow: td.d.allow, reader: &td.d.reader}
+	m := td.d.mqttDoor()
 	for {
 		changed := td.d.ctrl.StatusChanges()
 		if s := m.Status(); ok(s) {

@@ -22,6 +22,7 @@ import (
 type auditStore struct {
 	*store.Store
 	onEvent func(store.Event)
+	safe    *failsafe
 
 	mu     sync.Mutex
 	notify func(store.Event)
@@ -33,14 +34,16 @@ func (a *auditStore) Append(e store.Event) (store.Event, error) {
 	if err != nil {
 		return e, err
 	}
+	// The event is stored: a panic printing it or handing it on stops the
+	// daemon but does not make the caller write it again.
 	if a.onEvent != nil {
-		a.onEvent(e)
+		a.safe.call("printer", func() { a.onEvent(e) })
 	}
 	a.mu.Lock()
 	n := a.notify
 	a.mu.Unlock()
 	if n != nil {
-		n(e)
+		a.safe.call("mqtt notify", func() { n(e) })
 	}
 	return e, nil
 }
@@ -55,7 +58,8 @@ func (a *auditStore) setNotify(fn func(store.Event)) {
 // decisions: while the site has not been heard from for too long, the door
 // may demand card and PIN, or only let lockdown-override cards in.
 type staleAllowlist struct {
-	st *store.Store
+	st   *store.Store
+	safe *failsafe
 
 	mu     sync.Mutex
 	stale  bool
@@ -63,7 +67,9 @@ type staleAllowlist struct {
 }
 
 // Decide implements door.Allowlist.
-func (s *staleAllowlist) Decide(req store.Request) (store.Decision, error) {
+func (s *staleAllowlist) Decide(req store.Request) (d store.Decision, err error) {
+	// The controller asks on a goroutine of its own.
+	defer s.safe.catch("allowlist", &err)
 	s.mu.Lock()
 	stale, policy := s.stale, s.policy
 	s.mu.Unlock()
@@ -77,7 +83,7 @@ func (s *staleAllowlist) Decide(req store.Request) (store.Decision, error) {
 			req.Lockdown = true
 		}
 	}
-	d, err := s.st.Decide(req)
+	d, err = s.st.Decide(req)
 	if err == nil && stale && policy != mqtt.StaleKeepGoing {
 		if d.Note != "" {
 			d.Note += "; "
@@ -150,32 +156,38 @@ func readerStatus(detail string) string {
 }
 
 // mqttDoor adapts the door controller to what the MQTT client needs.
+// The client calls it on goroutines of its own.
 type mqttDoor struct {
 	ctrl   *door.Controller
 	allow  *staleAllowlist
 	reader *readerFault
+	safe   *failsafe
 }
 
 // Unlock implements mqtt.Door.
-func (m mqttDoor) Unlock(ctx context.Context, d time.Duration, by string) error {
+func (m mqttDoor) Unlock(ctx context.Context, d time.Duration, by string) (err error) {
+	defer m.safe.catch("mqtt unlock", &err)
 	return m.ctrl.RemoteUnlock(ctx, d, by, "signed command")
 }
 
 // SetLockdown implements mqtt.Door.
-func (m mqttDoor) SetLockdown(ctx context.Context, on bool, by string) error {
+func (m mqttDoor) SetLockdown(ctx context.Context, on bool, by string) (err error) {
+	defer m.safe.catch("mqtt lockdown", &err)
 	return m.ctrl.RemoteLockdown(ctx, on, by, "signed command")
 }
 
 // SetStale implements mqtt.Door.
-func (m mqttDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) error {
+func (m mqttDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) (err error) {
+	defer m.safe.catch("mqtt stale", &err)
 	m.allow.set(stale, p)
 	return nil
 }
 
 // Status implements mqtt.Door.
-func (m mqttDoor) Status() mqtt.DoorStatus {
+func (m mqttDoor) Status() (st mqtt.DoorStatus) {
+	defer m.safe.catch("mqtt status", nil)
 	s := m.ctrl.Status()
-	st := mqtt.DoorStatus{Lockdown: s.Lockdown, Reader: "ok", Clock: store.TimeSynced}
+	st = mqtt.DoorStatus{Lockdown: s.Lockdown, Reader: "ok", Clock: store.TimeSynced}
 	switch {
 	case !s.ContactKnown:
 		st.State = "unknown"
