@@ -14,18 +14,36 @@ const maxSeen = 4096
 
 // onCommand checks a verified command against this door and its clock,
 // records it so it is honoured at most once, and carries it out.
+//
+// A command is refused once expired by the door's clock, or by the site's
+// own time: the latest signed issued_at the door has seen (the clock
+// floor), which only moves forward and survives restarts. The second
+// catches an old command whose id the door has forgotten (ids are kept
+// only until they expire) when the door's clock has gone back, or stands
+// behind the site's.
+//
+// A command issued more than ClockSkew ahead of the door's clock is
+// refused as not yet valid, but for lockdown on: the door's clock being
+// behind the site's must not stop a lockdown, and lockdown on can only make
+// the door more secure. Such a command is still honoured at most once (its
+// id is kept until the door's clock passes its expiry) and never after it
+// expired by either clock.
 func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 	now := c.o.Now()
+	floor := c.fresh.lastIssued
 	var err error
 	switch {
 	case in.retained:
 		err = fmt.Errorf("%w: commands are never retained", ErrRetained)
 	case m.Door != c.o.Door:
 		err = fmt.Errorf("%w: for %q", ErrWrongDoor, m.Door)
-	case now.Add(c.o.ClockSkew).Before(m.IssuedAt):
+	case !m.failSafe() && now.Add(c.o.ClockSkew).Before(m.IssuedAt):
 		err = fmt.Errorf("%w: issued at %s, door time %s", ErrExpired, m.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case !now.Before(m.ExpiresAt):
 		err = fmt.Errorf("%w: expired at %s, door time %s", ErrExpired, m.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case !floor.Before(m.ExpiresAt):
+		err = fmt.Errorf("%w: expired at %s, before the site time %s of a signed message already seen", ErrExpired,
+			m.ExpiresAt.UTC().Format(time.RFC3339), floor.UTC().Format(time.RFC3339))
 	case m.Action == ActionUnlock && m.Duration() > c.o.MaxUnlock:
 		err = fmt.Errorf("%w: unlock for %s, this door allows at most %s", ErrMalformed, m.Duration(), c.o.MaxUnlock)
 	}
@@ -76,6 +94,12 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
 	c.update(func(s *Stats) { s.CommandsApplied++ })
 	c.maybeStatus(false)
+}
+
+// failSafe reports whether the command can only make the door more
+// secure: lockdown on.
+func (m *Command) failSafe() bool {
+	return m.Action == ActionLockdown && m.On != nil && *m.On
 }
 
 func onOff(on bool) string {

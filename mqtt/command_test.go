@@ -178,3 +178,73 @@ func TestResyncCommand(t *testing.T) {
 		return r.client.Stats().SyncRequests > before && s != nil && s.Want == mqtt.WantSnapshot
 	}, e.site.Updated, r.client.Updated)
 }
+
+// sendMarker publishes a message the door refuses on its command topic and
+// waits until the door has handled (applied or refused) want commands in
+// all, counting the marker: every command published before it has been
+// handled by then.
+func (e *env) sendMarker(r *rig, want uint64) {
+	e.t.Helper()
+	if err := e.site.PublishRaw(context.Background(), mqtt.TopicsFor(site).Cmd(r.name), []byte("marker"), false); err != nil {
+		e.t.Fatal(err)
+	}
+	waitFor(e.t, "the marker refused", func() bool {
+		st := r.client.Stats()
+		return st.CommandsApplied+st.CommandsRejected >= want
+	}, r.client.Updated)
+}
+
+// A door whose clock is behind the site's honours a signed lockdown on, a
+// safety action, although it was issued in the door's future; an unlock or
+// a lockdown off issued in its future is refused. An old lockdown on that
+// the door's clock still finds valid is refused once the door has seen a
+// later signed site time.
+func TestLockdownWithClockBehind(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	clk := &clock{now: time.Now().Add(-10 * time.Minute)}
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Now = clk.Now }).start()
+	r.waitConnected()
+
+	for _, c := range []mqtt.Command{
+		{Action: mqtt.ActionUnlock, DurationMS: 1000},
+		{Action: mqtt.ActionLockdown, On: new(false)},
+		{Action: mqtt.ActionLockdown, On: new(true)},
+	} {
+		if _, err := e.site.Command(ctx, "front", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sendMarker(r, 4)
+	st := r.client.Stats()
+	if !r.door.Status().Lockdown || st.CommandsApplied != 1 || st.CommandsRejected != 3 || r.door.Unlocks() != 0 {
+		t.Fatalf("lockdown=%v, %d unlocks, stats %+v; want lockdown on, the unlock and the lockdown off refused",
+			r.door.Status().Lockdown, r.door.Unlocks(), st)
+	}
+	_, details := countReason(t, r.st, store.ReasonCommandRejected)
+	if n := strings.Count(strings.Join(details, "\n"), "issued at"); n != 2 {
+		t.Fatalf("%d refusals as not yet valid, want 2:\n%s", n, strings.Join(details, "\n"))
+	}
+
+	// With the clock not synced, the site's time counts as a floor.
+	r.door.SetUnsynced(true)
+	e.publishHeartbeat(r, time.Now())
+	now := time.Now()
+	old, err := e.signer.Seal(&mqtt.Command{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: now.Add(-2 * time.Minute)},
+		Door: "front", ID: "old-lockdown-on", ExpiresAt: now.Add(-90 * time.Second), Action: mqtt.ActionLockdown, On: new(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Cmd("front"), old, false); err != nil {
+		t.Fatal(err)
+	}
+	e.sendMarker(r, 6)
+	if st := r.client.Stats(); st.CommandsApplied != 1 || st.CommandsRejected != 5 {
+		t.Fatalf("an expired lockdown on, valid by the door's clock only: %+v", st)
+	}
+	_, details = countReason(t, r.st, store.ReasonCommandRejected)
+	// The last refusal is the marker's.
+	if got := details[len(details)-2]; !strings.Contains(got, "old-lockdown-on") || !strings.Contains(got, "before the site time") {
+		t.Fatalf("refusal of the old lockdown on: %q", got)
+	}
+}
