@@ -348,8 +348,9 @@ type Client struct {
 	lastSync    time.Time // monotonic
 	lastSyncSeq uint64
 
-	fresh freshness
-	seen  map[string]time.Time // command ids honoured, until expiry
+	fresh     freshness
+	seen      map[string]time.Time // command ids honoured, until expiry
+	cmdSeqMax uint64               // highest command seq recorded (store.SyncState.CommandSeqMax)
 
 	out outbox
 
@@ -558,6 +559,7 @@ func (c *Client) loadState() error {
 	}
 	c.acl = aclState{seq: ss.AppliedSeq, hash: ss.SnapshotHash}
 	c.fresh = freshness{lastLocal: ss.LastSignedAt, lastIssued: ss.LastIssuedAt, persisted: time.Now()}
+	c.cmdSeqMax = ss.CommandSeqMax
 	c.update(func(s *Stats) { s.AppliedSeq, s.SnapshotHash = ss.AppliedSeq, ss.SnapshotHash })
 	return nil
 }

@@ -22,6 +22,22 @@ const maxSeen = 4096
 // only until they expire) when the door's clock has gone back, or stands
 // behind the site's.
 //
+// The id and the expiry are the replay defence: the seq, the site's
+// command counter, cannot be one on its own. The counter is the site's,
+// shared by all its doors, so the seqs one door sees have gaps that say
+// nothing about time; and commands may arrive out of order (a site
+// publishing again after a reconnect, or from several connections), so a
+// rule that every seq must exceed the last would refuse valid commands.
+//
+// The seq does decide one thing: lockdown on and off set the same state,
+// and an off that arrives after a later command must not undo it, as that
+// later command may have been a lockdown on. A lockdown off whose seq is
+// below the highest the door has recorded is refused as superseded; the
+// door stays in lockdown, which is safe, and the site can send a new off.
+// The store keeps only the highest seq of any command, so an off is also
+// refused after a later unlock or resync. Lockdown on is never refused for
+// its order.
+//
 // A command issued more than ClockSkew ahead of the door's clock is
 // refused as not yet valid, but for lockdown on: the door's clock being
 // behind the site's must not stop a lockdown, and lockdown on can only make
@@ -46,6 +62,8 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 			m.ExpiresAt.UTC().Format(time.RFC3339), floor.UTC().Format(time.RFC3339))
 	case m.Action == ActionUnlock && m.Duration() > c.o.MaxUnlock:
 		err = fmt.Errorf("%w: unlock for %s, this door allows at most %s", ErrMalformed, m.Duration(), c.o.MaxUnlock)
+	case m.liftsLockdown() && m.Seq < c.cmdSeqMax:
+		err = fmt.Errorf("%w: lockdown off at seq %d, command seq %d already recorded", ErrSuperseded, m.Seq, c.cmdSeqMax)
 	}
 	if err == nil {
 		if exp, ok := c.seen[m.ID]; ok && now.Before(exp) {
@@ -66,6 +84,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		return
 	}
 	c.remember(m.ID, m.ExpiresAt, now)
+	c.cmdSeqMax = max(c.cmdSeqMax, m.Seq)
 
 	by := fmt.Sprintf("command %s seq %d key %s", m.ID, m.Seq, in.kid)
 	var what string
@@ -100,6 +119,11 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 // secure: lockdown on.
 func (m *Command) failSafe() bool {
 	return m.Action == ActionLockdown && m.On != nil && *m.On
+}
+
+// liftsLockdown reports whether the command is lockdown off.
+func (m *Command) liftsLockdown() bool {
+	return m.Action == ActionLockdown && m.On != nil && !*m.On
 }
 
 func onOff(on bool) string {

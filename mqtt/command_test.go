@@ -248,3 +248,55 @@ func TestLockdownWithClockBehind(t *testing.T) {
 		t.Fatalf("refusal of the old lockdown on: %q", got)
 	}
 }
+
+// A lockdown off older (by seq) than a command the door has already
+// recorded is refused as superseded, also after a restart: it must not undo
+// a later lockdown on that overtook it. A lockdown on is never refused for
+// its order, and a later lockdown off is honoured.
+func TestLockdownOffSuperseded(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	topic := mqtt.TopicsFor(site).Cmd("front")
+	send := func(seq uint64, id string, on bool) {
+		t.Helper()
+		now := time.Now()
+		b, err := e.signer.Seal(&mqtt.Command{Header: mqtt.Header{Site: site, Seq: seq, IssuedAt: now},
+			Door: "front", ID: id, ExpiresAt: now.Add(30 * time.Second), Action: mqtt.ActionLockdown, On: &on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.site.PublishRaw(ctx, topic, b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.newRig("front", "", nil).start()
+	r.waitConnected()
+	send(20, "lockdown-on-20", true)
+	send(19, "lockdown-off-19", false) // issued before the on, delivered after it
+	send(17, "lockdown-on-17", true)
+	e.sendMarker(r, 4)
+	st := r.client.Stats()
+	if !r.door.Status().Lockdown || st.CommandsApplied != 2 || st.CommandsRejected != 2 {
+		t.Fatalf("lockdown=%v, stats %+v; want both lockdown on applied, the older off refused", r.door.Status().Lockdown, st)
+	}
+	_, details := countReason(t, r.st, store.ReasonCommandRejected)
+	if got := details[0]; !strings.Contains(got, "lockdown-off-19") || !strings.Contains(got, "superseded") {
+		t.Fatalf("refusal of the older off: %q", got)
+	}
+
+	// The highest seq survives a restart.
+	path := r.path
+	r.close()
+	r2 := e.newRig("front", path, nil).start()
+	r2.waitConnected()
+	send(18, "lockdown-off-18", false)
+	send(21, "lockdown-off-21", false)
+	e.sendMarker(r2, 3)
+	if st := r2.client.Stats(); st.CommandsApplied != 1 || st.CommandsRejected != 2 {
+		t.Fatalf("after a restart: %+v; want the off at seq 18 refused, the one at 21 applied", st)
+	}
+	_, details = countReason(t, r2.st, store.ReasonCommandApplied)
+	if got := details[len(details)-1]; !strings.Contains(got, "lockdown off") || !strings.Contains(got, "lockdown-off-21") {
+		t.Fatalf("last command applied: %q", got)
+	}
+}

@@ -61,6 +61,7 @@ var (
 	ErrExpired      = errors.New("message expired or not yet valid")
 	ErrReplay       = errors.New("message already honoured")
 	ErrRetained     = errors.New("retained command")
+	ErrSuperseded   = errors.New("command superseded by a later one")
 )
 
 var (
