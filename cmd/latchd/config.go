@@ -1,18 +1,23 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -37,6 +42,17 @@ type Config struct {
 	Feedback FeedbackConfig `toml:"feedback"`
 	Timing   TimingConfig   `toml:"timing"`
 	MQTT     MQTTConfig     `toml:"mqtt"`
+
+	// loc is Timezone, loaded by validate; nil means UTC.
+	loc *time.Location
+}
+
+// location is the door's time zone.
+func (c *Config) location() *time.Location {
+	if c.loc == nil {
+		return time.UTC
+	}
+	return c.loc
 }
 
 // ReaderConfig names the PN532's SPI device and optional pins.
@@ -146,6 +162,19 @@ func loadConfig(path string) (*Config, error) {
 
 // parseConfig decodes TOML strictly (unknown keys are refused) and validates.
 func parseConfig(b []byte) (*Config, error) {
+	c, err := decodeConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decodeConfig decodes TOML strictly (unknown keys are refused) over the
+// defaults, without validating.
+func decodeConfig(b []byte) (*Config, error) {
 	c := &Config{Mode: string(store.ModeCardPIN), Relay: RelayConfig{Lock: "fail-secure", ActiveLow: true, FailSafeHalt: "locked"}}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -162,12 +191,11 @@ func parseConfig(b []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
 	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
+// validate checks c as a door would use it, without reading any file, and
+// loads its time zone.
 func (c *Config) validate() error {
 	if !idPattern.MatchString(c.Site) {
 		return fmt.Errorf("site %q: want 1-64 of a-z, 0-9, '-', '_'", c.Site)
@@ -180,10 +208,13 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("mode %q: want card, card+pin or card-or-pin", c.Mode)
 	}
+	c.loc = nil
 	if c.Timezone != "" {
-		if _, err := time.LoadLocation(c.Timezone); err != nil {
+		loc, err := time.LoadLocation(c.Timezone)
+		if err != nil {
 			return fmt.Errorf("timezone %q: %w", c.Timezone, err)
 		}
+		c.loc = loc
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: required")
@@ -203,9 +234,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("relay.lock %q: want fail-secure or fail-safe", c.Relay.Lock)
 	}
 	switch c.Relay.FailSafeHalt {
-	case "locked", "unlocked":
+	case "locked":
+	case "unlocked":
+		if c.Relay.Lock != "fail-safe" {
+			return fmt.Errorf("relay.fail_safe_halt \"unlocked\": only a fail-safe lock (maglock) can be left unlocked; relay.lock %q always locks without power", c.Relay.Lock)
+		}
 	default:
 		return fmt.Errorf("relay.fail_safe_halt %q: want locked or unlocked", c.Relay.FailSafeHalt)
+	}
+	if err := c.Timing.check(); err != nil {
+		return err
 	}
 	switch c.Keypad.Type {
 	case "":
@@ -235,10 +273,139 @@ func (c *Config) validate() error {
 		}
 		seen[pin] = name
 	}
-	if c.MQTT.Broker != "" && len(c.MQTT.TrustedKeys) == 0 {
-		return errors.New("mqtt.trusted_keys: at least one site key is required with a broker")
+	return c.MQTT.check()
+}
+
+// check checks the timings against the door's ranges; zero keeps the
+// door's default.
+func (t TimingConfig) check() error {
+	unlock := t.Unlock.Duration
+	if unlock == 0 {
+		unlock = door.DefaultUnlock
+	}
+	for _, r := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"timing.unlock", t.Unlock.Duration, 500 * time.Millisecond, time.Minute},
+		{"timing.extended_unlock", t.ExtendedUnlock.Duration, unlock, 5 * time.Minute},
+		{"timing.held", t.Held.Duration, 5 * time.Second, time.Hour},
+		{"timing.pin", t.PIN.Duration, time.Second, time.Minute},
+		{"timing.inter_key", t.InterKey.Duration, time.Second, time.Minute},
+		{"timing.debounce", t.Debounce.Duration, time.Millisecond, door.MaxDebounce},
+	} {
+		if r.v != 0 && (r.v < r.min || r.v > r.max) {
+			return fmt.Errorf("%s %v: want %v to %v", r.key, r.v, r.min, r.max)
+		}
 	}
 	return nil
+}
+
+// brokerScheme says whether a broker URL scheme connects with TLS, and
+// whether the MQTT client knows it at all.
+func brokerScheme(scheme string) (secure, known bool) {
+	switch scheme {
+	case "ssl", "tls", "mqtts":
+		return true, true
+	case "tcp", "mqtt":
+		return false, true
+	}
+	return false, false
+}
+
+// check checks the MQTT settings without reading any file: the broker URL,
+// that TLS settings go with a TLS broker and with each other, and the site
+// keys.
+func (m *MQTTConfig) check() error {
+	if m.Broker == "" {
+		for _, k := range []struct{ key, v string }{
+			{"mqtt.ca", m.CA}, {"mqtt.cert", m.Cert}, {"mqtt.key", m.Key},
+			{"mqtt.username", m.Username}, {"mqtt.password_file", m.PasswordFile},
+		} {
+			if k.v != "" {
+				return fmt.Errorf("%s: set without mqtt.broker (a door without a broker runs offline)", k.key)
+			}
+		}
+		if len(m.TrustedKeys) > 0 {
+			return errors.New("mqtt.trusted_keys: set without mqtt.broker (a door without a broker runs offline)")
+		}
+		return nil
+	}
+	u, err := url.Parse(m.Broker)
+	if err != nil {
+		return fmt.Errorf("mqtt.broker %q: %w", m.Broker, err)
+	}
+	secure, known := brokerScheme(u.Scheme)
+	if !known {
+		return fmt.Errorf("mqtt.broker %q: scheme %q, want ssl:// (or tls://, mqtts://) or tcp://", m.Broker, u.Scheme)
+	}
+	if u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
+		return fmt.Errorf("mqtt.broker %q: want scheme://host:port", m.Broker)
+	}
+	if !secure {
+		for _, k := range []struct{ key, v string }{{"mqtt.ca", m.CA}, {"mqtt.cert", m.Cert}, {"mqtt.key", m.Key}} {
+			if k.v != "" {
+				return fmt.Errorf("%s: TLS files need a TLS broker, and mqtt.broker %q is %s:// (use ssl://)", k.key, m.Broker, u.Scheme)
+			}
+		}
+	}
+	switch {
+	case m.Cert != "" && m.Key == "":
+		return errors.New("mqtt.cert: a client certificate needs its private key in mqtt.key")
+	case m.Key != "" && m.Cert == "":
+		return errors.New("mqtt.key: a private key needs its client certificate in mqtt.cert")
+	case m.Cert != "" && m.CA == "":
+		return errors.New("mqtt.cert: a client certificate needs mqtt.ca, the CA of the broker's certificate")
+	case m.PasswordFile != "" && m.Username == "":
+		return errors.New("mqtt.password_file: a password needs mqtt.username")
+	}
+	if len(m.TrustedKeys) == 0 {
+		return errors.New("mqtt.trusted_keys: at least one site key is required with a broker")
+	}
+	_, err = parseTrustedKeys(m.TrustedKeys)
+	return err
+}
+
+// parseTrustedKeys decodes the site's public keys; an error names the key.
+func parseTrustedKeys(keys map[string]string) (map[string]ed25519.PublicKey, error) {
+	out := make(map[string]ed25519.PublicKey, len(keys))
+	for _, kid := range slices.Sorted(maps.Keys(keys)) {
+		v := keys[kid]
+		key := "mqtt.trusted_keys." + tomlKey(kid)
+		k, err := mqtt.ParsePublicKeys(map[string]string{kid: v})
+		switch {
+		case err != nil && isPlaceholder(v):
+			return nil, fmt.Errorf("%s = %q is a placeholder: put the site's public key here (base64 Ed25519, 44 characters)", key, v)
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		out[kid] = k[kid]
+	}
+	return out, nil
+}
+
+// isPlaceholder reports a key that is not one but stands where one goes, as
+// in the example config ("REPLACE-WITH-THE-SITE-PUBLIC-KEY").
+func isPlaceholder(v string) bool {
+	u := strings.ToUpper(strings.NewReplacer("-", "", "_", "", " ", "").Replace(v))
+	for _, p := range []string{"REPLACE", "CHANGEME", "TODO", "<", "..."} {
+		if strings.Contains(u, p) {
+			return true
+		}
+	}
+	return u == ""
+}
+
+// tomlKey writes k as it appears in a TOML dotted key: bare, or quoted.
+func tomlKey(k string) string {
+	bare := k != "" && strings.IndexFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) < 0
+	if bare {
+		return k
+	}
+	return strconv.Quote(k)
 }
 
 // pins returns every configured pin by its config key.

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const goodConfig = `
@@ -62,6 +65,37 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad speed", "[reader]\nspi = \"SPI0.0\"\nspeed_hz = 10", "speed_hz 10"},
 		{"bad lock", "[relay]\npin = \"GPIO17\"\nlock = \"magic\"", `relay.lock "magic"`},
 		{"broker without keys", "[mqtt]\nbroker = \"tcp://127.0.0.1:1883\"", "trusted_keys"},
+
+		// Timings, by their keys, in the door's ranges.
+		{"unlock too short", "[timing]\nunlock = \"100ms\"", "timing.unlock 100ms: want 500ms to 1m0s"},
+		{"extended below unlock", "[timing]\nunlock = \"20s\"\nextended_unlock = \"10s\"", "timing.extended_unlock 10s: want 20s to 5m0s"},
+		{"held too short", "[timing]\nheld = \"1s\"", "timing.held 1s"},
+		{"pin too short", "[timing]\npin = \"500ms\"", "timing.pin 500ms"},
+		{"inter_key too long", "[timing]\ninter_key = \"2m\"", "timing.inter_key 2m0s"},
+		{"debounce too long", "[timing]\ndebounce = \"1s\"", "timing.debounce 1s"},
+
+		// A fail-secure strike always locks without power.
+		{"fail-secure left unlocked", "[relay]\nfail_safe_halt = \"unlocked\"", `relay.fail_safe_halt "unlocked": only a fail-safe lock`},
+
+		// MQTT settings that do not go together.
+		{"tls files without broker", "[mqtt]\nca = \"/ca.pem\"", "mqtt.ca: set without mqtt.broker"},
+		{"keys without broker", "[mqtt.trusted_keys]\nk1 = \"" + testSiteKey() + "\"", "mqtt.trusted_keys: set without mqtt.broker"},
+		{"ca with tcp", mqttEdit("tcp://10.0.0.1:1883", "ca = \"/ca.pem\""), `mqtt.ca: TLS files need a TLS broker, and mqtt.broker "tcp://10.0.0.1:1883" is tcp://`},
+		{"cert with tcp", mqttEdit("tcp://10.0.0.1:1883", "cert = \"/c.pem\"\nkey = \"/c.key\""), "mqtt.cert: TLS files need a TLS broker"},
+		{"cert without key", mqttEdit("ssl://10.0.0.1:8883", "ca = \"/ca.pem\"\ncert = \"/c.pem\""), "mqtt.cert: a client certificate needs its private key in mqtt.key"},
+		{"key without cert", mqttEdit("ssl://10.0.0.1:8883", "ca = \"/ca.pem\"\nkey = \"/c.key\""), "mqtt.key: a private key needs its client certificate"},
+		{"cert without ca", mqttEdit("ssl://10.0.0.1:8883", "cert = \"/c.pem\"\nkey = \"/c.key\""), "mqtt.cert: a client certificate needs mqtt.ca"},
+		{"password without username", mqttEdit("ssl://10.0.0.1:8883", "password_file = \"/pw\""), "mqtt.password_file: a password needs mqtt.username"},
+		{"broker scheme", mqttEdit("http://10.0.0.1:80", ""), `mqtt.broker "http://10.0.0.1:80": scheme "http"`},
+		{"broker without port", mqttEdit("ssl://10.0.0.1", ""), `mqtt.broker "ssl://10.0.0.1": want scheme://host:port`},
+		{"broker with path", mqttEdit("ssl://10.0.0.1:8883/mqtt", ""), "want scheme://host:port"},
+
+		// Site keys.
+		{"placeholder key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nsite-2026 = \"REPLACE-WITH-THE-SITE-PUBLIC-KEY\"", `mqtt.trusted_keys.site-2026 = "REPLACE-WITH-THE-SITE-PUBLIC-KEY" is a placeholder`},
+		{"empty key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"\"", "mqtt.trusted_keys.k1 = \"\" is a placeholder"},
+		{"short key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"AAAA\"", "mqtt.trusted_keys.k1: mqtt: trusted key k1: 3 bytes, want 32"},
+		{"not base64", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"not a key!\"", "mqtt.trusted_keys.k1: mqtt: trusted key k1: illegal base64"},
+		{"bad kid", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\n\"a/b\" = \"" + testSiteKey() + "\"", `mqtt.trusted_keys."a/b": mqtt: trusted key id "a/b"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig([]byte(override(goodConfig, tc.edit)))
@@ -69,6 +103,52 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v, want containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// testSiteKey is a valid site public key (of the all-zero seed).
+func testSiteKey() string {
+	return base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey))
+}
+
+// mqttEdit is an edit for override: an [mqtt] table with broker and the
+// extra lines, and one valid site key.
+func mqttEdit(broker, extra string) string {
+	e := "[mqtt]\nbroker = \"" + broker + "\""
+	if extra != "" {
+		e += "\n" + extra
+	}
+	return e + "\n[mqtt.trusted_keys]\nk1 = \"" + testSiteKey() + "\""
+}
+
+func TestParseConfigAccepts(t *testing.T) {
+	for _, tc := range []struct{ name, edit string }{
+		{"fail-safe left unlocked", "[relay]\nlock = \"fail-safe\"\nfail_safe_halt = \"unlocked\""},
+		{"fail-secure locked", "[relay]\nfail_safe_halt = \"locked\""},
+		{"tcp broker", mqttEdit("tcp://10.0.0.1:1883", "username = \"door\"\npassword_file = \"/pw\"")},
+		{"ssl broker, system roots", mqttEdit("ssl://mqtt.example.org:8883", "")},
+		{"ssl broker, client certificate", mqttEdit("mqtts://10.0.0.1:8883", "ca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/c.key\"")},
+		{"timings at their limits", "[timing]\nunlock = \"1m\"\nextended_unlock = \"1m\"\nheld = \"1h\"\npin = \"1s\"\ninter_key = \"1m\"\ndebounce = \"200ms\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := parseConfig([]byte(override(goodConfig, tc.edit))); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// The time zone is loaded once, by validation.
+func TestConfigLocation(t *testing.T) {
+	c, err := parseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.location().String() != "Europe/Berlin" {
+		t.Errorf("location %v", c.location())
+	}
+	if (&Config{}).location() != time.UTC {
+		t.Error("no time zone is not UTC")
 	}
 }
 

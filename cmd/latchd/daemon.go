@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -75,39 +76,58 @@ type daemon struct {
 
 // openStore opens the bbolt file in the configured data directory.
 func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
-	loc := time.UTC
-	if c.Timezone != "" {
-		l, err := time.LoadLocation(c.Timezone)
-		if err != nil {
-			return nil, fmt.Errorf("timezone %q: %w", c.Timezone, err)
-		}
-		loc = l
-	}
-	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: loc, Logger: log, Retention: auditRetention()})
+	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: c.location(), Logger: log, Retention: auditRetention()})
 }
 
 // newRelay builds the relay from the config. It is the first driver made, so
-// the pin is at its locked level before anything else happens.
+// the pin is at its locked level before anything else happens: the relay
+// drives it even when it then refuses the options.
 func newRelay(c *Config, hw *hardware, onChange func(bool)) (*door.Relay, error) {
-	opts := door.RelayOpts{ActiveLow: c.Relay.ActiveLow, OnChange: onChange}
+	opts := door.RelayOpts{ActiveLow: c.Relay.ActiveLow, OnChange: onChange,
+		ShutdownUnlocked: c.Relay.FailSafeHalt == "unlocked"}
 	if c.Relay.Lock == "fail-safe" {
 		opts.Lock = door.FailSafe
-		opts.ShutdownUnlocked = c.Relay.FailSafeHalt == "unlocked"
 	}
 	r, err := door.NewRelay(hw.relay, &opts)
-	if err != nil {
-		return nil, fmt.Errorf("relay.pin %s: %w", c.Relay.Pin, err)
+	switch {
+	case err == nil:
+		return r, nil
+	case hw.relay != nil && opts.ShutdownUnlocked && opts.Lock != door.FailSafe:
+		return nil, fmt.Errorf("relay.fail_safe_halt %q with relay.lock %q: %w", c.Relay.FailSafeHalt, c.Relay.Lock, err)
 	}
-	return r, nil
+	return nil, fmt.Errorf("relay.pin %s: %w", c.Relay.Pin, err)
+}
+
+// doorConfigError names the config key behind an error of door.New. The
+// config's own checks catch these first; this covers a Config not read
+// from a file. The door's messages start with the door.Config field.
+func doorConfigError(err error) error {
+	rest, ok := strings.CutPrefix(err.Error(), "door: config: ")
+	if !ok {
+		return err
+	}
+	for _, k := range []struct{ field, key string }{
+		{"ExtendedUnlock ", "timing.extended_unlock"},
+		{"Unlock ", "timing.unlock"},
+		{"Held ", "timing.held"},
+		{"PreAlarm ", "timing.held"},
+		{"PINTimeout ", "timing.pin"},
+		{"InterKey ", "timing.inter_key"},
+		{"MaxRemoteUnlock ", "timing.unlock"},
+		{"mode ", "mode"},
+		{"door id", "door"},
+		{"no door id", "door"},
+	} {
+		if strings.HasPrefix(rest, k.field) {
+			return fmt.Errorf("%s: %w", k.key, err)
+		}
+	}
+	return fmt.Errorf("door, mode or timing: %w", err)
 }
 
 // build makes the controller.
 func (d *daemon) build() error {
 	c := d.cfg
-	var loc *time.Location
-	if c.Timezone != "" {
-		loc, _ = time.LoadLocation(c.Timezone)
-	}
 	var fb *door.Feedback
 	if d.hw.green != nil || d.hw.red != nil || d.hw.buzzer != nil {
 		f, err := door.NewFeedback(d.hw.green, d.hw.red, d.hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow})
@@ -124,7 +144,7 @@ func (d *daemon) build() error {
 		Groups:         c.Groups,
 		Mode:           store.Mode(c.Mode),
 		Lockdown:       c.Lockdown,
-		Location:       loc,
+		Location:       c.location(),
 		Unlock:         c.Timing.Unlock.Duration,
 		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
 		Held:           c.Timing.Held.Duration,
@@ -141,7 +161,7 @@ func (d *daemon) build() error {
 		Logger:       d.log,
 	})
 	if err != nil {
-		return fmt.Errorf("door: %w", err)
+		return doorConfigError(err)
 	}
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {

@@ -337,3 +337,47 @@ func TestCloseStoreFailure(t *testing.T) {
 		t.Errorf("log %q", l)
 	}
 }
+
+// A relay config the door refuses names its keys, and the pin is still
+// driven to its locked level first.
+func TestNewRelayErrorNamesKeys(t *testing.T) {
+	c := simConfig(t.TempDir())
+	c.Relay.Lock, c.Relay.FailSafeHalt = "fail-secure", "unlocked" // validate refuses this
+	pin := &gpiotest.Pin{N: "RELAY", L: gpio.High}
+	_, err := newRelay(c, &hardware{relay: pin}, nil)
+	if err == nil || !strings.Contains(err.Error(), "relay.fail_safe_halt") || !strings.Contains(err.Error(), "relay.lock") {
+		t.Fatalf("error %v, want one naming relay.fail_safe_halt and relay.lock", err)
+	}
+	if pin.Read() != gpio.Low {
+		t.Error("the relay pin was not driven locked")
+	}
+	_, err = newRelay(c, &hardware{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "relay.pin RELAY") {
+		t.Fatalf("error %v, want one naming relay.pin", err)
+	}
+}
+
+// The door's own config errors are reported under the config's keys.
+func TestDoorConfigErrorNamesKeys(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  door.Config
+		want string
+	}{
+		{door.Config{Door: "front", Unlock: 100 * time.Millisecond}, "timing.unlock: "},
+		{door.Config{Door: "front", Unlock: 20 * time.Second, ExtendedUnlock: 10 * time.Second}, "timing.extended_unlock: "},
+		{door.Config{Door: "front", Held: time.Second}, "timing.held: "},
+		{door.Config{Door: "front", PINTimeout: time.Hour}, "timing.pin: "},
+		{door.Config{Door: "front", InterKey: time.Hour}, "timing.inter_key: "},
+		{door.Config{Door: "front", Mode: "fingerprint"}, "mode: "},
+		{door.Config{}, "door: "},
+		{door.Config{Door: "front\n"}, "door: "},
+	} {
+		_, err := door.New(tc.cfg, door.Deps{})
+		if err == nil {
+			t.Fatalf("door.New(%+v) accepted it", tc.cfg)
+		}
+		if got := doorConfigError(err); !strings.HasPrefix(got.Error(), tc.want) || !errors.Is(got, err) {
+			t.Errorf("doorConfigError(%v) = %v, want it under %q", err, got, tc.want)
+		}
+	}
+}

@@ -1,17 +1,42 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// The example in docs/ must stay a valid config.
-func TestExampleConfigParses(t *testing.T) {
-	c, err := loadConfig(filepath.Join("..", "..", "docs", "latchd.example.toml"))
+// The example in docs/ is a complete config but for the site's public key,
+// which every site has to fill in: as shipped it is refused with an error
+// naming the key, and with a real key in its place it is valid.
+func TestExampleConfig(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "latchd.example.toml")
+	_, err := loadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "mqtt.trusted_keys.") || !strings.Contains(err.Error(), "placeholder") {
+		t.Fatalf("error %v, want the placeholder site key refused", err)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Door != "front" || c.Reader.IRQ != "GPIO24" || c.Timing.Held.Seconds() != 30 {
+	c, err := decodeConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.MQTT.TrustedKeys) == 0 {
+		t.Fatal("the example has no mqtt.trusted_keys")
+	}
+	pub := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	for kid := range c.MQTT.TrustedKeys {
+		c.MQTT.TrustedKeys[kid] = base64.StdEncoding.EncodeToString(pub)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatalf("the example with a real site key: %v", err)
+	}
+	if c.Door != "front" || c.Reader.IRQ != "GPIO24" || c.Timing.Held.Seconds() != 30 || c.location().String() != "Europe/Berlin" {
 		t.Fatalf("decoded %+v", c)
 	}
 }
