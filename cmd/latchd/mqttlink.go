@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -211,11 +211,13 @@ func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 	return st
 }
 
-// mqttOptions builds the client's options from the config.
-func mqttOptions(c *Config, broker string, d *daemon) (*mqtt.Options, error) {
-	keys, err := mqtt.ParsePublicKeys(c.MQTT.TrustedKeys)
+// mqttOptions builds the client's options from the config, for the broker
+// at broker (the config's, or the simulator's). It reads the password file
+// and the TLS files: an error names the config key.
+func mqttOptions(c *Config, broker string, log *slog.Logger, boot string) (*mqtt.Options, error) {
+	keys, err := parseTrustedKeys(c.MQTT.TrustedKeys)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt.trusted_keys: %w", err)
+		return nil, err
 	}
 	o := &mqtt.Options{
 		Broker:      broker,
@@ -223,9 +225,9 @@ func mqttOptions(c *Config, broker string, d *daemon) (*mqtt.Options, error) {
 		Door:        c.Door,
 		Username:    c.MQTT.Username,
 		TrustedKeys: keys,
-		Logger:      d.log,
+		Logger:      log,
 		Version:     buildVersion(),
-		BootID:      d.boot,
+		BootID:      boot,
 	}
 	if c.MQTT.PasswordFile != "" {
 		b, err := os.ReadFile(c.MQTT.PasswordFile)
@@ -233,12 +235,20 @@ func mqttOptions(c *Config, broker string, d *daemon) (*mqtt.Options, error) {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 		o.Password = strings.TrimSpace(string(b))
+		if o.Password == "" {
+			return nil, fmt.Errorf("mqtt.password_file %s: empty", c.MQTT.PasswordFile)
+		}
 	}
-	if c.MQTT.CA != "" || c.MQTT.Cert != "" {
-		var t *tls.Config
-		t, err = mqtt.LoadTLS(c.MQTT.CA, c.MQTT.Cert, c.MQTT.Key)
+	// Without a CA, a TLS broker is checked against the system's roots.
+	if c.MQTT.CA != "" {
+		t, err := mqtt.LoadTLS(c.MQTT.CA, "", "")
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: %w", err)
+			return nil, fmt.Errorf("mqtt.ca: %w", err)
+		}
+		if c.MQTT.Cert != "" {
+			if t, err = mqtt.LoadTLS(c.MQTT.CA, c.MQTT.Cert, c.MQTT.Key); err != nil {
+				return nil, fmt.Errorf("mqtt.cert, mqtt.key: %w", err)
+			}
 		}
 		o.TLS = t
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 )
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
 		return 2
 	case *checkConfig:
-		if _, err = loadConfig(*configPath); err == nil {
+		if _, err = checkConfigFile(*configPath); err == nil {
 			fmt.Fprintf(stdout, "latchd: %s is valid\n", *configPath)
 		}
 	default:
@@ -83,6 +84,38 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// checkConfigFile loads and checks what a door loads at start, short of the
+// hardware and the store: the config file, the data directory, and the
+// MQTT password and TLS files.
+func checkConfigFile(path string) (*Config, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if cfg.MQTT.Broker != "" {
+		if _, err := mqttOptions(cfg, cfg.MQTT.Broker, slog.New(slog.DiscardHandler), ""); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	return cfg, nil
+}
+
+// checkDataDir checks that the data directory is there: the store makes
+// its file in it but not the directory.
+func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data_dir %s: not a directory", dir)
+	}
+	return nil
 }
 
 // runPi runs a real door from its config file. Whatever ends it, the relay
@@ -108,6 +141,9 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	if err != nil {
 		return err
 	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 	st, err := openStore(cfg, log)
 	if err != nil {
 		return err
@@ -115,7 +151,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
 	if cfg.MQTT.Broker != "" {
-		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, d); err != nil {
+		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, log, d.boot); err != nil {
 			return err
 		}
 	}

@@ -3,10 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -61,12 +70,117 @@ func TestRunStartupErrors(t *testing.T) {
 }
 
 func TestRunCheckConfigGood(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "good.toml")
-	if err := os.WriteFile(p, []byte(goodConfig), 0o600); err != nil {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "good.toml")
+	cfg := strings.Replace(goodConfig, `data_dir = "/var/lib/latch"`, `data_dir = "`+dir+`"`, 1)
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runArgs(t, "-check-config", "-config", p)
 	if code != 0 || !strings.Contains(stdout, "is valid") {
 		t.Fatalf("code %d stdout %q stderr %q", code, stdout, stderr)
+	}
+}
+
+// writePEM writes blocks of the given type to path.
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tlsFiles writes a CA, a client certificate it signed with its key, and
+// a key of another certificate, into dir.
+func tlsFiles(t *testing.T, dir string) (ca, cert, key, otherKey string) {
+	t.Helper()
+	newKey := func() (*ecdsa.PrivateKey, []byte) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, der
+	}
+	// Fixed validity: nothing here depends on the clock.
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	caKey, _ := newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "latch test CA"},
+		NotBefore: from, NotAfter: from.AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clKey, clKeyDER := newKey()
+	clTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "door-front"},
+		NotBefore: from, NotAfter: from.AddDate(10, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	clDER, err := x509.CreateCertificate(rand.Reader, clTmpl, caTmpl, &clKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherDER := newKey()
+	ca, cert, key, otherKey = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "front.pem"), filepath.Join(dir, "front.key"), filepath.Join(dir, "other.key")
+	writePEM(t, ca, "CERTIFICATE", caDER)
+	writePEM(t, cert, "CERTIFICATE", clDER)
+	writePEM(t, key, "PRIVATE KEY", clKeyDER)
+	writePEM(t, otherKey, "PRIVATE KEY", otherDER)
+	return ca, cert, key, otherKey
+}
+
+// -check-config reads what the door reads at start, short of the hardware:
+// the data directory, the site keys, the password and the TLS files.
+func TestRunCheckConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key, otherKey := tlsFiles(t, dir)
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(goodConfig, `data_dir = "/var/lib/latch"`, `data_dir = "`+dir+`"`, 1)
+	mqttTable := func(ca, cert, key, pw string) string {
+		return fmt.Sprintf("[mqtt]\nbroker = \"ssl://127.0.0.1:8883\"\nca = %q\ncert = %q\nkey = %q\nusername = \"door-front\"\npassword_file = %q\n[mqtt.trusted_keys]\nk1 = %q",
+			ca, cert, key, pw, testSiteKey())
+	}
+	for _, tc := range []struct {
+		name, edit, want string
+	}{
+		{"all good", mqttTable(ca, cert, key, pw), ""},
+		{"no data dir", `data_dir = "` + filepath.Join(dir, "nope") + `"`, "data_dir: stat "},
+		{"data dir a file", `data_dir = "` + pw + `"`, "not a directory"},
+		{"no CA file", mqttTable(filepath.Join(dir, "missing.pem"), cert, key, pw), "mqtt.ca: "},
+		{"CA not PEM", mqttTable(pw, cert, key, pw), "mqtt.ca: "},
+		{"key of another certificate", mqttTable(ca, cert, otherKey, pw), "mqtt.cert, mqtt.key: "},
+		{"no certificate file", mqttTable(ca, filepath.Join(dir, "missing.pem"), key, pw), "mqtt.cert, mqtt.key: "},
+		{"no password file", mqttTable(ca, cert, key, filepath.Join(dir, "missing")), "mqtt.password_file: "},
+		{"empty password file", mqttTable(ca, cert, key, empty), "mqtt.password_file " + empty + ": empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "latchd.toml")
+			if err := os.WriteFile(p, []byte(override(base, tc.edit)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runArgs(t, "-check-config", "-config", p)
+			if tc.want == "" {
+				if code != 0 || !strings.Contains(stdout, "is valid") {
+					t.Fatalf("code %d stdout %q stderr %q", code, stdout, stderr)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("code %d stderr %q, want 1 and %q", code, stderr, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
+				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
+			}
+		})
 	}
 }

@@ -216,7 +216,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	cfg.MQTT.TrustedKeys = map[string]string{simKeyID: base64.StdEncoding.EncodeToString(pub)}
-	if d.mqttOpts, err = mqttOptions(cfg, brokerURL, d); err != nil {
+	if d.mqttOpts, err = mqttOptions(cfg, brokerURL, log, d.boot); err != nil {
 		return err
 	}
 	if err := d.build(); err != nil {
