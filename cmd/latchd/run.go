@@ -20,7 +20,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var (
 		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site; commands on standard input")
 		configPath  = fs.String("config", "", "config file (TOML) for a real door")
-		checkConfig = fs.Bool("check-config", false, "check the config file and exit")
+		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
 		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if *version {
 		fmt.Fprintln(stdout, "latchd", buildVersion())
 		return 0
+	}
+	if msg := flagMisuse(fs, *sim); msg != "" {
+		fmt.Fprintf(stderr, "latchd: %s\n", msg)
+		return 2
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -76,6 +80,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// flagMisuse says what is wrong when a flag of the simulator is given for
+// a real door or one of a real door for the simulator, or "".
+func flagMisuse(fs *flag.FlagSet, sim bool) string {
+	var msg string
+	fs.Visit(func(f *flag.Flag) {
+		if msg != "" {
+			return
+		}
+		switch {
+		case sim && f.Name == "check-config":
+			msg = "-check-config checks a -config file; the simulator has none"
+		case !sim && f.Name == "data":
+			msg = "-data is for -sim; a door's data directory is data_dir in its config"
+		case !sim && f.Name == "mqtt":
+			msg = "-mqtt is for -sim; a door's broker is mqtt.broker in its config"
+		case !sim && f.Name == "broker-addr":
+			msg = "-broker-addr is for -sim, whose embedded broker it places"
+		}
+	})
+	return msg
 }
 
 // buildVersion is the module version, or "devel".
