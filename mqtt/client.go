@@ -309,6 +309,9 @@ type Stats struct {
 	Dropped          uint64 // inbound messages dropped because the client was busy
 	FutureIssued     uint64 // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
 	ACLStale         bool   // the allowlist is stale
+	AuditFailures    uint64 // appends of the client's audit events the store failed
+	AuditPending     int    // audit events waiting to be appended again (at most 64, alarms first)
+	AuditLost        uint64 // audit events dropped (too many waiting, or the store gone); the log has them
 	StatusPublished  uint64
 }
 
@@ -347,6 +350,8 @@ type Client struct {
 	syncPending bool
 	lastSync    time.Time // monotonic
 	lastSyncSeq uint64
+
+	pending []store.Event // audit events the store failed to append, alarms first
 
 	fresh     freshness
 	seen      map[string]time.Time // command ids honoured, until expiry
@@ -596,6 +601,14 @@ func (c *Client) publish(topic string, payload []byte, retained bool) bool {
 // shutdown publishes the offline status and disconnects.
 func (c *Client) shutdown() {
 	c.fresh.persist(c, true)
+	c.retryPending()
+	if len(c.pending) > 0 {
+		for _, e := range c.pending {
+			c.lose(e, "the client stopped")
+		}
+		c.pending = nil
+		c.update(func(s *Stats) { s.AuditPending = 0 })
+	}
 	if c.sess == nil {
 		return
 	}
@@ -616,24 +629,6 @@ func (c *Client) shutdown() {
 	c.update(func(s *Stats) { s.Connected = false })
 }
 
-// event appends a sync event to the audit log and sends it.
-func (c *Client) event(reason store.Reason, detail string) {
-	e := store.Event{
-		Time:   c.o.Now(),
-		Clock:  c.clock(),
-		BootID: c.o.BootID,
-		Door:   c.o.Door,
-		Type:   store.TypeSync,
-		Reason: reason,
-		Detail: detail,
-	}
-	if _, err := c.st.Append(e); err != nil {
-		c.storeErr("append "+string(reason), err)
-		return
-	}
-	c.fill()
-}
-
 func (c *Client) clock() store.TimeQuality {
 	if q := c.door.Status().Clock; q != "" {
 		return q
@@ -644,6 +639,7 @@ func (c *Client) clock() store.TimeQuality {
 // onTick runs the timers.
 func (c *Client) onTick(ctx context.Context) {
 	now := time.Now()
+	c.retryPending()
 	c.checkStale(ctx)
 	c.fresh.persist(c, false)
 	c.flushRejects(now)

@@ -286,6 +286,13 @@ func (e *env) fastOptions(name string) mqtt.Options {
 // newRig opens a door's store (at path, or a new one) without running its
 // client.
 func (e *env) newRig(name, path string, edit func(*mqtt.Options)) *rig {
+	e.t.Helper()
+	return e.newRigWith(name, path, nil, edit)
+}
+
+// newRigWith is newRig with the client's store wrapped by wrap (nil: the
+// store itself).
+func (e *env) newRigWith(name, path string, wrap func(*store.Store) mqtt.Store, edit func(*mqtt.Options)) *rig {
 	t := e.t
 	t.Helper()
 	if path == "" {
@@ -299,7 +306,11 @@ func (e *env) newRig(name, path string, edit func(*mqtt.Options)) *rig {
 	if edit != nil {
 		edit(&r.opts)
 	}
-	r.client, err = mqtt.New(st, r.door, &r.opts)
+	var cs mqtt.Store = st
+	if wrap != nil {
+		cs = wrap(st)
+	}
+	r.client, err = mqtt.New(cs, r.door, &r.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
