@@ -173,6 +173,11 @@ type Options struct {
 	// MaxSnapshotBytes bounds the memory of a snapshot being assembled
 	// (default 256 MiB).
 	MaxSnapshotBytes int
+	// MaxInboundBytes bounds the messages received and waiting for the
+	// client, by their size plus 512 bytes each (default 16 MiB); besides,
+	// at most 1024 wait. A message that finds no room within WriteTimeout
+	// is dropped and counted in Stats.Dropped.
+	MaxInboundBytes int
 	// StatusInterval is the shortest time between two status messages
 	// (default 1 s); StatusRefresh republishes an unchanged status (default
 	// 5 min).
@@ -232,6 +237,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.SyncRetry, 5*time.Second)
 	def(&r.SnapshotTimeout, 2*time.Minute)
 	defInt(&r.MaxSnapshotBytes, 256<<20)
+	defInt(&r.MaxInboundBytes, 16<<20)
 	def(&r.StatusInterval, time.Second)
 	def(&r.StatusRefresh, 5*time.Minute)
 	def(&r.CheckInterval, time.Second)
@@ -272,8 +278,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("max unlock %s: want at most %s", r.MaxUnlock, MaxUnlockDuration)
 	case r.ReconnectMax < r.ReconnectMin:
 		return r, fmt.Errorf("reconnect back-off: max %s below min %s", r.ReconnectMax, r.ReconnectMin)
-	case r.EventWindow < 1 || r.LiveWindow < 0 || r.RejectBurst < 0 || r.MaxSnapshotBytes < 1:
-		return r, errors.New("event window, live window, reject burst and snapshot size must be positive")
+	case r.EventWindow < 1 || r.LiveWindow < 0 || r.RejectBurst < 0 || r.MaxSnapshotBytes < 1 || r.MaxInboundBytes < 1:
+		return r, errors.New("event window, live window, reject burst, snapshot size and inbound bytes must be positive")
 	}
 	for _, d := range []time.Duration{r.PingTimeout, r.ConnectTimeout, r.WriteTimeout, r.ReconnectMin,
 		r.StaleAfter, r.ClockSkew, r.AckTimeout, r.SyncRetry, r.SnapshotTimeout, r.StatusInterval,
@@ -306,7 +312,7 @@ type Stats struct {
 	EventsPublished  uint64 // event messages published (including repeats)
 	Resends          uint64 // times the outbox was sent again from the cursor
 	Acked            uint64 // outbox cursor
-	Dropped          uint64 // inbound messages dropped because the client was busy
+	Dropped          uint64 // inbound messages dropped because the client was busy (too many or too many bytes waiting)
 	FutureIssued     uint64 // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
 	ACLStale         bool   // the allowlist is stale
 	AuditFailures    uint64 // appends of the client's audit events the store failed
@@ -325,12 +331,13 @@ type Client struct {
 	topics Topics
 	start  time.Time // for uptime
 
-	in     chan inbound
-	notify chan store.Event
-	poke   chan struct{}
-	conn   chan connEvent
-	done   chan struct{}
-	ran    atomic.Bool
+	in      chan inbound
+	inBytes *byteBudget // bytes of the messages in c.in and in hand
+	notify  chan store.Event
+	poke    chan struct{}
+	conn    chan connEvent
+	done    chan struct{}
+	ran     atomic.Bool
 
 	mu      sync.Mutex
 	stats   Stats
@@ -431,6 +438,7 @@ func New(st Store, door Door, opts *Options) (*Client, error) {
 		o: o, st: st, door: door, v: v, log: o.Logger.With("site", o.Site, "door", o.Door),
 		topics:  TopicsFor(o.Site),
 		in:      make(chan inbound, 1024),
+		inBytes: newByteBudget(o.MaxInboundBytes),
 		notify:  make(chan store.Event, 256),
 		poke:    make(chan struct{}, 1),
 		conn:    make(chan connEvent, 8),
@@ -536,6 +544,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 		case in := <-c.in:
 			c.handle(ctx, in)
+			c.inBytes.release(in.cost)
 		case e := <-c.notify:
 			c.onNotify(e)
 		case <-c.poke:

@@ -62,7 +62,14 @@ type testDoor struct {
 	policy   mqtt.StalePolicy
 	staleN   int
 	unsynced bool // the door's clock is not synced
+	block    *gate
 	changed  chan struct{}
+}
+
+// gate holds a call to the door until opened.
+type gate struct {
+	entered chan struct{} // closed when the call starts waiting
+	open    chan struct{}
 }
 
 func newTestDoor() *testDoor { return &testDoor{changed: make(chan struct{})} }
@@ -80,7 +87,28 @@ func (d *testDoor) Unlock(_ context.Context, dur time.Duration, by string) error
 	return nil
 }
 
-func (d *testDoor) SetLockdown(_ context.Context, on bool, _ string) error {
+// blockLockdown makes the next SetLockdown wait (keeping the client busy)
+// until the gate opens.
+func (d *testDoor) blockLockdown() *gate {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.block = &gate{entered: make(chan struct{}), open: make(chan struct{})}
+	return d.block
+}
+
+func (d *testDoor) SetLockdown(ctx context.Context, on bool, _ string) error {
+	d.mu.Lock()
+	g := d.block
+	d.block = nil
+	d.mu.Unlock()
+	if g != nil {
+		close(g.entered)
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lockdown = on

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -23,6 +24,75 @@ type inbound struct {
 	size     int
 	retained bool
 	err      error
+	cost     int // bytes held against Options.MaxInboundBytes until Run has handled it
+}
+
+// inboundOverhead is what a message handed to Run costs beyond its
+// payload (decoded fields, the error of a refused one).
+const inboundOverhead = 512
+
+// byteBudget bounds the bytes of the messages handed to Run and not
+// handled yet.
+type byteBudget struct {
+	mu      sync.Mutex
+	max     int
+	used    int
+	waiting int           // acquire calls waiting for bytes
+	freed   chan struct{} // closed and replaced when bytes are released to waiters
+}
+
+func newByteBudget(max int) *byteBudget {
+	return &byteBudget{max: max, freed: make(chan struct{})}
+}
+
+// tryAcquire takes n bytes if they are free.
+func (b *byteBudget) tryAcquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// acquire takes n bytes, waiting for them until timeout or done.
+func (b *byteBudget) acquire(n int, timeout <-chan time.Time, done <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		freed := b.freed
+		b.waiting++
+		b.mu.Unlock()
+		var ok bool
+		select {
+		case <-freed:
+			ok = true
+		case <-timeout:
+		case <-done:
+		}
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+}
+
+// release gives n bytes back.
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	if b.waiting > 0 {
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
+	b.mu.Unlock()
 }
 
 // dial starts one connection attempt in the background; its outcome comes
@@ -172,25 +242,53 @@ func (dc *deadlineConn) Write(b []byte) (int, error) {
 }
 
 // onMessage is the paho handler: it decodes and verifies, then hands the
-// result to Run. If Run is busy for long, the message is dropped rather
-// than stalling the connection: the allowlist is pulled by sequence and
-// commands expire, so a dropped message costs a retry, never state.
+// result to Run. The messages waiting for Run are bounded in number (the
+// channel) and in bytes (Options.MaxInboundBytes): a full queue of signed
+// 1 MiB messages must not take a Pi's memory. If Run is busy for long, the
+// message is dropped rather than stalling the connection: the allowlist is
+// pulled by sequence and commands expire, so a dropped message costs a
+// retry, never state.
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	in := c.decode(m.Topic(), m.Payload(), m.Retained())
-	select {
-	case c.in <- in:
-		return
-	default:
+	in.cost = inboundOverhead
+	if in.msg != nil {
+		in.cost += in.size
+	}
+	// A message larger than the whole budget waits for all of it.
+	in.cost = min(in.cost, c.o.MaxInboundBytes)
+	held := c.inBytes.tryAcquire(in.cost)
+	if held {
+		select {
+		case c.in <- in:
+			return
+		default:
+		}
 	}
 	t := time.NewTimer(c.o.WriteTimeout)
 	defer t.Stop()
+	if !held && !c.inBytes.acquire(in.cost, t.C, c.done) {
+		c.dropped(in)
+		return
+	}
 	select {
 	case c.in <- in:
 	case <-c.done:
+		c.inBytes.release(in.cost)
 	case <-t.C:
-		c.update(func(s *Stats) { s.Dropped++ })
-		c.log.Warn("mqtt: busy, dropped a message", "topic", in.topic)
+		c.inBytes.release(in.cost)
+		c.dropped(in)
 	}
+}
+
+// dropped counts a message dropped because Run was busy.
+func (c *Client) dropped(in inbound) {
+	select {
+	case <-c.done:
+		return // Run has returned: nothing is lost that it would have handled
+	default:
+	}
+	c.update(func(s *Stats) { s.Dropped++ })
+	c.log.Warn("mqtt: busy, dropped a message", "topic", in.topic, "bytes", in.size)
 }
 
 // decode verifies a message and checks that its kind belongs on its topic.

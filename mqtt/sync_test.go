@@ -430,3 +430,57 @@ func TestFreshnessAfterClockSync(t *testing.T) {
 		t.Fatal("a heartbeat issued now did not count as fresh after the clock was synced")
 	}
 }
+
+// The messages waiting for a busy client are bounded in bytes, not only in
+// number: beyond MaxInboundBytes they are dropped and counted, and the door
+// catches up by sequence once it is free.
+func TestInboundBytesBounded(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.MaxInboundBytes = 256 << 10
+		o.WriteTimeout = 200 * time.Millisecond
+	}).start()
+	r.waitConnected()
+
+	g := r.door.blockLockdown()
+	if _, err := e.site.Command(ctx, "front", mqtt.Command{Action: mqtt.ActionLockdown, On: new(true)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.entered:
+	case <-time.After(hang):
+		t.Fatal("the lockdown never reached the door")
+	}
+	// Eight deltas of about 100 KiB each: 800 KiB in far fewer than the
+	// 1,024 messages the queue holds.
+	const deltas, perDelta = 8, 600
+	var size int
+	for i := range uint32(deltas) {
+		ops := make([]store.Op, 0, perDelta)
+		for n := i * perDelta; n < (i+1)*perDelta; n++ {
+			ops = append(ops, card(n, "front"))
+		}
+		if i == 0 {
+			b, err := e.signer.Seal(&mqtt.Delta{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: time.Now()}, Ops: ops})
+			if err != nil {
+				t.Fatal(err)
+			}
+			size = len(b)
+		}
+		if _, err := e.site.Publish(ctx, ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("deltas of %d KiB", size>>10)
+	if size*deltas < 2*r.opts.MaxInboundBytes {
+		t.Fatalf("deltas of %d bytes do not overflow %d bytes", size, r.opts.MaxInboundBytes)
+	}
+	waitFor(t, "a message dropped", func() bool { return r.client.Stats().Dropped > 0 }, r.client.Updated)
+	close(g.open)
+	e.waitSynced(r)
+	if d := decide(t, r.st, "front", deltas*perDelta-1); d.Outcome != store.Granted {
+		t.Fatalf("last card: %+v", d)
+	}
+	t.Logf("%d of %d deltas dropped", r.client.Stats().Dropped, deltas)
+}
