@@ -267,3 +267,32 @@ func TestSimKilledDuringUnlock(t *testing.T) {
 		t.Fatalf("second run: %v", err)
 	}
 }
+
+// At -log-level info an audit event is printed once, on standard output,
+// and not logged again on standard error.
+func TestSimEventsPrintedOnce(t *testing.T) {
+	dir := t.TempDir()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-sim", "-data", dir, "-log-format", "json", "-log-level", "info", "-broker-addr", "127.0.0.1:0"}, inR, outW, &stderr)
+		outW.Close()
+	}()
+	out := newSimOut(t, outR)
+	fmt.Fprintln(inW, "tap 01020304")
+	out.event("unknown_card")
+	fmt.Fprintln(inW, "quit")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d; stderr: %s", code, stderr.String())
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("latchd did not stop on quit")
+	}
+	if strings.Contains(stderr.String(), "unknown_card") {
+		t.Errorf("the event is logged on standard error too:\n%s", stderr.String())
+	}
+}
