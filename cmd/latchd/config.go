@@ -35,13 +35,13 @@ type Config struct {
 	Timezone string   `toml:"timezone"` // IANA zone for schedules, e.g. "Europe/Berlin"
 	Lockdown bool     `toml:"lockdown"` // start in lockdown
 
-	Reader   ReaderConfig   `toml:"reader"`
-	Keypad   KeypadConfig   `toml:"keypad"`
-	Relay    RelayConfig    `toml:"relay"`
-	Inputs   InputsConfig   `toml:"inputs"`
-	Feedback FeedbackConfig `toml:"feedback"`
-	Timing   TimingConfig   `toml:"timing"`
-	MQTT     MQTTConfig     `toml:"mqtt"`
+	Reader   ReaderConfig   `toml:"reader"`   // the PN532 card reader
+	Keypad   KeypadConfig   `toml:"keypad"`   // the PIN keypad, if any
+	Relay    RelayConfig    `toml:"relay"`    // the lock relay
+	Inputs   InputsConfig   `toml:"inputs"`   // door contact, exit button, tamper switch
+	Feedback FeedbackConfig `toml:"feedback"` // LEDs and buzzer
+	Timing   TimingConfig   `toml:"timing"`   // the door's timings
+	MQTT     MQTTConfig     `toml:"mqtt"`     // the link to the site
 
 	// loc is Timezone, loaded by validate; nil means UTC.
 	loc *time.Location
@@ -74,7 +74,7 @@ type KeypadConfig struct {
 
 // RelayConfig wires the lock relay.
 type RelayConfig struct {
-	Pin       string `toml:"pin"`
+	Pin       string `toml:"pin"`        // the output driving the relay board
 	ActiveLow bool   `toml:"active_low"` // most relay boards energise on a low pin
 	Lock      string `toml:"lock"`       // "fail-secure" (strike) or "fail-safe" (maglock)
 	// FailSafeHalt is what a fail-safe lock does on shutdown: "locked" or "unlocked".
@@ -83,42 +83,42 @@ type RelayConfig struct {
 
 // InputsConfig wires the door contact, exit button and tamper switch.
 type InputsConfig struct {
-	Contact         string `toml:"contact"`
-	ContactNC       bool   `toml:"contact_normally_closed"`
-	ExitButton      string `toml:"exit_button"`
-	ExitButtonNC    bool   `toml:"exit_button_normally_closed"`
-	Tamper          string `toml:"tamper"`
-	TamperNC        bool   `toml:"tamper_normally_closed"`
-	ActiveHighInput bool   `toml:"active_high"` // inputs pulled down and active high (default: pulled up, active low)
+	Contact         string `toml:"contact"`                     // door position switch, optional
+	ContactNC       bool   `toml:"contact_normally_closed"`     // the contact opens when the door opens
+	ExitButton      string `toml:"exit_button"`                 // request-to-exit button, optional
+	ExitButtonNC    bool   `toml:"exit_button_normally_closed"` // the button opens its contact when pressed
+	Tamper          string `toml:"tamper"`                      // tamper switch, optional
+	TamperNC        bool   `toml:"tamper_normally_closed"`      // the switch opens when tampered with
+	ActiveHighInput bool   `toml:"active_high"`                 // inputs pulled down and active high (default: pulled up, active low)
 }
 
 // FeedbackConfig wires the LEDs and buzzer (each optional).
 type FeedbackConfig struct {
-	Green     string `toml:"green"`
-	Red       string `toml:"red"`
-	Buzzer    string `toml:"buzzer"`
-	ActiveLow bool   `toml:"active_low"`
+	Green     string `toml:"green"`      // green LED: granted, unlocked
+	Red       string `toml:"red"`        // red LED: refused, lockdown, alarms
+	Buzzer    string `toml:"buzzer"`     // beeps for keys, grants, refusals and alarms
+	ActiveLow bool   `toml:"active_low"` // the outputs are on when low
 }
 
 // TimingConfig overrides the door's timings; zero keeps the default.
 type TimingConfig struct {
-	Unlock         duration `toml:"unlock"`
-	ExtendedUnlock duration `toml:"extended_unlock"`
-	Held           duration `toml:"held"`
-	PIN            duration `toml:"pin"`
-	InterKey       duration `toml:"inter_key"`
-	Debounce       duration `toml:"debounce"`
+	Unlock         duration `toml:"unlock"`          // release after a grant or the exit button (500ms to 1m)
+	ExtendedUnlock duration `toml:"extended_unlock"` // release for cards flagged for accessibility (unlock to 5m)
+	Held           duration `toml:"held"`            // open this long raises door_held (5s to 1h)
+	PIN            duration `toml:"pin"`             // time for the first PIN digit after a card (1s to 1m)
+	InterKey       duration `toml:"inter_key"`       // longest pause between PIN digits (1s to 1m)
+	Debounce       duration `toml:"debounce"`        // door contact, exit button and tamper (up to 200ms)
 }
 
 // MQTTConfig connects the door to the site.
 type MQTTConfig struct {
-	Broker       string            `toml:"broker"` // tcp://host:1883 or ssl://host:8883; empty = offline
-	CA           string            `toml:"ca"`
-	Cert         string            `toml:"cert"`
-	Key          string            `toml:"key"`
-	Username     string            `toml:"username"`
-	PasswordFile string            `toml:"password_file"`
-	TrustedKeys  map[string]string `toml:"trusted_keys"` // kid → base64 Ed25519 public key
+	Broker       string            `toml:"broker"`        // tcp://host:1883 or ssl://host:8883; empty = offline
+	CA           string            `toml:"ca"`            // PEM CA of the broker's certificate (ssl:// only; default: system roots)
+	Cert         string            `toml:"cert"`          // PEM client certificate (ssl:// only; with key and ca)
+	Key          string            `toml:"key"`           // PEM private key of cert
+	Username     string            `toml:"username"`      // MQTT user name
+	PasswordFile string            `toml:"password_file"` // file holding the MQTT password (with username)
+	TrustedKeys  map[string]string `toml:"trusted_keys"`  // kid → base64 Ed25519 public key
 }
 
 // duration is a time.Duration written as "5s" in TOML.
