@@ -49,7 +49,6 @@ type daemon struct {
 	hw    *hardware
 	relay *door.Relay
 	st    *store.Store
-	out   *printer
 	log   *slog.Logger
 	trust clockTrust
 	boot  string

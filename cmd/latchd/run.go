@@ -175,7 +175,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		return err
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
 	if cfg.MQTT.Broker != "" {
 		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, log, d.boot); err != nil {
 			return err

@@ -207,7 +207,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 	}
 
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, out: out, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event}
 	d.onTrack = func(ev pn532.TrackEvent) {
 		select {
 		case sim.seen <- ev:
