@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -108,8 +109,11 @@ func Start(t testing.TB, cfg Config) *Broker {
 			b.mu.Unlock()
 		}
 	})
+	// freePort's port may be taken by another process before mosquitto
+	// binds it: try another one, a few times.
+	const attempts = 5
 	var last error
-	for range 5 {
+	for range attempts {
 		b.port, err = freePort()
 		if err != nil {
 			t.Fatal(err)
@@ -117,8 +121,12 @@ func Start(t testing.TB, cfg Config) *Broker {
 		if err = b.writeConfig(); err != nil {
 			t.Fatal(err)
 		}
-		if last = b.start(bin); last == nil {
+		last = b.start(bin)
+		if last == nil {
 			return b
+		}
+		if !errors.Is(last, errAddrInUse) {
+			break
 		}
 	}
 	t.Fatalf("brokertest: mosquitto did not start: %v", last)
@@ -169,16 +177,30 @@ func (b *Broker) Restart() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	// Stop and Kill have waited for the old process to exit, which closed
+	// its listening socket, and mosquitto binds with SO_REUSEADDR: the port
+	// is free unless another process took it meanwhile. That one may be
+	// short-lived (a client's ephemeral port), so a few attempts are made,
+	// with a short growing pause; any other failure ends them at once.
+	const attempts = 6
+	pause := 20 * time.Millisecond
 	var last error
-	for range 20 {
-		// The port can stay busy for a moment after a kill.
-		if last = b.start(bin); last == nil {
+	for i := range attempts {
+		last = b.start(bin)
+		if last == nil {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		if !errors.Is(last, errAddrInUse) || i == attempts-1 {
+			break
+		}
+		time.Sleep(pause)
+		pause *= 2
 	}
 	b.t.Fatalf("brokertest: mosquitto did not restart on port %d: %v", b.port, last)
 }
+
+// errAddrInUse is the failure of a mosquitto that found its port taken.
+var errAddrInUse = errors.New("address already in use")
 
 // start runs mosquitto and waits until it says it is running.
 func (b *Broker) start(bin string) error {
@@ -194,12 +216,16 @@ func (b *Broker) start(bin string) error {
 	ready := make(chan struct{})
 	exit := make(chan struct{})
 	logDone := make(chan struct{})
+	inUse := false // read after exit is closed
 	go func() {
 		defer close(logDone)
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
 			line := sc.Text()
+			if strings.Contains(line, "Address already in use") {
+				inUse = true
+			}
 			b.mu.Lock()
 			b.lines = append(b.lines, line)
 			if len(b.lines) > 200 {
@@ -223,6 +249,9 @@ func (b *Broker) start(bin string) error {
 		b.mu.Lock()
 		tail := strings.Join(b.lines, "\n")
 		b.mu.Unlock()
+		if inUse {
+			return fmt.Errorf("port %d: %w:\n%s", b.port, errAddrInUse, tail)
+		}
 		return fmt.Errorf("mosquitto exited while starting:\n%s", tail)
 	case <-time.After(startTimeout):
 		_ = cmd.Process.Kill()
