@@ -106,26 +106,33 @@ func (r *Relay) level(unlocked bool) gpio.Level {
 
 // set locks or unlocks. After Halt it refuses to unlock.
 func (r *Relay) set(unlocked bool) error {
-	r.mu.Lock()
-	if unlocked && r.halted {
-		r.mu.Unlock()
-		return fmt.Errorf("door: relay %s: halted", r.pin)
-	}
-	err := r.pin.Out(r.level(unlocked))
+	changed, err := r.drive(unlocked)
 	if err != nil {
-		// Whatever failed, try to leave the lock locked.
-		_ = r.pin.Out(r.level(false))
-		r.unlocked = false
-		r.mu.Unlock()
-		return fmt.Errorf("door: relay %s: %w", r.pin, err)
+		return err
 	}
-	changed := r.unlocked != unlocked
-	r.unlocked = unlocked
-	r.mu.Unlock()
 	if changed && r.opts.OnChange != nil {
 		r.opts.OnChange(unlocked)
 	}
 	return nil
+}
+
+// drive sets the pin under the lock (released even if the pin driver
+// panics, so that Halt can still run) and says whether the state changed.
+func (r *Relay) drive(unlocked bool) (changed bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if unlocked && r.halted {
+		return false, fmt.Errorf("door: relay %s: halted", r.pin)
+	}
+	if err := r.pin.Out(r.level(unlocked)); err != nil {
+		// Whatever failed, try to leave the lock locked.
+		_ = r.pin.Out(r.level(false))
+		r.unlocked = false
+		return false, fmt.Errorf("door: relay %s: %w", r.pin, err)
+	}
+	changed = r.unlocked != unlocked
+	r.unlocked = unlocked
+	return changed, nil
 }
 
 // Unlocked reports whether the relay is currently releasing the door.
@@ -140,14 +147,17 @@ func (r *Relay) Unlocked() bool {
 // It is safe to call more than once and from any goroutine.
 func (r *Relay) Halt() error {
 	unlocked := r.opts.Lock == FailSafe && r.opts.ShutdownUnlocked
-	r.mu.Lock()
-	r.halted = true
-	err := r.pin.Out(r.level(unlocked))
-	changed := err == nil && r.unlocked != unlocked
-	if err == nil {
+	changed, err := func() (bool, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.halted = true
+		if err := r.pin.Out(r.level(unlocked)); err != nil {
+			return false, err
+		}
+		changed := r.unlocked != unlocked
 		r.unlocked = unlocked
-	}
-	r.mu.Unlock()
+		return changed, nil
+	}()
 	if err != nil {
 		return fmt.Errorf("door: relay %s: halt: %w", r.pin, err)
 	}

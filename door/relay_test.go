@@ -125,3 +125,42 @@ func TestRelayOnChange(t *testing.T) {
 		t.Errorf("String %q", s)
 	}
 }
+
+// panicPin panics on its first Out, as a broken pin driver might.
+type panicPin struct {
+	*outPin
+	armed bool
+}
+
+func (p *panicPin) Out(l gpio.Level) error {
+	if p.armed {
+		p.armed = false
+		panic("pin driver fault")
+	}
+	return p.outPin.Out(l)
+}
+
+// A pin driver that panics while the door is being released leaves the
+// relay usable: Halt still locks it.
+func TestRelayHaltAfterPanickingDriver(t *testing.T) {
+	p := &panicPin{outPin: newOutPin("GPIO17")}
+	r, err := NewRelay(p, &RelayOpts{ActiveLow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.armed = true
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		_ = r.set(true)
+	}()
+	if err := r.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if p.level() != gpio.High || r.Unlocked() {
+		t.Fatalf("pin %v unlocked %t after Halt; want locked (high)", p.level(), r.Unlocked())
+	}
+}
