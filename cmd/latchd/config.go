@@ -119,6 +119,15 @@ type MQTTConfig struct {
 	Username     string            `toml:"username"`      // MQTT user name
 	PasswordFile string            `toml:"password_file"` // file holding the MQTT password (with username)
 	TrustedKeys  map[string]string `toml:"trusted_keys"`  // kid → base64 Ed25519 public key
+	// StaleAfter is how long the door may go without a fresh signed message
+	// from the site before its allowlist is stale (1h to 30 days; default 24h).
+	StaleAfter duration `toml:"stale_after"`
+	// StalePolicy is what the door does while stale: "keep-going" (default),
+	// "card+pin" (every card needs its PIN) or "override-only".
+	StalePolicy string `toml:"stale_policy"`
+	// MaxRemoteUnlock is the longest momentary unlock a signed command may
+	// ask for (1s to 1m; default 30s).
+	MaxRemoteUnlock duration `toml:"max_remote_unlock"`
 }
 
 // duration is a time.Duration written as "5s" in TOML.
@@ -330,6 +339,9 @@ func (m *MQTTConfig) check() error {
 		if len(m.TrustedKeys) > 0 {
 			return errors.New("mqtt.trusted_keys: set without mqtt.broker (a door without a broker runs offline)")
 		}
+		if m.StaleAfter.Duration != 0 || m.StalePolicy != "" || m.MaxRemoteUnlock.Duration != 0 {
+			return errors.New("mqtt.stale_after, mqtt.stale_policy, mqtt.max_remote_unlock: set without mqtt.broker (a door without a broker runs offline)")
+		}
 		return nil
 	}
 	u, err := url.Parse(m.Broker)
@@ -360,11 +372,38 @@ func (m *MQTTConfig) check() error {
 	case m.PasswordFile != "" && m.Username == "":
 		return errors.New("mqtt.password_file: a password needs mqtt.username")
 	}
+	if err := m.checkSync(); err != nil {
+		return err
+	}
 	if len(m.TrustedKeys) == 0 {
 		return errors.New("mqtt.trusted_keys: at least one site key is required with a broker")
 	}
 	_, err = parseTrustedKeys(m.TrustedKeys)
 	return err
+}
+
+// Ranges of the sync settings.
+const (
+	minStaleAfter      = time.Hour
+	maxStaleAfter      = 30 * 24 * time.Hour
+	minMaxRemoteUnlock = time.Second
+)
+
+// checkSync checks the freshness and remote unlock settings.
+func (m *MQTTConfig) checkSync() error {
+	if d := m.StaleAfter.Duration; d != 0 && (d < minStaleAfter || d > maxStaleAfter) {
+		return fmt.Errorf("mqtt.stale_after %s: want %s to %s", d, minStaleAfter, maxStaleAfter)
+	}
+	switch mqtt.StalePolicy(m.StalePolicy) {
+	case "", mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly:
+	default:
+		return fmt.Errorf("mqtt.stale_policy %q: want %q, %q or %q", m.StalePolicy,
+			mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly)
+	}
+	if d := m.MaxRemoteUnlock.Duration; d != 0 && (d < minMaxRemoteUnlock || d > mqtt.MaxUnlockDuration) {
+		return fmt.Errorf("mqtt.max_remote_unlock %s: want %s to %s", d, minMaxRemoteUnlock, mqtt.MaxUnlockDuration)
+	}
+	return nil
 }
 
 // parseTrustedKeys decodes the site's public keys; an error names the key.

@@ -3,11 +3,14 @@ package main
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchdoor/latch/mqtt"
 )
 
 const goodConfig = `
@@ -90,6 +93,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"broker without port", mqttEdit("ssl://10.0.0.1", ""), `mqtt.broker "ssl://10.0.0.1": want scheme://host:port`},
 		{"broker with path", mqttEdit("ssl://10.0.0.1:8883/mqtt", ""), "want scheme://host:port"},
 
+		// Freshness and remote unlock.
+		{"stale_after too short", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"10m\""), "mqtt.stale_after 10m0s: want 1h0m0s to 720h0m0s"},
+		{"unknown stale policy", mqttEdit("ssl://10.0.0.1:8883", "stale_policy = \"panic\""), `mqtt.stale_policy "panic": want "keep-going", "card+pin" or "override-only"`},
+		{"remote unlock too long", mqttEdit("ssl://10.0.0.1:8883", "max_remote_unlock = \"5m\""), "mqtt.max_remote_unlock 5m0s: want 1s to 1m0s"},
+		{"stale policy without broker", "[mqtt]\nstale_policy = \"card+pin\"", "mqtt.stale_after, mqtt.stale_policy, mqtt.max_remote_unlock: set without mqtt.broker"},
+
 		// Site keys.
 		{"placeholder key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nsite-2026 = \"REPLACE-WITH-THE-SITE-PUBLIC-KEY\"", `mqtt.trusted_keys.site-2026 = "REPLACE-WITH-THE-SITE-PUBLIC-KEY" is a placeholder`},
 		{"empty key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"\"", "mqtt.trusted_keys.k1 = \"\" is a placeholder"},
@@ -128,6 +137,7 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"tcp broker", mqttEdit("tcp://10.0.0.1:1883", "username = \"door\"\npassword_file = \"/pw\"")},
 		{"ssl broker, system roots", mqttEdit("ssl://mqtt.example.org:8883", "")},
 		{"ssl broker, client certificate", mqttEdit("mqtts://10.0.0.1:8883", "ca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/c.key\"")},
+		{"sync settings", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"72h\"\nstale_policy = \"override-only\"\nmax_remote_unlock = \"1m\"")},
 		{"timings at their limits", "[timing]\nunlock = \"1m\"\nextended_unlock = \"1m\"\nheld = \"1h\"\npin = \"1s\"\ninter_key = \"1m\"\ndebounce = \"200ms\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -234,4 +244,20 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("parseConfig returned a config that does not validate")
 		}
 	})
+}
+
+// The sync settings reach the MQTT client's options.
+func TestMQTTOptionsSyncSettings(t *testing.T) {
+	c, err := parseConfig([]byte(override(goodConfig, mqttEdit("tcp://127.0.0.1:1883",
+		"stale_after = \"72h\"\nstale_policy = \"card+pin\"\nmax_remote_unlock = \"45s\""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := mqttOptions(c, c.MQTT.Broker, slog.New(slog.DiscardHandler), "boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.StaleAfter != 72*time.Hour || o.StalePolicy != mqtt.StaleCardAndPIN || o.MaxUnlock != 45*time.Second {
+		t.Fatalf("stale after %s, policy %q, max unlock %s", o.StaleAfter, o.StalePolicy, o.MaxUnlock)
+	}
 }

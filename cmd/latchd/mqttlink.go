@@ -228,6 +228,9 @@ func mqttOptions(c *Config, broker string, log *slog.Logger, boot string) (*mqtt
 		Logger:      log,
 		Version:     buildVersion(),
 		BootID:      boot,
+		StaleAfter:  c.MQTT.StaleAfter.Duration,
+		StalePolicy: mqtt.StalePolicy(c.MQTT.StalePolicy),
+		MaxUnlock:   c.MQTT.MaxRemoteUnlock.Duration,
 	}
 	if c.MQTT.PasswordFile != "" {
 		b, err := os.ReadFile(c.MQTT.PasswordFile)
