@@ -103,8 +103,7 @@ func (c *Client) applyDelta(in inbound, d *Delta) {
 	switch {
 	case err == nil:
 		c.acl.seq = d.Seq
-		c.refreshACL()
-		c.update(func(s *Stats) { s.DeltasApplied++ })
+		c.refreshACL(func(s *Stats) { s.DeltasApplied++ })
 		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), in.kid))
 	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
 		// The store moved without us (another writer): take its word.
@@ -142,17 +141,29 @@ func (c *Client) drainAhead() {
 	}
 }
 
-// refreshACL reads the applied seq and state hash back from the store.
-func (c *Client) refreshACL() {
+// refreshACL reads the applied seq and state hash back from the store. The
+// Stats show them in one change with the count of what moved them (also),
+// so that whoever sees the seq sees the count.
+func (c *Client) refreshACL(also ...func(*Stats)) {
 	ss, err := c.st.SyncState()
 	if err != nil {
 		c.storeErr("sync state", err)
+		if len(also) > 0 {
+			c.update(func(s *Stats) {
+				for _, fn := range also {
+					fn(s)
+				}
+			})
+		}
 		return
 	}
 	c.acl = aclState{seq: ss.AppliedSeq, hash: ss.SnapshotHash}
 	c.update(func(s *Stats) {
 		s.AppliedSeq, s.SnapshotHash = c.acl.seq, c.acl.hash
 		s.SiteSeq = max(c.siteSeq, c.acl.seq)
+		for _, fn := range also {
+			fn(s)
+		}
 	})
 }
 
@@ -177,8 +188,7 @@ func (c *Client) onChunk(in inbound, m *SnapshotChunk) {
 	switch {
 	case err == nil:
 		c.wantSnap = false
-		c.refreshACL()
-		c.update(func(s *Stats) { s.SnapshotsApplied++ })
+		c.refreshACL(func(s *Stats) { s.SnapshotsApplied++ })
 		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d cards, %d holders, %d revocations",
 			snap.Seq, len(snap.Cards), len(snap.Holders), len(snap.Revocations)))
 		c.drainAhead()
