@@ -309,6 +309,8 @@ func (c *Client) signedTime(ctx context.Context, in inbound) {
 		// Messages issued within the skew before now are recent whatever
 		// their order; anything older stays a replay.
 		c.fresh.lastIssued = now.Add(-c.o.ClockSkew)
+		c.fresh.lowered = true
+		c.fresh.dirty = true
 	}
 	c.fresh.seen(c, ctx, issued)
 }
@@ -320,6 +322,7 @@ type freshness struct {
 	lastLocal  time.Time // door time it arrived
 	lastIssued time.Time // site time it was issued
 	dirty      bool      // not written to the store yet
+	lowered    bool      // lastIssued was brought back: the store's must follow
 	persisted  time.Time // monotonic time of the last write
 	stale      bool
 }
@@ -333,8 +336,9 @@ func (f *freshness) seen(c *Client, ctx context.Context, issued time.Time) {
 	f.lastLocal = c.o.Now()
 	f.dirty = true
 	if f.stale {
-		c.checkStale(ctx)
+		// Written before the door hears that it is fresh again.
 		f.persist(c, true)
+		c.checkStale(ctx)
 	}
 }
 
@@ -343,9 +347,18 @@ func (f *freshness) persist(c *Client, force bool) {
 	if !f.dirty || (!force && time.Since(f.persisted) < c.o.MarkSignedInterval) {
 		return
 	}
-	if err := c.st.MarkSigned(f.lastLocal, f.lastIssued); err != nil {
-		c.storeErr("mark signed", err)
-		return
+	if f.lowered {
+		if err := c.st.LowerSignedTime(f.lastIssued); err != nil {
+			c.storeErr("lower signed time", err)
+			return
+		}
+		f.lowered = false
+	}
+	if !f.lastLocal.IsZero() {
+		if err := c.st.MarkSigned(f.lastLocal, f.lastIssued); err != nil {
+			c.storeErr("mark signed", err)
+			return
+		}
 	}
 	f.dirty = false
 	f.persisted = time.Now()

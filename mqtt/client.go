@@ -71,6 +71,9 @@ type Store interface {
 	// MarkSigned records the arrival (local time) of a fresh signed message
 	// issued at issuedAt (site time).
 	MarkSigned(localNow, issuedAt time.Time) error
+	// LowerSignedTime brings the recorded site time back to issuedAt when
+	// it is later (a site clock that was ahead).
+	LowerSignedTime(issuedAt time.Time) error
 	// RecordCommand remembers a command id until it expires; fresh is false
 	// for a replay or an expired command.
 	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)

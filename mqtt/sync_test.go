@@ -429,6 +429,15 @@ func TestFreshnessAfterClockSync(t *testing.T) {
 	if st := r.client.Stats(); st.ACLStale {
 		t.Fatal("a heartbeat issued now did not count as fresh after the clock was synced")
 	}
+	// The store's site time, the floor for validity dates while the clock
+	// is untrusted, was brought back too.
+	ss, err := r.st.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.LastIssuedAt.After(clk.Now()) {
+		t.Fatalf("stored site time %s is still ahead of the clock %s", ss.LastIssuedAt, clk.Now())
+	}
 }
 
 // The messages waiting for a busy client are bounded in bytes, not only in

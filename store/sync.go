@@ -118,6 +118,32 @@ func (s *Store) MarkSigned(localNow, issuedAt time.Time) error {
 	return nil
 }
 
+// LowerSignedTime brings LastIssuedAt back to issuedAt when it is later.
+// It is for a door whose synced clock shows that the recorded site time
+// lies in the future (the site's clock was wrong when it signed): left
+// there, it would expire cards by a time that has not come yet whenever
+// the local clock is not trusted.
+func (s *Store) LowerSignedTime(issuedAt time.Time) error {
+	if err := checkTime("issued_at", issuedAt); err != nil {
+		return fmt.Errorf("store: lower signed time: %w: %w", ErrInvalidArgument, err)
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSync)
+		last, err := optionalTime(b, keyLastIssued)
+		if err != nil {
+			return err
+		}
+		if last.After(issuedAt) {
+			return b.Put(keyLastIssued, encodeTime(issuedAt))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: lower signed time: %w", err)
+	}
+	return nil
+}
+
 // RecordCommand remembers a signed command id until it expires, for replay
 // protection. It returns fresh true the first time an unexpired id is
 // seen, false for a replay or an already expired command; the caller

@@ -21,6 +21,15 @@ func TestMarkSigned(t *testing.T) {
 	if err := s.MarkSigned(time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC), issued); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("absurd time: %v", err)
 	}
+
+	// A site time found to lie in the future is brought back; never forward.
+	mustDo(t, s.LowerSignedTime(issued.Add(-2*time.Hour)))
+	mustDo(t, s.LowerSignedTime(issued))
+	st, err = s.SyncState()
+	mustDo(t, err)
+	if !st.LastIssuedAt.Equal(issued.Add(-2 * time.Hour)) {
+		t.Errorf("after lowering: last issued %s, want %s", st.LastIssuedAt, issued.Add(-2*time.Hour))
+	}
 }
 
 func TestRecordCommand(t *testing.T) {

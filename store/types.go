@@ -246,5 +246,5 @@ type SyncState struct {
 	SnapshotHash  string    // hex SHA-256 of the canonical allowlist state at AppliedSeq
 	LastSignedAt  time.Time // local time the last valid signed message arrived
 	LastIssuedAt  time.Time // issued_at of that message (site time)
-	CommandSeqMax uint64    // highest command seq honoured
+	CommandSeqMax uint64    // highest command seq recorded (RecordCommand)
 }
