@@ -54,7 +54,9 @@ func (c *Client) reject(in inbound, err error) {
 	if in.cmd {
 		lim = &c.rejCmd
 	}
-	c.log.Warn("mqtt: refused a message", "topic", in.topic, "kid", in.kid, "retained", in.retained, "err", err)
+	// Debug only: the audit event (or the summary of a flood) says it, and
+	// a flood must not fill the system log either.
+	c.log.Debug("mqtt: refused a message", "topic", in.topic, "kid", in.kid, "retained", in.retained, "err", err)
 	if lim.allow(time.Now()) {
 		c.event(lim.reason, fmt.Sprintf("%s: %v", in.topic, err))
 	}

@@ -107,7 +107,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		c.update(func(s *Stats) { s.CommandsRejected++ })
 		return
 	}
-	c.log.Info("mqtt: command applied", "cmd", what, "by", by)
+	c.log.Debug("mqtt: command applied", "cmd", what, "by", by) // the audit event says it
 	// The audit event comes before the count, so that whoever watches the
 	// count finds the event already in the log.
 	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
