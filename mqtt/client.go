@@ -191,7 +191,8 @@ type Options struct {
 	// RejectBurst rejected messages per RejectWindow are written to the
 	// audit log (default 10 per minute, per kind: allowlist and commands);
 	// the rest are counted and summarised in one event per window.
-	RejectBurst  int
+	RejectBurst int
+	// RejectWindow is the window RejectBurst counts over (default 1 min).
 	RejectWindow time.Duration
 	// MarkSignedInterval is how often the time of the last signed message
 	// is written to the store while messages keep coming (default 1 min).
@@ -304,12 +305,12 @@ type Stats struct {
 	AppliedSeq       uint64 // allowlist seq applied
 	SnapshotHash     string // state hash at AppliedSeq
 	SiteSeq          uint64 // highest ACL seq the site is known to have
-	DeltasApplied    uint64
-	SnapshotsApplied uint64
+	DeltasApplied    uint64 // signed deltas applied
+	SnapshotsApplied uint64 // snapshots applied
 	StaleACL         uint64 // signed ACL messages already applied (duplicates, older snapshots)
 	ACLRejected      uint64 // allowlist, heartbeat and ack messages refused
-	CommandsApplied  uint64
-	CommandsRejected uint64
+	CommandsApplied  uint64 // signed commands carried out by the door
+	CommandsRejected uint64 // commands refused, by the client or by the door
 	Unlocks          uint64 // calls to Door.Unlock
 	SyncRequests     uint64 // sync requests published
 	EventsPublished  uint64 // event messages published (including repeats)
@@ -321,7 +322,7 @@ type Stats struct {
 	AuditFailures    uint64 // appends of the client's audit events the store failed
 	AuditPending     int    // audit events waiting to be appended again (at most 64, alarms first)
 	AuditLost        uint64 // audit events dropped (too many waiting, or the store gone); the log has them
-	StatusPublished  uint64
+	StatusPublished  uint64 // status messages published
 }
 
 // Client is the door's MQTT client. Create it with New, run it with Run.

@@ -132,7 +132,7 @@ type Signed interface {
 // sequence, shared with snapshots and heartbeats.
 type Delta struct {
 	Header
-	Ops []store.Op `json:"ops"`
+	Ops []store.Op `json:"ops"` // the operations, at most MaxDeltaOps
 }
 
 // Head implements Signed.
@@ -170,12 +170,12 @@ func (m *Delta) StoreDelta() store.Delta { return store.Delta{Seq: m.Seq, Ops: m
 // against Hash, and applies it in one transaction.
 type SnapshotChunk struct {
 	Header
-	Hash        string             `json:"hash"`   // store.HashSnapshot of the whole snapshot
-	Chunk       int                `json:"chunk"`  // 0-based index
-	Chunks      int                `json:"chunks"` // how many chunks make the snapshot
-	Cards       []store.Card       `json:"cards,omitempty"`
-	Holders     []store.Holder     `json:"holders,omitempty"`
-	Revocations []store.Revocation `json:"revocations,omitempty"`
+	Hash        string             `json:"hash"`                  // store.HashSnapshot of the whole snapshot
+	Chunk       int                `json:"chunk"`                 // 0-based index
+	Chunks      int                `json:"chunks"`                // how many chunks make the snapshot
+	Cards       []store.Card       `json:"cards,omitempty"`       // this chunk's share of the cards
+	Holders     []store.Holder     `json:"holders,omitempty"`     // this chunk's share of the holders
+	Revocations []store.Revocation `json:"revocations,omitempty"` // this chunk's share of the revocations
 }
 
 // Head implements Signed.
@@ -232,10 +232,10 @@ const (
 // which is at most MaxCommandTTL after IssuedAt.
 type Command struct {
 	Header
-	Door       string    `json:"door"`
-	ID         string    `json:"id"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	Action     Action    `json:"cmd"`
+	Door       string    `json:"door"`                  // the one door it is for
+	ID         string    `json:"id"`                    // nonce, honoured at most once
+	ExpiresAt  time.Time `json:"expires_at"`            // refused from then on
+	Action     Action    `json:"cmd"`                   // unlock, lockdown or resync
 	DurationMS int64     `json:"duration_ms,omitempty"` // unlock only: 1..60000
 	On         *bool     `json:"on,omitempty"`          // lockdown only
 }
@@ -296,7 +296,7 @@ func (m *Command) Check() error {
 // idempotent: a door's outbox cursor only moves forward.
 type EventsAck struct {
 	Header
-	Door string `json:"door"`
+	Door string `json:"door"` // whose events are acknowledged
 }
 
 // Head implements Signed.
@@ -333,26 +333,26 @@ func newSigned(k Kind) (Signed, error) {
 // EventMsg carries one audit event from a door (unsigned; the chain's
 // Prev and Hash let the site check continuity).
 type EventMsg struct {
-	V     int         `json:"v"`
-	Type  Kind        `json:"type"`
-	Site  string      `json:"site"`
-	Door  string      `json:"door"`
-	Event store.Event `json:"event"`
+	V     int         `json:"v"`     // protocol version, 1
+	Type  Kind        `json:"type"`  // KindEvent
+	Site  string      `json:"site"`  // the site id
+	Door  string      `json:"door"`  // the door that logged it
+	Event store.Event `json:"event"` // the audit entry, with its chain hashes
 }
 
 // Status is a door's retained status. The last will is the same message
 // with Online false and nothing else but the ids.
 type Status struct {
-	V            int               `json:"v"`
-	Type         Kind              `json:"type"`
-	Site         string            `json:"site"`
-	Door         string            `json:"door"`
-	Online       bool              `json:"online"`
+	V            int               `json:"v"`                       // protocol version, 1
+	Type         Kind              `json:"type"`                    // KindStatus
+	Site         string            `json:"site"`                    // the site id
+	Door         string            `json:"door"`                    // the door id
+	Online       bool              `json:"online"`                  // false in the last will and at a clean stop
 	At           time.Time         `json:"at,omitzero"`             // door time of the status
 	DoorState    string            `json:"door_state,omitempty"`    // as the door names it: "closed", "open", "unlocked"...
-	Lockdown     bool              `json:"lockdown,omitempty"`      //
-	Reader       string            `json:"reader,omitempty"`        // "ok" or a fault description
-	ACLSeq       uint64            `json:"acl_seq"`                 //
+	Lockdown     bool              `json:"lockdown,omitempty"`      // the door is in lockdown
+	Reader       string            `json:"reader,omitempty"`        // "ok", "fault" or "fault: " and the error (at most 256 bytes)
+	ACLSeq       uint64            `json:"acl_seq"`                 // allowlist seq applied
 	SnapshotHash string            `json:"snapshot_hash,omitempty"` // state hash at ACLSeq
 	ACLStale     bool              `json:"acl_stale,omitempty"`     // no fresh signed message for the stale period
 	StalePolicy  StalePolicy       `json:"stale_policy,omitempty"`  // what the door does while stale
@@ -367,14 +367,14 @@ type Status struct {
 // snapshot when that is shorter, when it lacks them, or when Want is
 // "snapshot".
 type SyncRequest struct {
-	V            int       `json:"v"`
-	Type         Kind      `json:"type"`
-	Site         string    `json:"site"`
-	Door         string    `json:"door"`
-	AppliedSeq   uint64    `json:"applied_seq"`
-	SnapshotHash string    `json:"snapshot_hash"`
+	V            int       `json:"v"`              // protocol version, 1
+	Type         Kind      `json:"type"`           // KindSync
+	Site         string    `json:"site"`           // the site id
+	Door         string    `json:"door"`           // the door asking
+	AppliedSeq   uint64    `json:"applied_seq"`    // the allowlist seq it has applied
+	SnapshotHash string    `json:"snapshot_hash"`  // its state hash at AppliedSeq
 	Want         string    `json:"want,omitempty"` // "" or "snapshot"
-	At           time.Time `json:"at,omitzero"`
+	At           time.Time `json:"at,omitzero"`    // door time of the request
 }
 
 // WantSnapshot is SyncRequest.Want asking for a snapshot rather than deltas.

@@ -19,7 +19,7 @@ import (
 // PKI is a CA generated for a test, with a server certificate for
 // 127.0.0.1 and localhost, all as PEM files in a temporary directory.
 type PKI struct {
-	Dir        string
+	Dir        string // the directory holding the files
 	CAFile     string // CA certificate
 	ServerCert string // server certificate, signed by the CA
 	ServerKey  string // its key

@@ -34,7 +34,8 @@ type Options struct {
 	Broker string
 	// Username, Password and TLS log in to the broker.
 	Username, Password string
-	TLS                *tls.Config
+	// TLS is the site's TLS configuration for an ssl:// broker.
+	TLS *tls.Config
 	// ClientID is the site's MQTT client id (default latch-site-<site>).
 	ClientID string
 	// Site is the site id of the topic root.
@@ -62,21 +63,21 @@ type Options struct {
 
 // Stats count what the site has seen.
 type Stats struct {
-	Connected      bool
-	Connects       int
-	EventsReceived int // event messages received, repeats included
-	EventsStored   int // distinct events stored
-	Duplicates     int // events received again (same seq, same hash)
-	Conflicts      int // a seq received again with a different hash
-	ChainBreaks    int // an event whose prev is not the hash of the one before
-	Malformed      int // door messages that did not decode
-	AcksSent       int
-	SyncRequests   int
-	SyncDeltas     int // deltas sent in answer to sync requests
-	SyncSnapshots  int // snapshots sent in answer to sync requests
-	HashMismatches int // a door at the head seq with another state hash
-	LastStatus     map[string]*mqtt.Status
-	LastSync       map[string]*mqtt.SyncRequest
+	Connected      bool                         // connected to the broker now
+	Connects       int                          // connections made
+	EventsReceived int                          // event messages received, repeats included
+	EventsStored   int                          // distinct events stored
+	Duplicates     int                          // events received again (same seq, same hash)
+	Conflicts      int                          // a seq received again with a different hash
+	ChainBreaks    int                          // an event whose prev is not the hash of the one before
+	Malformed      int                          // door messages that did not decode
+	AcksSent       int                          // signed event acknowledgements sent
+	SyncRequests   int                          // sync requests answered
+	SyncDeltas     int                          // deltas sent in answer to sync requests
+	SyncSnapshots  int                          // snapshots sent in answer to sync requests
+	HashMismatches int                          // a door at the head seq with another state hash
+	LastStatus     map[string]*mqtt.Status      // each door's latest status
+	LastSync       map[string]*mqtt.SyncRequest // each door's latest sync request
 }
 
 // Site is a test site. Create it with New, run it with Run.
