@@ -1,6 +1,7 @@
 package door
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,6 +50,7 @@ const (
 	patLockdown                     // red steady
 	patAwaitingPIN                  // green and red blinking together
 	patAlarm                        // red and buzzer pulsing
+	patFault                        // red blinking, a chirp every 10 s: the controller cannot run
 
 	// One-shot patterns.
 	patKey       // one short beep
@@ -70,6 +72,8 @@ func (id patternID) String() string {
 		return "awaiting_pin"
 	case patAlarm:
 		return "alarm"
+	case patFault:
+		return "fault"
 	case patKey:
 		return "key"
 	case patGranted:
@@ -97,6 +101,12 @@ func (id patternID) pattern() pattern {
 		return pattern{steps: []step{{250 * ms, green | red}, {250 * ms, 0}}, loop: true}
 	case patAlarm:
 		return pattern{steps: []step{{400 * ms, red | buzzer}, {400 * ms, 0}}, loop: true}
+	case patFault:
+		steps := []step{{100 * ms, red | buzzer}, {400 * ms, red}, {500 * ms, 0}}
+		for range 9 {
+			steps = append(steps, step{500 * ms, red}, step{500 * ms, 0})
+		}
+		return pattern{steps: steps, loop: true}
 	case patKey:
 		return pattern{steps: []step{{60 * ms, buzzer}}, mask: buzzer}
 	case patGranted:
@@ -273,6 +283,30 @@ func (f *Feedback) update(now time.Time) (next time.Time, err error) {
 		next = now.Add(left)
 	}
 	return next, err
+}
+
+// ShowFault shows that the door cannot run (its database cannot be opened,
+// say): the red LED blinks and the buzzer chirps every 10 s until ctx is
+// done; then every output is turned off. It is for a daemon that keeps the
+// door locked and waits for an installer instead of restarting in a loop;
+// it must not be used while a Controller drives f.
+func (f *Feedback) ShowFault(ctx context.Context, clock Clock) error {
+	f.setBase(patFault, clock.Now())
+	t := clock.NewTimer(time.Hour)
+	defer t.Stop()
+	var first error
+	for {
+		next, err := f.update(clock.Now())
+		if err != nil && first == nil {
+			first = err
+		}
+		t.ResetAt(next)
+		select {
+		case <-ctx.Done():
+			return errors.Join(first, f.Halt())
+		case <-t.C():
+		}
+	}
 }
 
 // Halt turns every output off and stops the patterns.

@@ -1,8 +1,10 @@
 package door
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
@@ -42,7 +44,7 @@ func TestPatternAt(t *testing.T) {
 // TestPatternsDistinct checks that the patterns the door shows can be told
 // apart, and that denial reasons cannot.
 func TestPatternsDistinct(t *testing.T) {
-	ids := []patternID{patGranted, patDenied, patAwaitingPIN, patLockedOut, patAlarm}
+	ids := []patternID{patGranted, patDenied, patAwaitingPIN, patLockedOut, patAlarm, patFault}
 	seen := map[string]patternID{}
 	for _, id := range ids {
 		key := ""
@@ -127,4 +129,41 @@ func TestFeedbackAbsentPins(t *testing.T) {
 	if _, err := f.update(t0.Add(800 * ms)); err != nil {
 		t.Error("repeated write error reported again")
 	}
+}
+
+// ShowFault blinks red with a chirp every 10 s until its context ends, then
+// turns everything off.
+func TestFeedbackShowFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, r, b := newOutPin("G"), newOutPin("R"), newOutPin("B")
+		f, err := NewFeedback(g, r, b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock := NewManualClock(t0)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- f.ShowFault(ctx, clock) }()
+		want := func(step string, green, red, buzz gpio.Level) {
+			t.Helper()
+			synctest.Wait()
+			if g.level() != green || r.level() != red || b.level() != buzz {
+				t.Fatalf("%s: green %v red %v buzzer %v; want %v %v %v", step, g.level(), r.level(), b.level(), green, red, buzz)
+			}
+		}
+		want("start", gpio.Low, gpio.High, gpio.High)
+		clock.Advance(100 * ms)
+		want("after the chirp", gpio.Low, gpio.High, gpio.Low)
+		clock.Advance(400 * ms)
+		want("blink off", gpio.Low, gpio.Low, gpio.Low)
+		clock.Advance(500 * ms)
+		want("blink on, silent", gpio.Low, gpio.High, gpio.Low)
+		clock.Advance(9 * time.Second)
+		want("the next chirp", gpio.Low, gpio.High, gpio.High)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want("stopped", gpio.Low, gpio.Low, gpio.Low)
+	})
 }
