@@ -73,6 +73,44 @@ type daemon struct {
 	onTrack func(pn532.TrackEvent)
 }
 
+// storeFault handles a database that cannot be opened. A damaged file, or
+// one written by a newer latchd, will not heal by restarting: the door stays
+// locked (the relay was set before), the reader's red LED blinks and its
+// buzzer chirps until the service is stopped, and then the error is
+// returned. Any other error (another latchd holds the file, no permission)
+// is returned at once.
+func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock door.Clock, log *slog.Logger) error {
+	if !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrSchemaTooNew) {
+		return err
+	}
+	log.Error("store: the database cannot be used; the door stays locked and shows a fault until latchd is stopped", "err", err)
+	fb, ferr := newFeedback(cfg, hw)
+	switch {
+	case ferr != nil:
+		log.Error("feedback: cannot show the fault", "err", ferr)
+		<-ctx.Done()
+	case fb == nil:
+		<-ctx.Done()
+	default:
+		if ferr := fb.ShowFault(ctx, clock); ferr != nil {
+			log.Error("feedback: showing the fault", "err", ferr)
+		}
+	}
+	return err
+}
+
+// newFeedback builds the LED and buzzer outputs; nil when none is wired.
+func newFeedback(c *Config, hw *hardware) (*door.Feedback, error) {
+	if hw.green == nil && hw.red == nil && hw.buzzer == nil {
+		return nil, nil
+	}
+	f, err := door.NewFeedback(hw.green, hw.red, hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow})
+	if err != nil {
+		return nil, fmt.Errorf("feedback: %w", err)
+	}
+	return f, nil
+}
+
 // openStore opens the bbolt file in the configured data directory.
 func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
 	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: c.location(), Logger: log, Retention: auditRetention()})
@@ -127,13 +165,9 @@ func doorConfigError(err error) error {
 // build makes the controller.
 func (d *daemon) build() error {
 	c := d.cfg
-	var fb *door.Feedback
-	if d.hw.green != nil || d.hw.red != nil || d.hw.buzzer != nil {
-		f, err := door.NewFeedback(d.hw.green, d.hw.red, d.hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow})
-		if err != nil {
-			return fmt.Errorf("feedback: %w", err)
-		}
-		fb = f
+	fb, err := newFeedback(c, d.hw)
+	if err != nil {
+		return err
 	}
 	d.safe = newFailsafe(d.log, d.relay)
 	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent, safe: d.safe}

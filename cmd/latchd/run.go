@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/latchdoor/latch/door"
 )
 
 // run is latchd without the process around it: it parses args, runs until
@@ -172,7 +174,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	}
 	st, err := openStore(cfg, log)
 	if err != nil {
-		return err
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}

@@ -18,6 +18,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/spi"
 
+	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
 	"github.com/latchdoor/latch/reader/pn532"
@@ -176,7 +177,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 
 	st, err := openStore(cfg, log)
 	if err != nil {
-		return err
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 
