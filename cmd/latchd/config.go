@@ -42,9 +42,102 @@ type Config struct {
 	Feedback FeedbackConfig `toml:"feedback"` // LEDs and buzzer
 	Timing   TimingConfig   `toml:"timing"`   // the door's timings
 	MQTT     MQTTConfig     `toml:"mqtt"`     // the link to the site
+	// UnlockSchedule holds the door unlocked (free access) during its
+	// windows, in Timezone, while the clock is trusted.
+	UnlockSchedule UnlockScheduleConfig `toml:"unlock_schedule"`
 
 	// loc is Timezone, loaded by validate; nil means UTC.
 	loc *time.Location
+	// schedule is UnlockSchedule, parsed by validate; nil means none.
+	schedule *store.Schedule
+}
+
+// UnlockScheduleConfig lists, per weekday, windows written "HH:MM-HH:MM"
+// (end after start, "24:00" for midnight), and holidays (YYYY-MM-DD) on
+// which the door is not held open.
+type UnlockScheduleConfig struct {
+	Mon      []string `toml:"mon"`      // Monday's windows
+	Tue      []string `toml:"tue"`      // Tuesday's windows
+	Wed      []string `toml:"wed"`      // Wednesday's windows
+	Thu      []string `toml:"thu"`      // Thursday's windows
+	Fri      []string `toml:"fri"`      // Friday's windows
+	Sat      []string `toml:"sat"`      // Saturday's windows
+	Sun      []string `toml:"sun"`      // Sunday's windows
+	Holidays []string `toml:"holidays"` // dates without free access
+}
+
+// parse turns the config into a store.Schedule; nil when it has no window.
+// An error names the key.
+func (u *UnlockScheduleConfig) parse() (*store.Schedule, error) {
+	var s store.Schedule
+	n := 0
+	for _, d := range []struct {
+		key  string
+		day  time.Weekday
+		list []string
+	}{
+		{"mon", time.Monday, u.Mon}, {"tue", time.Tuesday, u.Tue}, {"wed", time.Wednesday, u.Wed},
+		{"thu", time.Thursday, u.Thu}, {"fri", time.Friday, u.Fri}, {"sat", time.Saturday, u.Sat},
+		{"sun", time.Sunday, u.Sun},
+	} {
+		for i, w := range d.list {
+			win, err := parseWindow(w)
+			if err != nil {
+				return nil, fmt.Errorf("unlock_schedule.%s[%d] %q: %w", d.key, i, w, err)
+			}
+			for j, other := range s.Weekly[d.day] {
+				if win.From < other.To && other.From < win.To {
+					return nil, fmt.Errorf("unlock_schedule.%s[%d] %q: overlaps unlock_schedule.%s[%d]", d.key, i, w, d.key, j)
+				}
+			}
+			s.Weekly[d.day] = append(s.Weekly[d.day], win)
+			n++
+		}
+	}
+	for i, h := range u.Holidays {
+		if _, err := time.Parse(time.DateOnly, h); err != nil {
+			return nil, fmt.Errorf("unlock_schedule.holidays[%d] %q: want YYYY-MM-DD", i, h)
+		}
+		s.Holidays = append(s.Holidays, h)
+	}
+	if n == 0 {
+		if len(s.Holidays) > 0 {
+			return nil, errors.New("unlock_schedule.holidays: set without any window")
+		}
+		return nil, nil
+	}
+	return &s, nil
+}
+
+// parseWindow reads "HH:MM-HH:MM" as minutes since midnight.
+func parseWindow(w string) (store.Window, error) {
+	from, to, ok := strings.Cut(w, "-")
+	if !ok {
+		return store.Window{}, errors.New(`want "HH:MM-HH:MM"`)
+	}
+	f, err := parseClock(strings.TrimSpace(from))
+	if err != nil {
+		return store.Window{}, err
+	}
+	t, err := parseClock(strings.TrimSpace(to))
+	if err != nil {
+		return store.Window{}, err
+	}
+	if t <= f {
+		return store.Window{}, errors.New("the end must be after the start")
+	}
+	return store.Window{From: f, To: t}, nil
+}
+
+// parseClock reads "HH:MM" (00:00 to 24:00) as minutes since midnight.
+func parseClock(s string) (uint16, error) {
+	h, m, ok := strings.Cut(s, ":")
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if !ok || len(h) != 2 || len(m) != 2 || err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
+		return 0, fmt.Errorf("%q is not a time of day (HH:MM, 00:00 to 24:00)", s)
+	}
+	return uint16(hh*60 + mm), nil
 }
 
 // location is the door's time zone.
@@ -254,6 +347,11 @@ func (c *Config) validate() error {
 	if err := c.Timing.check(); err != nil {
 		return err
 	}
+	sched, err := c.UnlockSchedule.parse()
+	if err != nil {
+		return err
+	}
+	c.schedule = sched
 	switch c.Keypad.Type {
 	case "":
 		if store.Mode(c.Mode) != store.ModeCardOnly {

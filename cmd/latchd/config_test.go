@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
 )
 
 const goodConfig = `
@@ -92,6 +95,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"broker scheme", mqttEdit("http://10.0.0.1:80", ""), `mqtt.broker "http://10.0.0.1:80": scheme "http"`},
 		{"broker without port", mqttEdit("ssl://10.0.0.1", ""), `mqtt.broker "ssl://10.0.0.1": want scheme://host:port`},
 		{"broker with path", mqttEdit("ssl://10.0.0.1:8883/mqtt", ""), "want scheme://host:port"},
+
+		// The unlock schedule.
+		{"window without dash", "[unlock_schedule]\nmon = [\"08:00\"]", `unlock_schedule.mon[0] "08:00": want "HH:MM-HH:MM"`},
+		{"window backwards", "[unlock_schedule]\ntue = [\"17:00-08:00\"]", `unlock_schedule.tue[0] "17:00-08:00": the end must be after the start`},
+		{"bad time", "[unlock_schedule]\nwed = [\"8:00-12:00\"]", `unlock_schedule.wed[0] "8:00-12:00": "8:00" is not a time of day`},
+		{"past midnight", "[unlock_schedule]\nthu = [\"08:00-24:30\"]", `"24:30" is not a time of day`},
+		{"overlap", "[unlock_schedule]\nfri = [\"08:00-12:00\", \"11:00-13:00\"]", `unlock_schedule.fri[1] "11:00-13:00": overlaps unlock_schedule.fri[0]`},
+		{"bad holiday", "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nholidays = [\"25.12.2026\"]", `unlock_schedule.holidays[0] "25.12.2026": want YYYY-MM-DD`},
+		{"holidays alone", "[unlock_schedule]\nholidays = [\"2026-12-25\"]", "unlock_schedule.holidays: set without any window"},
 
 		// Freshness and remote unlock.
 		{"stale_after too short", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"10m\""), "mqtt.stale_after 10m0s: want 1h0m0s to 720h0m0s"},
@@ -259,5 +271,27 @@ func TestMQTTOptionsSyncSettings(t *testing.T) {
 	}
 	if o.StaleAfter != 72*time.Hour || o.StalePolicy != mqtt.StaleCardAndPIN || o.MaxUnlock != 45*time.Second {
 		t.Fatalf("stale after %s, policy %q, max unlock %s", o.StaleAfter, o.StalePolicy, o.MaxUnlock)
+	}
+}
+
+// The unlock schedule is parsed into the door's weekly windows.
+func TestConfigUnlockSchedule(t *testing.T) {
+	c, err := parseConfig([]byte(override(goodConfig, "[unlock_schedule]\nmon = [\"08:00-12:00\", \"13:00-17:30\"]\nsat = [\"10:00-24:00\"]\nholidays = [\"2026-12-25\"]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.schedule
+	if s == nil {
+		t.Fatal("no schedule")
+	}
+	want := [7][]store.Window{
+		time.Monday:   {{From: 480, To: 720}, {From: 780, To: 1050}},
+		time.Saturday: {{From: 600, To: 1440}},
+	}
+	if !reflect.DeepEqual(s.Weekly, want) || !slices.Equal(s.Holidays, []string{"2026-12-25"}) {
+		t.Fatalf("schedule %+v", s)
+	}
+	if c, err := parseConfig([]byte(goodConfig)); err != nil || c.schedule != nil {
+		t.Fatalf("no [unlock_schedule]: %+v %v", c.schedule, err)
 	}
 }

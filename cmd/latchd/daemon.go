@@ -178,6 +178,7 @@ func (d *daemon) build() error {
 		Mode:           store.Mode(c.Mode),
 		Lockdown:       c.Lockdown,
 		Location:       c.location(),
+		UnlockSchedule: c.schedule,
 		Unlock:         c.Timing.Unlock.Duration,
 		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
 		Held:           c.Timing.Held.Duration,
