@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/reader/keypad"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -161,8 +162,12 @@ type KeypadConfig struct {
 	Type string   `toml:"type"` // "matrix", "wiegand" or "" for none
 	Rows []string `toml:"rows"` // matrix rows (outputs)
 	Cols []string `toml:"cols"` // matrix columns (inputs with pull-ups)
-	D0   string   `toml:"d0"`   // Wiegand DATA0
-	D1   string   `toml:"d1"`   // Wiegand DATA1
+	// Layout is the matrix's key map, rows top to bottom separated by '/',
+	// e.g. "123/456/789/*0#" (the default for 3 columns; "123A/456B/789C/*0#D"
+	// for 4). It must hold 0-9, * and #.
+	Layout string `toml:"layout"`
+	D0     string `toml:"d0"` // Wiegand DATA0
+	D1     string `toml:"d1"` // Wiegand DATA1
 }
 
 // RelayConfig wires the lock relay.
@@ -361,9 +366,22 @@ func (c *Config) validate() error {
 		if (len(c.Keypad.Rows) != 4) || (len(c.Keypad.Cols) != 3 && len(c.Keypad.Cols) != 4) {
 			return fmt.Errorf("keypad: a matrix needs 4 rows and 3 or 4 cols, have %d and %d", len(c.Keypad.Rows), len(c.Keypad.Cols))
 		}
+		if l := c.Keypad.Layout; l != "" {
+			if err := keypad.CheckLayout(l, len(c.Keypad.Rows), len(c.Keypad.Cols)); err != nil {
+				return fmt.Errorf("keypad.layout: %w", err)
+			}
+			for _, k := range "0123456789*#" {
+				if !strings.ContainsRune(l, k) {
+					return fmt.Errorf("keypad.layout %q: no %q key; a PIN needs 0-9, * and #", l, k)
+				}
+			}
+		}
 	case "wiegand":
 		if c.Keypad.D0 == "" || c.Keypad.D1 == "" {
 			return errors.New("keypad: wiegand needs d0 and d1")
+		}
+		if c.Keypad.Layout != "" {
+			return errors.New("keypad.layout: only for a matrix keypad")
 		}
 	default:
 		return fmt.Errorf("keypad.type %q: want matrix, wiegand or empty", c.Keypad.Type)

@@ -96,6 +96,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"broker without port", mqttEdit("ssl://10.0.0.1", ""), `mqtt.broker "ssl://10.0.0.1": want scheme://host:port`},
 		{"broker with path", mqttEdit("ssl://10.0.0.1:8883/mqtt", ""), "want scheme://host:port"},
 
+		// The matrix key map.
+		{"layout rows", "[keypad]\nlayout = \"123/456/789\"", `keypad.layout: layout "123/456/789" has 3 rows`},
+		{"layout without hash", "[keypad]\nlayout = \"123/456/789/*0A\"", `keypad.layout "123/456/789/*0A": no '#' key`},
+
 		// The unlock schedule.
 		{"window without dash", "[unlock_schedule]\nmon = [\"08:00\"]", `unlock_schedule.mon[0] "08:00": want "HH:MM-HH:MM"`},
 		{"window backwards", "[unlock_schedule]\ntue = [\"17:00-08:00\"]", `unlock_schedule.tue[0] "17:00-08:00": the end must be after the start`},
@@ -149,6 +153,7 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"tcp broker", mqttEdit("tcp://10.0.0.1:1883", "username = \"door\"\npassword_file = \"/pw\"")},
 		{"ssl broker, system roots", mqttEdit("ssl://mqtt.example.org:8883", "")},
 		{"ssl broker, client certificate", mqttEdit("mqtts://10.0.0.1:8883", "ca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/c.key\"")},
+		{"layout", "[keypad]\nlayout = \"321/654/987/#0*\""},
 		{"sync settings", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"72h\"\nstale_policy = \"override-only\"\nmax_remote_unlock = \"1m\"")},
 		{"timings at their limits", "[timing]\nunlock = \"1m\"\nextended_unlock = \"1m\"\nheld = \"1h\"\npin = \"1s\"\ninter_key = \"1m\"\ndebounce = \"200ms\""},
 	} {

@@ -314,7 +314,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 	}
 	switch d.cfg.Keypad.Type {
 	case "matrix":
-		m, err := keypad.NewMatrix(d.hw.keypadRows, d.hw.keypadCols, &keypad.MatrixOpts{Logger: d.log})
+		m, err := keypad.NewMatrix(d.hw.keypadRows, d.hw.keypadCols, &keypad.MatrixOpts{Layout: d.cfg.Keypad.Layout, Logger: d.log})
 		if err != nil {
 			return fmt.Errorf("keypad: %w", err)
 		}

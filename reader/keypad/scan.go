@@ -30,6 +30,13 @@ type layout struct {
 	keys       []Key
 }
 
+// CheckLayout reports whether s is a valid MatrixOpts.Layout for a keypad
+// of rows×cols keys, and says what is wrong when it is not.
+func CheckLayout(s string, rows, cols int) error {
+	_, err := parseLayout(s, rows, cols)
+	return err
+}
+
 // parseLayout parses a key map in the form of Layout3x4 for a matrix of
 // rows×cols keys.
 func parseLayout(s string, rows, cols int) (layout, error) {

@@ -337,3 +337,12 @@ func FuzzDebounce(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckLayout(t *testing.T) {
+	if err := CheckLayout(Layout4x4, 4, 4); err != nil {
+		t.Errorf("4x4: %v", err)
+	}
+	if err := CheckLayout("123/456/789/*00", 4, 3); err == nil || !strings.Contains(err.Error(), "appears twice") {
+		t.Errorf("a key twice: %v", err)
+	}
+}
