@@ -46,11 +46,77 @@ type Config struct {
 	// UnlockSchedule holds the door unlocked (free access) during its
 	// windows, in Timezone, while the clock is trusted.
 	UnlockSchedule UnlockScheduleConfig `toml:"unlock_schedule"`
+	// Security sets PIN lockout and what time rules do on an untrusted clock.
+	Security SecurityConfig `toml:"security"`
 
 	// loc is Timezone, loaded by validate; nil means UTC.
 	loc *time.Location
 	// schedule is UnlockSchedule, parsed by validate; nil means none.
 	schedule *store.Schedule
+}
+
+// SecurityConfig tunes the allowlist's defences; zero keeps the default.
+type SecurityConfig struct {
+	// UntrustedClock is what time rules do while the clock is not trusted:
+	// "deny-bound" (default: cards with dates or schedules the signed site
+	// time cannot settle are refused) or "ignore-schedules".
+	UntrustedClock string   `toml:"untrusted_clock"`
+	MaxBadPINs     int      `toml:"max_bad_pins"`      // consecutive bad PINs that lock a card out (1-20, default 5)
+	Lockout        duration `toml:"lockout"`           // first lockout, doubling after (5s-1h, default 30s)
+	MaxLockout     duration `toml:"max_lockout"`       // cap of the doubling (lockout-24h, default 15m)
+	DoorMaxBadPINs int      `toml:"door_max_bad_pins"` // bad PINs from any cards per door_window that make the door refuse PINs (1-1000, default 20)
+	DoorWindow     duration `toml:"door_window"`       // the window door_max_bad_pins counts over (1m-24h, default 10m)
+}
+
+// check checks the ranges; an error names the key.
+func (s SecurityConfig) check() error {
+	switch s.UntrustedClock {
+	case "", "deny-bound", "ignore-schedules":
+	default:
+		return fmt.Errorf("security.untrusted_clock %q: want deny-bound or ignore-schedules", s.UntrustedClock)
+	}
+	if s.MaxBadPINs != 0 && (s.MaxBadPINs < 1 || s.MaxBadPINs > 20) {
+		return fmt.Errorf("security.max_bad_pins %d: want 1 to 20", s.MaxBadPINs)
+	}
+	if s.DoorMaxBadPINs != 0 && (s.DoorMaxBadPINs < 1 || s.DoorMaxBadPINs > 1000) {
+		return fmt.Errorf("security.door_max_bad_pins %d: want 1 to 1000", s.DoorMaxBadPINs)
+	}
+	lockout := s.Lockout.Duration
+	if lockout == 0 {
+		lockout = 30 * time.Second
+	}
+	for _, r := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"security.lockout", s.Lockout.Duration, 5 * time.Second, time.Hour},
+		{"security.max_lockout", s.MaxLockout.Duration, lockout, 24 * time.Hour},
+		{"security.door_window", s.DoorWindow.Duration, time.Minute, 24 * time.Hour},
+	} {
+		if r.v != 0 && (r.v < r.min || r.v > r.max) {
+			return fmt.Errorf("%s %s: want %s to %s", r.key, r.v, r.min, r.max)
+		}
+	}
+	if s.MaxLockout.Duration == 0 && lockout > 15*time.Minute {
+		return fmt.Errorf("security.lockout %s: above the default max_lockout 15m0s; set security.max_lockout too", lockout)
+	}
+	return nil
+}
+
+// storeOptions are the store's settings from the config.
+func (s SecurityConfig) storeOptions() (store.UntrustedClockPolicy, store.LockoutPolicy) {
+	p := store.UntrustedDenyBound
+	if s.UntrustedClock == "ignore-schedules" {
+		p = store.UntrustedIgnoreSchedules
+	}
+	return p, store.LockoutPolicy{
+		MaxBadPINs:     s.MaxBadPINs,
+		Backoff:        s.Lockout.Duration,
+		MaxBackoff:     s.MaxLockout.Duration,
+		DoorMaxBadPINs: s.DoorMaxBadPINs,
+		DoorWindow:     s.DoorWindow.Duration,
+	}
 }
 
 // UnlockScheduleConfig lists, per weekday, windows written "HH:MM-HH:MM"
@@ -350,6 +416,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("relay.fail_safe_halt %q: want locked or unlocked", c.Relay.FailSafeHalt)
 	}
 	if err := c.Timing.check(); err != nil {
+		return err
+	}
+	if err := c.Security.check(); err != nil {
 		return err
 	}
 	sched, err := c.UnlockSchedule.parse()

@@ -96,6 +96,14 @@ func TestParseConfigErrors(t *testing.T) {
 		{"broker without port", mqttEdit("ssl://10.0.0.1", ""), `mqtt.broker "ssl://10.0.0.1": want scheme://host:port`},
 		{"broker with path", mqttEdit("ssl://10.0.0.1:8883/mqtt", ""), "want scheme://host:port"},
 
+		// Security settings.
+		{"untrusted clock", "[security]\nuntrusted_clock = \"open-all\"", `security.untrusted_clock "open-all": want deny-bound or ignore-schedules`},
+		{"max bad pins", "[security]\nmax_bad_pins = 50", "security.max_bad_pins 50: want 1 to 20"},
+		{"lockout too short", "[security]\nlockout = \"1s\"", "security.lockout 1s: want 5s to 1h0m0s"},
+		{"max lockout below lockout", "[security]\nlockout = \"10m\"\nmax_lockout = \"5m\"", "security.max_lockout 5m0s: want 10m0s to 24h0m0s"},
+		{"lockout above default max", "[security]\nlockout = \"30m\"", "set security.max_lockout too"},
+		{"door window", "[security]\ndoor_window = \"10s\"", "security.door_window 10s: want 1m0s to 24h0m0s"},
+
 		// The matrix key map.
 		{"layout rows", "[keypad]\nlayout = \"123/456/789\"", `keypad.layout: layout "123/456/789" has 3 rows`},
 		{"layout without hash", "[keypad]\nlayout = \"123/456/789/*0A\"", `keypad.layout "123/456/789/*0A": no '#' key`},
@@ -298,5 +306,26 @@ func TestConfigUnlockSchedule(t *testing.T) {
 	}
 	if c, err := parseConfig([]byte(goodConfig)); err != nil || c.schedule != nil {
 		t.Fatalf("no [unlock_schedule]: %+v %v", c.schedule, err)
+	}
+}
+
+// The security settings reach the store, which accepts them.
+func TestConfigSecurity(t *testing.T) {
+	c, err := parseConfig([]byte(override(goodConfig, "[security]\nuntrusted_clock = \"ignore-schedules\"\nmax_bad_pins = 3\nlockout = \"1m\"\nmax_lockout = \"2h\"\ndoor_max_bad_pins = 50\ndoor_window = \"30m\"")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, l := c.Security.storeOptions()
+	want := store.LockoutPolicy{MaxBadPINs: 3, Backoff: time.Minute, MaxBackoff: 2 * time.Hour, DoorMaxBadPINs: 50, DoorWindow: 30 * time.Minute}
+	if p != store.UntrustedIgnoreSchedules || l != want {
+		t.Fatalf("policy %v, lockout %+v", p, l)
+	}
+	c.DataDir = t.TempDir()
+	st, err := openStore(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

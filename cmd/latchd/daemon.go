@@ -113,7 +113,14 @@ func newFeedback(c *Config, hw *hardware) (*door.Feedback, error) {
 
 // openStore opens the bbolt file in the configured data directory.
 func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
-	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{Location: c.location(), Logger: log, Retention: auditRetention()})
+	untrusted, lockout := c.Security.storeOptions()
+	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{
+		Location:       c.location(),
+		UntrustedClock: untrusted,
+		Lockout:        lockout,
+		Logger:         log,
+		Retention:      auditRetention(),
+	})
 }
 
 // newRelay builds the relay from the config. It is the first driver made, so
