@@ -376,7 +376,6 @@ func (c *Client) checkStale(ctx context.Context) {
 		return
 	}
 	c.fresh.stale = stale
-	c.update(func(s *Stats) { s.ACLStale = stale })
 	if stale {
 		since := "never"
 		if !last.IsZero() {
@@ -391,5 +390,8 @@ func (c *Client) checkStale(ctx context.Context) {
 	if err := c.door.SetStale(ctx, stale, c.o.StalePolicy); err != nil {
 		c.log.Error("mqtt: door refused the stale policy", "stale", stale, "err", err)
 	}
+	// Shown in Stats last, so that whoever watches ACLStale finds the
+	// acl_stale event already in the log and the door already told.
+	c.update(func(s *Stats) { s.ACLStale = stale })
 	c.maybeStatus(false)
 }
