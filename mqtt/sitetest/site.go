@@ -560,10 +560,11 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.contig = contig
-	s.mu.Unlock()
+	// The marks move in the same update as the counts of the batch, so
+	// that whoever sees a door's events stored also sees any conflict or
+	// chain break among them.
 	s.update(func(st *Stats) {
+		s.contig = contig
 		st.EventsReceived += len(batch)
 		st.EventsStored += stored
 		st.Duplicates += dup
