@@ -105,8 +105,9 @@ func (c *Client) applyDelta(in inbound, d *Delta) {
 	switch {
 	case err == nil:
 		c.acl.seq = d.Seq
-		c.refreshACL(func(s *Stats) { s.DeltasApplied++ })
+		// The event first, so that whoever sees the seq in Stats finds it.
 		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), in.kid))
+		c.refreshACL(func(s *Stats) { s.DeltasApplied++ })
 	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
 		// The store moved without us (another writer): take its word.
 		c.refreshACL()
@@ -190,9 +191,9 @@ func (c *Client) onChunk(in inbound, m *SnapshotChunk) {
 	switch {
 	case err == nil:
 		c.wantSnap = false
-		c.refreshACL(func(s *Stats) { s.SnapshotsApplied++ })
 		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d cards, %d holders, %d revocations",
 			snap.Seq, len(snap.Cards), len(snap.Holders), len(snap.Revocations)))
+		c.refreshACL(func(s *Stats) { s.SnapshotsApplied++ })
 		c.drainAhead()
 	case errors.Is(err, store.ErrSeqOld):
 		c.refreshACL()
