@@ -57,22 +57,13 @@ func NewMatrix(layout string) (*Matrix, error) {
 	if nc < 1 || nc > 8 {
 		return nil, fmt.Errorf("keypadtest: layout %q: %d columns, want 1 to 8", layout, nc)
 	}
+	if err := keypad.CheckLayout(layout, len(lines), nc); err != nil {
+		return nil, fmt.Errorf("keypadtest: %w", err)
+	}
 	m := &Matrix{nr: len(lines), nc: nc, scanned: make(chan struct{})}
-	seen := map[keypad.Key]bool{}
-	for r, line := range lines {
-		if len(line) != nc {
-			return nil, fmt.Errorf("keypadtest: layout %q: row %d has %d keys, row 1 has %d", layout, r+1, len(line), nc)
-		}
+	for _, line := range lines {
 		for i := 0; i < len(line); i++ {
-			k := keypad.Key(line[i])
-			if !k.IsPIN() && (k < keypad.KeyA || k > keypad.KeyD) {
-				return nil, fmt.Errorf("keypadtest: layout %q: %q is not a key", layout, line[i])
-			}
-			if seen[k] {
-				return nil, fmt.Errorf("keypadtest: layout %q: key %s appears twice", layout, k)
-			}
-			seen[k] = true
-			m.keys = append(m.keys, k)
+			m.keys = append(m.keys, keypad.Key(line[i]))
 		}
 	}
 	m.down = make([]uint64, len(m.keys))
