@@ -300,16 +300,12 @@ func (m *Matrix) scan() (uint64, error) {
 			return 0, fmt.Errorf("keypad: matrix: row %s: %w", row, err)
 		}
 		time.Sleep(m.settle)
-		for c, col := range m.cols {
-			if col.Read() == gpio.Low {
-				s |= 1 << (r*len(m.cols) + c)
-			}
-		}
+		s |= m.pattern() << (r * len(m.cols))
 		if err := m.release(r); err != nil {
 			return 0, err
 		}
 	}
-	return s, m.driveRows(gpio.Low)
+	return s, m.driveRowsLow()
 }
 
 // pattern returns the columns that read low: bit c for column c.
@@ -347,9 +343,9 @@ func (m *Matrix) releaseRows() error {
 	return nil
 }
 
-func (m *Matrix) driveRows(l gpio.Level) error {
+func (m *Matrix) driveRowsLow() error {
 	for _, row := range m.rows {
-		if err := row.Out(l); err != nil {
+		if err := row.Out(gpio.Low); err != nil {
 			return fmt.Errorf("keypad: matrix: row %s: %w", row, err)
 		}
 	}
