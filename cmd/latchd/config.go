@@ -75,28 +75,22 @@ func (s SecurityConfig) check() error {
 	default:
 		return fmt.Errorf("security.untrusted_clock %q: want deny-bound or ignore-schedules", s.UntrustedClock)
 	}
-	if s.MaxBadPINs != 0 && (s.MaxBadPINs < 1 || s.MaxBadPINs > 20) {
-		return fmt.Errorf("security.max_bad_pins %d: want 1 to 20", s.MaxBadPINs)
-	}
-	if s.DoorMaxBadPINs != 0 && (s.DoorMaxBadPINs < 1 || s.DoorMaxBadPINs > 1000) {
-		return fmt.Errorf("security.door_max_bad_pins %d: want 1 to 1000", s.DoorMaxBadPINs)
+	if err := checkRanges([]setting[int]{
+		{"security.max_bad_pins", s.MaxBadPINs, 1, 20},
+		{"security.door_max_bad_pins", s.DoorMaxBadPINs, 1, 1000},
+	}); err != nil {
+		return err
 	}
 	lockout := s.Lockout.Duration
 	if lockout == 0 {
 		lockout = 30 * time.Second
 	}
-	for _, r := range []struct {
-		key      string
-		v        time.Duration
-		min, max time.Duration
-	}{
+	if err := checkRanges([]setting[time.Duration]{
 		{"security.lockout", s.Lockout.Duration, 5 * time.Second, time.Hour},
 		{"security.max_lockout", s.MaxLockout.Duration, lockout, 24 * time.Hour},
 		{"security.door_window", s.DoorWindow.Duration, time.Minute, 24 * time.Hour},
-	} {
-		if r.v != 0 && (r.v < r.min || r.v > r.max) {
-			return fmt.Errorf("%s %s: want %s to %s", r.key, r.v, r.min, r.max)
-		}
+	}); err != nil {
+		return err
 	}
 	if s.MaxLockout.Duration == 0 && lockout > 15*time.Minute {
 		return fmt.Errorf("security.lockout %s: above the default max_lockout 15m0s; set security.max_lockout too", lockout)
@@ -477,20 +471,30 @@ func (t TimingConfig) check() error {
 	if unlock == 0 {
 		unlock = door.DefaultUnlock
 	}
-	for _, r := range []struct {
-		key      string
-		v        time.Duration
-		min, max time.Duration
-	}{
+	return checkRanges([]setting[time.Duration]{
 		{"timing.unlock", t.Unlock.Duration, 500 * time.Millisecond, time.Minute},
 		{"timing.extended_unlock", t.ExtendedUnlock.Duration, unlock, 5 * time.Minute},
 		{"timing.held", t.Held.Duration, 5 * time.Second, time.Hour},
 		{"timing.pin", t.PIN.Duration, time.Second, time.Minute},
 		{"timing.inter_key", t.InterKey.Duration, time.Second, time.Minute},
 		{"timing.debounce", t.Debounce.Duration, time.Millisecond, door.MaxDebounce},
-	} {
-		if r.v != 0 && (r.v < r.min || r.v > r.max) {
-			return fmt.Errorf("%s %v: want %v to %v", r.key, r.v, r.min, r.max)
+	})
+}
+
+// setting is a numeric config value whose zero keeps the default and whose
+// other values must lie in [min, max].
+type setting[T int | time.Duration] struct {
+	key      string
+	v        T
+	min, max T
+}
+
+// checkRanges checks settings in order; an error names the first key out of
+// its range.
+func checkRanges[T int | time.Duration](settings []setting[T]) error {
+	for _, s := range settings {
+		if s.v != 0 && (s.v < s.min || s.v > s.max) {
+			return fmt.Errorf("%s %v: want %v to %v", s.key, s.v, s.min, s.max)
 		}
 	}
 	return nil
@@ -576,17 +580,17 @@ const (
 
 // checkSync checks the freshness and remote unlock settings.
 func (m *MQTTConfig) checkSync() error {
-	if d := m.StaleAfter.Duration; d != 0 && (d < minStaleAfter || d > maxStaleAfter) {
-		return fmt.Errorf("mqtt.stale_after %s: want %s to %s", d, minStaleAfter, maxStaleAfter)
+	if err := checkRanges([]setting[time.Duration]{
+		{"mqtt.stale_after", m.StaleAfter.Duration, minStaleAfter, maxStaleAfter},
+		{"mqtt.max_remote_unlock", m.MaxRemoteUnlock.Duration, minMaxRemoteUnlock, mqtt.MaxUnlockDuration},
+	}); err != nil {
+		return err
 	}
 	switch mqtt.StalePolicy(m.StalePolicy) {
 	case "", mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly:
 	default:
 		return fmt.Errorf("mqtt.stale_policy %q: want %q, %q or %q", m.StalePolicy,
 			mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly)
-	}
-	if d := m.MaxRemoteUnlock.Duration; d != 0 && (d < minMaxRemoteUnlock || d > mqtt.MaxUnlockDuration) {
-		return fmt.Errorf("mqtt.max_remote_unlock %s: want %s to %s", d, minMaxRemoteUnlock, mqtt.MaxUnlockDuration)
 	}
 	return nil
 }
