@@ -385,10 +385,7 @@ func (c *Controller) shutdown() error {
 	now := c.clock.Now()
 	c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
 		Detail: "door controller stopped, relay in its safe state"}, now)
-	c.flush(now)
-	if c.lockdownDirty {
-		c.persistLockdown()
-	}
+	c.retry(now)
 	if n := len(c.backlog); n > 0 {
 		c.log.Error("journal: events not written at shutdown", "count", n)
 	}
@@ -450,10 +447,7 @@ func (c *Controller) step(e event) {
 		c.fbNext = next
 	}
 	if (len(c.backlog) > 0 || c.lockdownDirty) && !now.Before(c.retryAt) {
-		c.flush(now)
-		if c.lockdownDirty {
-			c.persistLockdown()
-		}
+		c.retry(now)
 	}
 	c.publish(now)
 }
@@ -493,7 +487,7 @@ func (c *Controller) apply(e event, now time.Time) {
 			}
 		case actLockdown:
 			c.lockdownDirty = true
-			c.persistLockdown()
+			c.persistLockdown(now)
 		}
 	}
 	for _, a := range acts {
@@ -518,10 +512,10 @@ func (c *Controller) ask(a actDecide) {
 	}()
 }
 
-func (c *Controller) persistLockdown() {
+func (c *Controller) persistLockdown(now time.Time) {
 	if err := c.store.SetLockdown(c.p.door, c.st.lockdown); err != nil {
 		c.log.Error("state: saving the lockdown flag; will retry", "lockdown", c.st.lockdown, "err", err)
-		c.scheduleRetry(c.clock.Now())
+		c.scheduleRetry(now)
 		return
 	}
 	c.lockdownDirty = false
@@ -560,9 +554,26 @@ func (c *Controller) queue(ev store.Event) {
 	c.backlog = append(c.backlog, ev)
 }
 
+// scheduleRetry sets the next retry after a failed write, backing off. A
+// retry already set for later covers this failure too.
 func (c *Controller) scheduleRetry(now time.Time) {
+	if c.retryAt.After(now) {
+		return
+	}
 	c.retryGap = min(max(2*c.retryGap, minRetryGap), maxRetryGap)
 	c.retryAt = now.Add(c.retryGap)
+}
+
+// retry writes what earlier failures left: the journal backlog, then the
+// lockdown flag. The backoff starts again once both are written.
+func (c *Controller) retry(now time.Time) {
+	c.flush(now)
+	if c.lockdownDirty {
+		c.persistLockdown(now)
+	}
+	if len(c.backlog) == 0 && !c.lockdownDirty {
+		c.retryGap = 0
+	}
 }
 
 // flush writes the backlog in order until it is empty or a write fails.
@@ -577,7 +588,6 @@ func (c *Controller) flush(now time.Time) {
 		c.backlog = c.backlog[1:]
 	}
 	c.backlog = nil
-	c.retryGap = 0
 	if c.dropped > 0 {
 		lost := store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonEventsLost,
 			Clock: c.clockQuality(), BootID: c.bootID,

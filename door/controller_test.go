@@ -23,6 +23,7 @@ type memStore struct {
 	events    []store.Event
 	appendErr error
 	lockdown  map[string]bool
+	lockSets  int // calls of SetLockdown
 	state     map[string][]byte
 	stateErr  error
 }
@@ -60,6 +61,7 @@ func (m *memStore) Append(ev store.Event) (store.Event, error) {
 func (m *memStore) SetLockdown(door string, on bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.lockSets++
 	if m.stateErr != nil {
 		return m.stateErr
 	}
@@ -941,6 +943,28 @@ func TestControllerStateStoreFailure(t *testing.T) {
 		r.advance(30 * time.Second)
 		if on, _ := st.Lockdown("front"); on {
 			t.Fatal("lockdown off never persisted")
+		}
+		r.stop()
+	})
+}
+
+// A lockdown flag the state store keeps refusing is retried with backoff,
+// not every second.
+func TestControllerLockdownRetryBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.stateErr = errors.New("EIO")
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.RemoteLockdown(t.Context(), true, "bob", ""))
+		for range 60 {
+			r.advance(time.Second)
+		}
+		// Attempts at 0, 1, 3, 7, 15 and 31 s.
+		st.mu.Lock()
+		n := st.lockSets
+		st.mu.Unlock()
+		if n != 6 {
+			t.Errorf("%d attempts to save the lockdown flag in 60 s, want 6", n)
 		}
 		r.stop()
 	})
