@@ -122,12 +122,8 @@ func scanEvent(rec []byte) (seq uint64, prev, hash [32]byte, hashOK bool, err er
 	}
 	seq = d.u64()
 	d.time()
-	for range 9 {
-		n := int(d.u16())
-		if p := d.take(n); p != nil && !utf8.Valid(p) {
-			d.off -= n
-			d.fail("string is not UTF-8")
-		}
+	for range 9 { // clock, boot, door, type, reason, uid, holder, holder_name, detail
+		d.strBytes()
 	}
 	copy(prev[:], d.take(32))
 	n := d.off

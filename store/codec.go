@@ -109,18 +109,21 @@ func (d *decoder) u64() uint64 {
 	return binary.BigEndian.Uint64(p)
 }
 
-func (d *decoder) str() string {
+func (d *decoder) str() string { return string(d.strBytes()) }
+
+// strBytes is str without the copy: the string's bytes inside d.b.
+func (d *decoder) strBytes() []byte {
 	n := int(d.u16())
 	p := d.take(n)
 	if p == nil {
-		return ""
+		return nil
 	}
 	if !utf8.Valid(p) {
 		d.off -= n
 		d.fail("string is not UTF-8")
-		return ""
+		return nil
 	}
-	return string(p)
+	return p
 }
 
 func (d *decoder) short() []byte {
