@@ -184,14 +184,7 @@ func smoke(ctx context.Context, port spi.Port, o *pn532.Opts, polls int, stdout,
 			cancel()
 			return ctx.Err()
 		}
-		t := time.NewTimer(dur)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
-		}
+		return pn532.WaitTimer(ctx, dur)
 	}
 	faulted := false
 	err = pn532.NewTracker(d, &pn532.TrackerOpts{Wait: wait}).Run(ctx, func(e pn532.TrackEvent) {

@@ -57,14 +57,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 						cancel()
 						return ctx.Err()
 					}
-					t := time.NewTimer(dur)
-					defer t.Stop()
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-t.C:
-						return nil
-					}
+					return pn532.WaitTimer(ctx, dur)
 				}})
 				s0, c0, w0 := chip.Stats(), cpuTime(b), time.Now()
 				_ = tr.Run(ctx, func(e pn532.TrackEvent) { b.Errorf("event %#v", e) })

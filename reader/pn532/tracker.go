@@ -48,8 +48,8 @@ type TrackerOpts struct {
 	// re-initialises the reader after two, so the default 3 reports a
 	// fault only once a re-initialisation failed too.
 	FaultAfter int
-	// Wait waits d between two polls, or until ctx is done. Nil means a
-	// timer; tests put a function that returns at once.
+	// Wait waits d between two polls, or until ctx is done. Nil means
+	// WaitTimer; tests put a function that returns at once.
 	Wait func(ctx context.Context, d time.Duration) error
 	// Logger receives poll failures. Nil discards them.
 	Logger *slog.Logger
@@ -77,7 +77,7 @@ func NewTracker(d *Dev, opts *TrackerOpts) *Tracker {
 		o.FaultAfter = 3
 	}
 	if o.Wait == nil {
-		o.Wait = waitTimer
+		o.Wait = WaitTimer
 	}
 	l := o.Logger
 	if l == nil {
@@ -86,7 +86,10 @@ func NewTracker(d *Dev, opts *TrackerOpts) *Tracker {
 	return &Tracker{d: d, period: d.o.PollPeriod, o: o, log: l}
 }
 
-func waitTimer(ctx context.Context, d time.Duration) error {
+// WaitTimer waits d on a timer, or until ctx is done and returns ctx's
+// error. It is the default TrackerOpts.Wait; a Wait that does more, such
+// as counting polls, calls it to wait.
+func WaitTimer(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
