@@ -33,9 +33,8 @@ func newFailsafe(log *slog.Logger, relay *door.Relay) *failsafe {
 func (f *failsafe) recovered(part string, v any) error {
 	f.log.Error("panic: stopping the door", "part", part, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	err := fmt.Errorf("%s: panic: %v", part, v)
-	if herr := f.relay.Halt(); herr != nil {
-		f.log.Error("relay: not in its safe state", "err", herr)
-		err = errors.Join(err, fmt.Errorf("relay not in its safe state: %w", herr))
+	if herr := haltRelay(f.relay, f.log); herr != nil {
+		err = errors.Join(err, herr)
 	}
 	f.mu.Lock()
 	if f.first == nil {
