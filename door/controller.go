@@ -421,7 +421,7 @@ func (c *Controller) arm(t Timer) {
 	if c.fb != nil {
 		consider(c.fbNext)
 	}
-	if len(c.backlog) > 0 || c.lockdownDirty {
+	if c.unwritten() {
 		consider(c.retryAt)
 	}
 	if d.IsZero() {
@@ -446,7 +446,7 @@ func (c *Controller) step(e event) {
 		}
 		c.fbNext = next
 	}
-	if (len(c.backlog) > 0 || c.lockdownDirty) && !now.Before(c.retryAt) {
+	if c.unwritten() && !now.Before(c.retryAt) {
 		c.retry(now)
 	}
 	c.publish(now)
@@ -564,16 +564,24 @@ func (c *Controller) scheduleRetry(now time.Time) {
 	c.retryAt = now.Add(c.retryGap)
 }
 
-// retry writes what earlier failures left: the journal backlog, then the
-// lockdown flag. The backoff starts again once both are written.
+// retry writes what earlier failures left: the journal backlog and the
+// record of the events it dropped, then the lockdown flag. The backoff
+// starts again once all are written.
 func (c *Controller) retry(now time.Time) {
 	c.flush(now)
 	if c.lockdownDirty {
 		c.persistLockdown(now)
 	}
-	if len(c.backlog) == 0 && !c.lockdownDirty {
+	if !c.unwritten() {
 		c.retryGap = 0
 	}
+}
+
+// unwritten reports whether a failed write waits for a retry: journal
+// events, the record of events dropped from a full backlog, or the lockdown
+// flag.
+func (c *Controller) unwritten() bool {
+	return len(c.backlog) > 0 || c.dropped > 0 || c.lockdownDirty
 }
 
 // flush writes the backlog in order until it is empty or a write fails.
@@ -593,7 +601,8 @@ func (c *Controller) flush(now time.Time) {
 			Clock: c.clockQuality(), BootID: c.bootID,
 			Detail: fmt.Sprintf("%d events could not be written while the store failed", c.dropped)}
 		if _, err := c.journal.Append(lost); err != nil {
-			c.log.Error("journal: recording lost events", "lost", c.dropped, "err", err)
+			c.log.Error("journal: recording lost events; will retry", "lost", c.dropped, "err", err)
+			c.scheduleRetry(now)
 			return
 		}
 		c.dropped = 0

@@ -22,6 +22,7 @@ type memStore struct {
 	requests  []store.Request
 	events    []store.Event
 	appendErr error
+	refuse    func(store.Event) bool // Append fails for the events it picks
 	lockdown  map[string]bool
 	lockSets  int // calls of SetLockdown
 	state     map[string][]byte
@@ -52,6 +53,9 @@ func (m *memStore) Append(ev store.Event) (store.Event, error) {
 	defer m.mu.Unlock()
 	if m.appendErr != nil {
 		return store.Event{}, m.appendErr
+	}
+	if m.refuse != nil && m.refuse(ev) {
+		return store.Event{}, errors.New("refused")
 	}
 	ev.Seq = uint64(len(m.events) + 1)
 	m.events = append(m.events, ev)
@@ -720,7 +724,23 @@ func TestControllerJournalBacklogFull(t *testing.T) {
 			r.must(r.c.ExitButton(ctx, true))
 			r.must(r.c.ExitButton(ctx, false))
 		}
-		st.setAppendErr(nil)
+		// The journal writes again, but fails once more for the record of
+		// the loss, which is retried on its own.
+		st.mu.Lock()
+		st.appendErr = nil
+		refused := false
+		st.refuse = func(ev store.Event) bool {
+			if ev.Reason == store.ReasonEventsLost && !refused {
+				refused = true
+				return true
+			}
+			return false
+		}
+		st.mu.Unlock()
+		r.advance(time.Minute)
+		if got := st.reasons(); len(got) != maxBacklog || got[len(got)-1] == store.ReasonEventsLost {
+			t.Fatalf("%d events written before the loss is recorded, want %d", len(got), maxBacklog)
+		}
 		r.advance(time.Minute)
 		// The backlog held started, tamper and the presses; the oldest
 		// ordinary events went first, started among them.
