@@ -66,22 +66,14 @@ func openHost(spiName, resetName, irqName string) (hardware, error) {
 		}
 		return p, nil
 	}
-	rst, err := pin(resetName)
-	if err != nil {
+	var err error
+	if hw.reset, err = pin(resetName); err != nil {
 		return hw, err
 	}
-	irq, err := pin(irqName)
-	if err != nil {
+	if hw.irq, err = pin(irqName); err != nil {
 		return hw, err
 	}
-	if rst != nil {
-		hw.reset = rst
-	}
-	if irq != nil {
-		hw.irq = irq
-	}
-	hw.port, err = spireg.Open(spiName)
-	if err != nil {
+	if hw.port, err = spireg.Open(spiName); err != nil {
 		return hw, fmt.Errorf("open %s (is SPI enabled: dtparam=spi=on in config.txt?): %w", spiName, err)
 	}
 	return hw, nil
