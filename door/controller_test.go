@@ -247,7 +247,6 @@ func (r *rig) runInput(in *Input, fn func(ctx context.Context, active bool) erro
 func (r *rig) stop() error {
 	if r.stopIn != nil {
 		r.stopIn()
-		time.Sleep(inputRecheck) // let the inputs see it
 		r.inputs.Wait()
 	}
 	r.cancel()
