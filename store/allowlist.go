@@ -560,13 +560,15 @@ func (s *Store) ApplySnapshot(sn Snapshot) error {
 	return nil
 }
 
-// sortedBy returns the indexes 0..n-1 ordered by key(i).
+// sortedBy returns the indexes 0..n-1 ordered by key(i). Each key is
+// taken once, not at every comparison.
 func sortedBy(n int, key func(i int) []byte) []int {
 	idx := make([]int, n)
+	keys := make([][]byte, n)
 	for i := range idx {
-		idx[i] = i
+		idx[i], keys[i] = i, key(i)
 	}
-	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(key(a), key(b)) })
+	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
 	return idx
 }
 
