@@ -59,7 +59,7 @@ const (
 )
 
 // initOps is what NewSPI says and hears bringing up a PN532 without IRQ
-// pin; irq is the IRQ byte of SAMConfiguration.
+// pin; samFrame is the SAMConfiguration frame sent, its IRQ byte as asked.
 func initOps(samFrame string) []conntest.IO {
 	return []conntest.IO{
 		// Wake the chip (chip select) and look for a stale answer: none.
