@@ -113,22 +113,8 @@ func (l *lockedBuffer) String() string {
 // TestSimSession drives latchd -sim through its standard input as a user
 // does and checks the JSON events it prints.
 func TestSimSession(t *testing.T) {
-	dir := t.TempDir()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	var stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(context.Background(), []string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, inR, outW, &stderr)
-		outW.Close()
-	}()
-	out := newSimOut(t, outR)
-	send := func(line string) {
-		t.Helper()
-		if _, err := io.WriteString(inW, line+"\n"); err != nil {
-			t.Fatalf("send %q: %v (stderr: %s)", line, err, stderr.String())
-		}
-	}
+	sim := startSim(t)
+	out, send := sim.out, sim.send
 	out.relay("locked")
 
 	// The valid demo card with its PIN.
@@ -194,14 +180,54 @@ func TestSimSession(t *testing.T) {
 	out.relay("unlocked")
 	out.relay("locked")
 
-	send("quit")
+	sim.quit()
+}
+
+// simRun is latchd -sim run in this process and fed through a pipe.
+type simRun struct {
+	t      *testing.T
+	in     *io.PipeWriter
+	out    *simOut
+	stderr *lockedBuffer
+	done   chan int
+}
+
+// startSim runs latchd -sim in a fresh data directory, printing JSON, with
+// the extra flags.
+func startSim(t *testing.T, extra ...string) *simRun {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	s := &simRun{t: t, in: inW, stderr: &lockedBuffer{}, done: make(chan int, 1)}
+	args := append([]string{"-sim", "-data", t.TempDir(), "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, extra...)
+	go func() {
+		s.done <- run(context.Background(), args, inR, outW, s.stderr)
+		outW.Close()
+	}()
+	t.Cleanup(func() { inW.Close() })
+	s.out = newSimOut(t, outR)
+	return s
+}
+
+// send types one command line.
+func (s *simRun) send(line string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
+		s.t.Fatalf("send %q: %v (stderr: %s)", line, err, s.stderr.String())
+	}
+}
+
+// quit types quit and checks that latchd exits cleanly.
+func (s *simRun) quit() {
+	s.t.Helper()
+	s.send("quit")
 	select {
-	case code := <-done:
+	case code := <-s.done:
 		if code != 0 {
-			t.Fatalf("exit code %d; stderr: %s", code, stderr.String())
+			s.t.Fatalf("exit code %d; stderr: %s", code, s.stderr.String())
 		}
 	case <-time.After(hangGuard):
-		t.Fatal("latchd did not stop on quit")
+		s.t.Fatal("latchd did not stop on quit")
 	}
 }
 
@@ -271,28 +297,11 @@ func TestSimKilledDuringUnlock(t *testing.T) {
 // At -log-level info an audit event is printed once, on standard output,
 // and not logged again on standard error.
 func TestSimEventsPrintedOnce(t *testing.T) {
-	dir := t.TempDir()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	var stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(context.Background(), []string{"-sim", "-data", dir, "-log-format", "json", "-log-level", "info", "-broker-addr", "127.0.0.1:0"}, inR, outW, &stderr)
-		outW.Close()
-	}()
-	out := newSimOut(t, outR)
-	fmt.Fprintln(inW, "tap 01020304")
-	out.event("unknown_card")
-	fmt.Fprintln(inW, "quit")
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit code %d; stderr: %s", code, stderr.String())
-		}
-	case <-time.After(hangGuard):
-		t.Fatal("latchd did not stop on quit")
-	}
-	if strings.Contains(stderr.String(), "unknown_card") {
-		t.Errorf("the event is logged on standard error too:\n%s", stderr.String())
+	sim := startSim(t, "-log-level", "info")
+	sim.send("tap 01020304")
+	sim.out.event("unknown_card")
+	sim.quit()
+	if strings.Contains(sim.stderr.String(), "unknown_card") {
+		t.Errorf("the event is logged on standard error too:\n%s", sim.stderr.String())
 	}
 }
