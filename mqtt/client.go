@@ -380,7 +380,6 @@ type Client struct {
 // messages to paho in order, so that a connection going down (when paho's
 // Publish can block for WriteTimeout) never stalls Run.
 type session struct {
-	gen   uint64
 	pc    paho.Client
 	since time.Time
 	q     chan outMsg

@@ -345,7 +345,7 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // sessionUp starts serving a new session: status, sync request, outbox.
 func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
-	c.sess = &session{gen: ev.gen, pc: ev.pc, since: time.Now(),
+	c.sess = &session{pc: ev.pc, since: time.Now(),
 		q: make(chan outMsg, c.o.EventWindow+c.o.LiveWindow+64), quit: make(chan struct{})}
 	go c.sess.publisher()
 	c.log.Info("mqtt: connected", "broker", c.o.Broker)
