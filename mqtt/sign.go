@@ -149,16 +149,21 @@ func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
 	if len(b) > max(MaxDeltaBytes, MaxChunkBytes) {
 		return nil, "", fmt.Errorf("mqtt: open: %w: %d bytes", ErrTooLarge, len(b))
 	}
-	var loose envelope
-	if err := json.Unmarshal(b, &loose); err != nil {
-		return nil, "", fmt.Errorf("mqtt: open: %w: %w", ErrMalformed, err)
-	}
-	if loose.Sig == "" {
-		return nil, "", fmt.Errorf("mqtt: open: %w", ErrUnsigned)
-	}
 	var env envelope
 	if err := decodeStrict(b, &env); err != nil {
+		// Only a refused message is decoded again, loosely, to tell an
+		// unsigned one (a bare payload, say) from a malformed envelope.
+		var loose envelope
+		if lerr := json.Unmarshal(b, &loose); lerr != nil {
+			return nil, "", fmt.Errorf("mqtt: open: %w: %w", ErrMalformed, lerr)
+		}
+		if loose.Sig == "" {
+			return nil, "", fmt.Errorf("mqtt: open: %w", ErrUnsigned)
+		}
 		return nil, "", fmt.Errorf("mqtt: open: %w: envelope: %w", ErrMalformed, err)
+	}
+	if env.Sig == "" {
+		return nil, "", fmt.Errorf("mqtt: open: %w", ErrUnsigned)
 	}
 	pub, ok := v.keys[env.Kid]
 	if !ok {
