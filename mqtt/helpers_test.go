@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -161,36 +162,17 @@ func waitFor(t testing.TB, what string, cond func() bool, watch ...func() <-chan
 	t.Helper()
 	deadline := time.NewTimer(hang)
 	defer deadline.Stop()
+	cases := make([]reflect.SelectCase, 1+len(watch))
+	cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline.C)}
 	for {
-		chs := make([]<-chan struct{}, len(watch))
 		for i, w := range watch {
-			chs[i] = w()
+			cases[1+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w())}
 		}
 		if cond() {
 			return
 		}
-		switch len(chs) {
-		case 1:
-			select {
-			case <-chs[0]:
-			case <-deadline.C:
-				t.Fatalf("timed out after %s waiting for %s", hang, what)
-			}
-		case 2:
-			select {
-			case <-chs[0]:
-			case <-chs[1]:
-			case <-deadline.C:
-				t.Fatalf("timed out after %s waiting for %s", hang, what)
-			}
-		default:
-			select {
-			case <-chs[0]:
-			case <-chs[1]:
-			case <-chs[2]:
-			case <-deadline.C:
-				t.Fatalf("timed out after %s waiting for %s", hang, what)
-			}
+		if chosen, _, _ := reflect.Select(cases); chosen == 0 {
+			t.Fatalf("timed out after %s waiting for %s", hang, what)
 		}
 	}
 }
