@@ -162,7 +162,7 @@ type Controller struct {
 func New(cfg Config, deps Deps) (*Controller, error) {
 	p, err := cfg.params()
 	if err != nil {
-		return nil, fmt.Errorf("door: config: %w", err)
+		return nil, err
 	}
 	switch {
 	case deps.Allowlist == nil:
@@ -211,7 +211,23 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	return c, nil
 }
 
-// params validates cfg and fills the defaults.
+// ConfigError is a Config field New refuses.
+type ConfigError struct {
+	Field string // the Config field, e.g. "Unlock"
+	Msg   string // what is wrong with it, e.g. "100ms: want 500ms to 1m0s"
+}
+
+// Error names the field and what is wrong.
+func (e *ConfigError) Error() string { return "door: config: " + e.Field + " " + e.Msg }
+
+// Check validates cfg as New does, without building a controller. Its
+// error, if any, is a *ConfigError.
+func (cfg Config) Check() error {
+	_, err := cfg.params()
+	return err
+}
+
+// params validates cfg and fills the defaults. Its errors are *ConfigError.
 func (cfg Config) params() (*params, error) {
 	p := &params{
 		door:      cfg.Door,
@@ -226,17 +242,17 @@ func (cfg Config) params() (*params, error) {
 		maxRemote: cfg.MaxRemoteUnlock,
 	}
 	if p.door == "" {
-		return nil, errors.New("no door id")
+		return nil, &ConfigError{"Door", "required"}
 	}
-	if err := checkText("door id", p.door); err != nil {
-		return nil, err
+	if err := checkText("id", p.door); err != nil {
+		return nil, &ConfigError{"Door", err.Error()}
 	}
 	switch p.mode {
 	case "":
 		p.mode = store.ModeCardPIN
 	case store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
 	default:
-		return nil, fmt.Errorf("mode %q: want %q, %q or %q", p.mode, store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN)
+		return nil, &ConfigError{"Mode", fmt.Sprintf("%q: want %q, %q or %q", p.mode, store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN)}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -264,7 +280,7 @@ func (cfg Config) params() (*params, error) {
 		{"MaxRemoteUnlock", p.maxRemote, p.unlock, 24 * time.Hour},
 	} {
 		if r.v < r.min || r.v > r.max {
-			return nil, fmt.Errorf("%s %v: want %v to %v", r.name, r.v, r.min, r.max)
+			return nil, &ConfigError{r.name, fmt.Sprintf("%v: want %v to %v", r.v, r.min, r.max)}
 		}
 	}
 	if cfg.UnlockSchedule != nil {
@@ -274,7 +290,7 @@ func (cfg Config) params() (*params, error) {
 		}
 		u, err := compileSchedule(cfg.UnlockSchedule, loc)
 		if err != nil {
-			return nil, err
+			return nil, &ConfigError{"UnlockSchedule", err.Error()}
 		}
 		p.schedule = u
 	}

@@ -1045,3 +1045,30 @@ func TestControllerShutdownWithHungAllowlist(t *testing.T) {
 		r.wantRelay("stopped", lockedLevel)
 	})
 }
+
+// Check refuses what New refuses, naming the field.
+func TestConfigCheck(t *testing.T) {
+	for _, tc := range []struct {
+		cfg   Config
+		field string
+	}{
+		{Config{}, "Door"},
+		{Config{Door: "front\n"}, "Door"},
+		{Config{Door: "front", Mode: "fingerprint"}, "Mode"},
+		{Config{Door: "front", Unlock: 100 * time.Millisecond}, "Unlock"},
+		{Config{Door: "front", Unlock: 20 * time.Second, ExtendedUnlock: 10 * time.Second}, "ExtendedUnlock"},
+		{Config{Door: "front", UnlockSchedule: &store.Schedule{}}, "UnlockSchedule"},
+	} {
+		err := tc.cfg.Check()
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("Check(%+v) = %v, want a ConfigError for %s", tc.cfg, err, tc.field)
+		}
+		if _, nerr := New(tc.cfg, Deps{}); nerr == nil || nerr.Error() != err.Error() {
+			t.Errorf("New: %v; Check: %v", nerr, err)
+		}
+	}
+	if err := (Config{Door: "front"}).Check(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
