@@ -420,6 +420,10 @@ func (c *Config) validate() error {
 		return err
 	}
 	c.schedule = sched
+	// The door's own checks (ids, mode, timing ranges), under our keys.
+	if err := c.doorConfig().Check(); err != nil {
+		return doorConfigError(err)
+	}
 	switch c.Keypad.Type {
 	case "":
 		if store.Mode(c.Mode) != store.ModeCardOnly {
@@ -464,19 +468,11 @@ func (c *Config) validate() error {
 	return c.MQTT.check()
 }
 
-// check checks the timings against the door's ranges; zero keeps the
-// door's default.
+// check checks what the door's Config does not: the inputs' debounce
+// (the other timings are checked by door.Config.Check). Zero keeps the
+// default.
 func (t TimingConfig) check() error {
-	unlock := t.Unlock.Duration
-	if unlock == 0 {
-		unlock = door.DefaultUnlock
-	}
 	return checkRanges([]setting[time.Duration]{
-		{"timing.unlock", t.Unlock.Duration, 500 * time.Millisecond, time.Minute},
-		{"timing.extended_unlock", t.ExtendedUnlock.Duration, unlock, 5 * time.Minute},
-		{"timing.held", t.Held.Duration, 5 * time.Second, time.Hour},
-		{"timing.pin", t.PIN.Duration, time.Second, time.Minute},
-		{"timing.inter_key", t.InterKey.Duration, time.Second, time.Minute},
 		{"timing.debounce", t.Debounce.Duration, time.Millisecond, door.MaxDebounce},
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -142,31 +141,48 @@ func newRelay(c *Config, hw *hardware, onChange func(bool)) (*door.Relay, error)
 	return nil, fmt.Errorf("relay.pin %s: %w", c.Relay.Pin, err)
 }
 
-// doorConfigError names the config key behind an error of door.New. The
-// config's own checks catch these first; this covers a Config not read
-// from a file. The door's messages start with the door.Config field.
+// doorKeys maps door.Config fields to the config keys that set them.
+var doorKeys = map[string]string{
+	"Door":            "door",
+	"Mode":            "mode",
+	"Unlock":          "timing.unlock",
+	"ExtendedUnlock":  "timing.extended_unlock",
+	"Held":            "timing.held",
+	"PreAlarm":        "timing.held",
+	"PINTimeout":      "timing.pin",
+	"InterKey":        "timing.inter_key",
+	"MaxRemoteUnlock": "timing.unlock",
+	"UnlockSchedule":  "unlock_schedule",
+}
+
+// doorConfigError names the config key behind a *door.ConfigError.
 func doorConfigError(err error) error {
-	rest, ok := strings.CutPrefix(err.Error(), "door: config: ")
-	if !ok {
+	var ce *door.ConfigError
+	if !errors.As(err, &ce) {
 		return err
 	}
-	for _, k := range []struct{ field, key string }{
-		{"ExtendedUnlock ", "timing.extended_unlock"},
-		{"Unlock ", "timing.unlock"},
-		{"Held ", "timing.held"},
-		{"PreAlarm ", "timing.held"},
-		{"PINTimeout ", "timing.pin"},
-		{"InterKey ", "timing.inter_key"},
-		{"MaxRemoteUnlock ", "timing.unlock"},
-		{"mode ", "mode"},
-		{"door id", "door"},
-		{"no door id", "door"},
-	} {
-		if strings.HasPrefix(rest, k.field) {
-			return fmt.Errorf("%s: %w", k.key, err)
-		}
+	key, ok := doorKeys[ce.Field]
+	if !ok {
+		key = "door." + ce.Field
 	}
-	return fmt.Errorf("door, mode or timing: %w", err)
+	return fmt.Errorf("%s %s", key, ce.Msg)
+}
+
+// doorConfig is the controller's part of the config.
+func (c *Config) doorConfig() door.Config {
+	return door.Config{
+		Door:           c.Door,
+		Groups:         c.Groups,
+		Mode:           store.Mode(c.Mode),
+		Lockdown:       c.Lockdown,
+		Location:       c.location(),
+		UnlockSchedule: c.schedule,
+		Unlock:         c.Timing.Unlock.Duration,
+		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
+		Held:           c.Timing.Held.Duration,
+		PINTimeout:     c.Timing.PIN.Duration,
+		InterKey:       c.Timing.InterKey.Duration,
+	}
 }
 
 // build makes the controller.
@@ -179,19 +195,7 @@ func (d *daemon) build() error {
 	d.safe = newFailsafe(d.log, d.relay)
 	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent, safe: d.safe}
 	d.allow = &staleAllowlist{st: d.st, safe: d.safe}
-	ctrl, err := door.New(door.Config{
-		Door:           c.Door,
-		Groups:         c.Groups,
-		Mode:           store.Mode(c.Mode),
-		Lockdown:       c.Lockdown,
-		Location:       c.location(),
-		UnlockSchedule: c.schedule,
-		Unlock:         c.Timing.Unlock.Duration,
-		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
-		Held:           c.Timing.Held.Duration,
-		PINTimeout:     c.Timing.PIN.Duration,
-		InterKey:       c.Timing.InterKey.Duration,
-	}, door.Deps{
+	ctrl, err := door.New(c.doorConfig(), door.Deps{
 		Allowlist:    d.allow,
 		Journal:      d.audit,
 		State:        d.st,
