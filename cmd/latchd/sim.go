@@ -344,7 +344,7 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, site *simSite, out 
 		if err := edge(ctx, s.rex, gpio.Low); err != nil {
 			return err
 		}
-		if err := pause(ctx, simPressTime); err != nil {
+		if err := pn532.WaitTimer(ctx, simPressTime); err != nil {
 			return err
 		}
 		return edge(ctx, s.rex, gpio.High)
@@ -418,7 +418,7 @@ func hold(ctx context.Context, p *gpiotest.Pin, l gpio.Level) error {
 	if err := edge(ctx, p, l); err != nil {
 		return err
 	}
-	return pause(ctx, simPressTime)
+	return pn532.WaitTimer(ctx, simPressTime)
 }
 
 // edge changes an emulated input's level as a switch would.
@@ -430,17 +430,6 @@ func edge(ctx context.Context, p *gpiotest.Pin, l gpio.Level) error {
 		return ctx.Err()
 	case <-time.After(time.Second):
 		return errors.New("input not taken")
-	}
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
