@@ -303,28 +303,40 @@ func (s *Store) committer() {
 // the events in place is safe: callers read them only after it returns.
 func (s *Store) commitEvents(calls []appendCall) error {
 	return s.update(func(tx *bolt.Tx) error {
-		head, err := readHead(tx)
-		if err != nil {
-			return err
-		}
-		b := tx.Bucket(bucketAudit)
-		b.FillPercent = 1.0 // keys only ever grow: pack pages full
 		for _, c := range calls {
-			for i := range c.events {
-				e := &c.events[i]
-				seq := head.Seq + 1
-				rec := eventCanonical(e, seq, head.Hash)
-				hash := sha256.Sum256(rec)
-				rec = append(rec, hash[:]...)
-				if err := b.Put(be64(seq), rec); err != nil {
-					return err
-				}
-				e.Seq, e.Prev, e.Hash = seq, hex.EncodeToString(head.Hash[:]), hex.EncodeToString(hash[:])
-				head = chainPoint{Seq: seq, Hash: hash}
+			if err := appendChain(tx, c.events); err != nil {
+				return err
 			}
 		}
-		return tx.Bucket(bucketAuditMeta).Put(keyHead, encodePoint(head))
+		return nil
 	})
+}
+
+// appendChain appends events to the audit chain in tx, setting their Seq,
+// Prev and Hash in place.
+func appendChain(tx *bolt.Tx, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	head, err := readHead(tx)
+	if err != nil {
+		return err
+	}
+	b := tx.Bucket(bucketAudit)
+	b.FillPercent = 1.0 // keys only ever grow: pack pages full
+	for i := range events {
+		e := &events[i]
+		seq := head.Seq + 1
+		rec := eventCanonical(e, seq, head.Hash)
+		hash := sha256.Sum256(rec)
+		rec = append(rec, hash[:]...)
+		if err := b.Put(be64(seq), rec); err != nil {
+			return err
+		}
+		e.Seq, e.Prev, e.Hash = seq, hex.EncodeToString(head.Hash[:]), hex.EncodeToString(hash[:])
+		head = chainPoint{Seq: seq, Hash: hash}
+	}
+	return tx.Bucket(bucketAuditMeta).Put(keyHead, encodePoint(head))
 }
 
 // Report is the result of Verify.

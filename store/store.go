@@ -190,8 +190,11 @@ type Store struct {
 	// pruneMu keeps Prune from removing entries while a chunked Verify
 	// walks past them.
 	pruneMu     sync.Mutex
-	verifyChunk int    // entries Verify reads per read transaction
-	verifyHook  func() // tests: called between Verify's chunks
+	verifyChunk int          // entries Verify reads per read transaction
+	verifyHook  func()       // tests: called between Verify's chunks
+	journalHook func() error // tests: fails the journal's writes when it returns an error
+
+	commits atomic.Uint64 // write transactions committed
 
 	mu       sync.RWMutex // guards closed and sends on appendCh
 	closed   bool
@@ -652,8 +655,17 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
-	return s.db.Update(fn)
+	err = s.db.Update(fn)
+	if err == nil {
+		s.commits.Add(1)
+	}
+	return err
 }
+
+// Commits returns the number of write transactions committed since Open.
+// bbolt syncs the file once per commit (twice when the file grows), so it
+// counts the fsyncs that writes cost.
+func (s *Store) Commits() uint64 { return s.commits.Load() }
 
 func recoverCorrupt(err *error) {
 	if r := recover(); r != nil {

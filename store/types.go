@@ -8,12 +8,19 @@ import (
 // reasons, door events, sync events and system events.
 type Reason string
 
-// Alarm reports whether r is an alarm: an event that retention never drops
-// before the site has acknowledged it, and that a full in-memory queue drops
-// last.
+// Alarm reports whether r is an alarm: an event an operator must see. It
+// is the one definition of an alarm on the door: retention never drops an
+// alarm before the site has acknowledged it, and the journal's in-memory
+// queue sheds alarms last. Alarms are the door's (forced, held, tamper,
+// reader fault), the people's (duress, lockout), the site's messages that
+// were refused or carried out, a stale allowlist, a lockdown, and the
+// journal's own trouble (journal_fault, events_lost).
 func (r Reason) Alarm() bool {
 	switch r {
-	case ReasonDoorForced, ReasonDoorHeld, ReasonTamper, ReasonGrantedDuress, ReasonLockedOut:
+	case ReasonDoorForced, ReasonDoorHeld, ReasonTamper, ReasonReaderFault,
+		ReasonGrantedDuress, ReasonLockedOut, ReasonLockdown,
+		ReasonACLRejected, ReasonCommandRejected, ReasonCommandApplied, ReasonACLStale,
+		ReasonJournalFault, ReasonEventsLost:
 		return true
 	}
 	return false
@@ -64,7 +71,12 @@ const (
 const (
 	ReasonStarted    Reason = "started"     // the door controller started
 	ReasonStopped    Reason = "stopped"     // the door controller stopped in order
-	ReasonEventsLost Reason = "events_lost" // events could not be written while the store failed
+	ReasonEventsLost Reason = "events_lost" // events were lost: not written before a crash or stop, or shed in memory
+	// ReasonJournalFault is the journal's trouble: as a system event, a
+	// span in which it could not write, or a full disk that took its
+	// reserve; as an access reason, a grant refused because its record
+	// could not be made durable.
+	ReasonJournalFault Reason = "journal_fault"
 )
 
 // EventType groups reasons: what kind of thing happened.

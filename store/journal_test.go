@@ -1,0 +1,349 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// jt0 is the time of the first test event.
+var jt0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+// hangJournal only fails a test that hangs.
+const hangJournal = 60 * time.Second
+
+// journalRig is a store with a journal, a switch that fails its writes,
+// and the events it reported stored.
+type journalRig struct {
+	t    *testing.T
+	dir  string
+	st   *Store
+	j    *Journal
+	fail atomic.Pointer[error]
+
+	mu     sync.Mutex
+	stored []Event
+}
+
+func newJournalRig(t *testing.T, dir string, edit func(*JournalOptions)) *journalRig {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	r := &journalRig{t: t, dir: dir}
+	st, err := Open(filepath.Join(dir, "latch.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	st.journalHook = func() error {
+		if p := r.fail.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
+	o := JournalOptions{Door: "front", BootID: "b1", RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		OnStored: func(evs []Event) {
+			r.mu.Lock()
+			r.stored = append(r.stored, evs...)
+			r.mu.Unlock()
+		}}
+	if edit != nil {
+		edit(&o)
+	}
+	if r.j, err = OpenJournal(st, &o); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if r.j != nil {
+			r.j.Close()
+		}
+		r.st.Close()
+	})
+	return r
+}
+
+// failWith makes every journal write fail with err (nil: succeed).
+func (r *journalRig) failWith(err error) {
+	if err == nil {
+		r.fail.Store(nil)
+		return
+	}
+	r.fail.Store(&err)
+}
+
+// waitHealth waits until ok holds for the journal's health.
+func (r *journalRig) waitHealth(what string, ok func(JournalHealth) bool) JournalHealth {
+	r.t.Helper()
+	deadline := time.NewTimer(hangJournal)
+	defer deadline.Stop()
+	for {
+		if h := r.j.Health(); ok(h) {
+			return h
+		}
+		select {
+		case <-r.j.HealthChanges():
+		case <-deadline.C:
+			r.t.Fatalf("journal: %s: health %+v", what, r.j.Health())
+		}
+	}
+}
+
+// flush adds an entry the caller waits for and returns its result.
+func (r *journalRig) flush(ev Event) ([]Event, error) {
+	type res struct {
+		evs []Event
+		err error
+	}
+	ch := make(chan res, 1)
+	r.j.Add(JournalEntry{Events: []Event{ev}, Done: func(evs []Event, err error) { ch <- res{evs, err} }})
+	select {
+	case x := <-ch:
+		return x.evs, x.err
+	case <-time.After(hangJournal):
+		r.t.Fatal("journal: Done never called")
+	}
+	return nil, nil
+}
+
+func (r *journalRig) all() []Event {
+	r.t.Helper()
+	evs, err := r.st.EventsAfter(0, 10000)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return evs
+}
+
+func (r *journalRig) verify() {
+	r.t.Helper()
+	rep, err := r.st.Verify()
+	if err != nil || !rep.OK {
+		r.t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+func jev(reason Reason, i int) Event {
+	return Event{Time: jt0.Add(time.Duration(i) * time.Second), Door: "front", Type: TypeDoor, Reason: reason, Detail: fmt.Sprint(i)}
+}
+
+func reasonsOf(evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, string(e.Reason))
+	}
+	return out
+}
+
+// Entries are written in order with their state changes, the waiting
+// caller gets the stored events, and OnStored sees every event once.
+func TestJournalWrites(t *testing.T) {
+	r := newJournalRig(t, "", nil)
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, 1)}, Changes: []StateChange{LockdownChange("front", true)}})
+	r.j.Add(JournalEntry{Changes: []StateChange{PutStateChange("door/front/unlock", []byte("until"))}})
+	commits := r.st.Commits()
+	evs, err := r.flush(jev(ReasonGranted, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Reason != ReasonGranted || evs[0].Seq == 0 || evs[0].Hash == "" {
+		t.Fatalf("Done got %+v", evs)
+	}
+	if got := r.st.Commits() - commits; got > 2 {
+		t.Errorf("%d commits for 3 entries, want at most 2", got)
+	}
+	if on, err := r.st.Lockdown("front"); err != nil || !on {
+		t.Errorf("lockdown %v %v, want on", on, err)
+	}
+	if v, err := r.st.State("door/front/unlock"); err != nil || string(v) != "until" {
+		t.Errorf("state %q %v", v, err)
+	}
+	if err := r.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.j = nil
+	if got := strings.Join(reasonsOf(r.all()), ","); got != "exit_request,granted" {
+		t.Errorf("chain %s", got)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if got := strings.Join(reasonsOf(r.stored), ","); got != "exit_request,granted" {
+		t.Errorf("OnStored saw %s", got)
+	}
+	r.verify()
+}
+
+// While writes fail, an entry whose caller waits fails at once and is not
+// kept; the others wait in order, the loss record counts them, and they are
+// written after a journal_fault event once writes work again.
+func TestJournalFailingDisk(t *testing.T) {
+	r := newJournalRig(t, "", nil)
+	r.failWith(syscall.EIO)
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, 1), jev(ReasonTamper, 2)}})
+	if _, err := r.flush(jev(ReasonGranted, 3)); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("waited entry: %v, want EIO", err)
+	}
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonDoorForced, 4)}})
+	h := r.waitHealth("fault with 3 counted", func(h JournalHealth) bool { return !h.OK && h.Recorded == 3 })
+	if h.Pending != 3 || !strings.Contains(h.Detail(), "fault") {
+		t.Fatalf("health %+v (%s)", h, h.Detail())
+	}
+	if len(r.all()) != 0 {
+		t.Fatal("written while failing")
+	}
+	r.failWith(nil)
+	r.waitHealth("writing again", func(h JournalHealth) bool { return h.OK && h.Pending == 0 && h.Recorded == 0 })
+	got := r.all()
+	if s := strings.Join(reasonsOf(got), ","); s != "journal_fault,exit_request,tamper,door_forced" {
+		t.Fatalf("chain %s", s)
+	}
+	if !strings.Contains(got[0].Detail, "3 events held in memory") {
+		t.Errorf("journal_fault detail %q", got[0].Detail)
+	}
+	r.verify()
+}
+
+// Past MaxPending, events that are not alarms are shed first, and an
+// events_lost event with the count and span is the first thing written.
+func TestJournalShedsOrdinaryEventsFirst(t *testing.T) {
+	r := newJournalRig(t, "", func(o *JournalOptions) { o.MaxPending = 4 })
+	r.failWith(syscall.EIO)
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonTamper, 1)}})
+	for i := 2; i <= 6; i++ {
+		r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, i)}})
+	}
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonDoorForced, 7)}})
+	// 7 events, room for 4: exit requests 2, 3 and 4 are shed.
+	r.waitHealth("counted", func(h JournalHealth) bool { return !h.OK && h.Recorded == 7 })
+	r.failWith(nil)
+	r.waitHealth("written", func(h JournalHealth) bool { return h.OK && h.Pending == 0 && h.Recorded == 0 })
+	got := r.all()
+	if s := strings.Join(reasonsOf(got), ","); s != "events_lost,journal_fault,tamper,exit_request,exit_request,door_forced" {
+		t.Fatalf("chain %s", s)
+	}
+	var n int
+	if _, err := fmt.Sscanf(got[0].Detail, "%d events lost", &n); err != nil || n != 3 {
+		t.Fatalf("events_lost detail %q: count %d %v, want 3", got[0].Detail, n, err)
+	}
+	if !strings.Contains(got[0].Detail, jt0.Add(2*time.Second).Format(time.RFC3339)) || !strings.Contains(got[0].Detail, jt0.Add(4*time.Second).Format(time.RFC3339)) {
+		t.Errorf("events_lost span %q, want the times of events 2 to 4", got[0].Detail)
+	}
+	if got[4].Detail != "6" {
+		t.Errorf("kept %q, want the newest exit request", got[5].Detail)
+	}
+	r.verify()
+}
+
+// A crash while events are held in memory is recorded as events_lost with
+// their count at the next start; a stop (Close) too.
+func TestJournalLossSurvivesCrashAndStop(t *testing.T) {
+	for _, stop := range []string{"crash", "close"} {
+		t.Run(stop, func(t *testing.T) {
+			dir := t.TempDir()
+			r := newJournalRig(t, dir, nil)
+			r.j.Add(JournalEntry{Events: []Event{jev(ReasonStarted, 0)}})
+			r.waitHealth("started written", func(h JournalHealth) bool { return h.Pending == 0 })
+			r.failWith(syscall.ENOSPC)
+			for i := 1; i <= 5; i++ {
+				r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, i)}})
+			}
+			r.waitHealth("5 counted", func(h JournalHealth) bool { return h.Recorded == 5 })
+			next := t.TempDir()
+			if stop == "close" {
+				if err := r.j.Close(); err == nil || !strings.Contains(err.Error(), "5 events not written") {
+					t.Fatalf("Close: %v", err)
+				}
+				r.j = nil
+			}
+			// A copy of the files as they are now is what a power cut or a
+			// kill -9 leaves.
+			for _, name := range []string{"latch.db", lossFileName} {
+				b, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(next, name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r2 := newJournalRig(t, next, nil)
+			r2.waitHealth("recorded", func(h JournalHealth) bool { return h.Lost == 0 && h.Recorded == 0 })
+			got := r2.all()
+			if s := strings.Join(reasonsOf(got), ","); s != "started,events_lost" {
+				t.Fatalf("chain %s", s)
+			}
+			var n int
+			if _, err := fmt.Sscanf(got[1].Detail, "%d events lost", &n); err != nil || n != 5 {
+				t.Fatalf("events_lost %q", got[1].Detail)
+			}
+			if !strings.Contains(got[1].Detail, jt0.Add(time.Second).Format(time.RFC3339)) || !strings.Contains(got[1].Detail, jt0.Add(5*time.Second).Format(time.RFC3339)) {
+				t.Errorf("span %q", got[1].Detail)
+			}
+			r2.verify()
+		})
+	}
+}
+
+// A damaged loss record is not trusted to say nothing was lost.
+func TestJournalDamagedLossRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, lossFileName), []byte("garbage that is not a loss record"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newJournalRig(t, dir, nil)
+	if _, err := r.flush(jev(ReasonStarted, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got := r.all()
+	if len(got) != 2 || got[0].Reason != ReasonEventsLost || !strings.Contains(got[0].Detail, "unreadable") {
+		t.Fatalf("chain %+v", got)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, lossFileName))
+	if err != nil || len(b) != lossFileSize || strings.Trim(string(b), "\x00") != "" {
+		t.Fatalf("loss record after the notice: %q %v, want %d zero bytes", b, err, lossFileSize)
+	}
+}
+
+func TestLossRecordRoundTrip(t *testing.T) {
+	for _, rec := range []lossRecord{
+		{n: 1, first: jt0, last: jt0},
+		{n: 12345, first: jt0, last: jt0.Add(time.Hour + 7)},
+		{n: 2},
+	} {
+		got, err := decodeLossRecord(encodeLossRecord(rec))
+		if err != nil || got != rec {
+			t.Errorf("%+v: got %+v %v", rec, got, err)
+		}
+	}
+	b := encodeLossRecord(lossRecord{n: 3, first: jt0, last: jt0})
+	b[10] ^= 1
+	if _, err := decodeLossRecord(b); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("flipped bit: %v", err)
+	}
+}
+
+func FuzzDecodeLossRecord(f *testing.F) {
+	f.Add(encodeLossRecord(lossRecord{n: 3, first: jt0, last: jt0.Add(time.Minute)}))
+	f.Add(make([]byte, lossRecordLen))
+	f.Add([]byte(lossMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := decodeLossRecord(b)
+		if err != nil {
+			return
+		}
+		if rec.n == 0 {
+			return
+		}
+		again, err := decodeLossRecord(encodeLossRecord(rec))
+		if err != nil || again != rec {
+			t.Fatalf("round trip of %+v: %+v %v", rec, again, err)
+		}
+	})
+}
