@@ -17,7 +17,7 @@ type cardView struct {
 	lock      lockoutRec
 	lockdown  bool        // stored lockdown of the door
 	doorFails []time.Time // recent bad PINs at the door
-	floor     time.Time   // latest signed site time (SyncState.LastIssuedAt)
+	floor     time.Time   // latest signed site time (SyncState.LastIssuedAt): the clock floor
 }
 
 func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
@@ -31,10 +31,8 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 			return v, fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
 		}
 	}
-	if !req.ClockTrusted {
-		if v.floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
-			return v, err
-		}
+	if v.floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
+		return v, err
 	}
 	cv := tx.Bucket(bucketCards).Get(req.UID)
 	if cv == nil {
@@ -71,10 +69,18 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 // locked_out, expired / not_yet_valid, wrong_door, outside_schedule,
 // lockdown (Request.Lockdown or SetLockdown, unless the card has the
 // lockdown override), then the PIN (the door's bad-PIN limit gives
-// locked_out; bad_pin; granted or granted_duress). Times are
-// Request.Now; schedules are read in Options.Location; while
-// Request.ClockTrusted is false, Options.UntrustedClock decides and
-// Decision.Note says what was done.
+// locked_out; bad_pin; granted or granted_duress).
+//
+// Time rules (validity dates, weekly windows, holidays) are never judged
+// before the clock floor, the latest signed site time the door has seen
+// (SyncState.LastIssuedAt): while Request.ClockTrusted is true they are
+// judged at the later of Request.Now and the floor, so a clock set back
+// while it claims to be synced cannot reopen an expired card; a lag of
+// more than Options.ClockSkew is named in Decision.Note. While
+// Request.ClockTrusted is false, validity dates are judged against the
+// floor alone, Options.UntrustedClock decides what the floor cannot
+// settle, and Decision.Note says what was done. Schedules are read in
+// Options.Location. PIN lockouts run on Request.Now.
 //
 // A card lists the doors and door groups it opens; "*" opens every door.
 // Validity is ValidFrom <= now < ValidUntil (a zero time is no bound).
@@ -166,23 +172,26 @@ func (s *Store) checkCard(req *Request, v *cardView) (d Decision, ok bool) {
 		d.Note = fmt.Sprintf("%d consecutive bad PINs; locked out until %s", v.lock.Fails, v.lock.Until.UTC().Format(time.RFC3339))
 		return d, false
 	}
+	at, lag := s.ruleTime(req, v.floor)
 	var notes []string
-	if r, note := s.checkValidity(req, c, v.floor); r != "" {
-		d.Reason, d.Note = r, note
-		return d, false
-	} else if note != "" {
-		notes = append(notes, note)
+	if hasTimeRules(c) {
+		notes = addNote(notes, lag)
 	}
+	r, note := s.checkValidity(req, c, at, v.floor)
+	if r != "" {
+		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
+		return d, false
+	}
+	notes = addNote(notes, note)
 	if !opensDoor(c, req) {
 		d.Reason = ReasonWrongDoor
 		return d, false
 	}
-	if r, note := s.checkSchedule(req, c); r != "" {
-		d.Reason, d.Note = r, note
+	if r, note = s.checkSchedule(req, c, at); r != "" {
+		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
 		return d, false
-	} else if note != "" {
-		notes = append(notes, note)
 	}
+	notes = addNote(notes, note)
 	if (req.Lockdown || v.lockdown) && !c.Flags.LockdownOverride {
 		d.Reason = ReasonLockdown
 		return d, false
@@ -202,6 +211,35 @@ func joinNotes(notes []string) string {
 	return out
 }
 
+// addNote appends note to notes unless it is empty.
+func addNote(notes []string, note string) []string {
+	if note == "" {
+		return notes
+	}
+	return append(notes, note)
+}
+
+// ruleTime is the time a trusted clock's time rules are judged at: the
+// later of Request.Now and the clock floor. A normal lag of the door's
+// clock behind the site's, up to Options.ClockSkew, makes no note; a
+// longer one does. With an untrusted clock there is no note: the rules
+// then judge validity against the floor alone and say so themselves.
+func (s *Store) ruleTime(req *Request, floor time.Time) (at time.Time, note string) {
+	if !floor.After(req.Now) {
+		return req.Now, ""
+	}
+	if lag := floor.Sub(req.Now); req.ClockTrusted && lag > s.opts.ClockSkew {
+		note = fmt.Sprintf("local clock behind the last signed site time by %s; judged at the site time %s",
+			lag.Round(time.Second), floor.UTC().Format(time.RFC3339))
+	}
+	return floor, note
+}
+
+// hasTimeRules reports whether the card's access depends on the time.
+func hasTimeRules(c *Card) bool {
+	return !c.ValidFrom.IsZero() || !c.ValidUntil.IsZero() || !scheduleEmpty(&c.Schedule)
+}
+
 func opensDoor(c *Card, req *Request) bool {
 	for _, d := range c.Doors {
 		if d == "*" || d == req.Door || slices.Contains(req.DoorGroups, d) {
@@ -211,14 +249,15 @@ func opensDoor(c *Card, req *Request) bool {
 	return false
 }
 
-// checkValidity applies ValidFrom/ValidUntil. It returns a denial reason,
-// or "" with an optional note.
-func (s *Store) checkValidity(req *Request, c *Card, floor time.Time) (Reason, string) {
+// checkValidity applies ValidFrom/ValidUntil: at the time at (see
+// ruleTime) while the clock is trusted, against the floor alone while it
+// is not. It returns a denial reason, or "" with an optional note.
+func (s *Store) checkValidity(req *Request, c *Card, at, floor time.Time) (Reason, string) {
 	if req.ClockTrusted {
 		switch {
-		case !c.ValidUntil.IsZero() && !req.Now.Before(c.ValidUntil):
+		case !c.ValidUntil.IsZero() && !at.Before(c.ValidUntil):
 			return ReasonExpired, ""
-		case !c.ValidFrom.IsZero() && req.Now.Before(c.ValidFrom):
+		case !c.ValidFrom.IsZero() && at.Before(c.ValidFrom):
 			return ReasonNotYetValid, ""
 		}
 		return "", ""
@@ -256,10 +295,12 @@ func scheduleEmpty(sc *Schedule) bool {
 	return true
 }
 
-// checkSchedule applies the weekly windows and holidays in the door's time
-// zone. If no weekday has a window, days are not restricted (only
-// holidays are closed); otherwise a day without windows is closed.
-func (s *Store) checkSchedule(req *Request, c *Card) (Reason, string) {
+// checkSchedule applies the weekly windows and holidays at the time at
+// (see ruleTime), in the door's time zone. If no weekday has a window,
+// days are not restricted (only holidays are closed); otherwise a day
+// without windows is closed. While the clock is not trusted they are not
+// judged (the floor may be long past): Options.UntrustedClock decides.
+func (s *Store) checkSchedule(req *Request, c *Card, at time.Time) (Reason, string) {
 	sc := &c.Schedule
 	if scheduleEmpty(sc) {
 		return "", ""
@@ -270,7 +311,7 @@ func (s *Store) checkSchedule(req *Request, c *Card) (Reason, string) {
 		}
 		return "", "clock not trusted: schedule not checked"
 	}
-	t := req.Now.In(s.opts.Location)
+	t := at.In(s.opts.Location)
 	if slices.Contains(sc.Holidays, t.Format(time.DateOnly)) {
 		return ReasonOutsideSchedule, "holiday " + t.Format(time.DateOnly)
 	}

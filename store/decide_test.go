@@ -457,3 +457,128 @@ func TestDecideScheduleInDoorTimeZone(t *testing.T) {
 		}
 	}
 }
+
+// Time rules are never judged before the clock floor, the latest signed
+// site time, even while the clock is trusted: a clock set back while it
+// claims to be synced (a forged NTP answer, a bad real-time clock) cannot
+// reopen an expired card or a closed schedule. A lag within ClockSkew is
+// the normal difference between two clocks: it changes the time the rules
+// are judged at, and nothing else.
+func TestDecideClockFloor(t *testing.T) {
+	floor := testEpoch // Monday 2026-03-02 09:30 UTC
+	const lagNote = "local clock behind the last signed site time by "
+	cases := []struct {
+		name  string
+		floor time.Time     // zero: no signed message seen
+		skew  time.Duration // Options.ClockSkew (0: the default, 30 s)
+		now   time.Time     // the door's clock, trusted
+		card  func(c *Card)
+		pin   bool   // the PIN stage (card+PIN), else the card stage (card only)
+		want  Reason // ReasonGranted for a grant
+		note  string // "": no note; else a part of it
+	}{
+		// Validity dates.
+		{name: "expired by the floor, clock set back before the end", floor: floor, now: floor.Add(-(3*time.Hour + 2*time.Minute)),
+			card: func(c *Card) { c.ValidUntil = floor.Add(-time.Hour) }, want: ReasonExpired, note: lagNote + "3h2m0s; judged at the site time 2026-03-02T09:30:00Z"},
+		{name: "the same without a floor", now: floor.Add(-(3*time.Hour + 2*time.Minute)),
+			card: func(c *Card) { c.ValidUntil = floor.Add(-time.Hour) }, want: ReasonGranted},
+		{name: "expired by the floor, PIN stage", floor: floor, now: floor.Add(-2 * time.Hour), pin: true,
+			card: func(c *Card) { c.ValidUntil = floor.Add(-time.Hour) }, want: ReasonExpired, note: lagNote + "2h0m0s"},
+		{name: "ends exactly at the floor", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.ValidUntil = floor }, want: ReasonExpired, note: lagNote},
+		{name: "ends after the floor", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.ValidUntil = floor.Add(time.Minute) }, want: ReasonGranted, note: lagNote + "1h0m0s"},
+		{name: "starts after now, at the floor", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.ValidFrom = floor }, want: ReasonGranted, note: lagNote + "1h0m0s"},
+		{name: "starts after now, before the floor", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.ValidFrom = floor.Add(-time.Minute) }, want: ReasonGranted, note: lagNote},
+		{name: "starts after the floor", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.ValidFrom = floor.Add(time.Minute) }, want: ReasonNotYetValid, note: lagNote},
+		{name: "clock ahead of the floor is used", floor: floor, now: floor.Add(2 * time.Hour),
+			card: func(c *Card) { c.ValidUntil = floor.Add(time.Hour) }, want: ReasonExpired},
+
+		// Weekly windows and holidays, read at the floor.
+		{name: "window open at the floor, clock set back before it", floor: floor, now: floor.Add(-3 * time.Hour),
+			card: func(c *Card) { c.Schedule.Weekly[time.Monday] = []Window{{From: 9 * 60, To: 10 * 60}} }, want: ReasonGranted, note: lagNote + "3h0m0s"},
+		{name: "window closed at the floor, clock set back into it", floor: floor, now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.Schedule.Weekly[time.Monday] = []Window{{From: 8 * 60, To: 9 * 60}} }, want: ReasonOutsideSchedule, note: lagNote + "1h0m0s"},
+		{name: "the same without a floor", now: floor.Add(-time.Hour),
+			card: func(c *Card) { c.Schedule.Weekly[time.Monday] = []Window{{From: 8 * 60, To: 9 * 60}} }, want: ReasonGranted},
+		{name: "holiday at the floor, clock set back to the day before", floor: floor, now: floor.Add(-12 * time.Hour),
+			card: func(c *Card) { c.Schedule.Holidays = []string{"2026-03-02"} }, want: ReasonOutsideSchedule, note: "holiday 2026-03-02"},
+
+		// A normal lag: the floor is used, nothing else shows.
+		{name: "window opens between the clock and the floor", floor: floor, now: floor.Add(-3 * time.Second),
+			card: func(c *Card) { c.Schedule.Weekly[time.Monday] = []Window{{From: 9*60 + 30, To: 10 * 60}} }, want: ReasonGranted},
+		{name: "the same without a floor", now: floor.Add(-3 * time.Second),
+			card: func(c *Card) { c.Schedule.Weekly[time.Monday] = []Window{{From: 9*60 + 30, To: 10 * 60}} }, want: ReasonOutsideSchedule},
+		{name: "ends between the clock and the floor", floor: floor, now: floor.Add(-3 * time.Second),
+			card: func(c *Card) { c.ValidUntil = floor.Add(-time.Second) }, want: ReasonExpired},
+		{name: "valid by both", floor: floor, now: floor.Add(-3 * time.Second),
+			card: func(c *Card) { c.ValidFrom, c.ValidUntil = floor.Add(-time.Hour), floor.Add(time.Hour) }, want: ReasonGranted},
+		{name: "lag at the skew", floor: floor, now: floor.Add(-30 * time.Second),
+			card: func(c *Card) { c.ValidUntil = floor.Add(time.Hour) }, want: ReasonGranted},
+		{name: "lag past the skew", floor: floor, now: floor.Add(-31 * time.Second),
+			card: func(c *Card) { c.ValidUntil = floor.Add(time.Hour) }, want: ReasonGranted, note: lagNote + "31s"},
+		{name: "lag within a wider configured skew", floor: floor, skew: time.Hour, now: floor.Add(-50 * time.Minute),
+			card: func(c *Card) { c.ValidUntil = floor.Add(-time.Minute) }, want: ReasonExpired},
+
+		// No time rule, no note.
+		{name: "card without time rules", floor: floor, now: floor.Add(-3 * time.Hour), want: ReasonGranted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, &Options{PINParams: fastPIN, ClockSkew: tc.skew})
+			if !tc.floor.IsZero() {
+				mustDo(t, s.MarkSigned(tc.floor, tc.floor))
+			}
+			pin := ""
+			if tc.pin {
+				pin = adaPIN
+			}
+			enrol(t, s, uidAda, "ada", pin, tc.card)
+			req := cardReq(uidAda, ModeCardOnly, tc.now)
+			if tc.pin {
+				req = pinReq(uidAda, adaPIN, tc.now)
+			}
+			d := decide(t, s, req)
+			out := Denied
+			if tc.want == ReasonGranted {
+				out = Granted
+			}
+			expect(t, tc.name, d, out, tc.want)
+			switch {
+			case tc.note == "" && d.Note != "":
+				t.Errorf("note %q, want none", d.Note)
+			case !strings.Contains(d.Note, tc.note):
+				t.Errorf("note %q, want it to contain %q", d.Note, tc.note)
+			}
+		})
+	}
+}
+
+// An untrusted clock keeps its policies: validity dates are judged against
+// the floor alone, whether the clock is behind or ahead of it.
+func TestDecideUntrustedClockAheadOfFloor(t *testing.T) {
+	floor := testEpoch
+	for _, pol := range []UntrustedClockPolicy{UntrustedDenyBound, UntrustedIgnoreSchedules} {
+		t.Run(pol.String(), func(t *testing.T) {
+			s := openTest(t, &Options{PINParams: fastPIN, UntrustedClock: pol})
+			mustDo(t, s.MarkSigned(floor, floor))
+			// The untrusted clock says the card has ended; the floor cannot
+			// tell. The policy decides, as before.
+			enrol(t, s, uidAda, "ada", "", func(c *Card) { c.ValidUntil = floor.Add(time.Hour) })
+			req := cardReq(uidAda, ModeCardOnly, floor.Add(48*time.Hour))
+			req.ClockTrusted = false
+			d := decide(t, s, req)
+			want, out := ReasonExpired, Denied
+			if pol == UntrustedIgnoreSchedules {
+				want, out = ReasonGranted, Granted
+			}
+			expect(t, "untrusted clock ahead", d, out, want)
+			if !strings.Contains(d.Note, "clock not trusted") || strings.Contains(d.Note, "local clock behind") {
+				t.Errorf("note %q", d.Note)
+			}
+		})
+	}
+}

@@ -491,6 +491,7 @@ func TestOptionsValidated(t *testing.T) {
 	bad := []Options{
 		{LockTimeout: -1},
 		{UntrustedClock: 7},
+		{ClockSkew: -time.Second},
 		{Lockout: LockoutPolicy{Backoff: time.Hour, MaxBackoff: time.Minute}},
 		{Retention: Retention{MaxEntries: -1}},
 		{PINParams: PINParams{Memory: 1, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},

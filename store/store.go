@@ -22,11 +22,18 @@ import (
 // is not trusted (Request.ClockTrusted false: a Pi without a real-time
 // clock boots at 1970 until NTP answers).
 //
-// Under both policies, validity dates are first judged against the latest
-// signed site time the door has seen (SyncState.LastIssuedAt, recorded by
-// MarkSigned), which is a lower bound on the real time: a card whose
+// The latest signed site time the door has seen (SyncState.LastIssuedAt,
+// recorded by MarkSigned) is a lower bound on the real time, the clock
+// floor. Whether or not the clock is trusted, no time rule is judged
+// before it: while the clock is trusted, validity dates, weekly windows
+// and holidays are judged at the later of Request.Now and the floor, so a
+// clock set back while it claims to be synced cannot reopen an expired
+// card. While the clock is not trusted, Request.Now counts for nothing:
+// validity dates are judged against the floor alone (a card whose
 // ValidUntil is at or before it is expired, and a card whose ValidFrom is
-// at or before it has started, whatever the local clock says.
+// at or before it has started), and what the floor cannot settle is left
+// to the policy. Weekly windows and holidays are not judged at the floor
+// then, as it may be long past.
 type UntrustedClockPolicy int
 
 const (
@@ -96,6 +103,11 @@ type Options struct {
 	Location *time.Location
 	// UntrustedClock is what time rules do while the clock is not trusted.
 	UntrustedClock UntrustedClockPolicy
+	// ClockSkew is how far the door's clock may lag the latest signed site
+	// time in normal running (default 30 s, as mqtt.Options.ClockSkew).
+	// Time rules are judged at the later of the two whatever the lag;
+	// Decision.Note names the lag only beyond ClockSkew.
+	ClockSkew time.Duration
 	// PINParams are used for the dummy hash that keeps the PIN answer time
 	// the same for unknown or locked-out cards. Use the parameters your
 	// site enrols with (default DefaultPINParams).
@@ -129,6 +141,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.Location == nil {
 		r.Location = time.UTC
 	}
+	if r.ClockSkew == 0 {
+		r.ClockSkew = 30 * time.Second
+	}
 	if r.PINParams == (PINParams{}) {
 		r.PINParams = DefaultPINParams
 	}
@@ -160,6 +175,8 @@ func (o *Options) withDefaults() (Options, error) {
 	switch {
 	case r.LockTimeout < 0:
 		return r, fmt.Errorf("%w: negative lock timeout", ErrInvalidArgument)
+	case r.ClockSkew < 0:
+		return r, fmt.Errorf("%w: negative clock skew", ErrInvalidArgument)
 	case r.UntrustedClock != UntrustedDenyBound && r.UntrustedClock != UntrustedIgnoreSchedules:
 		return r, fmt.Errorf("%w: unknown untrusted-clock policy %d", ErrInvalidArgument, r.UntrustedClock)
 	case l.MaxBadPINs < 1 || l.DoorMaxBadPINs < 1 || l.DoorMaxBadPINs > maxDoorFails:
