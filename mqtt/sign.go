@@ -98,7 +98,9 @@ type Verifier struct {
 }
 
 // NewVerifier returns a Verifier that accepts messages of site signed by
-// one of keys (key id → Ed25519 public key). keys is copied.
+// one of keys (key id → Ed25519 public key). keys is copied. A key
+// CheckPublicKey refuses (a small-order key, whose signatures anyone can
+// forge) is an error.
 func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, error) {
 	if err := CheckID("site", site); err != nil {
 		return nil, fmt.Errorf("mqtt: verifier: %w", err)
@@ -112,8 +114,8 @@ func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, err
 		if !kidRE.MatchString(kid) {
 			return nil, fmt.Errorf("mqtt: verifier: key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
 		}
-		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("mqtt: verifier: key %s has %d bytes, want %d", kid, len(k), ed25519.PublicKeySize)
+		if err := CheckPublicKey("mqtt: verifier: key "+kid, k); err != nil {
+			return nil, err
 		}
 		v.keys[kid] = slices.Clone(k)
 	}
@@ -121,19 +123,19 @@ func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, err
 }
 
 // ParsePublicKeys decodes a config's trusted keys: key id → standard
-// base64 of a 32-byte Ed25519 public key.
+// base64 of a 32-byte Ed25519 public key that CheckPublicKey accepts.
 func ParsePublicKeys(b64 map[string]string) (map[string]ed25519.PublicKey, error) {
 	out := make(map[string]ed25519.PublicKey, len(b64))
 	for _, kid := range slices.Sorted(maps.Keys(b64)) {
+		if !kidRE.MatchString(kid) {
+			return nil, fmt.Errorf("mqtt: trusted key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
+		}
 		raw, err := base64.StdEncoding.Strict().DecodeString(b64[kid])
 		if err != nil {
 			return nil, fmt.Errorf("mqtt: trusted key %s: %w", kid, err)
 		}
-		if len(raw) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("mqtt: trusted key %s: %d bytes, want %d", kid, len(raw), ed25519.PublicKeySize)
-		}
-		if !kidRE.MatchString(kid) {
-			return nil, fmt.Errorf("mqtt: trusted key id %q: want 1-64 of A-Z a-z 0-9 . _ -", kid)
+		if err := CheckPublicKey("mqtt: trusted key "+kid, raw); err != nil {
+			return nil, err
 		}
 		out[kid] = raw
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/hex"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -328,4 +329,70 @@ func TestConfigSecurity(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// weakSiteKeys are Ed25519 public keys whose signatures anyone can forge,
+// or that are not keys at all, in standard base64, with what the error
+// says: the eight small-order points (the identity, the point of order 2,
+// two of order 4 among them the all-zero key, four of order 8) and
+// non-canonical encodings.
+var weakSiteKeys = []struct{ name, hex, want string }{
+	{"identity", "0100000000000000000000000000000000000000000000000000000000000000", "small-order"},
+	{"order 2", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "small-order"},
+	{"all zero, order 4", "0000000000000000000000000000000000000000000000000000000000000000", "small-order"},
+	{"order 4", "0000000000000000000000000000000000000000000000000000000000000080", "small-order"},
+	{"order 8 a", "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", "small-order"},
+	{"order 8 b", "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", "small-order"},
+	{"order 8 c", "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", "small-order"},
+	{"order 8 d", "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", "small-order"},
+	{"identity, sign bit set", "0100000000000000000000000000000000000000000000000000000000000080", "non-canonical"},
+	{"y = p (order 4)", "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "non-canonical"},
+	{"y = p + 1 (identity)", "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "non-canonical"},
+	{"all ones, y >= p", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "non-canonical"},
+}
+
+// A weak site key in the config is refused, naming the key, by the config
+// loader and by -check-config; the door never trusts it.
+func TestConfigRefusesWeakSiteKeys(t *testing.T) {
+	dir := t.TempDir()
+	base := strings.Replace(goodConfig, `data_dir = "/var/lib/latch"`, `data_dir = "`+dir+`"`, 1)
+	write := func(t *testing.T, key string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "latchd.toml")
+		edit := "[mqtt]\nbroker = \"tcp://127.0.0.1:1883\"\n[mqtt.trusted_keys]\nsite-1 = \"" + key + "\""
+		if err := os.WriteFile(p, []byte(override(base, edit)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range weakSiteKeys {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := hex.DecodeString(tc.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := write(t, base64.StdEncoding.EncodeToString(raw))
+			want := "mqtt.trusted_keys.site-1: mqtt: trusted key site-1: " + tc.want
+			if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("loadConfig: %v, want %q", err, want)
+			}
+			code, _, stderr := runArgs(t, "-check-config", "-config", p)
+			if code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("-check-config: exit %d, stderr %q, want 1 and %q", code, stderr, want)
+			}
+		})
+	}
+	t.Run("good key", func(t *testing.T) {
+		p := write(t, testSiteKey())
+		c, err := loadConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mqttOptions(c, c.MQTT.Broker, slog.New(slog.DiscardHandler), ""); err != nil {
+			t.Fatal(err)
+		}
+		if code, stdout, stderr := runArgs(t, "-check-config", "-config", p); code != 0 {
+			t.Fatalf("-check-config: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
 }
