@@ -276,58 +276,89 @@ func (c *Client) syncTimers(now time.Time) {
 
 // signedTime counts the issued_at of an authentic message for freshness
 // and for the clock floor (the latest signed site time, a lower bound on
-// the real time).
+// the real time: store.Decide judges no card's time rule before it, and
+// onCommand no command's expiry).
 //
 // While the door's clock is synced, a message issued more than ClockSkew
-// ahead of it counts for neither: the site's clock is wrong, and taking its
-// word would hold freshness (no later message would be newer) and the
-// floor (every card with a validity date before it would be expired while
-// the clock is untrusted) until real time caught up. The message is
-// otherwise handled as usual: an allowlist change is authentic and ordered
-// by seq, and a revocation must not wait for the site to fix its clock.
+// ahead of it counts for neither: the site's clock may be wrong, and
+// taking its word would hold freshness (no later message would be newer)
+// and the floor (cards and schedules would be judged at a time that has
+// not come) until real time caught up. The message is otherwise handled as
+// usual: an allowlist change is authentic and ordered by seq, and a
+// revocation must not wait for the site to fix its clock.
 //
 // While the door's clock is not synced there is nothing to judge issued_at
 // against, and the signed site time is the best time the door has: it
-// counts as before. A freshness reference found ahead of the synced clock
-// (taken while it was not synced) is brought back to it, so that the
-// site's messages count again.
+// counts as it comes.
+//
+// The floor never goes back, whatever the door's clock says, synced or
+// not: a clock set back (a forged NTP answer, a bad real-time clock) may
+// claim to be synced, and an old message replayed to it would look like
+// proof that the floor lies in the future. A door whose clock is behind
+// the floor judges its time rules at the floor, counts as fresh only
+// messages issued after it, and logs the clock step (checkClock) until
+// its clock catches up.
 func (c *Client) signedTime(ctx context.Context, in inbound) {
+	defer c.checkClock()
 	issued := in.msg.Head().IssuedAt
 	if c.clock() != store.TimeSynced {
 		c.fresh.seen(c, ctx, issued)
 		return
 	}
 	now := c.o.Now()
-	limit := now.Add(c.o.ClockSkew)
-	if issued.After(limit) {
+	if limit := now.Add(c.o.ClockSkew); issued.After(limit) {
 		c.log.Warn("mqtt: signed message issued in the future; not counted as fresh",
 			"topic", in.topic, "kid", in.kid, "issued_at", issued.UTC().Format(time.RFC3339),
 			"door_time", now.UTC().Format(time.RFC3339), "skew", c.o.ClockSkew)
 		c.update(func(s *Stats) { s.FutureIssued++ })
 		return
 	}
-	if c.fresh.lastIssued.After(limit) {
-		c.log.Warn("mqtt: last signed site time is ahead of the synced clock; counting freshness from the clock",
-			"last_issued_at", c.fresh.lastIssued.UTC().Format(time.RFC3339), "door_time", now.UTC().Format(time.RFC3339))
-		// Messages issued within the skew before now are recent whatever
-		// their order; anything older stays a replay.
-		c.fresh.lastIssued = now.Add(-c.o.ClockSkew)
-		c.fresh.lowered = true
-		c.fresh.dirty = true
-	}
 	c.fresh.seen(c, ctx, issued)
+}
+
+// checkClock logs a clock step: the door's clock found behind the clock
+// floor by more than ClockSkew, once, and once more when the clock has
+// caught up. A normal lag (the two clocks differ by a few seconds) is not
+// one. It runs whenever the floor may have moved and at every tick, and
+// logs only on a change.
+func (c *Client) checkClock() {
+	now, floor := c.o.Now(), c.fresh.lastIssued
+	lag := floor.Sub(now)
+	behind := !floor.IsZero() && lag > c.o.ClockSkew
+	if behind == c.fresh.behind {
+		return
+	}
+	c.fresh.behind = behind
+	if behind {
+		c.log.Warn("mqtt: clock step: the door's clock is behind the last signed site time; time rules are judged at the site time",
+			"door_time", now.UTC().Format(time.RFC3339), "site_time", floor.UTC().Format(time.RFC3339),
+			"behind", lag.Round(time.Second).String(), "clock", c.clock())
+		return
+	}
+	c.log.Info("mqtt: the door's clock has caught up with the last signed site time",
+		"door_time", now.UTC().Format(time.RFC3339), "site_time", floor.UTC().Format(time.RFC3339), "clock", c.clock())
+}
+
+// floorNow is the time the door judges a command's expiry at: its clock,
+// or the clock floor when that is later.
+func (c *Client) floorNow() time.Time {
+	if now := c.o.Now(); !c.fresh.lastIssued.After(now) {
+		return now
+	}
+	return c.fresh.lastIssued
 }
 
 // freshness tracks the last fresh signed message. A message is fresh when
 // it was issued after every signed message seen before, so a replayed old
-// message never makes a stale allowlist look fresh.
+// message never makes a stale allowlist look fresh. Its issued_at is the
+// clock floor, which only moves forward.
 type freshness struct {
 	lastLocal  time.Time // door time it arrived
-	lastIssued time.Time // site time it was issued
+	lastIssued time.Time // site time it was issued: the clock floor
 	dirty      bool      // not written to the store yet
-	lowered    bool      // lastIssued was brought back: the store's must follow
 	persisted  time.Time // monotonic time of the last write
 	stale      bool
+	behind     bool // the door's clock is behind the floor beyond ClockSkew (logged)
 }
 
 // seen records an authentic message issued at issued.
@@ -350,26 +381,19 @@ func (f *freshness) persist(c *Client, force bool) {
 	if !f.dirty || (!force && time.Since(f.persisted) < c.o.MarkSignedInterval) {
 		return
 	}
-	if f.lowered {
-		if err := c.st.LowerSignedTime(f.lastIssued); err != nil {
-			c.storeErr("lower signed time", err)
-			return
-		}
-		f.lowered = false
-	}
-	if !f.lastLocal.IsZero() {
-		if err := c.st.MarkSigned(f.lastLocal, f.lastIssued); err != nil {
-			c.storeErr("mark signed", err)
-			return
-		}
+	if err := c.st.MarkSigned(f.lastLocal, f.lastIssued); err != nil {
+		c.storeErr("mark signed", err)
+		return
 	}
 	f.dirty = false
 	f.persisted = time.Now()
 }
 
 // checkStale raises acl_stale once when the allowlist goes stale and tells
-// the door whenever staleness changes.
+// the door whenever staleness changes. It runs at every tick, and checks
+// the door's clock against the clock floor too (checkClock).
 func (c *Client) checkStale(ctx context.Context) {
+	c.checkClock()
 	now := c.o.Now()
 	last := c.fresh.lastLocal
 	stale := last.IsZero() || now.Sub(last) > c.o.StaleAfter

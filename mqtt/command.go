@@ -15,12 +15,13 @@ const maxSeen = 4096
 // onCommand checks a verified command against this door and its clock,
 // records it so it is honoured at most once, and carries it out.
 //
-// A command is refused once expired by the door's clock, or by the site's
-// own time: the latest signed issued_at the door has seen (the clock
-// floor), which only moves forward and survives restarts. The second
-// catches an old command whose id the door has forgotten (ids are kept
-// only until they expire) when the door's clock has gone back, or stands
-// behind the site's.
+// A command's expiry is judged at the later of the door's clock and the
+// site's own time: the latest signed issued_at the door has seen (the
+// clock floor), which only moves forward, survives restarts and is never
+// brought back by the door's clock, synced or not. So a command is
+// refused once expired by either; the floor catches an old command whose
+// id the door has forgotten (ids are kept only until they expire) when the
+// door's clock has gone back, or stands behind the site's.
 //
 // The id and the expiry are the replay defence: the seq, the site's
 // command counter, cannot be one on its own. The counter is the site's,
@@ -38,15 +39,18 @@ const maxSeen = 4096
 // refused after a later unlock or resync. Lockdown on is never refused for
 // its order.
 //
-// A command issued more than ClockSkew ahead of the door's clock is
+// A command issued more than ClockSkew ahead of the door's own clock is
 // refused as not yet valid, but for lockdown on: the door's clock being
 // behind the site's must not stop a lockdown, and lockdown on can only make
 // the door more secure. Such a command is still honoured at most once (its
-// id is kept until the door's clock passes its expiry) and never after it
-// expired by either clock.
+// id is kept until its expiry has passed by the door's clock or the floor)
+// and never after it expired by either. Only the door's own clock counts
+// for "not yet valid": judged by the floor, a door that has heard nothing
+// newer for a while (a Pi still at 1970, a broker holding messages back)
+// would take a command withheld since the floor's time as new.
 func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 	now := c.o.Now()
-	floor := c.fresh.lastIssued
+	at := c.floorNow() // now, or the clock floor when that is later
 	var err error
 	switch {
 	case in.retained:
@@ -55,18 +59,18 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		err = fmt.Errorf("%w: for %q", ErrWrongDoor, m.Door)
 	case !m.failSafe() && now.Add(c.o.ClockSkew).Before(m.IssuedAt):
 		err = fmt.Errorf("%w: issued at %s, door time %s", ErrExpired, m.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	case !now.Before(m.ExpiresAt):
+	case !at.Before(m.ExpiresAt) && at.Equal(now):
 		err = fmt.Errorf("%w: expired at %s, door time %s", ErrExpired, m.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	case !floor.Before(m.ExpiresAt):
-		err = fmt.Errorf("%w: expired at %s, before the site time %s of a signed message already seen", ErrExpired,
-			m.ExpiresAt.UTC().Format(time.RFC3339), floor.UTC().Format(time.RFC3339))
+	case !at.Before(m.ExpiresAt):
+		err = fmt.Errorf("%w: expired at %s, before the site time %s of a signed message already seen (door time %s)", ErrExpired,
+			m.ExpiresAt.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case m.Action == ActionUnlock && m.Duration() > c.o.MaxUnlock:
 		err = fmt.Errorf("%w: unlock for %s, this door allows at most %s", ErrMalformed, m.Duration(), c.o.MaxUnlock)
 	case m.liftsLockdown() && m.Seq < c.cmdSeqMax:
 		err = fmt.Errorf("%w: lockdown off at seq %d, command seq %d already recorded", ErrSuperseded, m.Seq, c.cmdSeqMax)
 	}
 	if err == nil {
-		if exp, ok := c.seen[m.ID]; ok && now.Before(exp) {
+		if exp, ok := c.seen[m.ID]; ok && at.Before(exp) {
 			err = fmt.Errorf("%w: command %s", ErrReplay, m.ID)
 		}
 	}
@@ -74,7 +78,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		c.reject(in, fmt.Errorf("command %s (seq %d): %w", m.ID, m.Seq, err))
 		return
 	}
-	fresh, serr := c.st.RecordCommand(m.ID, m.Seq, m.ExpiresAt, now)
+	fresh, serr := c.st.RecordCommand(m.ID, m.Seq, m.ExpiresAt, at)
 	if serr != nil {
 		c.storeErr("record command", serr)
 		return
@@ -83,7 +87,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		c.reject(in, fmt.Errorf("command %s (seq %d): %w", m.ID, m.Seq, ErrReplay))
 		return
 	}
-	c.remember(m.ID, m.ExpiresAt, now)
+	c.remember(m.ID, m.ExpiresAt, at)
 	c.cmdSeqMax = max(c.cmdSeqMax, m.Seq)
 
 	by := fmt.Sprintf("command %s seq %d key %s", m.ID, m.Seq, in.kid)

@@ -309,3 +309,57 @@ func TestLockdownOffSuperseded(t *testing.T) {
 		t.Fatalf("last command applied: %q", got)
 	}
 }
+
+// A door whose synced clock is set back (a forged NTP answer, a bad
+// real-time clock) judges a command's expiry at the clock floor, the
+// latest signed site time it has seen: an old unlock, withheld and
+// delivered now, is refused although the door's clock finds it valid, and
+// the old message does not bring the floor back. A lockdown on issued now
+// is honoured.
+func TestCommandExpiredByFloorWithClockSetBack(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.site.HoldAcks(true) // only the heartbeat below is signed site time
+	ctx := context.Background()
+	topic := mqtt.TopicsFor(site).Cmd("front")
+	start := time.Now().Truncate(time.Second)
+	clk := &clock{now: start}
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Now = clk.Now }).start()
+	r.waitConnected()
+	e.publishHeartbeat(r, start) // the clock floor
+
+	back := start.Add(-time.Hour)
+	clk.Set(back) // still synced, by the door's account
+	old, err := e.signer.Seal(&mqtt.Command{Header: mqtt.Header{Site: site, Seq: 7, IssuedAt: back.Add(-10 * time.Second)},
+		Door: "front", ID: "old-unlock", ExpiresAt: back.Add(20 * time.Second), Action: mqtt.ActionUnlock, DurationMS: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockdown, err := e.signer.Seal(&mqtt.Command{Header: mqtt.Header{Site: site, Seq: 8, IssuedAt: start},
+		Door: "front", ID: "lockdown-now", ExpiresAt: start.Add(30 * time.Second), Action: mqtt.ActionLockdown, On: new(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{old, lockdown} {
+		if err := e.site.PublishRaw(ctx, topic, b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sendMarker(r, 3)
+	st := r.client.Stats()
+	if r.door.Unlocks() != 0 || !r.door.Status().Lockdown || st.CommandsApplied != 1 || st.CommandsRejected != 2 {
+		t.Fatalf("%d unlocks, lockdown=%v, stats %+v; want the old unlock refused, the lockdown applied",
+			r.door.Unlocks(), r.door.Status().Lockdown, st)
+	}
+	_, details := countReason(t, r.st, store.ReasonCommandRejected)
+	if got := details[0]; !strings.Contains(got, "old-unlock") || !strings.Contains(got, "before the site time") {
+		t.Fatalf("refusal of the old unlock: %q", got)
+	}
+	r.stop() // writes the freshness to the store
+	ss, err := r.st.SyncState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ss.LastIssuedAt.Equal(start) {
+		t.Fatalf("clock floor %s after the clock was set back, want %s", ss.LastIssuedAt, start)
+	}
+}

@@ -1,7 +1,9 @@
 package mqtt_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +110,13 @@ func (c *clock) Now() time.Time {
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// Set steps the clock to t, forward or back.
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
 	c.mu.Unlock()
 }
 
@@ -408,8 +417,10 @@ func TestFutureIssuedNotFresh(t *testing.T) {
 }
 
 // While the door's clock is not synced, signed site time is the best time
-// the door has and counts even when far ahead; once the clock is synced, a
-// freshness reference ahead of it no longer holds the site's messages back.
+// the door has and counts even when far ahead. Once the clock is synced,
+// the site time it has seen stays the clock floor although the clock is
+// behind it: it is never brought back on the clock's word, and a message
+// issued before it is not fresh, until the clock catches up.
 func TestFreshnessAfterClockSync(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.site.HoldAcks(true)
@@ -423,7 +434,8 @@ func TestFreshnessAfterClockSync(t *testing.T) {
 	r.waitConnected()
 	waitFor(t, "stale at start", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
 
-	e.publishHeartbeat(r, clk.Now().Add(5*time.Hour))
+	siteTime := clk.Now().Add(5 * time.Hour)
+	e.publishHeartbeat(r, siteTime)
 	if st := r.client.Stats(); st.ACLStale || st.FutureIssued != 0 {
 		t.Fatalf("unsynced clock, heartbeat 5 h ahead: stale=%v, %d counted from the future", st.ACLStale, st.FutureIssued)
 	}
@@ -431,17 +443,106 @@ func TestFreshnessAfterClockSync(t *testing.T) {
 	clk.Advance(2 * time.Hour)
 	waitFor(t, "stale again", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
 	e.publishHeartbeat(r, clk.Now())
-	if st := r.client.Stats(); st.ACLStale {
-		t.Fatal("a heartbeat issued now did not count as fresh after the clock was synced")
+	if st := r.client.Stats(); !st.ACLStale {
+		t.Fatal("a heartbeat issued before the site time already seen counted as fresh")
 	}
-	// The store's site time, the floor for validity dates while the clock
-	// is untrusted, was brought back too.
+	// The store's site time, the floor of every time rule, stays.
 	ss, err := r.st.SyncState()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ss.LastIssuedAt.After(clk.Now()) {
-		t.Fatalf("stored site time %s is still ahead of the clock %s", ss.LastIssuedAt, clk.Now())
+	if !ss.LastIssuedAt.Equal(siteTime) {
+		t.Fatalf("stored site time %s, want %s", ss.LastIssuedAt, siteTime)
+	}
+	// Once the clock has passed it, the site's messages count again.
+	clk.Set(siteTime.Add(time.Minute))
+	e.publishHeartbeat(r, clk.Now())
+	if st := r.client.Stats(); st.ACLStale {
+		t.Fatal("a heartbeat issued after the site time did not count as fresh")
+	}
+}
+
+// logBuffer collects a client's log for a test to read while it runs.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines that contain s.
+func (l *logBuffer) lines(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// A door's clock found behind the clock floor by more than the clock skew
+// is logged once as a clock step, however many messages and ticks see it,
+// and once more when it has caught up. A normal lag is not a step.
+func TestClockStepLoggedOnce(t *testing.T) {
+	const step, caughtUp = "clock step", "caught up"
+	e := newEnv(t, envConfig{})
+	e.site.HoldAcks(true) // only the heartbeats below are signed site time
+	start := time.Now().Truncate(time.Second)
+	clk := &clock{now: start}
+	logs := &logBuffer{}
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.Now = clk.Now
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}).start()
+	r.waitConnected()
+	e.publishHeartbeat(r, start)
+
+	// A few seconds behind the site is the normal difference of two clocks.
+	clk.Set(start.Add(-5 * time.Second))
+	floor := start.Add(time.Second)
+	e.publishHeartbeat(r, floor)
+	if got := logs.lines(step); len(got) != 0 {
+		t.Fatalf("a lag of 6 s logged as a clock step: %q", got)
+	}
+
+	// Set back three hours: the site's next messages are in the door's
+	// future and do not move the floor.
+	back := start.Add(-3 * time.Hour)
+	clk.Set(back)
+	for i := range 3 {
+		e.publishHeartbeat(r, floor.Add(time.Duration(i+1)*time.Second))
+	}
+	got := logs.lines(step)
+	if len(got) != 1 {
+		t.Fatalf("%d clock step lines, want 1:\n%s", len(got), strings.Join(got, ""))
+	}
+	for _, want := range []string{"level=WARN", "door_time=" + back.UTC().Format(time.RFC3339),
+		"site_time=" + floor.UTC().Format(time.RFC3339), "behind=3h0m1s", "clock=synced"} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("clock step line %q lacks %q", got[0], want)
+		}
+	}
+	if got := logs.lines(caughtUp); len(got) != 0 {
+		t.Fatalf("caught up while behind: %q", got)
+	}
+
+	// Caught up: one more line, and no more.
+	clk.Set(start.Add(10 * time.Second))
+	for i := range 2 {
+		e.publishHeartbeat(r, clk.Now().Add(time.Duration(i)*time.Second))
+	}
+	if got := logs.lines(caughtUp); len(got) != 1 || !strings.Contains(got[0], "level=INFO") {
+		t.Fatalf("caught-up lines: %q, want one", got)
+	}
+	if got := logs.lines(step); len(got) != 1 {
+		t.Fatalf("%d clock step lines after catching up, want 1", len(got))
 	}
 }
 

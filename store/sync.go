@@ -89,8 +89,8 @@ func (s *Store) SyncState() (SyncState, error) {
 
 // MarkSigned records that a valid signed message arrived at localNow and
 // was issued by the site at issuedAt. LastIssuedAt only moves forward: it
-// is the lower bound on the real time that Decide uses while the local
-// clock is not trusted.
+// is the clock floor, the lower bound on the real time below which Decide
+// judges no time rule, whether or not the local clock is trusted.
 func (s *Store) MarkSigned(localNow, issuedAt time.Time) error {
 	if err := checkTime("local time", localNow); err != nil {
 		return fmt.Errorf("store: mark signed: %w: %w", ErrInvalidArgument, err)
@@ -119,10 +119,12 @@ func (s *Store) MarkSigned(localNow, issuedAt time.Time) error {
 }
 
 // LowerSignedTime brings LastIssuedAt back to issuedAt when it is later.
-// It is for a door whose synced clock shows that the recorded site time
-// lies in the future (the site's clock was wrong when it signed): left
-// there, it would expire cards by a time that has not come yet whenever
-// the local clock is not trusted.
+// It is a deliberate repair, for a recorded site time known to lie in the
+// future (the site's clock was wrong when it signed): left there, it
+// expires cards and judges schedules by a time that has not come yet. The
+// door never calls it on the word of its own clock, synced or not: a clock
+// that disagrees with the site's signed time may be the one that is wrong
+// (set back by a forged NTP answer or a bad real-time clock).
 func (s *Store) LowerSignedTime(issuedAt time.Time) error {
 	if err := checkTime("issued_at", issuedAt); err != nil {
 		return fmt.Errorf("store: lower signed time: %w: %w", ErrInvalidArgument, err)
