@@ -11,6 +11,16 @@
 // record is an error and never a grant. Audit appends from many goroutines
 // are committed together (group commit), one fsync per batch.
 //
+// On a door every audit event and the door state that goes with it (the
+// lockdown flag, the record of an unlock in progress) go through the
+// Journal, one writer off the door's loop: a grant's record is durable
+// before the relay moves, events wait in memory while the disk cannot take
+// them, and what a crash or stop leaves unwritten is counted in the file
+// journal.lost beside the database (magic "LATCHJL1", uint64 count, the
+// first and last event times as int64 nanoseconds, CRC-32C; all zeros when
+// nothing is owed) and recorded as events_lost at the next start. The file
+// journal.reserve holds space for the journal on a disk that fills.
+//
 // # Schema (version 2)
 //
 // Every value except an audit entry is sealed: one version byte, the body,

@@ -347,3 +347,35 @@ func FuzzDecodeLossRecord(f *testing.F) {
 		}
 	})
 }
+
+// An entry nobody waits for lingers, so that a grant that follows shares
+// its commit; alone, it is written once Linger has passed.
+func TestJournalLinger(t *testing.T) {
+	r := newJournalRig(t, "", func(o *JournalOptions) { o.Linger = time.Hour })
+	before := r.st.Commits()
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonTamper, 1)}})
+	if _, err := r.flush(jev(ReasonGranted, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.st.Commits() - before; n != 1 {
+		t.Fatalf("%d commits for an event and the grant after it, want 1", n)
+	}
+	if got := strings.Join(reasonsOf(r.all()), ","); got != "tamper,granted" {
+		t.Fatalf("chain %s", got)
+	}
+
+	stored := make(chan []Event, 1)
+	r2 := newJournalRig(t, "", func(o *JournalOptions) {
+		o.Linger = time.Millisecond
+		o.OnStored = func(evs []Event) { stored <- evs }
+	})
+	r2.j.Add(JournalEntry{Events: []Event{jev(ReasonTamper, 1)}})
+	select {
+	case evs := <-stored:
+		if len(evs) != 1 || evs[0].Reason != ReasonTamper {
+			t.Fatalf("stored %+v", evs)
+		}
+	case <-time.After(hangJournal):
+		t.Fatal("a lone entry was never written")
+	}
+}

@@ -49,8 +49,8 @@ func (j *Journal) run() {
 		}
 		if j.failing {
 			consider(j.retryAt)
-		} else if j.waiting() {
-			consider(now) // a batch limit left entries waiting
+		} else if at, ok := j.readyAt(); ok {
+			consider(at) // lingering entries, or a batch limit left some waiting
 		}
 		if !j.reserveOK && !j.failing {
 			consider(j.reserveAt)
@@ -78,18 +78,42 @@ func (j *Journal) waiting() bool {
 	return len(j.queue) > 0 || j.shedRec.n > 0 || j.lost.n > 0 || j.reserveNotice || j.lossUnknown != ""
 }
 
-// due reports whether to write now: something waits and the journal is
-// not backing off, or an entry whose caller waits is queued.
+// due reports whether to write now: an entry whose caller waits is
+// queued, or something waits, the journal is not backing off and the
+// oldest entry has lingered long enough (see readyAt).
 func (j *Journal) due(now time.Time) bool {
-	if !j.failing {
-		return j.waiting()
+	at, ok := j.readyAt()
+	if !ok {
+		return false
 	}
-	if !now.Before(j.retryAt) {
-		return j.waiting()
+	if j.failing && now.Before(j.retryAt) {
+		return j.urgent()
 	}
+	return !now.Before(at)
+}
+
+// urgent reports whether an entry whose caller waits is queued.
+func (j *Journal) urgent() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return slices.ContainsFunc(j.queue, func(e queued) bool { return e.Done != nil })
+}
+
+// readyAt returns when what waits is to be written: at once when a caller
+// waits for an entry or the journal has notices of its own; otherwise when
+// the oldest entry has waited Linger, so that a grant that follows within
+// it shares the commit (one fsync on the grant's path). ok is false when
+// nothing waits.
+func (j *Journal) readyAt() (at time.Time, ok bool) {
+	if !j.waiting() {
+		return time.Time{}, false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.queue) == 0 || j.closing || slices.ContainsFunc(j.queue, func(e queued) bool { return e.Done != nil }) {
+		return time.Time{}, true
+	}
+	return j.queue[0].at.Add(j.o.Linger), true
 }
 
 // ownEvent is one of the journal's own events.
