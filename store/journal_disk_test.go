@@ -1,13 +1,13 @@
 package store
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchdoor/latch/store/storetest"
 )
 
 // On a real full filesystem (a tmpfs, so root only): the reserve is
@@ -15,7 +15,7 @@ import (
 // are counted; once space is freed, everything held is written and the
 // chain verifies.
 func TestJournalFullDisk(t *testing.T) {
-	dir := mountTmpfs(t, "1m")
+	dir := storetest.SmallDisk(t, "1m")
 	r := newJournalRig(t, dir, func(o *JournalOptions) {
 		o.Reserve = 96 << 10
 		o.ReserveCheck = time.Millisecond
@@ -23,7 +23,7 @@ func TestJournalFullDisk(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, reserveFileName)); err != nil {
 		t.Fatalf("reserve: %v", err)
 	}
-	filler := fillDisk(t, dir)
+	filler := storetest.Fill(t, dir)
 	detail := strings.Repeat("x", 200)
 	i := 0
 	add := func() {
@@ -77,38 +77,3 @@ func TestJournalFullDisk(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size in a new directory, for the length of
-// the test. It skips the test when mounting is not allowed here.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("a small filesystem to fill is needed: mounting a tmpfs failed (%v); run as root to test a full disk", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file until the filesystem of dir is full.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return path
-		}
-	}
-}
