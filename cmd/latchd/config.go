@@ -49,13 +49,18 @@ type Config struct {
 	// Security sets PIN lockout and what time rules do on an untrusted clock.
 	Security SecurityConfig `toml:"security"`
 
+	// defined reports whether the file sets a key, given as its path
+	// ("security", "max_bad_pins"), even to zero: md.IsDefined of the
+	// decode. nil for a Config built in code, which sets none.
+	defined func(key ...string) bool
 	// loc is Timezone, loaded by validate; nil means UTC.
 	loc *time.Location
 	// schedule is UnlockSchedule, parsed by validate; nil means none.
 	schedule *store.Schedule
 }
 
-// SecurityConfig tunes the allowlist's defences; zero keeps the default.
+// SecurityConfig tunes the allowlist's defences; a key left out keeps the
+// default, and none of them may be 0.
 type SecurityConfig struct {
 	// UntrustedClock is what time rules do while the clock is not trusted:
 	// "deny-bound" (default: cards with dates or schedules the signed site
@@ -68,14 +73,15 @@ type SecurityConfig struct {
 	DoorWindow     duration `toml:"door_window"`       // the window door_max_bad_pins counts over (1m-24h, default 10m)
 }
 
-// check checks the ranges; an error names the key.
-func (s SecurityConfig) check() error {
+// check checks the ranges; an error names the key. isSet tells a key the
+// file sets to 0 from one it leaves out.
+func (s SecurityConfig) check(isSet func(key string) bool) error {
 	switch s.UntrustedClock {
 	case "", "deny-bound", "ignore-schedules":
 	default:
 		return fmt.Errorf("security.untrusted_clock %q: want deny-bound or ignore-schedules", s.UntrustedClock)
 	}
-	if err := checkRanges([]setting[int]{
+	if err := checkRanges(isSet, []setting[int]{
 		{"security.max_bad_pins", s.MaxBadPINs, 1, 20},
 		{"security.door_max_bad_pins", s.DoorMaxBadPINs, 1, 1000},
 	}); err != nil {
@@ -85,7 +91,7 @@ func (s SecurityConfig) check() error {
 	if lockout == 0 {
 		lockout = 30 * time.Second
 	}
-	if err := checkRanges([]setting[time.Duration]{
+	if err := checkRanges(isSet, []setting[time.Duration]{
 		{"security.lockout", s.Lockout.Duration, 5 * time.Second, time.Hour},
 		{"security.max_lockout", s.MaxLockout.Duration, lockout, 24 * time.Hour},
 		{"security.door_window", s.DoorWindow.Duration, time.Minute, 24 * time.Hour},
@@ -212,7 +218,7 @@ func (c *Config) location() *time.Location {
 // ReaderConfig names the PN532's SPI device and optional pins.
 type ReaderConfig struct {
 	SPI     string `toml:"spi"`      // e.g. "SPI0.0"
-	SpeedHz int64  `toml:"speed_hz"` // bus clock; 0 = driver default (1 MHz)
+	SpeedHz int64  `toml:"speed_hz"` // bus clock; left out: the driver's default (1 MHz)
 	Reset   string `toml:"reset"`    // RSTPDN pin, optional
 	IRQ     string `toml:"irq"`      // IRQ pin, optional
 }
@@ -258,7 +264,8 @@ type FeedbackConfig struct {
 	ActiveLow bool   `toml:"active_low"` // the outputs are on when low
 }
 
-// TimingConfig overrides the door's timings; zero keeps the default.
+// TimingConfig overrides the door's timings; a key left out keeps the
+// default, and none of them may be 0.
 type TimingConfig struct {
 	Unlock         duration `toml:"unlock"`          // release after a grant or the exit button (500ms to 1m)
 	ExtendedUnlock duration `toml:"extended_unlock"` // release for cards flagged for accessibility (unlock to 5m)
@@ -351,6 +358,7 @@ func decodeConfig(b []byte) (*Config, error) {
 		}
 		return nil, err
 	}
+	c.defined = md.IsDefined
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
@@ -389,8 +397,8 @@ func (c *Config) validate() error {
 	if c.Reader.SPI == "" {
 		return errors.New("reader.spi: required (e.g. \"SPI0.0\")")
 	}
-	if c.Reader.SpeedHz != 0 && (c.Reader.SpeedHz < 50_000 || c.Reader.SpeedHz > 5_000_000) {
-		return fmt.Errorf("reader.speed_hz %d: want 50000 to 5000000", c.Reader.SpeedHz)
+	if err := checkRanges(c.isSet, []setting[int64]{{"reader.speed_hz", c.Reader.SpeedHz, 50_000, 5_000_000}}); err != nil {
+		return err
 	}
 	if c.Relay.Pin == "" {
 		return errors.New("relay.pin: required")
@@ -409,10 +417,10 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("relay.fail_safe_halt %q: want locked or unlocked", c.Relay.FailSafeHalt)
 	}
-	if err := c.Timing.check(); err != nil {
+	if err := c.Timing.check(c.isSet); err != nil {
 		return err
 	}
-	if err := c.Security.check(); err != nil {
+	if err := c.Security.check(c.isSet); err != nil {
 		return err
 	}
 	sched, err := c.UnlockSchedule.parse()
@@ -465,31 +473,53 @@ func (c *Config) validate() error {
 		}
 		seen[pin] = name
 	}
-	return c.MQTT.check()
+	return c.MQTT.check(c.isSet)
 }
 
-// check checks what the door's Config does not: the inputs' debounce
-// (the other timings are checked by door.Config.Check). Zero keeps the
-// default.
-func (t TimingConfig) check() error {
-	return checkRanges([]setting[time.Duration]{
+// isSet reports whether the file sets key, a dotted path such as
+// "security.max_bad_pins", even to zero.
+func (c *Config) isSet(key string) bool {
+	return c.defined != nil && c.defined(strings.Split(key, ".")...)
+}
+
+// check checks the timings: that none the file sets is 0, which the
+// door's Config would take for "unset", and the inputs' debounce (the
+// other ranges are door.Config.Check's). isSet tells a key the file sets
+// to 0 from one it leaves out.
+func (t TimingConfig) check(isSet func(key string) bool) error {
+	for _, k := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"timing.unlock", t.Unlock.Duration},
+		{"timing.extended_unlock", t.ExtendedUnlock.Duration},
+		{"timing.held", t.Held.Duration},
+		{"timing.pin", t.PIN.Duration},
+		{"timing.inter_key", t.InterKey.Duration},
+	} {
+		if k.v == 0 && isSet(k.key) {
+			return fmt.Errorf("%s 0s: want more than 0s (leave the key out for the default)", k.key)
+		}
+	}
+	return checkRanges(isSet, []setting[time.Duration]{
 		{"timing.debounce", t.Debounce.Duration, time.Millisecond, door.MaxDebounce},
 	})
 }
 
-// setting is a numeric config value whose zero keeps the default and whose
-// other values must lie in [min, max].
-type setting[T int | time.Duration] struct {
+// setting is a numeric config value that must lie in [min, max] when the
+// file sets it; left out, it is zero and keeps the default.
+type setting[T int | int64 | time.Duration] struct {
 	key      string
 	v        T
 	min, max T
 }
 
 // checkRanges checks settings in order; an error names the first key out of
-// its range.
-func checkRanges[T int | time.Duration](settings []setting[T]) error {
+// its range. A zero value is checked too when isSet says the file sets it:
+// a 0 written out is not a key left out.
+func checkRanges[T int | int64 | time.Duration](isSet func(key string) bool, settings []setting[T]) error {
 	for _, s := range settings {
-		if s.v != 0 && (s.v < s.min || s.v > s.max) {
+		if (s.v != 0 || isSet(s.key)) && (s.v < s.min || s.v > s.max) {
 			return fmt.Errorf("%s %v: want %v to %v", s.key, s.v, s.min, s.max)
 		}
 	}
@@ -510,8 +540,8 @@ func brokerScheme(scheme string) (secure, known bool) {
 
 // check checks the MQTT settings without reading any file: the broker URL,
 // that TLS settings go with a TLS broker and with each other, and the site
-// keys.
-func (m *MQTTConfig) check() error {
+// keys. isSet tells a key the file sets to 0 from one it leaves out.
+func (m *MQTTConfig) check(isSet func(key string) bool) error {
 	if m.Broker == "" {
 		for _, k := range []struct{ key, v string }{
 			{"mqtt.ca", m.CA}, {"mqtt.cert", m.Cert}, {"mqtt.key", m.Key},
@@ -524,7 +554,8 @@ func (m *MQTTConfig) check() error {
 		if len(m.TrustedKeys) > 0 {
 			return errors.New("mqtt.trusted_keys: set without mqtt.broker (a door without a broker runs offline)")
 		}
-		if m.StaleAfter.Duration != 0 || m.StalePolicy != "" || m.MaxRemoteUnlock.Duration != 0 {
+		if m.StaleAfter.Duration != 0 || m.StalePolicy != "" || m.MaxRemoteUnlock.Duration != 0 ||
+			isSet("mqtt.stale_after") || isSet("mqtt.max_remote_unlock") {
 			return errors.New("mqtt.stale_after, mqtt.stale_policy, mqtt.max_remote_unlock: set without mqtt.broker (a door without a broker runs offline)")
 		}
 		return nil
@@ -557,7 +588,7 @@ func (m *MQTTConfig) check() error {
 	case m.PasswordFile != "" && m.Username == "":
 		return errors.New("mqtt.password_file: a password needs mqtt.username")
 	}
-	if err := m.checkSync(); err != nil {
+	if err := m.checkSync(isSet); err != nil {
 		return err
 	}
 	if len(m.TrustedKeys) == 0 {
@@ -575,8 +606,8 @@ const (
 )
 
 // checkSync checks the freshness and remote unlock settings.
-func (m *MQTTConfig) checkSync() error {
-	if err := checkRanges([]setting[time.Duration]{
+func (m *MQTTConfig) checkSync(isSet func(key string) bool) error {
+	if err := checkRanges(isSet, []setting[time.Duration]{
 		{"mqtt.stale_after", m.StaleAfter.Duration, minStaleAfter, maxStaleAfter},
 		{"mqtt.max_remote_unlock", m.MaxRemoteUnlock.Duration, minMaxRemoteUnlock, mqtt.MaxUnlockDuration},
 	}); err != nil {

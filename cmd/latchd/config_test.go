@@ -396,3 +396,115 @@ func TestConfigRefusesWeakSiteKeys(t *testing.T) {
 		}
 	})
 }
+
+// A 0 written out is not a key left out: no numeric or duration key of
+// [reader], [timing], [security] or [mqtt] has a meaning for 0, so an
+// explicit 0 is refused, naming the key, where it would otherwise have
+// silently become the default.
+func TestParseConfigExplicitZero(t *testing.T) {
+	for _, tc := range []struct {
+		name, edit, want string
+	}{
+		{"speed_hz", "[reader]\nspi = \"SPI0.0\"\nspeed_hz = 0", "reader.speed_hz 0: want 50000 to 5000000"},
+		{"unlock", "[timing]\nunlock = \"0s\"", "timing.unlock 0s: want more than 0s (leave the key out for the default)"},
+		{"unlock written 0", "[timing]\nunlock = \"0\"", "timing.unlock 0s: want more than 0s"},
+		{"unlock written 0ms", "[timing]\nunlock = \"0ms\"", "timing.unlock 0s: want more than 0s"},
+		{"extended_unlock", "[timing]\nextended_unlock = \"0s\"", "timing.extended_unlock 0s: want more than 0s"},
+		{"held", "[timing]\nheld = \"0s\"", "timing.held 0s: want more than 0s"},
+		{"pin", "[timing]\npin = \"0s\"", "timing.pin 0s: want more than 0s"},
+		{"inter_key", "[timing]\ninter_key = \"0s\"", "timing.inter_key 0s: want more than 0s"},
+		{"debounce", "[timing]\ndebounce = \"0s\"", "timing.debounce 0s: want 1ms to 200ms"},
+		{"max_bad_pins", "[security]\nmax_bad_pins = 0", "security.max_bad_pins 0: want 1 to 20"},
+		{"lockout", "[security]\nlockout = \"0s\"", "security.lockout 0s: want 5s to 1h0m0s"},
+		{"max_lockout", "[security]\nmax_lockout = \"0s\"", "security.max_lockout 0s: want 30s to 24h0m0s"},
+		{"door_max_bad_pins", "[security]\ndoor_max_bad_pins = 0", "security.door_max_bad_pins 0: want 1 to 1000"},
+		{"door_window", "[security]\ndoor_window = \"0s\"", "security.door_window 0s: want 1m0s to 24h0m0s"},
+		{"stale_after", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"0s\""), "mqtt.stale_after 0s: want 1h0m0s to 720h0m0s"},
+		{"max_remote_unlock", mqttEdit("ssl://10.0.0.1:8883", "max_remote_unlock = \"0s\""), "mqtt.max_remote_unlock 0s: want 1s to 1m0s"},
+		{"stale_after without broker", "[mqtt]\nstale_after = \"0s\"", "set without mqtt.broker"},
+		{"max_remote_unlock without broker", "[mqtt]\nmax_remote_unlock = \"0s\"", "set without mqtt.broker"},
+		// Other ways to write a key: a dotted key and an inline table.
+		{"dotted key", "security.max_bad_pins = 0", "security.max_bad_pins 0: want 1 to 20"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(override(goodConfig, tc.edit)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("inline table", func(t *testing.T) {
+		cfg := strings.Replace(goodConfig, "[timing]\nunlock = \"5s\"\nheld = \"30s\"", "", 1)
+		if cfg == goodConfig {
+			t.Fatal("the edit did not apply")
+		}
+		cfg = "timing = { unlock = \"5s\", held = \"0s\" }\n" + cfg
+		if _, err := parseConfig([]byte(cfg)); err == nil || !strings.Contains(err.Error(), "timing.held 0s") {
+			t.Fatalf("error = %v, want timing.held 0s refused", err)
+		}
+	})
+	t.Run("through the loader", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "latchd.toml")
+		if err := os.WriteFile(p, []byte(override(goodConfig, "[security]\nmax_bad_pins = 0")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), p+": security.max_bad_pins 0: want 1 to 20") {
+			t.Fatalf("error = %v", err)
+		}
+	})
+	// Left out, each keeps its default.
+	c, err := parseConfig([]byte(override(goodConfig, mqttEdit("ssl://10.0.0.1:8883", ""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, l := c.Security.storeOptions(); l != (store.LockoutPolicy{}) || c.Reader.SpeedHz != 0 || c.Timing.Debounce.Duration != 0 || c.MQTT.StaleAfter.Duration != 0 {
+		t.Fatalf("keys left out are not zero (default): %+v", c)
+	}
+}
+
+// Every numeric and duration key of the config, found by reflection, is
+// refused at 0 with an error naming it: a key added later cannot miss the
+// check. A key whose 0 means something is a pointer (nil when left out),
+// which tells 0 from absent by itself, and is not walked.
+func TestConfigEveryNumericKeyRefusesZero(t *testing.T) {
+	var keys []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for f := range typ.Fields() {
+			tag := f.Tag.Get("toml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := tag
+			if prefix != "" {
+				key = prefix + "." + tag
+			}
+			switch {
+			case f.Type == reflect.TypeFor[duration]():
+				keys = append(keys, key+` = "0s"`)
+			case f.Type.Kind() == reflect.Struct:
+				walk(key, f.Type)
+			case f.Type.Kind() >= reflect.Int && f.Type.Kind() <= reflect.Uint64:
+				keys = append(keys, key+" = 0")
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	if len(keys) < 14 {
+		t.Fatalf("found %d numeric keys: %q", len(keys), keys)
+	}
+	for _, kv := range keys {
+		t.Run(kv, func(t *testing.T) {
+			key, _, _ := strings.Cut(kv, " = ")
+			table, name, _ := strings.Cut(key, ".")
+			edit := "[" + table + "]\n" + name + strings.TrimPrefix(kv, key)
+			if table == "mqtt" {
+				edit = mqttEdit("ssl://10.0.0.1:8883", name+strings.TrimPrefix(kv, key))
+			}
+			_, err := parseConfig([]byte(override(goodConfig, edit)))
+			if err == nil || !strings.HasPrefix(err.Error(), key+" 0") {
+				t.Fatalf("error = %v, want one starting %q", err, key+" 0")
+			}
+		})
+	}
+}
