@@ -72,17 +72,24 @@ type daemon struct {
 	onTrack func(pn532.TrackEvent)
 }
 
-// storeFault handles a database that cannot be opened. A damaged file, or
-// one written by a newer latchd, will not heal by restarting: the door stays
-// locked (the relay was set before), the reader's red LED blinks and its
-// buzzer chirps until the service is stopped, and then the error is
-// returned. Any other error (another latchd holds the file, no permission)
-// is returned at once.
+// storeFault handles a database that cannot be opened. A damaged file, one
+// written by a newer latchd, or a data directory that cannot be written
+// (read-only file system, no permission, no space left: see
+// dataDirUnwritable) will not heal by restarting: the door stays locked
+// (the relay was set before), the reader's red LED blinks and its buzzer
+// chirps until the service is stopped, and then the error is returned. Any
+// other error (another latchd holds the file, say) is returned at once.
 func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock door.Clock, log *slog.Logger) error {
-	if !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrSchemaTooNew) {
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return err
+	case errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrSchemaTooNew):
+		log.Error("store: the database cannot be used; the door stays locked and shows a fault until latchd is stopped", "err", err)
+	case dataDirUnwritable(err):
+		log.Error("store: the data directory cannot be written; the door stays locked and shows a fault until latchd is stopped", "data_dir", cfg.DataDir, "err", err)
+	default:
 		return err
 	}
-	log.Error("store: the database cannot be used; the door stays locked and shows a fault until latchd is stopped", "err", err)
 	fb, ferr := newFeedback(cfg, hw)
 	switch {
 	case ferr != nil:

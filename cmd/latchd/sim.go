@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -159,9 +158,6 @@ type simOptions struct {
 
 // runSim runs latchd on emulated hardware, taking commands from in.
 func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) (err error) {
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("-data %s: %w", o.dataDir, err)
-	}
 	cfg := simConfig(o.dataDir)
 	sim, hw, err := newSimHW()
 	if err != nil {
@@ -175,6 +171,11 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	defer func() { err = errors.Join(err, haltRelay(relay, log)) }()
 	out.relay(time.Now(), relay.Unlocked())
 
+	// A data directory that cannot be made (read-only, no permission) is a
+	// fault as a damaged database is: the door stays locked and shows it.
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return storeFault(ctx, cfg, hw, fmt.Errorf("-data %s: %w", o.dataDir, err), door.SystemClock{}, log)
+	}
 	st, err := openStore(cfg, log)
 	if err != nil {
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
@@ -253,19 +254,8 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}()
 	}
 
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 4096), 64*1024)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-		close(lines)
-	}()
+	lines := make(chan simInput)
+	go readSimInput(ctx, in, lines)
 
 	for {
 		select {
@@ -277,7 +267,11 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 				cancel()
 				return <-done
 			}
-			c, err := parseSimCmd(line)
+			if line.err != nil {
+				out.line("error: %v", line.err)
+				continue
+			}
+			c, err := parseSimCmd(line.text)
 			if err != nil {
 				out.line("error: %v", err)
 				continue

@@ -305,3 +305,26 @@ func TestSimEventsPrintedOnce(t *testing.T) {
 		t.Errorf("the event is logged on standard error too:\n%s", sim.stderr.String())
 	}
 }
+
+// A line over the input limit is one error line naming it, and the
+// simulator goes on with the next command.
+func TestSimOverLongLine(t *testing.T) {
+	sim := startSim(t)
+	sim.out.relay("locked")
+	sim.send("status")
+	sim.out.next("the status line", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return strings.HasPrefix(msg, "status ")
+	})
+	sim.send(strings.Repeat("tap 0102", maxSimInputLine/8+1))
+	msg := sim.out.next("an error line", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return m["type"] == "message" && strings.HasPrefix(msg, "error:")
+	})["msg"].(string)
+	if want := "error: input line 2: longer than 65536 bytes; skipped"; msg != want {
+		t.Errorf("error line %q, want %q", msg, want)
+	}
+	sim.send("tap 01020304")
+	sim.out.event("unknown_card")
+	sim.quit()
+}
