@@ -21,17 +21,19 @@ type Allowlist interface {
 	Decide(store.Request) (store.Decision, error)
 }
 
-// Journal is the audit log. *store.Store satisfies it.
+// Journal writes the door's audit events and state changes (the lockdown
+// flag, the record of an unlock in progress), in order, off the
+// controller's loop; it is the only place that retries a failed write.
+// *store.Journal satisfies it. Add must not block.
 type Journal interface {
-	Append(store.Event) (store.Event, error)
+	Add(store.JournalEntry)
 }
 
-// StateStore keeps what must survive a restart: the lockdown flag and the
-// record of an unlock in progress. *store.Store satisfies it.
+// StateStore reads, at start, what must survive a restart: the lockdown
+// flag and the record of an unlock in progress (written through the
+// Journal). *store.Store satisfies it.
 type StateStore interface {
-	SetLockdown(door string, on bool) error
 	Lockdown(door string) (bool, error)
-	PutState(key string, val []byte) error
 	State(key string) ([]byte, error)
 }
 
@@ -51,9 +53,6 @@ const (
 	maxUIDLen     = 16  // ISO 14443 UIDs are 4, 7 or 10 bytes
 	maxTextLen    = 256 // who/why/detail strings
 	inputQueueLen = 64
-	maxBacklog    = 10000 // journal events held in memory while the store fails
-	minRetryGap   = time.Second
-	maxRetryGap   = 30 * time.Second
 	shutdownWait  = 5 * time.Second // for an allowlist question in flight
 )
 
@@ -95,13 +94,19 @@ type Config struct {
 	InterKey time.Duration
 	// MaxRemoteUnlock bounds a signed unlock. Default 12 h; from Unlock to 24 h.
 	MaxRemoteUnlock time.Duration
+	// OpenUnrecorded chooses availability over the audit trail: when the
+	// journal cannot make a grant's record durable (disk full, I/O error,
+	// read-only), the door opens anyway and the grant is recorded late, or
+	// counted as lost. By default the door refuses such a grant with the
+	// reason journal_fault; the exit button works either way.
+	OpenUnrecorded bool
 }
 
 // Deps are the controller's collaborators.
 type Deps struct {
 	Allowlist Allowlist  // required
-	Journal   Journal    // required
-	State     StateStore // required
+	Journal   Journal    // required: every event and state write goes through it
+	State     StateStore // required: read at start
 	Relay     *Relay     // required
 	Feedback  *Feedback  // optional: LEDs and buzzer
 	// Clock defaults to SystemClock.
@@ -110,6 +115,11 @@ type Deps struct {
 	// Event.Clock and Request.ClockTrusted and gates the unlock schedule.
 	// Default: always trusted.
 	ClockTrusted func() bool
+	// TimeFloor returns the latest signed site time (zero: none), a lower
+	// bound on the real time: the unlock schedule is judged at the later
+	// of it and the clock, so that a clock set back cannot reopen a
+	// window. Optional.
+	TimeFloor func() time.Time
 	// BootID identifies this run of the service in every event.
 	BootID string
 	// Logger receives operational messages; nil discards them.
@@ -132,29 +142,26 @@ type Controller struct {
 	fb          *Feedback
 	clock       Clock
 	trusted     func() bool
+	floor       func() time.Time
 	bootID      string
 	log         *slog.Logger
 	unlockKey   string
 
-	in      chan event
-	decided chan evDecided
-	quit    chan struct{} // closed when Run starts shutting down
-	done    chan struct{} // closed when Run has returned
-	running atomic.Bool
-	workers sync.WaitGroup
+	in       chan event
+	decided  chan evDecided
+	recorded chan evRecorded
+	quit     chan struct{} // closed when Run starts shutting down
+	done     chan struct{} // closed when Run has returned
+	running  atomic.Bool
+	workers  sync.WaitGroup
 
 	mu      sync.Mutex
 	status  Status
 	changes chan struct{}
 
 	// Owned by Run.
-	st            state
-	fbNext        time.Time
-	backlog       []store.Event
-	retryAt       time.Time
-	retryGap      time.Duration
-	dropped       int
-	lockdownDirty bool
+	st     state
+	fbNext time.Time
 }
 
 // New checks cfg and deps and returns a controller whose door is locked.
@@ -184,11 +191,13 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		fb:          deps.Feedback,
 		clock:       deps.Clock,
 		trusted:     deps.ClockTrusted,
+		floor:       deps.TimeFloor,
 		bootID:      deps.BootID,
 		log:         deps.Logger,
 		unlockKey:   "door/" + p.door + "/unlock",
 		in:          make(chan event, inputQueueLen),
 		decided:     make(chan evDecided, 1),
+		recorded:    make(chan evRecorded, 4),
 		quit:        make(chan struct{}),
 		done:        make(chan struct{}),
 		changes:     make(chan struct{}, 1),
@@ -198,6 +207,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}
 	if c.trusted == nil {
 		c.trusted = func() bool { return true }
+	}
+	if c.floor == nil {
+		c.floor = func() time.Time { return time.Time{} }
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -230,16 +242,17 @@ func (cfg Config) Check() error {
 // params validates cfg and fills the defaults. Its errors are *ConfigError.
 func (cfg Config) params() (*params, error) {
 	p := &params{
-		door:      cfg.Door,
-		groups:    slices.Clone(cfg.Groups),
-		mode:      cfg.Mode,
-		unlock:    cfg.Unlock,
-		extended:  cfg.ExtendedUnlock,
-		held:      cfg.Held,
-		preAlarm:  cfg.PreAlarm,
-		pinFirst:  cfg.PINTimeout,
-		interKey:  cfg.InterKey,
-		maxRemote: cfg.MaxRemoteUnlock,
+		door:           cfg.Door,
+		groups:         slices.Clone(cfg.Groups),
+		openUnrecorded: cfg.OpenUnrecorded,
+		mode:           cfg.Mode,
+		unlock:         cfg.Unlock,
+		extended:       cfg.ExtendedUnlock,
+		held:           cfg.Held,
+		preAlarm:       cfg.PreAlarm,
+		pinFirst:       cfg.PINTimeout,
+		interKey:       cfg.InterKey,
+		maxRemote:      cfg.MaxRemoteUnlock,
 	}
 	if p.door == "" {
 		return nil, &ConfigError{"Door", "required"}
@@ -335,6 +348,8 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 			c.step(e)
 		case e := <-c.decided:
 			c.step(e)
+		case e := <-c.recorded:
+			c.step(e)
 		case <-timer.C():
 			c.step(evTick{})
 		}
@@ -354,8 +369,8 @@ func (c *Controller) startup() {
 		lockdown = c.cfgLockdown
 	}
 	c.st = newState(c.p, lockdown, c.trusted())
-	c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStarted,
-		Detail: fmt.Sprintf("door controller started, relay locked, lockdown %s", onOff(lockdown))}, now)
+	entry := store.JournalEntry{Events: []store.Event{c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStarted,
+		Detail: fmt.Sprintf("door controller started, relay locked, lockdown %s", onOff(lockdown))})}}
 	rec, err := c.store.State(c.unlockKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -366,11 +381,10 @@ func (c *Controller) startup() {
 		if len(detail) > maxTextLen {
 			detail = "an unlock was in progress when the service stopped"
 		}
-		c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeDoor, Reason: store.ReasonUnlockInterrupt, Detail: detail}, now)
-		if err := c.store.PutState(c.unlockKey, nil); err != nil {
-			c.log.Error("state: clearing the unlock record", "err", err)
-		}
+		entry.Events = append(entry.Events, c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeDoor, Reason: store.ReasonUnlockInterrupt, Detail: detail}))
+		entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
 	}
+	c.journal.Add(entry)
 	if c.cfgLockdown && !lockdown {
 		c.step(evLockdown{on: true, by: "config"})
 		return
@@ -393,18 +407,13 @@ func (c *Controller) shutdown() error {
 		}
 	}
 	c.waitWorkers()
-	if c.st.recorded {
-		if perr := c.store.PutState(c.unlockKey, nil); perr != nil {
-			c.log.Error("state: clearing the unlock record", "err", perr)
-		}
-	}
 	now := c.clock.Now()
-	c.append(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
-		Detail: "door controller stopped, relay in its safe state"}, now)
-	c.retry(now)
-	if n := len(c.backlog); n > 0 {
-		c.log.Error("journal: events not written at shutdown", "count", n)
+	entry := store.JournalEntry{Events: []store.Event{c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
+		Detail: "door controller stopped, relay in its safe state"})}}
+	if c.st.recorded {
+		entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
 	}
+	c.journal.Add(entry)
 	c.st.relay = c.relay.Unlocked()
 	c.publish(now)
 	return err
@@ -437,9 +446,6 @@ func (c *Controller) arm(t Timer) {
 	if c.fb != nil {
 		consider(c.fbNext)
 	}
-	if c.unwritten() {
-		consider(c.retryAt)
-	}
 	if d.IsZero() {
 		t.Stop()
 		return
@@ -453,6 +459,9 @@ func (c *Controller) step(e event) {
 	if t := c.trusted(); t != c.st.trusted {
 		c.apply(evTrust{trusted: t}, now)
 	}
+	if f := c.floor(); !f.Equal(c.st.floor) {
+		c.apply(evFloor{t: f}, now)
+	}
 	c.apply(e, now)
 	if c.fb != nil {
 		c.fb.setBase(c.st.base(), now)
@@ -462,17 +471,25 @@ func (c *Controller) step(e event) {
 		}
 		c.fbNext = next
 	}
-	if c.unwritten() && !now.Before(c.retryAt) {
-		c.retry(now)
-	}
 	c.publish(now)
 }
 
 // apply runs next and its actions: first the relay, the feedback and the
-// allowlist question, then the writes that may be slow.
+// allowlist question, then the journal entries, which never wait for the
+// disk. A step's state changes and events go in one entry, so that an
+// event that reports an unlock is never durable without the unlock record
+// an interrupted unlock is reported from; a grant's record is an entry of
+// its own, whose answer comes back as evRecorded.
 func (c *Controller) apply(e event, now time.Time) {
 	st, acts := next(c.st, e, now)
 	c.st = st
+	var entry store.JournalEntry
+	flush := func() {
+		if len(entry.Events) > 0 || len(entry.Changes) > 0 {
+			c.journal.Add(entry)
+		}
+		entry = store.JournalEntry{}
+	}
 	for _, a := range acts {
 		switch a := a.(type) {
 		case actRelay:
@@ -485,32 +502,44 @@ func (c *Controller) apply(e event, now time.Time) {
 			}
 		case actDecide:
 			c.ask(a)
-		}
-	}
-	// The unlock record is written before the events are appended, so that
-	// an event that reports a grant is never durable without the record an
-	// interrupted unlock is reported from.
-	for _, a := range acts {
-		switch a := a.(type) {
 		case actRecordUnlock:
-			val := a.until.UTC().Format(time.RFC3339Nano) + " " + a.cause
-			if err := c.store.PutState(c.unlockKey, []byte(val)); err != nil {
-				c.log.Error("state: recording the unlock", "err", err)
-			}
+			entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, unlockRecord(a.until, a.cause)))
 		case actClearUnlock:
-			if err := c.store.PutState(c.unlockKey, nil); err != nil {
-				c.log.Error("state: clearing the unlock record", "err", err)
-			}
+			entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
 		case actLockdown:
-			c.lockdownDirty = true
-			c.persistLockdown(now)
+			entry.Changes = append(entry.Changes, store.LockdownChange(c.p.door, a.on))
+		case actLog:
+			c.log.Debug("door event", "type", a.ev.Type, "reason", a.ev.Reason, "uid", a.ev.UID, "holder", a.ev.Holder, "detail", a.ev.Detail)
+			entry.Events = append(entry.Events, c.stamp(a.ev))
+		case actRecordGrant:
+			flush()
+			c.recordGrant(a)
 		}
 	}
-	for _, a := range acts {
-		if a, ok := a.(actLog); ok {
-			c.append(a.ev, now)
-		}
-	}
+	flush()
+}
+
+// unlockRecord is the value of the unlock record: when the unlock ends and
+// what opened it.
+func unlockRecord(until time.Time, cause string) []byte {
+	return []byte(until.UTC().Format(time.RFC3339Nano) + " " + cause)
+}
+
+// recordGrant hands a grant's record and its unlock record to the journal
+// as one entry whose answer comes back to the loop.
+func (c *Controller) recordGrant(a actRecordGrant) {
+	c.log.Debug("door event", "type", a.ev.Type, "reason", a.ev.Reason, "uid", a.ev.UID, "holder", a.ev.Holder, "detail", a.ev.Detail)
+	id := a.id
+	c.journal.Add(store.JournalEntry{
+		Events:  []store.Event{c.stamp(a.ev)},
+		Changes: []store.StateChange{store.PutStateChange(c.unlockKey, unlockRecord(a.until, "grant"))},
+		Done: func(_ []store.Event, err error) {
+			select {
+			case c.recorded <- evRecorded{id: id, err: err}:
+			case <-c.quit:
+			}
+		},
+	})
 }
 
 // ask runs the allowlist question off the loop, so that a slow PIN hash never
@@ -528,101 +557,12 @@ func (c *Controller) ask(a actDecide) {
 	}()
 }
 
-func (c *Controller) persistLockdown(now time.Time) {
-	if err := c.store.SetLockdown(c.p.door, c.st.lockdown); err != nil {
-		c.log.Error("state: saving the lockdown flag; will retry", "lockdown", c.st.lockdown, "err", err)
-		c.scheduleRetry(now)
-		return
-	}
-	c.lockdownDirty = false
-}
-
-// append writes ev to the journal, or keeps it for a retry. Events stay in
-// order: nothing is written past an event that failed.
-func (c *Controller) append(ev store.Event, now time.Time) {
+// stamp fills what the loop knows of every event: the clock's quality
+// and the boot id.
+func (c *Controller) stamp(ev store.Event) store.Event {
 	ev.Clock = c.clockQuality()
 	ev.BootID = c.bootID
-	c.log.Debug("door event", "type", ev.Type, "reason", ev.Reason, "uid", ev.UID, "holder", ev.Holder, "detail", ev.Detail)
-	if len(c.backlog) > 0 {
-		c.queue(ev)
-		return
-	}
-	if _, err := c.journal.Append(ev); err != nil {
-		c.log.Error("journal: append failed; will retry", "reason", ev.Reason, "err", err)
-		c.queue(ev)
-		c.scheduleRetry(now)
-	}
-}
-
-// queue keeps ev for a retry. When the backlog is full it drops the oldest
-// event that is not an alarm (the oldest alarm only when all are alarms)
-// and counts it, so that the loss is logged once the store writes again.
-func (c *Controller) queue(ev store.Event) {
-	if len(c.backlog) >= maxBacklog {
-		i := slices.IndexFunc(c.backlog, func(e store.Event) bool { return !e.Reason.Alarm() })
-		if i < 0 {
-			i = 0
-		}
-		c.backlog = slices.Delete(c.backlog, i, i+1)
-		c.dropped++
-		c.log.Error("journal: backlog full; an unwritten event dropped", "reason", ev.Reason, "dropped", c.dropped)
-	}
-	c.backlog = append(c.backlog, ev)
-}
-
-// scheduleRetry sets the next retry after a failed write, backing off. A
-// retry already set for later covers this failure too.
-func (c *Controller) scheduleRetry(now time.Time) {
-	if c.retryAt.After(now) {
-		return
-	}
-	c.retryGap = min(max(2*c.retryGap, minRetryGap), maxRetryGap)
-	c.retryAt = now.Add(c.retryGap)
-}
-
-// retry writes what earlier failures left: the journal backlog and the
-// record of the events it dropped, then the lockdown flag. The backoff
-// starts again once all are written.
-func (c *Controller) retry(now time.Time) {
-	c.flush(now)
-	if c.lockdownDirty {
-		c.persistLockdown(now)
-	}
-	if !c.unwritten() {
-		c.retryGap = 0
-	}
-}
-
-// unwritten reports whether a failed write waits for a retry: journal
-// events, the record of events dropped from a full backlog, or the lockdown
-// flag.
-func (c *Controller) unwritten() bool {
-	return len(c.backlog) > 0 || c.dropped > 0 || c.lockdownDirty
-}
-
-// flush writes the backlog in order until it is empty or a write fails.
-func (c *Controller) flush(now time.Time) {
-	for len(c.backlog) > 0 {
-		if _, err := c.journal.Append(c.backlog[0]); err != nil {
-			c.log.Error("journal: retry failed", "pending", len(c.backlog), "err", err)
-			c.scheduleRetry(now)
-			return
-		}
-		c.backlog[0] = store.Event{}
-		c.backlog = c.backlog[1:]
-	}
-	c.backlog = nil
-	if c.dropped > 0 {
-		lost := store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonEventsLost,
-			Clock: c.clockQuality(), BootID: c.bootID,
-			Detail: fmt.Sprintf("%d events could not be written while the store failed", c.dropped)}
-		if _, err := c.journal.Append(lost); err != nil {
-			c.log.Error("journal: recording lost events; will retry", "lost", c.dropped, "err", err)
-			c.scheduleRetry(now)
-			return
-		}
-		c.dropped = 0
-	}
+	return ev
 }
 
 // clockQuality is the time quality the journal records now.
@@ -654,7 +594,8 @@ func (s Status) equal(o Status) bool {
 	return s.Door == o.Door && s.Mode == o.Mode && s.Locked == o.Locked &&
 		s.UnlockedUntil.Equal(o.UnlockedUntil) && s.ContactKnown == o.ContactKnown &&
 		s.Open == o.Open && s.Lockdown == o.Lockdown && slices.Equal(s.Alarms, o.Alarms) &&
-		s.ReaderOK == o.ReaderOK && s.AwaitingPIN == o.AwaitingPIN && s.ClockTrusted == o.ClockTrusted
+		s.ReaderOK == o.ReaderOK && s.AwaitingPIN == o.AwaitingPIN && s.ClockTrusted == o.ClockTrusted &&
+		s.JournalOK == o.JournalOK && s.Journal == o.Journal
 }
 
 // Status returns the door's state. It is safe to call from any goroutine.
@@ -740,6 +681,18 @@ func (c *Controller) ReaderHealth(ctx context.Context, ok bool, detail string) e
 		return err
 	}
 	return c.submit(ctx, evReader{ok: ok, detail: detail})
+}
+
+// JournalHealth reports the journal failing to write (ok false) or
+// writing again; detail is its state in words, for the status. While the
+// journal fails the door shows a fault and, unless Config.OpenUnrecorded,
+// refuses grants (each grant's own record decides: a grant whose record is
+// written opens).
+func (c *Controller) JournalHealth(ctx context.Context, ok bool, detail string) error {
+	if err := checkText("door: journal detail", detail); err != nil {
+		return err
+	}
+	return c.submit(ctx, evJournal{ok: ok, detail: detail})
 }
 
 // RemoteUnlock releases the door for d (0 means the unlock time) on a

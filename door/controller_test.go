@@ -22,11 +22,14 @@ type memStore struct {
 	requests  []store.Request
 	events    []store.Event
 	appendErr error
-	refuse    func(store.Event) bool // Append fails for the events it picks
-	lockdown  map[string]bool
-	lockSets  int // calls of SetLockdown
-	state     map[string][]byte
-	stateErr  error
+	held      []store.JournalEntry // entries waiting for appendErr to clear
+
+	holdRecords bool                 // keep entries whose caller waits until releaseRecords
+	records     []store.JournalEntry // entries kept by holdRecords
+	lockdown    map[string]bool
+	lockSets    int // lockdown flags written
+	state       map[string][]byte
+	stateErr    error
 }
 
 func newMemStore() *memStore {
@@ -48,45 +51,74 @@ func (m *memStore) Decide(r store.Request) (store.Decision, error) {
 	return f(r)
 }
 
-func (m *memStore) Append(ev store.Event) (store.Event, error) {
+// Add writes the entry at once, as a journal whose disk never waits; while
+// appendErr is set it fails an entry whose caller waits and holds the rest
+// until the error clears (the next Add after it writes them).
+func (m *memStore) Add(e store.JournalEntry) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	if m.holdRecords && e.Done != nil {
+		m.records = append(m.records, e)
+		m.mu.Unlock()
+		return
+	}
 	if m.appendErr != nil {
-		return store.Event{}, m.appendErr
+		err := m.appendErr
+		if e.Done == nil {
+			m.held = append(m.held, e)
+		}
+		m.mu.Unlock()
+		if e.Done != nil {
+			e.Done(nil, err)
+		}
+		return
 	}
-	if m.refuse != nil && m.refuse(ev) {
-		return store.Event{}, errors.New("refused")
+	held := m.held
+	m.held = nil
+	var out []store.Event
+	for _, en := range append(held, e) {
+		for _, c := range en.Changes {
+			if door, on, ok := c.Lockdown(); ok {
+				m.lockSets++
+				m.lockdown[door] = on
+			}
+			if key, val, ok := c.State(); ok {
+				m.state[key] = slices.Clone(val)
+			}
+		}
+		for _, ev := range en.Events {
+			ev.Seq = uint64(len(m.events) + 1)
+			m.events = append(m.events, ev)
+			out = append(out, ev)
+		}
 	}
-	ev.Seq = uint64(len(m.events) + 1)
-	m.events = append(m.events, ev)
-	return ev, nil
+	m.mu.Unlock()
+	if e.Done != nil {
+		e.Done(out[len(out)-len(e.Events):], nil)
+	}
 }
 
-func (m *memStore) SetLockdown(door string, on bool) error {
+// heldRecords returns the entries holdRecords keeps.
+func (m *memStore) heldRecords() []store.JournalEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.lockSets++
-	if m.stateErr != nil {
-		return m.stateErr
+	return slices.Clone(m.records)
+}
+
+// releaseRecords writes the entries holdRecords kept, and stops keeping.
+func (m *memStore) releaseRecords() {
+	m.mu.Lock()
+	w := m.records
+	m.holdRecords, m.records = false, nil
+	m.mu.Unlock()
+	for _, e := range w {
+		m.Add(e)
 	}
-	m.lockdown[door] = on
-	return nil
 }
 
 func (m *memStore) Lockdown(door string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lockdown[door], m.stateErr
-}
-
-func (m *memStore) PutState(key string, val []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stateErr != nil {
-		return m.stateErr
-	}
-	m.state[key] = slices.Clone(val)
-	return nil
 }
 
 func (m *memStore) State(key string) ([]byte, error) {
@@ -688,71 +720,95 @@ func TestControllerShutdownFailSafe(t *testing.T) {
 	})
 }
 
+// While the journal cannot write, a grant whose record fails is refused
+// with journal_fault and the door stays locked; the exit button still
+// opens; the status and the LEDs show the fault.
 func TestControllerJournalFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
 		st.setDecide(grantAll)
-		st.setAppendErr(errors.New("disk full"))
 		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
 		ctx := t.Context()
+		st.setAppendErr(errors.New("no space left on device"))
+		r.must(r.c.JournalHealth(ctx, false, "fault: no space left on device"))
 		r.must(r.c.CardPresented(ctx, uidA, false))
-		r.wantRelay("granted without a journal", unlockedLevel)
+		r.wantRelay("refused without a record", lockedLevel)
+		if s := r.c.Status(); s.JournalOK || !strings.Contains(s.Journal, "no space") {
+			t.Errorf("status %+v", s)
+		}
+		if b := r.c.st.base(); b != patFault {
+			t.Errorf("feedback %v, want fault", b)
+		}
+		r.must(r.c.ExitButton(ctx, true))
+		r.wantRelay("exit button", unlockedLevel)
 		r.advance(5 * time.Second)
-		r.wantRelay("relocked without a journal", lockedLevel)
-		r.must(r.c.DoorContact(ctx, false))
-		r.must(r.c.DoorContact(ctx, true))
+		r.wantRelay("relocked", lockedLevel)
 		r.wantReasons("nothing written yet")
 		st.setAppendErr(nil)
-		r.advance(10 * time.Second)
-		r.wantReasons("written in order after recovery", store.ReasonGranted, store.ReasonGrantedNotOpened, store.ReasonDoorForced)
+		r.must(r.c.JournalHealth(ctx, true, "ok"))
+		r.must(r.c.CardRemoved(ctx))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("granted with a record", unlockedLevel)
+		r.wantReasons("written in order after recovery", store.ReasonJournalFault, store.ReasonExitRequest, store.ReasonGranted)
+		evs := st.eventList()
+		if evs[0].UID != "04A1B2C3" || evs[0].Type != store.TypeAccess || !strings.Contains(evs[0].Detail, "stayed locked") {
+			t.Errorf("refusal %+v", evs[0])
+		}
+		if s := r.c.Status(); !s.JournalOK || s.Journal != "ok" {
+			t.Errorf("status after recovery %+v", s)
+		}
 		r.stop()
 	})
 }
 
-// A full backlog drops ordinary events before alarms, and the loss is
-// logged once the journal writes again.
-func TestControllerJournalBacklogFull(t *testing.T) {
+// With OpenUnrecorded the door chooses availability: it opens, and the
+// grant is recorded late, saying so.
+func TestControllerJournalFailureOpenUnrecorded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
-		st.setAppendErr(errors.New("disk full"))
+		st.setDecide(grantAll)
+		r := newRig(t, Config{Mode: store.ModeCardOnly, OpenUnrecorded: true}, st, nil)
+		ctx := t.Context()
+		st.setAppendErr(errors.New("no space left on device"))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.wantRelay("opened without a record", unlockedLevel)
+		r.advance(5 * time.Second)
+		r.wantRelay("relocked", lockedLevel)
+		st.setAppendErr(nil)
+		r.must(r.c.ExitButton(ctx, true))
+		r.wantReasons("recorded late", store.ReasonGranted, store.ReasonGrantedNotOpened, store.ReasonExitRequest)
+		if evs := st.eventList(); !strings.Contains(evs[0].Detail, "recorded late") {
+			t.Errorf("grant %+v", evs[0])
+		}
+		r.stop()
+	})
+}
+
+// A grant waits for its record: until the journal answers the relay does
+// not move and other cards wait; the record carries the unlock record.
+func TestControllerGrantWaitsForRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		st.holdRecords = true
 		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
 		ctx := t.Context()
-		r.must(r.c.Tamper(ctx, true)) // an alarm, first in the backlog
-		const presses = maxBacklog + 5
-		for range presses {
-			r.must(r.c.ExitButton(ctx, true))
-			r.must(r.c.ExitButton(ctx, false))
+		r.must(r.c.CardPresented(ctx, uidA, false))
+		r.must(r.c.CardRemoved(ctx))
+		r.must(r.c.CardPresented(ctx, uidB, false)) // waits: one question at a time
+		w := st.heldRecords()
+		r.wantRelay("before the record", lockedLevel)
+		if len(w) != 1 || w[0].Events[0].Reason != store.ReasonGranted || len(w[0].Changes) != 1 {
+			t.Fatalf("entries waiting: %+v", w)
 		}
-		// The journal writes again, but fails once more for the record of
-		// the loss, which is retried on its own.
-		st.mu.Lock()
-		st.appendErr = nil
-		refused := false
-		st.refuse = func(ev store.Event) bool {
-			if ev.Reason == store.ReasonEventsLost && !refused {
-				refused = true
-				return true
-			}
-			return false
+		if n := len(st.requestList()); n != 1 {
+			t.Fatalf("%d questions asked while the grant is recorded, want 1", n)
 		}
-		st.mu.Unlock()
-		r.advance(time.Minute)
-		if got := st.reasons(); len(got) != maxBacklog || got[len(got)-1] == store.ReasonEventsLost {
-			t.Fatalf("%d events written before the loss is recorded, want %d", len(got), maxBacklog)
-		}
-		r.advance(time.Minute)
-		// The backlog held started, tamper and the presses; the oldest
-		// ordinary events went first, started among them.
-		evs := st.eventList()
-		if len(evs) != maxBacklog+1 {
-			t.Fatalf("%d events written, want %d", len(evs), maxBacklog+1)
-		}
-		if evs[0].Reason != store.ReasonTamper || evs[1].Reason != store.ReasonExitRequest {
-			t.Fatalf("first events %s, %s; want the tamper alarm, then exit requests", evs[0].Reason, evs[1].Reason)
-		}
-		last := evs[len(evs)-1]
-		if last.Reason != store.ReasonEventsLost || last.Type != store.TypeSystem || !strings.Contains(last.Detail, "7 events") {
-			t.Fatalf("last event %+v; want events_lost for 7 events", last)
+		st.releaseRecords()
+		synctest.Wait()
+		r.wantRelay("after the record", unlockedLevel)
+		if v := st.stateOf(unlockKey); !strings.HasSuffix(string(v), " grant") {
+			t.Errorf("unlock record %q", v)
 		}
 		r.stop()
 	})
@@ -938,6 +994,9 @@ func TestNewValidation(t *testing.T) {
 	}
 }
 
+// A state store that cannot be read at start leaves the configured
+// lockdown in force; decisions go on, and the lockdown flag is written
+// through the journal.
 func TestControllerStateStoreFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
@@ -953,37 +1012,11 @@ func TestControllerStateStoreFailure(t *testing.T) {
 		r.wantRelay("grant without a state store", unlockedLevel)
 		r.advance(5 * time.Second)
 		r.wantRelay("relock without a state store", lockedLevel)
-
-		// The lockdown flag is written once the store recovers.
 		st.mu.Lock()
-		st.stateErr = nil
-		st.lockdown["front"] = true
+		on, sets := st.lockdown["front"], st.lockSets
 		st.mu.Unlock()
-		r.advance(30 * time.Second)
-		if on, _ := st.Lockdown("front"); on {
-			t.Fatal("lockdown off never persisted")
-		}
-		r.stop()
-	})
-}
-
-// A lockdown flag the state store keeps refusing is retried with backoff,
-// not every second.
-func TestControllerLockdownRetryBackoff(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		st := newMemStore()
-		st.stateErr = errors.New("EIO")
-		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
-		r.must(r.c.RemoteLockdown(t.Context(), true, "bob", ""))
-		for range 60 {
-			r.advance(time.Second)
-		}
-		// Attempts at 0, 1, 3, 7, 15 and 31 s.
-		st.mu.Lock()
-		n := st.lockSets
-		st.mu.Unlock()
-		if n != 6 {
-			t.Errorf("%d attempts to save the lockdown flag in 60 s, want 6", n)
+		if on || sets != 1 {
+			t.Fatalf("lockdown flag %t after %d writes; want off, written once", on, sets)
 		}
 		r.stop()
 	})

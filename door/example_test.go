@@ -43,8 +43,14 @@ func Example() {
 		log.Fatal(err)
 	}
 	clock := door.NewManualClock(time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC))
+	// The journal writes the door's events off its loop; close it after
+	// the controller, before the store.
+	journal, err := store.OpenJournal(st, &store.JournalOptions{Door: "front", BootID: "example", Now: clock.Now})
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctrl, err := door.New(door.Config{Door: "front", Mode: store.ModeCardOnly},
-		door.Deps{Allowlist: st, Journal: st, State: st, Relay: relay, Clock: clock, BootID: "example"})
+		door.Deps{Allowlist: st, Journal: journal, State: st, Relay: relay, Clock: clock, BootID: "example"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -61,6 +67,9 @@ func Example() {
 
 	cancel()
 	if err := <-done; err != nil {
+		log.Fatal(err)
+	}
+	if err := journal.Close(); err != nil {
 		log.Fatal(err)
 	}
 	events, err := st.EventsAfter(0, 10)

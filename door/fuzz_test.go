@@ -32,8 +32,9 @@ var fuzzSteps = [...]time.Duration{0, time.Millisecond, 300 * time.Millisecond, 
 var fuzzReasons = [...]store.Reason{store.ReasonUnknownCard, store.ReasonRevoked, store.ReasonLockedOut, store.ReasonBadPIN, store.ReasonLockdown, store.ReasonRandomUID, "", store.ReasonGrantedDuress}
 
 // fuzzEvent builds an event from two bytes; answer is the question in
-// flight, if any.
-func fuzzEvent(op, arg byte, answer *actDecide) event {
+// flight, if any, and recording says whether its grant waits for its
+// record.
+func fuzzEvent(op, arg byte, answer *actDecide, recording bool) event {
 	switch op % 20 {
 	case 0:
 		return card(uidA)
@@ -71,6 +72,13 @@ func fuzzEvent(op, arg byte, answer *actDecide) event {
 		if answer == nil {
 			return evTick{}
 		}
+		if recording {
+			var err error
+			if arg%3 == 0 {
+				err = errors.New("no space left on device")
+			}
+			return evRecorded{id: answer.id, err: err}
+		}
 		d := store.Decision{HolderID: "h", ExtendedUnlock: arg&0x40 != 0}
 		var err error
 		switch arg % 4 {
@@ -88,6 +96,9 @@ func fuzzEvent(op, arg byte, answer *actDecide) event {
 		}
 		return evDecided{id: answer.id, d: d, err: err}
 	case 18:
+		if arg%2 == 1 {
+			return evRecorded{id: 1<<40 + uint64(arg)}
+		}
 		return evDecided{id: 1<<40 + uint64(arg), d: store.Decision{Outcome: store.Granted}}
 	default:
 		return evTick{}
@@ -127,6 +138,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 	if sched {
 		p.schedule = fuzzSchedule(t)
 	}
+	p.openUnrecorded = mode&0x40 != 0
 	s := newState(p, mode&0x80 != 0, true)
 	now := t0
 	var inFlight *actDecide
@@ -138,7 +150,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 		} else {
 			now = now.Add(fuzzSteps[(op/20)%8] / 10)
 		}
-		e := fuzzEvent(op, arg, inFlight)
+		e := fuzzEvent(op, arg, inFlight, s.pending.active && s.pending.recording)
 		if op%20 == 19 && arg&0x80 != 0 {
 			e = evTrust{!s.trusted}
 		}
@@ -159,6 +171,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 		// Count what came out.
 		var access []store.Event
 		var decides []actDecide
+		var records []actRecordGrant
 		forcedLogged := false
 		for _, a := range acts {
 			switch a := a.(type) {
@@ -175,7 +188,18 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 				check(a.ev.Door == p.door && a.ev.Time.Equal(now), "event door/time %q %v", a.ev.Door, a.ev.Time)
 			case actDecide:
 				decides = append(decides, a)
+			case actRecordGrant:
+				records = append(records, a)
+				access = append(access, a.ev)
+				check(a.ev.Door == p.door && a.ev.Time.Equal(now), "event door/time %q %v", a.ev.Door, a.ev.Time)
+				check(s.pending.recording && s.pending.id == a.id, "a grant's record not waited for")
 			}
+		}
+		check(len(records) <= 1, "%d grants recorded at once", len(records))
+		// A grant opens the door only after its record (or, when the door
+		// opens without one, after the journal failed to make it).
+		if len(records) == 1 {
+			check(!s.grant.until.After(prev.grant.until), "granted before the record was durable")
 		}
 		check(relayModel == s.relay, "relay model %t, state %t", relayModel, s.relay)
 
@@ -202,9 +226,29 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 
 		// Every grant and every denial is exactly one audit event.
 		timedOut := prev.pending.active && !now.Before(prev.pending.deadline)
+		rec, isRec := e.(evRecorded)
 		if timedOut {
-			check(len(access) == 1 && access[0].Reason == ReasonDecisionError, "question timed out: access events %+v", access)
-		} else if d, ok := e.(evDecided); ok && inFlight != nil && d.id == inFlight.id {
+			want := ReasonDecisionError
+			if prev.pending.recording {
+				want = store.ReasonJournalFault
+			}
+			check(len(access) == 1 && access[0].Reason == want, "question timed out: access events %+v", access)
+		} else if isRec && prev.pending.active && prev.pending.recording && rec.id == prev.pending.id {
+			switch {
+			case rec.err == nil && prev.pending.lockdown != prev.lockdown:
+				check(len(access) == 0 && !s.grant.until.After(prev.grant.until), "grant opened after lockdown changed")
+			case !now.Before(prev.pending.until):
+				check(len(access) <= 1 && !s.grant.until.After(prev.grant.until), "a grant answered after its window opened the door")
+			case rec.err == nil:
+				check(len(access) == 0 && s.relay && active(s.grant.until, now), "recorded grant did not release the door")
+			case p.openUnrecorded:
+				check(len(access) == 1 && access[0].Reason == prev.pending.grantEv.Reason, "unrecorded grant: access events %+v", access)
+				check(s.relay && active(s.grant.until, now), "unrecorded grant did not release the door (open without record)")
+			default:
+				check(len(access) == 1 && access[0].Reason == store.ReasonJournalFault, "unrecorded grant: access events %+v", access)
+				check(!s.grant.until.After(prev.grant.until), "unrecorded grant opened the door")
+			}
+		} else if d, ok := e.(evDecided); ok && inFlight != nil && d.id == inFlight.id && !prev.pending.recording {
 			switch {
 			case d.err != nil:
 				check(len(access) == 1 && access[0].Reason == ReasonDecisionError, "error answer: %d access events", len(access))
@@ -212,8 +256,8 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 			case inFlight.req.Lockdown != prev.lockdown:
 				check(len(access) == 0 && len(decides) == 1, "answer to a stale lockdown flag was used")
 			case d.d.Outcome == store.Granted:
-				check(len(access) == 1 && access[0].Reason == d.d.Reason, "grant: access events %+v", access)
-				check(s.relay && active(s.grant.until, now), "grant did not release the door")
+				check(len(access) == 1 && access[0].Reason == d.d.Reason && len(records) == 1, "grant: access events %+v", access)
+				check(s.pending.recording, "grant did not wait for its record")
 			case d.d.Outcome == store.Denied:
 				check(len(access) == 1, "denial: %d access events", len(access))
 				check(access[0].Reason != store.ReasonGranted && access[0].Reason != store.ReasonGrantedDuress, "denial logged as %s", access[0].Reason)

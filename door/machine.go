@@ -28,6 +28,10 @@ const decideTimeout = 30 * time.Second
 // answer: a storage error, or no answer within 30 s. The door stays locked.
 const ReasonDecisionError store.Reason = "decision_error"
 
+// recordTimeout bounds the wait for the journal to make a grant's record
+// durable; after it the grant counts as not recorded.
+const recordTimeout = 10 * time.Second
+
 // params is the immutable part of the machine: the door's configuration.
 type params struct {
 	door      string
@@ -41,6 +45,9 @@ type params struct {
 	interKey  time.Duration // wait between PIN digits
 	maxRemote time.Duration // longest signed unlock
 	schedule  *unlockSchedule
+	// openUnrecorded opens for a grant whose record could not be made
+	// durable (availability) instead of refusing it with journal_fault.
+	openUnrecorded bool
 }
 
 // grantWindow is the unlock window after a granted credential.
@@ -63,6 +70,12 @@ type decision struct {
 	deadline   time.Time
 	holder     string
 	holderName string
+
+	// A granted question waits for its record to be durable (recording)
+	// before the door opens until until.
+	recording bool
+	grantEv   store.Event
+	until     time.Time
 }
 
 // pinEntry collects digits after a card that needs its PIN, or a code alone
@@ -87,6 +100,9 @@ type state struct {
 	readerFault bool
 	tamper      bool
 
+	journalFault  bool   // the journal cannot write
+	journalDetail string // the journal's state, as it says it ("ok" while it writes)
+
 	contactKnown bool
 	open         bool
 
@@ -98,6 +114,10 @@ type state struct {
 	schedOpen    bool      // the unlock schedule's window is open at schedChecked
 	schedCheck   time.Time // when to evaluate the schedule again
 	schedChecked time.Time // when it was last evaluated
+	// floor is the latest signed site time, a lower bound on the real
+	// time: the unlock schedule is judged at the later of it and the
+	// clock, so a clock set back cannot reopen a window.
+	floor time.Time
 
 	relay         bool // the relay is releasing the door
 	recorded      bool // an unlock record is in the StateStore
@@ -151,6 +171,15 @@ type (
 		d   store.Decision
 		err error
 	}
+	evRecorded struct { // the journal's answer for a grant's record
+		id  uint64
+		err error
+	}
+	evJournal struct { // the journal's health changed
+		ok     bool
+		detail string
+	}
+	evFloor struct{ t time.Time } // the latest signed site time moved
 )
 
 func (evTick) isEvent()         {}
@@ -165,6 +194,9 @@ func (evReader) isEvent()       {}
 func (evRemoteUnlock) isEvent() {}
 func (evLockdown) isEvent()     {}
 func (evDecided) isEvent()      {}
+func (evRecorded) isEvent()     {}
+func (evJournal) isEvent()      {}
+func (evFloor) isEvent()        {}
 
 // Actions out of the machine.
 type action interface{ isAction() }
@@ -175,9 +207,14 @@ type (
 		id  uint64
 		req store.Request
 	}
-	actLog          struct{ ev store.Event } // append to the journal (Clock and BootID filled by the loop)
-	actFeedback     struct{ p patternID }    // play a one-shot pattern
-	actRecordUnlock struct {                 // write the unlock record
+	actLog         struct{ ev store.Event } // append to the journal (Clock and BootID filled by the loop)
+	actRecordGrant struct {                 // write ev and the unlock record durably; answer with evRecorded{id}
+		id    uint64
+		ev    store.Event
+		until time.Time
+	}
+	actFeedback     struct{ p patternID } // play a one-shot pattern
+	actRecordUnlock struct {              // write the unlock record
 		until time.Time
 		cause string
 	}
@@ -188,6 +225,7 @@ type (
 func (actRelay) isAction()        {}
 func (actDecide) isAction()       {}
 func (actLog) isAction()          {}
+func (actRecordGrant) isAction()  {}
 func (actFeedback) isAction()     {}
 func (actRecordUnlock) isAction() {}
 func (actClearUnlock) isAction()  {}
@@ -230,6 +268,13 @@ func next(s state, e event, now time.Time) (state, []action) {
 		m.setLockdown(e)
 	case evDecided:
 		m.decided(e)
+	case evRecorded:
+		m.recorded(e)
+	case evJournal:
+		m.s.journalFault, m.s.journalDetail = !e.ok, e.detail
+	case evFloor:
+		m.s.floor = e.t
+		m.schedule(true)
 	}
 	m.reconcile()
 	return m.s, m.acts
@@ -274,7 +319,7 @@ func (m *machine) advance() {
 	clampTo(&s.remoteUntil, now.Add(p.maxRemote))
 	clampTo(&s.pin.deadline, now.Add(max(p.pinFirst, p.interKey)))
 	clampTo(&s.heldAt, now.Add(p.held))
-	clampTo(&s.pending.deadline, now.Add(decideTimeout))
+	clampTo(&s.pending.deadline, now.Add(max(decideTimeout, recordTimeout)))
 
 	if !s.grant.until.IsZero() && !now.Before(s.grant.until) {
 		if !s.grant.opened {
@@ -288,13 +333,14 @@ func (m *machine) advance() {
 	if !s.remoteUntil.IsZero() && !now.Before(s.remoteUntil) {
 		s.remoteUntil = time.Time{}
 	}
-	if p.schedule != nil && (s.schedCheck.IsZero() || !now.Before(s.schedCheck) || now.Before(s.schedChecked)) {
-		s.schedOpen = p.schedule.openAt(now)
-		s.schedCheck = p.schedule.nextChange(now)
-		s.schedChecked = now
-	}
+	m.schedule(false)
 	if s.pending.active && !now.Before(s.pending.deadline) {
-		m.access(ReasonDecisionError, s.pending.uid, s.pending.holder, s.pending.holderName, fmt.Sprintf("the allowlist did not answer within %v", decideTimeout))
+		if s.pending.recording {
+			m.access(store.ReasonJournalFault, s.pending.uid, s.pending.holder, s.pending.holderName,
+				fmt.Sprintf("the journal did not confirm the grant's record within %v; the door stayed locked", recordTimeout))
+		} else {
+			m.access(ReasonDecisionError, s.pending.uid, s.pending.holder, s.pending.holderName, fmt.Sprintf("the allowlist did not answer within %v", decideTimeout))
+		}
 		m.emit(actFeedback{patDenied})
 		s.pending = decision{}
 	}
@@ -315,6 +361,23 @@ func (m *machine) advance() {
 			m.log(store.TypeDoor, store.ReasonDoorHeld, nil, "", "", fmt.Sprintf("open for more than %v", p.held))
 		}
 	}
+}
+
+// schedule evaluates the unlock schedule when it is due (or force), at
+// the later of the clock and the floor; its next change is set on the
+// clock's time line.
+func (m *machine) schedule(force bool) {
+	s, now, p := &m.s, m.now, m.s.p
+	if p.schedule == nil || !(force || s.schedCheck.IsZero() || !now.Before(s.schedCheck) || now.Before(s.schedChecked)) {
+		return
+	}
+	rule := now
+	if s.floor.After(now) {
+		rule = s.floor
+	}
+	s.schedOpen = p.schedule.openAt(rule)
+	s.schedCheck = now.Add(p.schedule.nextChange(rule).Sub(rule))
+	s.schedChecked = now
 }
 
 // reconcile drives the relay from the windows, keeps the unlock record and
@@ -404,6 +467,11 @@ func uidHex(uid []byte) string {
 
 // log emits an audit event.
 func (m *machine) log(t store.EventType, r store.Reason, uid []byte, holder, name, detail string) {
+	m.emit(actLog{ev: m.event(t, r, uid, holder, name, detail)})
+}
+
+// event builds an audit event at the machine's time.
+func (m *machine) event(t store.EventType, r store.Reason, uid []byte, holder, name, detail string) store.Event {
 	ev := store.Event{
 		Time:       m.now,
 		Door:       m.s.p.door,
@@ -416,7 +484,7 @@ func (m *machine) log(t store.EventType, r store.Reason, uid []byte, holder, nam
 	if len(uid) > 0 {
 		ev.UID = uidHex(uid)
 	}
-	m.emit(actLog{ev: ev})
+	return ev
 }
 
 // access emits the one audit event of a grant or denial.
@@ -636,7 +704,7 @@ func (m *machine) setLockdown(e evLockdown) {
 
 func (m *machine) decided(e evDecided) {
 	s, now, p := &m.s, m.now, m.s.p
-	if !s.pending.active || e.id != s.pending.id {
+	if !s.pending.active || e.id != s.pending.id || s.pending.recording {
 		return // stale
 	}
 	d := s.pending
@@ -661,15 +729,18 @@ func (m *machine) decided(e evDecided) {
 		if r == "" {
 			r = store.ReasonGranted
 		}
-		m.access(r, d.uid, holder, name, e.d.Note)
 		dur := p.unlock
 		if e.d.ExtendedUnlock {
 			dur = p.extended
 		}
-		if until := now.Add(dur); until.After(s.grant.until) {
-			s.grant = grantWindow{until: until, opened: s.open, uid: d.uid, holder: holder, holderName: name}
-		}
-		m.emit(actFeedback{patGranted})
+		// The door opens once the grant's record is durable.
+		d.active, d.recording = true, true
+		d.holder, d.holderName = holder, name
+		d.grantEv = m.event(store.TypeAccess, r, d.uid, holder, name, e.d.Note)
+		d.until = now.Add(dur)
+		d.deadline = now.Add(recordTimeout)
+		s.pending = d
+		m.emit(actRecordGrant{id: d.id, ev: d.grantEv, until: d.until})
 	case store.NeedPIN:
 		if d.pin != nil {
 			r := e.d.Reason
@@ -699,6 +770,69 @@ func (m *machine) decided(e evDecided) {
 	}
 }
 
+// recorded opens the door for a grant whose record the journal made
+// durable; when it could not, the door refuses with journal_fault, or opens
+// anyway when the door is configured for availability.
+func (m *machine) recorded(e evRecorded) {
+	s, now := &m.s, m.now
+	d := s.pending
+	if !d.active || !d.recording || e.id != d.id {
+		if e.err == nil {
+			// Written after the door stopped waiting for it: say that the
+			// grant was not used, and clear the unlock record it carried.
+			m.log(store.TypeDoor, store.ReasonGrantedNotOpened, nil, "", "", "a grant's record was confirmed after the door stopped waiting for it; the door stayed locked")
+			if !s.recorded {
+				m.emit(actClearUnlock{})
+			}
+		}
+		return
+	}
+	s.pending = decision{}
+	if !now.Before(d.until) {
+		// The journal answered after the whole unlock time: opening now
+		// would open for someone who may have walked away.
+		if e.err == nil {
+			m.log(store.TypeDoor, store.ReasonGrantedNotOpened, d.uid, d.holder, d.holderName, "the grant's record took longer than the unlock time; the door stayed locked")
+			if !s.recorded {
+				m.emit(actClearUnlock{})
+			}
+		} else {
+			m.access(store.ReasonJournalFault, d.uid, d.holder, d.holderName,
+				"the grant could not be recorded within the unlock time, so the door stayed locked: "+e.err.Error())
+		}
+		m.emit(actFeedback{patDenied})
+		return
+	}
+	if e.err == nil && d.lockdown != s.lockdown {
+		m.log(store.TypeDoor, store.ReasonGrantedNotOpened, d.uid, d.holder, d.holderName, "lockdown changed before the door opened")
+		if !s.recorded {
+			m.emit(actClearUnlock{})
+		}
+		m.emit(actFeedback{patDenied})
+		return
+	}
+	if e.err != nil && !s.p.openUnrecorded {
+		m.access(store.ReasonJournalFault, d.uid, d.holder, d.holderName,
+			"the grant could not be recorded, so the door stayed locked: "+e.err.Error())
+		m.emit(actFeedback{patDenied})
+		return
+	}
+	if e.err != nil {
+		ev := d.grantEv
+		ev.Detail = joinNote(ev.Detail, "recorded late: the journal could not write when the door opened ("+e.err.Error()+")")
+		ev.Time = now
+		m.emit(actLog{ev: ev})
+	}
+	if d.until.After(s.grant.until) {
+		s.grant = grantWindow{until: d.until, opened: s.open, uid: d.uid, holder: d.holder, holderName: d.holderName}
+	}
+	if e.err == nil && !s.recorded {
+		// The unlock record went with the grant's record.
+		s.recorded, s.recordedUntil = true, d.until
+	}
+	m.emit(actFeedback{patGranted})
+}
+
 func joinNote(a, b string) string {
 	if a == "" {
 		return b
@@ -711,6 +845,8 @@ func (s *state) base() patternID {
 	switch {
 	case s.forced || s.held || s.tamper:
 		return patAlarm
+	case s.journalFault:
+		return patFault
 	case s.pin.active:
 		return patAwaitingPIN
 	case s.relay:
@@ -734,6 +870,8 @@ type Status struct {
 	ReaderOK      bool           `json:"reader_ok"`               // the card reader is working
 	AwaitingPIN   bool           `json:"awaiting_pin"`            // a card (or code) is waiting for its PIN
 	ClockTrusted  bool           `json:"clock_trusted"`           // the clock has been synchronised
+	JournalOK     bool           `json:"journal_ok"`              // the journal writes (false: grants are refused unless the door opens without a record)
+	Journal       string         `json:"journal"`                 // the journal's state in words: "ok", "reserve in use: …", "fault: …"
 }
 
 // status describes s at now.
@@ -748,6 +886,11 @@ func (s *state) status(now time.Time) Status {
 		ReaderOK:     !s.readerFault,
 		AwaitingPIN:  s.pin.active,
 		ClockTrusted: s.trusted,
+		JournalOK:    !s.journalFault,
+		Journal:      s.journalDetail,
+	}
+	if st.Journal == "" {
+		st.Journal = "ok"
 	}
 	if s.relay {
 		st.UnlockedUntil, _ = s.unlockEnd(now)

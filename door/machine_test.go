@@ -48,6 +48,12 @@ func describe(acts []action) []string {
 				s += " uid=" + a.ev.UID
 			}
 			out = append(out, s)
+		case actRecordGrant:
+			s := fmt.Sprintf("record %s/%s", a.ev.Type, a.ev.Reason)
+			if a.ev.UID != "" {
+				s += " uid=" + a.ev.UID
+			}
+			out = append(out, s)
 		case actFeedback:
 			out = append(out, "fb "+a.p.String())
 		case actRecordUnlock:
@@ -96,7 +102,8 @@ func keys(at time.Duration, ks string) []timed {
 func cat(parts ...[]timed) []timed { return slices.Concat(parts...) }
 
 // run applies evs from a fresh state and returns the state and the actions
-// of the last event.
+// of the last event. A grant's record is confirmed at once, as a journal
+// that writes would: the actions of the confirmation follow the grant's.
 func run(t *testing.T, p *params, init func(*state), evs []timed) (state, []action) {
 	t.Helper()
 	s := newState(p, false, true)
@@ -106,7 +113,16 @@ func run(t *testing.T, p *params, init func(*state), evs []timed) (state, []acti
 	}
 	var acts []action
 	for _, e := range evs {
-		s, acts = next(s, e.ev, t0.Add(e.at))
+		now := t0.Add(e.at)
+		s, acts = next(s, e.ev, now)
+		for _, a := range acts {
+			if r, ok := a.(actRecordGrant); ok {
+				var more []action
+				s, more = next(s, evRecorded{id: r.id}, now)
+				acts = append(slices.Clip(acts), more...)
+				break
+			}
+		}
 	}
 	return s, acts
 }
@@ -151,7 +167,7 @@ func TestNextTransitions(t *testing.T) {
 		// Decisions.
 		{name: "granted releases the door",
 			evs:  grantA,
-			want: []string{"log access/granted uid=04A1B2C3", "fb granted", "relay unlock", "record grant"},
+			want: []string{"record access/granted uid=04A1B2C3", "fb granted", "relay unlock"},
 			check: func(t *testing.T, s state) {
 				if !s.grant.until.Equal(t0.Add(5 * time.Second)) {
 					t.Errorf("grant until %v, want +5s", s.grant.until)
@@ -164,10 +180,10 @@ func TestNextTransitions(t *testing.T) {
 					t.Errorf("grant until %v, want +15s", s.grant.until)
 				}
 			},
-			want: []string{"log access/granted uid=04A1B2C3", "fb granted", "relay unlock", "record grant"}},
+			want: []string{"record access/granted uid=04A1B2C3", "fb granted", "relay unlock"}},
 		{name: "granted under duress is logged as such and opens",
 			evs:  []timed{{0, card(uidA)}, {0, evDecided{id: 1, d: store.Decision{Outcome: store.Granted, Reason: store.ReasonGrantedDuress}}}},
-			want: []string{"log access/granted_duress uid=04A1B2C3", "fb granted", "relay unlock", "record grant"}},
+			want: []string{"record access/granted_duress uid=04A1B2C3", "fb granted", "relay unlock"}},
 		{name: "denied",
 			evs:  []timed{{0, card(uidA)}, {0, denied(1, store.ReasonRevoked)}},
 			want: []string{"log access/revoked uid=04A1B2C3", "fb denied"}},
@@ -238,7 +254,7 @@ func TestNextTransitions(t *testing.T) {
 			want: []string{"fb key", "decide uid=04A1B2C3 pin=\"123456789012\" lockdown=false"}},
 		{name: "PIN stage granted",
 			evs:  cat(pinA, keys(time.Second, "1234#"), []timed{{time.Second, granted(2)}}),
-			want: []string{"log access/granted uid=04A1B2C3", "fb granted", "relay unlock", "record grant"}},
+			want: []string{"record access/granted uid=04A1B2C3", "fb granted", "relay unlock"}},
 		{name: "PIN stage denied",
 			evs:  cat(pinA, keys(time.Second, "9999#"), []timed{{time.Second, denied(2, store.ReasonBadPIN)}}),
 			want: []string{"log access/bad_pin uid=04A1B2C3", "fb denied"}},
@@ -511,7 +527,7 @@ func TestNextEventFields(t *testing.T) {
 		t.Errorf("request %+v, want %+v", req, want)
 	}
 	_, acts = next(s, evDecided{id: 1, d: store.Decision{Outcome: store.Granted, Reason: store.ReasonGranted, HolderID: "h1", HolderName: "Ada", Note: "schedule ignored"}}, t0)
-	ev := acts[0].(actLog).ev
+	ev := acts[0].(actRecordGrant).ev
 	wantEv := store.Event{Time: t0, Door: "front", Type: store.TypeAccess, Reason: store.ReasonGranted, UID: "04A1B2C3", Holder: "h1", HolderName: "Ada", Detail: "schedule ignored"}
 	if ev != wantEv {
 		t.Errorf("event %+v, want %+v", ev, wantEv)
@@ -613,4 +629,67 @@ func TestScheduleTransitions(t *testing.T) {
 		t.Fatalf("holiday: %q", describe(acts))
 	}
 	_ = s
+}
+
+// The unlock schedule is judged at the later of the clock and the latest
+// signed site time: a clock set back into a window does not open it, and a
+// clock behind the site opens and closes the window on the site's time.
+func TestNextScheduleFloor(t *testing.T) {
+	var sc store.Schedule
+	sc.Weekly[time.Monday] = []store.Window{{From: 9*60 + 30, To: 10 * 60}} // 09:30-10:00 UTC; t0 is Monday 09:00
+	u, err := compileSchedule(&sc, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testParams(store.ModeCardOnly)
+	p.schedule = u
+
+	// Without a floor, 09:40 is inside the window.
+	s, _ := run(t, p, nil, []timed{{40 * time.Minute, evTick{}}})
+	if !s.relay {
+		t.Fatal("09:40 without a floor: locked")
+	}
+	// The site's time is 10:05: a clock reading 09:40 was set back.
+	s, acts := run(t, p, nil, []timed{{40 * time.Minute, evTick{}}, {40 * time.Minute, evFloor{t0.Add(65 * time.Minute)}}})
+	if s.relay || !slices.Contains(describe(acts), "relay lock") {
+		t.Fatalf("09:40 with the site at 10:05: relay %t, actions %q", s.relay, describe(acts))
+	}
+	// A clock 15 minutes behind a message the site signed at 09:30: the
+	// window opens at 09:15 by the clock. The floor is a lower bound that
+	// does not move by itself: at 09:45 the clock is ahead of it again and
+	// rules, so the window closes at 10:00 by the clock.
+	s, _ = run(t, p, nil, []timed{{15 * time.Minute, evFloor{t0.Add(30 * time.Minute)}}})
+	if !s.relay {
+		t.Fatal("09:15 by the clock, 09:30 by the site: locked")
+	}
+	if !s.schedCheck.Equal(t0.Add(45 * time.Minute)) {
+		t.Fatalf("next check at %v by the clock, want 09:45 (10:00 by the floor)", s.schedCheck)
+	}
+	s, _ = run(t, p, nil, []timed{{15 * time.Minute, evFloor{t0.Add(30 * time.Minute)}}, {45 * time.Minute, evTick{}}})
+	if !s.relay || !s.schedCheck.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("09:45 by the clock: relay %t, next check %v; want open until 10:00", s.relay, s.schedCheck)
+	}
+}
+
+// A grant's record that the journal confirms only after the unlock time
+// does not open the door: the person may have walked away.
+func TestNextRecordAfterUnlockTime(t *testing.T) {
+	p := testParams(store.ModeCardOnly)
+	for _, err := range []error{nil, errors.New("no space left on device")} {
+		s := newState(p, false, true)
+		s.contactKnown = true
+		s, _ = next(s, card(uidA), t0)
+		s, acts := next(s, granted(1), t0)
+		if got := describe(acts); !slices.Equal(got, []string{"record access/granted uid=04A1B2C3"}) {
+			t.Fatalf("grant: %q", got)
+		}
+		s, acts = next(s, evRecorded{id: 1, err: err}, t0.Add(p.unlock))
+		want := []string{"log door/granted_not_opened uid=04A1B2C3", "clear record", "fb denied"}
+		if err != nil {
+			want = []string{"log access/journal_fault uid=04A1B2C3", "fb denied"}
+		}
+		if got := describe(acts); s.relay || !slices.Equal(got, want) {
+			t.Errorf("err %v: relay %t, actions %q, want %q", err, s.relay, got, want)
+		}
+	}
 }

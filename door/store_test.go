@@ -15,7 +15,7 @@ import (
 // The real store satisfies the controller's interfaces.
 var (
 	_ Allowlist  = (*store.Store)(nil)
-	_ Journal    = (*store.Store)(nil)
+	_ Journal    = (*store.Journal)(nil)
 	_ StateStore = (*store.Store)(nil)
 )
 
@@ -36,6 +36,7 @@ func openStore(t *testing.T, path string) *store.Store {
 type storeRig struct {
 	t      *testing.T
 	c      *Controller
+	j      *store.Journal
 	clock  *ManualClock
 	relay  *outPin
 	cancel context.CancelFunc
@@ -50,7 +51,12 @@ func newStoreRig(t *testing.T, st *store.Store, cfg Config, clock *ManualClock) 
 		t.Fatal(err)
 	}
 	cfg.Door = "front"
-	r.c, err = New(cfg, Deps{Allowlist: st, Journal: st, State: st, Relay: relay, Clock: clock, BootID: "b1"})
+	// No linger: synctest's clock stands still while a test checks what
+	// was written.
+	if r.j, err = store.OpenJournal(st, &store.JournalOptions{Door: "front", BootID: "b1", Now: clock.Now, Linger: -1}); err != nil {
+		t.Fatal(err)
+	}
+	r.c, err = New(cfg, Deps{Allowlist: st, Journal: r.j, State: st, Relay: relay, Clock: clock, BootID: "b1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +71,9 @@ func (r *storeRig) stop() {
 	r.t.Helper()
 	r.cancel()
 	if err := <-r.done; err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.j.Close(); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -52,6 +52,7 @@ type DoorStatus struct {
 	State    string            // as the door names it: "closed", "open", "unlocked", "held"...
 	Lockdown bool              // lockdown is on
 	Reader   string            // "ok", or what is wrong with the reader
+	Journal  string            // "ok", or the journal's trouble ("reserve in use: …", "fault: …")
 	Clock    store.TimeQuality // whether the door's clock is synced
 }
 
@@ -71,14 +72,9 @@ type Store interface {
 	// MarkSigned records the arrival (local time) of a fresh signed message
 	// issued at issuedAt (site time).
 	MarkSigned(localNow, issuedAt time.Time) error
-	// LowerSignedTime brings the recorded site time back to issuedAt when
-	// it is later (a site clock that was ahead).
-	LowerSignedTime(issuedAt time.Time) error
 	// RecordCommand remembers a command id until it expires; fresh is false
 	// for a replay or an expired command.
 	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)
-	// Append adds an audit event durably to the chain and the outbox.
-	Append(store.Event) (store.Event, error)
 	// EventsAfter returns up to max (1..10000) events after seq, in order.
 	EventsAfter(seq uint64, max int) ([]store.Event, error)
 	// Acked returns the outbox cursor: the highest seq the site acknowledged.
@@ -90,6 +86,15 @@ type Store interface {
 }
 
 var _ Store = (*store.Store)(nil)
+
+// Journal is the door's one writer of audit events: the client hands it
+// its events (type sync) and goes on. The daemon tells the client of every
+// stored event with Notify. *store.Journal satisfies it.
+type Journal interface {
+	Add(store.JournalEntry)
+}
+
+var _ Journal = (*store.Journal)(nil)
 
 // Options configure a Client. Site, Door, Broker and TrustedKeys are
 // required; zero values of the rest take the defaults given. New copies the
@@ -319,9 +324,6 @@ type Stats struct {
 	Dropped          uint64 // inbound messages dropped because the client was busy (too many or too many bytes waiting)
 	FutureIssued     uint64 // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
 	ACLStale         bool   // the allowlist is stale
-	AuditFailures    uint64 // appends of the client's audit events the store failed
-	AuditPending     int    // audit events waiting to be appended again (at most 64, alarms first)
-	AuditLost        uint64 // audit events dropped (too many waiting, or the store gone); the log has them
 	StatusPublished  uint64 // status messages published
 }
 
@@ -329,6 +331,7 @@ type Stats struct {
 type Client struct {
 	o      Options
 	st     Store
+	j      Journal
 	door   Door
 	v      *Verifier
 	log    *slog.Logger
@@ -361,8 +364,6 @@ type Client struct {
 	syncPending bool
 	lastSync    time.Time // monotonic
 	lastSyncSeq uint64
-
-	pending []store.Event // audit events the store failed to append, alarms first
 
 	fresh     freshness
 	seen      map[string]time.Time // command ids honoured, until expiry
@@ -423,22 +424,22 @@ type connEvent struct {
 	err  error
 }
 
-// New returns a client for the door with the given store and door. It does
-// not connect; Run does.
-func New(st Store, door Door, opts *Options) (*Client, error) {
+// New returns a client for the door with the given store, journal and
+// door. It does not connect; Run does.
+func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: options: %w", err)
 	}
-	if st == nil || door == nil {
-		return nil, errors.New("mqtt: options: a store and a door are required")
+	if st == nil || j == nil || door == nil {
+		return nil, errors.New("mqtt: options: a store, a journal and a door are required")
 	}
 	v, err := NewVerifier(o.Site, o.TrustedKeys)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
-		o: o, st: st, door: door, v: v, log: o.Logger.With("site", o.Site, "door", o.Door),
+		o: o, st: st, j: j, door: door, v: v, log: o.Logger.With("site", o.Site, "door", o.Door),
 		topics:  TopicsFor(o.Site),
 		in:      make(chan inbound, 1024),
 		inBytes: newByteBudget(o.MaxInboundBytes),
@@ -610,17 +611,11 @@ func (c *Client) publish(topic string, payload []byte, retained bool) bool {
 	}
 }
 
-// shutdown publishes the offline status and disconnects.
+// shutdown writes what the rate limits still hold back, publishes the
+// offline status and disconnects.
 func (c *Client) shutdown() {
 	c.fresh.persist(c, true)
-	c.retryPending()
-	if len(c.pending) > 0 {
-		for _, e := range c.pending {
-			c.lose(e, "the client stopped")
-		}
-		c.pending = nil
-		c.update(func(s *Stats) { s.AuditPending = 0 })
-	}
+	c.drainRejects()
 	if c.sess == nil {
 		return
 	}
@@ -651,7 +646,6 @@ func (c *Client) clock() store.TimeQuality {
 // onTick runs the timers.
 func (c *Client) onTick(ctx context.Context) {
 	now := time.Now()
-	c.retryPending()
 	c.checkStale(ctx)
 	c.fresh.persist(c, false)
 	c.flushRejects(now)

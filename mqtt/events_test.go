@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +113,12 @@ func childDoor() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	c, err := mqtt.New(st, newTestDoor(), &mqtt.Options{
+	j, err := openJournal(st, get("DOOR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c, err := mqtt.New(st, j, newTestDoor(), &mqtt.Options{
 		Broker: get("BROKER"), Site: site, Door: get("DOOR"), Username: get("DOOR"), Password: get("PASSWORD"),
 		TrustedKeys:  map[string]ed25519.PublicKey{get("KID"): pub},
 		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, CheckInterval: 50 * time.Millisecond,
@@ -124,6 +127,7 @@ func childDoor() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	notifyTo(st, c)
 	go func() {
 		for {
 			ch := c.Updated()
@@ -199,95 +203,26 @@ func TestEventsAfterDoorKilled(t *testing.T) {
 	checkCollected(t, e.site, "front", allEvents(t, r2.st))
 }
 
-// failingStore is a door's store whose Append fails while told to, as on a
-// full disk.
-type failingStore struct {
-	*store.Store
-	failing atomic.Bool
-}
-
-func (f *failingStore) Append(e store.Event) (store.Event, error) {
-	if f.failing.Load() {
-		return store.Event{}, fmt.Errorf("store: append: %w", syscall.ENOSPC)
-	}
-	return f.Store.Append(e)
-}
-
-// The client's audit events that the store fails to append are kept and
-// appended once it works again, alarms first; when too many wait, the least
-// important are lost, and counted.
-func TestAuditEventsKeptWhileStoreFails(t *testing.T) {
+// The summary of refusals held back by the rate limit is written when the
+// client stops, before its window is over.
+func TestRefusalSummaryWrittenAtStop(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	ctx := context.Background()
-	var fs *failingStore
-	r := e.newRigWith("front", "", func(st *store.Store) mqtt.Store {
-		fs = &failingStore{Store: st}
-		return fs
-	}, func(o *mqtt.Options) { o.RejectBurst = 1000 }).start()
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.RejectBurst = 1; o.RejectWindow = time.Hour }).start()
 	r.waitConnected()
 	cmdTopic := mqtt.TopicsFor(site).Cmd("front")
-	reject := func(n int) {
-		t.Helper()
-		want := r.client.Stats().CommandsRejected + uint64(n)
-		for range n {
-			if err := e.site.PublishRaw(ctx, cmdTopic, []byte("garbage"), false); err != nil {
-				t.Fatal(err)
-			}
-		}
-		waitFor(t, "the commands refused", func() bool { return r.client.Stats().CommandsRejected >= want }, r.client.Updated)
-	}
-	publish := func(n uint32) {
-		t.Helper()
-		want := r.client.Stats().AuditPending + 1
-		if _, err := e.site.Publish(ctx, card(n, "front")); err != nil {
+	for range 5 {
+		if err := e.site.PublishRaw(ctx, cmdTopic, []byte("garbage"), false); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "acl_applied waiting", func() bool { return r.client.Stats().AuditPending >= want }, r.client.Updated)
 	}
-	heal := func() {
-		t.Helper()
-		fs.failing.Store(false)
-		waitFor(t, "the waiting events appended", func() bool { return r.client.Stats().AuditPending == 0 }, r.client.Updated)
+	waitFor(t, "the commands refused", func() bool { return r.client.Stats().CommandsRejected >= 5 }, r.client.Updated)
+	if n, _ := countReason(t, r.st, store.ReasonCommandRejected); n != 1 {
+		t.Fatalf("%d refusals written within the window, want 1", n)
 	}
-	// reasons lists the reasons of the door's events after the first n.
-	reasons := func(n int) []store.Reason {
-		var out []store.Reason
-		for _, ev := range allEvents(t, r.st)[n:] {
-			out = append(out, ev.Reason)
-		}
-		return out
+	r.stop()
+	n, details := countReason(t, r.st, store.ReasonCommandRejected)
+	if n != 2 || !strings.HasPrefix(details[1], "4 more messages refused") {
+		t.Fatalf("after the stop: %d refusals %q, want the summary of 4", n, details)
 	}
-	before := len(allEvents(t, r.st))
-
-	fs.failing.Store(true)
-	publish(1)
-	reject(1)
-	if st := r.client.Stats(); st.AuditPending != 2 || st.AuditFailures == 0 || st.AuditLost != 0 {
-		t.Fatalf("while the store fails: %+v", st)
-	}
-	if got := reasons(before); len(got) != 0 {
-		t.Fatalf("appended while the store fails: %v", got)
-	}
-	heal()
-	got := reasons(before)
-	if len(got) != 2 || got[0] != store.ReasonCommandRejected || got[1] != store.ReasonACLApplied {
-		t.Fatalf("appended after the store recovered: %v, want the refusal first", got)
-	}
-
-	// More than the queue holds: the allowlist event is lost first, then
-	// the newest refusals.
-	before = len(allEvents(t, r.st))
-	fs.failing.Store(true)
-	publish(2)
-	reject(70)
-	if st := r.client.Stats(); st.AuditPending != 64 || st.AuditLost != 7 {
-		t.Fatalf("71 events while the store fails: %d waiting, %d lost; want 64, 7", st.AuditPending, st.AuditLost)
-	}
-	heal()
-	got = reasons(before)
-	if len(got) != 64 || slices.ContainsFunc(got, func(x store.Reason) bool { return x != store.ReasonCommandRejected }) {
-		t.Fatalf("appended after the store recovered: %d events %v, want 64 refusals", len(got), got)
-	}
-	e.waitDelivered(r)
-	checkCollected(t, e.site, "front", allEvents(t, r.st))
 }

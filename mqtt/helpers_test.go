@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,6 +268,7 @@ type rig struct {
 	name   string
 	path   string
 	st     *store.Store
+	j      *store.Journal
 	door   *testDoor
 	client *mqtt.Client
 	opts   mqtt.Options
@@ -320,12 +322,80 @@ func (e *env) newRigWith(name, path string, wrap func(*store.Store) mqtt.Store, 
 	if wrap != nil {
 		cs = wrap(st)
 	}
-	r.client, err = mqtt.New(cs, r.door, &r.opts)
+	r.j, err = openJournal(st, name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.client, err = mqtt.New(cs, r.j, r.door, &r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifyTo(st, r.client)
 	t.Cleanup(r.close)
 	return r
+}
+
+// journals are the open journals of the tests' stores, and the clients
+// their stored events go to, as the daemon wires them.
+var journals sync.Map // *store.Store → *journalLink
+
+type journalLink struct {
+	j      *store.Journal
+	client atomic.Pointer[mqtt.Client]
+}
+
+// openJournal opens the journal of a door's store.
+func openJournal(st *store.Store, door string) (*store.Journal, error) {
+	link := &journalLink{}
+	j, err := store.OpenJournal(st, &store.JournalOptions{Door: door, OnStored: func(evs []store.Event) {
+		if c := link.client.Load(); c != nil {
+			for _, e := range evs {
+				c.Notify(e)
+			}
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	link.j = j
+	journals.Store(st, link)
+	return j, nil
+}
+
+// notifyTo sends the stored events of st's journal to c.
+func notifyTo(st *store.Store, c *mqtt.Client) {
+	if v, ok := journals.Load(st); ok {
+		v.(*journalLink).client.Store(c)
+	}
+}
+
+// closeJournal closes the journal of st, if open.
+func closeJournal(t testing.TB, st *store.Store) {
+	if v, ok := journals.LoadAndDelete(st); ok {
+		if err := v.(*journalLink).j.Close(); err != nil {
+			t.Errorf("journal: %v", err)
+		}
+	}
+}
+
+// syncJournal waits until everything added to st's journal so far is
+// written.
+func syncJournal(t testing.TB, st *store.Store) {
+	t.Helper()
+	v, ok := journals.Load(st)
+	if !ok {
+		return
+	}
+	done := make(chan error, 1)
+	v.(*journalLink).j.Add(store.JournalEntry{Done: func(_ []store.Event, err error) { done <- err }})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("journal: %v", err)
+		}
+	case <-time.After(hang):
+		t.Fatal("journal: no answer")
+	}
 }
 
 // start runs the client.
@@ -351,6 +421,7 @@ func (r *rig) stop() {
 
 func (r *rig) close() {
 	r.stop()
+	closeJournal(r.t, r.st)
 	r.st.Close()
 }
 
@@ -398,6 +469,7 @@ func decide(t testing.TB, st *store.Store, name string, n uint32) store.Decision
 // allEvents reads every audit event of a door's store.
 func allEvents(t testing.TB, st *store.Store) []store.Event {
 	t.Helper()
+	syncJournal(t, st)
 	var out []store.Event
 	var after uint64
 	for {

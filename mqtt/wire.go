@@ -352,6 +352,7 @@ type Status struct {
 	DoorState    string            `json:"door_state,omitempty"`    // as the door names it: "closed", "open", "unlocked"...
 	Lockdown     bool              `json:"lockdown,omitempty"`      // the door is in lockdown
 	Reader       string            `json:"reader,omitempty"`        // "ok", "fault" or "fault: " and the error (at most 256 bytes)
+	Journal      string            `json:"journal,omitempty"`       // "ok", "reserve in use: …" (the disk filled) or "fault: …" (events held in memory; grants refused unless the door opens without a record)
 	ACLSeq       uint64            `json:"acl_seq"`                 // allowlist seq applied
 	SnapshotHash string            `json:"snapshot_hash,omitempty"` // state hash at ACLSeq
 	ACLStale     bool              `json:"acl_stale,omitempty"`     // no fresh signed message for the stale period

@@ -48,6 +48,8 @@ type Config struct {
 	UnlockSchedule UnlockScheduleConfig `toml:"unlock_schedule"`
 	// Security sets PIN lockout and what time rules do on an untrusted clock.
 	Security SecurityConfig `toml:"security"`
+	// Journal sets what the door does when it cannot write its audit log.
+	Journal JournalConfig `toml:"journal"`
 
 	// defined reports whether the file sets a key, given as its path
 	// ("security", "max_bad_pins"), even to zero: md.IsDefined of the
@@ -421,6 +423,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.Security.check(c.isSet); err != nil {
+		return err
+	}
+	if err := c.Journal.check(c.isSet); err != nil {
 		return err
 	}
 	sched, err := c.UnlockSchedule.parse()

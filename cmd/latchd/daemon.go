@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -55,9 +56,14 @@ type daemon struct {
 
 	closeSPI func() error
 
+	// journal writes every audit event; build opens it, run closes it.
+	journal *store.Journal
+	// notify is the MQTT client the journal hands stored events to, once
+	// it exists (the journal runs before it is built).
+	notify atomic.Pointer[mqtt.Client]
+
 	// mqttOpts, when set, connect the door to the site.
 	mqttOpts *mqtt.Options
-	audit    *auditStore
 	allow    *staleAllowlist
 	client   *mqtt.Client
 
@@ -189,26 +195,36 @@ func (c *Config) doorConfig() door.Config {
 		Held:           c.Timing.Held.Duration,
 		PINTimeout:     c.Timing.PIN.Duration,
 		InterKey:       c.Timing.InterKey.Duration,
+		OpenUnrecorded: c.Journal.Unrecorded == unrecordedOpen,
 	}
 }
 
-// build makes the controller.
-func (d *daemon) build() error {
+// build opens the journal and makes the controller and the MQTT client.
+// On error the journal is closed again.
+func (d *daemon) build() (err error) {
 	c := d.cfg
 	fb, err := newFeedback(c, d.hw)
 	if err != nil {
 		return err
 	}
 	d.safe = newFailsafe(d.log, d.relay)
-	d.audit = &auditStore{Store: d.st, onEvent: d.onEvent, safe: d.safe}
 	d.allow = &staleAllowlist{st: d.st, safe: d.safe}
+	if err := d.openJournal(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.closeJournal())
+		}
+	}()
 	ctrl, err := door.New(c.doorConfig(), door.Deps{
 		Allowlist:    d.allow,
-		Journal:      d.audit,
+		Journal:      d.journal,
 		State:        d.st,
 		Relay:        d.relay,
 		Feedback:     fb,
 		ClockTrusted: d.trust.trusted,
+		TimeFloor:    d.timeFloor,
 		BootID:       d.boot,
 		Logger:       d.log,
 	})
@@ -217,26 +233,40 @@ func (d *daemon) build() error {
 	}
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {
-		cl, err := mqtt.New(d.audit, d.mqttDoor(), d.mqttOpts)
+		cl, err := mqtt.New(d.st, d.journal, d.mqttDoor(), d.mqttOpts)
 		if err != nil {
 			return err
 		}
 		d.client = cl
-		d.audit.setNotify(cl.Notify)
+		d.notify.Store(cl)
 	}
 	return nil
 }
 
+// timeFloor is the latest signed site time the store recorded, for the
+// controller's unlock schedule; zero when it cannot be read.
+func (d *daemon) timeFloor() time.Time {
+	ss, err := d.st.SyncState()
+	if err != nil {
+		return time.Time{}
+	}
+	return ss.LastIssuedAt
+}
+
 // run runs the controller and every driver until ctx ends or one of them
-// fails. The controller puts the relay in its safe state on the way out.
-// Asked to stop, the parts return nil; what run returns then is a real
-// failure, such as a relay that could not be put in its safe state. A part
-// that panics stops the run as one that fails does (see failsafe).
-func (d *daemon) run(ctx context.Context) error {
+// fails. The controller puts the relay in its safe state on the way out;
+// then the journal writes what it holds and stops. Asked to stop, the
+// parts return nil; what run returns then is a real failure, such as a
+// relay that could not be put in its safe state or events the journal
+// could not write. A part that panics stops the run as one that fails does
+// (see failsafe).
+func (d *daemon) run(ctx context.Context) (err error) {
+	defer func() { err = errors.Join(err, d.closeJournal()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(d.safe.goroutine("door controller", func() error { return d.ctrl.Run(gctx) }))
+	g.Go(d.safe.goroutine("journal health", func() error { return d.watchJournal(gctx) }))
 	// A panic caught in a callback, on another package's goroutine, stops
 	// the run here.
 	g.Go(func() error { return d.safe.wait(gctx) })
@@ -256,7 +286,7 @@ func (d *daemon) run(ctx context.Context) error {
 			return nil
 		}))
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if perr := d.safe.err(); perr != nil && !errors.Is(err, perr) {
 		err = errors.Join(err, perr)
 	}

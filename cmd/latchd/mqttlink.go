@@ -16,44 +16,6 @@ import (
 	"github.com/latchdoor/latch/store"
 )
 
-// auditStore is the store as the daemon's parts see it: every audit event,
-// whoever appends it (the door controller or the MQTT client), is printed
-// and handed to the MQTT client for delivery once it is durable.
-type auditStore struct {
-	*store.Store
-	onEvent func(store.Event)
-	safe    *failsafe
-
-	mu     sync.Mutex
-	notify func(store.Event)
-}
-
-// Append implements door.Journal and the MQTT client's store.
-func (a *auditStore) Append(e store.Event) (store.Event, error) {
-	e, err := a.Store.Append(e)
-	if err != nil {
-		return e, err
-	}
-	// The event is stored: a panic printing it or handing it on stops the
-	// daemon but does not make the caller write it again.
-	if a.onEvent != nil {
-		a.safe.call("printer", func() { a.onEvent(e) })
-	}
-	a.mu.Lock()
-	n := a.notify
-	a.mu.Unlock()
-	if n != nil {
-		a.safe.call("mqtt notify", func() { n(e) })
-	}
-	return e, nil
-}
-
-func (a *auditStore) setNotify(fn func(store.Event)) {
-	a.mu.Lock()
-	a.notify = fn
-	a.mu.Unlock()
-}
-
 // staleAllowlist applies the stale-allowlist policy to the store's
 // decisions: while the site has not been heard from for too long, the door
 // may demand card and PIN, or only let lockdown-override cards in.
@@ -208,6 +170,7 @@ func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 	if !s.ClockTrusted {
 		st.Clock = store.TimeUnsynced
 	}
+	st.Journal = s.Journal
 	return st
 }
 

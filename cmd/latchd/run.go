@@ -26,6 +26,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
 		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
+		unrecorded  = fs.String("unrecorded-grant", "refuse", "with -sim: a grant whose record cannot be written is refused, or the door opens anyway (open)")
+		reserveMiB  = fs.Int("journal-reserve-mib", defaultReserveMiB, "with -sim: MiB kept free for the journal in the data directory (0: no reserve)")
 		logFormat   = fs.String("log-format", "text", "how events are printed: text or json")
 		logLevel    = fs.String("log-level", "warn", "operational log level on standard error: debug, info, warn or error")
 		version     = fs.Bool("version", false, "print the version and exit")
@@ -65,7 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
 		return 2
 	case *sim:
-		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr}, stdin, out, log)
+		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr,
+			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}}, stdin, out, log)
 	case *configPath == "":
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
 		return 2
@@ -101,6 +104,8 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 			msg = "-mqtt is for -sim; a door's broker is mqtt.broker in its config"
 		case !sim && f.Name == "broker-addr":
 			msg = "-broker-addr is for -sim, whose embedded broker it places"
+		case !sim && (f.Name == "unrecorded-grant" || f.Name == "journal-reserve-mib"):
+			msg = "-" + f.Name + " is for -sim; a door sets it in the [journal] table of its config"
 		}
 	})
 	return msg
@@ -184,7 +189,9 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		}
 	}
 	if err := d.build(); err != nil {
-		return err
+		// The journal's files cannot be made (a full or read-only disk):
+		// the door waits locked with the fault shown, as for the store.
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	return d.run(ctx)
 }

@@ -154,11 +154,16 @@ type simOptions struct {
 	dataDir    string
 	mqttURL    string
 	brokerAddr string
+	journal    JournalConfig // what the door does when it cannot write its journal
 }
 
 // runSim runs latchd on emulated hardware, taking commands from in.
 func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) (err error) {
 	cfg := simConfig(o.dataDir)
+	cfg.Journal = o.journal
+	if err := cfg.Journal.check(cfg.isSet); err != nil {
+		return err
+	}
 	sim, hw, err := newSimHW()
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
@@ -222,7 +227,9 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		return err
 	}
 	if err := d.build(); err != nil {
-		return err
+		// The journal's files cannot be made (a full or read-only disk):
+		// the door waits locked with the fault shown, as for the store.
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 
 	if seeded {
@@ -453,6 +460,10 @@ func statusLine(d *daemon) string {
 	}
 	if n, err := d.st.OutboxDepth(); err == nil {
 		fmt.Fprintf(&b, " outbox=%d", n)
+	}
+	if j := d.journal; j != nil {
+		h := j.Health()
+		fmt.Fprintf(&b, " journal_ok=%t journal_reserve_used=%t journal_pending=%d journal_counted=%d", h.OK, h.Reserve, h.Pending, h.Recorded)
 	}
 	return b.String()
 }

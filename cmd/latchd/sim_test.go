@@ -235,61 +235,29 @@ func (s *simRun) quit() {
 // released and shows that the next start drives the relay locked before
 // anything else and reports the interrupted unlock.
 func TestSimKilledDuringUnlock(t *testing.T) {
-	dir := t.TempDir()
-	start := func() (*exec.Cmd, io.WriteCloser, *simOut) {
-		t.Helper()
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "LATCHD_TEST_ARGS="+strings.Join([]string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, "\x1f"))
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		outR, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr lockedBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			if t.Failed() {
-				t.Logf("child stderr: %s", stderr.String())
-			}
-		})
-		return cmd, in, newSimOut(t, outR)
-	}
-
-	cmd, in, out := start()
-	first := out.next("the first line", func(map[string]any) bool { return true })
+	args := []string{"-sim", "-data", t.TempDir(), "-log-format", "json", "-broker-addr", "127.0.0.1:0"}
+	c := startChild(t, args...)
+	first := c.out.next("the first line", func(map[string]any) bool { return true })
 	if first["type"] != "relay" || first["state"] != "locked" {
 		t.Fatalf("first line %v, want the relay locked", first)
 	}
-	fmt.Fprintln(in, "tap 04A1B2C3D4E5F6")
-	fmt.Fprintln(in, "key 1234#")
-	out.event("granted")
-	out.relay("unlocked")
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	c.send("tap 04A1B2C3D4E5F6")
+	c.send("key 1234#")
+	c.out.event("granted")
+	c.out.relay("unlocked")
+	c.kill()
 
-	cmd, in, out = start()
-	first = out.next("the first line", func(map[string]any) bool { return true })
+	c = startChild(t, args...)
+	first = c.out.next("the first line", func(map[string]any) bool { return true })
 	if first["type"] != "relay" || first["state"] != "locked" {
 		t.Fatalf("first line after the restart %v, want the relay locked", first)
 	}
-	ev := out.event("unlock_interrupted")
+	ev := c.out.event("unlock_interrupted")
 	if ev["type"] != "door" {
 		t.Fatalf("event %v, want a door event", ev)
 	}
-	fmt.Fprintln(in, "quit")
-	if err := cmd.Wait(); err != nil {
+	c.send("quit")
+	if err := c.cmd.Wait(); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 }
@@ -327,4 +295,85 @@ func TestSimOverLongLine(t *testing.T) {
 	sim.send("tap 01020304")
 	sim.out.event("unknown_card")
 	sim.quit()
+}
+
+// child is latchd -sim in a child process.
+type child struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *simOut
+	err *lockedBuffer
+}
+
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "LATCHD_TEST_ARGS="+strings.Join(args, "\x1f"))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{t: t, cmd: cmd, in: in, err: &lockedBuffer{}}
+	cmd.Stderr = c.err
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("child stderr: %s", c.err.String())
+		}
+	})
+	c.out = newSimOut(t, outR)
+	return c
+}
+
+func (c *child) send(line string) {
+	c.t.Helper()
+	if _, err := fmt.Fprintln(c.in, line); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+// status asks for the status line until ok accepts it, and returns it.
+func (c *child) status(what string, ok func(string) bool) string {
+	c.t.Helper()
+	for range 10000 {
+		c.send("status")
+		m := c.out.next("status", func(m map[string]any) bool {
+			msg, _ := m["msg"].(string)
+			return strings.HasPrefix(msg, "status ")
+		})
+		if s := m["msg"].(string); ok(s) {
+			return s
+		}
+	}
+	c.t.Fatalf("status never showed %s", what)
+	return ""
+}
+
+// field reads key=value from a status line.
+func field(status, key string) string {
+	for f := range strings.FieldsSeq(status) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func (c *child) kill() {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		c.t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
 }
