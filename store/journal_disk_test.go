@@ -76,4 +76,3 @@ func TestJournalFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
