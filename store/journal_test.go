@@ -165,16 +165,24 @@ func TestJournalWrites(t *testing.T) {
 	if v, err := r.st.State("door/front/unlock"); err != nil || string(v) != "until" {
 		t.Errorf("state %q %v", v, err)
 	}
+	// Close writes everything that waits, past one batch.
+	for i := range 2500 {
+		r.j.Add(JournalEntry{Events: []Event{jev(ReasonDoorClosed, i)}})
+	}
 	if err := r.j.Close(); err != nil {
 		t.Fatal(err)
 	}
 	r.j = nil
-	if got := strings.Join(reasonsOf(r.all()), ","); got != "exit_request,granted" {
+	all := r.all()
+	if len(all) != 2502 {
+		t.Fatalf("%d events after Close, want 2502", len(all))
+	}
+	if got := strings.Join(reasonsOf(all[:2]), ","); got != "exit_request,granted" {
 		t.Errorf("chain %s", got)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if got := strings.Join(reasonsOf(r.stored), ","); got != "exit_request,granted" {
+	if got := strings.Join(reasonsOf(r.stored[:2]), ","); got != "exit_request,granted" || len(r.stored) != 2502 {
 		t.Errorf("OnStored saw %s", got)
 	}
 	r.verify()
@@ -378,4 +386,32 @@ func TestJournalLinger(t *testing.T) {
 	case <-time.After(hangJournal):
 		t.Fatal("a lone entry was never written")
 	}
+}
+
+// BenchmarkJournal measures the journal's throughput: events added one at
+// a time, as the door's parts add them, and group-committed by its writer.
+func BenchmarkJournal(b *testing.B) {
+	st, err := Open(filepath.Join(b.TempDir(), "latch.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	j, err := OpenJournal(st, &JournalOptions{Door: "front"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := Event{Time: jt0, Door: "front", Type: TypeDoor, Reason: ReasonExitRequest, Detail: "bench"}
+	before := st.Commits()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		j.Add(JournalEntry{Events: []Event{ev}})
+		n++
+	}
+	if err := j.Close(); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(st.Commits()-before)/float64(n)*1000, "fsyncs/1000-events")
 }

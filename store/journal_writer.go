@@ -28,7 +28,12 @@ func (j *Journal) run() {
 		now := time.Now()
 		switch {
 		case closing:
+			// Write everything that waits, batch after batch, until done
+			// or a write fails.
 			j.attempt(now)
+			for j.waiting() && !j.failing {
+				j.attempt(time.Now())
+			}
 			j.recordLoss(false)
 			return
 		case j.due(now):
