@@ -52,9 +52,10 @@ func buildFixture(b *testing.B, st *store.Store) {
 // idle: the card arrives at an idle door. busy: a tamper change is handed
 // to the controller just before the card, so the card arrives while the
 // previous step's write is still under way (the loop itself never waits
-// for it). fsyncs-on-path counts the commits (each one fsync of the file)
-// that completed between the card and the relay, the previous step's
-// included: the grant's record and its unlock record are one.
+// for it). commits-on-path counts the store's commits (each made durable
+// by bbolt's fdatasyncs) that completed between the card and the relay,
+// the previous step's included: the grant's record and its unlock record
+// are one.
 func BenchmarkCardToRelay(b *testing.B) {
 	for _, busy := range []bool{false, true} {
 		name := "idle"
@@ -158,7 +159,7 @@ func benchCardToRelay(b *testing.B, busy bool) {
 	b.ReportMetric(pct(0.5), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
 	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds())/1e3, "max-µs")
-	b.ReportMetric(float64(onPath)/float64(len(lat)), "fsyncs-on-path")
+	b.ReportMetric(float64(onPath)/float64(len(lat)), "commits-on-path")
 	if n := grantCommits.Load(); n != int64(len(lat)) {
 		b.Fatalf("%d grants recorded, %d opened", n, len(lat))
 	}

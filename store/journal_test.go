@@ -413,5 +413,5 @@ func BenchmarkJournal(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
-	b.ReportMetric(float64(st.Commits()-before)/float64(n)*1000, "fsyncs/1000-events")
+	b.ReportMetric(float64(st.Commits()-before)/float64(n)*1000, "commits/1000-events")
 }

@@ -679,9 +679,10 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	return err
 }
 
-// Commits returns the number of write transactions committed since Open.
-// bbolt syncs the file once per commit (twice when the file grows), so it
-// counts the fsyncs that writes cost.
+// Commits returns the number of write transactions committed since Open:
+// the durable writes made. bbolt makes each commit durable with two
+// fdatasyncs (the data pages, then the meta page that points at them), and
+// one more when the file grows.
 func (s *Store) Commits() uint64 { return s.commits.Load() }
 
 func recoverCorrupt(err *error) {
