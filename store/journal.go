@@ -16,7 +16,7 @@ import (
 // This file is the journal: the door's one writer of audit events and of
 // the door state that goes with them. Every part of the door hands it
 // entries and goes on; one goroutine commits whatever is waiting in one
-// transaction (one fsync per batch), keeps what it could not write in
+// transaction (one commit per batch), keeps what it could not write in
 // memory in order, retries with back-off, and is the only place that does.
 //
 // What the journal could not write is never lost silently. While it
@@ -147,7 +147,7 @@ type JournalOptions struct {
 	// Linger is how long an entry nobody waits for may wait for company
 	// before it is committed (default 2 ms; negative: none): a grant that
 	// follows within it shares the commit, so the grant's path costs one
-	// fsync even when the door's previous step was still being written.
+	// commit even when the door's previous step was still being written.
 	// An entry whose caller waits is committed at once, with everything
 	// queued before it.
 	Linger time.Duration

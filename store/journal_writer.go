@@ -107,7 +107,7 @@ func (j *Journal) urgent() bool {
 // readyAt returns when what waits is to be written: at once when a caller
 // waits for an entry or the journal has notices of its own; otherwise when
 // the oldest entry has waited Linger, so that a grant that follows within
-// it shares the commit (one fsync on the grant's path). ok is false when
+// it shares the commit (one commit on the grant's path). ok is false when
 // nothing waits.
 func (j *Journal) readyAt() (at time.Time, ok bool) {
 	if !j.waiting() {
