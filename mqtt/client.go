@@ -118,6 +118,9 @@ type Options struct {
 	// TrustedKeys are the site's Ed25519 public keys by key id; only
 	// messages signed by one of them are accepted.
 	TrustedKeys map[string]ed25519.PublicKey
+	// Identity is the door's public identity, announced in its status so
+	// that the site can show its fingerprint for approval (optional).
+	Identity *PublicIdentity
 
 	// Logger receives the client's log (default: none).
 	Logger *slog.Logger

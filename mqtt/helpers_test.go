@@ -134,7 +134,7 @@ func (d *testDoor) Status() mqtt.DoorStatus {
 	if d.unsynced {
 		q = store.TimeUnsynced
 	}
-	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Clock: q}
+	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Journal: "ok", Clock: q}
 }
 
 // SetUnsynced says whether the door's clock is synced.

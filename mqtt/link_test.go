@@ -121,7 +121,12 @@ func TestStatusAndWill(t *testing.T) {
 	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
 		t.Fatal(err)
 	}
-	r := e.newRig("front", "", nil).start()
+	id, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := id.Public()
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = &pub }).start()
 	r.waitConnected()
 	e.waitSynced(r)
 	seq, hash := e.site.History().Head()
@@ -130,8 +135,12 @@ func TestStatusAndWill(t *testing.T) {
 		return s != nil && s.Online && s.ACLSeq == seq && s.SnapshotHash == hash && s.Outbox == 0
 	}, e.site.Updated)
 	s := e.site.Stats().LastStatus["front"]
-	if s.Version != "test" || s.DoorState != "closed" || s.Reader != "ok" || s.Clock != store.TimeSynced {
+	if s.Version != "test" || s.DoorState != "closed" || s.Reader != "ok" || s.Clock != store.TimeSynced || s.Journal != "ok" {
 		t.Fatalf("status %+v", s)
+	}
+	// The door announces its identity, for the site to show for approval.
+	if got, err := s.Identity(); err != nil || got.Fingerprint() != pub.Fingerprint() {
+		t.Fatalf("announced identity %v %v", got, err)
 	}
 
 	// The link dies without a DISCONNECT: the broker publishes the will.

@@ -1,6 +1,9 @@
 package mqtt
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+)
 
 // offlineStatus is the last will, and what a clean shutdown publishes.
 func (c *Client) offlineStatus() Status {
@@ -22,6 +25,11 @@ func (c *Client) currentStatus() Status {
 	}
 	if s.ACLStale {
 		s.StalePolicy = c.o.StalePolicy
+	}
+	if id := c.o.Identity; id != nil {
+		s.Fingerprint = id.Fingerprint()
+		s.SignKey = base64.StdEncoding.EncodeToString(id.SignKey)
+		s.SealKey = base64.StdEncoding.EncodeToString(id.SealKey)
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,6 +362,9 @@ type Status struct {
 	Version      string            `json:"version,omitempty"`       // firmware version
 	UptimeS      int64             `json:"uptime_s,omitempty"`      // seconds since the client started
 	Clock        store.TimeQuality `json:"clock,omitempty"`         // synced or unsynced
+	Fingerprint  string            `json:"fingerprint,omitempty"`   // the door identity's fingerprint (see PublicIdentity)
+	SignKey      string            `json:"sign_key,omitempty"`      // the door's Ed25519 public key, base64
+	SealKey      string            `json:"seal_key,omitempty"`      // the door's X25519 public key for sealed messages, base64
 }
 
 // SyncRequest is a door's announcement of its allowlist state. The site
@@ -481,7 +485,34 @@ func DecodeStatus(b []byte, site, door string) (*Status, error) {
 	if m.Outbox < 0 || m.UptimeS < 0 {
 		return nil, fmt.Errorf("mqtt: decode status: %w: negative count", ErrMalformed)
 	}
+	if m.Fingerprint != "" || m.SignKey != "" || m.SealKey != "" {
+		if _, err := m.Identity(); err != nil {
+			return nil, fmt.Errorf("mqtt: decode status: %w: %w", ErrMalformed, err)
+		}
+	}
 	return &m, nil
+}
+
+// Identity returns the door identity the status announces: both keys,
+// checked, and a fingerprint that matches them. A status without one is
+// an error.
+func (m *Status) Identity() (*PublicIdentity, error) {
+	sign, err := base64.StdEncoding.Strict().DecodeString(m.SignKey)
+	if err != nil {
+		return nil, fmt.Errorf("identity: sign_key: %w", err)
+	}
+	seal, err := base64.StdEncoding.Strict().DecodeString(m.SealKey)
+	if err != nil {
+		return nil, fmt.Errorf("identity: seal_key: %w", err)
+	}
+	p := &PublicIdentity{SignKey: sign, SealKey: seal}
+	if err := p.Check("identity of door " + m.Door); err != nil {
+		return nil, err
+	}
+	if fp := p.Fingerprint(); m.Fingerprint != fp {
+		return nil, fmt.Errorf("identity: fingerprint %q does not match the keys (%s)", m.Fingerprint, fp)
+	}
+	return p, nil
 }
 
 // DecodeSyncRequest decodes a sync request of door (any door when door is

@@ -56,6 +56,9 @@ type daemon struct {
 
 	closeSPI func() error
 
+	// identity is the door's keys (contract v2).
+	identity *mqtt.Identity
+
 	// journal writes every audit event; build opens it, run closes it.
 	journal *store.Journal
 	// notify is the MQTT client the journal hands stored events to, once
@@ -91,6 +94,8 @@ func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock
 		return err
 	case errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrSchemaTooNew):
 		log.Error("store: the database cannot be used; the door stays locked and shows a fault until latchd is stopped", "err", err)
+	case errors.Is(err, errIdentity):
+		log.Error("identity: the door cannot prove who it is; the door stays locked and shows a fault until latchd is stopped", "err", err)
 	case dataDirUnwritable(err):
 		log.Error("store: the data directory cannot be written; the door stays locked and shows a fault until latchd is stopped", "data_dir", cfg.DataDir, "err", err)
 	default:
@@ -233,7 +238,12 @@ func (d *daemon) build() (err error) {
 	}
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {
-		cl, err := mqtt.New(d.st, d.journal, d.mqttDoor(), d.mqttOpts)
+		opts := *d.mqttOpts
+		if d.identity != nil {
+			pub := d.identity.Public()
+			opts.Identity = &pub
+		}
+		cl, err := mqtt.New(d.st, d.journal, d.mqttDoor(), &opts)
 		if err != nil {
 			return err
 		}

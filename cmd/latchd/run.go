@@ -8,10 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/store"
 )
 
 // run is latchd without the process around it: it parses args, runs until
@@ -23,6 +26,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site; commands on standard input")
 		configPath  = fs.String("config", "", "config file (TOML) for a real door")
 		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
+		showID      = fs.Bool("show-identity", false, "print the door's public keys and fingerprint (from data_dir, or -data with -sim), then exit")
+		newID       = fs.Bool("new-identity", false, "make the door a new identity on purpose (the old file is kept aside; the site must approve it again), then exit")
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
 		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
@@ -66,6 +71,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *sim && *configPath != "":
 		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
 		return 2
+	case (*showID || *newID) && *sim:
+		err = identityCommand(*dataDir, *newID, stdout, log)
+	case (*showID || *newID) && *configPath != "":
+		var cfg *Config
+		if cfg, err = loadConfig(*configPath); err == nil {
+			err = identityCommand(cfg.DataDir, *newID, stdout, log)
+		}
 	case *sim:
 		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr,
 			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}}, stdin, out, log)
@@ -98,6 +110,8 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 		switch {
 		case sim && f.Name == "check-config":
 			msg = "-check-config checks a -config file; the simulator has none"
+		case f.Name == "show-identity" && fs.Lookup("new-identity").Value.String() == "true":
+			msg = "-show-identity and -new-identity exclude each other"
 		case !sim && f.Name == "data":
 			msg = "-data is for -sim; a door's data directory is data_dir in its config"
 		case !sim && f.Name == "mqtt":
@@ -182,7 +196,11 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event}
+	id, err := doorIdentity(cfg.DataDir, st, log)
+	if err != nil {
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+	}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event, identity: id}
 	if cfg.MQTT.Broker != "" {
 		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, log, d.boot); err != nil {
 			return err
@@ -194,4 +212,17 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	return d.run(ctx)
+}
+
+// identityCommand carries out -show-identity, or -new-identity when
+// renew, for the door whose data directory is dir.
+func identityCommand(dir string, renew bool, out io.Writer, log *slog.Logger) error {
+	if !renew {
+		return showIdentity(dir, out)
+	}
+	st, err := store.Open(filepath.Join(dir, dbFile), &store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	return errors.Join(newIdentity(dir, st, time.Now(), out), st.Close())
 }

@@ -186,6 +186,10 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
+	id, err := doorIdentity(o.dataDir, st, log)
+	if err != nil {
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+	}
 
 	key, _, err := loadOrCreateSiteKey(o.dataDir)
 	if err != nil {
@@ -214,7 +218,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 	}
 
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event, identity: id}
 	d.onTrack = func(ev pn532.TrackEvent) {
 		select {
 		case sim.seen <- ev:
@@ -460,6 +464,9 @@ func statusLine(d *daemon) string {
 	}
 	if n, err := d.st.OutboxDepth(); err == nil {
 		fmt.Fprintf(&b, " outbox=%d", n)
+	}
+	if d.identity != nil {
+		fmt.Fprintf(&b, " identity=%s", d.identity.Public().Fingerprint())
 	}
 	if j := d.journal; j != nil {
 		h := j.Health()

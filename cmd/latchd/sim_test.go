@@ -196,10 +196,16 @@ type simRun struct {
 // the extra flags.
 func startSim(t *testing.T, extra ...string) *simRun {
 	t.Helper()
+	return startSimIn(t, t.TempDir(), extra...)
+}
+
+// startSimIn is startSim on the data directory dir.
+func startSimIn(t *testing.T, dir string, extra ...string) *simRun {
+	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	s := &simRun{t: t, in: inW, stderr: &lockedBuffer{}, done: make(chan int, 1)}
-	args := append([]string{"-sim", "-data", t.TempDir(), "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, extra...)
+	args := append([]string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, extra...)
 	go func() {
 		s.done <- run(context.Background(), args, inR, outW, s.stderr)
 		outW.Close()
