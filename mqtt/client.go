@@ -83,6 +83,8 @@ type Store interface {
 	Ack(seq uint64) error
 	// OutboxDepth returns how many events are not acknowledged yet.
 	OutboxDepth() (int, error)
+	// AuditHead returns the audit chain's last sequence and its hash.
+	AuditHead() (uint64, string, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -118,9 +120,11 @@ type Options struct {
 	// TrustedKeys are the site's Ed25519 public keys by key id; only
 	// messages signed by one of them are accepted.
 	TrustedKeys map[string]ed25519.PublicKey
-	// Identity is the door's public identity, announced in its status so
-	// that the site can show its fingerprint for approval (optional).
-	Identity *PublicIdentity
+	// Identity is the door's identity (optional): its public keys are
+	// announced in the status, so that the site can show the fingerprint
+	// for approval, and the status carries the audit chain's head signed
+	// with it.
+	Identity *Identity
 
 	// Logger receives the client's log (default: none).
 	Logger *slog.Logger

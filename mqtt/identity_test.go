@@ -200,3 +200,42 @@ func TestStatusIdentity(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// A signed head decodes when it verifies under the announced key, and is
+// refused when any part of it was changed.
+func TestStatusSignedHead(t *testing.T) {
+	id, _ := NewIdentity()
+	p := id.Public()
+	hash := strings.Repeat("ab", 32)
+	msg, err := headMessage("hq", "front", 42, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Status{V: Version, Type: KindStatus, Site: "hq", Door: "front", Online: true,
+		Fingerprint: p.Fingerprint(), SignKey: b64(p.SignKey), SealKey: b64(p.SealKey),
+		HeadSeq: 42, HeadHash: hash, HeadSig: b64(id.Sign(msg))}
+	b, _ := marshal("status", st)
+	got, err := DecodeStatus(b, "hq", "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got.VerifyHead(p.SignKey); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(*Status){
+		"other seq":     func(s *Status) { s.HeadSeq = 41 },
+		"other hash":    func(s *Status) { s.HeadHash = strings.Repeat("cd", 32) },
+		"bad hash":      func(s *Status) { s.HeadHash = "zz" },
+		"other door":    func(s *Status) { s.Door = "back" },
+		"no key":        func(s *Status) { s.Fingerprint, s.SignKey, s.SealKey = "", "", "" },
+		"bad signature": func(s *Status) { s.HeadSig = b64(make([]byte, 64)) },
+		"bad encoding":  func(s *Status) { s.HeadSig = "!" },
+	} {
+		bad := st
+		edit(&bad)
+		b, _ := marshal("status", bad)
+		if _, err := DecodeStatus(b, "hq", ""); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func TestStatusAndWill(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := id.Public()
-	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = &pub }).start()
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = id }).start()
 	r.waitConnected()
 	e.waitSynced(r)
 	seq, hash := e.site.History().Head()
@@ -141,6 +141,22 @@ func TestStatusAndWill(t *testing.T) {
 	// The door announces its identity, for the site to show for approval.
 	if got, err := s.Identity(); err != nil || got.Fingerprint() != pub.Fingerprint() {
 		t.Fatalf("announced identity %v %v", got, err)
+	}
+	// It signs its audit chain's head: the site can hold the door to it.
+	waitFor(t, "a signed head", func() bool {
+		s := e.site.Stats().LastStatus["front"]
+		return s != nil && s.HeadSeq > 0
+	}, e.site.Updated)
+	s = e.site.Stats().LastStatus["front"]
+	if err := s.VerifyHead(pub.SignKey); err != nil {
+		t.Fatal(err)
+	}
+	if seq, hash, err := r.st.AuditHead(); err != nil || s.HeadSeq > seq || (s.HeadSeq == seq && s.HeadHash != hash) {
+		t.Fatalf("signed head %d %s, door's head %d %s %v", s.HeadSeq, s.HeadHash, seq, hash, err)
+	}
+	other, _ := mqtt.NewIdentity()
+	if err := s.VerifyHead(other.Public().SignKey); err == nil {
+		t.Fatal("a head verified under another door's key")
 	}
 
 	// The link dies without a DISCONNECT: the broker publishes the will.

@@ -27,9 +27,18 @@ func (c *Client) currentStatus() Status {
 		s.StalePolicy = c.o.StalePolicy
 	}
 	if id := c.o.Identity; id != nil {
-		s.Fingerprint = id.Fingerprint()
-		s.SignKey = base64.StdEncoding.EncodeToString(id.SignKey)
-		s.SealKey = base64.StdEncoding.EncodeToString(id.SealKey)
+		pub := id.Public()
+		s.Fingerprint = pub.Fingerprint()
+		s.SignKey = base64.StdEncoding.EncodeToString(pub.SignKey)
+		s.SealKey = base64.StdEncoding.EncodeToString(pub.SealKey)
+		if seq, hash, err := c.st.AuditHead(); err != nil {
+			c.storeErr("audit head", err)
+		} else if seq > 0 {
+			s.HeadSeq, s.HeadHash = seq, hash
+			if msg, err := headMessage(c.o.Site, c.o.Door, seq, hash); err == nil {
+				s.HeadSig = base64.StdEncoding.EncodeToString(id.Sign(msg))
+			}
+		}
 	}
 	return s
 }

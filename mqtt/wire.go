@@ -2,7 +2,10 @@ package mqtt
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -365,6 +368,9 @@ type Status struct {
 	Fingerprint  string            `json:"fingerprint,omitempty"`   // the door identity's fingerprint (see PublicIdentity)
 	SignKey      string            `json:"sign_key,omitempty"`      // the door's Ed25519 public key, base64
 	SealKey      string            `json:"seal_key,omitempty"`      // the door's X25519 public key for sealed messages, base64
+	HeadSeq      uint64            `json:"head_seq,omitempty"`      // the audit chain's last sequence
+	HeadHash     string            `json:"head_hash,omitempty"`     // its hash
+	HeadSig      string            `json:"head_sig,omitempty"`      // the door's Ed25519 signature of the head (see VerifyHead), base64
 }
 
 // SyncRequest is a door's announcement of its allowlist state. The site
@@ -486,11 +492,63 @@ func DecodeStatus(b []byte, site, door string) (*Status, error) {
 		return nil, fmt.Errorf("mqtt: decode status: %w: negative count", ErrMalformed)
 	}
 	if m.Fingerprint != "" || m.SignKey != "" || m.SealKey != "" {
-		if _, err := m.Identity(); err != nil {
+		id, err := m.Identity()
+		if err != nil {
 			return nil, fmt.Errorf("mqtt: decode status: %w: %w", ErrMalformed, err)
 		}
+		if m.HeadSig != "" {
+			if err := m.VerifyHead(id.SignKey); err != nil {
+				return nil, fmt.Errorf("mqtt: decode status: %w: %w", ErrMalformed, err)
+			}
+		}
+	}
+	if m.HeadSig != "" && m.SignKey == "" {
+		return nil, fmt.Errorf("mqtt: decode status: %w: a signed head without the door's key", ErrMalformed)
 	}
 	return &m, nil
+}
+
+// headContext separates a signed chain head from anything else the door's
+// key signs.
+const headContext = "latch audit head v1\x00"
+
+// headMessage is what a door signs of its audit chain's head: a context
+// string, the site and door ids (each preceded by its length), the
+// sequence (8 bytes, big-endian) and the 32-byte hash. A signed head
+// commits the door to every entry up to it: an entry rewritten later in
+// the door's file no longer chains to a head the site holds.
+func headMessage(site, door string, seq uint64, hash string) ([]byte, error) {
+	h, err := hex.DecodeString(hash)
+	if err != nil || len(h) != 32 {
+		return nil, fmt.Errorf("head hash %q: want 64 hex digits", hash)
+	}
+	b := []byte(headContext)
+	b = append(b, byte(len(site)))
+	b = append(b, site...)
+	b = append(b, byte(len(door)))
+	b = append(b, door...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	return append(b, h...), nil
+}
+
+// VerifyHead checks the status's signed chain head with the door's key
+// (the one the site approved, not merely the one the status announces).
+func (m *Status) VerifyHead(key ed25519.PublicKey) error {
+	if m.HeadSig == "" {
+		return errors.New("signed head: none")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(m.HeadSig)
+	if err != nil {
+		return fmt.Errorf("signed head: %w", err)
+	}
+	msg, err := headMessage(m.Site, m.Door, m.HeadSeq, m.HeadHash)
+	if err != nil {
+		return fmt.Errorf("signed head: %w", err)
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, msg, sig) {
+		return fmt.Errorf("signed head %d: the signature does not verify", m.HeadSeq)
+	}
+	return nil
 }
 
 // Identity returns the door identity the status announces: both keys,

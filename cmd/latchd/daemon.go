@@ -239,10 +239,7 @@ func (d *daemon) build() (err error) {
 	d.ctrl = ctrl
 	if d.mqttOpts != nil {
 		opts := *d.mqttOpts
-		if d.identity != nil {
-			pub := d.identity.Public()
-			opts.Identity = &pub
-		}
+		opts.Identity = d.identity
 		cl, err := mqtt.New(d.st, d.journal, d.mqttDoor(), &opts)
 		if err != nil {
 			return err
