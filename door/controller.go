@@ -408,11 +408,18 @@ func (c *Controller) shutdown() error {
 	}
 	c.waitWorkers()
 	now := c.clock.Now()
-	entry := store.JournalEntry{Events: []store.Event{c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
-		Detail: "door controller stopped, relay in its safe state"})}}
-	if c.st.recorded {
-		entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
+	var entry store.JournalEntry
+	if p := c.st.pending; p.active && p.recording {
+		// A grant whose record is still being written: whatever the
+		// journal makes of it, the door did not open for it.
+		entry.Events = append(entry.Events, c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeDoor, Reason: store.ReasonGrantedNotOpened,
+			UID: uidHex(p.uid), Holder: p.holder, HolderName: p.holderName, Detail: "the service stopped before the grant's record was confirmed; the door stayed locked"}))
 	}
+	entry.Events = append(entry.Events, c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStopped,
+		Detail: "door controller stopped, relay in its safe state"}))
+	// Cleared whether or not an unlock is recorded: a grant's record in
+	// flight carries one, written before this entry.
+	entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
 	c.journal.Add(entry)
 	c.st.relay = c.relay.Unlocked()
 	c.publish(now)
@@ -459,7 +466,7 @@ func (c *Controller) step(e event) {
 	if t := c.trusted(); t != c.st.trusted {
 		c.apply(evTrust{trusted: t}, now)
 	}
-	if f := c.floor(); !f.Equal(c.st.floor) {
+	if f := c.floor(); f.After(c.st.floor) { // a lower bound only rises: a failed read (zero) changes nothing
 		c.apply(evFloor{t: f}, now)
 	}
 	c.apply(e, now)

@@ -1105,3 +1105,27 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 }
+
+// A stop while a grant's record is being written says that the door did
+// not open for it, and clears the unlock record that the grant carries.
+func TestControllerStopWhileRecording(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.setDecide(grantAll)
+		st.holdRecords = true
+		r := newRig(t, Config{Mode: store.ModeCardOnly}, st, nil)
+		r.must(r.c.CardPresented(t.Context(), uidA, false))
+		if len(st.heldRecords()) != 1 {
+			t.Fatal("no grant's record in flight")
+		}
+		r.stop()
+		evs := st.eventList()
+		got := st.allReasons()
+		if len(evs) != 1 || evs[0].Reason != store.ReasonGrantedNotOpened || evs[0].UID != "04A1B2C3" || got[len(got)-1] != store.ReasonStopped {
+			t.Fatalf("events %v", got)
+		}
+		if v, ok := st.state[unlockKey]; !ok || len(v) != 0 {
+			t.Fatalf("unlock record %q (written %t), want cleared", v, ok)
+		}
+	})
+}

@@ -781,7 +781,10 @@ func (m *machine) recorded(e evRecorded) {
 			// Written after the door stopped waiting for it: say that the
 			// grant was not used, and clear the unlock record it carried.
 			m.log(store.TypeDoor, store.ReasonGrantedNotOpened, nil, "", "", "a grant's record was confirmed after the door stopped waiting for it; the door stayed locked")
-			if !s.recorded {
+			// Clear the unlock record it carried, unless an unlock is
+			// recorded now or a newer grant's record, written after it,
+			// carries one.
+			if !s.recorded && !(s.pending.active && s.pending.recording) {
 				m.emit(actClearUnlock{})
 			}
 		}

@@ -60,8 +60,9 @@ func (c *Client) reject(in inbound, err error) {
 	if lim.allow(time.Now()) {
 		c.event(lim.reason, fmt.Sprintf("%s: %v", in.topic, err))
 	}
-	// Counted after the event, so that whoever watches the count finds the
-	// event already in the log.
+	// Counted after the event is handed to the journal, which writes it in
+	// order with everything before it (allEvents in the tests waits for
+	// the journal before reading).
 	if in.cmd {
 		c.update(func(s *Stats) { s.CommandsRejected++ })
 	} else {
@@ -416,7 +417,7 @@ func (c *Client) checkStale(ctx context.Context) {
 		c.log.Error("mqtt: door refused the stale policy", "stale", stale, "err", err)
 	}
 	// Shown in Stats last, so that whoever watches ACLStale finds the
-	// acl_stale event already in the log and the door already told.
+	// acl_stale event handed to the journal and the door already told.
 	c.update(func(s *Stats) { s.ACLStale = stale })
 	c.maybeStatus(false)
 }

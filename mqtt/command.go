@@ -112,8 +112,8 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		return
 	}
 	c.log.Debug("mqtt: command applied", "cmd", what, "by", by) // the audit event says it
-	// The audit event comes before the count, so that whoever watches the
-	// count finds the event already in the log.
+	// The audit event is handed to the journal before the count moves; it
+	// is in the log once the journal has written what it holds.
 	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
 	c.update(func(s *Stats) { s.CommandsApplied++ })
 	c.maybeStatus(false)

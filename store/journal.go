@@ -19,13 +19,17 @@ import (
 // transaction (one commit per batch), keeps what it could not write in
 // memory in order, retries with back-off, and is the only place that does.
 //
-// What the journal could not write is never lost silently. While it
-// fails, the count and time span of the events held in memory are kept in
-// a small preallocated file beside the database (journal.lost), rewritten
-// in place and synced, which needs no new disk space; whatever a crash or a
-// stop leaves unwritten is recorded as an events_lost event at the next
-// start. Events shed in memory (past JournalOptions.MaxPending, alarms
-// last) are recorded as events_lost at the next successful write.
+// What the journal could not write is never lost silently. Once a write
+// has failed, the count and time span of the events held in memory are
+// kept in a small preallocated file beside the database (journal.lost),
+// rewritten in place and synced, which needs no new disk space; whatever a
+// crash or a stop then leaves unwritten is recorded as an events_lost event
+// at the next start. Events shed in memory (past JournalOptions.MaxPending,
+// alarms last) are recorded as events_lost at the next successful write.
+// What is not counted: events that wait only for the commit under way or
+// for their linger (milliseconds while the disk works; longer on a write
+// that hangs without failing) when the power goes. A grant never opens the
+// door before its record is written.
 //
 // A reserve file (journal.reserve) is kept so that ordinary growth of
 // other files never fills the journal's disk: when a write fails with
@@ -261,6 +265,7 @@ type Journal struct {
 	mu       sync.Mutex
 	queue    []queued   // waiting, in order
 	nextID   uint64     // id of the next queued entry
+	inflight uint64     // entries with ids up to this are being committed: never shed
 	pending  int        // events in queue
 	shedRec  lossRecord // events shed from the queue, not yet in lost
 	closing  bool
@@ -403,8 +408,9 @@ func (j *Journal) queueLostNotice() {
 }
 
 // Add queues an entry and returns at once; it never blocks on the disk.
-// Entries are written in the order they are added. Add after Close
-// counts the entry's events as lost.
+// Entries are written in the order they are added. Add after Close only
+// logs the entry's events as lost (the loss record is closed) and fails
+// its Done.
 func (j *Journal) Add(e JournalEntry) {
 	e.Events = slices.Clone(e.Events)
 	for i := range e.Events {
@@ -425,9 +431,10 @@ func (j *Journal) Add(e JournalEntry) {
 	j.mu.Lock()
 	if j.closing {
 		j.mu.Unlock()
+		// Nothing can count them now: the log is the last record.
 		j.log.Error("journal: entry added after close; its events are lost", "events", len(e.Events))
 		if e.Done != nil {
-			e.Done(nil, fmt.Errorf("store: journal: %w", ErrClosed))
+			go e.Done(nil, fmt.Errorf("store: journal: %w", ErrClosed))
 		}
 		return
 	}
@@ -465,10 +472,11 @@ func (j *Journal) shed() {
 	}
 }
 
-// victim finds the oldest event that ok accepts in an entry without Done.
+// victim finds the oldest event that ok accepts in an entry without Done
+// that is not being committed.
 func (j *Journal) victim(ok func(Event) bool) (int, int) {
 	for qi, en := range j.queue {
-		if en.Done != nil {
+		if en.Done != nil || en.id <= j.inflight {
 			continue
 		}
 		for ei, e := range en.Events {

@@ -27,6 +27,7 @@ type journalRig struct {
 	st   *Store
 	j    *Journal
 	fail atomic.Pointer[error]
+	hook atomic.Pointer[func() error] // runs before each journal write
 
 	mu     sync.Mutex
 	stored []Event
@@ -44,6 +45,11 @@ func newJournalRig(t *testing.T, dir string, edit func(*JournalOptions)) *journa
 	}
 	r.st = st
 	st.journalHook = func() error {
+		if h := r.hook.Load(); h != nil {
+			if err := (*h)(); err != nil {
+				return err
+			}
+		}
 		if p := r.fail.Load(); p != nil {
 			return *p
 		}
@@ -414,4 +420,85 @@ func BenchmarkJournal(b *testing.B) {
 	el := time.Since(start)
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(st.Commits()-before)/float64(n)*1000, "commits/1000-events")
+}
+
+// Events shed while a batch is being committed are never from that batch:
+// what is written is counted as written, and what is shed as lost.
+func TestJournalShedDuringCommit(t *testing.T) {
+	r := newJournalRig(t, "", func(o *JournalOptions) { o.MaxPending = 3; o.Linger = -1 })
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := func() error {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+		return nil
+	}
+	r.hook.Store(&hold)
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, 1)}}) // A, being committed
+	<-entered
+	for i := 2; i <= 4; i++ { // B, C, D: with A, one too many
+		r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, i)}})
+	}
+	close(release)
+	r.waitHealth("written", func(h JournalHealth) bool { return h.Pending == 0 && h.Lost == 0 })
+	got := r.all()
+	var details []string
+	for _, e := range got {
+		details = append(details, string(e.Reason)+":"+e.Detail)
+	}
+	if len(got) != 4 || got[0].Detail != "1" || got[1].Reason != ReasonEventsLost || got[2].Detail != "3" || got[3].Detail != "4" {
+		t.Fatalf("chain %q; want A, events_lost (B), C, D", details)
+	}
+	if !strings.HasPrefix(got[1].Detail, "1 events lost") || !strings.Contains(got[1].Detail, jt0.Add(2*time.Second).Format(time.RFC3339)) {
+		t.Fatalf("events_lost %q, want B's", got[1].Detail)
+	}
+	if h := r.j.Health(); h.Pending != 0 {
+		t.Fatalf("pending %d after all was written", h.Pending)
+	}
+}
+
+// While writes fail, every entry whose caller waits fails at once, even
+// one queued behind more than a batch of others.
+func TestJournalFailsWaitingEntriesBehindABatch(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Open(filepath.Join(dir, "latch.db"), &Options{MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var fail atomic.Bool
+	fail.Store(true)
+	st.journalHook = func() error {
+		if fail.Load() {
+			return syscall.EIO
+		}
+		return nil
+	}
+	j, err := OpenJournal(st, &JournalOptions{RetryMin: time.Hour, RetryMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, i)}})
+	}
+	done := make(chan error, 1)
+	j.Add(JournalEntry{Events: []Event{jev(ReasonGranted, 9)}, Done: func(_ []Event, err error) { done <- err }})
+	select {
+	case err := <-done:
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("Done: %v", err)
+		}
+	case <-time.After(hangJournal):
+		t.Fatal("the waiting entry behind a batch was neither written nor failed")
+	}
+	fail.Store(false)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := st.EventsAfter(0, 100)
+	if got := strings.Join(reasonsOf(evs), ","); got != "journal_fault,exit_request,exit_request,exit_request,exit_request,exit_request" {
+		t.Fatalf("chain %s", got)
+	}
 }

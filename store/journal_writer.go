@@ -52,10 +52,13 @@ func (j *Journal) run() {
 				next = t
 			}
 		}
-		if j.failing {
-			consider(j.retryAt)
-		} else if at, ok := j.readyAt(); ok {
-			consider(at) // lingering entries, or a batch limit left some waiting
+		if at, ok := j.readyAt(); ok {
+			// Lingering entries, or a batch limit left some waiting; while
+			// failing, not before the next attempt unless a caller waits.
+			if j.failing && at.Before(j.retryAt) && !j.urgent() {
+				at = j.retryAt
+			}
+			consider(at)
 		}
 		if !j.reserveOK && !j.failing {
 			consider(j.reserveAt)
@@ -121,9 +124,9 @@ func (j *Journal) readyAt() (at time.Time, ok bool) {
 	return j.queue[0].at.Add(j.o.Linger), true
 }
 
-// ownEvent is one of the journal's own events.
-func (j *Journal) ownEvent(now time.Time, r Reason, detail string) Event {
-	return normalizeEvent(Event{Time: now, Clock: j.o.Clock(), BootID: j.o.BootID, Door: j.o.Door,
+// ownEvent is one of the journal's own events, at the journal's clock.
+func (j *Journal) ownEvent(r Reason, detail string) Event {
+	return normalizeEvent(Event{Time: j.o.Now(), Clock: j.o.Clock(), BootID: j.o.BootID, Door: j.o.Door,
 		Type: TypeSystem, Reason: r, Detail: detail})
 }
 
@@ -142,27 +145,29 @@ func (j *Journal) attempt(now time.Time) {
 		take++
 	}
 	batch := slices.Clone(j.queue[:take])
+	if take > 0 {
+		j.inflight = batch[take-1].id
+	}
 	j.mu.Unlock()
 
 	var own []Event
 	if j.lost.n > 0 {
-		own = append(own, j.ownEvent(now, ReasonEventsLost,
+		own = append(own, j.ownEvent(ReasonEventsLost,
 			fmt.Sprintf("%d events lost (%s): %s", j.lost.n, j.lost.span(), j.lossText)))
 	}
 	if j.lossUnknown != "" {
-		own = append(own, j.ownEvent(now, ReasonEventsLost, j.lossUnknown))
+		own = append(own, j.ownEvent(ReasonEventsLost, j.lossUnknown))
 	}
 	if j.failing {
-		late := 0
-		for _, e := range batch {
-			late += len(e.Events)
-		}
-		own = append(own, j.ownEvent(now, ReasonJournalFault,
-			fmt.Sprintf("the journal could not write from %s to %s: %s; %d events held in memory meanwhile are written now, with the times they happened",
-				j.failedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), j.firstErr, late)))
+		j.mu.Lock()
+		late := j.pending
+		j.mu.Unlock()
+		own = append(own, j.ownEvent(ReasonJournalFault,
+			fmt.Sprintf("the journal could not write from %s to %s: %s; the %d events held in memory meanwhile are written from now on, with the times they happened",
+				j.failedAt.UTC().Format(time.RFC3339), j.o.Now().UTC().Format(time.RFC3339), j.firstErr, late)))
 	}
 	if j.reserveNotice {
-		own = append(own, j.ownEvent(now, ReasonJournalFault,
+		own = append(own, j.ownEvent(ReasonJournalFault,
 			fmt.Sprintf("the disk is full: the %d-byte reserve was released and the journal writes into it; free space on the data directory's disk", j.o.Reserve)))
 	}
 	if len(own) == 0 && len(batch) == 0 {
@@ -176,13 +181,15 @@ func (j *Journal) attempt(now time.Time) {
 	}
 	err := j.st.commitJournal(events, changes)
 	if err != nil && errors.Is(err, syscall.ENOSPC) && j.o.Reserve > 0 && j.reserveOK {
-		if rerr := j.releaseReserve(); rerr == nil {
+		rerr := j.releaseReserve()
+		if rerr == nil {
 			j.reserveNotice = true
 			j.log.Warn("journal: the disk is full; released the reserve", "bytes", j.o.Reserve)
 			j.setHealth(func(h *JournalHealth) { h.Reserve = true })
 			j.attempt(now)
 			return
 		}
+		j.log.Error("journal: the disk is full and the reserve cannot be released", "err", rerr)
 	}
 	if err != nil {
 		j.failed(now, batch, err)
@@ -194,8 +201,14 @@ func (j *Journal) attempt(now time.Time) {
 // written finishes a batch that was committed.
 func (j *Journal) written(now time.Time, batch []queued, events []Event, own int) {
 	j.mu.Lock()
-	j.queue = slices.Delete(j.queue, 0, len(batch))
-	j.pending -= len(events) - own
+	j.queue = slices.DeleteFunc(j.queue, func(e queued) bool {
+		if e.id > j.inflight {
+			return false
+		}
+		j.pending -= len(e.Events)
+		return true
+	})
+	j.inflight = 0
 	j.mu.Unlock()
 	if j.failing {
 		j.log.Warn("journal: writing again", "since", j.failedAt)
@@ -228,17 +241,21 @@ func (j *Journal) written(now time.Time, batch []queued, events []Event, own int
 // counts them.
 func (j *Journal) failed(now time.Time, batch []queued, err error) {
 	if !j.failing {
-		j.failing, j.failedAt, j.firstErr = true, now, oneLineErr(err)
+		j.failing, j.failedAt, j.firstErr = true, j.o.Now(), oneLineErr(err)
 		j.log.Error("journal: cannot write; events are held in memory and counted on disk until it can", "err", err)
 	} else {
 		j.log.Debug("journal: still cannot write", "err", err)
 	}
 	j.retryGap = min(max(2*j.retryGap, j.o.RetryMin), j.o.RetryMax)
 	j.retryAt = now.Add(j.retryGap)
+	// Every entry whose caller waits fails now, in the batch or behind it:
+	// the caller decides what to record instead, and does not wait for a
+	// disk that may not come back.
 	var refused []queued
 	j.mu.Lock()
+	j.inflight = 0
 	j.queue = slices.DeleteFunc(j.queue, func(e queued) bool {
-		if e.Done != nil && slices.ContainsFunc(batch, func(b queued) bool { return b.id == e.id }) {
+		if e.Done != nil {
 			refused = append(refused, e)
 			j.pending -= len(e.Events)
 			return true
