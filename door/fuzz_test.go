@@ -61,6 +61,9 @@ func fuzzEvent(op, arg byte, answer *actDecide, recording bool) event {
 	case 11:
 		return evTamper{arg%2 == 0}
 	case 12:
+		if arg&0x80 != 0 {
+			return evJournal{ok: arg%2 == 0, detail: "fault: no space left on device"}
+		}
 		return evReader{ok: arg%2 == 0}
 	case 13:
 		return evRemoteUnlock{d: time.Duration(arg) * 7 * time.Second}
