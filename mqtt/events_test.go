@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/mqtt/sitetest"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -228,5 +230,56 @@ func TestRefusalSummaryWrittenAtStop(t *testing.T) {
 	n, details := countReason(t, r.st, store.ReasonCommandRejected)
 	if n != 2 || !strings.HasPrefix(details[1], "4 more messages refused") {
 		t.Fatalf("after the stop: %d refusals %q, want the summary of 4", n, details)
+	}
+}
+
+// A door with an identity signs each event it sends; a site that holds the
+// door's approved key stores only events that verify: an unsigned event
+// and one signed by another door are refused, and the door's own are all
+// collected.
+func TestSignedEvents(t *testing.T) {
+	front, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envConfig{site: func(o *sitetest.Options) {
+		o.DoorKeys = map[string]ed25519.PublicKey{"front": front.Public().SignKey, "back": back.Public().SignKey}
+	}})
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = front })
+	appendEvents(t, r.st, "front", 5)
+	r.start()
+	r.waitConnected()
+	e.waitDelivered(r)
+	checkCollected(t, e.site, "front", allEvents(t, r.st))
+	stored := e.site.Stats().EventsStored
+
+	// Two events for front's next seq that front did not send.
+	evs := allEvents(t, r.st)
+	last := evs[len(evs)-1]
+	next := store.Event{Seq: last.Seq + 1, Time: last.Time, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess,
+		Reason: store.ReasonGranted, UID: "04A1B2C3", Prev: last.Hash}
+	if next.Hash, err = store.HashEvent(next); err != nil {
+		t.Fatal(err)
+	}
+	unsigned := mqtt.EventMsg{V: mqtt.Version, Type: mqtt.KindEvent, Site: site, Door: "front", Event: next}
+	otherDoor := unsigned
+	otherDoor.Sig = base64.StdEncoding.EncodeToString(back.Sign([]byte("anything back ever signed")))
+	ctx := context.Background()
+	for _, m := range []mqtt.EventMsg{unsigned, otherDoor} {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Events("front"), b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "two events refused", func() bool { return e.site.Stats().Unattributed >= 2 }, e.site.Updated)
+	if st := e.site.Stats(); st.EventsStored != stored {
+		t.Fatalf("%d events stored after the forgeries, want %d", st.EventsStored, stored)
 	}
 }

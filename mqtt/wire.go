@@ -342,6 +342,32 @@ type EventMsg struct {
 	Site  string      `json:"site"`  // the site id
 	Door  string      `json:"door"`  // the door that logged it
 	Event store.Event `json:"event"` // the audit entry, with its chain hashes
+	// Sig is the door's Ed25519 signature of the chain head at this event
+	// (its seq and hash, as Status.VerifyHead signs them), base64: it
+	// attributes the event, and the chain before it, to the door. Sent by
+	// a door with an identity; see VerifySig.
+	Sig string `json:"sig,omitempty"`
+}
+
+// VerifySig checks the event's signature with the door's key (the one the
+// site approved): the event, and every entry its hash chains to, come from
+// that door, as this door of this site.
+func (m *EventMsg) VerifySig(key ed25519.PublicKey) error {
+	if m.Sig == "" {
+		return fmt.Errorf("event %d: not signed", m.Event.Seq)
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(m.Sig)
+	if err != nil {
+		return fmt.Errorf("event %d: signature: %w", m.Event.Seq, err)
+	}
+	msg, err := headMessage(m.Site, m.Door, m.Event.Seq, m.Event.Hash)
+	if err != nil {
+		return fmt.Errorf("event %d: %w", m.Event.Seq, err)
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, msg, sig) {
+		return fmt.Errorf("event %d: the signature does not verify with the door's key", m.Event.Seq)
+	}
+	return nil
 }
 
 // Status is a door's retained status. The last will is the same message

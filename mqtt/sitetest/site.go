@@ -10,6 +10,7 @@ package sitetest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
@@ -59,6 +60,11 @@ type Options struct {
 	HeartbeatEvery time.Duration
 	// ReconnectMax caps paho's reconnect back-off (default 2 s).
 	ReconnectMax time.Duration
+	// DoorKeys are the approved signing keys of doors by door id: the
+	// events of a door listed here are stored only when they carry a
+	// signature that verifies with its key (see mqtt.EventMsg.VerifySig);
+	// the others are counted in Stats.Unattributed.
+	DoorKeys map[string]ed25519.PublicKey
 }
 
 // Stats count what the site has seen.
@@ -71,6 +77,7 @@ type Stats struct {
 	Conflicts      int                          // a seq received again with a different hash
 	ChainBreaks    int                          // an event whose prev is not the hash of the one before
 	Malformed      int                          // door messages that did not decode
+	Unattributed   int                          // events of a door with a known key whose signature was missing or wrong
 	AcksSent       int                          // signed event acknowledgements sent
 	SyncRequests   int                          // sync requests answered
 	SyncDeltas     int                          // deltas sent in answer to sync requests
@@ -286,6 +293,13 @@ func (s *Site) onMessage(_ paho.Client, m paho.Message) {
 			s.log.Warn("sitetest: bad event", "topic", topic, "err", err)
 			s.update(func(st *Stats) { st.Malformed++ })
 			return
+		}
+		if key, ok := s.o.DoorKeys[door]; ok {
+			if err := e.VerifySig(key); err != nil {
+				s.log.Warn("sitetest: event not attributable to the door", "topic", topic, "err", err)
+				s.update(func(st *Stats) { st.Unattributed++ })
+				return
+			}
 		}
 		s.events <- e
 	case s.topics.DoorOf(topic, "sync") != "":
