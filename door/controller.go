@@ -602,7 +602,7 @@ func (s Status) equal(o Status) bool {
 		s.UnlockedUntil.Equal(o.UnlockedUntil) && s.ContactKnown == o.ContactKnown &&
 		s.Open == o.Open && s.Lockdown == o.Lockdown && slices.Equal(s.Alarms, o.Alarms) &&
 		s.ReaderOK == o.ReaderOK && s.AwaitingPIN == o.AwaitingPIN && s.ClockTrusted == o.ClockTrusted &&
-		s.JournalOK == o.JournalOK && s.Journal == o.Journal
+		s.JournalOK == o.JournalOK && s.Journal == o.Journal && s.Stale == o.Stale && s.StalePolicy == o.StalePolicy
 }
 
 // Status returns the door's state. It is safe to call from any goroutine.
@@ -700,6 +700,29 @@ func (c *Controller) JournalHealth(ctx context.Context, ok bool, detail string) 
 		return err
 	}
 	return c.submit(ctx, evJournal{ok: ok, detail: detail})
+}
+
+// StalePolicy is what the door does while its allowlist is stale: no
+// fresh signed word from the site for the configured time.
+type StalePolicy string
+
+// Stale policies.
+const (
+	StaleKeepGoing    StalePolicy = "keep-going"    // decide as usual
+	StaleCardAndPIN   StalePolicy = "card+pin"      // every card needs its PIN, whatever the door's mode
+	StaleOverrideOnly StalePolicy = "override-only" // only cards with the lockdown override open
+)
+
+// AllowlistStale reports that the allowlist went stale (true) or is fresh
+// again, and the policy to apply meanwhile. Each decision asked while stale
+// notes the policy in its event.
+func (c *Controller) AllowlistStale(ctx context.Context, stale bool, p StalePolicy) error {
+	switch p {
+	case StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly:
+	default:
+		return fmt.Errorf("door: stale policy %q: want %s, %s or %s", p, StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly)
+	}
+	return c.submit(ctx, evStale{stale: stale, policy: p})
 }
 
 // RemoteUnlock releases the door for d (0 means the unlock time) on a

@@ -59,6 +59,9 @@ func fuzzEvent(op, arg byte, answer *actDecide, recording bool) event {
 	case 10:
 		return evExit{false}
 	case 11:
+		if arg&0x80 != 0 {
+			return evStale{stale: arg%2 == 0, policy: []StalePolicy{StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly}[(arg>>1)%3]}
+		}
 		return evTamper{arg%2 == 0}
 	case 12:
 		if arg&0x80 != 0 {
@@ -224,7 +227,9 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 		check(!(s.pending.active && s.pin.active), "PIN entry while a question is in flight")
 		if len(decides) == 1 {
 			check(s.pending.active && s.pending.id == decides[0].id, "question not recorded as pending")
-			check(decides[0].req.Lockdown == s.lockdown, "question asked with a stale lockdown flag")
+			mode, lockdown := s.askAs(len(decides[0].req.UID) > 0)
+			check(decides[0].req.Lockdown == lockdown && decides[0].req.Mode == mode, "question asked with a stale lockdown flag or mode")
+			check(!lockdown == !(s.lockdown || (s.stale && s.stalePolicy == StaleOverrideOnly)), "override-only policy not applied")
 		}
 
 		// Every grant and every denial is exactly one audit event.

@@ -71,6 +71,10 @@ type decision struct {
 	holder     string
 	holderName string
 
+	// staleNote is the note a decision asked under a stale allowlist
+	// carries into its event.
+	staleNote string
+
 	// A granted question waits for its record to be durable (recording)
 	// before the door opens until until.
 	recording bool
@@ -102,6 +106,9 @@ type state struct {
 
 	journalFault  bool   // the journal cannot write
 	journalDetail string // the journal's state, as it says it ("ok" while it writes)
+
+	stale       bool        // the allowlist is stale: no fresh word from the site
+	stalePolicy StalePolicy // what decisions do meanwhile
 
 	contactKnown bool
 	open         bool
@@ -180,6 +187,10 @@ type (
 		detail string
 	}
 	evFloor struct{ t time.Time } // the latest signed site time moved
+	evStale struct {              // the allowlist went stale or fresh again
+		stale  bool
+		policy StalePolicy
+	}
 )
 
 func (evTick) isEvent()         {}
@@ -197,6 +208,7 @@ func (evDecided) isEvent()      {}
 func (evRecorded) isEvent()     {}
 func (evJournal) isEvent()      {}
 func (evFloor) isEvent()        {}
+func (evStale) isEvent()        {}
 
 // Actions out of the machine.
 type action interface{ isAction() }
@@ -275,6 +287,8 @@ func next(s state, e event, now time.Time) (state, []action) {
 	case evFloor:
 		m.s.floor = e.t
 		m.schedule(true)
+	case evStale:
+		m.s.stale, m.s.stalePolicy = e.stale, e.policy
 	}
 	m.reconcile()
 	return m.s, m.acts
@@ -492,11 +506,34 @@ func (m *machine) access(r store.Reason, uid []byte, holder, name, detail string
 	m.log(store.TypeAccess, r, uid, holder, name, detail)
 }
 
+// askAs returns the mode and lockdown flag a question is asked with: the
+// door's, unless the allowlist is stale and its policy demands more (a PIN
+// with every card, or the lockdown override).
+func (s *state) askAs(card bool) (store.Mode, bool) {
+	mode, lockdown := s.p.mode, s.lockdown
+	if s.stale {
+		switch s.stalePolicy {
+		case StaleCardAndPIN:
+			if card {
+				mode = store.ModeCardPIN
+			}
+		case StaleOverrideOnly:
+			lockdown = true
+		}
+	}
+	return mode, lockdown
+}
+
 // decide asks the allowlist about d.
 func (m *machine) decide(d decision) {
 	s := &m.s
 	s.nextID++
 	d.active, d.id, d.lockdown, d.deadline = true, s.nextID, s.lockdown, m.now.Add(decideTimeout)
+	mode, lockdown := s.askAs(len(d.uid) > 0)
+	d.staleNote = ""
+	if s.stale && s.stalePolicy != StaleKeepGoing {
+		d.staleNote = "allowlist stale: policy " + string(s.stalePolicy)
+	}
 	s.pending = d
 	m.emit(actDecide{id: d.id, req: store.Request{
 		UID:          slices.Clone(d.uid),
@@ -504,8 +541,8 @@ func (m *machine) decide(d decision) {
 		PIN:          slices.Clone(d.pin),
 		Door:         s.p.door,
 		DoorGroups:   slices.Clone(s.p.groups),
-		Mode:         s.p.mode,
-		Lockdown:     s.lockdown,
+		Mode:         mode,
+		Lockdown:     lockdown,
 		Now:          m.now,
 		ClockTrusted: s.trusted,
 	}})
@@ -723,6 +760,9 @@ func (m *machine) decided(e evDecided) {
 	if holder == "" {
 		holder, name = d.holder, d.holderName
 	}
+	if d.staleNote != "" {
+		e.d.Note = joinNote(e.d.Note, d.staleNote)
+	}
 	switch e.d.Outcome {
 	case store.Granted:
 		r := e.d.Reason
@@ -874,6 +914,8 @@ type Status struct {
 	AwaitingPIN   bool           `json:"awaiting_pin"`            // a card (or code) is waiting for its PIN
 	ClockTrusted  bool           `json:"clock_trusted"`           // the clock has been synchronised
 	JournalOK     bool           `json:"journal_ok"`              // the journal writes (false: grants are refused unless the door opens without a record)
+	Stale         bool           `json:"allowlist_stale"`         // the allowlist is stale; StalePolicy applies
+	StalePolicy   StalePolicy    `json:"stale_policy,omitempty"`  // while Stale
 	Journal       string         `json:"journal"`                 // the journal's state in words: "ok", "reserve in use: …", "fault: …"
 }
 
@@ -891,6 +933,10 @@ func (s *state) status(now time.Time) Status {
 		ClockTrusted: s.trusted,
 		JournalOK:    !s.journalFault,
 		Journal:      s.journalDetail,
+		Stale:        s.stale,
+	}
+	if s.stale {
+		st.StalePolicy = s.stalePolicy
 	}
 	if st.Journal == "" {
 		st.Journal = "ok"

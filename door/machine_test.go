@@ -693,3 +693,38 @@ func TestNextRecordAfterUnlockTime(t *testing.T) {
 		}
 	}
 }
+
+// A stale allowlist's policy changes how questions are asked: card+pin
+// asks every card for its PIN, override-only asks with the lockdown flag,
+// and the decision's event notes the policy.
+func TestNextStalePolicy(t *testing.T) {
+	p := testParams(store.ModeCardOnly)
+	for _, tc := range []struct {
+		policy   StalePolicy
+		mode     store.Mode
+		lockdown bool
+		note     string
+	}{
+		{StaleKeepGoing, store.ModeCardOnly, false, ""},
+		{StaleCardAndPIN, store.ModeCardPIN, false, "allowlist stale: policy card+pin"},
+		{StaleOverrideOnly, store.ModeCardOnly, true, "allowlist stale: policy override-only"},
+	} {
+		s, acts := run(t, p, nil, []timed{{0, evStale{stale: true, policy: tc.policy}}, {0, card(uidA)}})
+		req := acts[0].(actDecide).req
+		if req.Mode != tc.mode || req.Lockdown != tc.lockdown {
+			t.Errorf("%s: asked with mode %s lockdown %t", tc.policy, req.Mode, req.Lockdown)
+		}
+		if st := s.status(t0); !st.Stale || st.StalePolicy != tc.policy {
+			t.Errorf("%s: status %+v", tc.policy, st)
+		}
+		_, acts = next(s, denied(1, store.ReasonUnknownCard), t0)
+		if ev := acts[0].(actLog).ev; ev.Detail != tc.note {
+			t.Errorf("%s: event detail %q, want %q", tc.policy, ev.Detail, tc.note)
+		}
+	}
+	// Fresh again: asked as the door says.
+	_, acts := run(t, p, nil, []timed{{0, evStale{stale: true, policy: StaleOverrideOnly}}, {0, evStale{stale: false, policy: StaleOverrideOnly}}, {0, card(uidA)}})
+	if req := acts[0].(actDecide).req; req.Lockdown || req.Mode != store.ModeCardOnly {
+		t.Errorf("fresh again: %+v", req)
+	}
+}

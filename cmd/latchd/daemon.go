@@ -67,7 +67,6 @@ type daemon struct {
 
 	// mqttOpts, when set, connect the door to the site.
 	mqttOpts *mqtt.Options
-	allow    *staleAllowlist
 	client   *mqtt.Client
 
 	// reader is the reader's fault as last reported to the controller.
@@ -213,7 +212,6 @@ func (d *daemon) build() (err error) {
 		return err
 	}
 	d.safe = newFailsafe(d.log, d.relay)
-	d.allow = &staleAllowlist{st: d.st, safe: d.safe}
 	if err := d.openJournal(); err != nil {
 		return err
 	}
@@ -223,7 +221,7 @@ func (d *daemon) build() (err error) {
 		}
 	}()
 	ctrl, err := door.New(c.doorConfig(), door.Deps{
-		Allowlist:    d.allow,
+		Allowlist:    guardedAllowlist{st: d.st, safe: d.safe},
 		Journal:      d.journal,
 		State:        d.st,
 		Relay:        d.relay,
@@ -517,7 +515,7 @@ func (d *daemon) runReader(ctx context.Context) error {
 
 // mqttDoor is the door as the MQTT client sees it.
 func (d *daemon) mqttDoor() mqttDoor {
-	return mqttDoor{ctrl: d.ctrl, allow: d.allow, reader: &d.reader, safe: d.safe}
+	return mqttDoor{ctrl: d.ctrl, reader: &d.reader, safe: d.safe}
 }
 
 // readerHealth tells the controller whether the reader works and, when it

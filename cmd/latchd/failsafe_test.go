@@ -118,7 +118,7 @@ func TestPanicInMQTTHandlerStopsDaemon(t *testing.T) {
 	td := newTestDoor(t, nil)
 	td.start()
 	m := td.d.mqttDoor()
-	m.allow = nil // SetStale on a missing allowlist panics
+	m.ctrl = nil // SetStale on a missing controller panics
 	err := m.SetStale(context.Background(), true, mqtt.StaleCardAndPIN)
 	if err == nil || !strings.Contains(err.Error(), "mqtt stale: panic") {
 		t.Fatalf("SetStale returned %v, want the panic", err)

@@ -16,49 +16,18 @@ import (
 	"github.com/latchdoor/latch/store"
 )
 
-// staleAllowlist applies the stale-allowlist policy to the store's
-// decisions: while the site has not been heard from for too long, the door
-// may demand card and PIN, or only let lockdown-override cards in.
-type staleAllowlist struct {
+// guardedAllowlist is the store's allowlist with the daemon's failsafe
+// around it: a panic while deciding stops the daemon with the relay locked.
+type guardedAllowlist struct {
 	st   *store.Store
 	safe *failsafe
-
-	mu     sync.Mutex
-	stale  bool
-	policy mqtt.StalePolicy
 }
 
 // Decide implements door.Allowlist.
-func (s *staleAllowlist) Decide(req store.Request) (d store.Decision, err error) {
+func (g guardedAllowlist) Decide(req store.Request) (d store.Decision, err error) {
 	// The controller asks on a goroutine of its own.
-	defer s.safe.catch("allowlist", &err)
-	s.mu.Lock()
-	stale, policy := s.stale, s.policy
-	s.mu.Unlock()
-	if stale {
-		switch policy {
-		case mqtt.StaleCardAndPIN:
-			if req.Mode != store.ModeCardPIN && len(req.UID) > 0 {
-				req.Mode = store.ModeCardPIN
-			}
-		case mqtt.StaleOverrideOnly:
-			req.Lockdown = true
-		}
-	}
-	d, err = s.st.Decide(req)
-	if err == nil && stale && policy != mqtt.StaleKeepGoing {
-		if d.Note != "" {
-			d.Note += "; "
-		}
-		d.Note += "allowlist stale: policy " + string(policy)
-	}
-	return d, err
-}
-
-func (s *staleAllowlist) set(stale bool, p mqtt.StalePolicy) {
-	s.mu.Lock()
-	s.stale, s.policy = stale, p
-	s.mu.Unlock()
+	defer g.safe.catch("allowlist", &err)
+	return g.st.Decide(req)
 }
 
 // maxDetail bounds a text the door and the site receive from latchd: the
@@ -121,7 +90,6 @@ func readerStatus(detail string) string {
 // The client calls it on goroutines of its own.
 type mqttDoor struct {
 	ctrl   *door.Controller
-	allow  *staleAllowlist
 	reader *readerFault
 	safe   *failsafe
 }
@@ -138,11 +106,10 @@ func (m mqttDoor) SetLockdown(ctx context.Context, on bool, by string) (err erro
 	return m.ctrl.RemoteLockdown(ctx, on, by, "signed command")
 }
 
-// SetStale implements mqtt.Door.
-func (m mqttDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) (err error) {
+// SetStale implements mqtt.Door: the controller applies the policy.
+func (m mqttDoor) SetStale(ctx context.Context, stale bool, p mqtt.StalePolicy) (err error) {
 	defer m.safe.catch("mqtt stale", &err)
-	m.allow.set(stale, p)
-	return nil
+	return m.ctrl.AllowlistStale(ctx, stale, door.StalePolicy(p))
 }
 
 // Status implements mqtt.Door.

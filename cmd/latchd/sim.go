@@ -450,8 +450,11 @@ func statusLine(d *daemon) string {
 	if s.ContactKnown {
 		door = map[bool]string{true: "open", false: "closed"}[s.Open]
 	}
-	fmt.Fprintf(&b, "status door=%s mode=%s relay=%s contact=%s lockdown=%t reader_ok=%t awaiting_pin=%t clock_trusted=%t",
-		s.Door, s.Mode, strings.ReplaceAll(lock, " ", "_"), door, s.Lockdown, s.ReaderOK, s.AwaitingPIN, s.ClockTrusted)
+	fmt.Fprintf(&b, "status door=%s mode=%s relay=%s contact=%s lockdown=%t reader_ok=%t awaiting_pin=%t clock_trusted=%t allowlist_stale=%t",
+		s.Door, s.Mode, strings.ReplaceAll(lock, " ", "_"), door, s.Lockdown, s.ReaderOK, s.AwaitingPIN, s.ClockTrusted, s.Stale)
+	if s.Stale {
+		fmt.Fprintf(&b, " stale_policy=%s", s.StalePolicy)
+	}
 	if len(s.Alarms) > 0 {
 		al := make([]string, len(s.Alarms))
 		for i, a := range s.Alarms {
