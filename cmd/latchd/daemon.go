@@ -58,6 +58,9 @@ type daemon struct {
 
 	// identity is the door's keys (contract v2).
 	identity *mqtt.Identity
+	// floor and floorAt cache timeFloor; the controller's goroutine alone
+	// uses them.
+	floor, floorAt time.Time
 
 	// journal writes every audit event; build opens it, run closes it.
 	journal *store.Journal
@@ -248,14 +251,26 @@ func (d *daemon) build() (err error) {
 	return nil
 }
 
+// floorRead is how often the controller's view of the time floor is read
+// from the store: it moves with signed messages, at most about once a
+// minute (mqtt.Options.MarkSignedInterval), so a card's path does not pay
+// for a read transaction.
+const floorRead = 10 * time.Second
+
 // timeFloor is the latest signed site time the store recorded, for the
-// controller's unlock schedule; zero when it cannot be read.
+// controller's unlock schedule; zero when it cannot be read. The
+// controller calls it on its own goroutine at every step; it reads the
+// store every floorRead.
 func (d *daemon) timeFloor() time.Time {
-	ss, err := d.st.SyncState()
-	if err != nil {
-		return time.Time{}
+	now := time.Now()
+	if !d.floorAt.IsZero() && now.Sub(d.floorAt) < floorRead {
+		return d.floor
 	}
-	return ss.LastIssuedAt
+	d.floorAt = now
+	if ss, err := d.st.SyncState(); err == nil {
+		d.floor = ss.LastIssuedAt
+	}
+	return d.floor
 }
 
 // run runs the controller and every driver until ctx ends or one of them
