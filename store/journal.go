@@ -26,9 +26,11 @@ import (
 // crash or a stop then leaves unwritten is recorded as an events_lost event
 // at the next start. Events shed in memory (past JournalOptions.MaxPending,
 // alarms last) are recorded as events_lost at the next successful write.
-// What is not counted: events that wait only for the commit under way or
-// for their linger (milliseconds while the disk works; longer on a write
-// that hangs without failing) when the power goes. A grant never opens the
+// A commit that hangs without failing (an SD card that stalls) is watched:
+// after JournalOptions.HangCheck the loss record counts everything that
+// waits, the batch in flight included, and again while it hangs. What is
+// not counted: events that wait only for a commit under way for less than
+// that, or for their linger, when the power goes. A grant never opens the
 // door before its record is written.
 //
 // A reserve file (journal.reserve) is kept so that ordinary growth of
@@ -158,6 +160,11 @@ type JournalOptions struct {
 	// ReserveCheck is how often a released reserve is made again once the
 	// disk has twice its size free (default 1 min).
 	ReserveCheck time.Duration
+	// HangCheck is how long a commit may take before the loss record
+	// counts what waits behind it, and how often it is counted again while
+	// the commit hangs (default 500 ms): an SD card that stalls without
+	// failing still leaves a count for the next start.
+	HangCheck time.Duration
 	// Now is the clock of the events the journal writes itself
 	// (events_lost, journal_fault); default time.Now.
 	Now func() time.Time
@@ -193,6 +200,9 @@ func (o *JournalOptions) withDefaults(st *Store) (JournalOptions, error) {
 	if r.ReserveCheck == 0 {
 		r.ReserveCheck = time.Minute
 	}
+	if r.HangCheck == 0 {
+		r.HangCheck = 500 * time.Millisecond
+	}
 	switch {
 	case r.Linger == 0:
 		r.Linger = 2 * time.Millisecond
@@ -213,7 +223,7 @@ func (o *JournalOptions) withDefaults(st *Store) (JournalOptions, error) {
 		return r, fmt.Errorf("%w: negative reserve", ErrInvalidArgument)
 	case r.MaxPending < 1:
 		return r, fmt.Errorf("%w: MaxPending must be positive", ErrInvalidArgument)
-	case r.RetryMin < 0 || r.RetryMax < r.RetryMin || r.ReserveCheck < 0:
+	case r.RetryMin < 0 || r.RetryMax < r.RetryMin || r.ReserveCheck < 0 || r.HangCheck < 0:
 		return r, fmt.Errorf("%w: retry times must be positive, min <= max", ErrInvalidArgument)
 	}
 	return r, nil

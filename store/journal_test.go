@@ -502,3 +502,35 @@ func TestJournalFailsWaitingEntriesBehindABatch(t *testing.T) {
 		t.Fatalf("chain %s", got)
 	}
 }
+
+// A commit that hangs without failing leaves a count of what waits in the
+// loss record, so that a power cut during the stall is reported; once it
+// completes the count goes back to zero.
+func TestJournalHungCommitCounted(t *testing.T) {
+	r := newJournalRig(t, "", func(o *JournalOptions) { o.HangCheck = time.Millisecond; o.Linger = -1 })
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hang := func() error {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+		return nil
+	}
+	r.hook.Store(&hang)
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonExitRequest, 1)}}) // its commit hangs
+	<-entered
+	r.j.Add(JournalEntry{Events: []Event{jev(ReasonTamper, 2)}})
+	h := r.waitHealth("counted during the hang", func(h JournalHealth) bool { return h.Recorded == 2 })
+	if !h.OK {
+		t.Fatalf("a hang is not a failure: %+v", h)
+	}
+	if loss, err := ReadJournalLoss(r.dir); err != nil || loss.Count != 2 {
+		t.Fatalf("loss record during the hang: %+v %v", loss, err)
+	}
+	close(release)
+	r.waitHealth("written", func(h JournalHealth) bool { return h.Pending == 0 && h.Recorded == 0 })
+	if got := strings.Join(reasonsOf(r.all()), ","); got != "exit_request,tamper" {
+		t.Fatalf("chain %s", got)
+	}
+}

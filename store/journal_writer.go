@@ -179,7 +179,7 @@ func (j *Journal) attempt(now time.Time) {
 		changes = append(changes, e.Changes...)
 		events = append(events, e.Events...)
 	}
-	err := j.st.commitJournal(events, changes)
+	err := j.commitWatched(events, changes)
 	if err != nil && errors.Is(err, syscall.ENOSPC) && j.o.Reserve > 0 && j.reserveOK {
 		rerr := j.releaseReserve()
 		if rerr == nil {
@@ -196,6 +196,35 @@ func (j *Journal) attempt(now time.Time) {
 		return
 	}
 	j.written(now, batch, events, len(own))
+}
+
+// commitWatched commits while a watchdog keeps the loss record up to date
+// if the commit hangs: every HangCheck it counts what waits, the batch in
+// flight included. The watchdog has stopped when commitWatched returns, so
+// that the writer alone touches the loss record again.
+func (j *Journal) commitWatched(events []Event, changes []StateChange) error {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if j.o.HangCheck <= 0 {
+			return
+		}
+		t := time.NewTicker(j.o.HangCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				j.log.Warn("journal: a commit is taking long; counting what waits", "after", j.o.HangCheck)
+				j.recordLoss(false)
+			}
+		}
+	}()
+	err := j.st.commitJournal(events, changes)
+	close(stop)
+	<-stopped
+	return err
 }
 
 // written finishes a batch that was committed.
