@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -130,6 +131,20 @@ func FuzzDecodeStatus(f *testing.F) {
 	b, _ := json.Marshal(st)
 	f.Add(b)
 	f.Add([]byte(`{"v":1,"type":"status","site":"hq","door":"front","online":false}`))
+	// With an identity and a signed head.
+	id, err := NewIdentity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := id.Public()
+	st.Fingerprint = p.Fingerprint()
+	st.SignKey = base64.StdEncoding.EncodeToString(p.SignKey)
+	st.SealKey = base64.StdEncoding.EncodeToString(p.SealKey)
+	st.HeadSeq, st.HeadHash = 7, strings.Repeat("d", 64)
+	msg, _ := headMessage("hq", "front", st.HeadSeq, st.HeadHash)
+	st.HeadSig = base64.StdEncoding.EncodeToString(id.Sign(msg))
+	b, _ = json.Marshal(st)
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeStatus(b, "hq", "front")
 		if err != nil {
@@ -137,6 +152,18 @@ func FuzzDecodeStatus(f *testing.F) {
 		}
 		if m.Door != "front" || m.Outbox < 0 || m.UptimeS < 0 {
 			t.Fatalf("accepted %+v", m)
+		}
+		// An accepted announcement holds together, and so does its head.
+		if m.Fingerprint != "" || m.SignKey != "" || m.SealKey != "" {
+			p, err := m.Identity()
+			if err != nil {
+				t.Fatalf("accepted an identity that does not check: %v", err)
+			}
+			if m.HeadSig != "" && m.VerifyHead(p.SignKey) != nil {
+				t.Fatalf("accepted a head that does not verify")
+			}
+		} else if m.HeadSig != "" {
+			t.Fatalf("accepted a signed head without a key")
 		}
 	})
 }
