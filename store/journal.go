@@ -252,11 +252,12 @@ type JournalHealth struct {
 }
 
 // Detail is a one-line summary of h for a status display: "ok",
-// "reserve in use: …" or "fault: …".
+// "reserve in use: …" or "fault: " and the write error. It leaves the
+// counts out, so that it changes only when the journal's state does.
 func (h JournalHealth) Detail() string {
 	switch {
 	case !h.OK:
-		return fmt.Sprintf("fault: %s; %d events held in memory", h.Err, h.Pending)
+		return "fault: " + h.Err
 	case h.Reserve:
 		return "reserve in use: the disk was full"
 	}
@@ -395,13 +396,13 @@ func OpenJournal(st *Store, opts *JournalOptions) (*Journal, error) {
 	case prev.err != nil:
 		j.log.Error("journal: the loss record of the previous run is unreadable; recording that events may have been lost", "err", prev.err)
 		j.lossUnknown = "the journal's loss record was unreadable at start (" + prev.err.Error() + "); events of the previous run may have been lost"
-		j.queueLostNotice()
+		j.kick()
 	case prev.rec.n > 0:
 		j.log.Error("journal: the previous run ended with events not written", "lost", prev.rec.n, "span", prev.rec.span())
 		j.lost = prev.rec
 		j.onDisk = prev.rec
 		j.lossText = "the service stopped while they were held in memory, not yet written"
-		j.queueLostNotice()
+		j.kick()
 	}
 	j.health.Lost, j.health.Recorded = j.lost.n, j.onDisk.n
 	j.reserveOK = j.makeReserve()
@@ -409,8 +410,8 @@ func OpenJournal(st *Store, opts *JournalOptions) (*Journal, error) {
 	return j, nil
 }
 
-// queueLostNotice makes sure the writer runs at once, to record j.lost.
-func (j *Journal) queueLostNotice() {
+// kick wakes the writer; it never blocks.
+func (j *Journal) kick() {
 	select {
 	case j.wake <- struct{}{}:
 	default:
@@ -454,10 +455,7 @@ func (j *Journal) Add(e JournalEntry) {
 	j.shed()
 	j.health.Pending = j.pending
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
-	}
+	j.kick()
 }
 
 // shed drops events past MaxPending: the oldest that is not an alarm, or
@@ -531,10 +529,7 @@ func (j *Journal) Close() error {
 	}
 	j.closing = true
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
-	}
+	j.kick()
 	<-j.done
 	var err error
 	j.mu.Lock()

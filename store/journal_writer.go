@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -192,38 +193,43 @@ func (j *Journal) attempt(now time.Time) {
 		j.log.Error("journal: the disk is full and the reserve cannot be released", "err", rerr)
 	}
 	if err != nil {
-		j.failed(now, batch, err)
+		j.failed(now, err)
 		return
 	}
 	j.written(now, batch, events, len(own))
 }
 
 // commitWatched commits while a watchdog keeps the loss record up to date
-// if the commit hangs: every HangCheck it counts what waits, the batch in
-// flight included. The watchdog has stopped when commitWatched returns, so
-// that the writer alone touches the loss record again.
+// if the commit hangs: after HangCheck, and every HangCheck after, it
+// counts what waits, the batch in flight included. The watchdog costs a
+// timer while commits are quick, and it has stopped when commitWatched
+// returns, so that the writer alone touches the loss record again.
 func (j *Journal) commitWatched(events []Event, changes []StateChange) error {
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		if j.o.HangCheck <= 0 {
+	if j.o.HangCheck <= 0 {
+		return j.st.commitJournal(events, changes)
+	}
+	var (
+		mu      sync.Mutex // held while the watchdog counts, and to stop it
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock() // t is set before the watchdog can read it
+	t = time.AfterFunc(j.o.HangCheck, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
 			return
 		}
-		t := time.NewTicker(j.o.HangCheck)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				j.log.Warn("journal: a commit is taking long; counting what waits", "after", j.o.HangCheck)
-				j.recordLoss(false)
-			}
-		}
-	}()
+		j.log.Warn("journal: a commit is taking long; counting what waits", "after", j.o.HangCheck)
+		j.recordLoss(false)
+		t.Reset(j.o.HangCheck)
+	})
+	mu.Unlock()
 	err := j.st.commitJournal(events, changes)
-	close(stop)
-	<-stopped
+	mu.Lock()
+	stopped = true
+	t.Stop()
+	mu.Unlock()
 	return err
 }
 
@@ -268,7 +274,7 @@ func (j *Journal) written(now time.Time, batch []queued, events []Event, own int
 // failed handles a batch that could not be written: entries whose caller
 // waits fail now; the rest wait for the next attempt, and the loss record
 // counts them.
-func (j *Journal) failed(now time.Time, batch []queued, err error) {
+func (j *Journal) failed(now time.Time, err error) {
 	if !j.failing {
 		j.failing, j.failedAt, j.firstErr = true, j.o.Now(), oneLineErr(err)
 		j.log.Error("journal: cannot write; events are held in memory and counted on disk until it can", "err", err)

@@ -101,14 +101,7 @@ func (d *daemon) watchJournal(ctx context.Context) error {
 	for {
 		h := d.journal.Health()
 		if h.OK != last.OK || h.Reserve != last.Reserve || (!h.OK && h.Err != last.Err) {
-			detail := "ok"
-			switch {
-			case !h.OK:
-				detail = "fault: " + h.Err
-			case h.Reserve:
-				detail = "reserve in use: the disk was full"
-			}
-			if err := d.ctrl.JournalHealth(ctx, h.OK, oneLine(detail, maxDetail)); err != nil && ctx.Err() == nil {
+			if err := d.ctrl.JournalHealth(ctx, h.OK, oneLine(h.Detail(), maxDetail)); err != nil && ctx.Err() == nil {
 				d.log.Warn("journal health not delivered", "err", err)
 			}
 			last = h
