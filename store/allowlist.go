@@ -11,14 +11,23 @@ import (
 // aclTx applies allowlist changes inside one write transaction and keeps
 // the holder index and the state sum in step with them.
 type aclTx struct {
-	tx                                        *bolt.Tx
+	tx                                        *bolt.Tx // for finish; nil on the stage
 	cards, holders, idx, revCards, revHolders *bolt.Bucket
 	sum                                       sum256
 
-	// deferIdx collects holder index keys to insert in order at finish
-	// (ApplySnapshot, into an empty index) instead of one by one.
+	// deferIdx collects holder index keys to insert in order at flushIdx
+	// (snapshot entries) instead of one by one.
 	deferIdx bool
 	idxLater [][]byte
+	// insertOnly refuses an entry whose key is already there: a snapshot
+	// names each entry once, across all its chunks.
+	insertOnly bool
+}
+
+// bucketParent holds allowlist buckets: a *bolt.Tx the live ones, the
+// stage bucket those of a snapshot being received.
+type bucketParent interface {
+	Bucket(name []byte) *bolt.Bucket
 }
 
 func newACLTx(tx *bolt.Tx) (*aclTx, error) {
@@ -26,19 +35,24 @@ func newACLTx(tx *bolt.Tx) (*aclTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &aclTx{
-		tx:         tx,
-		cards:      tx.Bucket(bucketCards),
-		holders:    tx.Bucket(bucketHolders),
-		idx:        tx.Bucket(bucketHolderCards),
-		revCards:   tx.Bucket(bucketRevokedCards),
-		revHolders: tx.Bucket(bucketRevokedHolders),
-		sum:        sum,
-	}, nil
+	return aclIn(tx, tx, sum), nil
 }
 
-// finish writes deferred index keys and stores the updated state sum.
-func (a *aclTx) finish() error {
+// aclIn works on the allowlist buckets under p, whose entries sum to sum.
+func aclIn(tx *bolt.Tx, p bucketParent, sum sum256) *aclTx {
+	return &aclTx{
+		tx:         tx,
+		cards:      p.Bucket(bucketCards),
+		holders:    p.Bucket(bucketHolders),
+		idx:        p.Bucket(bucketHolderCards),
+		revCards:   p.Bucket(bucketRevokedCards),
+		revHolders: p.Bucket(bucketRevokedHolders),
+		sum:        sum,
+	}
+}
+
+// flushIdx writes the deferred index keys in order.
+func (a *aclTx) flushIdx() error {
 	slices.SortFunc(a.idxLater, bytes.Compare)
 	for _, k := range a.idxLater {
 		if err := a.idx.Put(k, nil); err != nil {
@@ -46,12 +60,55 @@ func (a *aclTx) finish() error {
 		}
 	}
 	a.idxLater = nil
+	return nil
+}
+
+// finish writes deferred index keys and stores the updated state sum.
+func (a *aclTx) finish() error {
+	if err := a.flushIdx(); err != nil {
+		return err
+	}
 	return a.tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(a.sum.bytes()))
+}
+
+// twice refuses an entry already present when a.insertOnly.
+func (a *aclTx) twice(format string, args ...any) error {
+	if !a.insertOnly {
+		return nil
+	}
+	return fmt.Errorf("%w: %s appears twice in the snapshot", ErrInvalidOp, fmt.Sprintf(format, args...))
+}
+
+// insertSnapshot adds the entries of sn, checked by checkSnapshot, to
+// allowlist buckets that hold none of them. Each kind is inserted in key
+// order: bbolt splits nodes only at commit, so random-order inserts into
+// one transaction cost O(n^2) copying.
+func (a *aclTx) insertSnapshot(sn *Snapshot) error {
+	a.deferIdx, a.insertOnly = true, true
+	for _, i := range sortedBy(len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) }) {
+		if err := a.putHolder(&sn.Holders[i]); err != nil {
+			return err
+		}
+	}
+	for _, i := range sortedBy(len(sn.Cards), func(i int) []byte { return sn.Cards[i].UID }) {
+		if err := a.putCard(&sn.Cards[i]); err != nil {
+			return err
+		}
+	}
+	for _, i := range sortedBy(len(sn.Revocations), func(i int) []byte { return revocationKey(&sn.Revocations[i]) }) {
+		if err := a.revoke(&sn.Revocations[i]); err != nil {
+			return err
+		}
+	}
+	return a.flushIdx()
 }
 
 func (a *aclTx) putCard(c *Card) error {
 	uid := bytes.Clone(c.UID)
 	if old := a.cards.Get(uid); old != nil {
+		if err := a.twice("card %X", uid); err != nil {
+			return err
+		}
 		oc, err := decodeCard(uid, old)
 		if err != nil {
 			return err
@@ -96,6 +153,9 @@ func (a *aclTx) deleteCard(uid []byte) error {
 func (a *aclTx) putHolder(h *Holder) error {
 	key := []byte(h.ID)
 	if old := a.holders.Get(key); old != nil {
+		if err := a.twice("holder %q", h.ID); err != nil {
+			return err
+		}
 		if _, err := decodeHolder(key, old); err != nil {
 			return err
 		}
@@ -146,6 +206,9 @@ func (a *aclTx) revoke(r *Revocation) error {
 	b, tag := a.revBucket(r)
 	key := bytes.Clone(revocationKey(r))
 	if old := b.Get(key); old != nil {
+		if err := a.twice("revocation of %s", revocationName(r)); err != nil {
+			return err
+		}
 		if _, err := decodeRevocation(key, old, tag == tagRevokedHolder); err != nil {
 			return err
 		}
@@ -508,56 +571,66 @@ func (s *Store) ApplySnapshot(sn Snapshot) error {
 		return fmt.Errorf("store: apply snapshot %d: %w: %w", sn.Seq, ErrInvalidOp, err)
 	}
 	err := s.update(func(tx *bolt.Tx) error {
-		applied, err := readApplied(tx)
-		if err != nil {
+		if err := checkNewer(tx, sn.Seq); err != nil {
 			return err
 		}
-		if sn.Seq <= applied {
-			return fmt.Errorf("snapshot %d, applied %d: %w", sn.Seq, applied, ErrSeqOld)
-		}
-		for _, name := range [][]byte{bucketCards, bucketHolders, bucketHolderCards, bucketRevokedCards, bucketRevokedHolders} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return fmt.Errorf("clear %s: %w", name, err)
-			}
-			if _, err := tx.CreateBucket(name); err != nil {
-				return fmt.Errorf("clear %s: %w", name, err)
-			}
-		}
-		var zero sum256
-		if err := tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(zero.bytes())); err != nil {
+		if err := replaceAllowlist(tx, nil); err != nil {
 			return err
 		}
-		a, err := newACLTx(tx)
-		if err != nil {
+		a := aclIn(tx, tx, sum256{})
+		if err := a.insertSnapshot(&sn); err != nil {
 			return err
 		}
-		// Insert in key order: bbolt splits nodes only at commit, so
-		// random-order inserts into one transaction cost O(n^2) copying.
-		a.deferIdx = true
-		for _, i := range sortedBy(len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) }) {
-			if err := a.putHolder(&sn.Holders[i]); err != nil {
-				return err
-			}
-		}
-		for _, i := range sortedBy(len(sn.Cards), func(i int) []byte { return sn.Cards[i].UID }) {
-			if err := a.putCard(&sn.Cards[i]); err != nil {
-				return err
-			}
-		}
-		for _, i := range sortedBy(len(sn.Revocations), func(i int) []byte { return revocationKey(&sn.Revocations[i]) }) {
-			if err := a.revoke(&sn.Revocations[i]); err != nil {
-				return err
-			}
-		}
-		if err := a.finish(); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketSync).Put(keyApplied, encodeU64(sn.Seq))
+		return setApplied(tx, sn.Seq, a.sum)
 	})
 	if err != nil {
 		return fmt.Errorf("store: apply snapshot %d: %w", sn.Seq, err)
 	}
 	return nil
+}
+
+// checkNewer refuses a snapshot that is not newer than the applied
+// allowlist.
+func checkNewer(tx *bolt.Tx, seq uint64) error {
+	applied, err := readApplied(tx)
+	if err != nil {
+		return err
+	}
+	if seq <= applied {
+		return fmt.Errorf("snapshot %d, applied %d: %w", seq, applied, ErrSeqOld)
+	}
+	return nil
+}
+
+// replaceAllowlist deletes the live allowlist buckets and puts in their
+// place the same-named buckets under stage, moved and not copied, or new
+// empty ones when stage is nil. The state sum and applied sequence are the
+// caller's to set (setApplied).
+func replaceAllowlist(tx *bolt.Tx, stage *bolt.Bucket) error {
+	for _, name := range allowlistBuckets() {
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("clear %s: %w", name, err)
+		}
+		var err error
+		if stage != nil {
+			err = tx.MoveBucket(name, stage, nil)
+		} else {
+			_, err = tx.CreateBucket(name)
+		}
+		if err != nil {
+			return fmt.Errorf("replace %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// setApplied records a whole new allowlist: its sequence and state sum.
+func setApplied(tx *bolt.Tx, seq uint64, sum sum256) error {
+	b := tx.Bucket(bucketSync)
+	if err := b.Put(keyStateSum, encodeBytes(sum.bytes())); err != nil {
+		return err
+	}
+	return b.Put(keyApplied, encodeU64(seq))
 }
 
 // sortedBy returns the indexes 0..n-1 ordered by key(i). Each key is

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -128,6 +129,91 @@ func BenchmarkApplySnapshot100k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/snapshot")
+}
+
+// BenchmarkStageSnapshot receives a snapshot of 100,000 or 1,000,000
+// cards as a door does, in chunks of 1,000 cards (with 100 holders and two
+// or three revocations each; PIN hashes of DefaultPINParams, 97 bytes),
+// one transaction per chunk, then commits it over an allowlist as large.
+// In uid-order each chunk holds the next cards by UID; scattered spreads
+// them over the chunks, so that every chunk writes all over the staged
+// tree. Chunks are made as they are staged, so the Go heap holds one at a
+// time: heap-MiB is the peak of HeapInuse sampled after each chunk.
+// MiB-written counts the pages the transactions wrote (commit included),
+// ms-commit the commit alone.
+func BenchmarkStageSnapshot(b *testing.B) {
+	pinHash, err := HashPIN([]byte("246810"), nil, DefaultPINParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100k", 100_000}, {"1M", 1_000_000}} {
+		for _, scattered := range []bool{false, true} {
+			name, n := size.name+"/uid-order", size.n
+			if scattered {
+				name = size.name + "/scattered"
+			}
+			b.Run(name, func(b *testing.B) {
+				if n > 100_000 && testing.Short() {
+					b.Skip("1M cards take minutes; run without -short")
+				}
+				benchStage(b, n, scattered, pinHash)
+			})
+		}
+	}
+}
+
+func benchStage(b *testing.B, n int, scattered bool, pinHash string) {
+	const per = 1000
+	chunks := n / per
+	s := openTest(b, &Options{PINParams: fastPIN})
+	var ms runtime.MemStats
+	var peak uint64
+	var commit time.Duration
+	receive := func(seq uint64) {
+		b.StopTimer()
+		var sum sum256 // the site's hash of the whole snapshot
+		for c := range chunks {
+			part := snapshotChunk(seq, c, chunks, per, pinHash, scattered)
+			sum.addEntries(&part)
+		}
+		runtime.GC()
+		b.StartTimer()
+		if err := s.BeginSnapshot(seq, stateHash(seq, sum), chunks); err != nil {
+			b.Fatal(err)
+		}
+		for c := range chunks {
+			if err := s.StageChunk(seq, c, snapshotChunk(seq, c, chunks, per, pinHash, scattered)); err != nil {
+				b.Fatal(err)
+			}
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+		t0 := time.Now()
+		if err := s.CommitSnapshot(seq); err != nil {
+			b.Fatal(err)
+		}
+		commit += time.Since(t0)
+	}
+	receive(1) // the allowlist to replace
+	pageAlloc := func() int64 { st := s.db.Stats(); return st.TxStats.GetPageAlloc() }
+	alloc0, seq := pageAlloc(), uint64(1)
+	peak, commit = 0, 0
+	for b.Loop() {
+		seq++
+		receive(seq)
+	}
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cards/s")
+	b.ReportMetric(float64(peak)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(pageAlloc()-alloc0)/(1<<20)/float64(b.N), "MiB-written")
+	b.ReportMetric(float64(commit.Milliseconds())/float64(b.N), "ms-commit")
+	b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-file")
 }
 
 func buildDecideFixture(b *testing.B, path string) {

@@ -49,6 +49,17 @@
 //	commands         command id                        v1 uint64 seq, time it expires
 //	lockdown         door id                           v1 uint8 1 (absent: no lockdown)
 //	state            key chosen by the door controller v1 raw bytes
+//	stage            (nested buckets, below)           a snapshot being received in chunks
+//
+// The stage bucket exists only between BeginSnapshot and the commit or drop
+// of a snapshot. It holds its own cards, holders, holder_cards,
+// revoked_cards and revoked_holders buckets, keyed and valued as the live
+// ones, with the entries of the chunks staged so far; CommitSnapshot moves
+// them over the live ones. Its meta bucket holds one key, "progress":
+// v1 uint64 snapshot seq, the 32-byte state hash the whole snapshot must
+// give, uint64 chunk count, uint64 next chunk to stage, uint64 entries
+// staged, and the 32-byte multiset sum of their hashes. The bucket came
+// without a schema change: a build that does not know it leaves it alone.
 //
 // The card body (version 1), which is also its canonical encoding for the
 // state hash: uint8 length and UID bytes; holder id, holder name, PIN hash

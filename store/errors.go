@@ -16,7 +16,8 @@ var (
 	// schema this build does not know.
 	ErrSchemaTooNew = errors.New("database schema is newer than this build")
 
-	// ErrNotFound means the asked-for card, holder or key does not exist.
+	// ErrNotFound means the asked-for card, holder or key does not exist,
+	// or the snapshot a chunk or commit names is not the one staged.
 	ErrNotFound = errors.New("not found")
 
 	// ErrClosed means the Store was closed.
@@ -29,6 +30,11 @@ var (
 	// ErrSeqOld means a delta or snapshot is not newer than what is applied
 	// (a replay or a rollback); nothing was changed.
 	ErrSeqOld = errors.New("allowlist sequence already applied")
+
+	// ErrChunkOrder means a snapshot chunk is not the one the stage needs
+	// next, or a snapshot was committed before all its chunks were staged:
+	// ask for chunk SnapshotStage.Next.
+	ErrChunkOrder = errors.New("snapshot chunk out of order")
 
 	// ErrInvalidOp means an allowlist change is malformed; with a Delta, no
 	// operation of it was applied.

@@ -26,6 +26,7 @@ var (
 	bucketCommands       = []byte("commands")
 	bucketLockdown       = []byte("lockdown")
 	bucketState          = []byte("state")
+	bucketStage          = []byte("stage") // present only while a snapshot is being received
 )
 
 // Keys in the meta, audit_meta and sync buckets.
@@ -39,6 +40,7 @@ var (
 	keyLastSigned = []byte("last_signed")
 	keyLastIssued = []byte("last_issued")
 	keyCmdSeqMax  = []byte("cmd_seq_max")
+	keyProgress   = []byte("progress") // in stage/meta
 )
 
 // allBuckets are the top-level buckets of the current schema.
@@ -46,6 +48,12 @@ func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards,
 		bucketRevokedCards, bucketRevokedHolders, bucketLockout, bucketDoorFails,
 		bucketAudit, bucketAuditMeta, bucketSync, bucketCommands, bucketLockdown, bucketState}
+}
+
+// allowlistBuckets are the buckets a snapshot replaces. The stage holds
+// one of each, under the same name, plus its own meta bucket.
+func allowlistBuckets() [][]byte {
+	return [][]byte{bucketCards, bucketHolders, bucketHolderCards, bucketRevokedCards, bucketRevokedHolders}
 }
 
 // holderCardKey is the holder_cards index key: uint8 length of the holder
@@ -154,7 +162,7 @@ func migrateV1toV2(tx *bolt.Tx, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sum, err := computeStateSum(tx, nil)
+	sum, _, err := computeStateSum(tx, nil)
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/bits"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // sum256 is a 256-bit unsigned integer, most significant word first: the
@@ -72,16 +70,21 @@ func stateHash(seq uint64, s sum256) string {
 // Entries are not validated here; ApplySnapshot refuses invalid ones.
 func HashSnapshot(s Snapshot) string {
 	var sum sum256
-	for i := range s.Cards {
-		sum.add(entryHash(tagCard, cardBody(&s.Cards[i])))
-	}
-	for i := range s.Holders {
-		sum.add(entryHash(tagHolder, holderBody(&s.Holders[i])))
-	}
-	for i := range s.Revocations {
-		sum.add(revocationEntryHash(&s.Revocations[i]))
-	}
+	sum.addEntries(&s)
 	return stateHash(s.Seq, sum)
+}
+
+// addEntries adds the hash of every entry of sn.
+func (s *sum256) addEntries(sn *Snapshot) {
+	for i := range sn.Cards {
+		s.add(entryHash(tagCard, cardBody(&sn.Cards[i])))
+	}
+	for i := range sn.Holders {
+		s.add(entryHash(tagHolder, holderBody(&sn.Holders[i])))
+	}
+	for i := range sn.Revocations {
+		s.add(revocationEntryHash(&sn.Revocations[i]))
+	}
 }
 
 func revocationEntryHash(r *Revocation) [32]byte {
@@ -91,10 +94,13 @@ func revocationEntryHash(r *Revocation) [32]byte {
 	return entryHash(tagRevokedHolder, revocationBody(r))
 }
 
-// computeStateSum recomputes the multiset sum from every stored entry,
-// checking each record on the way; onCard, if set, sees each decoded card.
-func computeStateSum(tx *bolt.Tx, onCard func(c *Card) error) (sum256, error) {
+// computeStateSum recomputes the multiset sum from every entry in the
+// allowlist buckets under p (the live ones or the stage's), checking each
+// record on the way, and counts the entries; onCard, if set, sees each
+// decoded card.
+func computeStateSum(p bucketParent, onCard func(c *Card) error) (sum256, int, error) {
 	var sum sum256
+	n := 0
 	walks := []struct {
 		bucket []byte
 		tag    byte
@@ -112,17 +118,18 @@ func computeStateSum(tx *bolt.Tx, onCard func(c *Card) error) (sum256, error) {
 		{bucketRevokedHolders, tagRevokedHolder, func(k, v []byte) error { _, err := decodeRevocation(k, v, true); return err }},
 	}
 	for _, w := range walks {
-		err := tx.Bucket(w.bucket).ForEach(func(k, v []byte) error {
+		err := p.Bucket(w.bucket).ForEach(func(k, v []byte) error {
 			if err := w.check(k, v); err != nil {
 				return err
 			}
 			_, body, _ := unseal(v)
 			sum.add(entryHash(w.tag, body))
+			n++
 			return nil
 		})
 		if err != nil {
-			return sum, err
+			return sum, n, err
 		}
 	}
-	return sum, nil
+	return sum, n, nil
 }

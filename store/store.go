@@ -223,7 +223,8 @@ type Store struct {
 // most Options.LockTimeout for the file lock, refuses a zero-length,
 // truncated or damaged file with ErrCorrupt, migrates an older schema
 // (after writing a backup copy next to it, path + ".schema-N.bak") and runs
-// the consistency check. opts may be nil.
+// the consistency check, which drops a damaged snapshot stage with a
+// warning rather than refusing the file. opts may be nil.
 func Open(path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -595,6 +596,14 @@ func (s *Store) setup() error {
 		if err := s.checkContents(); err != nil {
 			return err
 		}
+		// A staged snapshot is only a transfer in progress: a damaged
+		// one is dropped, and the transfer starts over.
+		if err := s.view(checkStage); err != nil {
+			s.log.Warn("store: dropping a damaged snapshot stage", "path", s.path, "problem", err)
+			if err := s.DropStage(); err != nil {
+				return err
+			}
+		}
 	}
 	salt := make([]byte, s.opts.PINParams.SaltLen)
 	s.dummy = phc{params: s.opts.PINParams, salt: salt, key: make([]byte, s.opts.PINParams.KeyLen)}
@@ -693,11 +702,12 @@ func recoverCorrupt(err *error) {
 
 // Check runs bbolt's consistency check over the whole file and checks
 // every record the store keeps: checksums, decoding, the holder index, the
-// allowlist state sum, the audit bookkeeping and the audit chain (as
-// Verify). It returns ErrCorrupt with the first problems found. Writers
-// wait while the bbolt part runs. Open runs Check unless
-// Options.SkipCheck; to inspect a file Check refuses (for example to read
-// the Verify report of a tampered audit log), open it with SkipCheck.
+// allowlist state sum, the audit bookkeeping, the audit chain (as Verify)
+// and a staged snapshot (see BeginSnapshot). It returns ErrCorrupt with
+// the first problems found. Writers wait while the bbolt part runs. Open
+// runs Check unless Options.SkipCheck, but drops a damaged stage instead
+// of refusing the file; to inspect a file Check refuses (for example to
+// read the Verify report of a tampered audit log), open it with SkipCheck.
 func (s *Store) Check() error {
 	if err := s.check(); err != nil {
 		return fmt.Errorf("store: check %s: %w", s.path, err)
@@ -711,7 +721,10 @@ func (s *Store) check() error {
 	if err := s.checkPages(); err != nil {
 		return err
 	}
-	return s.checkContents()
+	if err := s.checkContents(); err != nil {
+		return err
+	}
+	return s.view(checkStage)
 }
 
 // checkPages runs walkPages in a write transaction (so no writer changes
@@ -760,6 +773,31 @@ func (s *Store) checkContents() error {
 	return nil
 }
 
+// checkAllowlist decodes every allowlist record under p (the live ones or
+// the stage's), checks the holder index against the cards and returns the
+// entries' state sum and count.
+func checkAllowlist(p bucketParent) (sum256, int, error) {
+	// Each card is decoded once: for the sum and to find its index entry.
+	// Distinct cards have distinct index keys, so when every card has its
+	// entry and the counts agree, the index holds nothing else.
+	idx := p.Bucket(bucketHolderCards)
+	ncards := 0
+	sum, n, err := computeStateSum(p, func(c *Card) error {
+		ncards++
+		if idx.Get(holderCardKey(c.HolderID, c.UID)) == nil {
+			return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, c.UID)
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, n, err
+	}
+	if k := idx.Stats().KeyN; k != ncards {
+		return sum, n, fmt.Errorf("%w: the holder index has %d entries for %d cards", ErrCorrupt, k, ncards)
+	}
+	return sum, n, nil
+}
+
 // checkRecords decodes every record outside the audit chain (which verify
 // reads), so that a bad page faults here, where it is recovered, and not
 // later in bbolt's check.
@@ -776,23 +814,9 @@ func checkRecords(tx *bolt.Tx) error {
 	if v != schemaVersion {
 		return fmt.Errorf("%w: schema %d after migration, want %d", ErrCorrupt, v, schemaVersion)
 	}
-	// Each card is decoded once: for the sum and to find its index entry.
-	// Distinct cards have distinct index keys, so when every card has its
-	// entry and the counts agree, the index holds nothing else.
-	idx := tx.Bucket(bucketHolderCards)
-	ncards := 0
-	sum, err := computeStateSum(tx, func(c *Card) error {
-		ncards++
-		if idx.Get(holderCardKey(c.HolderID, c.UID)) == nil {
-			return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, c.UID)
-		}
-		return nil
-	})
+	sum, _, err := checkAllowlist(tx)
 	if err != nil {
 		return err
-	}
-	if n := idx.Stats().KeyN; n != ncards {
-		return fmt.Errorf("%w: the holder index has %d entries for %d cards", ErrCorrupt, n, ncards)
 	}
 	stored, err := readSum(tx)
 	if err != nil {

@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 		os.Exit(crashChild())
 	case "lock":
 		os.Exit(lockChild())
+	case "stage":
+		os.Exit(stageCrashChild())
 	}
 	code := m.Run()
 	cleanupBenchFixtures()
