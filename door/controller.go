@@ -94,6 +94,9 @@ type Config struct {
 	InterKey time.Duration
 	// MaxRemoteUnlock bounds a signed unlock. Default 12 h; from Unlock to 24 h.
 	MaxRemoteUnlock time.Duration
+	// StalePolicy is what decisions do while the allowlist is stale (see
+	// AllowlistStale). Default StaleKeepGoing.
+	StalePolicy StalePolicy
 	// OpenUnrecorded chooses availability over the audit trail: when the
 	// journal cannot make a grant's record durable (disk full, I/O error,
 	// read-only), the door opens anyway and the grant is recorded late, or
@@ -253,12 +256,20 @@ func (cfg Config) params() (*params, error) {
 		pinFirst:       cfg.PINTimeout,
 		interKey:       cfg.InterKey,
 		maxRemote:      cfg.MaxRemoteUnlock,
+		stalePolicy:    cfg.StalePolicy,
 	}
 	if p.door == "" {
 		return nil, &ConfigError{"Door", "required"}
 	}
 	if err := checkText("id", p.door); err != nil {
 		return nil, &ConfigError{"Door", err.Error()}
+	}
+	switch p.stalePolicy {
+	case "":
+		p.stalePolicy = StaleKeepGoing
+	case StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly:
+	default:
+		return nil, &ConfigError{"StalePolicy", fmt.Sprintf("%q: want %q, %q or %q", p.stalePolicy, StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly)}
 	}
 	switch p.mode {
 	case "":
@@ -713,16 +724,12 @@ const (
 	StaleOverrideOnly StalePolicy = "override-only" // only cards with the lockdown override open
 )
 
-// AllowlistStale reports that the allowlist went stale (true) or is fresh
-// again, and the policy to apply meanwhile. Each decision asked while stale
+// AllowlistStale reports that the allowlist went stale (true: no fresh
+// signed word from the site for the configured time) or is fresh again.
+// While stale, decisions follow Config.StalePolicy, and each decision
 // notes the policy in its event.
-func (c *Controller) AllowlistStale(ctx context.Context, stale bool, p StalePolicy) error {
-	switch p {
-	case StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly:
-	default:
-		return fmt.Errorf("door: stale policy %q: want %s, %s or %s", p, StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly)
-	}
-	return c.submit(ctx, evStale{stale: stale, policy: p})
+func (c *Controller) AllowlistStale(ctx context.Context, stale bool) error {
+	return c.submit(ctx, evStale{stale: stale, policy: c.p.stalePolicy})
 }
 
 // RemoteUnlock releases the door for d (0 means the unlock time) on a

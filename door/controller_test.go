@@ -966,6 +966,7 @@ func TestNewValidation(t *testing.T) {
 		"pre-alarm past held":   {Door: "d", Held: 10 * time.Second, PreAlarm: 10 * time.Second},
 		"short PIN timeout":     {Door: "d", PINTimeout: time.Millisecond},
 		"long remote":           {Door: "d", MaxRemoteUnlock: 48 * time.Hour},
+		"unknown stale policy":  {Door: "d", StalePolicy: "open-all"},
 		"empty schedule":        {Door: "d", UnlockSchedule: &store.Schedule{}},
 	}
 	for name, cfg := range bad {
@@ -989,7 +990,7 @@ func TestNewValidation(t *testing.T) {
 	}
 	p := c.p
 	if p.mode != store.ModeCardPIN || p.unlock != DefaultUnlock || p.extended != DefaultExtendedUnlock || p.held != DefaultHeld ||
-		p.preAlarm != DefaultPreAlarm || p.pinFirst != DefaultPINTimeout || p.interKey != DefaultInterKey || p.maxRemote != DefaultMaxRemoteUnlock {
+		p.preAlarm != DefaultPreAlarm || p.pinFirst != DefaultPINTimeout || p.interKey != DefaultInterKey || p.maxRemote != DefaultMaxRemoteUnlock || p.stalePolicy != StaleKeepGoing {
 		t.Errorf("defaults %+v", p)
 	}
 }

@@ -44,7 +44,9 @@ type params struct {
 	pinFirst  time.Duration // wait for the first PIN digit
 	interKey  time.Duration // wait between PIN digits
 	maxRemote time.Duration // longest signed unlock
-	schedule  *unlockSchedule
+	// stalePolicy is what decisions do while the allowlist is stale.
+	stalePolicy StalePolicy
+	schedule    *unlockSchedule
 	// openUnrecorded opens for a grant whose record could not be made
 	// durable (availability) instead of refusing it with journal_fault.
 	openUnrecorded bool

@@ -30,6 +30,10 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 		c.reject(in, in.err)
 		return
 	}
+	if in.msg == nil {
+		c.onKeys(in)
+		return
+	}
 	// Every authentic message of this site counts for freshness, whatever
 	// happens to it next, as long as it is newer than anything seen and not
 	// from the future.
@@ -40,7 +44,7 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 	case *SnapshotChunk:
 		c.onChunk(in, m)
 	case *Heartbeat:
-		c.onHeartbeat(m)
+		c.onHeartbeat(in, m)
 	case *Command:
 		c.onCommand(ctx, in, m)
 	case *EventsAck:
@@ -171,55 +175,237 @@ func (c *Client) refreshACL(also ...func(*Stats)) {
 	})
 }
 
-// onChunk collects snapshot chunks and applies a complete snapshot.
+// stageState is the snapshot being staged in the store, chunk by chunk.
+type stageState struct {
+	seq     uint64
+	hash    string
+	chunks  int
+	next    int                    // the next chunk to stage
+	asked   int                    // chunks before this one have been asked for
+	buf     map[int]*SnapshotChunk // chunks that came before their turn
+	last    time.Time              // monotonic: the last chunk staged (or the start)
+	lastAsk time.Time              // monotonic: the last request for chunks
+}
+
+func (st *stageState) busy() bool { return st.seq != 0 }
+
+// onChunk stages a snapshot chunk in the store when it is the next one,
+// keeps it when it is a few ahead, and commits the snapshot when the last
+// chunk is staged. Memory holds at most a window of chunks: the rest is in
+// the store, where a transfer cut by a disconnect or a restart resumes.
 func (c *Client) onChunk(in inbound, m *SnapshotChunk) {
 	c.siteSeq = max(c.siteSeq, m.Seq)
-	if m.Seq <= c.acl.seq {
+	st := &c.stage
+	if m.Seq <= c.acl.seq || m.Seq < st.seq {
 		c.update(func(s *Stats) { s.StaleACL++ })
 		return
 	}
-	snap, err := c.asm.add(m, in.size, time.Now())
-	if err != nil {
-		c.wantSnap = true
-		c.reject(in, err)
-		c.requestSync(false)
-		return
+	if st.seq != m.Seq || st.hash != m.Hash || st.chunks != m.Chunks {
+		if !c.beginStage(m.Seq, m.Hash, m.Chunks) {
+			return
+		}
 	}
-	if snap == nil {
-		return
-	}
-	err = c.st.ApplySnapshot(*snap)
 	switch {
-	case err == nil:
-		c.wantSnap = false
-		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d cards, %d holders, %d revocations",
-			snap.Seq, len(snap.Cards), len(snap.Holders), len(snap.Revocations)))
-		c.refreshACL(func(s *Stats) { s.SnapshotsApplied++ })
-		c.drainAhead()
+	case m.Chunk < st.next:
+		c.update(func(s *Stats) { s.StaleACL++ })
+		return
+	case m.Chunk > st.next:
+		if m.Chunk < st.next+MaxChunkWindow && len(st.buf) < MaxChunkWindow {
+			st.buf[m.Chunk] = m
+		}
+		return
+	}
+	if !c.stageChunk(in, m) {
+		return
+	}
+	for c.fatal == nil && st.busy() {
+		b, ok := st.buf[st.next]
+		if !ok {
+			break
+		}
+		delete(st.buf, st.next)
+		if !c.stageChunk(in, b) {
+			return
+		}
+	}
+	if !st.busy() {
+		return
+	}
+	if st.next == st.chunks {
+		c.commitStage(in)
+		return
+	}
+	c.askChunks(false)
+}
+
+// beginStage starts staging the snapshot seq (or resumes it, when the
+// store holds part of it already).
+func (c *Client) beginStage(seq uint64, hash string, chunks int) bool {
+	err := c.st.BeginSnapshot(seq, hash, chunks)
+	switch {
 	case errors.Is(err, store.ErrSeqOld):
 		c.refreshACL()
 		c.update(func(s *Stats) { s.StaleACL++ })
+		return false
+	case err != nil:
+		c.storeErr("begin snapshot", err)
+		return false
+	}
+	return c.loadStage()
+}
+
+// loadStage reads the staged snapshot's progress from the store.
+func (c *Client) loadStage() bool {
+	ss, ok, err := c.st.Stage()
+	if errors.Is(err, store.ErrCorrupt) {
+		// A damaged stage is not a damaged allowlist: drop it and fetch
+		// the snapshot again.
+		c.log.Error("mqtt: the staged snapshot is damaged; dropping it", "err", err)
+		c.dropStage()
+		return false
+	}
+	if err != nil {
+		c.storeErr("snapshot stage", err)
+		return false
+	}
+	now := time.Now()
+	c.stage = stageState{buf: make(map[int]*SnapshotChunk), last: now}
+	if ok {
+		c.stage.seq, c.stage.hash, c.stage.chunks = ss.Seq, ss.Hash, ss.Chunks
+		c.stage.next, c.stage.asked = ss.Next, ss.Next
+	}
+	c.update(func(s *Stats) { s.Staging = ok })
+	return ok
+}
+
+// dropStage forgets the staged snapshot.
+func (c *Client) dropStage() {
+	if err := c.st.DropStage(); err != nil {
+		c.storeErr("drop snapshot stage", err)
+	}
+	c.stage = stageState{}
+	c.update(func(s *Stats) { s.Staging = false })
+}
+
+// stageChunk writes the next chunk to the store.
+func (c *Client) stageChunk(in inbound, m *SnapshotChunk) bool {
+	st := &c.stage
+	err := c.st.StageChunk(m.Seq, m.Chunk, m.StorePart())
+	switch {
+	case err == nil:
+		st.next = m.Chunk + 1
+		st.last = time.Now()
+		c.update(func(s *Stats) { s.ChunksStaged++ })
+		return true
+	case errors.Is(err, store.ErrChunkOrder):
+		c.loadStage()
+		c.askChunks(true)
 	case errors.Is(err, store.ErrInvalidOp):
+		// Signed, yet the store refuses it: ask for the snapshot again
+		// from the start rather than resume into the same refusal.
+		c.reject(in, fmt.Errorf("snapshot %d chunk %d: %w", m.Seq, m.Chunk, err))
+		c.dropStage()
 		c.wantSnap = true
-		c.reject(in, err)
+		c.requestSync(true)
 	default:
-		c.storeErr("apply snapshot", err)
+		c.storeErr("stage snapshot chunk", err)
+	}
+	return false
+}
+
+// commitStage replaces the allowlist with the staged snapshot.
+func (c *Client) commitStage(in inbound) {
+	st := c.stage
+	err := c.st.CommitSnapshot(st.seq)
+	switch {
+	case err == nil:
+		c.stage = stageState{}
+		c.wantSnap = false
+		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d chunks (key %s)", st.seq, st.chunks, in.kid))
+		c.refreshACL(func(s *Stats) { s.SnapshotsApplied++; s.Staging = false })
+		c.drainAhead()
+		if c.siteSeq > c.acl.seq {
+			c.requestSync(true)
+		}
+	case errors.Is(err, store.ErrSeqOld):
+		c.stage = stageState{}
+		c.refreshACL(func(s *Stats) { s.StaleACL++; s.Staging = false })
+	case errors.Is(err, store.ErrInvalidOp):
+		c.stage = stageState{}
+		c.update(func(s *Stats) { s.Staging = false })
+		c.reject(in, err)
+		c.wantSnap = true
+		c.requestSync(true)
+	default:
+		c.storeErr("commit snapshot", err)
+	}
+}
+
+// askChunks asks for the chunks of the staged snapshot that fit in the
+// window after the next one to stage and have not been asked for; resend
+// asks again from the next one (a request or its answer was lost).
+func (c *Client) askChunks(resend bool) {
+	st := &c.stage
+	if !c.connected() {
+		c.syncPending = true
+		return
+	}
+	if resend {
+		st.asked = st.next
+	}
+	end := min(st.next+c.o.ChunkWindow, st.chunks)
+	if st.asked >= end {
+		return
+	}
+	req := c.syncRequest()
+	req.Chunks = &ChunkWindow{Seq: st.seq, Hash: st.hash, From: st.asked, Count: end - st.asked}
+	if c.sendSync(req) {
+		st.asked = end
+		st.lastAsk = time.Now()
 	}
 }
 
 // onHeartbeat learns the site's seq; a door behind asks for what it lacks.
-func (c *Client) onHeartbeat(h *Heartbeat) {
+func (c *Client) onHeartbeat(in inbound, h *Heartbeat) {
+	if h.Door != c.o.Door {
+		c.reject(in, fmt.Errorf("%w: heartbeat for door %q", ErrWrongDoor, h.Door))
+		return
+	}
 	if h.Seq > c.siteSeq {
 		c.siteSeq = h.Seq
 		c.update(func(s *Stats) { s.SiteSeq = c.siteSeq })
 	}
-	if h.Seq > c.acl.seq {
+	if h.Seq > c.acl.seq && !c.stage.busy() {
 		c.requestSync(false)
 	}
 }
 
+// syncRequest returns a signed-to-be sync request with the applied state.
+func (c *Client) syncRequest() SyncRequest {
+	return SyncRequest{
+		V: Version, Type: KindSync, Site: c.o.Site, Door: c.o.Door,
+		AppliedSeq: c.acl.seq, SnapshotHash: c.acl.hash, Window: c.o.ChunkWindow, At: c.o.Now().UTC(),
+	}
+}
+
+// sendSync signs and publishes a sync request.
+func (c *Client) sendSync(req SyncRequest) bool {
+	req.Sign(c.o.Identity)
+	b, err := marshal("sync request", req)
+	if err != nil {
+		c.log.Error("mqtt: sync request", "err", err)
+		return false
+	}
+	if !c.publish(c.topics.Sync(c.o.Door), b, false) {
+		return false
+	}
+	c.update(func(s *Stats) { s.SyncRequests++ })
+	return true
+}
+
 // requestSync announces the applied seq on the sync topic, at most once per
-// SyncRetry unless now is set (a new session).
+// SyncRetry unless now is set (a new session). While a snapshot is being
+// staged, it asks for its chunks instead, from the next one.
 func (c *Client) requestSync(now bool) {
 	if !c.connected() {
 		c.syncPending = true
@@ -229,45 +415,47 @@ func (c *Client) requestSync(now bool) {
 		c.syncPending = true
 		return
 	}
-	req := SyncRequest{
-		V: Version, Type: KindSync, Site: c.o.Site, Door: c.o.Door,
-		AppliedSeq: c.acl.seq, SnapshotHash: c.acl.hash, At: c.o.Now().UTC(),
+	if c.stage.busy() && !c.wantSnap {
+		c.syncPending = false
+		c.lastSync = time.Now()
+		c.askChunks(true)
+		return
 	}
+	req := c.syncRequest()
 	if c.wantSnap {
 		req.Want = WantSnapshot
 	}
-	b, err := marshal("sync request", req)
-	if err != nil {
-		c.log.Error("mqtt: sync request", "err", err)
-		return
-	}
-	if c.publish(c.topics.Sync(c.o.Door), b, false) {
+	if c.sendSync(req) {
 		// Asked once; if the snapshot does not come, a later failure asks
 		// again.
 		c.wantSnap = false
 		c.syncPending = false
 		c.lastSync = time.Now()
 		c.lastSyncSeq = c.acl.seq
-		c.update(func(s *Stats) { s.SyncRequests++ })
 	}
 }
 
-// syncTimers retries sync requests that went unanswered and drops a
-// snapshot whose chunks stopped coming.
+// syncTimers asks again for chunks or deltas that went unanswered. A
+// snapshot whose chunks stop coming for SnapshotTimeout is asked for anew:
+// the site answers with its current snapshot, and the store keeps what was
+// staged if that is the same one.
 func (c *Client) syncTimers(now time.Time) {
-	if busy, since := c.asm.busy(); busy && now.Sub(since) > c.o.SnapshotTimeout {
-		c.log.Warn("mqtt: snapshot incomplete, asking again", "seq", c.asm.seq, "have", c.asm.have, "chunks", c.asm.chunks)
-		c.asm.reset()
-		c.wantSnap = true
-		c.syncPending = true
+	if st := &c.stage; st.busy() {
+		switch {
+		case now.Sub(st.last) >= c.o.SnapshotTimeout:
+			c.log.Warn("mqtt: snapshot stalled, asking for it again", "seq", st.seq, "next", st.next, "chunks", st.chunks)
+			st.last = now
+			c.wantSnap = true
+			c.requestSync(true)
+		case now.Sub(st.last) >= c.o.SyncRetry && now.Sub(st.lastAsk) >= c.o.SyncRetry:
+			c.askChunks(true)
+		}
+		return
 	}
-	// Progress since the last request (deltas applied, chunks arriving)
-	// means the answer is coming: wait for it rather than ask again.
+	// Progress since the last request (deltas applied) means the answer
+	// is coming: wait for it rather than ask again.
 	if c.acl.seq != c.lastSyncSeq {
 		c.lastSyncSeq, c.lastSync = c.acl.seq, now
-	}
-	if busy, _ := c.asm.busy(); busy && c.asm.last.After(c.lastSync) {
-		c.lastSync = c.asm.last
 	}
 	behind := c.siteSeq > c.acl.seq
 	if (c.syncPending || behind) && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= c.o.SyncRetry) {
@@ -407,14 +595,15 @@ func (c *Client) checkStale(ctx context.Context) {
 		if !last.IsZero() {
 			since = last.UTC().Format(time.RFC3339)
 		}
-		c.log.Warn("mqtt: allowlist stale", "last_signed", since, "policy", c.o.StalePolicy)
+		policy := c.door.Status().StalePolicy
+		c.log.Warn("mqtt: allowlist stale", "last_signed", since, "policy", policy)
 		c.event(store.ReasonACLStale, fmt.Sprintf("no fresh signed message from the site since %s (stale after %s); policy %s",
-			since, c.o.StaleAfter, c.o.StalePolicy))
+			since, c.o.StaleAfter, policy))
 	} else {
 		c.log.Info("mqtt: allowlist fresh again")
 	}
-	if err := c.door.SetStale(ctx, stale, c.o.StalePolicy); err != nil {
-		c.log.Error("mqtt: door refused the stale policy", "stale", stale, "err", err)
+	if err := c.door.SetStale(ctx, stale); err != nil {
+		c.log.Error("mqtt: the door was not told of the allowlist's freshness", "stale", stale, "err", err)
 	}
 	// Shown in Stats last, so that whoever watches ACLStale finds the
 	// acl_stale event handed to the journal and the door already told.

@@ -18,18 +18,6 @@ import (
 	"github.com/latchdoor/latch/store"
 )
 
-// StalePolicy is what a door does while its allowlist is stale: no fresh
-// signed message from the site for Options.StaleAfter.
-type StalePolicy string
-
-// Stale policies. The client reports the configured one; the door applies
-// it.
-const (
-	StaleKeepGoing    StalePolicy = "keep-going"    // decide as usual
-	StaleCardAndPIN   StalePolicy = "card+pin"      // require card and PIN, whatever the door's mode
-	StaleOverrideOnly StalePolicy = "override-only" // deny every card but lockdown-override cards
-)
-
 // Door is what the client needs from the door controller. The daemon
 // adapts the controller to it. The client calls Unlock and SetLockdown only
 // for a valid signed command addressed to this door, never because of a
@@ -41,19 +29,22 @@ type Door interface {
 	// SetLockdown turns lockdown on or off.
 	SetLockdown(ctx context.Context, on bool, by string) error
 	// SetStale reports that the allowlist became stale (true) or fresh
-	// again (false), and the policy to apply meanwhile.
-	SetStale(ctx context.Context, stale bool, policy StalePolicy) error
+	// again (false); the door applies its stale policy meanwhile.
+	SetStale(ctx context.Context, stale bool) error
 	// Status returns the door's state for the retained status message.
 	Status() DoorStatus
 }
 
 // DoorStatus is the door's part of the status message.
 type DoorStatus struct {
-	State    string            // as the door names it: "closed", "open", "unlocked", "held"...
-	Lockdown bool              // lockdown is on
-	Reader   string            // "ok", or what is wrong with the reader
-	Journal  string            // "ok", or the journal's trouble ("reserve in use: …", "fault: …")
-	Clock    store.TimeQuality // whether the door's clock is synced
+	State    string // as the door names it: "closed", "open", "unlocked", "held"...
+	Lockdown bool   // lockdown is on
+	Reader   string // "ok", or what is wrong with the reader
+	Journal  string // "ok", or the journal's trouble ("reserve in use: …", "fault: …")
+	// StalePolicy is what the door does while its allowlist is stale
+	// ("keep-going", "card+pin", "override-only").
+	StalePolicy string
+	Clock       store.TimeQuality // whether the door's clock is synced
 }
 
 // Store is what the client needs from the door's database. *store.Store
@@ -66,9 +57,26 @@ type Store interface {
 	// applied one + 1 (store.ErrSeqGap, store.ErrSeqOld otherwise); one
 	// invalid operation rejects it whole (store.ErrInvalidOp).
 	ApplyDelta(store.Delta) error
-	// ApplySnapshot replaces the allowlist atomically when the snapshot is
-	// newer (store.ErrSeqOld otherwise).
-	ApplySnapshot(store.Snapshot) error
+	// BeginSnapshot starts staging a snapshot, or keeps the progress of the
+	// same one (store.ErrSeqOld when it is not newer than the applied seq).
+	BeginSnapshot(seq uint64, hash string, chunks int) error
+	// StageChunk stages the next chunk of the staged snapshot in one
+	// transaction (store.ErrChunkOrder when it is not the next one,
+	// store.ErrInvalidOp when an entry is invalid or repeated).
+	StageChunk(seq uint64, chunk int, part store.Snapshot) error
+	// Stage returns the staged snapshot's progress; false when there is
+	// none.
+	Stage() (store.SnapshotStage, bool, error)
+	// CommitSnapshot replaces the allowlist with the staged snapshot
+	// atomically when it is complete and hashes to its hash.
+	CommitSnapshot(seq uint64) error
+	// DropStage forgets the staged snapshot.
+	DropStage() error
+	// State and PutState read and write a small value of the door's state
+	// (store.ErrNotFound when absent): the site keys learnt from
+	// rotations.
+	State(key string) ([]byte, error)
+	PutState(key string, val []byte) error
 	// MarkSigned records the arrival (local time) of a fresh signed message
 	// issued at issuedAt (site time).
 	MarkSigned(localNow, issuedAt time.Time) error
@@ -98,14 +106,14 @@ type Journal interface {
 
 var _ Journal = (*store.Journal)(nil)
 
-// Options configure a Client. Site, Door, Broker and TrustedKeys are
-// required; zero values of the rest take the defaults given. New copies the
+// Options configure a Client. Site, Door, Broker, TrustedKeys and Identity
+// are required; zero values of the rest take the defaults given. New copies the
 // options and never writes to them.
 type Options struct {
 	// Broker is the broker URL: tcp://host:1883, or ssl://host:8883 for
 	// TLS (tls:// and mqtts:// are the same).
 	Broker string
-	// Site and Door are the ids in the topic root latch/v1/<site>/ and in
+	// Site and Door are the ids in the topic root latch/v2/<site>/ and in
 	// door/<door>/.
 	Site, Door string
 	// ClientID is the MQTT client id; it must be stable for the door, as the
@@ -118,12 +126,13 @@ type Options struct {
 	// certificate.
 	TLS *tls.Config
 	// TrustedKeys are the site's Ed25519 public keys by key id; only
-	// messages signed by one of them are accepted.
+	// messages signed by one of them, or by a key they rotated to, are
+	// accepted.
 	TrustedKeys map[string]ed25519.PublicKey
-	// Identity is the door's identity (optional): its public keys are
-	// announced in the status, so that the site can show the fingerprint
-	// for approval, and the status carries the audit chain's head signed
-	// with it.
+	// Identity is the door's identity: its public keys are announced in
+	// the status, so that the site can show the fingerprint for approval;
+	// it signs the door's events, status and sync requests, and opens the
+	// allowlist view the site seals to the door.
 	Identity *Identity
 
 	// Logger receives the client's log (default: none).
@@ -156,9 +165,6 @@ type Options struct {
 	// StaleAfter is how long the door may go without a fresh signed message
 	// before its allowlist is stale (default 24 h).
 	StaleAfter time.Duration
-	// StalePolicy is reported to the door when the allowlist goes stale
-	// (default StaleKeepGoing).
-	StalePolicy StalePolicy
 	// MaxUnlock is the longest momentary unlock a command may ask for
 	// (default 30 s, at most MaxUnlockDuration).
 	MaxUnlock time.Duration
@@ -182,12 +188,15 @@ type Options struct {
 	// SyncRetry is the shortest time between two sync requests, and how
 	// long the door waits for an answer before asking again (default 5 s).
 	SyncRetry time.Duration
-	// SnapshotTimeout drops a snapshot whose chunks stop coming (default 2
-	// min).
+	// SnapshotTimeout asks anew for a snapshot whose chunks stop coming
+	// (default 2 min); what is staged is kept if the site still sends the
+	// same snapshot.
 	SnapshotTimeout time.Duration
-	// MaxSnapshotBytes bounds the memory of a snapshot being assembled
-	// (default 256 MiB).
-	MaxSnapshotBytes int
+	// ChunkWindow is how many snapshot chunks the door asks for ahead of
+	// the one it stages (default 4, at most MaxChunkWindow): the messages
+	// the broker queues for the door stay this few, whatever the size of
+	// the snapshot.
+	ChunkWindow int
 	// MaxInboundBytes bounds the messages received and waiting for the
 	// client, by their size plus 512 bytes each (default 16 MiB); besides,
 	// at most 1024 wait. A message that finds no room within WriteTimeout
@@ -242,9 +251,6 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.ReconnectMin, time.Second)
 	def(&r.ReconnectMax, 30*time.Second)
 	def(&r.StaleAfter, 24*time.Hour)
-	if r.StalePolicy == "" {
-		r.StalePolicy = StaleKeepGoing
-	}
 	def(&r.MaxUnlock, 30*time.Second)
 	def(&r.ClockSkew, 30*time.Second)
 	defInt(&r.EventWindow, 64)
@@ -252,7 +258,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.AckTimeout, 10*time.Second)
 	def(&r.SyncRetry, 5*time.Second)
 	def(&r.SnapshotTimeout, 2*time.Minute)
-	defInt(&r.MaxSnapshotBytes, 256<<20)
+	defInt(&r.ChunkWindow, 4)
 	defInt(&r.MaxInboundBytes, 16<<20)
 	def(&r.StatusInterval, time.Second)
 	def(&r.StatusRefresh, 5*time.Minute)
@@ -282,11 +288,6 @@ func (o *Options) withDefaults() (Options, error) {
 	if len(r.ClientID) > 128 {
 		return r, fmt.Errorf("client id of %d bytes, limit 128", len(r.ClientID))
 	}
-	switch r.StalePolicy {
-	case StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly:
-	default:
-		return r, fmt.Errorf("stale policy %q: want %s, %s or %s", r.StalePolicy, StaleKeepGoing, StaleCardAndPIN, StaleOverrideOnly)
-	}
 	switch {
 	case r.KeepAlive < time.Second || r.KeepAlive%time.Second != 0:
 		return r, fmt.Errorf("keepalive %s: want whole seconds, at least 1 s", r.KeepAlive)
@@ -294,8 +295,12 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("max unlock %s: want at most %s", r.MaxUnlock, MaxUnlockDuration)
 	case r.ReconnectMax < r.ReconnectMin:
 		return r, fmt.Errorf("reconnect back-off: max %s below min %s", r.ReconnectMax, r.ReconnectMin)
-	case r.EventWindow < 1 || r.LiveWindow < 0 || r.RejectBurst < 0 || r.MaxSnapshotBytes < 1 || r.MaxInboundBytes < 1:
-		return r, errors.New("event window, live window, reject burst, snapshot size and inbound bytes must be positive")
+	case r.EventWindow < 1 || r.LiveWindow < 0 || r.RejectBurst < 0 || r.MaxInboundBytes < 1:
+		return r, errors.New("event window, live window, reject burst and inbound bytes must be positive")
+	case r.ChunkWindow < 1 || r.ChunkWindow > MaxChunkWindow:
+		return r, fmt.Errorf("chunk window %d: want 1..%d", r.ChunkWindow, MaxChunkWindow)
+	case r.Identity == nil:
+		return r, errors.New("the door's identity is required (see CreateIdentity)")
 	}
 	for _, d := range []time.Duration{r.PingTimeout, r.ConnectTimeout, r.WriteTimeout, r.ReconnectMin,
 		r.StaleAfter, r.ClockSkew, r.AckTimeout, r.SyncRetry, r.SnapshotTimeout, r.StatusInterval,
@@ -310,28 +315,31 @@ func (o *Options) withDefaults() (Options, error) {
 // Stats are the client's counters and state, for status displays and
 // tests.
 type Stats struct {
-	Connected        bool   // subscribed and serving
-	Connects         uint64 // sessions established
-	Disconnects      uint64 // sessions lost
-	LastError        string // why the last session ended or the last attempt failed
-	AppliedSeq       uint64 // allowlist seq applied
-	SnapshotHash     string // state hash at AppliedSeq
-	SiteSeq          uint64 // highest ACL seq the site is known to have
-	DeltasApplied    uint64 // signed deltas applied
-	SnapshotsApplied uint64 // snapshots applied
-	StaleACL         uint64 // signed ACL messages already applied (duplicates, older snapshots)
-	ACLRejected      uint64 // allowlist, heartbeat and ack messages refused
-	CommandsApplied  uint64 // signed commands carried out by the door
-	CommandsRejected uint64 // commands refused, by the client or by the door
-	Unlocks          uint64 // calls to Door.Unlock
-	SyncRequests     uint64 // sync requests published
-	EventsPublished  uint64 // event messages published (including repeats)
-	Resends          uint64 // times the outbox was sent again from the cursor
-	Acked            uint64 // outbox cursor
-	Dropped          uint64 // inbound messages dropped because the client was busy (too many or too many bytes waiting)
-	FutureIssued     uint64 // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
-	ACLStale         bool   // the allowlist is stale
-	StatusPublished  uint64 // status messages published
+	Connected        bool     // subscribed and serving
+	Connects         uint64   // sessions established
+	Disconnects      uint64   // sessions lost
+	LastError        string   // why the last session ended or the last attempt failed
+	AppliedSeq       uint64   // allowlist seq applied
+	SnapshotHash     string   // state hash at AppliedSeq
+	SiteSeq          uint64   // highest ACL seq the site is known to have
+	DeltasApplied    uint64   // signed deltas applied
+	SnapshotsApplied uint64   // snapshots applied
+	ChunksStaged     uint64   // snapshot chunks staged in the store
+	Staging          bool     // a snapshot is being staged
+	StaleACL         uint64   // signed ACL messages already applied (duplicates, older snapshots)
+	ACLRejected      uint64   // allowlist, heartbeat and ack messages refused
+	CommandsApplied  uint64   // signed commands carried out by the door
+	CommandsRejected uint64   // commands refused, by the client or by the door
+	Unlocks          uint64   // calls to Door.Unlock
+	SyncRequests     uint64   // sync requests published
+	EventsPublished  uint64   // event messages published (including repeats)
+	Resends          uint64   // times the outbox was sent again from the cursor
+	Acked            uint64   // outbox cursor
+	Dropped          uint64   // inbound messages dropped because the client was busy (too many or too many bytes waiting)
+	FutureIssued     uint64   // signed messages issued beyond ClockSkew ahead of the synced clock, not counted as fresh
+	ACLStale         bool     // the allowlist is stale
+	StatusPublished  uint64   // status messages published
+	SiteKeys         []string // the ids of the site keys trusted now
 }
 
 // Client is the door's MQTT client. Create it with New, run it with Run.
@@ -363,7 +371,7 @@ type Client struct {
 	fatal error
 
 	acl      aclState
-	asm      assembler
+	stage    stageState
 	ahead    map[uint64]aheadDelta // deltas beyond applied+1, waiting for the gap to fill
 	siteSeq  uint64
 	wantSnap bool
@@ -441,7 +449,7 @@ func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 	if st == nil || j == nil || door == nil {
 		return nil, errors.New("mqtt: options: a store, a journal and a door are required")
 	}
-	v, err := NewVerifier(o.Site, o.TrustedKeys)
+	v, err := NewDoorVerifier(o.Site, o.Door, o.TrustedKeys, o.Identity)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +466,6 @@ func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 		ahead:   make(map[uint64]aheadDelta),
 		seen:    make(map[string]time.Time),
 	}
-	c.asm.maxBytes = o.MaxSnapshotBytes
 	c.rejACL = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonACLRejected}
 	c.rejCmd = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonCommandRejected}
 	return c, nil
@@ -586,7 +593,14 @@ func (c *Client) loadState() error {
 	c.fresh = freshness{lastLocal: ss.LastSignedAt, lastIssued: ss.LastIssuedAt, persisted: time.Now()}
 	c.cmdSeqMax = ss.CommandSeqMax
 	c.update(func(s *Stats) { s.AppliedSeq, s.SnapshotHash = ss.AppliedSeq, ss.SnapshotHash })
-	return nil
+	if err := c.loadKeys(); err != nil {
+		return err
+	}
+	// A snapshot staged before a restart resumes from its next chunk.
+	if c.loadStage() && c.stage.seq <= c.acl.seq {
+		c.dropStage()
+	}
+	return c.fatal
 }
 
 // storeErr handles a store failure: a closed or damaged store ends Run;
@@ -654,6 +668,7 @@ func (c *Client) clock() store.TimeQuality {
 func (c *Client) onTick(ctx context.Context) {
 	now := time.Now()
 	c.checkStale(ctx)
+	c.retireKeys()
 	c.fresh.persist(c, false)
 	c.flushRejects(now)
 	c.syncTimers(now)

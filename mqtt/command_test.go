@@ -80,7 +80,7 @@ func TestCommandFlood(t *testing.T) {
 		return mqtt.Command{Header: mqtt.Header{Site: site, Seq: 1000, IssuedAt: now}, Door: door,
 			ID: fmt.Sprintf("x%x", id), ExpiresAt: now.Add(30 * time.Second), Action: mqtt.ActionUnlock, DurationMS: 1000}
 	}
-	heartbeat, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: now}})
+	heartbeat, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: now}, Door: "front"})
 	if err != nil {
 		t.Fatal(err)
 	}

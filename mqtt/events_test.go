@@ -17,7 +17,6 @@ import (
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/mqtt/brokertest"
-	"github.com/latchdoor/latch/mqtt/sitetest"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -124,9 +123,14 @@ func childDoor() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	id, err := mqtt.LoadIdentity(get("IDENTITY"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	c, err := mqtt.New(st, j, newTestDoor(), &mqtt.Options{
 		Broker: get("BROKER"), Site: site, Door: get("DOOR"), Username: get("DOOR"), Password: get("PASSWORD"),
-		TrustedKeys:  map[string]ed25519.PublicKey{get("KID"): pub},
+		TrustedKeys: map[string]ed25519.PublicKey{get("KID"): pub}, Identity: id,
 		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, CheckInterval: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -163,7 +167,7 @@ func TestEventsAfterDoorKilled(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1",
 		"LATCH_CHILD_DB="+path, "LATCH_CHILD_BROKER=tcp://"+e.proxy.Addr(), "LATCH_CHILD_DOOR=front",
-		"LATCH_CHILD_PASSWORD="+users["front"], "LATCH_CHILD_KID="+e.signer.KeyID(),
+		"LATCH_CHILD_PASSWORD="+users["front"], "LATCH_CHILD_KID="+e.signer.KeyID(), "LATCH_CHILD_IDENTITY="+e.idDirs["front"],
 		"LATCH_CHILD_KEY="+base64.StdEncoding.EncodeToString(e.signer.Public()))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -233,53 +237,124 @@ func TestRefusalSummaryWrittenAtStop(t *testing.T) {
 	}
 }
 
-// A door with an identity signs each event it sends; a site that holds the
-// door's approved key stores only events that verify: an unsigned event
-// and one signed by another door are refused, and the door's own are all
-// collected.
+// Every event a door sends is signed with its identity, and the site
+// stores only events it can attribute to an approved door: a forged event
+// (signed by another key), an event replayed from another door (on its
+// own door field, or relabelled), and undelivered events rewritten in the
+// door's file with the chain recomputed and signed again (as by someone
+// holding the door's disk, key and all) are refused or flagged, because
+// the site holds the door's earlier signed head.
 func TestSignedEvents(t *testing.T) {
-	front, err := mqtt.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := mqtt.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, envConfig{site: func(o *sitetest.Options) {
-		o.DoorKeys = map[string]ed25519.PublicKey{"front": front.Public().SignKey, "back": back.Public().SignKey}
-	}})
-	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = front })
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	r := e.newRig("front", "", nil)
 	appendEvents(t, r.st, "front", 5)
 	r.start()
 	r.waitConnected()
 	e.waitDelivered(r)
 	checkCollected(t, e.site, "front", allEvents(t, r.st))
+	back := e.newRig("back", "", nil)
+	appendEvents(t, back.st, "back", 2)
+	back.start()
+	back.waitConnected()
+	e.waitDelivered(back)
+	r.stop()
 	stored := e.site.Stats().EventsStored
 
-	// Two events for front's next seq that front did not send.
-	evs := allEvents(t, r.st)
-	last := evs[len(evs)-1]
-	next := store.Event{Seq: last.Seq + 1, Time: last.Time, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess,
-		Reason: store.ReasonGranted, UID: "04A1B2C3", Prev: last.Hash}
-	if next.Hash, err = store.HashEvent(next); err != nil {
-		t.Fatal(err)
-	}
-	unsigned := mqtt.EventMsg{V: mqtt.Version, Type: mqtt.KindEvent, Site: site, Door: "front", Event: next}
-	otherDoor := unsigned
-	otherDoor.Sig = base64.StdEncoding.EncodeToString(back.Sign([]byte("anything back ever signed")))
-	ctx := context.Background()
-	for _, m := range []mqtt.EventMsg{unsigned, otherDoor} {
+	topic := mqtt.TopicsFor(site).Events("front")
+	send := func(m mqtt.EventMsg) {
+		t.Helper()
 		b, err := json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Events("front"), b, false); err != nil {
+		if err := e.site.PublishRaw(ctx, topic, b, false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "two events refused", func() bool { return e.site.Stats().Unattributed >= 2 }, e.site.Updated)
+	signed := func(id *mqtt.Identity, door string, ev store.Event) mqtt.EventMsg {
+		t.Helper()
+		sig, err := id.SignHead(site, door, ev.Seq, ev.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mqtt.EventMsg{V: mqtt.Version, Type: mqtt.KindEvent, Site: site, Door: door, Event: ev, Sig: sig}
+	}
+	chain := func(prev store.Event, n int, detail string) []store.Event {
+		t.Helper()
+		out := make([]store.Event, n)
+		for i := range out {
+			ev := store.Event{Seq: prev.Seq + 1, Time: prev.Time, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess,
+				Reason: store.ReasonGranted, UID: "04A1B2C3", Detail: detail, Prev: prev.Hash}
+			var err error
+			if ev.Hash, err = store.HashEvent(ev); err != nil {
+				t.Fatal(err)
+			}
+			out[i], prev = ev, ev
+		}
+		return out
+	}
+	evs := allEvents(t, r.st)
+	last := evs[len(evs)-1]
+	next := chain(last, 1, "forged")[0]
+
+	// Forged: unsigned, and signed by another door's key.
+	unsigned := mqtt.EventMsg{V: mqtt.Version, Type: mqtt.KindEvent, Site: site, Door: "front", Event: next}
+	send(unsigned)
+	send(signed(e.ids["back"], "front", next))
+	waitFor(t, "two forged events refused", func() bool { return e.site.Stats().Unattributed >= 2 }, e.site.Updated)
+
+	// Replayed from back: as it was (back's door on front's topic), and
+	// relabelled as front's (its signature covers the door).
+	backEv := allEvents(t, back.st)[0]
+	replay := signed(e.ids["back"], "back", backEv)
+	send(replay)
+	replay.Door = "front"
+	send(replay)
+	replay.Event.Door = "front"
+	send(replay)
+	waitFor(t, "replays refused", func() bool {
+		st := e.site.Stats()
+		return st.WrongDoor >= 2 && st.Unattributed >= 3
+	}, e.site.Updated)
 	if st := e.site.Stats(); st.EventsStored != stored {
-		t.Fatalf("%d events stored after the forgeries, want %d", st.EventsStored, stored)
+		t.Fatalf("%d events stored after forgeries and replays, want %d", st.EventsStored, stored)
+	}
+
+	// Rewritten: three events the site has not received yet, whose head
+	// the door's status has signed. Someone with the door's disk rewrites
+	// them and signs the new chain with the door's key.
+	real := chain(last, 3, "the real ones")
+	head := real[len(real)-1]
+	sig, err := e.ids["front"].SignHead(site, "front", head.Seq, head.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := e.ids["front"].Public()
+	status := mqtt.Status{V: mqtt.Version, Type: mqtt.KindStatus, Site: site, Door: "front", Online: true,
+		Fingerprint: pub.Fingerprint(), SignKey: base64.StdEncoding.EncodeToString(pub.SignKey),
+		SealKey: base64.StdEncoding.EncodeToString(pub.SealKey), HeadSeq: head.Seq, HeadHash: head.Hash, HeadSig: sig}
+	b, err := json.Marshal(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Status("front"), b, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the site holds the signed head", func() bool {
+		h, ok := e.site.Heads("front")
+		return ok && h.Seq == head.Seq
+	}, e.site.Updated)
+	rewrites := e.site.Stats().Rewrites
+	for _, ev := range chain(last, 3, "rewritten") {
+		send(signed(e.ids["front"], "front", ev))
+	}
+	waitFor(t, "the rewrite flagged", func() bool { return e.site.Stats().Rewrites > rewrites }, e.site.Updated)
+	got, err := e.site.Events("front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got); n > 0 && got[n-1].Seq == head.Seq && got[n-1].Hash != head.Hash {
+		t.Fatalf("the site stored a rewritten event at the signed head: %+v", got[n-1])
 	}
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,11 +23,7 @@ func FuzzOpen(f *testing.F) {
 	s := testSigner(f)
 	v := testVerifier(f, s)
 	for _, m := range sampleMessages() {
-		b, err := s.Seal(m)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(sealAny(f, s, m))
 	}
 	f.Add([]byte(`{"kid":"k1","sig":"","payload":{}}`))
 	f.Add([]byte(`{"v":1,"type":"cmd"}`))
@@ -81,8 +78,8 @@ func FuzzOpenSigned(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte(`{"v":1,"type":"cmd","site":"hq","seq":1,"issued_at":"2026-03-01T12:00:00Z","door":"front","id":"abcdefgh","expires_at":"2026-03-01T12:00:30Z","cmd":"unlock","duration_ms":1e3}`))
-	f.Add([]byte(`{"v":1,"type":"acl.delta","site":"hq","seq":1,"issued_at":"2026-03-01T12:00:00Z","ops":[{"op":"upsert_card","card":{"uid":"AQIDBA==","holder_id":"h","schedule":{"weekly":[[{"from":1,"to":2}]]}}}]}`))
+	f.Add([]byte(`{"v":2,"type":"cmd","site":"hq","seq":1,"issued_at":"2026-03-01T12:00:00Z","door":"front","id":"abcdefgh","expires_at":"2026-03-01T12:00:30Z","cmd":"unlock","duration_ms":1e3}`))
+	f.Add([]byte(`{"v":2,"type":"keys.rotate","site":"hq","seq":1,"issued_at":"2026-03-01T12:00:00Z","kid":"k2","key":"A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=","retires":"k1","retire_at":"2026-03-02T12:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		if !json.Valid(payload) {
 			return
@@ -96,7 +93,7 @@ func FuzzOpenSigned(f *testing.F) {
 			if m != nil {
 				t.Fatalf("error %v with a message", err)
 			}
-			for _, known := range []error{ErrMalformed, ErrTooLarge, ErrVersion, ErrWrongType, ErrWrongSite} {
+			for _, known := range []error{ErrMalformed, ErrTooLarge, ErrVersion, ErrWrongType, ErrWrongSite, ErrWrongDoor, ErrNotForMe} {
 				if errors.Is(err, known) {
 					return
 				}
@@ -169,59 +166,115 @@ func FuzzDecodeStatus(f *testing.F) {
 }
 
 func FuzzDecodeSyncRequest(f *testing.F) {
-	sr := SyncRequest{V: 1, Type: KindSync, Site: "hq", Door: "front", AppliedSeq: 5, SnapshotHash: strings.Repeat("c", 64), At: t0}
+	id := testIdentity(f)
+	sr := SyncRequest{V: Version, Type: KindSync, Site: "hq", Door: "front", AppliedSeq: 5, SnapshotHash: strings.Repeat("c", 64), At: t0}
+	sr.Sign(id)
 	b, _ := json.Marshal(sr)
 	f.Add(b)
 	sr.Want = WantSnapshot
+	sr.Chunks = &ChunkWindow{Seq: 9, Hash: strings.Repeat("d", 64), From: 3, Count: 4}
+	sr.Sign(id)
 	b, _ = json.Marshal(sr)
 	f.Add(b)
+	key := id.Public().SignKey
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeSyncRequest(b, "hq", "")
 		if err != nil {
 			return
 		}
-		if len(m.SnapshotHash) != 64 || (m.Want != "" && m.Want != WantSnapshot) {
+		if len(m.SnapshotHash) != 64 || (m.Want != "" && m.Want != WantSnapshot) || m.Window < 0 || m.Window > MaxChunkWindow {
 			t.Fatalf("accepted %+v", m)
+		}
+		if w := m.Chunks; w != nil && (w.Count < 1 || w.Count > MaxChunkWindow || w.From < 0) {
+			t.Fatalf("accepted chunks %+v", w)
+		}
+		// A signature that verifies covers every field: the same request
+		// with any field changed does not.
+		if m.VerifySig(key) == nil {
+			m.AppliedSeq++
+			if m.VerifySig(key) == nil {
+				t.Fatal("the signature does not cover applied_seq")
+			}
 		}
 	})
 }
 
-// FuzzAssembler feeds chunks of two snapshots, signed, in a fuzzed order
-// with fuzzed duplicates: a snapshot comes out only whole and with its own
-// hash.
-func FuzzAssembler(f *testing.F) {
+// FuzzOpenSealedBody seals fuzzed bytes as the body of a delta or a
+// chunk to the door, so that the strict decoding of an opened body, behind
+// the signature and the HPKE open, is what gets explored.
+func FuzzOpenSealedBody(f *testing.F) {
 	s := testSigner(f)
 	v := testVerifier(f, s)
-	var chunks []*SnapshotChunk
-	var sizes []int
-	for seq := uint64(1); seq <= 2; seq++ {
-		snap := bigSnapshot(400)
-		snap.Seq = seq
-		bs, err := s.SealSnapshot("hq", snap, t0, 8<<10)
+	to := testIdentity(f).Public()
+	f.Add(false, []byte(`{"ops":[{"op":"revoke_card","uid":"AQIDBA==","reason":"lost"}]}`))
+	f.Add(false, []byte(`{"ops":[{"op":"explode"}]}`))
+	f.Add(true, []byte(`{"cards":[{"uid":"AQIDBA==","holder_id":"h1"}],"holders":[{"id":"h1"}]}`))
+	f.Add(true, []byte(`{"cards":null,"x":1}`))
+	f.Fuzz(func(t *testing.T, chunk bool, pt []byte) {
+		var m sealedMsg = NewDelta("hq", "front", 9, t0, nil)
+		if chunk {
+			m = &SnapshotChunk{Header: hdr(9), sealing: sealing{Door: "front"}, Hash: strings.Repeat("ab", 32), Chunk: 1, Chunks: 3}
+		}
+		h := m.Head()
+		h.V, h.Type = Version, m.Kind()
+		m.sealed().To = to.Fingerprint()
+		ct, err := SealTo(to, sealInfo(m), pt)
 		if err != nil {
-			f.Fatal(err)
+			t.Fatal(err)
 		}
-		for _, b := range bs {
-			m, _, err := v.Open(b, KindSnapshot)
-			if err != nil {
-				f.Fatal(err)
+		m.sealed().Body = base64.StdEncoding.EncodeToString(ct)
+		env, err := s.Seal(m)
+		if err != nil {
+			return // too large
+		}
+		got, _, err := v.Open(env)
+		if err != nil {
+			if got != nil || !errors.Is(err, ErrMalformed) {
+				t.Fatalf("refused with %v (message %v)", err, got)
 			}
-			chunks = append(chunks, m.(*SnapshotChunk))
-			sizes = append(sizes, len(b))
+			return
 		}
+		checkAccepted(t, got)
+		if d, ok := got.(*Delta); ok {
+			if err := d.checkBody(); err != nil {
+				t.Fatalf("accepted a delta whose body fails its check: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzDecodeKeyChain decodes the retained key chain, then walks its links
+// as a door does: nothing panics, and only a rotation signed by a trusted
+// key is applied.
+func FuzzDecodeKeyChain(f *testing.F) {
+	s := testSigner(f)
+	next, err := NewSigner("k2", ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32)))
+	if err != nil {
+		f.Fatal(err)
 	}
-	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-	f.Add([]byte{200, 3, 3, 1, 0})
-	f.Fuzz(func(t *testing.T, order []byte) {
-		a := assembler{maxBytes: 1 << 30}
-		for _, o := range order {
-			i := int(o) % len(chunks)
-			snap, err := a.add(chunks[i], sizes[i], t0.Add(time.Duration(o)))
+	rot, err := s.Rotation("hq", 1, next, t0, t0.Add(time.Hour))
+	if err != nil {
+		f.Fatal(err)
+	}
+	kc, _ := json.Marshal(KeyChain{V: Version, Type: KindKeys, Site: "hq", Rotations: []json.RawMessage{rot}})
+	f.Add(kc)
+	f.Add([]byte(`{"v":2,"type":"keys","site":"hq","rotations":[{}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeKeyChain(b, "hq")
+		if err != nil {
+			return
+		}
+		if len(m.Rotations) > MaxRotations {
+			t.Fatalf("accepted %d rotations", len(m.Rotations))
+		}
+		v := testVerifier(t, s)
+		for _, link := range m.Rotations {
+			r, kid, err := v.Open(link, KindKeyRotation)
 			if err != nil {
-				t.Fatalf("chunk %d: %v", i, err)
+				continue
 			}
-			if snap != nil && store.HashSnapshot(*snap) != chunks[i].Hash {
-				t.Fatalf("snapshot %d does not hash to its chunks' hash", snap.Seq)
+			if _, err := v.Rotate(r.(*KeyRotation), kid); err == nil && kid != "k1" {
+				t.Fatalf("rotation signed by %q applied", kid)
 			}
 		}
 	})

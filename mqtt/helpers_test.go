@@ -31,18 +31,17 @@ const site = "hq"
 // aclFile lets each door read its own topics and the site's broadcasts,
 // write only its own events, status and sync; the site user may do
 // anything under the site's root.
-const aclFile = `pattern read latch/v1/hq/acl
-pattern read latch/v1/hq/acl/snapshot
-pattern read latch/v1/hq/heartbeat
-pattern read latch/v1/hq/door/%u/acl
-pattern read latch/v1/hq/door/%u/cmd
-pattern read latch/v1/hq/door/%u/events/ack
-pattern write latch/v1/hq/door/%u/events
-pattern write latch/v1/hq/door/%u/status
-pattern write latch/v1/hq/door/%u/sync
+const aclFile = `pattern read latch/v2/hq/keys
+pattern read latch/v2/hq/door/%u/acl
+pattern read latch/v2/hq/door/%u/heartbeat
+pattern read latch/v2/hq/door/%u/cmd
+pattern read latch/v2/hq/door/%u/events/ack
+pattern write latch/v2/hq/door/%u/events
+pattern write latch/v2/hq/door/%u/status
+pattern write latch/v2/hq/door/%u/sync
 
 user site
-topic readwrite latch/v1/hq/#
+topic readwrite latch/v2/hq/#
 `
 
 var users = map[string]string{"site": "site-secret", "front": "front-secret", "back": "back-secret"}
@@ -61,7 +60,7 @@ type testDoor struct {
 	unlocks  []string
 	lockdown bool
 	stale    bool
-	policy   mqtt.StalePolicy
+	policy   string // the stale policy the door reports
 	staleN   int
 	unsynced bool // the door's clock is not synced
 	block    *gate
@@ -118,10 +117,10 @@ func (d *testDoor) SetLockdown(ctx context.Context, on bool, _ string) error {
 	return nil
 }
 
-func (d *testDoor) SetStale(_ context.Context, stale bool, p mqtt.StalePolicy) error {
+func (d *testDoor) SetStale(_ context.Context, stale bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stale, d.policy = stale, p
+	d.stale = stale
 	d.staleN++
 	d.note()
 	return nil
@@ -134,7 +133,7 @@ func (d *testDoor) Status() mqtt.DoorStatus {
 	if d.unsynced {
 		q = store.TimeUnsynced
 	}
-	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Journal: "ok", Clock: q}
+	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Journal: "ok", Clock: q, StalePolicy: d.policy}
 }
 
 // SetUnsynced says whether the door's clock is synced.
@@ -185,6 +184,8 @@ type env struct {
 	proxy  *brokertest.Proxy
 	signer *mqtt.Signer
 	keys   map[string]ed25519.PublicKey
+	ids    map[string]*mqtt.Identity // the doors' identities, approved at the site
+	idDirs map[string]string         // the directories of their identity files
 	site   *sitetest.Site
 	stop   func() // stops the site
 }
@@ -220,6 +221,18 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	e.proxy = brokertest.NewProxy(t, e.broker.Addr())
 	e.signer = newSigner(t, "site-2026")
 	e.keys = map[string]ed25519.PublicKey{e.signer.KeyID(): e.signer.Public()}
+	e.ids, e.idDirs = make(map[string]*mqtt.Identity), make(map[string]string)
+	for name := range users {
+		if name == "site" {
+			continue
+		}
+		dir := t.TempDir()
+		id, err := mqtt.CreateIdentity(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ids[name], e.idDirs[name] = id, dir
+	}
 	if !cfg.noSite {
 		e.startSite(cfg.site)
 	}
@@ -233,6 +246,10 @@ func (e *env) startSite(edit func(*sitetest.Options)) {
 		Broker: e.broker.URL(), Username: "site", Password: users["site"],
 		Site: site, Signer: e.signer, DBPath: filepath.Join(t.TempDir(), "collector.db"),
 		Logger: logger(t), ReconnectMax: 200 * time.Millisecond,
+		Doors: make(map[string]mqtt.PublicIdentity),
+	}
+	for name, id := range e.ids {
+		so.Doors[name] = id.Public()
 	}
 	if e.broker.PKI != nil {
 		so.TLS = e.broker.PKI.ClientTLS("site")
@@ -280,7 +297,7 @@ type rig struct {
 func (e *env) fastOptions(name string) mqtt.Options {
 	o := mqtt.Options{
 		Broker: "tcp://" + e.proxy.Addr(), Site: site, Door: name,
-		Username: name, Password: users[name], TrustedKeys: e.keys,
+		Username: name, Password: users[name], TrustedKeys: e.keys, Identity: e.ids[name],
 		Logger: logger(e.t), Version: "test",
 		KeepAlive: 2 * time.Second, PingTimeout: time.Second,
 		ConnectTimeout: 3 * time.Second, WriteTimeout: 2 * time.Second,
@@ -430,10 +447,10 @@ func (r *rig) waitConnected() {
 	waitFor(r.t, r.name+" connected", func() bool { return r.client.Stats().Connected }, r.client.Updated)
 }
 
-// waitSynced waits until the door has applied the site's head.
+// waitSynced waits until the door has applied the site's head of its view.
 func (e *env) waitSynced(r *rig) {
 	e.t.Helper()
-	seq, hash := e.site.History().Head()
+	seq, hash := e.site.Head(r.name)
 	waitFor(e.t, fmt.Sprintf("%s at seq %d", r.name, seq), func() bool {
 		s := r.client.Stats()
 		return s.AppliedSeq == seq && s.SnapshotHash == hash

@@ -121,15 +121,12 @@ func TestStatusAndWill(t *testing.T) {
 	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
 		t.Fatal(err)
 	}
-	id, err := mqtt.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := e.ids["front"]
 	pub := id.Public()
-	r := e.newRig("front", "", func(o *mqtt.Options) { o.Identity = id }).start()
+	r := e.newRig("front", "", nil).start()
 	r.waitConnected()
 	e.waitSynced(r)
-	seq, hash := e.site.History().Head()
+	seq, hash := e.site.Head("front")
 	waitFor(t, "an online status at the head", func() bool {
 		s := e.site.Stats().LastStatus["front"]
 		return s != nil && s.Online && s.ACLSeq == seq && s.SnapshotHash == hash && s.Outbox == 0

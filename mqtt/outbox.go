@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -90,14 +89,12 @@ func (c *Client) onNotify(e store.Event) {
 // publishEvent publishes one event message.
 func (c *Client) publishEvent(e store.Event) bool {
 	m := EventMsg{V: Version, Type: KindEvent, Site: c.o.Site, Door: c.o.Door, Event: e}
-	if id := c.o.Identity; id != nil {
-		msg, err := headMessage(c.o.Site, c.o.Door, e.Seq, e.Hash)
-		if err != nil {
-			c.log.Error("mqtt: sign event", "seq", e.Seq, "err", err)
-			return false
-		}
-		m.Sig = base64.StdEncoding.EncodeToString(id.Sign(msg))
+	sig, err := c.o.Identity.SignHead(c.o.Site, c.o.Door, e.Seq, e.Hash)
+	if err != nil {
+		c.log.Error("mqtt: sign event", "seq", e.Seq, "err", err)
+		return false
 	}
+	m.Sig = sig
 	b, err := marshal("event", m)
 	if err != nil {
 		c.log.Error("mqtt: event", "seq", e.Seq, "err", err)

@@ -261,7 +261,7 @@ func TestForgedUnlockUnderSmallOrderKey(t *testing.T) {
 			}
 			// A Verifier holding the key (built around NewVerifier) opens
 			// it as a genuine unlock: the key is all that stops it.
-			bare := &Verifier{site: "hq", keys: map[string]ed25519.PublicKey{"site-1": pub}}
+			bare := &Verifier{site: "hq", keys: map[string]*trustedKey{"site-1": {pub: pub}}}
 			m, _, err := bare.Open(env, KindCommand)
 			if err != nil {
 				t.Fatalf("the forged envelope is not otherwise valid: %v", err)

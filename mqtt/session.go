@@ -21,6 +21,7 @@ type inbound struct {
 	cmd      bool // on the command topic (rejections are command_rejected)
 	msg      Signed
 	kid      string
+	keys     []keyLink // the verified rotations of a key chain (msg is nil)
 	size     int
 	retained bool
 	err      error
@@ -162,7 +163,7 @@ func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client, conn
 	t := c.topics
 	d := c.o.Door
 	filters := map[string]byte{
-		t.ACL(): 1, t.Snapshot(): 1, t.Heartbeat(): 1,
+		t.Keys(): 1, t.Heartbeat(d): 1,
 		t.DoorACL(d): 1, t.Cmd(d): 1, t.EventsAck(d): 1,
 	}
 	tok := pc.SubscribeMultiple(filters, c.onMessage)
@@ -298,13 +299,12 @@ func (c *Client) decode(topic string, payload []byte, retained bool) inbound {
 	d := c.o.Door
 	var kinds []Kind
 	switch topic {
-	case t.ACL():
-		kinds = []Kind{KindDelta}
-	case t.Snapshot():
-		kinds = []Kind{KindSnapshot}
+	case t.Keys():
+		in.keys, in.err = c.openKeyChain(payload)
+		return in
 	case t.DoorACL(d):
-		kinds = []Kind{KindDelta, KindSnapshot}
-	case t.Heartbeat():
+		kinds = []Kind{KindDelta, KindChunk}
+	case t.Heartbeat(d):
 		kinds = []Kind{KindHeartbeat}
 	case t.Cmd(d):
 		kinds = []Kind{KindCommand}

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // The signed envelope is a JSON object of exactly three fields:
@@ -52,7 +54,7 @@ func maxSigned(k Kind) int {
 	switch k {
 	case KindDelta:
 		return MaxDeltaBytes
-	case KindSnapshot:
+	case KindChunk:
 		return MaxChunkBytes
 	}
 	return MaxSmallBytes
@@ -90,11 +92,29 @@ func (s *Signer) Seal(m Signed) ([]byte, error) {
 	return out, nil
 }
 
-// Verifier opens signed envelopes for one site, trusting a fixed set of
-// public keys. It is safe for concurrent use.
+// Verifier opens signed envelopes for one site, trusting a set of public
+// keys that changes only by signed key rotations (Rotate) and retirement
+// (RetireDue). A door's Verifier also holds the door's identity, with
+// which it opens the bodies sealed to the door. It is safe for concurrent
+// use.
 type Verifier struct {
 	site string
-	keys map[string]ed25519.PublicKey
+
+	door string    // the door whose sealed messages it opens ("" on the site)
+	id   *Identity // that door's identity
+	fp   string    // its fingerprint
+
+	mu     sync.RWMutex
+	keys   map[string]*trustedKey
+	rotSeq uint64 // the last rotation applied
+}
+
+// trustedKey is a site key the verifier trusts, until RetireAt once a
+// rotation named its successor.
+type trustedKey struct {
+	pub      ed25519.PublicKey
+	retireAt time.Time // zero: no successor yet
+	retired  bool      // refused from now on, whatever the time
 }
 
 // NewVerifier returns a Verifier that accepts messages of site signed by
@@ -108,7 +128,7 @@ func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, err
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("mqtt: verifier: no trusted keys")
 	}
-	v := &Verifier{site: site, keys: make(map[string]ed25519.PublicKey, len(keys))}
+	v := &Verifier{site: site, keys: make(map[string]*trustedKey, len(keys))}
 	for _, kid := range slices.Sorted(maps.Keys(keys)) {
 		k := keys[kid]
 		if !kidRE.MatchString(kid) {
@@ -117,9 +137,40 @@ func NewVerifier(site string, keys map[string]ed25519.PublicKey) (*Verifier, err
 		if err := CheckPublicKey("mqtt: verifier: key "+kid, k); err != nil {
 			return nil, err
 		}
-		v.keys[kid] = slices.Clone(k)
+		v.keys[kid] = &trustedKey{pub: slices.Clone(k)}
 	}
 	return v, nil
+}
+
+// NewDoorVerifier returns a Verifier for door of site that opens what the
+// site seals to the door's identity id.
+func NewDoorVerifier(site, door string, keys map[string]ed25519.PublicKey, id *Identity) (*Verifier, error) {
+	if err := CheckID("door", door); err != nil {
+		return nil, fmt.Errorf("mqtt: verifier: %w", err)
+	}
+	if id == nil {
+		return nil, fmt.Errorf("mqtt: verifier: door %s has no identity to open sealed messages with", door)
+	}
+	v, err := NewVerifier(site, keys)
+	if err != nil {
+		return nil, err
+	}
+	v.door, v.id, v.fp = door, id, id.Public().Fingerprint()
+	return v, nil
+}
+
+// key returns the trusted key kid, or why it is not.
+func (v *Verifier) key(kid string) (ed25519.PublicKey, time.Time, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	k, ok := v.keys[kid]
+	switch {
+	case !ok:
+		return nil, time.Time{}, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+	case k.retired:
+		return nil, time.Time{}, fmt.Errorf("%w: kid %q was retired by a key rotation", ErrRetiredKey, kid)
+	}
+	return k.pub, k.retireAt, nil
 }
 
 // ParsePublicKeys decodes a config's trusted keys: key id → standard
@@ -146,7 +197,10 @@ func ParsePublicKeys(b64 map[string]string) (map[string]ed25519.PublicKey, error
 // new message, which must be of one of the kinds in want (any signed kind
 // when want is empty). It returns the message and the id of the key that
 // signed it. The signature is checked before the payload is parsed; the
-// site must be the Verifier's.
+// site must be the Verifier's; a key with a successor is refused for
+// messages issued from its RetireAt on. The body of a sealed message (a
+// delta or a chunk) is opened with the door's identity: it must be sealed
+// to the Verifier's door and identity (ErrWrongDoor, ErrNotForMe).
 func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
 	if len(b) > max(MaxDeltaBytes, MaxChunkBytes) {
 		return nil, "", fmt.Errorf("mqtt: open: %w: %d bytes", ErrTooLarge, len(b))
@@ -167,9 +221,9 @@ func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
 	if env.Sig == "" {
 		return nil, "", fmt.Errorf("mqtt: open: %w", ErrUnsigned)
 	}
-	pub, ok := v.keys[env.Kid]
-	if !ok {
-		return nil, "", fmt.Errorf("mqtt: open: %w: kid %q", ErrUnknownKey, env.Kid)
+	pub, retireAt, err := v.key(env.Kid)
+	if err != nil {
+		return nil, "", fmt.Errorf("mqtt: open: %w", err)
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(env.Sig)
 	if err != nil || len(sig) != ed25519.SignatureSize {
@@ -205,8 +259,20 @@ func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
 	if site := m.Head().Site; site != v.site {
 		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: %q, want %q", kind, ErrWrongSite, site, v.site)
 	}
+	if !retireAt.IsZero() && !m.Head().IssuedAt.Before(retireAt) {
+		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w: kid %q, issued at %s, retired from %s", kind, ErrRetiredKey,
+			env.Kid, m.Head().IssuedAt.UTC().Format(time.RFC3339), retireAt.UTC().Format(time.RFC3339))
+	}
 	if err := m.Check(); err != nil {
 		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w", kind, err)
+	}
+	if sm, ok := m.(sealedMsg); ok {
+		if v.id == nil {
+			return nil, env.Kid, fmt.Errorf("mqtt: open %s: no door identity to open its sealed body", kind)
+		}
+		if err := openSealed(sm, v.door, v.id, v.fp); err != nil {
+			return nil, env.Kid, fmt.Errorf("mqtt: open %s %d: %w", kind, m.Head().Seq, err)
+		}
 	}
 	return m, env.Kid, nil
 }

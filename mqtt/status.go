@@ -24,7 +24,7 @@ func (c *Client) currentStatus() Status {
 		ACLStale: c.fresh.stale, Version: c.o.Version,
 	}
 	if s.ACLStale {
-		s.StalePolicy = c.o.StalePolicy
+		s.StalePolicy = ds.StalePolicy
 	}
 	if id := c.o.Identity; id != nil {
 		pub := id.Public()
@@ -35,8 +35,8 @@ func (c *Client) currentStatus() Status {
 			c.storeErr("audit head", err)
 		} else if seq > 0 {
 			s.HeadSeq, s.HeadHash = seq, hash
-			if msg, err := headMessage(c.o.Site, c.o.Door, seq, hash); err == nil {
-				s.HeadSig = base64.StdEncoding.EncodeToString(id.Sign(msg))
+			if sig, err := id.SignHead(c.o.Site, c.o.Door, seq, hash); err == nil {
+				s.HeadSig = sig
 			}
 		}
 	}

@@ -73,7 +73,7 @@ func TestCatchUp10kRevocations(t *testing.T) {
 	e.waitSynced(r2)
 	t.Logf("converged on 10,000 revocations in %s", time.Since(start))
 
-	seq, hash := e.site.History().Head()
+	seq, hash := e.site.Head("front")
 	ss, err := r2.st.SyncState()
 	if err != nil {
 		t.Fatal(err)
@@ -133,23 +133,29 @@ func TestStale(t *testing.T) {
 	r := e.newRig("front", "", func(o *mqtt.Options) {
 		o.Now = clk.Now
 		o.StaleAfter = time.Hour
-		o.StalePolicy = mqtt.StaleOverrideOnly
-	}).start()
+	})
+	r.door.policy = "override-only"
+	r.start()
 	r.waitConnected()
 	// Never heard from the site: stale from the start.
 	waitFor(t, "stale at start", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
 	r.door.mu.Lock()
 	stale, policy := r.door.stale, r.door.policy
 	r.door.mu.Unlock()
-	if !stale || policy != mqtt.StaleOverrideOnly {
-		t.Fatalf("door told stale=%v policy=%q", stale, policy)
+	if !stale || policy != "override-only" {
+		t.Fatalf("door told stale=%v, policy %q", stale, policy)
 	}
+	// The status says so, with the policy the door reports.
+	waitFor(t, "a stale status with the door's policy", func() bool {
+		st := e.site.Stats().LastStatus["front"]
+		return st != nil && st.ACLStale && st.StalePolicy == "override-only"
+	}, e.site.Updated)
 
-	old, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: clk.Now()}})
+	old, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: clk.Now()}, Door: "front"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), old, false); err != nil {
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat("front"), old, false); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "fresh after a heartbeat", func() bool { return !r.client.Stats().ACLStale }, r.client.Updated)
@@ -157,11 +163,11 @@ func TestStale(t *testing.T) {
 	clk.Advance(2 * time.Hour)
 	waitFor(t, "stale again", func() bool { return r.client.Stats().ACLStale }, r.client.Updated)
 	// The same heartbeat again is a replay: still stale.
-	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), old, false); err != nil {
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat("front"), old, false); err != nil {
 		t.Fatal(err)
 	}
 	// A refused message on the same topic marks that the replay was handled.
-	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat(), []byte("marker"), false); err != nil {
+	if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).Heartbeat("front"), []byte("marker"), false); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the marker refused", func() bool { return r.client.Stats().ACLRejected >= 1 }, r.client.Updated)
@@ -207,24 +213,34 @@ func TestACLRejections(t *testing.T) {
 	r := e.newRig("front", "", func(o *mqtt.Options) { o.RejectBurst = 100 }).start()
 	r.waitConnected()
 	e.waitSynced(r)
-	seq, hash := e.site.History().Head()
+	seq, hash := e.site.Head("front")
 	now := time.Now()
+	me, other := e.ids["front"].Public(), e.ids["back"].Public()
 
 	intruder := newSigner(t, e.signer.KeyID())
-	delta := func(s *mqtt.Signer, siteID string, ops ...store.Op) []byte {
-		b, err := s.Seal(&mqtt.Delta{Header: mqtt.Header{Site: siteID, Seq: seq + 1, IssuedAt: now}, Ops: ops})
+	sealed := func(s *mqtt.Signer, siteID, door string, to mqtt.PublicIdentity, ops ...store.Op) []byte {
+		b, err := s.SealFor(to, mqtt.NewDelta(siteID, door, seq+1, now, ops))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
+	delta := func(s *mqtt.Signer, siteID string, ops ...store.Op) []byte {
+		return sealed(s, siteID, "front", me, ops...)
+	}
 	badOp := store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4, 5}, HolderID: "x"}}
-	snapChunks, err := intruder.SealSnapshot(site, store.Snapshot{Seq: seq + 5}, now, 0)
+	snapChunks, err := intruder.SealSnapshot(site, "front", me, store.Snapshot{Seq: seq + 5}, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongHash, err := e.signer.Seal(&mqtt.SnapshotChunk{Header: mqtt.Header{Site: site, Seq: seq + 5, IssuedAt: now},
-		Hash: strings.Repeat("0", 64), Chunk: 0, Chunks: 1})
+	// A one-chunk snapshot whose entries do not give the hash it claims.
+	plan, err := mqtt.PlanSnapshot(store.Snapshot{Seq: seq + 5, Cards: []store.Card{{UID: uid(77), HolderID: "h77"}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie := plan.Chunk(0, site, "front", now)
+	lie.Hash = strings.Repeat("0", 64)
+	wrongHash, err := e.signer.SealFor(me, lie)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,14 +256,15 @@ func TestACLRejections(t *testing.T) {
 		topic string
 		b     []byte
 	}{
-		{tp.ACL(), delta(intruder, site, revoke(1))},
-		{tp.ACL(), delta(e.signer, "elsewhere", revoke(1))},
-		{tp.ACL(), []byte(`{"v":1,"type":"acl.delta"}`)},
 		{tp.DoorACL("front"), delta(intruder, site, revoke(1))},
-		{tp.Snapshot(), snapChunks[0]},
-		{tp.Snapshot(), wrongHash},
-		{tp.Snapshot(), delta(e.signer, site, revoke(1))}, // a delta on the snapshot topic
-		{tp.Heartbeat(), delta(e.signer, site, revoke(1))},
+		{tp.DoorACL("front"), delta(e.signer, "elsewhere", revoke(1))},
+		{tp.DoorACL("front"), []byte(`{"v":2,"type":"acl.delta"}`)},
+		{tp.DoorACL("front"), sealed(e.signer, site, "front", other, revoke(1))}, // sealed to back's identity
+		{tp.DoorACL("front"), sealed(e.signer, site, "back", me, revoke(1))},     // back's delta, front's key
+		{tp.DoorACL("front"), snapChunks[0]},
+		{tp.DoorACL("front"), wrongHash},
+		{tp.Heartbeat("front"), delta(e.signer, site, revoke(1))}, // a delta on the heartbeat topic
+		{tp.Heartbeat("front"), mustSeal(t, e.signer, &mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: seq, IssuedAt: now}, Door: "back"})},
 		{tp.EventsAck("front"), ackOther},
 		{tp.EventsAck("front"), ackAhead},
 	}
@@ -260,7 +277,7 @@ func TestACLRejections(t *testing.T) {
 
 	// Signed and in sequence, but the second operation is invalid: nothing
 	// of it is applied.
-	if err := e.site.PublishRaw(ctx, tp.ACL(), delta(e.signer, site, revoke(1), badOp), false); err != nil {
+	if err := e.site.PublishRaw(ctx, tp.DoorACL("front"), delta(e.signer, site, revoke(1), badOp), false); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the invalid delta refused", func() bool { return r.client.Stats().ACLRejected >= uint64(len(cases)+1) }, r.client.Updated)
@@ -302,7 +319,7 @@ func TestSnapshot100kCards(t *testing.T) {
 		for n := batch * 500; n < (batch+1)*500; n++ {
 			ops = append(ops, card(n, "front", "lab"))
 		}
-		if _, _, err := e.site.Commit(ops...); err != nil {
+		if _, err := e.site.Commit(ops...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,7 +354,7 @@ func TestDeltaGap(t *testing.T) {
 
 	// Three deltas the door never receives live, then a fourth that it does.
 	for n := range uint32(3) {
-		if _, _, err := e.site.Commit(card(n, "front")); err != nil {
+		if _, err := e.site.Commit(card(n, "front")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -366,11 +383,11 @@ func TestDeltaGap(t *testing.T) {
 func (e *env) publishHeartbeat(r *rig, issued time.Time) {
 	e.t.Helper()
 	ctx := context.Background()
-	b, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: issued}})
+	b, err := e.signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: site, Seq: 0, IssuedAt: issued}, Door: r.name})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	topic := mqtt.TopicsFor(site).Heartbeat()
+	topic := mqtt.TopicsFor(site).Heartbeat("front")
 	if err := e.site.PublishRaw(ctx, topic, b, false); err != nil {
 		e.t.Fatal(err)
 	}
@@ -580,7 +597,7 @@ func TestInboundBytesBounded(t *testing.T) {
 			ops = append(ops, card(n, "front"))
 		}
 		if i == 0 {
-			b, err := e.signer.Seal(&mqtt.Delta{Header: mqtt.Header{Site: site, Seq: 1, IssuedAt: time.Now()}, Ops: ops})
+			b, err := e.signer.SealFor(e.ids["front"].Public(), mqtt.NewDelta(site, "front", 1, time.Now(), ops))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -601,4 +618,14 @@ func TestInboundBytesBounded(t *testing.T) {
 		t.Fatalf("last card: %+v", d)
 	}
 	t.Logf("%d messages dropped, of %d deltas and the heartbeats", r.client.Stats().Dropped, deltas)
+}
+
+// mustSeal signs m with s.
+func mustSeal(t testing.TB, s *mqtt.Signer, m mqtt.Signed) []byte {
+	t.Helper()
+	b, err := s.Seal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -2,25 +2,23 @@ package mqtt
 
 import "strings"
 
-// Topics names the MQTT topics of one site: the root is latch/v1/<site>/.
+// Topics names the MQTT topics of one site: the root is latch/v2/<site>/.
 type Topics struct {
-	Root string // "latch/v1/<site>/"
+	Root string // "latch/v2/<site>/"
 }
 
 // TopicsFor returns the topics of site (a valid id, see CheckID).
-func TopicsFor(site string) Topics { return Topics{Root: "latch/v1/" + site + "/"} }
+func TopicsFor(site string) Topics { return Topics{Root: "latch/v2/" + site + "/"} }
 
-// ACL is where the site publishes deltas to every door.
-func (t Topics) ACL() string { return t.Root + "acl" }
+// Keys is the site's retained list of key rotations.
+func (t Topics) Keys() string { return t.Root + "keys" }
 
-// Snapshot is where the site may publish a snapshot to every door.
-func (t Topics) Snapshot() string { return t.Root + "acl/snapshot" }
-
-// Heartbeat is the site's retained signed heartbeat.
-func (t Topics) Heartbeat() string { return t.Root + "heartbeat" }
-
-// DoorACL is where the site answers one door's sync request.
+// DoorACL is where the site sends one door its view: sealed deltas and
+// snapshot chunks.
 func (t Topics) DoorACL(door string) string { return t.Root + "door/" + door + "/acl" }
+
+// Heartbeat is the site's retained signed heartbeat to one door.
+func (t Topics) Heartbeat(door string) string { return t.Root + "door/" + door + "/heartbeat" }
 
 // Cmd is where the site sends commands to a door.
 func (t Topics) Cmd(door string) string { return t.Root + "door/" + door + "/cmd" }
@@ -34,7 +32,7 @@ func (t Topics) EventsAck(door string) string { return t.Root + "door/" + door +
 // Status is a door's retained status.
 func (t Topics) Status(door string) string { return t.Root + "door/" + door + "/status" }
 
-// Sync is where a door announces its applied allowlist seq.
+// Sync is where a door asks for its view.
 func (t Topics) Sync(door string) string { return t.Root + "door/" + door + "/sync" }
 
 // AllDoors returns the filter matching a per-door topic of every door,

@@ -16,24 +16,28 @@ import (
 	"github.com/latchdoor/latch/store"
 )
 
-// Version is the protocol version every payload carries in its "v" field.
-const Version = 1
+// Version is the protocol version every payload carries in its "v" field:
+// contract v2 (docs/mqtt.md).
+const Version = 2
 
 // Kind is a message type, the "type" field of every payload.
 type Kind string
 
-// Message kinds. The first five are signed by the site; the last three are
-// published by doors, unsigned (the broker's ACL binds a door's topics to
-// its credentials).
+// Message kinds. The first six are signed by the site (the first two are
+// also sealed to one door); KindKeys is the site's unsigned list of signed
+// rotations; the last three are published by doors and carry the door's
+// signature.
 const (
-	KindDelta     Kind = "acl.delta"    // ordered allowlist operations moving seq-1 to seq
-	KindSnapshot  Kind = "acl.snapshot" // one chunk of the full allowlist at seq
-	KindHeartbeat Kind = "heartbeat"    // the site's current ACL seq and time
-	KindCommand   Kind = "cmd"          // unlock, lockdown or resync, for one door
-	KindEventsAck Kind = "events.ack"   // highest contiguous event seq stored by the site
-	KindEvent     Kind = "event"        // one audit event
-	KindStatus    Kind = "status"       // a door's retained status
-	KindSync      Kind = "sync"         // a door's applied seq and state hash
+	KindDelta       Kind = "acl.delta"   // sealed: ordered operations moving a door's view from seq-1 to seq
+	KindChunk       Kind = "acl.chunk"   // sealed: one chunk of a door's whole view at seq
+	KindHeartbeat   Kind = "heartbeat"   // a door's view seq and the site's time
+	KindCommand     Kind = "cmd"         // unlock, lockdown or resync, for one door
+	KindEventsAck   Kind = "events.ack"  // highest contiguous event seq stored by the site
+	KindKeyRotation Kind = "keys.rotate" // the next site key, signed by the one it replaces
+	KindKeys        Kind = "keys"        // retained list of the site's key rotations
+	KindEvent       Kind = "event"       // one audit event, with the door's signed chain head
+	KindStatus      Kind = "status"      // a door's retained status
+	KindSync        Kind = "sync"        // a door's signed sync request
 )
 
 // Size limits, in bytes of the whole MQTT payload. Anything larger is
@@ -41,11 +45,13 @@ const (
 const (
 	MaxDeltaBytes     = 1 << 20     // a signed delta
 	MaxChunkBytes     = 1 << 20     // a signed snapshot chunk
-	MaxSmallBytes     = 4 << 10     // a signed heartbeat, command or ack; a sync request
+	MaxSmallBytes     = 4 << 10     // a signed heartbeat, command, ack or key rotation; a sync request
+	MaxKeysBytes      = 64 << 10    // the list of key rotations
+	MaxRotations      = 16          // rotations in that list
 	MaxEventBytes     = 64 << 10    // an event message
 	MaxStatusBytes    = 16 << 10    // a status message
 	MaxDeltaOps       = 10000       // operations in one delta
-	MaxSnapshotChunks = 4096        // chunks of one snapshot
+	MaxSnapshotChunks = 1 << 16     // chunks of one snapshot
 	MaxCommandTTL     = time.Minute // expires_at - issued_at of a command
 	MaxUnlockDuration = time.Minute // longest momentary unlock a command may ask for
 )
@@ -66,6 +72,8 @@ var (
 	ErrReplay       = errors.New("message already honoured")
 	ErrRetained     = errors.New("retained command")
 	ErrSuperseded   = errors.New("command superseded by a later one")
+	ErrNotForMe     = errors.New("sealed to another door identity")
+	ErrRetiredKey   = errors.New("signed with a retired site key")
 )
 
 var (
@@ -131,12 +139,19 @@ type Signed interface {
 	Check() error
 }
 
-// Delta is a signed allowlist delta: Ops applied in order, in one
-// transaction, move a door from Seq-1 to Seq. Seq is the site's ACL
-// sequence, shared with snapshots and heartbeats.
+// Delta is a signed allowlist delta for one door, its body sealed to
+// that door: Ops applied in order, in one transaction, move the door's
+// view from Seq-1 to Seq. Seq is the door's view sequence, shared with its
+// snapshots and heartbeats; each door has its own.
 type Delta struct {
 	Header
-	Ops []store.Op `json:"ops"` // the operations, at most MaxDeltaOps
+	sealing
+	Ops []store.Op `json:"-"` // the operations, at most MaxDeltaOps (sealed)
+}
+
+// deltaBody is what a delta seals.
+type deltaBody struct {
+	Ops []store.Op `json:"ops"`
 }
 
 // Head implements Signed.
@@ -150,6 +165,11 @@ func (m *Delta) Check() error {
 	if m.Seq == 0 {
 		return fmt.Errorf("%w: delta seq 0", ErrMalformed)
 	}
+	return m.sealing.check()
+}
+
+// checkBody checks the opened operations.
+func (m *Delta) checkBody() error {
 	if len(m.Ops) > MaxDeltaOps {
 		return fmt.Errorf("%w: delta has %d operations, limit %d", ErrMalformed, len(m.Ops), MaxDeltaOps)
 	}
@@ -164,29 +184,52 @@ func (m *Delta) Check() error {
 	return nil
 }
 
+func (m *Delta) plain() any { return deltaBody{Ops: m.Ops} }
+
+func (m *Delta) openBody(pt []byte) error {
+	var b deltaBody
+	if err := decodeStrict(pt, &b); err != nil {
+		return err
+	}
+	m.Ops = b.Ops
+	return m.checkBody()
+}
+
+func (*Delta) part() uint64 { return 0 }
+
 // StoreDelta returns the delta as the store applies it.
 func (m *Delta) StoreDelta() store.Delta { return store.Delta{Seq: m.Seq, Ops: m.Ops} }
 
-// SnapshotChunk is one signed piece of the full allowlist at Seq (the ACL
-// sequence). A snapshot is Chunks chunks, numbered 0 to Chunks-1, that all
-// carry the same Seq, Chunks and Hash; the door concatenates the lists of
-// all chunks in chunk order, checks store.HashSnapshot of the result
-// against Hash, and applies it in one transaction.
+// SnapshotChunk is one signed piece of a door's whole view at Seq, its
+// entries sealed to that door. A snapshot is Chunks chunks, numbered 0 to
+// Chunks-1, that all carry the same Seq, Chunks and Hash; the door stages
+// them in order (store.StageChunk), each in its own transaction, and
+// commits the snapshot when the staged entries give Hash
+// (store.HashSnapshot of all of them at Seq). The door asks for the chunks
+// it wants, a few at a time (SyncRequest.Chunks).
 type SnapshotChunk struct {
 	Header
-	Hash        string             `json:"hash"`                  // store.HashSnapshot of the whole snapshot
-	Chunk       int                `json:"chunk"`                 // 0-based index
-	Chunks      int                `json:"chunks"`                // how many chunks make the snapshot
-	Cards       []store.Card       `json:"cards,omitempty"`       // this chunk's share of the cards
-	Holders     []store.Holder     `json:"holders,omitempty"`     // this chunk's share of the holders
-	Revocations []store.Revocation `json:"revocations,omitempty"` // this chunk's share of the revocations
+	sealing
+	Hash        string             `json:"hash"`   // store.HashSnapshot of the whole snapshot
+	Chunk       int                `json:"chunk"`  // 0-based index
+	Chunks      int                `json:"chunks"` // how many chunks make the snapshot
+	Cards       []store.Card       `json:"-"`      // this chunk's share of the cards (sealed)
+	Holders     []store.Holder     `json:"-"`      // this chunk's share of the holders (sealed)
+	Revocations []store.Revocation `json:"-"`      // this chunk's share of the revocations (sealed)
+}
+
+// chunkBody is what a snapshot chunk seals.
+type chunkBody struct {
+	Cards       []store.Card       `json:"cards,omitempty"`
+	Holders     []store.Holder     `json:"holders,omitempty"`
+	Revocations []store.Revocation `json:"revocations,omitempty"`
 }
 
 // Head implements Signed.
 func (m *SnapshotChunk) Head() *Header { return &m.Header }
 
 // Kind implements Signed.
-func (*SnapshotChunk) Kind() Kind { return KindSnapshot }
+func (*SnapshotChunk) Kind() Kind { return KindChunk }
 
 // Check implements Signed.
 func (m *SnapshotChunk) Check() error {
@@ -200,15 +243,37 @@ func (m *SnapshotChunk) Check() error {
 	case m.Chunk < 0 || m.Chunk >= m.Chunks:
 		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, m.Chunk, m.Chunks)
 	}
+	return m.sealing.check()
+}
+
+func (m *SnapshotChunk) plain() any {
+	return chunkBody{Cards: m.Cards, Holders: m.Holders, Revocations: m.Revocations}
+}
+
+func (m *SnapshotChunk) openBody(pt []byte) error {
+	var b chunkBody
+	if err := decodeStrict(pt, &b); err != nil {
+		return err
+	}
+	m.Cards, m.Holders, m.Revocations = b.Cards, b.Holders, b.Revocations
 	return nil
 }
 
-// Heartbeat is the site's signed "I am here": Seq is the site's current
-// ACL sequence. It is retained, so heartbeats are ordered by IssuedAt: a
-// door counts one as fresh only when it was issued after every signed
-// message it has seen.
+func (m *SnapshotChunk) part() uint64 { return uint64(m.Chunk) }
+
+// StorePart returns the chunk's entries as the store stages them.
+func (m *SnapshotChunk) StorePart() store.Snapshot {
+	return store.Snapshot{Seq: m.Seq, Cards: m.Cards, Holders: m.Holders, Revocations: m.Revocations}
+}
+
+// Heartbeat is the site's signed "I am here" to one door, retained on the
+// door's heartbeat topic: Seq is the door's current view sequence at the
+// site, so that a door behind it asks for what it lacks. A door counts a
+// heartbeat as fresh only when it was issued after every signed message it
+// has seen (a retained one may be old).
 type Heartbeat struct {
 	Header
+	Door string `json:"door"` // the door it is for
 }
 
 // Head implements Signed.
@@ -218,7 +283,12 @@ func (m *Heartbeat) Head() *Header { return &m.Header }
 func (*Heartbeat) Kind() Kind { return KindHeartbeat }
 
 // Check implements Signed.
-func (*Heartbeat) Check() error { return nil }
+func (m *Heartbeat) Check() error {
+	if err := CheckID("door", m.Door); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
+}
 
 // Action is what a command asks of a door.
 type Action string
@@ -322,8 +392,10 @@ func newSigned(k Kind) (Signed, error) {
 	switch k {
 	case KindDelta:
 		return new(Delta), nil
-	case KindSnapshot:
+	case KindChunk:
 		return new(SnapshotChunk), nil
+	case KindKeyRotation:
+		return new(KeyRotation), nil
 	case KindHeartbeat:
 		return new(Heartbeat), nil
 	case KindCommand:
@@ -334,10 +406,11 @@ func newSigned(k Kind) (Signed, error) {
 	return nil, fmt.Errorf("%w: %q is not a signed message type", ErrWrongType, k)
 }
 
-// EventMsg carries one audit event from a door (unsigned; the chain's
-// Prev and Hash let the site check continuity).
+// EventMsg carries one audit event from a door, with the door's signature
+// of the chain head at it; the chain's Prev and Hash let the site check
+// continuity.
 type EventMsg struct {
-	V     int         `json:"v"`     // protocol version, 1
+	V     int         `json:"v"`     // protocol version, 2
 	Type  Kind        `json:"type"`  // KindEvent
 	Site  string      `json:"site"`  // the site id
 	Door  string      `json:"door"`  // the door that logged it
@@ -373,7 +446,7 @@ func (m *EventMsg) VerifySig(key ed25519.PublicKey) error {
 // Status is a door's retained status. The last will is the same message
 // with Online false and nothing else but the ids.
 type Status struct {
-	V            int               `json:"v"`                       // protocol version, 1
+	V            int               `json:"v"`                       // protocol version, 2
 	Type         Kind              `json:"type"`                    // KindStatus
 	Site         string            `json:"site"`                    // the site id
 	Door         string            `json:"door"`                    // the door id
@@ -386,7 +459,7 @@ type Status struct {
 	ACLSeq       uint64            `json:"acl_seq"`                 // allowlist seq applied
 	SnapshotHash string            `json:"snapshot_hash,omitempty"` // state hash at ACLSeq
 	ACLStale     bool              `json:"acl_stale,omitempty"`     // no fresh signed message for the stale period
-	StalePolicy  StalePolicy       `json:"stale_policy,omitempty"`  // what the door does while stale
+	StalePolicy  string            `json:"stale_policy,omitempty"`  // what the door does while stale
 	Outbox       int               `json:"outbox"`                  // events not yet acknowledged
 	Version      string            `json:"version,omitempty"`       // firmware version
 	UptimeS      int64             `json:"uptime_s,omitempty"`      // seconds since the client started
@@ -399,23 +472,89 @@ type Status struct {
 	HeadSig      string            `json:"head_sig,omitempty"`      // the door's Ed25519 signature of the head (see VerifyHead), base64
 }
 
-// SyncRequest is a door's announcement of its allowlist state. The site
-// answers on door/<door>/acl with the deltas after AppliedSeq, or a
-// snapshot when that is shorter, when it lacks them, or when Want is
-// "snapshot".
+// SyncRequest is a door's signed request for its view of the allowlist.
+// Without Chunks, it announces what the door has applied: the site answers
+// on door/<door>/acl with the deltas after AppliedSeq, or with the first
+// chunks of a snapshot when that is shorter, when it lacks them, when the
+// door's state hash is not the site's at that seq, or when Want is
+// "snapshot". With Chunks, it asks for chunks of the snapshot the door is
+// staging; a site that no longer has that snapshot answers with the first
+// chunks of its current one.
 type SyncRequest struct {
-	V            int       `json:"v"`              // protocol version, 1
-	Type         Kind      `json:"type"`           // KindSync
-	Site         string    `json:"site"`           // the site id
-	Door         string    `json:"door"`           // the door asking
-	AppliedSeq   uint64    `json:"applied_seq"`    // the allowlist seq it has applied
-	SnapshotHash string    `json:"snapshot_hash"`  // its state hash at AppliedSeq
-	Want         string    `json:"want,omitempty"` // "" or "snapshot"
-	At           time.Time `json:"at,omitzero"`    // door time of the request
+	V            int          `json:"v"`                // protocol version, 2
+	Type         Kind         `json:"type"`             // KindSync
+	Site         string       `json:"site"`             // the site id
+	Door         string       `json:"door"`             // the door asking
+	AppliedSeq   uint64       `json:"applied_seq"`      // the view seq it has applied
+	SnapshotHash string       `json:"snapshot_hash"`    // its state hash at AppliedSeq
+	Want         string       `json:"want,omitempty"`   // "" or "snapshot"
+	Chunks       *ChunkWindow `json:"chunks,omitempty"` // the chunks it asks for
+	Window       int          `json:"window,omitempty"` // how many chunks to send of a new snapshot (1..MaxChunkWindow; 0: the site's default)
+	At           time.Time    `json:"at,omitzero"`      // door time of the request
+	Sig          string       `json:"sig"`              // the door's Ed25519 signature (see Sign), base64
 }
+
+// ChunkWindow names chunks From to From+Count-1 of the snapshot at Seq
+// whose hash is Hash.
+type ChunkWindow struct {
+	Seq   uint64 `json:"seq"`
+	Hash  string `json:"hash"`
+	From  int    `json:"from"`
+	Count int    `json:"count"`
+}
+
+// MaxChunkWindow is the most chunks a door may ask for at once.
+const MaxChunkWindow = 16
 
 // WantSnapshot is SyncRequest.Want asking for a snapshot rather than deltas.
 const WantSnapshot = "snapshot"
+
+// syncContext separates a signed sync request from anything else the
+// door's key signs.
+const syncContext = "latch sync request v2\x00"
+
+// signedBytes is what the door signs of a sync request: a context string,
+// then every field but Sig in a fixed binary form.
+func (m *SyncRequest) signedBytes() []byte {
+	b := []byte(syncContext)
+	str := func(s string) {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	str(m.Site)
+	str(m.Door)
+	b = binary.BigEndian.AppendUint64(b, m.AppliedSeq)
+	str(m.SnapshotHash)
+	str(m.Want)
+	if w := m.Chunks; w != nil {
+		b = append(b, 1)
+		b = binary.BigEndian.AppendUint64(b, w.Seq)
+		str(w.Hash)
+		b = binary.BigEndian.AppendUint32(b, uint32(w.From))
+		b = binary.BigEndian.AppendUint32(b, uint32(w.Count))
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(m.Window))
+	return binary.BigEndian.AppendUint64(b, uint64(m.At.UnixNano()))
+}
+
+// Sign sets the request's signature with the door's identity.
+func (m *SyncRequest) Sign(id *Identity) {
+	m.Sig = base64.StdEncoding.EncodeToString(id.Sign(m.signedBytes()))
+}
+
+// VerifySig checks the request's signature with the door's approved key.
+func (m *SyncRequest) VerifySig(key ed25519.PublicKey) error {
+	sig, err := base64.StdEncoding.Strict().DecodeString(m.Sig)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("sync request of door %s: %w: signature is not %d bytes of base64", m.Door, ErrBadSignature, ed25519.SignatureSize)
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, m.signedBytes(), sig) {
+		return fmt.Errorf("sync request of door %s: %w", m.Door, ErrBadSignature)
+	}
+	return nil
+}
 
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
 // trailing data.
@@ -557,6 +696,16 @@ func headMessage(site, door string, seq uint64, hash string) ([]byte, error) {
 	return append(b, h...), nil
 }
 
+// SignHead signs the audit chain head (seq, hash) of door of site with the
+// door's identity, as events and statuses carry it (base64).
+func (id *Identity) SignHead(site, door string, seq uint64, hash string) (string, error) {
+	msg, err := headMessage(site, door, seq, hash)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(id.Sign(msg)), nil
+}
+
 // VerifyHead checks the status's signed chain head with the door's key
 // (the one the site approved, not merely the one the status announces).
 func (m *Status) VerifyHead(key ed25519.PublicKey) error {
@@ -614,6 +763,20 @@ func DecodeSyncRequest(b []byte, site, door string) (*SyncRequest, error) {
 	}
 	if m.Want != "" && m.Want != WantSnapshot {
 		return nil, fmt.Errorf("mqtt: decode sync request: %w: want %q", ErrMalformed, m.Want)
+	}
+	if m.Window < 0 || m.Window > MaxChunkWindow {
+		return nil, fmt.Errorf("mqtt: decode sync request: %w: window %d, want 0..%d", ErrMalformed, m.Window, MaxChunkWindow)
+	}
+	if w := m.Chunks; w != nil {
+		switch {
+		case w.Seq == 0 || !hashRE.MatchString(w.Hash):
+			return nil, fmt.Errorf("mqtt: decode sync request: %w: chunks of snapshot %d with hash %q", ErrMalformed, w.Seq, w.Hash)
+		case w.From < 0 || w.From >= MaxSnapshotChunks || w.Count < 1 || w.Count > MaxChunkWindow:
+			return nil, fmt.Errorf("mqtt: decode sync request: %w: chunks %d+%d, want from 0..%d and 1..%d of them", ErrMalformed, w.From, w.Count, MaxSnapshotChunks-1, MaxChunkWindow)
+		}
+	}
+	if m.Sig == "" {
+		return nil, fmt.Errorf("mqtt: decode sync request: %w", ErrUnsigned)
 	}
 	return &m, nil
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/binary"
@@ -26,12 +27,38 @@ func testSigner(t testing.TB) *Signer {
 	return s
 }
 
+// testIdentity is the identity of door "front" in the wire tests, made
+// from fixed seeds.
+func testIdentity(t testing.TB) *Identity {
+	x, err := ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{0x42}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Identity{sign: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x24}, 32)), seal: x}
+}
+
+// testVerifier is door "front"'s verifier, trusting s.
 func testVerifier(t testing.TB, s *Signer) *Verifier {
-	v, err := NewVerifier("hq", map[string]ed25519.PublicKey{s.KeyID(): s.Public()})
+	v, err := NewDoorVerifier("hq", "front", map[string]ed25519.PublicKey{s.KeyID(): s.Public()}, testIdentity(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// sealAny seals m, to door "front" when it is a sealed kind.
+func sealAny(t testing.TB, s *Signer, m Signed) []byte {
+	var b []byte
+	var err error
+	if sm, ok := m.(sealedMsg); ok {
+		b, err = s.SealFor(testIdentity(t).Public(), sm)
+	} else {
+		b, err = s.Seal(m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -43,13 +70,15 @@ func on(b bool) *bool { return &b }
 // sampleMessages is one valid message of each signed kind.
 func sampleMessages() []Signed {
 	return []Signed{
-		&Delta{Header: hdr(7), Ops: []store.Op{
+		NewDelta("hq", "front", 7, t0, []store.Op{
 			{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "h1", Doors: []string{"front"}}},
 			{Kind: store.OpRevokeCard, UID: []byte{9, 9, 9, 9}, Reason: "lost"},
-		}},
-		&SnapshotChunk{Header: hdr(7), Hash: strings.Repeat("ab", 32), Chunk: 0, Chunks: 1,
+		}),
+		&SnapshotChunk{Header: hdr(7), sealing: sealing{Door: "front"}, Hash: strings.Repeat("ab", 32), Chunk: 0, Chunks: 1,
 			Cards: []store.Card{{UID: []byte{1, 2, 3, 4}, HolderID: "h1"}}},
-		&Heartbeat{Header: hdr(7)},
+		&Heartbeat{Header: hdr(7), Door: "front"},
+		&KeyRotation{Header: hdr(1), Kid: "k2", Key: base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32)).Public().(ed25519.PublicKey)),
+			Retires: "k1", RetireAt: t0.Add(24 * time.Hour)},
 		&Command{Header: hdr(3), Door: "front", ID: "c0ffee0123", ExpiresAt: t0.Add(30 * time.Second), Action: ActionUnlock, DurationMS: 5000},
 		&Command{Header: hdr(4), Door: "front", ID: "c0ffee0124", ExpiresAt: t0.Add(30 * time.Second), Action: ActionLockdown, On: on(true)},
 		&Command{Header: hdr(5), Door: "front", ID: "c0ffee0125", ExpiresAt: t0.Add(30 * time.Second), Action: ActionResync},
@@ -62,10 +91,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	v := testVerifier(t, s)
 	for _, m := range sampleMessages() {
 		t.Run(string(m.Kind()), func(t *testing.T) {
-			b, err := s.Seal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := sealAny(t, s, m)
 			got, kid, err := v.Open(b, m.Kind())
 			if err != nil {
 				t.Fatal(err)
@@ -77,6 +103,16 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			have, _ := json.Marshal(got)
 			if !bytes.Equal(want, have) {
 				t.Errorf("round trip:\n got %s\nwant %s", have, want)
+			}
+			if sm, ok := m.(sealedMsg); ok {
+				want, _ := json.Marshal(sm.plain())
+				have, _ := json.Marshal(got.(sealedMsg).plain())
+				if !bytes.Equal(want, have) {
+					t.Errorf("sealed body:\n got %s\nwant %s", have, want)
+				}
+				if bytes.Contains(b, []byte("AQIDBA==")) {
+					t.Error("the sealed message carries the card UID in clear")
+				}
 			}
 		})
 	}
@@ -95,7 +131,7 @@ func TestOpenRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := s.Seal(&Heartbeat{Header: hdr(1)})
+	good, err := s.Seal(&Heartbeat{Header: hdr(1), Door: "front"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +140,7 @@ func TestOpenRefuses(t *testing.T) {
 		return b
 	}
 	base := func() map[string]any {
-		return map[string]any{"v": 1, "type": "heartbeat", "site": "hq", "seq": 1, "issued_at": t0}
+		return map[string]any{"v": 2, "type": "heartbeat", "site": "hq", "seq": 1, "issued_at": t0, "door": "front"}
 	}
 	with := func(k string, v any) map[string]any {
 		m := base()
@@ -119,12 +155,12 @@ func TestOpenRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongSite, err := otherSite.Seal(&Heartbeat{Header: Header{Site: "elsewhere", Seq: 1, IssuedAt: t0}})
+	wrongSite, err := otherSite.Seal(&Heartbeat{Header: Header{Site: "elsewhere", Seq: 1, IssuedAt: t0}, Door: "front"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tampered := bytes.Replace(good, []byte(`"seq":1`), []byte(`"seq":2`), 1)
-	forged, err := other.Seal(&Heartbeat{Header: hdr(1)})
+	forged, err := other.Seal(&Heartbeat{Header: hdr(1), Door: "front"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +181,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"extra envelope field", bytes.Replace(good, []byte(`{"kid"`), []byte(`{"x":1,"kid"`), 1), nil, ErrMalformed},
 		{"trailing data", append(bytes.Clone(good), []byte(`{}`)...), nil, ErrMalformed},
 		{"wrong site", wrongSite, nil, ErrWrongSite},
-		{"version 2", envelopeWith(s, "k1", payload(with("v", 2))), nil, ErrVersion},
+		{"version 1", envelopeWith(s, "k1", payload(with("v", 1))), nil, ErrVersion},
 		{"no version", envelopeWith(s, "k1", payload(with("v", nil))), nil, ErrVersion},
 		{"unknown type", envelopeWith(s, "k1", payload(with("type", "launch"))), nil, ErrWrongType},
 		{"type not wanted", good, []Kind{KindCommand}, ErrWrongType},
@@ -248,133 +284,98 @@ func bigSnapshot(n int) store.Snapshot {
 	return s
 }
 
-// A large snapshot is chunked under the size limit and reassembled whole
-// in any order, duplicates ignored, hash checked. (TestSnapshot100kCards
-// takes 100,000 cards through the broker into a store.)
+// A large snapshot is chunked under the size limit; its chunks, opened by
+// the door and concatenated, give the same entries and hash.
+// (TestSnapshot100kCards takes 100,000 cards through the broker into a
+// store.)
 func TestSnapshotChunks(t *testing.T) {
 	s := testSigner(t)
 	v := testVerifier(t, s)
 	snap := bigSnapshot(20000)
-	chunks, err := s.SealSnapshot("hq", snap, t0, 0)
+	chunks, err := s.SealSnapshot("hq", "front", testIdentity(t).Public(), snap, t0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(chunks) < 2 {
 		t.Fatalf("%d chunks", len(chunks))
 	}
-	a := assembler{maxBytes: 256 << 20}
-	var got *store.Snapshot
-	// Deliver in reverse, with a duplicate: order does not matter.
-	for i := len(chunks) - 1; i >= 0; i-- {
-		if len(chunks[i]) > MaxChunkBytes {
-			t.Fatalf("chunk %d has %d bytes", i, len(chunks[i]))
+	var got store.Snapshot
+	for i, b := range chunks {
+		if len(b) > MaxChunkBytes {
+			t.Fatalf("chunk %d has %d bytes", i, len(b))
 		}
-		m, _, err := v.Open(chunks[i], KindSnapshot)
+		m, _, err := v.Open(b, KindChunk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == len(chunks)/2 {
-			if dup, err := a.add(m.(*SnapshotChunk), len(chunks[i]), t0); dup != nil || err != nil {
-				t.Fatalf("first copy of chunk %d: %v %v", i, dup, err)
-			}
+		c := m.(*SnapshotChunk)
+		if c.Chunk != i || c.Chunks != len(chunks) || c.Hash != store.HashSnapshot(snap) {
+			t.Fatalf("chunk %d: %d of %d, hash %s", i, c.Chunk, c.Chunks, c.Hash)
 		}
-		got, err = a.add(m.(*SnapshotChunk), len(chunks[i]), t0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if (got != nil) != (i == 0) {
-			t.Fatalf("chunk %d: complete = %v", i, got != nil)
-		}
+		p := c.StorePart()
+		got.Cards = append(got.Cards, p.Cards...)
+		got.Holders = append(got.Holders, p.Holders...)
+		got.Revocations = append(got.Revocations, p.Revocations...)
 	}
-	if len(got.Cards) != len(snap.Cards) || len(got.Holders) != len(snap.Holders) || len(got.Revocations) != len(snap.Revocations) {
-		t.Fatalf("reassembled %d/%d/%d entries", len(got.Cards), len(got.Holders), len(got.Revocations))
-	}
-	if store.HashSnapshot(*got) != store.HashSnapshot(snap) {
-		t.Fatal("hash changed")
+	got.Seq = snap.Seq
+	if store.HashSnapshot(got) != store.HashSnapshot(snap) {
+		t.Fatal("the chunks do not give the snapshot")
 	}
 	t.Logf("%d cards: %d chunks", len(snap.Cards), len(chunks))
 }
 
-func TestAssemblerRefuses(t *testing.T) {
+// A sealed message opens only at its door, with its identity, under its
+// own header.
+func TestSealedRefuses(t *testing.T) {
 	s := testSigner(t)
 	v := testVerifier(t, s)
-	open := func(b []byte) *SnapshotChunk {
-		m, _, err := v.Open(b, KindSnapshot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.(*SnapshotChunk)
-	}
-	snap := bigSnapshot(3000)
-	chunks, err := s.SealSnapshot("hq", snap, t0, 64<<10)
+	d := NewDelta("hq", "front", 3, t0, []store.Op{{Kind: store.OpRevokeCard, UID: []byte{1, 2, 3, 4}}})
+	other, err := NewIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chunks) < 3 {
-		t.Fatalf("%d chunks", len(chunks))
+	toOther, err := s.SealFor(other.Public(), d)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	t.Run("hash mismatch", func(t *testing.T) {
-		// Entries re-signed under a hash that is not theirs.
-		a := assembler{maxBytes: 1 << 30}
-		var err error
-		for i, b := range chunks {
-			c := open(b)
-			c.Hash = strings.Repeat("0", 64)
-			_, err = a.add(c, len(b), t0)
-			if i < len(chunks)-1 && err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !errors.Is(err, errSnapshotHash) {
-			t.Fatalf("err = %v", err)
-		}
-	})
-	t.Run("conflict", func(t *testing.T) {
-		a := assembler{maxBytes: 1 << 30}
-		if _, err := a.add(open(chunks[0]), 10, t0); err != nil {
-			t.Fatal(err)
-		}
-		c := open(chunks[1])
-		c.Chunks++
-		if _, err := a.add(c, 10, t0); !errors.Is(err, errSnapshotConflict) {
-			t.Fatalf("err = %v", err)
-		}
-	})
-	t.Run("too big", func(t *testing.T) {
-		a := assembler{maxBytes: len(chunks[0]) + 10}
-		if _, err := a.add(open(chunks[0]), len(chunks[0]), t0); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.add(open(chunks[1]), len(chunks[1]), t0); !errors.Is(err, errSnapshotSize) {
-			t.Fatalf("err = %v", err)
-		}
-	})
-	t.Run("newer wins", func(t *testing.T) {
-		a := assembler{maxBytes: 1 << 30}
-		if _, err := a.add(open(chunks[0]), 10, t0); err != nil {
-			t.Fatal(err)
-		}
-		snap2 := snap
-		snap2.Seq++
-		c2, err := s.SealSnapshot("hq", snap2, t0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got *store.Snapshot
-		for _, b := range c2 {
-			if got, err = a.add(open(b), len(b), t0); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got == nil || got.Seq != snap2.Seq {
-			t.Fatalf("got %v", got)
-		}
-		// A chunk of the older one after that starts nothing newer.
-		if got, err := a.add(open(chunks[1]), 10, t0); got != nil || err != nil {
-			t.Fatalf("old chunk: %v %v", got, err)
-		}
-	})
+	if _, _, err := v.Open(toOther, KindDelta); !errors.Is(err, ErrNotForMe) {
+		t.Fatalf("sealed to another identity: %v", err)
+	}
+	back := NewDelta("hq", "back", 3, t0, d.Ops)
+	toBack, err := s.SealFor(testIdentity(t).Public(), back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := v.Open(toBack, KindDelta); !errors.Is(err, ErrWrongDoor) {
+		t.Fatalf("sealed for another door: %v", err)
+	}
+	good := sealAny(t, s, NewDelta("hq", "front", 3, t0, d.Ops))
+	// The body of delta 3 moved under the header of delta 4, re-signed by
+	// the site key (as a site bug or a stolen key could): the HPKE info
+	// binds it to its header, so it does not open.
+	var env struct {
+		Payload map[string]any `json:"payload"`
+	}
+	if err := json.Unmarshal(good, &env); err != nil {
+		t.Fatal(err)
+	}
+	env.Payload["seq"] = 4
+	moved, _ := json.Marshal(env.Payload)
+	if _, _, err := v.Open(envelopeWith(s, "k1", moved), KindDelta); !errors.Is(err, ErrNotForMe) {
+		t.Fatalf("body under another seq: %v", err)
+	}
+	unsealed := NewDelta("hq", "front", 3, t0, d.Ops)
+	if _, err := s.Seal(unsealed); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Seal of a sealed kind without SealFor: %v", err)
+	}
+	// The site's own verifier has no identity: it cannot read a door's view.
+	site, err := NewVerifier("hq", map[string]ed25519.PublicKey{"k1": s.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := site.Open(good, KindDelta); err == nil {
+		t.Fatal("a verifier without the door's identity opened its view")
+	}
 }
 
 func TestLimiter(t *testing.T) {
@@ -405,7 +406,7 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestDoorMessages(t *testing.T) {
-	ev := EventMsg{V: 1, Type: KindEvent, Site: "hq", Door: "front", Event: store.Event{
+	ev := EventMsg{V: Version, Type: KindEvent, Site: "hq", Door: "front", Event: store.Event{
 		Seq: 3, Time: t0, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess, Reason: store.ReasonGranted,
 		Prev: strings.Repeat("a", 64), Hash: strings.Repeat("b", 64)}}
 	b, _ := json.Marshal(ev)
@@ -421,8 +422,8 @@ func TestDoorMessages(t *testing.T) {
 	}{
 		{"other door", b, "hq", "back", ErrWrongDoor},
 		{"other site", b, "lab", "front", ErrWrongSite},
-		{"unknown field", bytes.Replace(b, []byte(`"v":1`), []byte(`"v":1,"x":0`), 1), "hq", "", ErrMalformed},
-		{"version", bytes.Replace(b, []byte(`"v":1`), []byte(`"v":9`), 1), "hq", "", ErrVersion},
+		{"unknown field", bytes.Replace(b, []byte(`"v":2`), []byte(`"v":2,"x":0`), 1), "hq", "", ErrMalformed},
+		{"version", bytes.Replace(b, []byte(`"v":2`), []byte(`"v":1`), 1), "hq", "", ErrVersion},
 		{"bad hash", bytes.Replace(b, []byte(strings.Repeat("b", 64)), []byte("bb"), 1), "hq", "", ErrMalformed},
 		{"too big", append(bytes.Clone(b), bytes.Repeat([]byte(" "), MaxEventBytes)...), "hq", "", ErrTooLarge},
 	} {
@@ -430,12 +431,42 @@ func TestDoorMessages(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	sr := SyncRequest{V: 1, Type: KindSync, Site: "hq", Door: "front", AppliedSeq: 5, SnapshotHash: strings.Repeat("c", 64), Want: "everything"}
-	b, _ = json.Marshal(sr)
-	if _, err := DecodeSyncRequest(b, "hq", "front"); !errors.Is(err, ErrMalformed) {
-		t.Errorf("sync want: %v", err)
+	id := testIdentity(t)
+	good := SyncRequest{V: Version, Type: KindSync, Site: "hq", Door: "front", AppliedSeq: 5, SnapshotHash: strings.Repeat("c", 64)}
+	good.Sign(id)
+	for name, edit := range map[string]func(r *SyncRequest){
+		"want":         func(r *SyncRequest) { r.Want = "everything" },
+		"window":       func(r *SyncRequest) { r.Window = MaxChunkWindow + 1 },
+		"chunks count": func(r *SyncRequest) { r.Chunks = &ChunkWindow{Seq: 9, Hash: strings.Repeat("d", 64), Count: 0} },
+		"chunks from": func(r *SyncRequest) {
+			r.Chunks = &ChunkWindow{Seq: 9, Hash: strings.Repeat("d", 64), From: -1, Count: 1}
+		},
+		"chunks hash":    func(r *SyncRequest) { r.Chunks = &ChunkWindow{Seq: 9, Hash: "d", Count: 1} },
+		"unsigned":       func(r *SyncRequest) { r.Sig = "" },
+		"negative seq":   func(r *SyncRequest) { r.Chunks = &ChunkWindow{Hash: strings.Repeat("d", 64), Count: 1} },
+		"state hash":     func(r *SyncRequest) { r.SnapshotHash = "x" },
+		"another door's": func(r *SyncRequest) { r.Door = "back" },
+	} {
+		r := good
+		edit(&r)
+		b, _ := json.Marshal(r)
+		if _, err := DecodeSyncRequest(b, "hq", "front"); err == nil {
+			t.Errorf("sync request with bad %s accepted", name)
+		}
 	}
-	st := Status{V: 1, Type: KindStatus, Site: "hq", Door: "front", Online: true, Outbox: -1}
+	b, _ = json.Marshal(good)
+	got, err := DecodeSyncRequest(b, "hq", "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got.VerifySig(id.Public().SignKey); err != nil {
+		t.Fatalf("a good sync request: %v", err)
+	}
+	got.Window = 3
+	if err := got.VerifySig(id.Public().SignKey); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("a sync request changed after signing: %v", err)
+	}
+	st := Status{V: Version, Type: KindStatus, Site: "hq", Door: "front", Online: true, Outbox: -1}
 	b, _ = json.Marshal(st)
 	if _, err := DecodeStatus(b, "hq", "front"); !errors.Is(err, ErrMalformed) {
 		t.Errorf("status outbox: %v", err)

@@ -20,7 +20,7 @@ func (r Reason) Alarm() bool {
 	case ReasonDoorForced, ReasonDoorHeld, ReasonTamper, ReasonReaderFault,
 		ReasonGrantedDuress, ReasonLockedOut, ReasonLockdown,
 		ReasonACLRejected, ReasonCommandRejected, ReasonCommandApplied, ReasonACLStale,
-		ReasonJournalFault, ReasonEventsLost:
+		ReasonJournalFault, ReasonEventsLost, ReasonKeyRotated:
 		return true
 	}
 	return false
@@ -65,6 +65,10 @@ const (
 	ReasonCommandApplied  Reason = "command_applied"
 	ReasonCommandRejected Reason = "command_rejected"
 	ReasonACLStale        Reason = "acl_stale"
+	// ReasonKeyRotated is a change of the site keys a door trusts: a
+	// signed rotation named the next key, or a replaced key reached its
+	// end and is refused from then on.
+	ReasonKeyRotated Reason = "key_rotated"
 )
 
 // System events.

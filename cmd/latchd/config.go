@@ -618,12 +618,8 @@ func (m *MQTTConfig) checkSync(isSet func(key string) bool) error {
 	}); err != nil {
 		return err
 	}
-	switch mqtt.StalePolicy(m.StalePolicy) {
-	case "", mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly:
-	default:
-		return fmt.Errorf("mqtt.stale_policy %q: want %q, %q or %q", m.StalePolicy,
-			mqtt.StaleKeepGoing, mqtt.StaleCardAndPIN, mqtt.StaleOverrideOnly)
-	}
+	// mqtt.stale_policy is checked with the door's settings: the policy
+	// is the door's (doorConfig).
 	return nil
 }
 

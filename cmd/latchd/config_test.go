@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -283,8 +283,12 @@ func TestMQTTOptionsSyncSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.StaleAfter != 72*time.Hour || o.StalePolicy != mqtt.StaleCardAndPIN || o.MaxUnlock != 45*time.Second {
-		t.Fatalf("stale after %s, policy %q, max unlock %s", o.StaleAfter, o.StalePolicy, o.MaxUnlock)
+	if o.StaleAfter != 72*time.Hour || o.MaxUnlock != 45*time.Second {
+		t.Fatalf("stale after %s, max unlock %s", o.StaleAfter, o.MaxUnlock)
+	}
+	// The policy is the door's: it changes decisions.
+	if p := c.doorConfig().StalePolicy; p != door.StaleCardAndPIN {
+		t.Fatalf("door stale policy %q", p)
 	}
 }
 

@@ -173,6 +173,7 @@ var doorKeys = map[string]string{
 	"InterKey":        "timing.inter_key",
 	"MaxRemoteUnlock": "timing.unlock",
 	"UnlockSchedule":  "unlock_schedule",
+	"StalePolicy":     "mqtt.stale_policy",
 }
 
 // doorConfigError names the config key behind a *door.ConfigError.
@@ -203,6 +204,7 @@ func (c *Config) doorConfig() door.Config {
 		PINTimeout:     c.Timing.PIN.Duration,
 		InterKey:       c.Timing.InterKey.Duration,
 		OpenUnrecorded: c.Journal.Unrecorded == unrecordedOpen,
+		StalePolicy:    door.StalePolicy(c.MQTT.StalePolicy),
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/latchdoor/latch/door"
-	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
 	"github.com/latchdoor/latch/store"
@@ -119,7 +118,7 @@ func TestPanicInMQTTHandlerStopsDaemon(t *testing.T) {
 	td.start()
 	m := td.d.mqttDoor()
 	m.ctrl = nil // SetStale on a missing controller panics
-	err := m.SetStale(context.Background(), true, mqtt.StaleCardAndPIN)
+	err := m.SetStale(context.Background(), true)
 	if err == nil || !strings.Contains(err.Error(), "mqtt stale: panic") {
 		t.Fatalf("SetStale returned %v, want the panic", err)
 	}

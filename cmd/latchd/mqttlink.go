@@ -106,10 +106,10 @@ func (m mqttDoor) SetLockdown(ctx context.Context, on bool, by string) (err erro
 	return m.ctrl.RemoteLockdown(ctx, on, by, "signed command")
 }
 
-// SetStale implements mqtt.Door: the controller applies the policy.
-func (m mqttDoor) SetStale(ctx context.Context, stale bool, p mqtt.StalePolicy) (err error) {
+// SetStale implements mqtt.Door: the controller applies its stale policy.
+func (m mqttDoor) SetStale(ctx context.Context, stale bool) (err error) {
 	defer m.safe.catch("mqtt stale", &err)
-	return m.ctrl.AllowlistStale(ctx, stale, door.StalePolicy(p))
+	return m.ctrl.AllowlistStale(ctx, stale)
 }
 
 // Status implements mqtt.Door.
@@ -138,6 +138,7 @@ func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 		st.Clock = store.TimeUnsynced
 	}
 	st.Journal = s.Journal
+	st.StalePolicy = string(s.StalePolicy)
 	return st
 }
 
@@ -159,7 +160,6 @@ func mqttOptions(c *Config, broker string, log *slog.Logger, boot string) (*mqtt
 		Version:     buildVersion(),
 		BootID:      boot,
 		StaleAfter:  c.MQTT.StaleAfter.Duration,
-		StalePolicy: mqtt.StalePolicy(c.MQTT.StalePolicy),
 		MaxUnlock:   c.MQTT.MaxRemoteUnlock.Duration,
 	}
 	if c.MQTT.PasswordFile != "" {

@@ -210,7 +210,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		defer b.Close()
 		brokerURL = "tcp://" + b.addr
 		out.line("latchd: MQTT broker listening on %s", b.addr)
-		if site, err = newSimSite(key, b, st, demoSite, demoDoor); err != nil {
+		if site, err = newSimSite(key, b, st, demoSite, demoDoor, id.Public()); err != nil {
 			return err
 		}
 		if err := site.heartbeat(); err != nil {

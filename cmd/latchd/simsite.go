@@ -23,17 +23,18 @@ type simSite struct {
 	topics mqtt.Topics
 	site   string
 	door   string
+	to     mqtt.PublicIdentity // the door's identity, which its view is sealed to
 
 	mu     sync.Mutex
 	cmdSeq uint64
 }
 
-func newSimSite(key ed25519.PrivateKey, b *simBroker, st *store.Store, site, door string) (*simSite, error) {
+func newSimSite(key ed25519.PrivateKey, b *simBroker, st *store.Store, site, door string, to mqtt.PublicIdentity) (*simSite, error) {
 	s, err := mqtt.NewSigner(simKeyID, key)
 	if err != nil {
 		return nil, err
 	}
-	return &simSite{signer: s, broker: b, st: st, topics: mqtt.TopicsFor(site), site: site, door: door}, nil
+	return &simSite{signer: s, broker: b, st: st, topics: mqtt.TopicsFor(site), site: site, door: door, to: to}, nil
 }
 
 func (s *simSite) header() mqtt.Header {
@@ -45,6 +46,10 @@ func (s *simSite) publish(topic string, m mqtt.Signed, retained bool) error {
 	if err != nil {
 		return err
 	}
+	return s.publishRaw(topic, b, retained)
+}
+
+func (s *simSite) publishRaw(topic string, b []byte, retained bool) error {
 	if err := s.broker.srv.Publish(topic, b, retained, 1); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
@@ -58,9 +63,9 @@ func (s *simSite) heartbeat() error {
 	if err != nil {
 		return err
 	}
-	h := &mqtt.Heartbeat{Header: s.header()}
+	h := &mqtt.Heartbeat{Header: s.header(), Door: s.door}
 	h.Seq = ss.AppliedSeq
-	return s.publish(s.topics.Heartbeat(), h, true)
+	return s.publish(s.topics.Heartbeat(s.door), h, true)
 }
 
 // command publishes a signed command for the door, valid for 30 s.
@@ -85,13 +90,16 @@ func (s *simSite) command(action mqtt.Action, dur time.Duration, on *bool) error
 }
 
 // delta publishes one allowlist operation as the next delta after the
-// door's applied seq.
+// door's applied seq, sealed to the door.
 func (s *simSite) delta(op store.Op) error {
 	ss, err := s.st.SyncState()
 	if err != nil {
 		return err
 	}
-	d := &mqtt.Delta{Header: s.header(), Ops: []store.Op{op}}
-	d.Seq = ss.AppliedSeq + 1
-	return s.publish(s.topics.ACL(), d, false)
+	h := s.header()
+	b, err := s.signer.SealFor(s.to, mqtt.NewDelta(s.site, s.door, ss.AppliedSeq+1, h.IssuedAt, []store.Op{op}))
+	if err != nil {
+		return err
+	}
+	return s.publishRaw(s.topics.DoorACL(s.door), b, false)
 }
