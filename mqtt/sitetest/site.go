@@ -1,24 +1,41 @@
-// Package sitetest is a site for tests and simulations: the allowlist
-// authority (a History of signed deltas, answering doors' sync requests
-// with deltas or a snapshot, publishing heartbeats and commands) and an
-// event collector that stores every door's audit events durably in a bbolt
-// file and acknowledges the highest contiguous seq with a signed ack.
+// Package sitetest is a site for tests and simulations, speaking contract
+// v2 (docs/mqtt.md) with the doors of package mqtt over a real broker,
+// through github.com/eclipse/paho.mqtt.golang.
 //
-// It speaks the same wire format as the doors (package mqtt) over a real
-// broker, through github.com/eclipse/paho.mqtt.golang.
+// It is the allowlist authority: a History of the whole allowlist with a
+// global seq, and for each approved door a view of it (the cards that open
+// the door, their holders, and the revocations of both) with the door's
+// own seq, whose deltas it signs and seals to the door's identity alone,
+// on the door's own topic. It answers the doors' signed sync requests
+// with deltas, or with a snapshot of the view in chunks the door asks
+// for; it publishes each door's retained heartbeat, signed commands, and
+// the retained chain of its key rotations.
+//
+// It trusts a door only by the identity an admin approved (Options.Doors,
+// Site.Approve): a door announcing another identity gets nothing, and
+// its events and sync requests are refused.
+//
+// It is also the event collector: it stores every approved door's events
+// whose signature verifies durably in a bbolt file, with the door's
+// signed chain heads (from events and statuses), refuses any event or
+// status that rewrites what the door signed, and acknowledges the highest
+// contiguous seq with a signed ack.
+//
+// What the site knows of the allowlist and of approvals lives in memory;
+// only the collector's events and heads outlive it.
 package sitetest
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,7 +50,7 @@ import (
 type Options struct {
 	// Broker is the broker URL (tcp:// or ssl://).
 	Broker string
-	// Username, Password and TLS log in to the broker.
+	// Username and Password log in to the broker.
 	Username, Password string
 	// TLS is the site's TLS configuration for an ssl:// broker.
 	TLS *tls.Config
@@ -41,7 +58,7 @@ type Options struct {
 	ClientID string
 	// Site is the site id of the topic root.
 	Site string
-	// Signer signs everything the site publishes.
+	// Signer signs everything the site publishes, until RotateKey.
 	Signer *mqtt.Signer
 	// DBPath is the collector's bbolt file.
 	DBPath string
@@ -53,38 +70,51 @@ type Options struct {
 	// door further behind gets a snapshot (default 50: keep it under the
 	// broker's max_queued_messages).
 	DeltaLimit int
-	// ChunkBytes is the snapshot chunk size (default mqtt.DefaultChunkBytes).
+	// ChunkBytes is the snapshot chunk size (default
+	// mqtt.DefaultChunkBytes).
 	ChunkBytes int
-	// HeartbeatEvery publishes a heartbeat periodically while Run runs (0:
-	// only when Heartbeat is called).
+	// ChunkWindow is how many chunks of a new snapshot are sent to a door
+	// whose request does not say (default 4).
+	ChunkWindow int
+	// HeartbeatEvery publishes the heartbeats periodically while Run runs
+	// (0: only when Heartbeat is called).
 	HeartbeatEvery time.Duration
 	// ReconnectMax caps paho's reconnect back-off (default 2 s).
 	ReconnectMax time.Duration
-	// DoorKeys are the approved signing keys of doors by door id: the
-	// events of a door listed here are stored only when they carry a
-	// signature that verifies with its key (see mqtt.EventMsg.VerifySig);
-	// the others are counted in Stats.Unattributed.
-	DoorKeys map[string]ed25519.PublicKey
+	// Doors are the approved door identities by door id. Other doors are
+	// approved with Approve once their status has announced the identity.
+	Doors map[string]mqtt.PublicIdentity
+	// DoorGroups are the groups each door belongs to (door id → group
+	// names): a card whose Doors list names one of them is in the door's
+	// view.
+	DoorGroups map[string][]string
 }
 
 // Stats count what the site has seen.
 type Stats struct {
-	Connected      bool                         // connected to the broker now
-	Connects       int                          // connections made
-	EventsReceived int                          // event messages received, repeats included
-	EventsStored   int                          // distinct events stored
-	Duplicates     int                          // events received again (same seq, same hash)
-	Conflicts      int                          // a seq received again with a different hash
-	ChainBreaks    int                          // an event whose prev is not the hash of the one before
-	Malformed      int                          // door messages that did not decode
-	Unattributed   int                          // events of a door with a known key whose signature was missing or wrong
-	AcksSent       int                          // signed event acknowledgements sent
-	SyncRequests   int                          // sync requests answered
-	SyncDeltas     int                          // deltas sent in answer to sync requests
-	SyncSnapshots  int                          // snapshots sent in answer to sync requests
-	HashMismatches int                          // a door at the head seq with another state hash
-	LastStatus     map[string]*mqtt.Status      // each door's latest status
-	LastSync       map[string]*mqtt.SyncRequest // each door's latest sync request
+	Connected        bool                         // connected to the broker now
+	Connects         int                          // connections made
+	EventsReceived   int                          // attributed event messages received, repeats included
+	EventsStored     int                          // distinct events stored
+	Duplicates       int                          // events received again (same seq, same hash)
+	Conflicts        int                          // events whose seq is stored with another hash (each also a rewrite)
+	Rewrites         int                          // events and statuses contradicting what the door signed before: refused
+	ChainBreaks      int                          // an event whose prev is not the hash of the one before
+	Malformed        int                          // door messages that did not decode
+	WrongDoor        int                          // door messages naming another door than their topic's
+	Unattributed     int                          // events of a door not approved, or whose signature does not verify with its approved key
+	AcksSent         int                          // signed event acknowledgements sent
+	SyncRequests     int                          // verified sync requests of approved doors
+	SyncRefused      int                          // sync requests of a door not approved, or whose signature does not verify
+	SyncDeltas       int                          // deltas sent in answer to sync requests
+	SyncSnapshots    int                          // snapshots started in answer to sync requests
+	ChunksSent       int                          // snapshot chunks sent
+	Rebases          int                          // views rebased above a door's seq
+	HashMismatches   int                          // a door at its view's seq with another state hash (rebased)
+	IdentityMismatch int                          // statuses of an approved door announcing another identity
+	Pending          map[string]string            // doors awaiting approval: door → fingerprint of the identity announced
+	LastStatus       map[string]*mqtt.Status      // each door's latest status
+	LastSync         map[string]*mqtt.SyncRequest // each door's latest verified sync request
 }
 
 // Site is a test site. Create it with New, run it with Run.
@@ -94,20 +124,36 @@ type Site struct {
 	topics mqtt.Topics
 	db     *bolt.DB
 	hist   *History
+	groups map[string][]string
 
 	events chan *mqtt.EventMsg
 	syncs  chan *mqtt.SyncRequest
 
-	mu       sync.Mutex
-	pc       paho.Client
-	stats    Stats
-	updated  chan struct{}
-	holdAcks bool
-	contig   map[string]uint64 // highest contiguous stored seq per door
-	cmdSeq   uint64
-}
+	pubMu sync.Mutex       // Publish: commits go out in order
+	acl   sync.Mutex       // the history's commits, the views, sealing
+	views map[string]*view // approved doors' views (acl)
 
-var bucketEvents = []byte("events")
+	doorsMu sync.Mutex // before mu
+	book    doorBook
+
+	rotMu     sync.Mutex
+	rotations []json.RawMessage
+
+	mu        sync.Mutex
+	pc        paho.Client
+	signer    *mqtt.Signer
+	stats     Stats
+	updated   chan struct{}
+	holdAcks  bool
+	contig    map[string]uint64     // highest contiguous stored seq per door
+	latest    map[string]SignedHead // the latest signed head held per door
+	statusMax map[string]uint64     // the highest head seq held from a status per door
+	cmdSeq    uint64
+
+	// sink, when set, receives what the site publishes instead of the
+	// broker: tests of the package drive the site without one.
+	sink func(topic string, payload []byte, retained bool) error
+}
 
 // New opens the collector's file and returns a site that is not connected
 // yet.
@@ -122,6 +168,9 @@ func New(opts Options) (*Site, error) {
 	if o.DeltaLimit == 0 {
 		o.DeltaLimit = 50
 	}
+	if o.ChunkWindow == 0 {
+		o.ChunkWindow = 4
+	}
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = 2 * time.Second
 	}
@@ -134,45 +183,95 @@ func New(opts Options) (*Site, error) {
 	if o.Signer == nil {
 		return nil, errors.New("sitetest: a signer is required")
 	}
+	if o.ChunkWindow < 0 || o.ChunkWindow > mqtt.MaxChunkWindow {
+		return nil, fmt.Errorf("sitetest: chunk window %d, want 1..%d", o.ChunkWindow, mqtt.MaxChunkWindow)
+	}
+	if _, err := mqtt.PlanSnapshot(store.Snapshot{}, o.ChunkBytes); err != nil {
+		return nil, fmt.Errorf("sitetest: %w", err)
+	}
+	for _, d := range slices.Sorted(maps.Keys(o.Doors)) {
+		if err := mqtt.CheckID("door", d); err != nil {
+			return nil, fmt.Errorf("sitetest: approved doors: %w", err)
+		}
+		if err := o.Doors[d].Check("door " + d); err != nil {
+			return nil, fmt.Errorf("sitetest: approved doors: %w", err)
+		}
+	}
+	groups := make(map[string][]string, len(o.DoorGroups))
+	for _, d := range slices.Sorted(maps.Keys(o.DoorGroups)) {
+		if err := mqtt.CheckID("door", d); err != nil {
+			return nil, fmt.Errorf("sitetest: door groups: %w", err)
+		}
+		for _, g := range o.DoorGroups[d] {
+			if g == "" || g == "*" {
+				return nil, fmt.Errorf("sitetest: door groups of %s: group %q", d, g)
+			}
+		}
+		groups[d] = slices.Clone(o.DoorGroups[d])
+	}
 	db, err := bolt.Open(o.DBPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("sitetest: open %s: %w", o.DBPath, err)
 	}
 	s := &Site{
-		o: o, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site), db: db, hist: NewHistory(),
-		events:  make(chan *mqtt.EventMsg, 4096),
-		syncs:   make(chan *mqtt.SyncRequest, 64),
-		updated: make(chan struct{}),
-		contig:  make(map[string]uint64),
+		o: o, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site), db: db,
+		hist: newHistory(), groups: groups,
+		events:    make(chan *mqtt.EventMsg, 4096),
+		syncs:     make(chan *mqtt.SyncRequest, 64),
+		views:     make(map[string]*view),
+		book:      newDoorBook(o.Doors),
+		signer:    o.Signer,
+		updated:   make(chan struct{}),
+		contig:    make(map[string]uint64),
+		latest:    make(map[string]SignedHead),
+		statusMax: make(map[string]uint64),
 	}
+	s.stats.Pending = make(map[string]string)
 	s.stats.LastStatus = make(map[string]*mqtt.Status)
 	s.stats.LastSync = make(map[string]*mqtt.SyncRequest)
-	if err := s.loadContig(); err != nil {
+	now := o.Now()
+	s.hist.read(func(_ uint64, st *aclState) {
+		for d := range o.Doors {
+			s.views[d] = newView(d, groups[d], st, now)
+		}
+	})
+	if err := createBuckets(db); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("sitetest: %s: %w", o.DBPath, err)
+	}
+	if err := s.loadCollector(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sitetest: %s: %w", o.DBPath, err)
 	}
 	return s, nil
 }
 
-// History returns the site's allowlist authority.
+// History returns the site's allowlist authority, to read.
 func (s *Site) History() *History { return s.hist }
 
 // Close closes the collector's file. Call it after Run has returned.
-func (s *Site) Close() error { return s.db.Close() }
+func (s *Site) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("sitetest: close %s: %w", s.o.DBPath, err)
+	}
+	return nil
+}
+
+// Signer returns the signer the site signs with now.
+func (s *Site) Signer() *mqtt.Signer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signer
+}
 
 // Stats returns a copy of the counters.
 func (s *Site) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.LastStatus = make(map[string]*mqtt.Status, len(s.stats.LastStatus))
-	for k, v := range s.stats.LastStatus {
-		st.LastStatus[k] = v
-	}
-	st.LastSync = make(map[string]*mqtt.SyncRequest, len(s.stats.LastSync))
-	for k, v := range s.stats.LastSync {
-		st.LastSync[k] = v
-	}
+	st.Pending = maps.Clone(s.stats.Pending)
+	st.LastStatus = maps.Clone(s.stats.LastStatus)
+	st.LastSync = maps.Clone(s.stats.LastSync)
 	return st
 }
 
@@ -197,10 +296,7 @@ func (s *Site) update(fn func(st *Stats)) {
 func (s *Site) HoldAcks(hold bool) {
 	s.mu.Lock()
 	s.holdAcks = hold
-	doors := make([]string, 0, len(s.contig))
-	for d := range s.contig {
-		doors = append(doors, d)
-	}
+	doors := slices.Collect(maps.Keys(s.contig))
 	s.mu.Unlock()
 	if !hold {
 		for _, d := range doors {
@@ -241,13 +337,10 @@ func (s *Site) Run(ctx context.Context) error {
 	pc.Connect() // retries until connected or disconnected
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.storeLoop(ctx) }()
-	go func() { defer wg.Done(); s.syncLoop(ctx) }()
+	wg.Go(func() { s.storeLoop(ctx) })
+	wg.Go(func() { s.syncLoop(ctx) })
 	if s.o.HeartbeatEvery > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			t := time.NewTicker(s.o.HeartbeatEvery)
 			defer t.Stop()
 			for {
@@ -260,11 +353,14 @@ func (s *Site) Run(ctx context.Context) error {
 					}
 				}
 			}
-		}()
+		})
 	}
 	<-ctx.Done()
 	wg.Wait()
 	pc.Disconnect(100)
+	s.mu.Lock()
+	s.pc = nil
+	s.mu.Unlock()
 	return nil
 }
 
@@ -274,7 +370,7 @@ func (s *Site) onConnect(pc paho.Client) {
 		s.topics.AllDoors("sync"):   1,
 		s.topics.AllDoors("status"): 1,
 	}
-	tok := pc.SubscribeMultiple(filters, s.onMessage)
+	tok := pc.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { s.handle(m.Topic(), m.Payload()) })
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		s.log.Error("sitetest: subscribe", "err", tok.Error())
 		return
@@ -282,53 +378,138 @@ func (s *Site) onConnect(pc paho.Client) {
 	s.update(func(st *Stats) { st.Connected = true; st.Connects++ })
 }
 
-// onMessage decodes door messages and hands them off.
-func (s *Site) onMessage(_ paho.Client, m paho.Message) {
-	topic := m.Topic()
+// refused counts a door message that did not decode: WrongDoor when it
+// names another door than its topic's, else Malformed.
+func (s *Site) refused(what, topic string, err error) {
+	s.log.Warn("sitetest: bad "+what, "topic", topic, "err", err)
+	if errors.Is(err, mqtt.ErrWrongDoor) {
+		s.update(func(st *Stats) { st.WrongDoor++ })
+		return
+	}
+	s.update(func(st *Stats) { st.Malformed++ })
+}
+
+// handle decodes a door message and acts on it or hands it off.
+func (s *Site) handle(topic string, payload []byte) {
 	switch {
 	case s.topics.DoorOf(topic, "events") != "":
-		door := s.topics.DoorOf(topic, "events")
-		e, err := mqtt.DecodeEvent(m.Payload(), s.o.Site, door)
-		if err != nil {
-			s.log.Warn("sitetest: bad event", "topic", topic, "err", err)
-			s.update(func(st *Stats) { st.Malformed++ })
-			return
-		}
-		if key, ok := s.o.DoorKeys[door]; ok {
-			if err := e.VerifySig(key); err != nil {
-				s.log.Warn("sitetest: event not attributable to the door", "topic", topic, "err", err)
-				s.update(func(st *Stats) { st.Unattributed++ })
-				return
-			}
-		}
-		s.events <- e
+		s.onEvent(s.topics.DoorOf(topic, "events"), topic, payload)
 	case s.topics.DoorOf(topic, "sync") != "":
-		door := s.topics.DoorOf(topic, "sync")
-		r, err := mqtt.DecodeSyncRequest(m.Payload(), s.o.Site, door)
-		if err != nil {
-			s.log.Warn("sitetest: bad sync request", "topic", topic, "err", err)
-			s.update(func(st *Stats) { st.Malformed++ })
-			return
-		}
-		s.update(func(st *Stats) { st.SyncRequests++; st.LastSync[door] = r })
-		s.syncs <- r
+		s.onSync(s.topics.DoorOf(topic, "sync"), topic, payload)
 	case s.topics.DoorOf(topic, "status") != "":
-		door := s.topics.DoorOf(topic, "status")
-		st, err := mqtt.DecodeStatus(m.Payload(), s.o.Site, door)
-		if err != nil {
-			s.log.Warn("sitetest: bad status", "topic", topic, "err", err)
-			s.update(func(x *Stats) { x.Malformed++ })
-			return
-		}
-		s.update(func(x *Stats) { x.LastStatus[door] = st })
+		s.onStatus(s.topics.DoorOf(topic, "status"), topic, payload)
 	}
+}
+
+// onEvent hands an event to the store loop when its door is approved and
+// its signature verifies with the door's approved key.
+func (s *Site) onEvent(door, topic string, payload []byte) {
+	e, err := mqtt.DecodeEvent(payload, s.o.Site, door)
+	if err != nil {
+		s.refused("event", topic, err)
+		return
+	}
+	if e.Event.Door != "" && e.Event.Door != door {
+		s.refused("event", topic, fmt.Errorf("%w: event %d happened at door %q", mqtt.ErrWrongDoor, e.Event.Seq, e.Event.Door))
+		return
+	}
+	id, ok := s.Approved(door)
+	if !ok {
+		// Debug only: the door's pending identity is logged once.
+		s.log.Debug("sitetest: event of a door not approved; refused", "door", door, "seq", e.Event.Seq)
+		s.update(func(st *Stats) { st.Unattributed++ })
+		return
+	}
+	if err := e.VerifySig(id.SignKey); err != nil {
+		s.log.Warn("sitetest: event not attributable to the door", "door", door, "err", err)
+		s.update(func(st *Stats) { st.Unattributed++ })
+		return
+	}
+	s.events <- e
+}
+
+// onSync hands a verified sync request of an approved door to the sync
+// loop.
+func (s *Site) onSync(door, topic string, payload []byte) {
+	r, err := mqtt.DecodeSyncRequest(payload, s.o.Site, door)
+	if err != nil {
+		s.refused("sync request", topic, err)
+		return
+	}
+	id, ok := s.Approved(door)
+	if !ok {
+		s.log.Debug("sitetest: sync request of a door not approved; refused", "door", door)
+		s.update(func(st *Stats) { st.SyncRefused++ })
+		return
+	}
+	if err := r.VerifySig(id.SignKey); err != nil {
+		s.log.Warn("sitetest: sync request not signed by the door's approved key; refused", "door", door, "err", err)
+		s.update(func(st *Stats) { st.SyncRefused++ })
+		return
+	}
+	s.update(func(st *Stats) { st.SyncRequests++; st.LastSync[door] = r })
+	s.syncs <- r
+}
+
+// onStatus records a status, learns the identity it announces, and holds
+// its signed head when the door is approved with that identity.
+func (s *Site) onStatus(door, topic string, payload []byte) {
+	st, err := mqtt.DecodeStatus(payload, s.o.Site, door)
+	if err != nil {
+		s.refused("status", topic, err)
+		return
+	}
+	if st.Fingerprint == "" {
+		s.update(func(x *Stats) { x.LastStatus[door] = st })
+		return
+	}
+	id, err := st.Identity()
+	if err != nil { // DecodeStatus checked it
+		s.refused("status", topic, err)
+		return
+	}
+	s.doorsMu.Lock()
+	v, changed := s.book.announce(door, *id)
+	pending := s.book.pendingFingerprints()
+	s.doorsMu.Unlock()
+	switch v {
+	case verdictPending:
+		if changed {
+			s.log.Warn("sitetest: door awaits approval", "door", door, "fingerprint", st.Fingerprint)
+		}
+	case verdictMismatch:
+		s.log.Error("sitetest: approved door announces another identity; not trusted until approved", "door", door, "fingerprint", st.Fingerprint)
+	}
+	var why string
+	if v == verdictApproved && st.HeadSig != "" {
+		// DecodeStatus verified the head with the announced key, which
+		// is the approved one.
+		if why, err = s.holdStatusHead(st); err != nil {
+			s.log.Error("sitetest: status head", "door", door, "err", err)
+		} else if why != "" {
+			s.log.Warn("sitetest: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
+		}
+	}
+	s.update(func(x *Stats) {
+		x.LastStatus[door] = st
+		x.Pending = pending
+		if v == verdictMismatch {
+			x.IdentityMismatch++
+		}
+		if why != "" {
+			x.Rewrites++
+		}
+	})
 }
 
 // publish sends one QoS 1 message and waits for the broker's PUBACK.
 func (s *Site) publish(ctx context.Context, topic string, payload []byte, retained bool) error {
 	s.mu.Lock()
-	pc := s.pc
+	pc, sink := s.pc, s.sink
 	s.mu.Unlock()
+	if sink != nil {
+		return sink(topic, payload, retained)
+	}
 	if pc == nil {
 		return errors.New("sitetest: not running")
 	}
@@ -340,40 +521,33 @@ func (s *Site) publish(ctx context.Context, topic string, payload []byte, retain
 		}
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("sitetest: publish %s: %w", topic, ctx.Err())
 	}
+}
+
+// send publishes one QoS 1 message without waiting for the PUBACK, when
+// the site is running, and reports whether it did.
+func (s *Site) send(topic string, payload []byte, retained bool) bool {
+	s.mu.Lock()
+	pc, sink := s.pc, s.sink
+	s.mu.Unlock()
+	switch {
+	case sink != nil:
+		if err := sink(topic, payload, retained); err != nil {
+			s.log.Debug("sitetest: send", "topic", topic, "err", err)
+			return false
+		}
+		return true
+	case pc != nil:
+		pc.Publish(topic, 1, retained, payload)
+		return true
+	}
+	return false
 }
 
 // PublishRaw publishes payload as is: for forged and replayed messages.
 func (s *Site) PublishRaw(ctx context.Context, topic string, payload []byte, retained bool) error {
 	return s.publish(ctx, topic, payload, retained)
-}
-
-// Commit signs ops as the next delta and records it, without publishing.
-func (s *Site) Commit(ops ...store.Op) (uint64, []byte, error) {
-	issued := s.o.Now()
-	return s.hist.Commit(ops, func(seq uint64) ([]byte, error) {
-		return s.o.Signer.Seal(&mqtt.Delta{Header: mqtt.Header{Site: s.o.Site, Seq: seq, IssuedAt: issued}, Ops: ops})
-	})
-}
-
-// Publish commits ops as the next delta and publishes it to every door.
-func (s *Site) Publish(ctx context.Context, ops ...store.Op) (uint64, error) {
-	seq, signed, err := s.Commit(ops...)
-	if err != nil {
-		return 0, err
-	}
-	return seq, s.publish(ctx, s.topics.ACL(), signed, false)
-}
-
-// Heartbeat publishes the retained signed heartbeat with the head seq.
-func (s *Site) Heartbeat(ctx context.Context) error {
-	seq, _ := s.hist.Head()
-	b, err := s.o.Signer.Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: s.o.Site, Seq: seq, IssuedAt: s.o.Now()}})
-	if err != nil {
-		return err
-	}
-	return s.publish(ctx, s.topics.Heartbeat(), b, true)
 }
 
 // SealCommand fills in a command for door (site, next command seq, a random
@@ -394,12 +568,15 @@ func (s *Site) SealCommand(door string, c mqtt.Command) (*mqtt.Command, []byte, 
 	if c.ID == "" {
 		var id [12]byte
 		if _, err := rand.Read(id[:]); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("sitetest: command id: %w", err)
 		}
 		c.ID = hex.EncodeToString(id[:])
 	}
-	b, err := s.o.Signer.Seal(&c)
-	return &c, b, err
+	b, err := s.Signer().Seal(&c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sitetest: command for %s: %w", door, err)
+	}
+	return &c, b, nil
 }
 
 // Command seals a command for door and publishes it on the door's command
@@ -410,6 +587,44 @@ func (s *Site) Command(ctx context.Context, door string, c mqtt.Command) (*mqtt.
 		return nil, err
 	}
 	return cmd, s.publish(ctx, s.topics.Cmd(door), b, false)
+}
+
+// RotateKey rotates the site's key to next: it signs the rotation with
+// the current key (seq: the rotations so far + 1; the current key ends at
+// retireAt), publishes the retained key chain with it (the last
+// mqtt.MaxRotations rotations, oldest first), and from then on signs
+// everything with next. When the chain cannot be published, nothing
+// changes.
+func (s *Site) RotateKey(ctx context.Context, next *mqtt.Signer, retireAt time.Time) error {
+	if next == nil {
+		return errors.New("sitetest: rotate key: no next signer")
+	}
+	s.rotMu.Lock()
+	defer s.rotMu.Unlock()
+	cur := s.Signer()
+	seq := uint64(len(s.rotations)) + 1
+	link, err := cur.Rotation(s.o.Site, seq, next, s.o.Now(), retireAt)
+	if err != nil {
+		return fmt.Errorf("sitetest: rotate key %s to %s: %w", cur.KeyID(), next.KeyID(), err)
+	}
+	chain := append(slices.Clone(s.rotations), json.RawMessage(link))
+	kc := mqtt.KeyChain{V: mqtt.Version, Type: mqtt.KindKeys, Site: s.o.Site, Rotations: chain[max(0, len(chain)-mqtt.MaxRotations):]}
+	b, err := json.Marshal(kc)
+	if err != nil {
+		return fmt.Errorf("sitetest: rotate key: key chain: %w", err)
+	}
+	if len(b) > mqtt.MaxKeysBytes {
+		return fmt.Errorf("sitetest: rotate key: key chain of %d bytes, limit %d", len(b), mqtt.MaxKeysBytes)
+	}
+	if err := s.publish(ctx, s.topics.Keys(), b, true); err != nil {
+		return fmt.Errorf("sitetest: rotate key: %w", err)
+	}
+	s.rotations = chain
+	s.mu.Lock()
+	s.signer = next
+	s.mu.Unlock()
+	s.log.Info("sitetest: site key rotated", "seq", seq, "retired", cur.KeyID(), "next", next.KeyID(), "retire_at", retireAt)
+	return nil
 }
 
 // syncLoop answers sync requests.
@@ -424,243 +639,4 @@ func (s *Site) syncLoop(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// answer sends a door the deltas it lacks, or a snapshot.
-func (s *Site) answer(ctx context.Context, r *mqtt.SyncRequest) error {
-	head, hash := s.hist.Head()
-	topic := s.topics.DoorACL(r.Door)
-	switch {
-	case r.AppliedSeq == head:
-		if r.SnapshotHash != hash {
-			s.update(func(st *Stats) { st.HashMismatches++ })
-			s.log.Warn("sitetest: door at head with another state hash", "door", r.Door, "seq", head)
-		}
-		return nil
-	case r.AppliedSeq > head:
-		s.log.Warn("sitetest: door ahead of the site", "door", r.Door, "door_seq", r.AppliedSeq, "site_seq", head)
-		return nil
-	case r.Want != mqtt.WantSnapshot && head-r.AppliedSeq <= uint64(s.o.DeltaLimit):
-		ds := s.hist.Deltas(r.AppliedSeq)
-		for _, d := range ds {
-			if err := s.publish(ctx, topic, d, false); err != nil {
-				return err
-			}
-		}
-		s.update(func(st *Stats) { st.SyncDeltas += len(ds) })
-		return nil
-	}
-	snap := s.hist.Snapshot()
-	chunks, err := s.o.Signer.SealSnapshot(s.o.Site, snap, s.o.Now(), s.o.ChunkBytes)
-	if err != nil {
-		return err
-	}
-	for _, c := range chunks {
-		if err := s.publish(ctx, topic, c, false); err != nil {
-			return err
-		}
-	}
-	s.update(func(st *Stats) { st.SyncSnapshots++ })
-	return nil
-}
-
-// storeLoop writes events in batches, one transaction each, then
-// acknowledges.
-func (s *Site) storeLoop(ctx context.Context) {
-	for {
-		var batch []*mqtt.EventMsg
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-s.events:
-			batch = append(batch, e)
-		}
-	gather:
-		for len(batch) < 1000 {
-			select {
-			case e := <-s.events:
-				batch = append(batch, e)
-			default:
-				break gather
-			}
-		}
-		doors, err := s.store(batch)
-		if err != nil {
-			s.log.Error("sitetest: store events", "err", err)
-			continue
-		}
-		for _, d := range doors {
-			s.ack(d)
-		}
-	}
-}
-
-func eventKey(door string, seq uint64) []byte {
-	k := make([]byte, 0, len(door)+9)
-	k = append(k, door...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// store writes a batch and returns the doors it touched.
-func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
-	var dup, conflict, breaks, stored int
-	touched := map[string]bool{}
-	s.mu.Lock()
-	contig := make(map[string]uint64, len(s.contig))
-	for k, v := range s.contig {
-		contig[k] = v
-	}
-	s.mu.Unlock()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketEvents)
-		if err != nil {
-			return err
-		}
-		for _, m := range batch {
-			touched[m.Door] = true
-			k := eventKey(m.Door, m.Event.Seq)
-			if old := b.Get(k); old != nil {
-				var prev store.Event
-				if err := json.Unmarshal(old, &prev); err != nil {
-					return err
-				}
-				if prev.Hash == m.Event.Hash {
-					dup++
-				} else {
-					conflict++
-				}
-				continue
-			}
-			v, err := json.Marshal(m.Event)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-			stored++
-		}
-		// Advance the contiguous marks and check the chain on the way.
-		for door := range touched {
-			c := contig[door]
-			prevHash := ""
-			if c > 0 {
-				var e store.Event
-				if err := json.Unmarshal(b.Get(eventKey(door, c)), &e); err != nil {
-					return err
-				}
-				prevHash = e.Hash
-			}
-			for {
-				v := b.Get(eventKey(door, c+1))
-				if v == nil {
-					break
-				}
-				var e store.Event
-				if err := json.Unmarshal(v, &e); err != nil {
-					return err
-				}
-				if prevHash != "" && e.Prev != prevHash {
-					breaks++
-				}
-				prevHash = e.Hash
-				c++
-			}
-			contig[door] = c
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// The marks move in the same update as the counts of the batch, so
-	// that whoever sees a door's events stored also sees any conflict or
-	// chain break among them.
-	s.update(func(st *Stats) {
-		s.contig = contig
-		st.EventsReceived += len(batch)
-		st.EventsStored += stored
-		st.Duplicates += dup
-		st.Conflicts += conflict
-		st.ChainBreaks += breaks
-	})
-	out := make([]string, 0, len(touched))
-	for d := range touched {
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-// loadContig finds the contiguous marks of a collector file written before.
-func (s *Site) loadContig() error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, _ []byte) error {
-			if len(k) < 9 {
-				return nil
-			}
-			door := string(k[:len(k)-9])
-			seq := binary.BigEndian.Uint64(k[len(k)-8:])
-			if seq == s.contig[door]+1 {
-				s.contig[door] = seq
-			}
-			return nil
-		})
-	})
-}
-
-// ack publishes a signed ack of door's contiguous seq.
-func (s *Site) ack(door string) {
-	s.mu.Lock()
-	hold, seq := s.holdAcks, s.contig[door]
-	s.mu.Unlock()
-	if hold || seq == 0 {
-		return
-	}
-	b, err := s.o.Signer.Seal(&mqtt.EventsAck{Header: mqtt.Header{Site: s.o.Site, Seq: seq, IssuedAt: s.o.Now()}, Door: door})
-	if err != nil {
-		s.log.Error("sitetest: seal ack", "err", err)
-		return
-	}
-	s.mu.Lock()
-	pc := s.pc
-	s.mu.Unlock()
-	// Not waiting for the PUBACK: a lost ack is repeated with the next
-	// batch or when the door sends again.
-	pc.Publish(s.topics.EventsAck(door), 1, false, b)
-	s.update(func(st *Stats) { st.AcksSent++ })
-}
-
-// Events returns the events stored for door, in seq order.
-func (s *Site) Events(door string) ([]store.Event, error) {
-	var out []store.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		if b == nil {
-			return nil
-		}
-		prefix := append([]byte(door), 0)
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
-			var e store.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Contiguous returns the highest seq of door stored with every seq before
-// it.
-func (s *Site) Contiguous(door string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.contig[door]
 }

@@ -1,0 +1,101 @@
+package sitetest
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/latchdoor/latch/mqtt"
+)
+
+// The site trusts a door only by the identity an admin approved: its
+// approved signing key attributes the door's events and sync requests,
+// and its approved sealing key is the only one the door's view is sealed
+// to. An identity a door announces in its status is nothing until then:
+// it waits as pending for Site.Approve, and the door gets nothing. A
+// door already approved that announces another identity keeps its
+// approval (of the old identity) until the new one is approved
+// explicitly: a replaced key is never trusted silently.
+
+// verdict is what the site makes of the identity a door announces.
+type verdict int
+
+const (
+	verdictApproved verdict = iota // the approved identity
+	verdictPending                 // a door not approved: pending approval
+	verdictMismatch                // an approved door announcing another identity: pending, and an alarm
+)
+
+// doorBook holds the approved and pending door identities. It is not safe
+// for concurrent use: the Site guards it.
+type doorBook struct {
+	approved map[string]mqtt.PublicIdentity
+	pending  map[string]mqtt.PublicIdentity
+}
+
+func newDoorBook(approved map[string]mqtt.PublicIdentity) doorBook {
+	b := doorBook{approved: make(map[string]mqtt.PublicIdentity, len(approved)), pending: make(map[string]mqtt.PublicIdentity)}
+	for d, id := range approved {
+		b.approved[d] = cloneIdentity(id)
+	}
+	return b
+}
+
+func cloneIdentity(id mqtt.PublicIdentity) mqtt.PublicIdentity {
+	return mqtt.PublicIdentity{SignKey: bytes.Clone(id.SignKey), SealKey: bytes.Clone(id.SealKey)}
+}
+
+func sameIdentity(a, b mqtt.PublicIdentity) bool {
+	return bytes.Equal(a.SignKey, b.SignKey) && bytes.Equal(a.SealKey, b.SealKey)
+}
+
+// announce records the identity door announced and says what it is. A
+// door not approved, or approved with another identity, has id pending;
+// changed reports that the pending identity is new (worth a log line).
+// A door announcing its approved identity again has nothing pending.
+func (b *doorBook) announce(door string, id mqtt.PublicIdentity) (v verdict, changed bool) {
+	if a, ok := b.approved[door]; ok && sameIdentity(a, id) {
+		_, had := b.pending[door]
+		delete(b.pending, door)
+		return verdictApproved, had
+	}
+	old, had := b.pending[door]
+	changed = !had || !sameIdentity(old, id)
+	b.pending[door] = cloneIdentity(id)
+	if _, ok := b.approved[door]; ok {
+		return verdictMismatch, changed
+	}
+	return verdictPending, changed
+}
+
+// approve approves door's pending identity whose fingerprint is fp and
+// returns it; replaced reports that it replaces another approved
+// identity.
+func (b *doorBook) approve(door, fp string) (id mqtt.PublicIdentity, replaced bool, err error) {
+	p, ok := b.pending[door]
+	if !ok {
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("sitetest: approve door %s: no identity pending", door)
+	}
+	if got := p.Fingerprint(); got != fp {
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("sitetest: approve door %s: the pending identity is %s, not %s", door, got, fp)
+	}
+	_, replaced = b.approved[door]
+	b.approved[door] = p
+	delete(b.pending, door)
+	return cloneIdentity(p), replaced, nil
+}
+
+// identity returns the approved identity of door.
+func (b *doorBook) identity(door string) (mqtt.PublicIdentity, bool) {
+	id, ok := b.approved[door]
+	return id, ok
+}
+
+// pendingFingerprints returns door → fingerprint of the pending
+// identities.
+func (b *doorBook) pendingFingerprints() map[string]string {
+	out := make(map[string]string, len(b.pending))
+	for d, id := range b.pending {
+		out[d] = id.Fingerprint()
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package sitetest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/store"
+)
+
+// brokerACL lets each door read its own topics and the site's keys, and
+// write its own events, status and sync requests (as docs/mqtt.md
+// configures mosquitto).
+const brokerACL = `pattern read latch/v2/hq/keys
+pattern read latch/v2/hq/door/%u/acl
+pattern read latch/v2/hq/door/%u/heartbeat
+pattern read latch/v2/hq/door/%u/cmd
+pattern read latch/v2/hq/door/%u/events/ack
+pattern write latch/v2/hq/door/%u/events
+pattern write latch/v2/hq/door/%u/status
+pattern write latch/v2/hq/door/%u/sync
+
+user site
+topic readwrite latch/v2/hq/#
+`
+
+var brokerUsers = map[string]string{"site": "site-secret", "front": "front-secret"}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("LATCH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// waitFor waits until cond holds, woken by the site's updates.
+func waitFor(t testing.TB, what string, s *Site, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		ch := s.Updated()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s; stats %+v", what, s.Stats())
+		}
+	}
+}
+
+// wireDoor is a testDoor on the broker, a plain paho client.
+type wireDoor struct {
+	*testDoor
+	pc paho.Client
+	in chan paho.Message
+}
+
+func connectDoor(t *testing.T, b *brokertest.Broker, d *testDoor) *wireDoor {
+	t.Helper()
+	w := &wireDoor{testDoor: d, in: make(chan paho.Message, 1024)}
+	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("latch-hq-" + d.name).
+		SetUsername(d.name).SetPassword(brokerUsers[d.name]).SetCleanSession(true).SetProtocolVersion(4)
+	w.pc = paho.NewClient(o)
+	if tok := w.pc.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("door connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.pc.Disconnect(100) })
+	filters := map[string]byte{
+		d.top.DoorACL(d.name): 1, d.top.Heartbeat(d.name): 1, d.top.EventsAck(d.name): 1, d.top.Keys(): 1,
+	}
+	tok := w.pc.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { w.in <- m })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("door subscribe: %v", tok.Error())
+	}
+	return w
+}
+
+func (w *wireDoor) send(topic string, payload []byte, retained bool) {
+	w.t.Helper()
+	if tok := w.pc.Publish(topic, 1, retained, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		w.t.Fatalf("door publish %s: %v", topic, tok.Error())
+	}
+}
+
+// next returns the next message the door receives on topic, skipping
+// others.
+func (w *wireDoor) next(topic string) []byte {
+	w.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-w.in:
+			if m.Topic() == topic {
+				return m.Payload()
+			}
+		case <-deadline:
+			w.t.Fatalf("door %s: nothing on %s", w.name, topic)
+		}
+	}
+}
+
+// A door's whole life with the site over a real broker: its status
+// makes it pending, its requests are refused until it is approved, then
+// it gets its view, its revocations, acks for its signed events, and
+// follows a key rotation.
+func TestSiteOverBroker(t *testing.T) {
+	if _, err := brokertest.Mosquitto(); err != nil {
+		t.Skip(err)
+	}
+	b := brokertest.Start(t, brokertest.Config{Users: brokerUsers, ACL: brokerACL, NoDelay: true})
+	sg := newSigner(t, "site-1")
+	s, err := New(Options{Broker: b.URL(), Username: "site", Password: brokerUsers["site"], Site: site, Signer: sg,
+		DBPath: filepath.Join(t.TempDir(), "site.db"), Logger: testLogger(), ReconnectMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; s.Close() })
+	waitFor(t, "site connected", s, func() bool { return s.Stats().Connected })
+	if _, err := s.Commit(ucard(1, "h1", "front"), ucard(2, "h2", "back")); err != nil {
+		t.Fatal(err)
+	}
+
+	id, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := mqtt.NewDoorVerifier(site, "front", map[string]ed25519.PublicKey{sg.KeyID(): sg.Public()}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := connectDoor(t, b, &testDoor{t: t, name: "front", id: id, st: openStore(t), v: v, top: mqtt.TopicsFor(site)})
+	fp := id.Public().Fingerprint()
+
+	// Not approved: pending, refused.
+	d.send(d.top.Status("front"), d.status(nil, 0, ""), true)
+	waitFor(t, "front pending", s, func() bool { return s.Stats().Pending["front"] == fp })
+	d.send(d.top.Sync("front"), d.request("", 0), false)
+	waitFor(t, "sync refused", s, func() bool { return s.Stats().SyncRefused == 1 })
+
+	// Approved: the heartbeat says where its view is; it asks and gets it.
+	if err := s.Approve("front", fp); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := d.v.Open(d.next(d.top.Heartbeat("front")))
+	if err != nil || m.Head().Seq != 1 {
+		t.Fatalf("heartbeat %+v %v", m, err)
+	}
+	d.send(d.top.Sync("front"), d.request("", 0), false)
+	d.apply([][]byte{d.next(d.top.DoorACL("front"))})
+	if seq, hash := d.state(); seq != 1 || hash != store.HashSnapshot(s.View("front")) {
+		t.Fatalf("door at %d %s", seq, hash)
+	}
+	if got := s.View("front"); len(got.Cards) != 1 {
+		t.Fatalf("front's view: %+v", got)
+	}
+
+	// A revocation.
+	if _, err := s.Publish(ctx, urevoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	d.apply([][]byte{d.next(d.top.DoorACL("front"))})
+	dec, err := d.st.Decide(store.Request{UID: ucard(1, "h1").Card.UID, Door: "front", Mode: store.ModeCardOnly, Now: t0, ClockTrusted: true})
+	if err != nil || dec.Reason != store.ReasonRevoked {
+		t.Fatalf("decision %+v %v", dec, err)
+	}
+
+	// Signed events, acknowledged; the status's signed head is held.
+	evs := d.events(3)
+	for _, e := range evs {
+		d.send(d.top.Events("front"), d.eventMsg(e, d.id), false)
+	}
+	waitFor(t, "events stored", s, func() bool { return s.Contiguous("front") == 3 })
+	for {
+		m, _, err := d.v.Open(d.next(d.top.EventsAck("front")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Head().Seq == 3 {
+			break
+		}
+	}
+	d.send(d.top.Status("front"), d.status(nil, 3, evs[2].Hash), true)
+	waitFor(t, "status seen", s, func() bool { st := s.Stats().LastStatus["front"]; return st != nil && st.HeadSeq == 3 })
+	if h, ok := s.Heads("front"); !ok || h.Seq != 3 || h.Hash != evs[2].Hash || h.Verify(site, "front", id.Public().SignKey) != nil {
+		t.Fatalf("head %+v", h)
+	}
+
+	// A key rotation: the door follows the retained chain, and the next
+	// delta is signed by the new key.
+	next := newSigner(t, "site-2")
+	if err := s.RotateKey(ctx, next, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := mqtt.DecodeKeyChain(d.next(d.top.Keys()), site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, kid, err := d.v.Open(kc.Rotations[0], mqtt.KindKeyRotation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.v.Rotate(rm.(*mqtt.KeyRotation), kid); !ok || err != nil {
+		t.Fatalf("rotate: %v %v", ok, err)
+	}
+	if _, err := s.Publish(ctx, ucard(3, "h3", "front")); err != nil {
+		t.Fatal(err)
+	}
+	if _, kid, err := d.v.Open(d.next(d.top.DoorACL("front"))); err != nil || kid != "site-2" {
+		t.Fatalf("delta after the rotation: %s %v", kid, err)
+	}
+	if st := s.Stats(); st.Malformed != 0 || st.Unattributed != 0 || st.Rewrites != 0 || st.SyncDeltas != 1 {
+		t.Fatalf("%+v", st)
+	}
+}

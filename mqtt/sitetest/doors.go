@@ -1,0 +1,340 @@
+package sitetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
+)
+
+// Approve approves the identity door announced, pending, whose
+// fingerprint is fp: from then on the door's events and sync requests
+// signed with it are accepted and its view is sealed to it. A door
+// approved for the first time gets its view of the allowlist as it is,
+// and its heartbeat (while Run runs) so that it asks for it.
+func (s *Site) Approve(door, fp string) error {
+	s.acl.Lock()
+	s.doorsMu.Lock()
+	_, replaced, err := s.book.approve(door, fp)
+	pending := s.book.pendingFingerprints()
+	s.doorsMu.Unlock()
+	if err != nil {
+		s.acl.Unlock()
+		return err
+	}
+	if s.views[door] == nil {
+		now := s.o.Now()
+		s.hist.read(func(_ uint64, st *aclState) { s.views[door] = newView(door, s.groups[door], st, now) })
+	}
+	hb, herr := s.sealHeartbeat(door)
+	s.acl.Unlock()
+	s.log.Info("sitetest: door approved", "door", door, "fingerprint", fp, "replaces", replaced)
+	s.update(func(st *Stats) { st.Pending = pending })
+	if herr != nil {
+		return herr
+	}
+	// Not waiting: the next heartbeat or the door's own request does as
+	// well.
+	s.send(s.topics.Heartbeat(door), hb, true)
+	return nil
+}
+
+// Approved returns door's approved identity.
+func (s *Site) Approved(door string) (mqtt.PublicIdentity, bool) {
+	s.doorsMu.Lock()
+	defer s.doorsMu.Unlock()
+	id, ok := s.book.identity(door)
+	if !ok {
+		return mqtt.PublicIdentity{}, false
+	}
+	return cloneIdentity(id), true
+}
+
+// doorSeq is a door's view seq.
+type doorSeq struct {
+	door string
+	seq  uint64
+}
+
+// commit applies ops to the history and moves every view along; it
+// returns the global seq and the doors whose view changed, with their new
+// seq.
+func (s *Site) commit(ops []store.Op) (uint64, []doorSeq, error) {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	seq, t, err := s.hist.commit(ops)
+	if err != nil {
+		return 0, nil, err
+	}
+	now := s.o.Now()
+	var changed []doorSeq
+	s.hist.read(func(_ uint64, st *aclState) {
+		for _, d := range slices.Sorted(maps.Keys(s.views)) {
+			if v := s.views[d]; v.update(st, t, now) {
+				changed = append(changed, doorSeq{d, v.seq})
+			}
+		}
+	})
+	return seq, changed, nil
+}
+
+// Commit applies ops to the allowlist as the next global seq and moves
+// each approved door's view along (a door whose view changes gets its
+// next view seq and delta), without publishing anything. It returns the
+// global seq; a door's is Head's.
+func (s *Site) Commit(ops ...store.Op) (uint64, error) {
+	seq, _, err := s.commit(ops)
+	return seq, err
+}
+
+// Publish commits ops (see Commit) and publishes each changed door's
+// sealed delta on the door's acl topic. A delta that cannot be sealed (too
+// large for one message) is not sent: the door's heartbeat is, and the
+// door then asks for a snapshot. It returns the global seq.
+func (s *Site) Publish(ctx context.Context, ops ...store.Op) (uint64, error) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	seq, changed, err := s.commit(ops)
+	if err != nil {
+		return 0, err
+	}
+	type out struct {
+		topic    string
+		msg      []byte
+		retained bool
+	}
+	var msgs []out
+	var errs []error
+	s.acl.Lock()
+	for _, c := range changed {
+		b, err := s.sealDelta(c.door, c.seq)
+		if err == nil {
+			msgs = append(msgs, out{s.topics.DoorACL(c.door), b, false})
+			continue
+		}
+		s.log.Warn("sitetest: delta not sent; heartbeat instead", "door", c.door, "seq", c.seq, "err", err)
+		if hb, herr := s.sealHeartbeat(c.door); herr == nil {
+			msgs = append(msgs, out{s.topics.Heartbeat(c.door), hb, true})
+		} else {
+			errs = append(errs, herr)
+		}
+	}
+	s.acl.Unlock()
+	for _, m := range msgs {
+		if err := s.publish(ctx, m.topic, m.msg, m.retained); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return seq, errors.Join(errs...)
+}
+
+// errNoDelta means a view seq has no delta to send (the view was built or
+// rebased at it, or its delta is too large for one message).
+var errNoDelta = errors.New("no delta for this seq")
+
+// sealDelta returns door's delta to seq, signed by the current key and
+// sealed to the door's approved identity; the sealed form is kept while
+// both stay the same. The caller holds s.acl.
+func (s *Site) sealDelta(door string, seq uint64) ([]byte, error) {
+	v := s.views[door]
+	id, ok := s.Approved(door)
+	if v == nil || !ok {
+		return nil, fmt.Errorf("sitetest: delta %d of door %s: door not approved", seq, door)
+	}
+	d := v.deltas[seq]
+	if d == nil {
+		return nil, fmt.Errorf("sitetest: delta %d of door %s: %w", seq, door, errNoDelta)
+	}
+	sg, fp := s.Signer(), id.Fingerprint()
+	if d.msg != nil && d.kid == sg.KeyID() && d.fp == fp {
+		return d.msg, nil
+	}
+	if len(d.ops) > mqtt.MaxDeltaOps {
+		return nil, fmt.Errorf("sitetest: delta %d of door %s: %d operations, limit %d: %w", seq, door, len(d.ops), mqtt.MaxDeltaOps, errNoDelta)
+	}
+	b, err := sg.SealFor(id, mqtt.NewDelta(s.o.Site, door, seq, d.issuedAt, d.ops))
+	if err != nil {
+		return nil, fmt.Errorf("sitetest: delta %d of door %s: %w", seq, door, err)
+	}
+	d.msg, d.kid, d.fp = b, sg.KeyID(), fp
+	return b, nil
+}
+
+// sealHeartbeat returns door's heartbeat with its view seq. The caller
+// holds s.acl.
+func (s *Site) sealHeartbeat(door string) ([]byte, error) {
+	v := s.views[door]
+	if v == nil {
+		return nil, fmt.Errorf("sitetest: heartbeat of door %s: door not approved", door)
+	}
+	b, err := s.Signer().Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: s.o.Site, Seq: v.seq, IssuedAt: s.o.Now()}, Door: door})
+	if err != nil {
+		return nil, fmt.Errorf("sitetest: heartbeat of door %s: %w", door, err)
+	}
+	return b, nil
+}
+
+// Heartbeat publishes each approved door's retained signed heartbeat with
+// its view seq.
+func (s *Site) Heartbeat(ctx context.Context) error {
+	type hb struct {
+		door string
+		msg  []byte
+	}
+	var hbs []hb
+	var errs []error
+	s.acl.Lock()
+	for _, d := range slices.Sorted(maps.Keys(s.views)) {
+		b, err := s.sealHeartbeat(d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		hbs = append(hbs, hb{d, b})
+	}
+	s.acl.Unlock()
+	for _, h := range hbs {
+		if err := s.publish(ctx, s.topics.Heartbeat(h.door), h.msg, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Head returns door's view seq and state hash: what a door that applied
+// its view reports in its sync state (seq 0 and the empty state's hash
+// when the door is not approved).
+func (s *Site) Head(door string) (seq uint64, hash string) {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	v := s.views[door]
+	if v == nil {
+		return 0, store.HashSnapshot(store.Snapshot{})
+	}
+	return v.seq, v.hash()
+}
+
+// View returns door's view of the allowlist at its seq (empty at seq 0
+// when the door is not approved).
+func (s *Site) View(door string) store.Snapshot {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	v := s.views[door]
+	if v == nil {
+		return store.Snapshot{}
+	}
+	return v.snapshot()
+}
+
+// Deltas returns door's sealed deltas after seq up to its view's seq, in
+// order: for tests that replay or reorder them. A seq without a delta
+// (see Publish) is an error.
+func (s *Site) Deltas(door string, after uint64) ([][]byte, error) {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	v := s.views[door]
+	if v == nil {
+		return nil, fmt.Errorf("sitetest: deltas of door %s: door not approved", door)
+	}
+	var out [][]byte
+	for seq := after + 1; seq <= v.seq; seq++ {
+		b, err := s.sealDelta(door, seq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// answered counts what one answer sent.
+type answered struct {
+	deltas, chunks    int
+	snapshot          bool
+	rebased, mismatch bool
+	viewSeq, applied  uint64
+}
+
+// answer sends a door the deltas it lacks, or chunks of a snapshot.
+func (s *Site) answer(ctx context.Context, r *mqtt.SyncRequest) error {
+	msgs, n, err := s.prepare(r)
+	if err != nil {
+		return err
+	}
+	if n.rebased {
+		s.log.Warn("sitetest: door ahead of its view, or at its seq with another state; view rebased",
+			"door", r.Door, "door_seq", n.applied, "view_seq", n.viewSeq)
+	}
+	topic := s.topics.DoorACL(r.Door)
+	for _, m := range msgs {
+		if err := s.publish(ctx, topic, m, false); err != nil {
+			return err
+		}
+	}
+	s.update(func(st *Stats) {
+		st.SyncDeltas += n.deltas
+		st.ChunksSent += n.chunks
+		if n.snapshot {
+			st.SyncSnapshots++
+		}
+		if n.rebased {
+			st.Rebases++
+		}
+		if n.mismatch {
+			st.HashMismatches++
+		}
+	})
+	return nil
+}
+
+// prepare decides the answer to a verified sync request and seals it.
+func (s *Site) prepare(r *mqtt.SyncRequest) ([][]byte, answered, error) {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	v := s.views[r.Door]
+	id, ok := s.Approved(r.Door)
+	if v == nil || !ok {
+		return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: door not approved", r.Door)
+	}
+	window := r.Window
+	if window == 0 {
+		window = s.o.ChunkWindow
+	}
+	a, err := v.answer(r, s.o.DeltaLimit, s.o.ChunkBytes, window)
+	if err != nil {
+		return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+	}
+	n := answered{rebased: a.rebased, mismatch: a.mismatch, viewSeq: v.seq, applied: r.AppliedSeq}
+	var msgs [][]byte
+	for _, seq := range a.deltas {
+		b, err := s.sealDelta(r.Door, seq)
+		if err != nil {
+			// Too large for one message: a snapshot instead.
+			s.log.Info("sitetest: a snapshot instead of deltas", "door", r.Door, "err", err)
+			msgs = nil
+			if a, err = v.snapshotAnswer(s.o.ChunkBytes, window); err != nil {
+				return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+			}
+			break
+		}
+		msgs = append(msgs, b)
+	}
+	if a.plan == nil {
+		n.deltas = len(msgs)
+		return msgs, n, nil
+	}
+	sg, now := s.Signer(), s.o.Now()
+	for _, i := range a.chunks {
+		b, err := sg.SealChunk(a.plan, i, s.o.Site, r.Door, id, now)
+		if err != nil {
+			return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+		}
+		msgs = append(msgs, b)
+	}
+	n.chunks, n.snapshot = len(msgs), a.newSnap
+	return msgs, n, nil
+}
