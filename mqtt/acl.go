@@ -26,12 +26,16 @@ type aclState struct {
 
 // handle acts on one message from the paho handler.
 func (c *Client) handle(ctx context.Context, in inbound) {
+	if in.msg == nil {
+		// A key chain: what it applied is recorded even when a later link
+		// was refused.
+		c.onKeys(in)
+	}
 	if in.err != nil {
 		c.reject(in, in.err)
 		return
 	}
 	if in.msg == nil {
-		c.onKeys(in)
 		return
 	}
 	// Every authentic message of this site counts for freshness, whatever

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/latchdoor/latch/store"
 )
@@ -13,22 +14,41 @@ import (
 // it learnt from rotations (Verifier.MarshalKeys).
 const keysState = "site/keys"
 
-// keyLink is one signed rotation of a key chain, not verified yet.
-type keyLink = json.RawMessage
-
-// openKeyChain decodes the retained key chain; Run verifies its links in
-// order, since each may be signed by the key the one before it named.
-func (c *Client) openKeyChain(b []byte) ([]keyLink, error) {
+// openKeyChain verifies the rotations of the retained key chain that are
+// new, in order (each may be signed by the key the one before named), and
+// applies them to the verifier at once: it runs in the paho handler, which
+// decodes messages in the order they came, so a message signed by the new
+// key right after the chain is verified with it. Run records what changed
+// (onKeys).
+func (c *Client) openKeyChain(b []byte) ([]*KeyRotation, error) {
 	kc, err := DecodeKeyChain(b, c.o.Site)
 	if err != nil {
 		return nil, err
 	}
-	return kc.Rotations, nil
+	var applied []*KeyRotation
+	for _, link := range kc.Rotations {
+		if seq := rotationSeq(link); seq != 0 && seq <= c.v.rotationSeq() {
+			continue
+		}
+		m, kid, err := c.v.Open(link, KindKeyRotation)
+		if err != nil {
+			return applied, fmt.Errorf("key rotation: %w", err)
+		}
+		r := m.(*KeyRotation)
+		ok, err := c.v.Rotate(r, kid)
+		if err != nil {
+			return applied, err
+		}
+		if ok {
+			applied = append(applied, r)
+		}
+	}
+	return applied, nil
 }
 
 // rotationSeq reads the seq of a signed rotation without trusting it, to
 // skip the ones already applied (whose signer may be retired by now).
-func rotationSeq(link keyLink) uint64 {
+func rotationSeq(link json.RawMessage) uint64 {
 	var env struct {
 		Payload struct {
 			Seq uint64 `json:"seq"`
@@ -40,31 +60,14 @@ func rotationSeq(link keyLink) uint64 {
 	return env.Payload.Seq
 }
 
-// onKeys applies the rotations of a key chain that are new, in order.
+// onKeys records the rotations openKeyChain applied: an audit event each,
+// and the keys in the store.
 func (c *Client) onKeys(in inbound) {
-	changed := false
-	for _, link := range in.keys {
-		if seq := rotationSeq(link); seq != 0 && seq <= c.v.rotationSeq() {
-			continue
-		}
-		m, kid, err := c.v.Open(link, KindKeyRotation)
-		if err != nil {
-			c.reject(in, fmt.Errorf("key rotation: %w", err))
-			return
-		}
-		r := m.(*KeyRotation)
-		ok, err := c.v.Rotate(r, kid)
-		if err != nil {
-			c.reject(in, err)
-			return
-		}
-		if ok {
-			changed = true
-			c.event(store.ReasonKeyRotated, fmt.Sprintf("site key rotation %d: key %s trusted; key %s refused from %s",
-				r.Seq, r.Kid, r.Retires, r.RetireAt.UTC().Format("2006-01-02T15:04:05Z")))
-		}
+	for _, r := range in.keys {
+		c.event(store.ReasonKeyRotated, fmt.Sprintf("site key rotation %d: key %s trusted; key %s refused from %s",
+			r.Seq, r.Kid, r.Retires, r.RetireAt.UTC().Format(time.RFC3339)))
 	}
-	if changed {
+	if len(in.keys) > 0 {
 		c.saveKeys()
 	}
 }

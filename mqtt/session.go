@@ -21,7 +21,7 @@ type inbound struct {
 	cmd      bool // on the command topic (rejections are command_rejected)
 	msg      Signed
 	kid      string
-	keys     []keyLink // the verified rotations of a key chain (msg is nil)
+	keys     []*KeyRotation // the rotations of a key chain applied in decode (msg is nil)
 	size     int
 	retained bool
 	err      error

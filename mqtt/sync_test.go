@@ -3,7 +3,9 @@ package mqtt_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -309,28 +311,53 @@ func TestACLRejections(t *testing.T) {
 	}
 }
 
-// A door joining a site of 100,000 cards gets them as a chunked snapshot
-// through the broker, applied in one transaction, hash checked.
-func TestSnapshot100kCards(t *testing.T) {
-	e := newEnv(t, envConfig{})
+// A door joining a site of 100,000 cards behind a broker that queues at
+// most 100 messages for it gets them as a snapshot it pulls a window of
+// chunks at a time, staged chunk by chunk in its store. The link is cut at
+// a random chunk: the door resumes from the chunk after the last one it
+// staged, not from the start, and ends with the site's state hash.
+func TestSnapshot100kCardsResumes(t *testing.T) {
+	// More than DeltaLimit commits: the door is answered with a snapshot.
+	e := newEnv(t, envConfig{broker: brokertest.Config{MaxQueued: 100}, site: func(o *sitetest.Options) { o.DeltaLimit = 10 }})
 	const cards = 100000
-	for batch := range uint32(cards / 500) {
-		ops := make([]store.Op, 0, 500)
-		for n := batch * 500; n < (batch+1)*500; n++ {
-			ops = append(ops, card(n, "front", "lab"))
+	for batch := range uint32(cards / 2000) {
+		ops := make([]store.Op, 0, 2000)
+		for n := batch * 2000; n < (batch+1)*2000; n++ {
+			ops = append(ops, cardWithPIN(n, "front", "lab"))
 		}
 		if _, err := e.site.Commit(ops...); err != nil {
 			t.Fatal(err)
 		}
 	}
+	plan, err := mqtt.PlanSnapshot(e.site.View("front"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := plan.Chunks()
+	cut := 2 + mrand.IntN(chunks-4)
 	r := e.newRig("front", "", nil)
 	start := time.Now()
 	r.start()
+	waitFor(t, fmt.Sprintf("chunk %d of %d staged", cut, chunks), func() bool { return r.client.Stats().ChunksStaged >= uint64(cut) }, r.client.Updated)
+	staged := r.client.Stats().ChunksStaged
+	if n := e.proxy.Cut(); n == 0 {
+		t.Fatal("no connection to cut")
+	}
 	e.waitSynced(r)
 	st := r.client.Stats()
-	t.Logf("100,000 cards: snapshot applied %s after start", time.Since(start).Round(time.Millisecond))
-	if st.SnapshotsApplied != 1 || st.DeltasApplied != 0 {
+	t.Logf("100,000 cards in %d chunks: applied %s after start; link cut after chunk %d (%d staged)",
+		chunks, time.Since(start).Round(time.Millisecond), cut, staged)
+	if st.SnapshotsApplied != 1 || st.DeltasApplied != 0 || st.Disconnects == 0 {
 		t.Fatalf("%+v", st)
+	}
+	// Resumed: every chunk staged once, but for the few in flight when the
+	// link went down.
+	if st.ChunksStaged != uint64(chunks) {
+		t.Fatalf("%d chunks staged for a snapshot of %d: the transfer started over", st.ChunksStaged, chunks)
+	}
+	const window = 4 // the client's default
+	if sent := e.site.Stats().ChunksSent; sent > chunks+2*window {
+		t.Fatalf("the site sent %d chunks of %d: the transfer started over", sent, chunks)
 	}
 	for _, n := range []uint32{0, 54321, cards - 1} {
 		if d := decide(t, r.st, "front", n); d.Outcome != store.Granted {

@@ -1,0 +1,76 @@
+package mqtt_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
+)
+
+// The site's key rotates while one door is offline. The door that stayed
+// online follows at once; the one offline walks the retained key chain
+// when it comes back, with only the old key in its configuration, and
+// catches up with what the new key signed. The old key is then refused at
+// both, and stays refused after a restart.
+func TestKeyRotationOffline(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	if _, err := e.site.Publish(ctx, card(1, "front", "back"), card(2, "front", "back")); err != nil {
+		t.Fatal(err)
+	}
+	front := e.newRig("front", "", nil).start()
+	back := e.newRig("back", "", nil).start()
+	e.waitSynced(front)
+	e.waitSynced(back)
+	backPath := back.path
+	back.close()
+
+	old, next := e.signer, newSigner(t, "site-2027")
+	retire := time.Now().Add(500 * time.Millisecond)
+	if err := e.site.RotateKey(ctx, next, retire); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.site.Publish(ctx, revoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(front)
+
+	back = e.newRig("back", backPath, nil).start()
+	e.waitSynced(back)
+	for _, r := range []*rig{front, back} {
+		if d := decide(t, r.st, r.name, 1); d.Reason != store.ReasonRevoked {
+			t.Fatalf("%s: card 1 after a revocation signed by the new key: %+v", r.name, d)
+		}
+		waitFor(t, r.name+" trusts only the new key", func() bool {
+			return slices.Equal(r.client.Stats().SiteKeys, []string{"site-2027"})
+		}, r.client.Updated)
+		if n, _ := countReason(t, r.st, store.ReasonKeyRotated); n == 0 {
+			t.Fatalf("%s: no key_rotated event", r.name)
+		}
+		// A delta signed by the retired key, in sequence: refused.
+		seq, _ := e.site.Head(r.name)
+		b, err := old.SealFor(e.ids[r.name].Public(), mqtt.NewDelta(site, r.name, seq+1, time.Now(), []store.Op{revoke(2)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rejected := r.client.Stats().ACLRejected
+		if err := e.site.PublishRaw(ctx, mqtt.TopicsFor(site).DoorACL(r.name), b, false); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, r.name+" refuses the retired key", func() bool { return r.client.Stats().ACLRejected > rejected }, r.client.Updated)
+		if d := decide(t, r.st, r.name, 2); d.Outcome != store.Granted {
+			t.Fatalf("%s: card 2 after a delta signed by the retired key: %+v", r.name, d)
+		}
+	}
+
+	// After a restart, with the old key still in the configuration.
+	backPath = back.path
+	back.close()
+	back = e.newRig("back", backPath, nil).start()
+	waitFor(t, "back restarted", func() bool {
+		return slices.Equal(back.client.Stats().SiteKeys, []string{"site-2027"})
+	}, back.client.Updated)
+}
