@@ -80,10 +80,19 @@ func (a *aclTx) twice(format string, args ...any) error {
 }
 
 // insertSnapshot adds the entries of sn, checked by checkSnapshot, to
-// allowlist buckets that hold none of them. Each kind is inserted in key
-// order: bbolt splits nodes only at commit, so random-order inserts into
-// one transaction cost O(n^2) copying.
+// allowlist buckets that hold none of them, and their holder index keys.
 func (a *aclTx) insertSnapshot(sn *Snapshot) error {
+	if err := a.insertEntries(sn); err != nil {
+		return err
+	}
+	return a.flushIdx()
+}
+
+// insertEntries adds the entries of sn as insertSnapshot does, but leaves
+// the holder index keys of its cards in a.idxLater. Each kind is inserted
+// in key order: bbolt splits nodes only at commit, so random-order inserts
+// into one transaction cost O(n^2) copying.
+func (a *aclTx) insertEntries(sn *Snapshot) error {
 	a.deferIdx, a.insertOnly = true, true
 	for _, i := range sortedBy(len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) }) {
 		if err := a.putHolder(&sn.Holders[i]); err != nil {
@@ -100,7 +109,7 @@ func (a *aclTx) insertSnapshot(sn *Snapshot) error {
 			return err
 		}
 	}
-	return a.flushIdx()
+	return nil
 }
 
 func (a *aclTx) putCard(c *Card) error {

@@ -55,11 +55,22 @@
 // of a snapshot. It holds its own cards, holders, holder_cards,
 // revoked_cards and revoked_holders buckets, keyed and valued as the live
 // ones, with the entries of the chunks staged so far; CommitSnapshot moves
-// them over the live ones. Its meta bucket holds one key, "progress":
-// v1 uint64 snapshot seq, the 32-byte state hash the whole snapshot must
-// give, uint64 chunk count, uint64 next chunk to stage, uint64 entries
-// staged, and the 32-byte multiset sum of their hashes. The bucket came
-// without a schema change: a build that does not know it leaves it alone.
+// them over the live ones. Its holder_cards stays empty while chunks are
+// staged: each chunk puts the holder_cards keys of its cards in the runs
+// bucket, under the uint64 big-endian chunk number, as v1 the keys in
+// ascending order, each as uint16 length and bytes. Once every chunk is
+// staged, CommitSnapshot merges the runs into holder_cards in key order,
+// a batch of keys per transaction, so that holder_cards always holds
+// exactly the keys up to its last one. Its meta bucket holds one key,
+// "progress": v2 uint64 snapshot seq, the 32-byte state hash the whole
+// snapshot must give, uint64 chunk count, uint64 next chunk to stage,
+// uint64 entries staged, the 32-byte multiset sum of their hashes, uint64
+// keys in the runs (one per staged card), and uint64 of them merged into
+// holder_cards. Version 1 of "progress" had the last two fields missing and
+// holder_cards filled chunk by chunk, with no runs; each version is refused
+// by a build that knows only the other, which drops the stage as damaged
+// and receives the snapshot again. The bucket came without a schema
+// change: a build that does not know it leaves it alone.
 //
 // The card body (version 1), which is also its canonical encoding for the
 // state hash: uint8 length and UID bytes; holder id, holder name, PIN hash

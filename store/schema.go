@@ -27,6 +27,7 @@ var (
 	bucketLockdown       = []byte("lockdown")
 	bucketState          = []byte("state")
 	bucketStage          = []byte("stage") // present only while a snapshot is being received
+	bucketRuns           = []byte("runs")  // in stage: sorted holder index keys, one run per chunk
 )
 
 // Keys in the meta, audit_meta and sync buckets.

@@ -1,18 +1,31 @@
 package store
 
 import (
+	"bytes"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // A snapshot too large to hold in memory arrives in chunks, each staged
 // in its own transaction into the stage bucket: the five allowlist buckets
-// under their usual names, and meta/progress. The commit moves the staged
-// buckets over the live ones in one transaction, without copying entries.
+// under their usual names, runs, and meta/progress. A chunk stages its
+// cards, holders and revocations, and its cards' holder index keys, sorted,
+// as one run; the holder index itself is left empty, because holder ids
+// are in no order relative to card UIDs and inserting each chunk's keys
+// into it would rewrite pages all over it at every chunk. Once every chunk
+// is staged, the commit merges the runs into the staged holder index in
+// key order, appending a batch of keys per transaction, so that each index
+// page is written about once; then it moves the staged buckets over the
+// live ones in one transaction, without copying entries.
 
 // SnapshotStage is the progress of a snapshot being received.
 type SnapshotStage struct {
@@ -23,44 +36,62 @@ type SnapshotStage struct {
 	Entries int    // entries staged so far
 }
 
-// stageVersion is the version of the stage/meta "progress" record.
-const stageVersion = 1
+// stageVersion is the version of the stage/meta "progress" record. Version
+// 1 (a build that filled the staged holder index chunk by chunk) had no
+// runs; a build that knows only version 1 drops a version 2 stage as
+// damaged rather than commit its unfinished index, and this one drops a
+// version 1 stage the same way.
+const stageVersion = 2
+
+// runVersion is the version of a stage/runs record.
+const runVersion = 1
+
+// defaultIndexBatch is how many holder index keys a commit merges per
+// transaction: 16 transactions for a million cards, each holding well
+// under 10 MiB of dirty nodes.
+const defaultIndexBatch = 1 << 16
 
 // stage is the snapshot being received, as one transaction sees it.
 type stage struct {
 	SnapshotStage
-	b   *bolt.Bucket // the stage bucket
-	sum sum256       // multiset sum of the staged entries
+	b       *bolt.Bucket // the stage bucket
+	sum     sum256       // multiset sum of the staged entries
+	keys    int          // holder index keys in the runs: one per staged card
+	indexed int          // of them, those merged into the staged holder index
 }
 
-func encodeStage(st *SnapshotStage, sum sum256) []byte {
-	h, _ := hex.DecodeString(st.Hash) // checked by checkStageHash
+func encodeStage(sg *stage) []byte {
+	h, _ := hex.DecodeString(sg.Hash) // checked by checkStageHash
 	var e encoder
-	e.u64(st.Seq)
+	e.u64(sg.Seq)
 	e.raw(h)
-	e.u64(uint64(st.Chunks))
-	e.u64(uint64(st.Next))
-	e.u64(uint64(st.Entries))
-	e.raw(sum.bytes())
+	e.u64(uint64(sg.Chunks))
+	e.u64(uint64(sg.Next))
+	e.u64(uint64(sg.Entries))
+	e.raw(sg.sum.bytes())
+	e.u64(uint64(sg.keys))
+	e.u64(uint64(sg.indexed))
 	return seal(stageVersion, e.b)
 }
 
-func decodeStage(rec []byte) (SnapshotStage, sum256, error) {
-	var st SnapshotStage
+// decodeStage decodes a progress record into a stage without its bucket.
+func decodeStage(rec []byte) (stage, error) {
+	var sg stage
 	body, err := unsealVersion(rec, stageVersion)
 	if err != nil {
-		return st, sum256{}, err
+		return sg, err
 	}
 	d := decoder{b: body}
-	st.Seq = d.u64()
+	sg.Seq = d.u64()
 	h := d.take(32)
 	chunks, next, entries := d.u64(), d.u64(), d.u64()
 	s := d.take(32)
+	keys, indexed := d.u64(), d.u64()
 	if err := d.end(); err != nil {
-		return st, sum256{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return sg, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	switch {
-	case st.Seq == 0:
+	case sg.Seq == 0:
 		err = fmt.Errorf("snapshot seq 0")
 	case chunks < 1 || chunks > math.MaxInt32:
 		err = fmt.Errorf("%d chunks", chunks)
@@ -68,13 +99,153 @@ func decodeStage(rec []byte) (SnapshotStage, sum256, error) {
 		err = fmt.Errorf("next chunk %d beyond its %d chunks", next, chunks)
 	case entries > math.MaxInt32:
 		err = fmt.Errorf("%d entries", entries)
+	case keys > entries:
+		err = fmt.Errorf("%d holder index keys for %d entries", keys, entries)
+	case indexed > keys:
+		err = fmt.Errorf("%d of %d holder index keys merged", indexed, keys)
+	case indexed > 0 && next < chunks:
+		err = fmt.Errorf("holder index keys merged with chunk %d of %d next", next, chunks)
 	}
 	if err != nil {
-		return st, sum256{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return sg, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	st.Hash, st.Chunks, st.Next, st.Entries = hex.EncodeToString(h), int(chunks), int(next), int(entries)
-	sum, err := sumFrom(s)
-	return st, sum, err
+	sg.Hash, sg.Chunks, sg.Next, sg.Entries = hex.EncodeToString(h), int(chunks), int(next), int(entries)
+	sg.keys, sg.indexed = int(keys), int(indexed)
+	sg.sum, err = sumFrom(s)
+	return sg, err
+}
+
+// putProgress writes the progress record.
+func (sg *stage) putProgress() error {
+	return sg.b.Bucket(bucketMeta).Put(keyProgress, encodeStage(sg))
+}
+
+// encodeRun seals holder index keys, sorted and distinct, as a run: each
+// key as uint16 length and bytes.
+func encodeRun(keys [][]byte) []byte {
+	n := 0
+	for _, k := range keys {
+		n += 2 + len(k)
+	}
+	body := make([]byte, 0, n)
+	for _, k := range keys {
+		body = binary.BigEndian.AppendUint16(body, uint16(len(k)))
+		body = append(body, k...)
+	}
+	return seal(runVersion, body)
+}
+
+// runReader reads the keys of a run body in order, checking that each is
+// greater than the one before.
+type runReader struct {
+	b   []byte
+	off int
+	key []byte // the current key, aliasing b
+	err error
+}
+
+func (r *runReader) next() bool {
+	if r.err != nil || r.off == len(r.b) {
+		r.key = nil
+		return false
+	}
+	var k []byte
+	if len(r.b)-r.off >= 2 {
+		n := int(binary.BigEndian.Uint16(r.b[r.off:]))
+		if n > 0 && n <= len(r.b)-r.off-2 {
+			k = r.b[r.off+2 : r.off+2+n]
+		}
+	}
+	switch {
+	case k == nil:
+		r.err = fmt.Errorf("%w: a key at byte %d is cut short", ErrCorrupt, r.off)
+	case r.key != nil && bytes.Compare(k, r.key) <= 0:
+		r.err = fmt.Errorf("%w: the key at byte %d is out of order", ErrCorrupt, r.off)
+	}
+	if r.err != nil {
+		r.key = nil
+		return false
+	}
+	r.off += 2 + len(k)
+	r.key = k
+	return true
+}
+
+// readRun unseals the run stored under key k of the runs bucket.
+func readRun(k, v []byte, chunks int) (runReader, error) {
+	if len(k) != 8 || binary.BigEndian.Uint64(k) >= uint64(chunks) {
+		return runReader{}, fmt.Errorf("%w: an index run under key %s", ErrCorrupt, keyText(k))
+	}
+	body, err := unsealVersion(v, runVersion)
+	if err != nil {
+		return runReader{}, fmt.Errorf("index run of chunk %d: %w", binary.BigEndian.Uint64(k), err)
+	}
+	return runReader{b: body}, nil
+}
+
+// runHeap orders runs by their current key.
+type runHeap []*runReader
+
+func (h runHeap) Len() int           { return len(h) }
+func (h runHeap) Less(i, j int) bool { return bytes.Compare(h[i].key, h[j].key) < 0 }
+func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
+}
+
+// mergeIndex appends to the staged holder index up to limit keys from the
+// runs, the smallest not yet in it, and records how many it holds. The
+// index holds exactly the keys up to its last one, so that last key is
+// where a merge cut short resumes. The runs are not written, so the keys
+// read from them (aliasing the file) stay valid for the transaction.
+func (sg *stage) mergeIndex(limit int) error {
+	idx := sg.b.Bucket(bucketHolderCards)
+	idx.FillPercent = 1 // appended in key order: full pages
+	last, _ := idx.Cursor().Last()
+	last = bytes.Clone(last)
+	var h runHeap
+	err := sg.b.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
+		r, err := readRun(k, v, sg.Chunks)
+		if err != nil {
+			return err
+		}
+		for r.next() && last != nil && bytes.Compare(r.key, last) <= 0 {
+		}
+		if r.err != nil {
+			return fmt.Errorf("index run of chunk %d: %w", binary.BigEndian.Uint64(k), r.err)
+		}
+		if r.key != nil {
+			h = append(h, &r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	heap.Init(&h)
+	n := 0
+	for ; n < limit && len(h) > 0; n++ {
+		r := h[0]
+		if err := idx.Put(r.key, nil); err != nil {
+			return err
+		}
+		if r.next() {
+			heap.Fix(&h, 0)
+		} else if r.err != nil {
+			return fmt.Errorf("index run: %w", r.err)
+		} else {
+			heap.Pop(&h)
+		}
+	}
+	sg.indexed += n
+	if sg.indexed > sg.keys || len(h) == 0 && sg.indexed < sg.keys {
+		return fmt.Errorf("%w: %d holder index keys merged from the runs, the progress record says they hold %d", ErrCorrupt, sg.indexed, sg.keys)
+	}
+	return sg.putProgress()
 }
 
 // checkStageHash accepts what HashSnapshot returns: 64 lower-case hex
@@ -93,7 +264,7 @@ func readStage(tx *bolt.Tx) (*stage, error) {
 	if b == nil {
 		return nil, nil
 	}
-	for _, name := range append(allowlistBuckets(), bucketMeta) {
+	for _, name := range stageBuckets() {
 		if b.Bucket(name) == nil {
 			return nil, fmt.Errorf("%w: the stage has no %s bucket", ErrCorrupt, name)
 		}
@@ -102,11 +273,41 @@ func readStage(tx *bolt.Tx) (*stage, error) {
 	if v == nil {
 		return nil, fmt.Errorf("%w: the stage has no progress record", ErrCorrupt)
 	}
-	st, sum, err := decodeStage(v)
+	sg, err := decodeStage(v)
 	if err != nil {
 		return nil, fmt.Errorf("progress record: %w", err)
 	}
-	return &stage{SnapshotStage: st, b: b, sum: sum}, nil
+	sg.b = b
+	return &sg, nil
+}
+
+// deleteStage removes the stage bucket. Its buckets go first, one by one:
+// bbolt deletes the buckets inside a bucket while it iterates over them,
+// and after the commit has moved some out (changing the stage's node in
+// memory) that iteration skips one, whose pages would never be freed.
+func deleteStage(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketStage)
+	if b == nil {
+		return berrors.ErrBucketNotFound
+	}
+	var names [][]byte
+	if err := b.ForEachBucket(func(k []byte) error {
+		names = append(names, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := b.DeleteBucket(name); err != nil {
+			return err
+		}
+	}
+	return tx.DeleteBucket(bucketStage)
+}
+
+// stageBuckets are the buckets in the stage bucket.
+func stageBuckets() [][]byte {
+	return append(allowlistBuckets(), bucketRuns, bucketMeta)
 }
 
 // openStage returns the stage of snapshot seq: ErrNotFound when another
@@ -143,7 +344,7 @@ func (s *Store) updateStage(fn func(tx *bolt.Tx) error) error {
 		err := fn(tx)
 		if d, ok := errors.AsType[dropping](err); ok {
 			refused = fmt.Errorf("%w (the stage is dropped)", d.err)
-			return tx.DeleteBucket(bucketStage)
+			return deleteStage(tx)
 		}
 		return err
 	})
@@ -170,7 +371,7 @@ func (s *Store) BeginSnapshot(seq uint64, hash string, chunks int) error {
 	if chunks < 1 || chunks > math.MaxInt32 {
 		return fmt.Errorf("store: begin snapshot %d: %w: %d chunks", seq, ErrInvalidOp, chunks)
 	}
-	st := SnapshotStage{Seq: seq, Hash: hash, Chunks: chunks}
+	sg := stage{SnapshotStage: SnapshotStage{Seq: seq, Hash: hash, Chunks: chunks}}
 	err := s.updateStage(func(tx *bolt.Tx) error {
 		if err := checkNewer(tx, seq); err != nil {
 			return err
@@ -179,20 +380,20 @@ func (s *Store) BeginSnapshot(seq uint64, hash string, chunks int) error {
 			return errRollback
 		}
 		if tx.Bucket(bucketStage) != nil {
-			if err := tx.DeleteBucket(bucketStage); err != nil {
+			if err := deleteStage(tx); err != nil {
 				return err
 			}
 		}
-		b, err := tx.CreateBucket(bucketStage)
-		if err != nil {
+		var err error
+		if sg.b, err = tx.CreateBucket(bucketStage); err != nil {
 			return err
 		}
-		for _, name := range append(allowlistBuckets(), bucketMeta) {
-			if _, err := b.CreateBucket(name); err != nil {
+		for _, name := range stageBuckets() {
+			if _, err := sg.b.CreateBucket(name); err != nil {
 				return err
 			}
 		}
-		return b.Bucket(bucketMeta).Put(keyProgress, encodeStage(&st, sum256{}))
+		return sg.putProgress()
 	})
 	if err != nil {
 		return fmt.Errorf("store: begin snapshot %d: %w", seq, err)
@@ -238,12 +439,22 @@ func (s *Store) stageChunk(seq uint64, chunk int, part *Snapshot) error {
 			return fmt.Errorf("%w: chunk %d, but chunk %d is next", ErrChunkOrder, chunk, sg.Next)
 		}
 		a := aclIn(nil, sg.b, sg.sum)
-		if err := a.insertSnapshot(part); err != nil {
+		if err := a.insertEntries(part); err != nil {
 			return err
+		}
+		if len(a.idxLater) > 0 {
+			slices.SortFunc(a.idxLater, bytes.Compare)
+			runs := sg.b.Bucket(bucketRuns)
+			runs.FillPercent = 1 // keyed by chunk number: appended
+			if err := runs.Put(be64(uint64(chunk)), encodeRun(a.idxLater)); err != nil {
+				return err
+			}
 		}
 		sg.Next++
 		sg.Entries += len(part.Cards) + len(part.Holders) + len(part.Revocations)
-		return sg.b.Bucket(bucketMeta).Put(keyProgress, encodeStage(&sg.SnapshotStage, a.sum))
+		sg.keys += len(a.idxLater)
+		sg.sum = a.sum
+		return sg.putProgress()
 	})
 }
 
@@ -273,30 +484,53 @@ func (s *Store) Stage() (SnapshotStage, bool, error) {
 // When the staged entries do not give the snapshot's state hash, or seq is
 // no longer newer than the applied allowlist, it refuses (ErrInvalidOp,
 // ErrSeqOld) and drops the stage; the live allowlist is untouched.
+//
+// Before that transaction it builds the staged holder index, in
+// transactions of a bounded number of keys each; when it is stopped or
+// fails on the way, the stage keeps the keys merged so far and the next
+// CommitSnapshot carries on from there.
 func (s *Store) CommitSnapshot(seq uint64) error {
-	err := s.updateStage(func(tx *bolt.Tx) error {
-		sg, err := openStage(tx, seq)
+	for {
+		var done bool
+		var indexed, keys int
+		err := s.updateStage(func(tx *bolt.Tx) error {
+			sg, err := openStage(tx, seq)
+			if err != nil {
+				return err
+			}
+			if sg.Next < sg.Chunks {
+				return fmt.Errorf("%w: %d of %d chunks staged, chunk %d is next", ErrChunkOrder, sg.Next, sg.Chunks, sg.Next)
+			}
+			if got := stateHash(seq, sg.sum); got != sg.Hash {
+				return dropping{fmt.Errorf("%w: the staged entries give state hash %s, the snapshot says %s", ErrInvalidOp, got, sg.Hash)}
+			}
+			if sg.indexed < sg.keys {
+				// The swap goes in a transaction of its own: a bucket
+				// moved in the transaction that changed it would lose
+				// those changes.
+				err := sg.mergeIndex(s.indexBatch)
+				indexed, keys = sg.indexed, sg.keys
+				return err
+			}
+			if err := replaceAllowlist(tx, sg.b); err != nil {
+				return err
+			}
+			if err := deleteStage(tx); err != nil {
+				return err
+			}
+			done = true
+			return setApplied(tx, seq, sg.sum)
+		})
+		if err == nil && !done && s.indexHook != nil {
+			err = s.indexHook(indexed, keys)
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("store: commit snapshot %d: %w", seq, err)
 		}
-		if sg.Next < sg.Chunks {
-			return fmt.Errorf("%w: %d of %d chunks staged, chunk %d is next", ErrChunkOrder, sg.Next, sg.Chunks, sg.Next)
+		if done {
+			return nil
 		}
-		if got := stateHash(seq, sg.sum); got != sg.Hash {
-			return dropping{fmt.Errorf("%w: the staged entries give state hash %s, the snapshot says %s", ErrInvalidOp, got, sg.Hash)}
-		}
-		if err := replaceAllowlist(tx, sg.b); err != nil {
-			return err
-		}
-		if err := tx.DeleteBucket(bucketStage); err != nil {
-			return err
-		}
-		return setApplied(tx, seq, sg.sum)
-	})
-	if err != nil {
-		return fmt.Errorf("store: commit snapshot %d: %w", seq, err)
 	}
-	return nil
 }
 
 // DropStage removes the stage, damaged or not. Dropping nothing is not an
@@ -306,7 +540,7 @@ func (s *Store) DropStage() error {
 		if tx.Bucket(bucketStage) == nil {
 			return errRollback
 		}
-		return tx.DeleteBucket(bucketStage)
+		return deleteStage(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("store: drop stage: %w", err)
@@ -315,24 +549,79 @@ func (s *Store) DropStage() error {
 }
 
 // checkStage checks a stage as checkRecords checks the live allowlist:
-// its progress, every record, the holder index, and that the entries give
-// the sum and count the progress record holds.
+// its progress, every record, and that the entries give the sum and count
+// the progress record holds. The holder index must hold exactly the keys
+// of the staged cards up to its last key, as many as the progress record
+// says are merged, and the runs must hold every staged card's key once,
+// the multiset of those past that last key checked by a sum of hashes.
 func checkStage(tx *bolt.Tx) error {
 	sg, err := readStage(tx)
 	if err == nil && sg != nil {
-		var sum sum256
-		var n int
-		sum, n, err = checkAllowlist(sg.b)
-		switch {
-		case err != nil:
-		case sum != sg.sum:
-			err = fmt.Errorf("%w: the staged entries do not match the staged state sum", ErrCorrupt)
-		case n != sg.Entries:
-			err = fmt.Errorf("%w: %d entries staged, the progress record says %d", ErrCorrupt, n, sg.Entries)
-		}
+		err = sg.check()
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot stage: %w", err)
+	}
+	return nil
+}
+
+func (sg *stage) check() error {
+	idx := sg.b.Bucket(bucketHolderCards)
+	last, _ := idx.Cursor().Last()
+	var pendingSum sum256 // keys of the cards not yet in the index
+	var pending, indexed int
+	sum, n, err := computeStateSum(sg.b, func(c *Card) error {
+		k := holderCardKey(c.HolderID, c.UID)
+		if last != nil && bytes.Compare(k, last) <= 0 {
+			if idx.Get(k) == nil {
+				return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, c.UID)
+			}
+			indexed++
+			return nil
+		}
+		pendingSum.add(sha256.Sum256(k))
+		pending++
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case sum != sg.sum:
+		return fmt.Errorf("%w: the staged entries do not match the staged state sum", ErrCorrupt)
+	case n != sg.Entries:
+		return fmt.Errorf("%w: %d entries staged, the progress record says %d", ErrCorrupt, n, sg.Entries)
+	case indexed+pending != sg.keys:
+		return fmt.Errorf("%w: %d cards staged, the progress record says %d", ErrCorrupt, indexed+pending, sg.keys)
+	}
+	if k := idx.Stats().KeyN; k != indexed || k != sg.indexed {
+		return fmt.Errorf("%w: the holder index has %d entries for %d cards, the progress record says %d", ErrCorrupt, k, indexed, sg.indexed)
+	}
+	var runSum sum256
+	var runKeys, runPending int
+	err = sg.b.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
+		r, err := readRun(k, v, sg.Next)
+		if err != nil {
+			return err
+		}
+		for r.next() {
+			runKeys++
+			if last == nil || bytes.Compare(r.key, last) > 0 {
+				runSum.add(sha256.Sum256(r.key))
+				runPending++
+			}
+		}
+		if r.err != nil {
+			return fmt.Errorf("index run of chunk %d: %w", binary.BigEndian.Uint64(k), r.err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case runKeys != sg.keys:
+		return fmt.Errorf("%w: the index runs hold %d keys, the progress record says %d", ErrCorrupt, runKeys, sg.keys)
+	case runPending != pending || runSum != pendingSum:
+		return fmt.Errorf("%w: the index runs do not hold the keys of the staged cards", ErrCorrupt)
 	}
 	return nil
 }

@@ -517,15 +517,15 @@ func TestStageCloseBeforeCommit(t *testing.T) {
 func TestDamagedStage(t *testing.T) {
 	parts, whole := testChunks(6, 3, 10)
 	hash := HashSnapshot(whole)
-	reseal := func(mod func(st *SnapshotStage, sum *sum256)) func(tx *bolt.Tx) error {
+	reseal := func(mod func(sg *stage)) func(tx *bolt.Tx) error {
 		return func(tx *bolt.Tx) error {
 			meta := tx.Bucket(bucketStage).Bucket(bucketMeta)
-			st, sum, err := decodeStage(meta.Get(keyProgress))
+			sg, err := decodeStage(meta.Get(keyProgress))
 			if err != nil {
 				return err
 			}
-			mod(&st, &sum)
-			return meta.Put(keyProgress, encodeStage(&st, sum))
+			mod(&sg)
+			return meta.Put(keyProgress, encodeStage(&sg))
 		}
 	}
 	for _, tc := range []struct {
@@ -543,7 +543,7 @@ func TestDamagedStage(t *testing.T) {
 		{"no progress record", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketStage).Bucket(bucketMeta).Delete(keyProgress)
 		}, "no progress record", "no progress record"},
-		{"next past the chunks", reseal(func(st *SnapshotStage, _ *sum256) { st.Next = 7 }),
+		{"next past the chunks", reseal(func(sg *stage) { sg.Next = 7 }),
 			"next chunk 7 beyond its 3 chunks", "next chunk 7 beyond its 3 chunks"},
 		{"no cards bucket", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketStage).DeleteBucket(bucketCards)
@@ -555,10 +555,62 @@ func TestDamagedStage(t *testing.T) {
 			bad[len(bad)-1] ^= 1
 			return b.Put(bytes.Clone(k), bad)
 		}, "", "record checksum"},
-		{"sum does not match", reseal(func(_ *SnapshotStage, sum *sum256) { sum[0]++ }),
+		{"sum does not match", reseal(func(sg *stage) { sg.sum[0]++ }),
 			"", "do not match the staged state sum"},
-		{"entry count does not match", reseal(func(st *SnapshotStage, _ *sum256) { st.Entries++ }),
+		{"entry count does not match", reseal(func(sg *stage) { sg.Entries++ }),
 			"", "progress record says"},
+		{"key count does not match", reseal(func(sg *stage) { sg.keys-- }),
+			"", "cards staged, the progress record says"},
+		{"keys merged before the last chunk", reseal(func(sg *stage) { sg.indexed = 1 }),
+			"holder index keys merged with chunk 2 of 3 next", "holder index keys merged with chunk 2 of 3 next"},
+		{"a stage of an older build", func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketStage).Bucket(bucketMeta)
+			_, body, err := unseal(meta.Get(keyProgress))
+			if err != nil {
+				return err
+			}
+			return meta.Put(keyProgress, seal(1, body[:len(body)-16]))
+		}, "record version 1, want 2", "record version 1, want 2"},
+		{"a run damaged", func(tx *bolt.Tx) error {
+			runs := tx.Bucket(bucketStage).Bucket(bucketRuns)
+			bad := bytes.Clone(runs.Get(be64(1)))
+			bad[7] ^= 1
+			return runs.Put(be64(1), bad)
+		}, "", "index run of chunk 1: damaged database: record checksum"},
+		{"a run missing", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketStage).Bucket(bucketRuns).Delete(be64(0))
+		}, "", "the index runs hold 10 keys, the progress record says 20"},
+		{"a run out of order", func(tx *bolt.Tx) error {
+			runs := tx.Bucket(bucketStage).Bucket(bucketRuns)
+			_, body, err := unseal(runs.Get(be64(0)))
+			if err != nil {
+				return err
+			}
+			var keys [][]byte
+			r := runReader{b: body}
+			for r.next() {
+				keys = append(keys, r.key)
+			}
+			keys[3], keys[4] = keys[4], keys[3]
+			return runs.Put(be64(0), encodeRun(keys))
+		}, "", "out of order"},
+		{"a run of another card", func(tx *bolt.Tx) error {
+			runs := tx.Bucket(bucketStage).Bucket(bucketRuns)
+			_, body, err := unseal(runs.Get(be64(0)))
+			if err != nil {
+				return err
+			}
+			var keys [][]byte
+			r := runReader{b: body}
+			for r.next() {
+				keys = append(keys, bytes.Clone(r.key))
+			}
+			keys[len(keys)-1][len(keys[len(keys)-1])-1] ^= 1
+			return runs.Put(be64(0), encodeRun(keys))
+		}, "", "the index runs do not hold the keys of the staged cards"},
+		{"no runs bucket", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketStage).DeleteBucket(bucketRuns)
+		}, "no runs bucket", "no runs bucket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTest(t, nil)
@@ -618,6 +670,172 @@ func TestDamagedStage(t *testing.T) {
 	}
 }
 
+// stageIndexState returns the index progress of the stage: keys merged
+// into the staged holder index, and keys in all.
+func stageIndexState(t testing.TB, s *Store) (indexed, keys int) {
+	t.Helper()
+	mustDo(t, s.view(func(tx *bolt.Tx) error {
+		sg, err := readStage(tx)
+		if err == nil && sg == nil {
+			err = errors.New("nothing is staged")
+		}
+		if err == nil {
+			indexed, keys = sg.indexed, sg.keys
+		}
+		return err
+	}))
+	return indexed, keys
+}
+
+// TestStageIndexResumes stops a commit while it builds the staged holder
+// index, a few batches in. The stage keeps what was merged, passes the
+// check across a restart, stays out of the live allowlist, and the next
+// commit carries on from there to the same result as ApplySnapshot.
+func TestStageIndexResumes(t *testing.T) {
+	opts := testOptions()
+	parts, whole := testChunks(7, 5, 40)
+	hash := HashSnapshot(whole)
+	applied := openTest(t, nil)
+	mustDo(t, applied.ApplySnapshot(whole))
+
+	s := openTest(t, opts)
+	enrol(t, s, uidCleo, "cleo", "", nil)
+	before, err := s.Snapshot()
+	mustDo(t, err)
+	mustDo(t, s.BeginSnapshot(7, hash, len(parts)))
+	for c := range parts {
+		mustDo(t, s.StageChunk(7, c, parts[c]))
+	}
+	const batch = 17
+	errStop := errors.New("stopped")
+	for stop := 1; stop <= 3; stop++ { // stopped after 1 batch, then 2 more, then 3 more
+		from, keys := stageIndexState(t, s)
+		s.indexBatch = batch
+		batches := 0
+		s.indexHook = func(indexed, total int) error {
+			batches++
+			if indexed != from+batches*batch || total != keys {
+				t.Errorf("batch %d: %d of %d keys merged, want %d of %d", batches, indexed, total, from+batches*batch, keys)
+			}
+			if batches == stop {
+				return errStop
+			}
+			return nil
+		}
+		if err := s.CommitSnapshot(7); !errors.Is(err, errStop) {
+			t.Fatalf("CommitSnapshot stopped by the hook: %v", err)
+		}
+		mustDo(t, s.Check())
+		s = reopen(t, s, opts) // checked at Open: a damaged stage would be dropped
+		if got, _ := stageIndexState(t, s); got != from+stop*batch {
+			t.Fatalf("after the restart %d keys merged, want %d", got, from+stop*batch)
+		}
+		if got, err := s.Snapshot(); err != nil || !reflect.DeepEqual(got, before) {
+			t.Fatalf("the live allowlist changed while the index was built (%v)", err)
+		}
+		// A repeated chunk or BeginSnapshot of the same snapshot keeps it.
+		mustDo(t, s.StageChunk(7, 2, parts[2]))
+		mustDo(t, s.BeginSnapshot(7, hash, len(parts)))
+		if got, _ := stageIndexState(t, s); got != from+stop*batch {
+			t.Fatalf("a repeat changed the index progress: %d keys merged, want %d", got, from+stop*batch)
+		}
+		if st, ok, err := s.Stage(); err != nil || !ok || st.Next != len(parts) {
+			t.Fatalf("stage %+v, %v, %v", st, ok, err)
+		}
+	}
+	from, keys := stageIndexState(t, s)
+	if keys != len(whole.Cards) {
+		t.Fatalf("%d index keys staged for %d cards", keys, len(whole.Cards))
+	}
+	s.indexBatch = batch
+	batches := 0
+	s.indexHook = func(int, int) error { batches++; return nil }
+	mustDo(t, s.CommitSnapshot(7))
+	if want := (keys - from + batch - 1) / batch; batches != want {
+		t.Errorf("the resumed commit merged in %d batches, want %d", batches, want)
+	}
+	if _, ok, err := s.Stage(); ok || err != nil {
+		t.Errorf("stage after the commit: %v, %v", ok, err)
+	}
+	for _, name := range allowlistBuckets() {
+		if got, want := dumpBucket(t, s, name), dumpBucket(t, applied, name); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after the resumed commit differs from ApplySnapshot's (%d entries, want %d)", name, len(got), len(want))
+		}
+	}
+	if st, err := s.SyncState(); err != nil || st.AppliedSeq != 7 || st.SnapshotHash != hash {
+		t.Errorf("sync state %+v, %v", st, err)
+	}
+}
+
+// TestDamagedStageIndex damages a stage whose holder index is half built.
+func TestDamagedStageIndex(t *testing.T) {
+	parts, whole := testChunks(6, 3, 20)
+	hash := HashSnapshot(whole)
+	errStop := errors.New("stopped")
+	for _, tc := range []struct {
+		name   string
+		damage func(tx *bolt.Tx) error
+		says   string
+	}{
+		{"an index entry missing", func(tx *bolt.Tx) error {
+			idx := tx.Bucket(bucketStage).Bucket(bucketHolderCards)
+			k, _ := idx.Cursor().First()
+			return idx.Delete(bytes.Clone(k))
+		}, "is missing from the holder index"},
+		{"an index entry too many", func(tx *bolt.Tx) error {
+			idx := tx.Bucket(bucketStage).Bucket(bucketHolderCards)
+			k, _ := idx.Cursor().First()
+			return idx.Put(append(bytes.Clone(k[:len(k)-1]), k[len(k)-1]^0x80), nil)
+		}, "the holder index has"},
+		{"an index entry past the merged keys", func(tx *bolt.Tx) error {
+			idx := tx.Bucket(bucketStage).Bucket(bucketHolderCards)
+			return idx.Put([]byte{0xff, 1, 2, 3, 4}, nil)
+		}, "is missing from the holder index"},
+		{"merged count does not match", func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketStage).Bucket(bucketMeta)
+			sg, err := decodeStage(meta.Get(keyProgress))
+			if err != nil {
+				return err
+			}
+			sg.indexed--
+			return meta.Put(keyProgress, encodeStage(&sg))
+		}, "the progress record says"},
+		{"a run damaged", func(tx *bolt.Tx) error {
+			runs := tx.Bucket(bucketStage).Bucket(bucketRuns)
+			bad := bytes.Clone(runs.Get(be64(2)))
+			bad[len(bad)-1] ^= 1
+			return runs.Put(be64(2), bad)
+		}, "record checksum"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, nil)
+			mustDo(t, s.BeginSnapshot(6, hash, len(parts)))
+			for c := range parts {
+				mustDo(t, s.StageChunk(6, c, parts[c]))
+			}
+			s.indexBatch = 25
+			s.indexHook = func(int, int) error { return errStop }
+			if err := s.CommitSnapshot(6); !errors.Is(err, errStop) {
+				t.Fatalf("CommitSnapshot: %v", err)
+			}
+			mustDo(t, s.Check())
+			mustDo(t, s.Close())
+			rawUpdate(t, s.Path(), tc.damage)
+			s2, err := Open(s.Path(), &Options{PINParams: fastPIN, SkipCheck: true})
+			mustDo(t, err)
+			if err := s2.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "snapshot stage") || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("Check: %v; want ErrCorrupt about the snapshot stage saying %q", err, tc.says)
+			}
+			mustDo(t, s2.Close())
+			s3 := openTestAt(t, s.Path(), nil) // drops the stage
+			if _, ok, err := s3.Stage(); ok || err != nil {
+				t.Errorf("Stage after Open: %v, %v; want none", ok, err)
+			}
+			stageAll(t, s3, 6, hash, parts)
+		})
+	}
+}
+
 type lockedWriter struct {
 	w  *strings.Builder
 	mu *sync.Mutex
@@ -637,14 +855,20 @@ func crashSnapshot(seq uint64) ([]Snapshot, string) {
 	return parts, HashSnapshot(whole)
 }
 
+// crashIndexBatch is the holder index batch of the stage crash test: the
+// index of a snapshot is built in 15 transactions, more than it takes to
+// stage it, so that many kills land while it is built.
+const crashIndexBatch = 40
+
 // stageCrashChild is the writer process of TestStageCrash. It receives
 // snapshot after snapshot, each one newer than the applied allowlist,
 // resuming the one staged when it starts, and prints one line after each
 // write has committed:
 //
-//	B <seq> <next>   BeginSnapshot: the stage starts at chunk next
-//	S <seq> <chunk>  a staged chunk
-//	C <seq>          a committed snapshot
+//	B <seq> <next>     BeginSnapshot: the stage starts at chunk next
+//	S <seq> <chunk>    a staged chunk
+//	I <seq> <indexed>  a batch of the holder index built: indexed keys in all
+//	C <seq>            a committed snapshot
 //
 // It runs until it is killed.
 func stageCrashChild() int {
@@ -659,12 +883,14 @@ func stageCrashChild() int {
 	}
 	say := func(format string, args ...any) { os.Stdout.WriteString(fmt.Sprintf(format+"\n", args...)) }
 	say("ready")
+	s.indexBatch = crashIndexBatch
 	for {
 		st, err := s.SyncState()
 		if err != nil {
 			return fail(err)
 		}
 		seq := st.AppliedSeq + 1
+		s.indexHook = func(indexed, _ int) error { say("I %d %d", seq, indexed); return nil }
 		parts, hash := crashSnapshot(seq)
 		if err := s.BeginSnapshot(seq, hash, crashChunks); err != nil {
 			return fail(err)
@@ -687,17 +913,19 @@ func stageCrashChild() int {
 	}
 }
 
-// TestStageCrash kills a process receiving snapshots at random moments.
+// TestStageCrash kills a process receiving snapshots at random moments,
+// while it stages chunks and while it builds the staged holder index.
 // After every kill the file opens without dropping the stage, passes the
 // check, and the live allowlist is one whole committed snapshot, never a
-// part of one; a reported chunk is still staged, and the next run resumes
-// from it.
+// part of one; a reported chunk or index batch is still staged, and the
+// next run resumes from it.
 func TestStageCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "latch.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var committed uint64
-	staged := map[uint64]int{} // seq: chunks reported staged
-	resumed := 0
+	staged := map[uint64]int{}  // seq: chunks reported staged
+	indexed := map[uint64]int{} // seq: index keys reported merged
+	resumed, inIndex := 0, 0
 	kills := max(*crashKills/4, 5)
 	for kill := range kills {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -741,8 +969,19 @@ func TestStageCrash(t *testing.T) {
 				}
 			case "S":
 				staged[seq] = n + 1
+			case "I":
+				if n <= indexed[seq] {
+					t.Fatalf("kill %d: snapshot %d: %d index keys merged after %d", kill, seq, n, indexed[seq])
+				}
+				indexed[seq] = n
 			case "C":
 				committed = max(committed, seq)
+			}
+		}
+		if last := ""; len(lines) > 0 {
+			last = lines[len(lines)-1]
+			if strings.HasPrefix(last, "I ") || strings.HasPrefix(last, "S ") && strings.HasSuffix(last, fmt.Sprintf(" %d", crashChunks-1)) {
+				inIndex++
 			}
 		}
 
@@ -776,7 +1015,12 @@ func TestStageCrash(t *testing.T) {
 		if ok && (sg.Seq != st.AppliedSeq+1 || sg.Next < staged[sg.Seq]) {
 			t.Fatalf("kill %d: stage %+v after applied %d; %d chunks were reported staged", kill, sg, st.AppliedSeq, staged[sg.Seq])
 		}
+		if ok {
+			if got, _ := stageIndexState(t, s); got < indexed[sg.Seq] {
+				t.Fatalf("kill %d: stage of %d has %d index keys merged; %d were reported", kill, sg.Seq, got, indexed[sg.Seq])
+			}
+		}
 		mustDo(t, s.Close())
 	}
-	t.Logf("%d kills, %d snapshots committed, %d transfers resumed", kills, committed, resumed)
+	t.Logf("%d kills, %d snapshots committed, %d transfers resumed, %d kills while the index was built", kills, committed, resumed, inIndex)
 }

@@ -211,6 +211,9 @@ type Store struct {
 	verifyHook  func()       // tests: called between Verify's chunks
 	journalHook func() error // tests: fails the journal's writes when it returns an error
 
+	indexBatch int                           // holder index keys CommitSnapshot merges per transaction
+	indexHook  func(indexed, keys int) error // tests: called after each merge transaction; an error stops the commit
+
 	commits atomic.Uint64 // write transactions committed
 
 	mu       sync.RWMutex // guards closed and sends on appendCh
@@ -237,7 +240,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000}
+	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000, indexBatch: defaultIndexBatch}
 	if err := s.setup(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
