@@ -9,11 +9,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/latchdoor/latch/store"
 )
@@ -137,9 +134,10 @@ type Options struct {
 
 	// Logger receives the client's log (default: none).
 	Logger *slog.Logger
-	// Now is the door's clock, used for command expiry, freshness and event
-	// times (default time.Now).
-	Now func() time.Time
+	// Clock is the client's clock: the door's time, for command expiry,
+	// freshness and event times, and the intervals of its timers (default
+	// SystemClock).
+	Clock Clock
 	// Version is the firmware version reported in the status.
 	Version string
 	// BootID is copied into the client's audit events.
@@ -241,8 +239,8 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = SystemClock()
 	}
 	def(&r.KeepAlive, 15*time.Second)
 	def(&r.PingTimeout, 5*time.Second)
@@ -343,15 +341,19 @@ type Stats struct {
 }
 
 // Client is the door's MQTT client. Create it with New, run it with Run.
+//
+// Run's goroutine owns the client's parts, each with its own state: the
+// syncer (the allowlist), the freshness (stale allowlist, clock floor),
+// the commander (signed commands), the outbox (events out) and the
+// session (the connection, see session.go). They share the core (options,
+// clock, log, Stats, audit events) and reach the session through the
+// publisher interface.
 type Client struct {
-	o      Options
+	*core
 	st     Store
-	j      Journal
-	door   Door
 	v      *Verifier
-	log    *slog.Logger
 	topics Topics
-	start  time.Time // for uptime
+	start  time.Time // monotonic, for uptime
 
 	in      chan inbound
 	inBytes *byteBudget // bytes of the messages in c.in and in hand
@@ -361,82 +363,21 @@ type Client struct {
 	done    chan struct{}
 	ran     atomic.Bool
 
-	mu      sync.Mutex
-	stats   Stats
-	updated chan struct{}
+	// dial starts one connection attempt whose outcome comes back on conn
+	// (dialBroker; tests drive the loop without a broker).
+	dial func(ctx context.Context, gen uint64)
 
 	// Everything below belongs to the Run goroutine.
-	sess  *session
-	gen   uint64
-	fatal error
+	sess *session
+	gen  uint64
 
-	acl      aclState
-	stage    stageState
-	ahead    map[uint64]aheadDelta // deltas beyond applied+1, waiting for the gap to fill
-	siteSeq  uint64
-	wantSnap bool
-
-	syncPending bool
-	lastSync    time.Time // monotonic
-	lastSyncSeq uint64
-
-	fresh     freshness
-	seen      map[string]time.Time // command ids honoured, until expiry
-	cmdSeqMax uint64               // highest command seq recorded (store.SyncState.CommandSeqMax)
-
-	out outbox
-
-	rejACL, rejCmd limiter
+	sync  *syncer
+	fresh *freshness
+	cmd   *commander
+	out   *outbox
 
 	lastStatus   Status
 	lastStatusAt time.Time // monotonic
-}
-
-// session is one MQTT connection. Its publisher goroutine hands queued
-// messages to paho in order, so that a connection going down (when paho's
-// Publish can block for WriteTimeout) never stalls Run.
-type session struct {
-	pc    paho.Client
-	since time.Time
-	q     chan outMsg
-	quit  chan struct{}
-}
-
-type outMsg struct {
-	topic    string
-	payload  []byte
-	retained bool
-}
-
-func (s *session) publisher() {
-	for {
-		select {
-		case <-s.quit:
-			return
-		case m := <-s.q:
-			select {
-			case <-s.quit:
-				return
-			default:
-			}
-			s.pc.Publish(m.topic, 1, m.retained, m.payload)
-		}
-	}
-}
-
-type connKind int
-
-const (
-	connUp connKind = iota
-	connLost
-	connFailed
-)
-
-type connEvent struct {
-	gen  uint64
-	kind connKind
-	pc   paho.Client
-	err  error
 }
 
 // New returns a client for the door with the given store, journal and
@@ -454,7 +395,7 @@ func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		o: o, st: st, j: j, door: door, v: v, log: o.Logger.With("site", o.Site, "door", o.Door),
+		core: newCore(&o, j, door), st: st, v: v,
 		topics:  TopicsFor(o.Site),
 		in:      make(chan inbound, 1024),
 		inBytes: newByteBudget(o.MaxInboundBytes),
@@ -462,12 +403,11 @@ func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 		poke:    make(chan struct{}, 1),
 		conn:    make(chan connEvent, 8),
 		done:    make(chan struct{}),
-		updated: make(chan struct{}),
-		ahead:   make(map[uint64]aheadDelta),
-		seen:    make(map[string]time.Time),
 	}
-	c.rejACL = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonACLRejected}
-	c.rejCmd = limiter{burst: o.RejectBurst, window: o.RejectWindow, reason: store.ReasonCommandRejected}
+	c.status = c.maybeStatus
+	c.dial = c.dialBroker
+	c.sync = newSyncer(c.core, st, c, c.topics.Sync(o.Door))
+	c.out = newOutbox(c.core, st, c, c.topics.Events(o.Door))
 	return c, nil
 }
 
@@ -500,14 +440,6 @@ func (c *Client) Updated() <-chan struct{} {
 	return c.updated
 }
 
-func (c *Client) update(fn func(s *Stats)) {
-	c.mu.Lock()
-	fn(&c.stats)
-	close(c.updated)
-	c.updated = make(chan struct{})
-	c.mu.Unlock()
-}
-
 // Run connects to the broker and serves until ctx is done, reconnecting
 // with back-off whenever the connection is lost. It returns nil when ctx is
 // cancelled (after publishing an offline status), and an error when the
@@ -521,12 +453,12 @@ func (c *Client) Run(ctx context.Context) error {
 	if err := c.loadState(); err != nil {
 		return err
 	}
-	c.start = time.Now()
-	c.checkStale(ctx)
+	c.start = c.mono()
+	c.fresh.check(ctx)
 
-	tick := time.NewTicker(c.o.CheckInterval)
+	tick := c.clock.NewTicker(c.o.CheckInterval)
 	defer tick.Stop()
-	redial := time.NewTimer(0)
+	redial := c.clock.NewTimer(0)
 	defer redial.Stop()
 	backoff := c.o.ReconnectMin
 
@@ -535,7 +467,7 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			c.shutdown()
 			return nil
-		case <-redial.C:
+		case <-redial.C():
 			c.gen++
 			c.dial(ctx, c.gen)
 		case ev := <-c.conn:
@@ -553,7 +485,7 @@ func (c *Client) Run(ctx context.Context) error {
 				// A session that lasted a keepalive period was healthy:
 				// start the back-off again. One that broke at once (a
 				// broker accepting and dropping) keeps it growing.
-				if c.sess != nil && time.Since(c.sess.since) >= c.o.KeepAlive {
+				if c.sess != nil && c.mono().Sub(c.sess.since) >= c.o.KeepAlive {
 					backoff = c.o.ReconnectMin
 				}
 				c.sessionDown(ev)
@@ -564,10 +496,10 @@ func (c *Client) Run(ctx context.Context) error {
 			c.handle(ctx, in)
 			c.inBytes.release(in.cost)
 		case e := <-c.notify:
-			c.onNotify(e)
+			c.out.notify(e)
 		case <-c.poke:
-			c.fill()
-		case <-tick.C:
+			c.out.fill()
+		case <-tick.C():
 			c.onTick(ctx)
 		}
 	}
@@ -583,34 +515,52 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// loadState reads the allowlist and freshness state from the store.
+// loadState reads the allowlist and freshness state from the store and
+// builds the parts that start from it.
 func (c *Client) loadState() error {
 	ss, err := c.st.SyncState()
 	if err != nil {
 		return fmt.Errorf("mqtt: load sync state: %w", err)
 	}
-	c.acl = aclState{seq: ss.AppliedSeq, hash: ss.SnapshotHash}
-	c.fresh = freshness{lastLocal: ss.LastSignedAt, lastIssued: ss.LastIssuedAt, persisted: time.Now()}
-	c.cmdSeqMax = ss.CommandSeqMax
-	c.update(func(s *Stats) { s.AppliedSeq, s.SnapshotHash = ss.AppliedSeq, ss.SnapshotHash })
+	c.fresh = newFreshness(c.core, c.st, ss)
+	c.cmd = newCommander(c.core, c.st, c.fresh.floorNow, c.sync.resync, ss.CommandSeqMax)
 	if err := c.loadKeys(); err != nil {
 		return err
 	}
-	// A snapshot staged before a restart resumes from its next chunk.
-	if c.loadStage() && c.stage.seq <= c.acl.seq {
-		c.dropStage()
-	}
+	c.sync.load(ss)
 	return c.fatal
 }
 
-// storeErr handles a store failure: a closed or damaged store ends Run;
-// anything else is logged and retried by the timers.
-func (c *Client) storeErr(what string, err error) {
-	if errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrCorrupt) {
-		c.fatal = fmt.Errorf("mqtt: %s: %w", what, err)
+// handle acts on one message from the paho handler.
+func (c *Client) handle(ctx context.Context, in inbound) {
+	if in.msg == nil {
+		// A key chain: what it applied is recorded even when a later link
+		// was refused.
+		c.onKeys(in)
+	}
+	if in.err != nil {
+		c.reject(in, in.err)
 		return
 	}
-	c.log.Error("mqtt: store", "op", what, "err", err)
+	if in.msg == nil {
+		return
+	}
+	// Every authentic message of this site counts for freshness, whatever
+	// happens to it next, as long as it is newer than anything seen and not
+	// from the future.
+	c.fresh.signed(ctx, in)
+	switch m := in.msg.(type) {
+	case *Delta:
+		c.sync.onDelta(in, m)
+	case *SnapshotChunk:
+		c.sync.onChunk(in, m)
+	case *Heartbeat:
+		c.sync.onHeartbeat(in, m)
+	case *Command:
+		c.cmd.handle(ctx, in, m)
+	case *EventsAck:
+		c.out.onAck(in, m)
+	}
 }
 
 // connected reports whether a session is up.
@@ -635,7 +585,7 @@ func (c *Client) publish(topic string, payload []byte, retained bool) bool {
 // shutdown writes what the rate limits still hold back, publishes the
 // offline status and disconnects.
 func (c *Client) shutdown() {
-	c.fresh.persist(c, true)
+	c.fresh.persist(true)
 	c.drainRejects()
 	if c.sess == nil {
 		return
@@ -646,10 +596,10 @@ func (c *Client) shutdown() {
 	b, err := marshal("status", c.offlineStatus())
 	if err == nil {
 		tok := sess.pc.Publish(c.topics.Status(c.o.Door), 1, true, b)
-		t := time.NewTimer(c.o.WriteTimeout)
+		t := c.clock.NewTimer(c.o.WriteTimeout)
 		select {
 		case <-tok.Done():
-		case <-t.C:
+		case <-t.C():
 		}
 		t.Stop()
 	}
@@ -657,21 +607,14 @@ func (c *Client) shutdown() {
 	c.update(func(s *Stats) { s.Connected = false })
 }
 
-func (c *Client) clock() store.TimeQuality {
-	if q := c.door.Status().Clock; q != "" {
-		return q
-	}
-	return store.TimeUnsynced
-}
-
 // onTick runs the timers.
 func (c *Client) onTick(ctx context.Context) {
-	now := time.Now()
-	c.checkStale(ctx)
+	now := c.mono()
+	c.fresh.check(ctx)
 	c.retireKeys()
-	c.fresh.persist(c, false)
+	c.fresh.persist(false)
 	c.flushRejects(now)
-	c.syncTimers(now)
-	c.outboxTimers(now)
+	c.sync.tick(now)
+	c.out.tick(now)
 	c.maybeStatus(false)
 }

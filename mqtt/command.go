@@ -12,7 +12,30 @@ import (
 // remembers them too, so the cache only saves disk writes on a flood.
 const maxSeen = 4096
 
-// onCommand checks a verified command against this door and its clock,
+// cmdStore is what the commander needs from the store.
+type cmdStore interface {
+	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)
+}
+
+// commander checks the signed commands addressed to the door, remembers
+// them so that each is honoured at most once, and carries them out.
+type commander struct {
+	*core
+	st cmdStore
+	// floor is the door's best time (freshness.floorNow).
+	floor func() time.Time
+	// resync asks the site for a snapshot (syncer.resync).
+	resync func()
+
+	seen   map[string]time.Time // command ids honoured, until expiry
+	seqMax uint64               // highest command seq recorded (store.SyncState.CommandSeqMax)
+}
+
+func newCommander(c *core, st cmdStore, floor func() time.Time, resync func(), seqMax uint64) *commander {
+	return &commander{core: c, st: st, floor: floor, resync: resync, seen: make(map[string]time.Time), seqMax: seqMax}
+}
+
+// handle checks a verified command against this door and its clock,
 // records it so it is honoured at most once, and carries it out.
 //
 // A command's expiry is judged at the later of the door's clock and the
@@ -48,9 +71,9 @@ const maxSeen = 4096
 // for "not yet valid": judged by the floor, a door that has heard nothing
 // newer for a while (a Pi still at 1970, a broker holding messages back)
 // would take a command withheld since the floor's time as new.
-func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
-	now := c.o.Now()
-	at := c.floorNow() // now, or the clock floor when that is later
+func (c *commander) handle(ctx context.Context, in inbound, m *Command) {
+	now := c.clock.Now()
+	at := c.floor() // now, or the clock floor when that is later
 	var err error
 	switch {
 	case in.retained:
@@ -66,8 +89,8 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 			m.ExpiresAt.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case m.Action == ActionUnlock && m.Duration() > c.o.MaxUnlock:
 		err = fmt.Errorf("%w: unlock for %s, this door allows at most %s", ErrMalformed, m.Duration(), c.o.MaxUnlock)
-	case m.liftsLockdown() && m.Seq < c.cmdSeqMax:
-		err = fmt.Errorf("%w: lockdown off at seq %d, command seq %d already recorded", ErrSuperseded, m.Seq, c.cmdSeqMax)
+	case m.liftsLockdown() && m.Seq < c.seqMax:
+		err = fmt.Errorf("%w: lockdown off at seq %d, command seq %d already recorded", ErrSuperseded, m.Seq, c.seqMax)
 	}
 	if err == nil {
 		if exp, ok := c.seen[m.ID]; ok && at.Before(exp) {
@@ -88,7 +111,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		return
 	}
 	c.remember(m.ID, m.ExpiresAt, at)
-	c.cmdSeqMax = max(c.cmdSeqMax, m.Seq)
+	c.seqMax = max(c.seqMax, m.Seq)
 
 	by := fmt.Sprintf("command %s seq %d key %s", m.ID, m.Seq, in.kid)
 	var what string
@@ -102,8 +125,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 		err = c.door.SetLockdown(ctx, *m.On, by)
 	case ActionResync:
 		what = "resync"
-		c.wantSnap = true
-		c.requestSync(true)
+		c.resync()
 	}
 	if err != nil {
 		c.log.Error("mqtt: door refused a command", "cmd", what, "by", by, "err", err)
@@ -116,7 +138,7 @@ func (c *Client) onCommand(ctx context.Context, in inbound, m *Command) {
 	// is in the log once the journal has written what it holds.
 	c.event(store.ReasonCommandApplied, fmt.Sprintf("%s by %s", what, by))
 	c.update(func(s *Stats) { s.CommandsApplied++ })
-	c.maybeStatus(false)
+	c.statusDue()
 }
 
 // failSafe reports whether the command can only make the door more
@@ -138,7 +160,7 @@ func onOff(on bool) string {
 }
 
 // remember caches an honoured command id until it expires.
-func (c *Client) remember(id string, exp, now time.Time) {
+func (c *commander) remember(id string, exp, now time.Time) {
 	if len(c.seen) >= maxSeen {
 		for k, e := range c.seen {
 			if !now.Before(e) {
@@ -149,46 +171,4 @@ func (c *Client) remember(id string, exp, now time.Time) {
 	if len(c.seen) < maxSeen {
 		c.seen[id] = exp
 	}
-}
-
-// limiter lets burst events through per window and counts the rest.
-type limiter struct {
-	burst  int
-	window time.Duration
-	reason store.Reason
-
-	start      time.Time // monotonic start of the window
-	n          int
-	suppressed int
-}
-
-// allow reports whether one more event may be written now.
-func (l *limiter) allow(now time.Time) bool {
-	if l.start.IsZero() || now.Sub(l.start) >= l.window {
-		if l.suppressed > 0 {
-			// flush has not run yet: keep counting into the old window;
-			// the summary goes out on the next tick.
-			l.suppressed++
-			return false
-		}
-		l.start, l.n = now, 0
-	}
-	if l.n < l.burst {
-		l.n++
-		return true
-	}
-	l.suppressed++
-	return false
-}
-
-// flush ends a window that is over and returns how many events it
-// suppressed, and the window length.
-func (l *limiter) flush(now time.Time) (int, time.Duration) {
-	if l.start.IsZero() || now.Sub(l.start) < l.window || l.suppressed == 0 {
-		return 0, 0
-	}
-	n := l.suppressed
-	l.suppressed = 0
-	l.start, l.n = now, 0
-	return n, l.window
 }

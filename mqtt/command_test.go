@@ -212,7 +212,7 @@ func TestLockdownWithClockBehind(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	ctx := context.Background()
 	clk := &clock{now: time.Now().Add(-10 * time.Minute)}
-	r := e.newRig("front", "", func(o *mqtt.Options) { o.Now = clk.Now }).start()
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Clock = clk }).start()
 	r.waitConnected()
 
 	for _, c := range []mqtt.Command{
@@ -323,7 +323,7 @@ func TestCommandExpiredByFloorWithClockSetBack(t *testing.T) {
 	topic := mqtt.TopicsFor(site).Cmd("front")
 	start := time.Now().Truncate(time.Second)
 	clk := &clock{now: start}
-	r := e.newRig("front", "", func(o *mqtt.Options) { o.Now = clk.Now }).start()
+	r := e.newRig("front", "", func(o *mqtt.Options) { o.Clock = clk }).start()
 	r.waitConnected()
 	e.publishHeartbeat(r, start) // the clock floor
 

@@ -9,7 +9,13 @@
 // Ed25519 envelope, and SealFor seals a message's body to one door; a
 // Verifier opens them, trusting only configured site keys and the keys
 // they rotated to (KeyRotation). The door side is one Client over
-// github.com/eclipse/paho.mqtt.golang with a Run(ctx) loop.
+// github.com/eclipse/paho.mqtt.golang with a Run(ctx) loop, made of parts
+// that Run's goroutine owns and that need no broker: the session (the
+// connection and its publisher, session.go), the syncer (the allowlist,
+// syncer.go), the freshness (stale allowlist and clock floor, fresh.go),
+// the commander (signed commands, command.go) and the outbox (events out,
+// outbox.go). Every time the client reads and every timer it waits on
+// comes from one injected Clock.
 //
 // A broker's PUBACK is not delivery: a broker may lose acknowledged
 // messages, drop queued ones past its limits and silently discard

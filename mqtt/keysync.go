@@ -75,7 +75,7 @@ func (c *Client) onKeys(in inbound) {
 // retireKeys retires the site keys whose end has come by the door's best
 // time (its clock, or the clock floor when that is later).
 func (c *Client) retireKeys() {
-	kids := c.v.RetireDue(c.floorNow())
+	kids := c.v.RetireDue(c.fresh.floorNow())
 	if len(kids) == 0 {
 		return
 	}

@@ -14,50 +14,67 @@ import (
 // signed acknowledgement. Every new session starts again from the cursor,
 // and so does a window that sees no acknowledgement for AckTimeout.
 type outbox struct {
+	*core
+	st    outboxStore
+	pub   publisher
+	topic string // door/<door>/events
+
 	acked    uint64          // the store's cursor
 	sent     uint64          // highest seq published in order this session
 	live     map[uint64]bool // seqs above sent published ahead of the backlog
 	progress time.Time       // monotonic time of the last ack progress
 }
 
-// outboxReset starts sending from the cursor (a new session).
-func (c *Client) outboxReset() {
+// outboxStore is what the outbox needs from the store.
+type outboxStore interface {
+	EventsAfter(seq uint64, max int) ([]store.Event, error)
+	Acked() (uint64, error)
+	Ack(seq uint64) error
+}
+
+func newOutbox(c *core, st outboxStore, pub publisher, topic string) *outbox {
+	return &outbox{core: c, st: st, pub: pub, topic: topic, live: make(map[uint64]bool)}
+}
+
+// reset starts sending from the cursor (a new session).
+func (c *outbox) reset() {
 	acked, err := c.st.Acked()
 	if err != nil {
 		c.storeErr("outbox cursor", err)
 		return
 	}
-	c.out = outbox{acked: acked, sent: acked, live: make(map[uint64]bool), progress: time.Now()}
+	c.acked, c.sent, c.progress = acked, acked, c.mono()
+	clear(c.live)
 	c.update(func(s *Stats) { s.Acked = acked })
 	c.fill()
 }
 
 // fill publishes events in order until the window is full.
-func (c *Client) fill() {
-	if !c.connected() || c.fatal != nil {
+func (c *outbox) fill() {
+	if !c.pub.connected() || c.fatal != nil {
 		return
 	}
 	for {
-		room := c.o.EventWindow - int(c.out.sent-c.out.acked)
+		room := c.o.EventWindow - int(c.sent-c.acked)
 		if room <= 0 {
 			return
 		}
 		ask := min(room, 1000)
-		evs, err := c.st.EventsAfter(c.out.sent, ask)
+		evs, err := c.st.EventsAfter(c.sent, ask)
 		if err != nil {
 			c.storeErr("read outbox", err)
 			return
 		}
-		if c.out.sent == c.out.acked && len(evs) > 0 {
-			c.out.progress = time.Now() // nothing was in flight: the ack clock starts now
+		if c.sent == c.acked && len(evs) > 0 {
+			c.progress = c.mono() // nothing was in flight: the ack clock starts now
 		}
 		for _, e := range evs {
-			if c.out.live[e.Seq] {
-				delete(c.out.live, e.Seq)
+			if c.live[e.Seq] {
+				delete(c.live, e.Seq)
 			} else if !c.publishEvent(e) {
 				return
 			}
-			c.out.sent = e.Seq
+			c.sent = e.Seq
 		}
 		if len(evs) < ask {
 			return
@@ -65,29 +82,29 @@ func (c *Client) fill() {
 	}
 }
 
-// onNotify sends a freshly appended event at once: in order when the
+// notify sends a freshly appended event at once: in order when the
 // window has room, ahead of the backlog (up to LiveWindow) otherwise.
-func (c *Client) onNotify(e store.Event) {
-	if !c.connected() {
+func (c *outbox) notify(e store.Event) {
+	if !c.pub.connected() {
 		return
 	}
-	if e.Seq == 0 || e.Seq <= c.out.sent || c.out.live[e.Seq] {
+	if e.Seq == 0 || e.Seq <= c.sent || c.live[e.Seq] {
 		c.fill()
 		return
 	}
-	if e.Seq == c.out.sent+1 || int(c.out.sent-c.out.acked) < c.o.EventWindow {
+	if e.Seq == c.sent+1 || int(c.sent-c.acked) < c.o.EventWindow {
 		c.fill()
-		if e.Seq <= c.out.sent {
+		if e.Seq <= c.sent {
 			return
 		}
 	}
-	if len(c.out.live) < c.o.LiveWindow && c.publishEvent(e) {
-		c.out.live[e.Seq] = true
+	if len(c.live) < c.o.LiveWindow && c.publishEvent(e) {
+		c.live[e.Seq] = true
 	}
 }
 
 // publishEvent publishes one event message.
-func (c *Client) publishEvent(e store.Event) bool {
+func (c *outbox) publishEvent(e store.Event) bool {
 	m := EventMsg{V: Version, Type: KindEvent, Site: c.o.Site, Door: c.o.Door, Event: e}
 	sig, err := c.o.Identity.SignHead(c.o.Site, c.o.Door, e.Seq, e.Hash)
 	if err != nil {
@@ -100,7 +117,7 @@ func (c *Client) publishEvent(e store.Event) bool {
 		c.log.Error("mqtt: event", "seq", e.Seq, "err", err)
 		return false
 	}
-	if !c.publish(c.topics.Events(c.o.Door), b, false) {
+	if !c.pub.publish(c.topic, b, false) {
 		return false
 	}
 	c.update(func(s *Stats) { s.EventsPublished++ })
@@ -108,12 +125,12 @@ func (c *Client) publishEvent(e store.Event) bool {
 }
 
 // onAck moves the store's cursor on the site's signed acknowledgement.
-func (c *Client) onAck(in inbound, a *EventsAck) {
+func (c *outbox) onAck(in inbound, a *EventsAck) {
 	if a.Door != c.o.Door {
 		c.reject(in, fmt.Errorf("events ack: %w: for %q", ErrWrongDoor, a.Door))
 		return
 	}
-	if a.Seq <= c.out.acked {
+	if a.Seq <= c.acked {
 		return
 	}
 	if err := c.st.Ack(a.Seq); err != nil {
@@ -124,33 +141,33 @@ func (c *Client) onAck(in inbound, a *EventsAck) {
 		c.storeErr("ack", err)
 		return
 	}
-	c.out.acked = a.Seq
-	c.out.progress = time.Now()
-	if c.out.sent < a.Seq {
-		c.out.sent = a.Seq
+	c.acked = a.Seq
+	c.progress = c.mono()
+	if c.sent < a.Seq {
+		c.sent = a.Seq
 	}
-	for seq := range c.out.live {
+	for seq := range c.live {
 		if seq <= a.Seq {
-			delete(c.out.live, seq)
+			delete(c.live, seq)
 		}
 	}
 	c.update(func(s *Stats) { s.Acked = a.Seq })
 	c.fill()
 }
 
-// outboxTimers sends again from the cursor when acknowledgements stop
+// tick sends again from the cursor when acknowledgements stop
 // coming while events are in flight, and sends what the daemon did not
 // announce with Notify.
-func (c *Client) outboxTimers(now time.Time) {
-	if !c.connected() {
+func (c *outbox) tick(now time.Time) {
+	if !c.pub.connected() {
 		return
 	}
-	inFlight := c.out.sent > c.out.acked || len(c.out.live) > 0
-	if inFlight && now.Sub(c.out.progress) >= c.o.AckTimeout {
-		c.log.Info("mqtt: no acknowledgement, sending the outbox again", "from", c.out.acked+1, "sent", c.out.sent)
-		c.out.sent = c.out.acked
-		clear(c.out.live)
-		c.out.progress = now
+	inFlight := c.sent > c.acked || len(c.live) > 0
+	if inFlight && now.Sub(c.progress) >= c.o.AckTimeout {
+		c.log.Info("mqtt: no acknowledgement, sending the outbox again", "from", c.acked+1, "sent", c.sent)
+		c.sent = c.acked
+		clear(c.live)
+		c.progress = now
 		c.update(func(s *Stats) { s.Resends++ })
 	}
 	c.fill()

@@ -15,6 +15,53 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
+// session is one MQTT connection. Its publisher goroutine hands queued
+// messages to paho in order, so that a connection going down (when paho's
+// Publish can block for WriteTimeout) never stalls Run.
+type session struct {
+	pc    paho.Client
+	since time.Time
+	q     chan outMsg
+	quit  chan struct{}
+}
+
+type outMsg struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+func (s *session) publisher() {
+	for {
+		select {
+		case <-s.quit:
+			return
+		case m := <-s.q:
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			s.pc.Publish(m.topic, 1, m.retained, m.payload)
+		}
+	}
+}
+
+type connKind int
+
+const (
+	connUp connKind = iota
+	connLost
+	connFailed
+)
+
+type connEvent struct {
+	gen  uint64
+	kind connKind
+	pc   paho.Client
+	err  error
+}
+
 // inbound is a message decoded by the paho handler, handed to Run.
 type inbound struct {
 	topic    string
@@ -96,9 +143,9 @@ func (b *byteBudget) release(n int) {
 	b.mu.Unlock()
 }
 
-// dial starts one connection attempt in the background; its outcome comes
-// back on c.conn tagged with gen.
-func (c *Client) dial(ctx context.Context, gen uint64) {
+// dialBroker starts one connection attempt in the background; its outcome
+// comes back on c.conn tagged with gen.
+func (c *Client) dialBroker(ctx context.Context, gen uint64) {
 	// paho finishes Connect (resuming its store) after it has started the
 	// on-connect handler; nothing may be published before that.
 	connected := make(chan struct{})
@@ -167,7 +214,7 @@ func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client, conn
 		t.DoorACL(d): 1, t.Cmd(d): 1, t.EventsAck(d): 1,
 	}
 	tok := pc.SubscribeMultiple(filters, c.onMessage)
-	timer := time.NewTimer(c.o.ConnectTimeout)
+	timer := c.clock.NewTimer(c.o.ConnectTimeout)
 	defer timer.Stop()
 	var err error
 	select {
@@ -176,7 +223,7 @@ func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client, conn
 		if err == nil {
 			select {
 			case <-connected:
-			case <-timer.C:
+			case <-timer.C():
 				err = fmt.Errorf("connect not complete within %s", c.o.ConnectTimeout)
 			case <-ctx.Done():
 				err = ctx.Err()
@@ -189,7 +236,7 @@ func (c *Client) onConnect(ctx context.Context, gen uint64, pc paho.Client, conn
 				}
 			}
 		}
-	case <-timer.C:
+	case <-timer.C():
 		err = fmt.Errorf("no SUBACK within %s", c.o.ConnectTimeout)
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -229,7 +276,9 @@ func (c *Client) openConn(uri *url.URL, _ paho.ClientOptions) (net.Conn, error) 
 	return &deadlineConn{Conn: conn, timeout: c.o.WriteTimeout}, nil
 }
 
-// deadlineConn sets a write deadline before every write.
+// deadlineConn sets a write deadline before every write. A socket's
+// deadline is on the system's clock, the one the network poller keeps, not
+// on the door's: this is the one time the client reads time.Now itself.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
@@ -265,9 +314,9 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 		default:
 		}
 	}
-	t := time.NewTimer(c.o.WriteTimeout)
+	t := c.clock.NewTimer(c.o.WriteTimeout)
 	defer t.Stop()
-	if !held && !c.inBytes.acquire(in.cost, t.C, c.done) {
+	if !held && !c.inBytes.acquire(in.cost, t.C(), c.done) {
 		c.dropped(in)
 		return
 	}
@@ -275,7 +324,7 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	case c.in <- in:
 	case <-c.done:
 		c.inBytes.release(in.cost)
-	case <-t.C:
+	case <-t.C():
 		c.inBytes.release(in.cost)
 		c.dropped(in)
 	}
@@ -345,15 +394,15 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // sessionUp starts serving a new session: status, sync request, outbox.
 func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
-	c.sess = &session{pc: ev.pc, since: time.Now(),
+	c.sess = &session{pc: ev.pc, since: c.mono(),
 		q: make(chan outMsg, c.o.EventWindow+c.o.LiveWindow+64), quit: make(chan struct{})}
 	go c.sess.publisher()
 	c.log.Info("mqtt: connected", "broker", c.o.Broker)
 	c.update(func(s *Stats) { s.Connected = true; s.Connects++ })
 	c.maybeStatus(true)
-	c.requestSync(true)
-	c.outboxReset()
-	c.checkStale(ctx)
+	c.sync.request(true)
+	c.out.reset()
+	c.fresh.check(ctx)
 }
 
 // sessionDown forgets the session after a loss or a failed attempt.

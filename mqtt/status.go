@@ -20,7 +20,7 @@ func (c *Client) currentStatus() Status {
 	s := Status{
 		V: Version, Type: KindStatus, Site: c.o.Site, Door: c.o.Door, Online: true,
 		DoorState: ds.State, Lockdown: ds.Lockdown, Reader: ds.Reader, Journal: ds.Journal, Clock: ds.Clock,
-		ACLSeq: c.acl.seq, SnapshotHash: c.acl.hash, Outbox: depth,
+		ACLSeq: c.sync.acl.seq, SnapshotHash: c.sync.acl.hash, Outbox: depth,
 		ACLStale: c.fresh.stale, Version: c.o.Version,
 	}
 	if s.ACLStale {
@@ -51,7 +51,7 @@ func (c *Client) maybeStatus(force bool) {
 		return
 	}
 	s := c.currentStatus()
-	now := time.Now()
+	now := c.mono()
 	since := now.Sub(c.lastStatusAt)
 	changed := s != c.lastStatus
 	switch {
@@ -62,7 +62,7 @@ func (c *Client) maybeStatus(force bool) {
 		return
 	}
 	key := s
-	s.At = c.o.Now().UTC()
+	s.At = c.clock.Now().UTC()
 	s.UptimeS = int64(now.Sub(c.start) / time.Second)
 	b, err := marshal("status", s)
 	if err != nil {

@@ -97,11 +97,19 @@ func TestCatchUp10kRevocations(t *testing.T) {
 	}
 }
 
-// clock is an adjustable door clock.
+// clock is an adjustable door clock: Now is set by the test, while the
+// client's intervals and timers run on the system clock, as a wall clock
+// stepped by NTP leaves the monotonic clock alone.
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
 }
+
+var systemClock = mqtt.SystemClock()
+
+func (c *clock) Elapsed() time.Duration                { return systemClock.Elapsed() }
+func (c *clock) NewTimer(d time.Duration) mqtt.Timer   { return systemClock.NewTimer(d) }
+func (c *clock) NewTicker(d time.Duration) mqtt.Ticker { return systemClock.NewTicker(d) }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
@@ -133,7 +141,7 @@ func TestStale(t *testing.T) {
 	e.site.HoldAcks(true)
 	clk := &clock{now: time.Now()}
 	r := e.newRig("front", "", func(o *mqtt.Options) {
-		o.Now = clk.Now
+		o.Clock = clk
 		o.StaleAfter = time.Hour
 	})
 	r.door.policy = "override-only"
@@ -433,7 +441,7 @@ func TestFutureIssuedNotFresh(t *testing.T) {
 	e.site.HoldAcks(true) // only the heartbeats below are signed site time
 	clk := &clock{now: time.Now()}
 	r := e.newRig("front", "", func(o *mqtt.Options) {
-		o.Now = clk.Now
+		o.Clock = clk
 		o.StaleAfter = time.Hour
 	}).start()
 	r.waitConnected()
@@ -470,7 +478,7 @@ func TestFreshnessAfterClockSync(t *testing.T) {
 	e.site.HoldAcks(true)
 	clk := &clock{now: time.Now()}
 	r := e.newRig("front", "", func(o *mqtt.Options) {
-		o.Now = clk.Now
+		o.Clock = clk
 		o.StaleAfter = time.Hour
 	})
 	r.door.SetUnsynced(true)
@@ -542,7 +550,7 @@ func TestClockStepLoggedOnce(t *testing.T) {
 	clk := &clock{now: start}
 	logs := &logBuffer{}
 	r := e.newRig("front", "", func(o *mqtt.Options) {
-		o.Now = clk.Now
+		o.Clock = clk
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}).start()
 	r.waitConnected()
