@@ -101,6 +101,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childDoor())
 	}
+	if os.Getenv(catchUpEnv) != "" {
+		os.Exit(catchUpChild())
+	}
 	os.Exit(m.Run())
 }
 
