@@ -32,16 +32,68 @@ type Door interface {
 	Status() DoorStatus
 }
 
-// DoorStatus is the door's part of the status message.
+// DoorStatus is the door's part of the status message, as the door
+// controller reports it. The client writes it on the wire (Status).
 type DoorStatus struct {
-	State    string // as the door names it: "closed", "open", "unlocked", "held"...
-	Lockdown bool   // lockdown is on
-	Reader   string // "ok", or what is wrong with the reader
-	Journal  string // "ok", or the journal's trouble ("reserve in use: …", "fault: …")
+	Contact  Contact        // what the door contact says
+	Unlocked bool           // the relay holds the door unlocked
+	Alarms   []store.Reason // the alarms in force: door_forced, door_held, tamper
+	Lockdown bool           // lockdown is on
+	Reader   Health         // the card reader
+	Journal  Health         // the journal ("reserve in use: …", "fault: …")
 	// StalePolicy is what the door does while its allowlist is stale
 	// ("keep-going", "card+pin", "override-only").
 	StalePolicy string
 	Clock       store.TimeQuality // whether the door's clock is synced
+}
+
+// Contact is what the door contact says.
+type Contact string
+
+// The door contact's states.
+const (
+	ContactUnknown Contact = "unknown" // it has not reported since the door started
+	ContactOpen    Contact = "open"
+	ContactClosed  Contact = "closed"
+)
+
+// State is the door's state in one word list, for Status.DoorState: the
+// contact, then "unlocked" while unlocked, then the alarms in force, comma
+// separated ("closed", "open,unlocked", "open,door_held").
+func (d DoorStatus) State() string {
+	s := string(d.Contact)
+	if s == "" {
+		s = string(ContactUnknown)
+	}
+	if d.Unlocked {
+		s += ",unlocked"
+	}
+	for _, a := range d.Alarms {
+		s += "," + string(a)
+	}
+	return s
+}
+
+// Health is the state of one of the door's parts: working or not, and in
+// words for the status message.
+type Health struct {
+	OK bool // the part works
+	// Detail is the part's state in words ("fault: …", "reserve in use:
+	// …"), at most 256 bytes on one line; empty means just "ok" or
+	// "fault".
+	Detail string
+}
+
+// String returns h's words for the status message: the detail, or "ok" or
+// "fault" when there is none.
+func (h Health) String() string {
+	switch {
+	case h.Detail != "":
+		return h.Detail
+	case h.OK:
+		return "ok"
+	}
+	return "fault"
 }
 
 // Store is what the client needs from the door's database. *store.Store

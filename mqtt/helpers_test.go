@@ -133,7 +133,8 @@ func (d *testDoor) Status() mqtt.DoorStatus {
 	if d.unsynced {
 		q = store.TimeUnsynced
 	}
-	return mqtt.DoorStatus{State: "closed", Lockdown: d.lockdown, Reader: "ok", Journal: "ok", Clock: q, StalePolicy: d.policy}
+	return mqtt.DoorStatus{Contact: mqtt.ContactClosed, Lockdown: d.lockdown, Reader: mqtt.Health{OK: true}, Journal: mqtt.Health{OK: true},
+		Clock: q, StalePolicy: d.policy}
 }
 
 // SetUnsynced says whether the door's clock is synced.

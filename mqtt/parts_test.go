@@ -482,3 +482,28 @@ func TestReconnectBackoff(t *testing.T) {
 		}
 	})
 }
+
+// The typed door status is written on the wire in the words of contract
+// v2's door_state, reader and journal.
+func TestDoorStatusWords(t *testing.T) {
+	for _, c := range []struct {
+		ds                     DoorStatus
+		state, reader, journal string
+	}{
+		{DoorStatus{}, "unknown", "fault", "fault"},
+		{DoorStatus{Contact: ContactClosed, Reader: Health{OK: true}, Journal: Health{OK: true, Detail: "ok"}}, "closed", "ok", "ok"},
+		{DoorStatus{Contact: ContactOpen, Unlocked: true, Alarms: []store.Reason{store.ReasonDoorHeld}, Reader: Health{Detail: "fault: spi"},
+			Journal: Health{OK: true, Detail: "reserve in use: the disk was full"}},
+			"open,unlocked,door_held", "fault: spi", "reserve in use: the disk was full"},
+	} {
+		if got := c.ds.State(); got != c.state {
+			t.Errorf("%+v: state %q, want %q", c.ds, got, c.state)
+		}
+		if got := c.ds.Reader.String(); got != c.reader {
+			t.Errorf("%+v: reader %q, want %q", c.ds, got, c.reader)
+		}
+		if got := c.ds.Journal.String(); got != c.journal {
+			t.Errorf("%+v: journal %q, want %q", c.ds, got, c.journal)
+		}
+	}
+}

@@ -19,7 +19,7 @@ func (c *Client) currentStatus() Status {
 	}
 	s := Status{
 		V: Version, Type: KindStatus, Site: c.o.Site, Door: c.o.Door, Online: true,
-		DoorState: ds.State, Lockdown: ds.Lockdown, Reader: ds.Reader, Journal: ds.Journal, Clock: ds.Clock,
+		DoorState: ds.State(), Lockdown: ds.Lockdown, Reader: ds.Reader.String(), Journal: ds.Journal.String(), Clock: ds.Clock,
 		ACLSeq: c.sync.acl.seq, SnapshotHash: c.sync.acl.hash, Outbox: depth,
 		ACLStale: c.fresh.stale, Version: c.o.Version,
 	}

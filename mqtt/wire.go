@@ -452,7 +452,7 @@ type Status struct {
 	Door         string            `json:"door"`                    // the door id
 	Online       bool              `json:"online"`                  // false in the last will and at a clean stop
 	At           time.Time         `json:"at,omitzero"`             // door time of the status
-	DoorState    string            `json:"door_state,omitempty"`    // as the door names it: "closed", "open", "unlocked"...
+	DoorState    string            `json:"door_state,omitempty"`    // the contact, "unlocked" while unlocked, the alarms in force: "closed", "open,unlocked", "open,door_held" (DoorStatus.State)
 	Lockdown     bool              `json:"lockdown,omitempty"`      // the door is in lockdown
 	Reader       string            `json:"reader,omitempty"`        // "ok", "fault" or "fault: " and the error (at most 256 bytes)
 	Journal      string            `json:"journal,omitempty"`       // "ok", "reserve in use: …" (the disk filled) or "fault: …" (events held in memory; grants refused unless the door opens without a record)

@@ -192,17 +192,17 @@ func TestReaderFaultDetailFits(t *testing.T) {
 	if !strings.HasPrefix(ev.Detail, "pn532: spi transfer failed: é") {
 		t.Errorf("event detail %q, want the driver's error", ev.Detail)
 	}
-	st := td.status("the fault", func(s mqtt.DoorStatus) bool { return s.Reader != "ok" })
-	checkOneLine(t, "status reader", st.Reader, maxDetail)
-	if !strings.HasPrefix(st.Reader, "fault: pn532: spi transfer failed:") {
-		t.Errorf("status reader %q, want the fault and its detail", st.Reader)
+	st := td.status("the fault", func(s mqtt.DoorStatus) bool { return !s.Reader.OK })
+	checkOneLine(t, "status reader", st.Reader.String(), maxDetail)
+	if !strings.HasPrefix(st.Reader.String(), "fault: pn532: spi transfer failed:") {
+		t.Errorf("status reader %q, want the fault and its detail", st.Reader.String())
 	}
 
 	if err := td.d.readerHealth(ctx, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	td.event(store.ReasonReaderOK)
-	td.status("the reader ok", func(s mqtt.DoorStatus) bool { return s.Reader == "ok" })
+	td.status("the reader ok", func(s mqtt.DoorStatus) bool { return s.Reader.OK })
 
 	// A fault without an error still says something.
 	if err := td.d.readerHealth(ctx, false, nil); err != nil {
@@ -211,7 +211,7 @@ func TestReaderFaultDetailFits(t *testing.T) {
 	if ev := td.event(store.ReasonReaderFault); ev.Detail != "reader fault" {
 		t.Errorf("detail %q, want %q", ev.Detail, "reader fault")
 	}
-	td.status("the bare fault", func(s mqtt.DoorStatus) bool { return s.Reader == "fault: reader fault" })
+	td.status("the bare fault", func(s mqtt.DoorStatus) bool { return s.Reader.Detail == "fault: reader fault" })
 	if err := td.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}

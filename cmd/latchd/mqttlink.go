@@ -116,29 +116,23 @@ func (m mqttDoor) SetStale(ctx context.Context, stale bool) (err error) {
 func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 	defer m.safe.catch("mqtt status", nil)
 	s := m.ctrl.Status()
-	st = mqtt.DoorStatus{Lockdown: s.Lockdown, Reader: "ok", Clock: store.TimeSynced}
+	st = mqtt.DoorStatus{
+		Contact: mqtt.ContactClosed, Unlocked: !s.Locked, Alarms: s.Alarms, Lockdown: s.Lockdown,
+		Reader: mqtt.Health{OK: s.ReaderOK}, Journal: mqtt.Health{OK: s.JournalOK, Detail: s.Journal},
+		StalePolicy: string(s.StalePolicy), Clock: store.TimeSynced,
+	}
 	switch {
 	case !s.ContactKnown:
-		st.State = "unknown"
+		st.Contact = mqtt.ContactUnknown
 	case s.Open:
-		st.State = "open"
-	default:
-		st.State = "closed"
-	}
-	if !s.Locked {
-		st.State += ",unlocked"
-	}
-	for _, a := range s.Alarms {
-		st.State += "," + string(a)
+		st.Contact = mqtt.ContactOpen
 	}
 	if !s.ReaderOK {
-		st.Reader = readerStatus(m.reader.get())
+		st.Reader.Detail = readerStatus(m.reader.get())
 	}
 	if !s.ClockTrusted {
 		st.Clock = store.TimeUnsynced
 	}
-	st.Journal = s.Journal
-	st.StalePolicy = string(s.StalePolicy)
 	return st
 }
 
