@@ -183,6 +183,16 @@ type Options struct {
 	// it signs the door's events, status and sync requests, and opens the
 	// allowlist view the site seals to the door.
 	Identity *Identity
+	// NextIdentity is the identity the door rotates to (optional; see
+	// NextIdentityFile): the status announces it vouched for by Identity,
+	// and the first message the site seals to it, which it does once an
+	// admin approved it, promotes it: PromoteIdentity is called, and the
+	// client signs and opens with it from then on.
+	NextIdentity *Identity
+	// PromoteIdentity makes the next identity the door's for good (the
+	// daemon renames the file and records the fingerprint); the client
+	// switches only when it returns nil. Required with NextIdentity.
+	PromoteIdentity func(next *Identity) error
 
 	// Logger receives the client's log (default: none).
 	Logger *slog.Logger
@@ -351,6 +361,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("chunk window %d: want 1..%d", r.ChunkWindow, MaxChunkWindow)
 	case r.Identity == nil:
 		return r, errors.New("the door's identity is required (see CreateIdentity)")
+	case r.NextIdentity != nil && r.PromoteIdentity == nil:
+		return r, errors.New("a next identity needs PromoteIdentity")
 	}
 	for _, d := range []time.Duration{r.PingTimeout, r.ConnectTimeout, r.WriteTimeout, r.ReconnectMin,
 		r.StaleAfter, r.ClockSkew, r.AckTimeout, r.SyncRetry, r.SnapshotTimeout, r.StatusInterval,
@@ -446,6 +458,7 @@ func New(st Store, j Journal, door Door, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.SetNext(o.NextIdentity)
 	c := &Client{
 		core: newCore(&o, j, door), st: st, v: v,
 		topics:  TopicsFor(o.Site),
@@ -597,6 +610,7 @@ func (c *Client) handle(ctx context.Context, in inbound) {
 	if in.msg == nil {
 		return
 	}
+	c.maybePromote(in)
 	// Every authentic message of this site counts for freshness, whatever
 	// happens to it next, as long as it is newer than anything seen and not
 	// from the future.

@@ -35,6 +35,12 @@ import (
 // IdentityFile is the name of the identity file in a door's data directory.
 const IdentityFile = "identity.key"
 
+// NextIdentityFile holds the identity a door rotates to: made on purpose
+// (CreateNextIdentity), announced in the status vouched by the current
+// key, and promoted (PromoteIdentity) once the site seals to it, which it
+// does only after an admin approved it.
+const NextIdentityFile = "identity.next"
+
 const (
 	identityMagic = "LATCHID1"
 	identityLen   = len(identityMagic) + ed25519.SeedSize + 32 + 4
@@ -134,8 +140,10 @@ func parseIdentity(b []byte) (*Identity, error) {
 // LoadIdentity reads the identity in dir. A missing file is ErrNoIdentity;
 // a damaged one, or one that others than its owner may read, is an error
 // naming the file (a key others could read is no longer the door's alone).
-func LoadIdentity(dir string) (*Identity, error) {
-	path := filepath.Join(dir, IdentityFile)
+func LoadIdentity(dir string) (*Identity, error) { return loadIdentityFile(dir, IdentityFile) }
+
+func loadIdentityFile(dir, name string) (*Identity, error) {
+	path := filepath.Join(dir, name)
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s", ErrNoIdentity, dir)
@@ -160,13 +168,47 @@ func LoadIdentity(dir string) (*Identity, error) {
 // CreateIdentity makes a new identity and writes it to dir, durably (a
 // temporary file, synced, renamed, and the directory synced). It refuses
 // to replace an identity that is there.
-func CreateIdentity(dir string) (*Identity, error) {
+func CreateIdentity(dir string) (*Identity, error) { return createIdentityFile(dir, IdentityFile) }
+
+// CreateNextIdentity makes the identity the door rotates to, in
+// NextIdentityFile, durably; it refuses to replace one that is there.
+func CreateNextIdentity(dir string) (*Identity, error) {
+	return createIdentityFile(dir, NextIdentityFile)
+}
+
+// LoadNextIdentity reads the identity the door rotates to (ErrNoIdentity
+// when there is none), with LoadIdentity's checks.
+func LoadNextIdentity(dir string) (*Identity, error) { return loadIdentityFile(dir, NextIdentityFile) }
+
+// PromoteIdentity makes the next identity the door's identity: the next
+// file replaces the identity file in one rename, and the directory is
+// synced.
+func PromoteIdentity(dir string) error {
+	if err := os.Rename(filepath.Join(dir, NextIdentityFile), filepath.Join(dir, IdentityFile)); err != nil {
+		return fmt.Errorf("mqtt: promote the next identity: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mqtt: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("mqtt: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func createIdentityFile(dir, name string) (*Identity, error) {
 	id, err := NewIdentity()
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, IdentityFile)
-	tmp, err := os.CreateTemp(dir, IdentityFile+".new-*")
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, name+".new-*")
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: create identity: %w", err)
 	}
@@ -194,13 +236,8 @@ func CreateIdentity(dir string) (*Identity, error) {
 		}
 		return nil, fmt.Errorf("mqtt: create identity: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := syncDir(dir); err != nil {
 		return nil, fmt.Errorf("mqtt: create identity: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return nil, fmt.Errorf("mqtt: create identity: sync %s: %w", dir, err)
 	}
 	return id, nil
 }
@@ -278,4 +315,36 @@ func SealTo(p PublicIdentity, info, plaintext []byte) ([]byte, error) {
 		return nil, fmt.Errorf("mqtt: seal: %w", err)
 	}
 	return ct, nil
+}
+
+// vouchContext separates a door's word for its next identity from
+// anything else its key signs.
+const vouchContext = "latch door identity rotation v2\x00"
+
+func vouchMessage(site, door string, next PublicIdentity) []byte {
+	b := []byte(vouchContext)
+	for _, f := range []string{site, door} {
+		b = append(b, byte(len(f)))
+		b = append(b, f...)
+	}
+	b = append(b, next.SignKey...)
+	return append(b, next.SealKey...)
+}
+
+// Vouch signs, with the door's current key, its next identity as door of
+// site: the site shows an admin a rotation the approved key asked for.
+func (id *Identity) Vouch(site, door string, next PublicIdentity) string {
+	return base64.StdEncoding.EncodeToString(id.Sign(vouchMessage(site, door, next)))
+}
+
+// VerifyVouch checks that key (the door's approved key) vouched for next.
+func VerifyVouch(key ed25519.PublicKey, site, door string, next PublicIdentity, sig string) error {
+	raw, err := base64.StdEncoding.Strict().DecodeString(sig)
+	if err != nil {
+		return fmt.Errorf("next identity: signature: %w", err)
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, vouchMessage(site, door, next), raw) {
+		return errors.New("next identity: the door's current key did not vouch for it")
+	}
+	return nil
 }

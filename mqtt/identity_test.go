@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -238,4 +239,43 @@ func TestStatusSignedHead(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// A status announces the next identity only vouched for by the current
+// key; a vouch by any other key, or for other keys, is refused.
+func TestStatusNextIdentity(t *testing.T) {
+	cur, next, other := testIdentity(t), mustIdentity(t), mustIdentity(t)
+	status := func(voucher *Identity, np PublicIdentity) []byte {
+		p, n := cur.Public(), np
+		st := Status{V: Version, Type: KindStatus, Site: "hq", Door: "front", Online: true,
+			Fingerprint: p.Fingerprint(), SignKey: base64.StdEncoding.EncodeToString(p.SignKey), SealKey: base64.StdEncoding.EncodeToString(p.SealKey),
+			NextFingerprint: n.Fingerprint(), NextSignKey: base64.StdEncoding.EncodeToString(n.SignKey), NextSealKey: base64.StdEncoding.EncodeToString(n.SealKey),
+			NextSig: voucher.Vouch("hq", "front", n)}
+		b, _ := json.Marshal(st)
+		return b
+	}
+	m, err := DecodeStatus(status(cur, next.Public()), "hq", "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m.NextIdentity(); err != nil || p.Fingerprint() != next.Public().Fingerprint() {
+		t.Fatalf("NextIdentity = %v, %v", p, err)
+	}
+	if _, err := DecodeStatus(status(other, next.Public()), "hq", "front"); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("vouched by another key: %v", err)
+	}
+	// The vouch names the door: the same words for another door do not count.
+	b := status(cur, next.Public())
+	if _, err := DecodeStatus(bytes.Replace(b, []byte(`"door":"front"`), []byte(`"door":"back"`), 1), "hq", "back"); err == nil {
+		t.Fatal("a vouch for door front accepted for door back")
+	}
+}
+
+func mustIdentity(t *testing.T) *Identity {
+	t.Helper()
+	id, err := NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

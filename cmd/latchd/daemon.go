@@ -243,6 +243,16 @@ func (d *daemon) build() (err error) {
 	if d.mqttOpts != nil {
 		opts := *d.mqttOpts
 		opts.Identity = d.identity
+		// A damaged next identity stops the rotation, not the door.
+		next, err := nextIdentity(c.DataDir)
+		if err != nil {
+			d.log.Error("door identity: the next identity is unusable; not rotating", "err", err)
+		}
+		if next != nil {
+			opts.NextIdentity, opts.PromoteIdentity = next, promoter(c.DataDir, d.st, d.log)
+			d.log.Warn("door identity: rotating; the status announces the next one until the site approves it",
+				"current", d.identity.Public().Fingerprint(), "next", next.Public().Fingerprint())
+		}
 		cl, err := mqtt.New(d.st, d.journal, d.mqttDoor(), &opts)
 		if err != nil {
 			return err

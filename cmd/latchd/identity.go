@@ -54,6 +54,17 @@ func doorIdentity(dir string, st *store.Store, log *slog.Logger) (*mqtt.Identity
 		return nil, fmt.Errorf("%w: %w", errIdentity, err)
 	}
 	fp := id.Public().Fingerprint()
+	if len(recorded) > 0 && string(recorded) != fp {
+		// A rotation cut between recording the next identity and
+		// renaming its file: finish it.
+		if next, err := mqtt.LoadNextIdentity(dir); err == nil && next.Public().Fingerprint() == string(recorded) {
+			if err := mqtt.PromoteIdentity(dir); err != nil {
+				return nil, fmt.Errorf("%w: finish the rotation to %s: %w", errIdentity, recorded, err)
+			}
+			log.Warn("door identity: finished a rotation cut short", "fingerprint", string(recorded))
+			id, fp = next, string(recorded)
+		}
+	}
 	switch {
 	case len(recorded) == 0:
 		if err := st.PutState(identityKey, []byte(fp)); err != nil {
@@ -99,5 +110,56 @@ func showIdentity(dir string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, id.Public())
+	return nil
+}
+
+// nextIdentity loads the identity the door rotates to, or nil.
+func nextIdentity(dir string) (*mqtt.Identity, error) {
+	next, err := mqtt.LoadNextIdentity(dir)
+	if errors.Is(err, mqtt.ErrNoIdentity) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errIdentity, err)
+	}
+	return next, nil
+}
+
+// promoter returns what makes the next identity the door's once the site
+// sealed to it: the store records its fingerprint first, then the file
+// replaces the old one (a start between the two finishes the rename; see
+// doorIdentity).
+func promoter(dir string, st *store.Store, log *slog.Logger) func(*mqtt.Identity) error {
+	return func(next *mqtt.Identity) error {
+		fp := next.Public().Fingerprint()
+		if err := st.PutState(identityKey, []byte(fp)); err != nil {
+			return err
+		}
+		if err := mqtt.PromoteIdentity(dir); err != nil {
+			return err
+		}
+		log.Warn("door identity rotated: the site approved the new identity", "fingerprint", fp)
+		return nil
+	}
+}
+
+// rotateIdentity makes the identity the door rotates to (latchd
+// -rotate-identity). The running door announces it at its next start,
+// vouched for by its current identity; it takes it when the site, on an
+// admin's approval, seals to it.
+func rotateIdentity(dir string, out io.Writer) error {
+	cur, err := mqtt.LoadIdentity(dir)
+	if errors.Is(err, mqtt.ErrNoIdentity) {
+		return fmt.Errorf("data_dir %s: no identity to rotate from; latchd makes one at its first start", dir)
+	}
+	if err != nil {
+		return err
+	}
+	next, err := mqtt.CreateNextIdentity(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "latchd: the door will rotate from %s to this identity; restart latchd to announce it, and have it approved at the site\n%s\n",
+		cur.Public().Fingerprint(), next.Public())
 	return nil
 }

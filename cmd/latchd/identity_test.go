@@ -105,3 +105,65 @@ func TestSimShowIdentity(t *testing.T) {
 		t.Fatalf("-show-identity: exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
 }
+
+// -rotate-identity makes the next identity beside the current one; the
+// promotion records it and replaces the file; a start between the two
+// (a power cut in the middle) finishes the rename instead of refusing the
+// identity.
+func TestRotateIdentity(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, dbFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	if err := rotateIdentity(dir, &bytes.Buffer{}); err == nil {
+		t.Fatal("rotated without an identity")
+	}
+	cur, err := doorIdentity(dir, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rotateIdentity(dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	next, err := nextIdentity(dir)
+	if err != nil || next == nil {
+		t.Fatalf("next identity: %v %v", next, err)
+	}
+	nfp := next.Public().Fingerprint()
+	if !strings.Contains(out.String(), nfp) || !strings.Contains(out.String(), cur.Public().Fingerprint()) {
+		t.Fatalf("-rotate-identity printed\n%s", out.String())
+	}
+	if err := rotateIdentity(dir, &out); err == nil {
+		t.Fatal("a second next identity replaced the first")
+	}
+	// Still the current one until the site approves the next.
+	if id, err := doorIdentity(dir, st, log); err != nil || id.Public().Fingerprint() != cur.Public().Fingerprint() {
+		t.Fatalf("before the promotion: %v", err)
+	}
+	// Cut between recording the next fingerprint and the rename.
+	if err := st.PutState(identityKey, []byte(nfp)); err != nil {
+		t.Fatal(err)
+	}
+	id, err := doorIdentity(dir, st, log)
+	if err != nil || id.Public().Fingerprint() != nfp {
+		t.Fatalf("start after a cut rotation: %v", err)
+	}
+	if n, err := nextIdentity(dir); n != nil || err != nil {
+		t.Fatalf("next identity left over: %v %v", n, err)
+	}
+	// The whole promotion, as the client calls it.
+	if err := rotateIdentity(dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := nextIdentity(dir)
+	if err := promoter(dir, st, log)(third); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := doorIdentity(dir, st, log); err != nil || id.Public().Fingerprint() != third.Public().Fingerprint() {
+		t.Fatalf("after the promotion: %v", err)
+	}
+}

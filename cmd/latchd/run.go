@@ -28,6 +28,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
 		showID      = fs.Bool("show-identity", false, "print the door's public keys and fingerprint (from data_dir, or -data with -sim), then exit")
 		newID       = fs.Bool("new-identity", false, "make the door a new identity on purpose (the old file is kept aside; the site must approve it again), then exit")
+		rotateID    = fs.Bool("rotate-identity", false, "make the identity the door rotates to: announced vouched for by the current one, taken when the site approves it; then exit")
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
 		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
@@ -71,12 +72,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *sim && *configPath != "":
 		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
 		return 2
-	case (*showID || *newID) && *sim:
-		err = identityCommand(*dataDir, *newID, stdout, log)
-	case (*showID || *newID) && *configPath != "":
+	case (*showID || *newID || *rotateID) && *sim:
+		err = identityCommand(*dataDir, identityMode(*newID, *rotateID), stdout, log)
+	case (*showID || *newID || *rotateID) && *configPath != "":
 		var cfg *Config
 		if cfg, err = loadConfig(*configPath); err == nil {
-			err = identityCommand(cfg.DataDir, *newID, stdout, log)
+			err = identityCommand(cfg.DataDir, identityMode(*newID, *rotateID), stdout, log)
 		}
 	case *sim:
 		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr,
@@ -110,8 +111,9 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 		switch {
 		case sim && f.Name == "check-config":
 			msg = "-check-config checks a -config file; the simulator has none"
-		case f.Name == "show-identity" && fs.Lookup("new-identity").Value.String() == "true":
-			msg = "-show-identity and -new-identity exclude each other"
+		case (f.Name == "show-identity" || f.Name == "new-identity") && fs.Lookup("rotate-identity").Value.String() == "true",
+			f.Name == "show-identity" && fs.Lookup("new-identity").Value.String() == "true":
+			msg = "-show-identity, -new-identity and -rotate-identity exclude each other"
 		case !sim && f.Name == "data":
 			msg = "-data is for -sim; a door's data directory is data_dir in its config"
 		case !sim && f.Name == "mqtt":
@@ -214,11 +216,26 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	return d.run(ctx)
 }
 
-// identityCommand carries out -show-identity, or -new-identity when
-// renew, for the door whose data directory is dir.
-func identityCommand(dir string, renew bool, out io.Writer, log *slog.Logger) error {
-	if !renew {
+// identityMode names what an identity flag asks for.
+func identityMode(renew, rotate bool) string {
+	switch {
+	case renew:
+		return "new"
+	case rotate:
+		return "rotate"
+	}
+	return "show"
+}
+
+// identityCommand carries out -show-identity, -new-identity or
+// -rotate-identity (mode show, new or rotate) for the door whose data
+// directory is dir.
+func identityCommand(dir, mode string, out io.Writer, log *slog.Logger) error {
+	switch mode {
+	case "show":
 		return showIdentity(dir, out)
+	case "rotate":
+		return rotateIdentity(dir, out)
 	}
 	st, err := store.Open(filepath.Join(dir, dbFile), &store.Options{Logger: log})
 	if err != nil {

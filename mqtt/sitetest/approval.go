@@ -30,10 +30,18 @@ const (
 type doorBook struct {
 	approved map[string]mqtt.PublicIdentity
 	pending  map[string]mqtt.PublicIdentity
+	// next holds the identities approved doors rotate to, vouched for by
+	// their approved key, until an admin approves them (approveNext).
+	next map[string]mqtt.PublicIdentity
+	// previous holds a rotated door's former identity, whose signatures
+	// still attribute the events it signed before it took the new one,
+	// until the door announces the new one as its own.
+	previous map[string]mqtt.PublicIdentity
 }
 
 func newDoorBook(approved map[string]mqtt.PublicIdentity) doorBook {
-	b := doorBook{approved: make(map[string]mqtt.PublicIdentity, len(approved)), pending: make(map[string]mqtt.PublicIdentity)}
+	b := doorBook{approved: make(map[string]mqtt.PublicIdentity, len(approved)), pending: make(map[string]mqtt.PublicIdentity),
+		next: make(map[string]mqtt.PublicIdentity), previous: make(map[string]mqtt.PublicIdentity)}
 	for d, id := range approved {
 		b.approved[d] = cloneIdentity(id)
 	}
@@ -56,7 +64,12 @@ func (b *doorBook) announce(door string, id mqtt.PublicIdentity) (v verdict, cha
 	if a, ok := b.approved[door]; ok && sameIdentity(a, id) {
 		_, had := b.pending[door]
 		delete(b.pending, door)
+		delete(b.previous, door) // the door has taken its new identity
 		return verdictApproved, had
+	}
+	if p, ok := b.previous[door]; ok && sameIdentity(p, id) {
+		// A rotated door that has not taken its new identity yet.
+		return verdictApproved, false
 	}
 	old, had := b.pending[door]
 	changed = !had || !sameIdentity(old, id)
@@ -95,6 +108,47 @@ func (b *doorBook) identity(door string) (mqtt.PublicIdentity, bool) {
 func (b *doorBook) pendingFingerprints() map[string]string {
 	out := make(map[string]string, len(b.pending))
 	for d, id := range b.pending {
+		out[d] = id.Fingerprint()
+	}
+	return out
+}
+
+// vouched records the next identity an approved door announced, vouched
+// for by its approved key (the caller checked the vouch).
+func (b *doorBook) vouched(door string, next mqtt.PublicIdentity) (changed bool) {
+	old, had := b.next[door]
+	b.next[door] = cloneIdentity(next)
+	return !had || !sameIdentity(old, next)
+}
+
+// approveNext approves door's vouched next identity whose fingerprint is
+// fp; the approved one becomes the previous one.
+func (b *doorBook) approveNext(door, fp string) (mqtt.PublicIdentity, error) {
+	n, ok := b.next[door]
+	if !ok {
+		return mqtt.PublicIdentity{}, fmt.Errorf("sitetest: approve the next identity of door %s: none announced", door)
+	}
+	if got := n.Fingerprint(); got != fp {
+		return mqtt.PublicIdentity{}, fmt.Errorf("sitetest: approve the next identity of door %s: it is %s, not %s", door, got, fp)
+	}
+	b.previous[door] = b.approved[door]
+	b.approved[door] = n
+	delete(b.next, door)
+	return cloneIdentity(n), nil
+}
+
+// former returns the identity a rotated door had before, while its
+// signatures still count.
+func (b *doorBook) former(door string) (mqtt.PublicIdentity, bool) {
+	id, ok := b.previous[door]
+	return id, ok
+}
+
+// nextFingerprints returns door → fingerprint of the vouched next
+// identities awaiting approval.
+func (b *doorBook) nextFingerprints() map[string]string {
+	out := make(map[string]string, len(b.next))
+	for d, id := range b.next {
 		out[d] = id.Fingerprint()
 	}
 	return out

@@ -27,6 +27,7 @@ package sitetest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -113,6 +114,7 @@ type Stats struct {
 	HashMismatches   int                          // a door at its view's seq with another state hash (rebased)
 	IdentityMismatch int                          // statuses of an approved door announcing another identity
 	Pending          map[string]string            // doors awaiting approval: door → fingerprint of the identity announced
+	PendingNext      map[string]string            // approved doors rotating their identity: door → fingerprint of the next one, vouched for by the approved key, awaiting ApproveNext
 	LastStatus       map[string]*mqtt.Status      // each door's latest status
 	LastSync         map[string]*mqtt.SyncRequest // each door's latest verified sync request
 }
@@ -420,7 +422,7 @@ func (s *Site) onEvent(door, topic string, payload []byte) {
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
 	}
-	if err := e.VerifySig(id.SignKey); err != nil {
+	if err := s.verifyDoor(door, id, e.VerifySig); err != nil {
 		s.log.Warn("sitetest: event not attributable to the door", "door", door, "err", err)
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
@@ -442,7 +444,7 @@ func (s *Site) onSync(door, topic string, payload []byte) {
 		s.update(func(st *Stats) { st.SyncRefused++ })
 		return
 	}
-	if err := r.VerifySig(id.SignKey); err != nil {
+	if err := s.verifyDoor(door, id, r.VerifySig); err != nil {
 		s.log.Warn("sitetest: sync request not signed by the door's approved key; refused", "door", door, "err", err)
 		s.update(func(st *Stats) { st.SyncRefused++ })
 		return
@@ -481,6 +483,20 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 		s.log.Error("sitetest: approved door announces another identity; not trusted until approved", "door", door, "fingerprint", st.Fingerprint)
 	}
 	var why string
+	if v == verdictApproved && st.NextFingerprint != "" {
+		// DecodeStatus checked that the announced key, the approved one,
+		// vouched for it.
+		if next, err := st.NextIdentity(); err == nil {
+			s.doorsMu.Lock()
+			changed := s.book.vouched(door, *next)
+			pendingNext := s.book.nextFingerprints()
+			s.doorsMu.Unlock()
+			if changed {
+				s.log.Warn("sitetest: door asks to rotate its identity; awaiting approval", "door", door, "next", st.NextFingerprint)
+			}
+			s.update(func(x *Stats) { x.PendingNext = pendingNext })
+		}
+	}
 	if v == verdictApproved && st.HeadSig != "" {
 		// DecodeStatus verified the head with the announced key, which
 		// is the approved one.
@@ -639,4 +655,20 @@ func (s *Site) syncLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// verifyDoor checks a door's signature with its approved key, or with the
+// key it had before a rotation until it announces the new one as its own.
+func (s *Site) verifyDoor(door string, approved mqtt.PublicIdentity, verify func(ed25519.PublicKey) error) error {
+	err := verify(approved.SignKey)
+	if err == nil {
+		return nil
+	}
+	s.doorsMu.Lock()
+	former, ok := s.book.former(door)
+	s.doorsMu.Unlock()
+	if ok && verify(former.SignKey) == nil {
+		return nil
+	}
+	return err
 }
