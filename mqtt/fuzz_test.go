@@ -123,11 +123,11 @@ func FuzzDecodeEvent(f *testing.F) {
 }
 
 func FuzzDecodeStatus(f *testing.F) {
-	st := Status{V: 1, Type: KindStatus, Site: "hq", Door: "front", Online: true, At: t0, DoorState: "closed",
+	st := Status{V: Version, Type: KindStatus, Site: "hq", Door: "front", Online: true, At: t0, DoorState: "closed",
 		Reader: "ok", ACLSeq: 9, SnapshotHash: strings.Repeat("c", 64), Outbox: 3, Version: "1.0", UptimeS: 60, Clock: store.TimeSynced}
 	b, _ := json.Marshal(st)
 	f.Add(b)
-	f.Add([]byte(`{"v":1,"type":"status","site":"hq","door":"front","online":false}`))
+	f.Add([]byte(`{"v":2,"type":"status","site":"hq","door":"front","online":false}`))
 	// With an identity and a signed head.
 	id, err := NewIdentity()
 	if err != nil {
@@ -140,6 +140,18 @@ func FuzzDecodeStatus(f *testing.F) {
 	st.HeadSeq, st.HeadHash = 7, strings.Repeat("d", 64)
 	msg, _ := headMessage("hq", "front", st.HeadSeq, st.HeadHash)
 	st.HeadSig = base64.StdEncoding.EncodeToString(id.Sign(msg))
+	b, _ = json.Marshal(st)
+	f.Add(b)
+	// And a next identity it vouches for.
+	next, err := NewIdentity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	np := next.Public()
+	st.NextFingerprint = np.Fingerprint()
+	st.NextSignKey = base64.StdEncoding.EncodeToString(np.SignKey)
+	st.NextSealKey = base64.StdEncoding.EncodeToString(np.SealKey)
+	st.NextSig = id.Vouch("hq", "front", np)
 	b, _ = json.Marshal(st)
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -161,6 +173,12 @@ func FuzzDecodeStatus(f *testing.F) {
 			}
 		} else if m.HeadSig != "" {
 			t.Fatalf("accepted a signed head without a key")
+		}
+		// An accepted next identity is vouched for by the current key.
+		if m.NextFingerprint != "" || m.NextSignKey != "" || m.NextSealKey != "" || m.NextSig != "" {
+			if _, err := m.NextIdentity(); err != nil {
+				t.Fatalf("accepted a next identity that does not check: %v", err)
+			}
 		}
 	})
 }
