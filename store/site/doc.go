@@ -1,0 +1,70 @@
+// Package site is the site's database, the store behind `latch serve`: the
+// allowlist authority (holders, cards with their PIN hashes, validity,
+// schedules and door lists, revocations) with its global ACL sequence and
+// the history of every committed change; the doors (groups, identities,
+// last status, the seq of each door's view); the events collected from
+// every door, with indexes for audit queries and the site's own findings
+// about them (gaps, chain breaks, conflicts, rewrites); and the doors'
+// signed audit heads. Everything lives in one bbolt file, mode 0600.
+//
+// The package keeps data and checks what it is given; it computes no
+// door's view, signs nothing and speaks no MQTT (that is mqtt/site).
+// Records use the door store's types (store.Card, store.Op, store.Event).
+//
+// # Guarantees
+//
+// A call that returned nil is on disk (bbolt syncs every commit; NoSync is
+// never used). A committed change (Commit) and a batch of events
+// (AddEvents) are each one transaction: all of it or nothing. Every value
+// carries a checksum, so a damaged record is an error, never a decision.
+// Open refuses an empty or damaged file (ErrCorrupt), a file of a newer
+// schema (ErrSchemaTooNew), and a file another process holds
+// (ErrLocked, after Options.LockTimeout). Check reads everything.
+//
+// # Schema (version 1)
+//
+// Every value except an index entry (empty) is sealed: one version byte,
+// the body, and a CRC-32C (Castagnoli) of version and body, big-endian.
+// Bodies marked JSON are the encoding/json form of the named Go type.
+// Integers in keys are big-endian so that they sort. A door key is uint8
+// length and the door id; a time key is uint64 (Unix seconds + 2^63) and
+// uint32 nanoseconds, so that times sort, the zero time first.
+//
+//	bucket           key                                  value
+//	meta             "schema"                             v1 uint64: schema version (1)
+//	                 "acl_seq"                            v1 uint64: the global ACL seq, the last committed change
+//	cards            UID (4, 7 or 10 bytes)               v1 JSON store.Card
+//	holders          holder id                            v1 JSON store.Holder
+//	holder_cards     uint8 len(id), id, UID               empty: index of cards by holder
+//	revoked_cards    UID                                  v1 JSON store.Revocation
+//	revoked_holders  holder id                            v1 JSON store.Revocation
+//	deltas           uint64 ACL seq                       v1 JSON Change: the ops of that commit, by whom, when
+//	doors            door id                              v1 JSON Door
+//	group_doors      uint8 len(group), group, door id     empty: index of doors by group
+//	events           door key, uint64 seq                 v1 event (below)
+//	cursors          door id                              v1 uint64: the door's contiguous seq (Contiguous)
+//	idx_time         time key, door key, uint64 seq       empty: events by time
+//	idx_door_time    door key, time key, uint64 seq       empty: a door's events by time
+//	idx_holder       uint16 len, holder id, time key,     empty: events by holder
+//	                 door key, uint64 seq
+//	idx_uid          uint16 len, UID (hex), time key,     empty: events by card UID
+//	                 door key, uint64 seq
+//	findings         uint64 sequence (NextSequence)       v1 JSON Finding: a site event
+//	heads            door key, uint64 seq                 v1 JSON SignedHead without Seq
+//
+// An event record (version 1) is the stored form of a store.Event as the
+// door hashed it: uint64 seq; time as int64 Unix seconds and uint32
+// nanoseconds; the strings clock, boot id, door, type, reason, UID,
+// holder, holder name, detail (each uint16 length and UTF-8 bytes); the
+// 32-byte prev hash and the 32-byte hash. Only events whose hash
+// store.HashEvent recomputes are stored, so Verify can recompute every
+// stored hash and follow every link.
+//
+// An event is indexed under its time in idx_time and idx_door_time, and
+// under its holder and UID when it names them, so that a query by holder
+// or UID is a range scan of that holder's or UID's entries, in time
+// order, whatever the number of events stored.
+//
+// Holidays have no record of their own: as in the door store, they are
+// part of each card's schedule (store.Schedule.Holidays).
+package site

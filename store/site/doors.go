@@ -1,0 +1,284 @@
+package site
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Identity is a door's public identity: the key that signs its events and
+// requests, the key its view is sealed to, and the fingerprint an
+// installer reads at the door (latchd -show-identity).
+type Identity struct {
+	SignKey     []byte `json:"sign_key"`    // Ed25519 public key
+	SealKey     []byte `json:"seal_key"`    // X25519 public key
+	Fingerprint string `json:"fingerprint"` // what an admin compares before approving
+}
+
+// Door is what the site knows about one door.
+type Door struct {
+	ID     string   `json:"id"`               // the door's id, as in its topics
+	Groups []string `json:"groups,omitempty"` // the door groups it belongs to
+
+	Approved *Identity `json:"approved,omitempty"` // the identity an admin approved
+	Pending  *Identity `json:"pending,omitempty"`  // announced, waiting for approval
+	Next     *Identity `json:"next,omitempty"`     // the approved identity vouched for its successor
+	Former   *Identity `json:"former,omitempty"`   // the identity before the last rotation
+
+	Status     json.RawMessage `json:"status,omitempty"`   // the last status the door reported, as JSON
+	LastSeen   time.Time       `json:"last_seen,omitzero"` // when the site last heard from it
+	AppliedSeq uint64          `json:"applied_seq"`        // the view seq the door reports applied
+	ViewSeq    uint64          `json:"view_seq"`           // the seq of the door's view
+	ViewOf     uint64          `json:"view_of"`            // the global ACL seq that view reflects
+}
+
+func checkDoor(d *Door) error {
+	if err := checkDoorID(d.ID); err != nil {
+		return err
+	}
+	for _, g := range d.Groups {
+		if err := checkID("group", g); err != nil {
+			return err
+		}
+	}
+	if len(d.Status) > 0 && !json.Valid(d.Status) {
+		return fmt.Errorf("%w: status is not JSON", ErrInvalid)
+	}
+	return nil
+}
+
+func groupKey(group, door string) []byte {
+	return append(append([]byte{uint8(len(group))}, group...), door...)
+}
+
+// putDoor writes d and moves the group index from old's groups to d's.
+func putDoor(tx *bolt.Tx, old, d *Door) error {
+	gi := tx.Bucket(bucketGroupDoors)
+	if old != nil {
+		for _, g := range old.Groups {
+			if err := gi.Delete(groupKey(g, old.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, g := range d.Groups {
+		if err := gi.Put(groupKey(g, d.ID), nil); err != nil {
+			return err
+		}
+	}
+	v, err := encodeJSON(d)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketDoors).Put([]byte(d.ID), v)
+}
+
+func getDoor(tx *bolt.Tx, id string) (*Door, error) {
+	v := tx.Bucket(bucketDoors).Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	var d Door
+	if err := decodeJSON(v, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// PutDoor adds or replaces a door record, and the group index with it.
+func (d *DB) PutDoor(door Door) error {
+	door.Groups = slices.Compact(slices.Sorted(slices.Values(door.Groups)))
+	if err := checkDoor(&door); err != nil {
+		return fmt.Errorf("site: put door %q: %w", door.ID, err)
+	}
+	err := d.update(func(tx *bolt.Tx) error {
+		old, err := getDoor(tx, door.ID)
+		if err != nil {
+			return err
+		}
+		return putDoor(tx, old, &door)
+	})
+	if err != nil {
+		return fmt.Errorf("site: put door %q: %w", door.ID, err)
+	}
+	return nil
+}
+
+// UpdateDoor changes door id in one transaction: fn gets the record (a new
+// one with only the id set if the door is unknown) and changes it; an
+// error from fn changes nothing. fn may run only once and must not keep
+// the pointer.
+func (d *DB) UpdateDoor(id string, fn func(*Door) error) error {
+	if err := checkDoorID(id); err != nil {
+		return fmt.Errorf("site: update door %q: %w", id, err)
+	}
+	err := d.update(func(tx *bolt.Tx) error {
+		old, err := getDoor(tx, id)
+		if err != nil {
+			return err
+		}
+		var door Door
+		if old != nil {
+			door = *old
+			door.Groups = slices.Clone(old.Groups)
+		}
+		door.ID = id
+		if err := fn(&door); err != nil {
+			return err
+		}
+		door.ID = id
+		door.Groups = slices.Compact(slices.Sorted(slices.Values(door.Groups)))
+		if err := checkDoor(&door); err != nil {
+			return err
+		}
+		return putDoor(tx, old, &door)
+	})
+	if err != nil {
+		return fmt.Errorf("site: update door %q: %w", id, err)
+	}
+	return nil
+}
+
+// Door returns the door's record, or ErrNotFound.
+func (d *DB) Door(id string) (Door, error) {
+	var door Door
+	if err := d.getJSON(bucketDoors, []byte(id), &door); err != nil {
+		return Door{}, fmt.Errorf("site: door %q: %w", id, err)
+	}
+	return door, nil
+}
+
+// ListDoors returns every door record, in id order.
+func (d *DB) ListDoors() ([]Door, error) {
+	out, err := page[Door](d, bucketDoors, nil, 0)
+	if err != nil {
+		return nil, fmt.Errorf("site: list doors: %w", err)
+	}
+	return out, nil
+}
+
+// DoorsIn returns the ids of the doors in group, in order.
+func (d *DB) DoorsIn(group string) ([]string, error) {
+	var out []string
+	p := append([]byte{uint8(len(group))}, group...)
+	err := d.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketGroupDoors).Cursor()
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			out = append(out, string(k[len(p):]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("site: doors in %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// Announce records the identity a door announced as pending approval,
+// unless it is the approved one (then it clears any pending one).
+func (d *DB) Announce(door string, id Identity, now time.Time) error {
+	return d.UpdateDoor(door, func(dr *Door) error {
+		dr.LastSeen = now.UTC()
+		if dr.Approved != nil && dr.Approved.Fingerprint == id.Fingerprint {
+			dr.Pending = nil
+			return nil
+		}
+		dr.Pending = &id
+		return nil
+	})
+}
+
+// Approve makes the door's pending identity, whose fingerprint must be fp,
+// its approved one, in one transaction. An identity it replaces becomes
+// Former. ErrNotFound if the door is unknown or has nothing pending,
+// ErrConflict if the pending fingerprint is not fp.
+func (d *DB) Approve(door, fp string) error {
+	return d.promote(door, fp, "approve", func(dr *Door) **Identity { return &dr.Pending })
+}
+
+// ApproveNext makes the identity the door's approved key vouched for as
+// its successor (Next), whose fingerprint must be fp, the approved one;
+// the old one becomes Former.
+func (d *DB) ApproveNext(door, fp string) error {
+	return d.promote(door, fp, "approve next identity of", func(dr *Door) **Identity { return &dr.Next })
+}
+
+func (d *DB) promote(door, fp, what string, slot func(*Door) **Identity) error {
+	err := d.update(func(tx *bolt.Tx) error {
+		old, err := getDoor(tx, door)
+		if err != nil {
+			return err
+		}
+		if old == nil {
+			return ErrNotFound
+		}
+		nd := *old
+		p := slot(&nd)
+		switch {
+		case *p == nil:
+			return fmt.Errorf("%w: no identity waits", ErrNotFound)
+		case (*p).Fingerprint != fp:
+			return fmt.Errorf("%w: the identity waiting has fingerprint %s, not %s", ErrConflict, (*p).Fingerprint, fp)
+		}
+		if nd.Approved != nil {
+			nd.Former = nd.Approved
+		}
+		nd.Approved, *p = *p, nil
+		return putDoor(tx, old, &nd)
+	})
+	if err != nil {
+		return fmt.Errorf("site: %s door %q: %w", what, door, err)
+	}
+	return nil
+}
+
+// SetView records the seq of the door's view and the global ACL seq it
+// reflects.
+func (d *DB) SetView(door string, viewSeq, globalSeq uint64) error {
+	return d.UpdateDoor(door, func(dr *Door) error {
+		dr.ViewSeq, dr.ViewOf = viewSeq, globalSeq
+		return nil
+	})
+}
+
+// SetStatus records the door's last status (JSON), the view seq it
+// reports applied, and when it was seen.
+func (d *DB) SetStatus(door string, status json.RawMessage, applied uint64, now time.Time) error {
+	return d.UpdateDoor(door, func(dr *Door) error {
+		dr.Status = bytes.Clone(status)
+		dr.AppliedSeq, dr.LastSeen = applied, now.UTC()
+		return nil
+	})
+}
+
+// checkDoors decodes every door and checks the group index against them.
+func checkDoors(tx *bolt.Tx) error {
+	gi := tx.Bucket(bucketGroupDoors)
+	n := 0
+	if err := tx.Bucket(bucketDoors).ForEach(func(k, v []byte) error {
+		var dr Door
+		if err := decodeJSON(v, &dr); err != nil {
+			return fmt.Errorf("door %q: %w", k, err)
+		}
+		if dr.ID != string(k) {
+			return fmt.Errorf("%w: door %q holds id %q", ErrCorrupt, k, dr.ID)
+		}
+		for _, g := range dr.Groups {
+			if gi.Get(groupKey(g, dr.ID)) == nil {
+				return fmt.Errorf("%w: door %q is missing from the index of group %q", ErrCorrupt, dr.ID, g)
+			}
+			n++
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if k := gi.Stats().KeyN; k != n {
+		return fmt.Errorf("%w: the group index has %d entries for %d memberships", ErrCorrupt, k, n)
+	}
+	return nil
+}
