@@ -105,12 +105,13 @@ func FuzzOpenSigned(f *testing.F) {
 }
 
 func FuzzDecodeEvent(f *testing.F) {
-	ev := EventMsg{V: 1, Type: KindEvent, Site: "hq", Door: "front", Event: store.Event{
+	ev := EventMsg{V: Version, Type: KindEvent, Site: "hq", Door: "front", Event: store.Event{
 		Seq: 3, Time: t0, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess, Reason: store.ReasonGranted,
-		UID: "04A1B2C3", Prev: strings.Repeat("a", 64), Hash: strings.Repeat("b", 64)}}
+		UID: "04A1B2C3", Prev: strings.Repeat("a", 64)}}
+	ev.Event.Hash, _ = store.HashEvent(ev.Event)
 	b, _ := json.Marshal(ev)
 	f.Add(b)
-	f.Add([]byte(`{"v":1,"type":"event","site":"hq","door":"front","event":{"seq":1}}`))
+	f.Add([]byte(`{"v":2,"type":"event","site":"hq","door":"front","event":{"seq":1}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeEvent(b, "hq", "")
 		if err != nil {
@@ -118,6 +119,9 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if m.Site != "hq" || CheckID("door", m.Door) != nil || m.Event.Seq == 0 || len(m.Event.Hash) != 64 {
 			t.Fatalf("accepted %+v", m)
+		}
+		if h, err := store.HashEvent(m.Event); err != nil || h != m.Event.Hash {
+			t.Fatalf("accepted an event that does not hash to its hash")
 		}
 	})
 }

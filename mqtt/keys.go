@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -139,7 +140,7 @@ func (v *Verifier) Rotate(m *KeyRotation, kid string) (bool, error) {
 		return false, fmt.Errorf("mqtt: key rotation %d: key %q was already replaced", m.Seq, m.Retires)
 	}
 	old.retireAt = m.RetireAt
-	v.keys[m.Kid] = &trustedKey{pub: pub}
+	v.keys[m.Kid] = &trustedKey{pub: pub, learnt: true}
 	v.rotSeq = m.Seq
 	return true, nil
 }
@@ -170,6 +171,7 @@ type ringKey struct {
 	Key      []byte    `json:"key"`
 	RetireAt time.Time `json:"retire_at,omitzero"`
 	Retired  bool      `json:"retired,omitempty"`
+	Learnt   bool      `json:"learnt,omitempty"` // named by a rotation
 }
 
 // MarshalKeys returns the trusted keys in the form LoadKeys reads.
@@ -178,14 +180,16 @@ func (v *Verifier) MarshalKeys() ([]byte, error) {
 	defer v.mu.RUnlock()
 	r := ring{RotationSeq: v.rotSeq, Keys: make(map[string]ringKey, len(v.keys))}
 	for kid, k := range v.keys {
-		r.Keys[kid] = ringKey{Key: k.pub, RetireAt: k.retireAt, Retired: k.retired}
+		r.Keys[kid] = ringKey{Key: k.pub, RetireAt: k.retireAt, Retired: k.retired, Learnt: k.learnt}
 	}
 	return json.Marshal(r)
 }
 
-// LoadKeys merges keys stored by MarshalKeys into the verifier: what the
-// rotations taught wins over the configured keys (a retired key stays
-// retired, a key the site rotated to is trusted).
+// LoadKeys merges keys stored by MarshalKeys into the verifier: a key a
+// rotation named is trusted (unless the configuration gives its id to
+// another key), and a configured key keeps the end or retirement a
+// rotation gave it (a retired key stays retired). A configured key that
+// the configuration no longer names is not trusted again.
 func (v *Verifier) LoadKeys(b []byte) error {
 	var r ring
 	if err := decodeStrict(b, &r); err != nil {
@@ -203,7 +207,16 @@ func (v *Verifier) LoadKeys(b []byte) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for kid, k := range r.Keys {
-		v.keys[kid] = &trustedKey{pub: k.Key, retireAt: k.RetireAt, retired: k.Retired}
+		cur, configured := v.keys[kid]
+		switch {
+		case configured && !bytes.Equal(cur.pub, k.Key):
+			// The configuration gave the id to another key: it wins;
+			// what was stored of the old one no longer applies.
+		case configured:
+			cur.retireAt, cur.retired = k.RetireAt, k.Retired
+		case k.Learnt:
+			v.keys[kid] = &trustedKey{pub: k.Key, retireAt: k.RetireAt, retired: k.Retired, learnt: true}
+		}
 	}
 	v.rotSeq = max(v.rotSeq, r.RotationSeq)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -125,5 +126,38 @@ func TestKeyRotationChecks(t *testing.T) {
 	}
 	if _, err := k1.Rotation("hq", 0, k2, t0, t0); !errors.Is(err, ErrMalformed) {
 		t.Errorf("rotation 0: %v", err)
+	}
+}
+
+// A configured key that the configuration drops is not trusted again from
+// what the store kept; a key a rotation named is.
+func TestLoadKeysConfigWins(t *testing.T) {
+	k1, k2, x := testSigner(t), seededSigner(t, "k2", 2), seededSigner(t, "x", 9)
+	v, err := NewDoorVerifier("hq", "front", map[string]ed25519.PublicKey{"k1": k1.Public(), "x": x.Public()}, testIdentity(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k1.Rotation("hq", 1, k2, t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, kid, err := v.Open(b, KindKeyRotation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Rotate(m.(*KeyRotation), kid); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := v.MarshalKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// x is dropped from the configuration.
+	w := testVerifier(t, k1)
+	if err := w.LoadKeys(stored); err != nil {
+		t.Fatal(err)
+	}
+	if ids := w.KeyIDs(); !slices.Equal(ids, []string{"k1", "k2"}) {
+		t.Fatalf("KeyIDs = %v, want k1 and k2 (x dropped by the configuration)", ids)
 	}
 }

@@ -31,6 +31,12 @@ func (c *Client) openKeyChain(b []byte) ([]*KeyRotation, error) {
 			continue
 		}
 		m, kid, err := c.v.Open(link, KindKeyRotation)
+		if errors.Is(err, ErrUnknownKey) {
+			// Signed by a key this door never trusted: a link from before
+			// the key it was configured with. The links after it may be
+			// signed by a key it trusts.
+			continue
+		}
 		if err != nil {
 			return applied, fmt.Errorf("key rotation: %w", err)
 		}

@@ -507,3 +507,45 @@ func TestDoorStatusWords(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot whose chunks are all staged but whose commit was cut short
+// (a restart during the commit) is committed when the syncer loads, not
+// asked for again; a staged snapshot that deltas overtake is dropped.
+func TestStagedSnapshotEnds(t *testing.T) {
+	t.Run("complete at load", func(t *testing.T) {
+		p := newParts(t, nil)
+		plan := testPlan(t, 9, 40)
+		if err := p.st.BeginSnapshot(plan.Seq(), plan.Hash(), plan.Chunks()); err != nil {
+			t.Fatal(err)
+		}
+		for i := range plan.Chunks() {
+			if err := p.st.StageChunk(plan.Seq(), i, plan.Chunk(i, partSite, partDoor, time.Now()).StorePart()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := newSyncer(p.core, p.st, p.pub, "sync")
+		s.load(p.syncState())
+		if s.acl.seq != 9 || s.acl.hash != plan.Hash() || s.stage.busy() || p.j.count(store.ReasonSnapshotApplied) != 1 {
+			t.Fatalf("after load: applied %d, staging %v", s.acl.seq, s.stage.busy())
+		}
+	})
+	t.Run("overtaken by deltas", func(t *testing.T) {
+		p := newParts(t, nil)
+		s := newSyncer(p.core, p.st, p.pub, "sync")
+		s.load(p.syncState())
+		plan := testPlan(t, 2, 40)
+		s.onChunk(inbound{}, plan.Chunk(0, partSite, partDoor, time.Now()))
+		if !s.stage.busy() {
+			t.Fatal("not staging")
+		}
+		for seq := uint64(1); seq <= 2; seq++ {
+			s.onDelta(inbound{}, NewDelta(partSite, partDoor, seq, time.Now(), []store.Op{{Kind: store.OpRevokeCard, UID: []byte{1, 2, 3, byte(seq)}}}))
+		}
+		if s.acl.seq != 2 || s.stage.busy() {
+			t.Fatalf("applied %d, staging %v: the overtaken stage was kept", s.acl.seq, s.stage.busy())
+		}
+		if _, ok, err := p.st.Stage(); ok || err != nil {
+			t.Fatalf("the store kept the stage: %v", err)
+		}
+	})
+}

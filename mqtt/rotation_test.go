@@ -2,6 +2,7 @@ package mqtt_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"slices"
 	"testing"
 	"time"
@@ -137,5 +138,38 @@ func TestDoorIdentityRotation(t *testing.T) {
 	checkCollected(t, e.site, "front", allEvents(t, r.st))
 	if d := decide(t, r.st, "front", 1); d.Outcome != store.Granted {
 		t.Fatalf("card 1 after the rotation: %+v", d)
+	}
+}
+
+// A door installed after a rotation, configured with the site's current
+// key only, follows the rotations after it: the links of the key chain
+// signed by keys it never trusted are skipped, not fatal.
+func TestKeyRotationNewDoorMidChain(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ctx := context.Background()
+	if _, err := e.site.Publish(ctx, card(1, "back")); err != nil {
+		t.Fatal(err)
+	}
+	second := newSigner(t, "site-2027")
+	if err := e.site.RotateKey(ctx, second, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	back := e.newRig("back", "", func(o *mqtt.Options) {
+		o.TrustedKeys = map[string]ed25519.PublicKey{second.KeyID(): second.Public()}
+	}).start()
+	e.waitSynced(back)
+	third := newSigner(t, "site-2028")
+	if err := e.site.RotateKey(ctx, third, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.site.Publish(ctx, revoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSynced(back)
+	if d := decide(t, back.st, "back", 1); d.Reason != store.ReasonRevoked {
+		t.Fatalf("card 1 after a revocation signed by the third key: %+v", d)
+	}
+	if ids := back.client.Stats().SiteKeys; !slices.Contains(ids, "site-2028") || slices.Contains(ids, "site-2026") {
+		t.Fatalf("trusted keys %v", ids)
 	}
 }

@@ -365,7 +365,26 @@ func (c *Client) decode(topic string, payload []byte, retained bool) inbound {
 		return in
 	}
 	in.msg, in.kid, in.err = c.v.Open(payload, kinds...)
+	// A message for another door is refused here, before it counts for
+	// anything (freshness, the clock floor).
+	if d := addressedTo(in.msg); in.err == nil && d != "" && d != c.o.Door {
+		in.msg, in.err = nil, fmt.Errorf("mqtt: %w: %s for door %q", ErrWrongDoor, kinds[0], d)
+	}
 	return in
+}
+
+// addressedTo returns the door a heartbeat, command or ack is for (sealed
+// messages are checked as they are opened); "" is anyone's.
+func addressedTo(m Signed) string {
+	switch m := m.(type) {
+	case *Heartbeat:
+		return m.Door
+	case *Command:
+		return m.Door
+	case *EventsAck:
+		return m.Door
+	}
+	return ""
 }
 
 // LoadTLS builds the TLS configuration of a door: the site's CA (PEM) to

@@ -119,6 +119,7 @@ type trustedKey struct {
 	pub      ed25519.PublicKey
 	retireAt time.Time // zero: no successor yet
 	retired  bool      // refused from now on, whatever the time
+	learnt   bool      // named by a rotation, not configured
 }
 
 // NewVerifier returns a Verifier that accepts messages of site signed by

@@ -61,6 +61,25 @@ func (c *syncer) load(ss store.SyncState) {
 	if c.loadStage() && c.stage.seq <= c.acl.seq {
 		c.dropStage()
 	}
+	c.commitIfComplete(inbound{})
+}
+
+// commitIfComplete commits a staged snapshot whose chunks are all staged:
+// one whose commit was cut short (a restart, a store error) is committed
+// at the next chance, not asked for again.
+func (c *syncer) commitIfComplete(in inbound) {
+	if st := &c.stage; st.busy() && st.next == st.chunks {
+		c.commitStage(in)
+	}
+}
+
+// dropOvertaken drops a staged snapshot that the applied allowlist has
+// overtaken (deltas applied meanwhile): its chunks would all be refused.
+func (c *syncer) dropOvertaken() {
+	if st := &c.stage; st.busy() && st.seq <= c.acl.seq {
+		c.log.Info("mqtt: the staged snapshot is older than the applied allowlist; dropped", "staged", st.seq, "applied", c.acl.seq)
+		c.dropStage()
+	}
 }
 
 // resync asks the site for a snapshot.
@@ -104,6 +123,7 @@ func (c *syncer) applyDelta(in inbound, d *Delta) {
 		// The event first, so that whoever sees the seq in Stats finds it.
 		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), in.kid))
 		c.refresh(func(s *Stats) { s.DeltasApplied++ })
+		c.dropOvertaken()
 	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
 		// The store moved without us (another writer): take its word.
 		c.refresh()
@@ -176,6 +196,7 @@ type stageState struct {
 	buf     map[int]*SnapshotChunk // chunks that came before their turn
 	last    time.Time              // monotonic: the last chunk staged (or the start)
 	lastAsk time.Time              // monotonic: the last request for chunks
+	stalls  int                    // SnapshotTimeouts without progress
 }
 
 func (st *stageState) busy() bool { return st.seq != 0 }
@@ -199,6 +220,7 @@ func (c *syncer) onChunk(in inbound, m *SnapshotChunk) {
 	switch {
 	case m.Chunk < st.next:
 		c.update(func(s *Stats) { s.StaleACL++ })
+		c.commitIfComplete(in)
 		return
 	case m.Chunk > st.next:
 		if m.Chunk < st.next+MaxChunkWindow && len(st.buf) < MaxChunkWindow {
@@ -286,11 +308,17 @@ func (c *syncer) stageChunk(in inbound, m *SnapshotChunk) bool {
 	case err == nil:
 		st.next = m.Chunk + 1
 		st.last = c.mono()
+		st.stalls = 0
 		c.update(func(s *Stats) { s.ChunksStaged++ })
 		return true
 	case errors.Is(err, store.ErrChunkOrder):
 		c.loadStage()
 		c.askChunks(true)
+	case errors.Is(err, store.ErrSeqOld):
+		// The applied allowlist overtook the snapshot (the store has
+		// dropped the stage).
+		c.stage = stageState{}
+		c.refresh(func(s *Stats) { s.StaleACL++; s.Staging = false })
 	case errors.Is(err, store.ErrInvalidOp):
 		// Signed, yet the store refuses it: ask for the snapshot again
 		// from the start rather than resume into the same refusal.
@@ -409,7 +437,9 @@ func (c *syncer) request(now bool) {
 	if c.stage.busy() && !c.wantSnap {
 		c.pending = false
 		c.lastSync = c.mono()
-		c.askChunks(true)
+		// A new session asks again from the next chunk; otherwise only
+		// what the window lacks.
+		c.askChunks(now)
 		return
 	}
 	req := c.syncRequest()
@@ -431,11 +461,21 @@ func (c *syncer) request(now bool) {
 // the site answers with its current snapshot, and the store keeps what was
 // staged if that is the same one.
 func (c *syncer) tick(now time.Time) {
+	c.commitIfComplete(inbound{})
 	if st := &c.stage; st.busy() {
 		switch {
+		case now.Sub(st.last) >= c.o.SnapshotTimeout && st.stalls > 0:
+			// Twice without progress: the site has no longer this
+			// snapshot (or never had it: a site restored from an older
+			// backup). Drop it and take whatever the site sends.
+			c.log.Warn("mqtt: snapshot stalled twice, dropping it", "seq", st.seq, "next", st.next, "chunks", st.chunks)
+			c.dropStage()
+			c.wantSnap = true
+			c.request(true)
 		case now.Sub(st.last) >= c.o.SnapshotTimeout:
 			c.log.Warn("mqtt: snapshot stalled, asking for it again", "seq", st.seq, "next", st.next, "chunks", st.chunks)
 			st.last = now
+			st.stalls++
 			c.wantSnap = true
 			c.request(true)
 		case now.Sub(st.last) >= c.o.SyncRetry && now.Sub(st.lastAsk) >= c.o.SyncRetry:

@@ -644,6 +644,11 @@ func DecodeEvent(b []byte, site, door string) (*EventMsg, error) {
 	case !hashRE.MatchString(e.Hash) || !hashRE.MatchString(e.Prev):
 		return nil, fmt.Errorf("mqtt: decode event %d: %w: prev and hash must be 64 lower-case hex digits", e.Seq, ErrMalformed)
 	}
+	// The door signs the hash, which stands for the whole entry: an entry
+	// altered on the way (its reason, card or time) no longer hashes to it.
+	if h, err := store.HashEvent(*e); err != nil || h != e.Hash {
+		return nil, fmt.Errorf("mqtt: decode event %d: %w: its content does not hash to its hash (altered?)", e.Seq, ErrMalformed)
+	}
 	return &m, nil
 }
 

@@ -408,10 +408,19 @@ func TestLimiter(t *testing.T) {
 func TestDoorMessages(t *testing.T) {
 	ev := EventMsg{V: Version, Type: KindEvent, Site: "hq", Door: "front", Event: store.Event{
 		Seq: 3, Time: t0, Clock: store.TimeSynced, Door: "front", Type: store.TypeAccess, Reason: store.ReasonGranted,
-		Prev: strings.Repeat("a", 64), Hash: strings.Repeat("b", 64)}}
+		Prev: strings.Repeat("a", 64)}}
+	var err error
+	if ev.Event.Hash, err = store.HashEvent(ev.Event); err != nil {
+		t.Fatal(err)
+	}
 	b, _ := json.Marshal(ev)
 	if _, err := DecodeEvent(b, "hq", "front"); err != nil {
 		t.Fatal(err)
+	}
+	// Altered on the way, its hash left as it was.
+	altered := bytes.Replace(b, []byte(`"granted"`), []byte(`"bad_pin"`), 1)
+	if _, err := DecodeEvent(altered, "hq", "front"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("altered event: %v", err)
 	}
 	for _, tc := range []struct {
 		name string
@@ -424,7 +433,7 @@ func TestDoorMessages(t *testing.T) {
 		{"other site", b, "lab", "front", ErrWrongSite},
 		{"unknown field", bytes.Replace(b, []byte(`"v":2`), []byte(`"v":2,"x":0`), 1), "hq", "", ErrMalformed},
 		{"version", bytes.Replace(b, []byte(`"v":2`), []byte(`"v":1`), 1), "hq", "", ErrVersion},
-		{"bad hash", bytes.Replace(b, []byte(strings.Repeat("b", 64)), []byte("bb"), 1), "hq", "", ErrMalformed},
+		{"bad hash", bytes.Replace(b, []byte(ev.Event.Hash), []byte("bb"), 1), "hq", "", ErrMalformed},
 		{"too big", append(bytes.Clone(b), bytes.Repeat([]byte(" "), MaxEventBytes)...), "hq", "", ErrTooLarge},
 	} {
 		if _, err := DecodeEvent(tc.b, tc.site, tc.door); !errors.Is(err, tc.want) {

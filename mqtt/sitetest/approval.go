@@ -23,6 +23,7 @@ const (
 	verdictApproved verdict = iota // the approved identity
 	verdictPending                 // a door not approved: pending approval
 	verdictMismatch                // an approved door announcing another identity: pending, and an alarm
+	verdictFormer                  // a rotated door still announcing its former identity
 )
 
 // doorBook holds the approved and pending door identities. It is not safe
@@ -69,7 +70,7 @@ func (b *doorBook) announce(door string, id mqtt.PublicIdentity) (v verdict, cha
 	}
 	if p, ok := b.previous[door]; ok && sameIdentity(p, id) {
 		// A rotated door that has not taken its new identity yet.
-		return verdictApproved, false
+		return verdictFormer, false
 	}
 	old, had := b.pending[door]
 	changed = !had || !sameIdentity(old, id)

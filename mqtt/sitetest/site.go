@@ -497,7 +497,7 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 			s.update(func(x *Stats) { x.PendingNext = pendingNext })
 		}
 	}
-	if v == verdictApproved && st.HeadSig != "" {
+	if (v == verdictApproved || v == verdictFormer) && st.HeadSig != "" {
 		// DecodeStatus verified the head with the announced key, which
 		// is the approved one.
 		if why, err = s.holdStatusHead(st); err != nil {

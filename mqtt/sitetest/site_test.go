@@ -657,13 +657,21 @@ func TestEventsAndHeads(t *testing.T) {
 	}
 	// A rewritten event 8 (signed by the door: the door's file was
 	// edited, and the door signs what it has).
+	rehash := func(e *store.Event) {
+		t.Helper()
+		var err error
+		if e.Hash, err = store.HashEvent(*e); err != nil {
+			t.Fatal(err)
+		}
+	}
 	forged := evs[7]
 	forged.Detail = "edited"
-	forged.Hash = strings.Repeat("1", 64)
+	rehash(&forged)
 	deliver(t, s, d, d.eventMsg(forged, d.id))
 	// A rewritten event 3, already stored.
 	forged3 := evs[2]
-	forged3.Hash = strings.Repeat("2", 64)
+	forged3.Detail = "edited too"
+	rehash(&forged3)
 	deliver(t, s, d, d.eventMsg(forged3, d.id))
 	st := s.Stats()
 	if st.Rewrites != 2 || st.Conflicts != 1 || st.EventsStored != 5 {
@@ -675,6 +683,7 @@ func TestEventsAndHeads(t *testing.T) {
 	s.handle(d.top.Events("back"), d.eventMsg(evs[5], d.id))
 	other := evs[5]
 	other.Door = "back"
+	rehash(&other)
 	deliver(t, s, d, d.eventMsg(other, d.id))
 	if st := s.Stats(); st.Unattributed != 1 || st.WrongDoor != 2 || st.EventsStored != 5 {
 		t.Fatalf("%+v", st)
