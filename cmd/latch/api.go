@@ -1,0 +1,710 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+	"github.com/latchdoor/latch/store/site"
+)
+
+// The API. Every path is under /v1; bodies are JSON both ways; an error is
+// {"error": "..."} with a 4xx or 5xx status. A PIN travels only in a
+// request body.
+//
+//	GET    /v1/holders              []holderView
+//	POST   /v1/holders              holderAddReq → changeResult
+//	GET    /v1/holders/{id}         holderView with its cards
+//	DELETE /v1/holders/{id}         changeResult
+//	GET    /v1/cards                []cardView
+//	POST   /v1/cards                cardAddReq → changeResult
+//	GET    /v1/cards/{uid}          cardView
+//	DELETE /v1/cards/{uid}          changeResult
+//	POST   /v1/cards/{uid}/pin      pinSetReq → changeResult
+//	POST   /v1/revoke               revokeReq → changeResult
+//	POST   /v1/reinstate            revokeReq → changeResult
+//	GET    /v1/doors                []doorView
+//	GET    /v1/audit/events?door=&holder=&uid=&type=&reason=&from=&to=&limit=   []store.Event
+//	GET    /v1/audit/verify?door=   []verifyView
+//	GET    /v1/backup               the database file; trailer Latch-Backup-Bytes
+const (
+	// operatorHeader names the admin when the kernel cannot (outside
+	// Linux); the service marks such a name unverified.
+	operatorHeader = "Latch-Operator"
+	// backupTrailer carries the size of a backup that was written whole.
+	backupTrailer = "Latch-Backup-Bytes"
+	// defaultAuditLimit and maxAuditLimit bound one audit query's answer.
+	defaultAuditLimit = 1000
+	maxAuditLimit     = 100000
+)
+
+// holderView is a holder as the API shows it: no PIN hashes.
+type holderView struct {
+	ID      string     `json:"id"`
+	Name    string     `json:"name,omitempty"`
+	Revoked string     `json:"revoked,omitempty"` // the reason, when revoked
+	Cards   []cardView `json:"cards,omitempty"`   // with show
+}
+
+// cardView is a card as the API shows it: whether it has a PIN, not the
+// hash.
+type cardView struct {
+	UID           string    `json:"uid"`
+	Holder        string    `json:"holder"`
+	Doors         []string  `json:"doors,omitempty"`
+	ValidFrom     time.Time `json:"valid_from,omitzero"`
+	ValidUntil    time.Time `json:"valid_until,omitzero"`
+	PINSet        bool      `json:"pin_set"`
+	Revoked       string    `json:"revoked,omitempty"`        // the card's revocation reason
+	HolderRevoked string    `json:"holder_revoked,omitempty"` // the holder's revocation reason
+}
+
+// doorView is a door as the API shows it.
+type doorView struct {
+	ID         string    `json:"id"`
+	Groups     []string  `json:"groups,omitempty"`
+	Identity   string    `json:"identity,omitempty"` // the approved fingerprint
+	Pending    string    `json:"pending,omitempty"`  // a fingerprint awaiting approval
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+	AppliedSeq uint64    `json:"applied_seq"`
+	ViewSeq    uint64    `json:"view_seq"`
+	ViewOf     uint64    `json:"view_of"`
+	Current    bool      `json:"current"` // the door applied its view of the latest change
+}
+
+// verifyView is one door's chain check.
+type verifyView struct {
+	Door       string `json:"door"`
+	OK         bool   `json:"ok"`
+	Contiguous uint64 `json:"contiguous"`    // the last seq stored with all before it
+	Seq        uint64 `json:"seq,omitempty"` // the first bad entry
+	Problem    string `json:"problem,omitempty"`
+}
+
+// changeResult answers a change: the ACL seq it was committed as.
+type changeResult struct {
+	Seq uint64 `json:"seq"`
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// api serves the site database.
+type api struct {
+	db   *site.DB
+	log  *slog.Logger
+	now  func() time.Time
+	pins store.PINParams // the cost of PIN hashes
+
+	// mu makes each change's read-check-commit one step, so two admins
+	// cannot both add the same card or set a PIN on a card being removed.
+	mu sync.Mutex
+}
+
+// handler returns the API's routes.
+func (a *api) handler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /v1/holders", a.holderList)
+	m.HandleFunc("POST /v1/holders", a.holderAdd)
+	m.HandleFunc("GET /v1/holders/{id}", a.holderShow)
+	m.HandleFunc("DELETE /v1/holders/{id}", a.holderRemove)
+	m.HandleFunc("GET /v1/cards", a.cardList)
+	m.HandleFunc("POST /v1/cards", a.cardAdd)
+	m.HandleFunc("GET /v1/cards/{uid}", a.cardShow)
+	m.HandleFunc("DELETE /v1/cards/{uid}", a.cardRemove)
+	m.HandleFunc("POST /v1/cards/{uid}/pin", a.pinSet)
+	m.HandleFunc("POST /v1/revoke", a.revoke)
+	m.HandleFunc("POST /v1/reinstate", a.reinstate)
+	m.HandleFunc("GET /v1/doors", a.doorList)
+	m.HandleFunc("GET /v1/audit/events", a.auditQuery)
+	m.HandleFunc("GET /v1/audit/verify", a.auditVerify)
+	m.HandleFunc("GET /v1/backup", a.backup)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return m
+}
+
+// operatorKey is the context key of the connection's operator.
+type operatorKey struct{}
+
+// connContext records who is at the other end of a connection, once per
+// connection.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, operatorKey{}, peerUser(c))
+}
+
+// operator names who makes a change: the peer's unix user, or else the
+// name the client sent, marked unverified.
+func operator(r *http.Request) string {
+	if u, _ := r.Context().Value(operatorKey{}).(string); u != "" {
+		return u
+	}
+	if h := r.Header.Get(operatorHeader); h != "" && checkText("operator", h, 64) == nil {
+		return h + " (unverified)"
+	}
+	return "unknown"
+}
+
+// status maps an error to its HTTP status.
+func status(err error) int {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, site.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, site.ErrConflict), errors.Is(err, errExists):
+		return http.StatusConflict
+	case errors.Is(err, site.ErrInvalid), errors.Is(err, store.ErrInvalidPIN), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+var (
+	// errExists is an add of what is there.
+	errExists = errors.New("exists")
+	// errBadRequest is a request the API refuses before the database sees it.
+	errBadRequest = errors.New("bad request")
+)
+
+// badRequest marks err as the client's.
+func badRequest(err error) error { return fmt.Errorf("%w: %w", errBadRequest, err) }
+
+func (a *api) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
+	if code >= 500 {
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		a.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	}
+	writeJSON(w, code, errorBody{Error: strings.TrimPrefix(err.Error(), errBadRequest.Error()+": ")})
+}
+
+func (a *api) failErr(w http.ResponseWriter, r *http.Request, err error) {
+	a.fail(w, r, status(err), err)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// body reads a request body of at most maxBody bytes.
+func body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, fmt.Errorf("%w: limit %d bytes", errTooLarge, maxBody)
+	}
+	if err != nil {
+		return nil, badRequest(fmt.Errorf("request body: %w", err))
+	}
+	return b, nil
+}
+
+// commit commits ops as the request's operator and answers with the seq.
+// The caller holds a.mu.
+func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...store.Op) {
+	by := operator(r)
+	seq, err := a.db.Commit(ops, by, a.now())
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.log.Info("change committed", "seq", seq, "by", by, "op", ops[0].Kind, "ops", len(ops))
+	writeJSON(w, code, changeResult{Seq: seq})
+}
+
+// revocation returns the reason of a revocation, or "" if none.
+func revocation(r store.Revocation, err error) (string, error) {
+	if errors.Is(err, site.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if r.Reason == "" {
+		return "revoked", nil
+	}
+	return r.Reason, nil
+}
+
+func (a *api) holderView(h store.Holder) (holderView, error) {
+	rev, err := revocation(a.db.HolderRevoked(h.ID))
+	return holderView{ID: h.ID, Name: h.Name, Revoked: rev}, err
+}
+
+func (a *api) cardView(c store.Card) (cardView, error) {
+	v := cardView{UID: hex.EncodeToString(c.UID), Holder: c.HolderID, Doors: c.Doors,
+		ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, PINSet: c.PINHash != ""}
+	v.UID = strings.ToUpper(v.UID)
+	var err error
+	if v.Revoked, err = revocation(a.db.Revoked(c.UID)); err != nil {
+		return v, err
+	}
+	v.HolderRevoked, err = revocation(a.db.HolderRevoked(c.HolderID))
+	return v, err
+}
+
+func (a *api) holderList(w http.ResponseWriter, r *http.Request) {
+	hs, err := a.db.ListHolders("", 0)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	out := make([]holderView, 0, len(hs))
+	for _, h := range hs {
+		v, err := a.holderView(h)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) holderAdd(w http.ResponseWriter, r *http.Request) {
+	b, err := body(w, r)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	req, err := decodeHolderAdd(b)
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := a.db.Holder(req.ID); err == nil {
+		a.failErr(w, r, fmt.Errorf("holder %q: %w", req.ID, errExists))
+		return
+	} else if !errors.Is(err, site.ErrNotFound) {
+		a.failErr(w, r, err)
+		return
+	}
+	a.commit(w, r, http.StatusCreated, store.Op{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: req.ID, Name: req.Name}})
+}
+
+// holder returns the holder named by the path, or a 404 error.
+func (a *api) holder(id string) (store.Holder, error) {
+	h, err := a.db.Holder(id)
+	if errors.Is(err, site.ErrNotFound) {
+		return h, fmt.Errorf("holder %q does not exist: %w", id, site.ErrNotFound)
+	}
+	return h, err
+}
+
+func (a *api) holderShow(w http.ResponseWriter, r *http.Request) {
+	h, err := a.holder(r.PathValue("id"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	v, err := a.holderView(h)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	uids, err := a.db.CardsOf(h.ID)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	for _, uid := range uids {
+		c, err := a.db.Card(uid)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		cv, err := a.cardView(c)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		v.Cards = append(v.Cards, cv)
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) holderRemove(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h, err := a.holder(r.PathValue("id"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.commit(w, r, http.StatusOK, store.Op{Kind: store.OpDeleteHolder, HolderID: h.ID})
+}
+
+func (a *api) cardList(w http.ResponseWriter, r *http.Request) {
+	cs, err := a.db.ListCards(nil, 0)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	out := make([]cardView, 0, len(cs))
+	for _, c := range cs {
+		v, err := a.cardView(c)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
+	b, err := body(w, r)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	req, err := decodeCardAdd(b)
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := a.holder(req.Holder); err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if _, err := a.db.Card(req.uid); err == nil {
+		a.failErr(w, r, fmt.Errorf("card %X: %w", req.uid, errExists))
+		return
+	} else if !errors.Is(err, site.ErrNotFound) {
+		a.failErr(w, r, err)
+		return
+	}
+	c := &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors, ValidFrom: req.ValidFrom.UTC(), ValidUntil: req.ValidUntil.UTC()}
+	a.commit(w, r, http.StatusCreated, store.Op{Kind: store.OpUpsertCard, Card: c})
+}
+
+// card returns the card named by the path, or a 404 error.
+func (a *api) card(s string) (store.Card, error) {
+	uid, err := parseUID(s)
+	if err != nil {
+		return store.Card{}, badRequest(err)
+	}
+	c, err := a.db.Card(uid)
+	if errors.Is(err, site.ErrNotFound) {
+		return c, fmt.Errorf("card %X does not exist: %w", uid, site.ErrNotFound)
+	}
+	return c, err
+}
+
+func (a *api) cardShow(w http.ResponseWriter, r *http.Request) {
+	c, err := a.card(r.PathValue("uid"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	v, err := a.cardView(c)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) cardRemove(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, err := a.card(r.PathValue("uid"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.commit(w, r, http.StatusOK, store.Op{Kind: store.OpDeleteCard, UID: c.UID})
+}
+
+// pinSet hashes a card's new PIN at the site, so the door store's PIN
+// rules (store.HashPIN: 4 to 12 digits, not part of the card's UID) are
+// checked here and an admin learns at once what a door would refuse.
+func (a *api) pinSet(w http.ResponseWriter, r *http.Request) {
+	b, err := body(w, r)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	req, err := decodePINSet(b)
+	clear(b)
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
+	c, err := a.card(r.PathValue("uid"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if c.HolderID != req.Holder {
+		a.failErr(w, r, badRequest(fmt.Errorf("card %X belongs to holder %q, not %q", c.UID, c.HolderID, req.Holder)))
+		return
+	}
+	pin := []byte(req.PIN)
+	hash, err := store.HashPIN(pin, c.UID, a.pins)
+	clear(pin)
+	if err != nil {
+		a.failErr(w, r, fmt.Errorf("PIN refused: %w", unprefix(err, "store: hash pin: ")))
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Hashing took a while without the lock: the card may have changed.
+	c, err = a.card(r.PathValue("uid"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if c.HolderID != req.Holder {
+		a.failErr(w, r, badRequest(fmt.Errorf("card %X belongs to holder %q, not %q", c.UID, c.HolderID, req.Holder)))
+		return
+	}
+	c.PINHash = hash
+	a.commit(w, r, http.StatusOK, store.Op{Kind: store.OpUpsertCard, Card: &c})
+}
+
+// unprefix drops a package prefix from err's message and keeps its chain.
+func unprefix(err error, prefix string) error {
+	return &trimmed{msg: strings.TrimPrefix(err.Error(), prefix), err: err}
+}
+
+type trimmed struct {
+	msg string
+	err error
+}
+
+func (t *trimmed) Error() string { return t.msg }
+func (t *trimmed) Unwrap() error { return t.err }
+
+func (a *api) revoke(w http.ResponseWriter, r *http.Request)    { a.revocation(w, r, true) }
+func (a *api) reinstate(w http.ResponseWriter, r *http.Request) { a.revocation(w, r, false) }
+
+// revocation revokes (on) or reinstates a card or a holder. Both must
+// exist, so that a typo is not a revocation of nothing; a reinstatement
+// must lift a revocation in force.
+func (a *api) revocation(w http.ResponseWriter, r *http.Request, on bool) {
+	b, err := body(w, r)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	req, err := decodeRevoke(b, on)
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var op store.Op
+	var reason string
+	if req.uid != nil {
+		if _, err := a.card(req.UID); err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		reason, err = revocation(a.db.Revoked(req.uid))
+		op = store.Op{Kind: store.OpRevokeCard, UID: req.uid, Reason: req.Reason}
+		if !on {
+			op.Kind = store.OpReinstateCard
+		}
+	} else {
+		if _, err := a.holder(req.Holder); err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		reason, err = revocation(a.db.HolderRevoked(req.Holder))
+		op = store.Op{Kind: store.OpRevokeHolder, HolderID: req.Holder, Reason: req.Reason}
+		if !on {
+			op.Kind = store.OpReinstateHolder
+		}
+	}
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if !on && reason == "" {
+		a.failErr(w, r, fmt.Errorf("%s is not revoked: %w", target(req), site.ErrConflict))
+		return
+	}
+	a.commit(w, r, http.StatusOK, op)
+}
+
+// target names what a revokeReq is about.
+func target(r revoke) string {
+	if r.uid != nil {
+		return fmt.Sprintf("card %X", r.uid)
+	}
+	return fmt.Sprintf("holder %q", r.Holder)
+}
+
+func (a *api) doorList(w http.ResponseWriter, r *http.Request) {
+	ds, err := a.db.ListDoors()
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	seq, err := a.db.ACLSeq()
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	out := make([]doorView, 0, len(ds))
+	for _, d := range ds {
+		v := doorView{ID: d.ID, Groups: d.Groups, LastSeen: d.LastSeen, AppliedSeq: d.AppliedSeq,
+			ViewSeq: d.ViewSeq, ViewOf: d.ViewOf, Current: d.ViewOf == seq && d.AppliedSeq == d.ViewSeq}
+		if d.Approved != nil {
+			v.Identity = d.Approved.Fingerprint
+		}
+		if d.Pending != nil {
+			v.Pending = d.Pending.Fingerprint
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// auditFilter reads an audit query from the URL's query.
+func auditFilter(q map[string][]string) (site.Filter, error) {
+	var f site.Filter
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	for k, v := range q {
+		if !slices.Contains([]string{"door", "holder", "uid", "type", "reason", "from", "to", "limit"}, k) {
+			return f, fmt.Errorf("unknown query parameter %q", k)
+		}
+		if len(v) != 1 {
+			return f, fmt.Errorf("query parameter %q given %d times", k, len(v))
+		}
+		if err := checkText(k, v[0], 255); err != nil {
+			return f, err
+		}
+	}
+	f.Door, f.Holder = get("door"), get("holder")
+	f.Type, f.Reason = store.EventType(get("type")), store.Reason(get("reason"))
+	if u := get("uid"); u != "" {
+		uid, err := parseUID(u)
+		if err != nil {
+			return f, err
+		}
+		f.UID = fmt.Sprintf("%X", uid)
+	}
+	for _, t := range []struct {
+		k string
+		p *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if s := get(t.k); s != "" {
+			v, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return f, fmt.Errorf("%s %q is not an RFC 3339 time", t.k, s)
+			}
+			*t.p = v
+		}
+	}
+	f.Limit = defaultAuditLimit
+	if s := get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			return f, fmt.Errorf("limit %q: want 1 to %d", s, maxAuditLimit)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func (a *api) auditQuery(w http.ResponseWriter, r *http.Request) {
+	f, err := auditFilter(r.URL.Query())
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
+	out := []store.Event{}
+	for rec, err := range a.db.Query(f) {
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		out = append(out, rec.Event)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) auditVerify(w http.ResponseWriter, r *http.Request) {
+	var doors []string
+	if d := r.URL.Query().Get("door"); d != "" {
+		if _, err := a.db.Door(d); err != nil {
+			a.failErr(w, r, fmt.Errorf("door %q: %w", d, err))
+			return
+		}
+		doors = []string{d}
+	} else {
+		ds, err := a.db.ListDoors()
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		for _, d := range ds {
+			doors = append(doors, d.ID)
+		}
+	}
+	out := make([]verifyView, 0, len(doors))
+	for _, d := range doors {
+		p, err := a.db.Verify(d)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		c, err := a.db.Contiguous(d)
+		if err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+		v := verifyView{Door: d, OK: p == nil, Contiguous: c}
+		if p != nil {
+			v.Seq, v.Problem = p.Seq, p.What
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// backup streams a consistent copy of the database. The size goes in a
+// trailer once the copy is whole, so that a client can tell a copy cut
+// short by a failure from a complete one.
+func (a *api) backup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Trailer", backupTrailer)
+	n, err := a.db.Backup(w)
+	if err != nil {
+		a.log.Error("backup failed", "bytes", n, "err", err)
+		return
+	}
+	w.Header().Set(backupTrailer, strconv.FormatInt(n, 10))
+	a.log.Info("backup written", "bytes", n, "by", operator(r))
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// usageError is a mistake on the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// usagef returns a usageError.
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// env is what a command runs with: the process's streams and environment,
+// passed in so that tests run commands in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string // os.Getenv
+}
+
+// command is one `latch` command.
+type command struct {
+	name  string // as typed, e.g. "holder add"
+	usage string // the arguments, for the usage text
+	help  string // one line
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists every command, in the order the usage text shows them.
+func commands() []command {
+	return []command{
+		{"init", "--db PATH --key PATH --site ID [--kid KID]", "create the site database and the site signing key", cmdInit},
+		{"serve", "--db PATH --key PATH [--socket PATH]", "run the site service on a unix socket", cmdServe},
+		{"holder add", "ID [--name NAME]", "add a holder", cmdHolderAdd},
+		{"holder list", "", "list the holders", cmdHolderList},
+		{"holder show", "ID", "show a holder and their cards", cmdHolderShow},
+		{"holder remove", "ID", "remove a holder who has no cards", cmdHolderRemove},
+		{"card add", "UID --holder H [--doors D,G] [--from T] [--until T]", "add a card (UID in hex)", cmdCardAdd},
+		{"card list", "", "list the cards", cmdCardList},
+		{"card show", "UID", "show a card", cmdCardShow},
+		{"card remove", "UID", "remove a card", cmdCardRemove},
+		{"pin set", "HOLDER --uid UID", "set a card's PIN (prompted, or one line on standard input)", cmdPINSet},
+		{"revoke", "--uid UID|--holder H --reason R", "revoke a card or a holder", cmdRevoke},
+		{"reinstate", "--uid UID|--holder H [--reason R]", "lift a revocation", cmdReinstate},
+		{"door list", "", "list the doors", cmdDoorList},
+		{"audit query", "[--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T] [--limit N]", "query the collected events", cmdAuditQuery},
+		{"audit verify", "[--door D]", "verify each door's stored hash chain", cmdAuditVerify},
+		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
+	}
+}
+
+// run is latch without the process around it: it picks the command from
+// args, runs it until it ends or ctx ends, and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		printUsage(stdout)
+		return 0
+	}
+	cmd, rest, ok := findCommand(args)
+	if !ok {
+		fmt.Fprintf(stderr, "latch: unknown command %q (latch help lists them)\n", strings.Join(args[:min(2, len(args))], " "))
+		return 2
+	}
+	err := cmd.run(ctx, e, rest)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	// One line, even for several errors joined.
+	fmt.Fprintf(stderr, "latch %s: %s\n", cmd.name, strings.ReplaceAll(err.Error(), "\n", "; "))
+	if _, ok := errors.AsType[*usageError](err); ok {
+		return 2
+	}
+	return 1
+}
+
+// findCommand matches the command words at the start of args.
+func findCommand(args []string) (command, []string, bool) {
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			return c, args[len(words):], true
+		}
+	}
+	return command{}, nil, false
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: latch COMMAND [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  latch %s %s\n        %s\n", c.name, c.usage, c.help)
+	}
+	fmt.Fprintln(w, "\nclient commands take --socket PATH (default $LATCH_SOCKET, else "+defaultSocket+") and --json.")
+}
+
+// newFlags returns a flag set for a command whose errors reach the caller
+// as usage errors, printed as one line by run.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("latch "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args with flags and positional arguments in any
+// order (`latch pin set alice --uid 04A1B2C3`) and returns the positional
+// ones. It checks that there are exactly nargs of them (-1: any number).
+func parseFlags(e *env, fs *flag.FlagSet, args []string, nargs int, names ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(e.stdout)
+				fs.PrintDefaults()
+				return nil, err
+			}
+			return nil, &usageError{msg: err.Error()}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if nargs >= 0 && len(pos) != nargs {
+		if len(pos) > nargs {
+			return nil, usagef("unexpected argument %q", pos[nargs])
+		}
+		return nil, usagef("missing %s", strings.Join(names[len(pos):], " "))
+	}
+	return pos, nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/latchdoor/latch/store"
+	"github.com/latchdoor/latch/store/site"
+)
+
+// defaultSocket is where the service listens and the CLI looks.
+const defaultSocket = "/run/latch/latch.sock"
+
+// shutdownGrace is how long requests under way may run after a stop.
+const shutdownGrace = 10 * time.Second
+
+// cmdServe runs the site service until ctx ends.
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("serve")
+	dbPath := fs.String("db", "", "the site database (made by latch init)")
+	keyPath := fs.String("key", "", "the site signing key (made by latch init)")
+	socket := fs.String("socket", socketDefault(e), "the unix socket to serve the API on")
+	logLevel := fs.String("log-level", "info", "log level on standard error: debug, info, warn or error")
+	if _, err := parseFlags(e, fs, args, 0); err != nil {
+		return err
+	}
+	switch {
+	case *dbPath == "":
+		return usagef("--db PATH is required")
+	case *keyPath == "":
+		return usagef("--key PATH is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return serve(ctx, serveOptions{db: *dbPath, key: *keyPath, socket: *socket, pins: store.DefaultPINParams}, log)
+}
+
+// serveOptions is what serve needs.
+type serveOptions struct {
+	db, key, socket string
+	pins            store.PINParams // the cost of PIN hashes (tests make it cheap)
+	ready           func()          // called once the socket answers, if set
+}
+
+// serve opens the database, serves the API on the socket until ctx ends,
+// then stops taking requests, lets those under way finish, and closes the
+// database.
+func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
+	key, err := loadSiteKey(o.key)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.db); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("site database %s does not exist; latch init makes one", o.db)
+	}
+	db, err := site.Open(o.db, nil)
+	if errors.Is(err, site.ErrLocked) {
+		return fmt.Errorf("site database %s is in use: is another latch serve running on it?", o.db)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close site database: %w", cerr))
+		}
+	}()
+	ln, err := listenUnix(o.socket)
+	if err != nil {
+		return err
+	}
+	a := &api{db: db, log: log, now: time.Now, pins: o.pins}
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ConnContext:       connContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	seq, _ := db.ACLSeq()
+	log.Info("latch serve started", "site", key.Site, "kid", key.Kid, "db", o.db, "socket", o.socket, "acl_seq", seq)
+	if o.ready != nil {
+		o.ready()
+	}
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve %s: %w", o.socket, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("requests cut short at shutdown", "err", err)
+	}
+	log.Info("latch serve stopped")
+	return nil
+}
+
+// listenUnix listens on a unix socket at path, mode 0660. A socket file
+// left by a service that is gone is removed; one a service answers on is
+// not, and neither is anything that is not a socket.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("socket %s: a file that is not a socket is there", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("socket %s: another service answers on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("socket %s: remove a stale socket: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	// The socket is made with the process's umask; narrow or widen it to
+	// owner and group. Put the socket in a directory only they can enter
+	// (systemd's RuntimeDirectory) so the moment before this does not count.
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// socketDefault is LATCH_SOCKET, else defaultSocket.
+func socketDefault(e *env) string {
+	if s := e.getenv("LATCH_SOCKET"); s != "" {
+		return s
+	}
+	return defaultSocket
+}
