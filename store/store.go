@@ -758,22 +758,31 @@ func (s *Store) checkContents() error {
 	if !r.OK {
 		return fmt.Errorf("%w: audit chain broken at entry %d: %s", ErrCorrupt, r.BreakAt, r.Problem)
 	}
-	var errs []error
+	var problems error
 	err = s.update(func(tx *bolt.Tx) error {
-		for e := range tx.Check() {
-			if len(errs) < 10 {
-				errs = append(errs, e)
-			}
-		}
+		problems = BoltProblems(tx)
 		return errRollback
 	})
 	if err != nil && !errors.Is(err, errRollback) {
 		return err
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: bbolt check: %w", ErrCorrupt, errors.Join(errs...))
+	if problems != nil {
+		return fmt.Errorf("%w: bbolt check: %w", ErrCorrupt, problems)
 	}
 	return nil
+}
+
+// BoltProblems runs bbolt's own consistency check of the file in tx (a
+// write transaction, so that no writer moves pages meanwhile; roll it
+// back) and returns the first ten problems it finds, joined, or nil.
+func BoltProblems(tx *bolt.Tx) error {
+	var errs []error
+	for e := range tx.Check() {
+		if len(errs) < 10 {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkAllowlist decodes every allowlist record under p (the live ones or

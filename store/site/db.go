@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/latchdoor/latch/store"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -269,20 +270,16 @@ func (d *DB) Check() error {
 }
 
 func (d *DB) check() error {
-	var errs []error
+	var problems error
 	err := d.update(func(tx *bolt.Tx) error {
-		for e := range tx.Check() {
-			if len(errs) < 10 {
-				errs = append(errs, e)
-			}
-		}
+		problems = store.BoltProblems(tx)
 		return errRollback
 	})
 	if err != nil && !errors.Is(err, errRollback) {
 		return err
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: bbolt check: %w", ErrCorrupt, errors.Join(errs...))
+	if problems != nil {
+		return fmt.Errorf("%w: bbolt check: %w", ErrCorrupt, problems)
 	}
 	return d.view(func(tx *bolt.Tx) error {
 		if err := checkSchema(tx); err != nil {
