@@ -96,48 +96,19 @@ func (h Health) String() string {
 	return "fault"
 }
 
-// Store is what the client needs from the door's database. *store.Store
-// satisfies it.
+// Store is what the client needs from the door's database: what each of
+// its parts needs (syncStore, freshStore, cmdStore, outboxStore) and a
+// little more. *store.Store satisfies it.
 type Store interface {
-	// SyncState returns the applied ACL seq, the state hash at it and the
-	// times of the last signed message.
-	SyncState() (store.SyncState, error)
-	// ApplyDelta applies a delta in one transaction when its seq is the
-	// applied one + 1 (store.ErrSeqGap, store.ErrSeqOld otherwise); one
-	// invalid operation rejects it whole (store.ErrInvalidOp).
-	ApplyDelta(store.Delta) error
-	// BeginSnapshot starts staging a snapshot, or keeps the progress of the
-	// same one (store.ErrSeqOld when it is not newer than the applied seq).
-	BeginSnapshot(seq uint64, hash string, chunks int) error
-	// StageChunk stages the next chunk of the staged snapshot in one
-	// transaction (store.ErrChunkOrder when it is not the next one,
-	// store.ErrInvalidOp when an entry is invalid or repeated).
-	StageChunk(seq uint64, chunk int, part store.Snapshot) error
-	// Stage returns the staged snapshot's progress; false when there is
-	// none.
-	Stage() (store.SnapshotStage, bool, error)
-	// CommitSnapshot replaces the allowlist with the staged snapshot
-	// atomically when it is complete and hashes to its hash.
-	CommitSnapshot(seq uint64) error
-	// DropStage forgets the staged snapshot.
-	DropStage() error
+	syncStore
+	freshStore
+	cmdStore
+	outboxStore
 	// State and PutState read and write a small value of the door's state
 	// (store.ErrNotFound when absent): the site keys learnt from
 	// rotations.
 	State(key string) ([]byte, error)
 	PutState(key string, val []byte) error
-	// MarkSigned records the arrival (local time) of a fresh signed message
-	// issued at issuedAt (site time).
-	MarkSigned(localNow, issuedAt time.Time) error
-	// RecordCommand remembers a command id until it expires; fresh is false
-	// for a replay or an expired command.
-	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)
-	// EventsAfter returns up to max (1..10000) events after seq, in order.
-	EventsAfter(seq uint64, max int) ([]store.Event, error)
-	// Acked returns the outbox cursor: the highest seq the site acknowledged.
-	Acked() (uint64, error)
-	// Ack moves the outbox cursor forward (store.ErrAckAhead beyond the head).
-	Ack(seq uint64) error
 	// OutboxDepth returns how many events are not acknowledged yet.
 	OutboxDepth() (int, error)
 	// AuditHead returns the audit chain's last sequence and its hash.

@@ -14,6 +14,8 @@ const maxSeen = 4096
 
 // cmdStore is what the commander needs from the store.
 type cmdStore interface {
+	// RecordCommand remembers a command id until it expires; fresh is false
+	// for a replay or an expired command.
 	RecordCommand(id string, seq uint64, expires, now time.Time) (fresh bool, err error)
 }
 

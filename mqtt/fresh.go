@@ -10,6 +10,8 @@ import (
 
 // freshStore is what freshness needs from the store.
 type freshStore interface {
+	// MarkSigned records the arrival (local time) of a fresh signed message
+	// issued at issuedAt (site time).
 	MarkSigned(localNow, issuedAt time.Time) error
 }
 

@@ -27,8 +27,11 @@ type outbox struct {
 
 // outboxStore is what the outbox needs from the store.
 type outboxStore interface {
+	// EventsAfter returns up to max (1..10000) events after seq, in order.
 	EventsAfter(seq uint64, max int) ([]store.Event, error)
+	// Acked returns the outbox cursor: the highest seq the site acknowledged.
 	Acked() (uint64, error)
+	// Ack moves the outbox cursor forward (store.ErrAckAhead beyond the head).
 	Ack(seq uint64) error
 }
 

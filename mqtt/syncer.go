@@ -19,12 +19,27 @@ type aheadDelta struct {
 
 // syncStore is what the syncer needs from the store.
 type syncStore interface {
+	// SyncState returns the applied ACL seq, the state hash at it and the
+	// times of the last signed message.
 	SyncState() (store.SyncState, error)
+	// ApplyDelta applies a delta in one transaction when its seq is the
+	// applied one + 1 (store.ErrSeqGap, store.ErrSeqOld otherwise); one
+	// invalid operation rejects it whole (store.ErrInvalidOp).
 	ApplyDelta(store.Delta) error
+	// BeginSnapshot starts staging a snapshot, or keeps the progress of the
+	// same one (store.ErrSeqOld when it is not newer than the applied seq).
 	BeginSnapshot(seq uint64, hash string, chunks int) error
+	// StageChunk stages the next chunk of the staged snapshot in one
+	// transaction (store.ErrChunkOrder when it is not the next one,
+	// store.ErrInvalidOp when an entry is invalid or repeated).
 	StageChunk(seq uint64, chunk int, part store.Snapshot) error
+	// Stage returns the staged snapshot's progress; false when there is
+	// none.
 	Stage() (store.SnapshotStage, bool, error)
+	// CommitSnapshot replaces the allowlist with the staged snapshot
+	// atomically when it is complete and hashes to its hash.
 	CommitSnapshot(seq uint64) error
+	// DropStage forgets the staged snapshot.
 	DropStage() error
 }
 
