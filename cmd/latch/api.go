@@ -231,6 +231,52 @@ func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...st
 	writeJSON(w, code, changeResult{Seq: seq})
 }
 
+// decodeBody reads the request body and decodes it. If either fails it
+// answers with the error and returns false. The body is cleared once
+// decoded, since it may hold a PIN.
+func decodeBody[T any](a *api, w http.ResponseWriter, r *http.Request, decode func([]byte) (T, error)) (T, bool) {
+	b, err := body(w, r)
+	if err != nil {
+		a.failErr(w, r, err)
+		var zero T
+		return zero, false
+	}
+	req, err := decode(b)
+	clear(b)
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return req, false
+	}
+	return req, true
+}
+
+// views returns each item as view shows it.
+func views[T, V any](items []T, view func(T) (V, error)) ([]V, error) {
+	out := make([]V, 0, len(items))
+	for _, it := range items {
+		v, err := view(it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// listViews answers with the items of a list, each as view shows it, or
+// with err, the error of listing them.
+func listViews[T, V any](a *api, w http.ResponseWriter, r *http.Request, items []T, err error, view func(T) (V, error)) {
+	var out []V
+	if err == nil {
+		out, err = views(items, view)
+	}
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // revocation returns the reason of a revocation, or "" if none.
 func revocation(r store.Revocation, err error) (string, error) {
 	if errors.Is(err, site.ErrNotFound) {
@@ -264,31 +310,12 @@ func (a *api) cardView(c store.Card) (cardView, error) {
 
 func (a *api) holderList(w http.ResponseWriter, r *http.Request) {
 	hs, err := a.db.ListHolders("", 0)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	out := make([]holderView, 0, len(hs))
-	for _, h := range hs {
-		v, err := a.holderView(h)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, out)
+	listViews(a, w, r, hs, err, a.holderView)
 }
 
 func (a *api) holderAdd(w http.ResponseWriter, r *http.Request) {
-	b, err := body(w, r)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	req, err := decodeHolderAdd(b)
-	if err != nil {
-		a.failErr(w, r, badRequest(err))
+	req, ok := decodeBody(a, w, r, decodeHolderAdd)
+	if !ok {
 		return
 	}
 	a.mu.Lock()
@@ -324,22 +351,18 @@ func (a *api) holderShow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uids, err := a.db.CardsOf(h.ID)
+	if err == nil {
+		v.Cards, err = views(uids, func(uid []byte) (cardView, error) {
+			c, err := a.db.Card(uid)
+			if err != nil {
+				return cardView{}, err
+			}
+			return a.cardView(c)
+		})
+	}
 	if err != nil {
 		a.failErr(w, r, err)
 		return
-	}
-	for _, uid := range uids {
-		c, err := a.db.Card(uid)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		cv, err := a.cardView(c)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		v.Cards = append(v.Cards, cv)
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -357,31 +380,12 @@ func (a *api) holderRemove(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) cardList(w http.ResponseWriter, r *http.Request) {
 	cs, err := a.db.ListCards(nil, 0)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	out := make([]cardView, 0, len(cs))
-	for _, c := range cs {
-		v, err := a.cardView(c)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, out)
+	listViews(a, w, r, cs, err, a.cardView)
 }
 
 func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
-	b, err := body(w, r)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	req, err := decodeCardAdd(b)
-	if err != nil {
-		a.failErr(w, r, badRequest(err))
+	req, ok := decodeBody(a, w, r, decodeCardAdd)
+	if !ok {
 		return
 	}
 	a.mu.Lock()
@@ -443,15 +447,8 @@ func (a *api) cardRemove(w http.ResponseWriter, r *http.Request) {
 // rules (store.HashPIN: 4 to 12 digits, not part of the card's UID) are
 // checked here and an admin learns at once what a door would refuse.
 func (a *api) pinSet(w http.ResponseWriter, r *http.Request) {
-	b, err := body(w, r)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	req, err := decodePINSet(b)
-	clear(b)
-	if err != nil {
-		a.failErr(w, r, badRequest(err))
+	req, ok := decodeBody(a, w, r, decodePINSet)
+	if !ok {
 		return
 	}
 	c, err := a.card(r.PathValue("uid"))
@@ -506,20 +503,15 @@ func (a *api) reinstate(w http.ResponseWriter, r *http.Request) { a.revocation(w
 // exist, so that a typo is not a revocation of nothing; a reinstatement
 // must lift a revocation in force.
 func (a *api) revocation(w http.ResponseWriter, r *http.Request, on bool) {
-	b, err := body(w, r)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	req, err := decodeRevoke(b, on)
-	if err != nil {
-		a.failErr(w, r, badRequest(err))
+	req, ok := decodeBody(a, w, r, func(b []byte) (revoke, error) { return decodeRevoke(b, on) })
+	if !ok {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var op store.Op
 	var reason string
+	var err error
 	if req.uid != nil {
 		if _, err := a.card(req.UID); err != nil {
 			a.failErr(w, r, err)
@@ -567,12 +559,7 @@ func (a *api) doorList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seq, err := a.db.ACLSeq()
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	out := make([]doorView, 0, len(ds))
-	for _, d := range ds {
+	listViews(a, w, r, ds, err, func(d site.Door) (doorView, error) {
 		v := doorView{ID: d.ID, Groups: d.Groups, LastSeen: d.LastSeen, AppliedSeq: d.AppliedSeq,
 			ViewSeq: d.ViewSeq, ViewOf: d.ViewOf, Current: d.ViewOf == seq && d.AppliedSeq == d.ViewSeq}
 		if d.Approved != nil {
@@ -581,9 +568,8 @@ func (a *api) doorList(w http.ResponseWriter, r *http.Request) {
 		if d.Pending != nil {
 			v.Pending = d.Pending.Fingerprint
 		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, out)
+		return v, nil
+	})
 }
 
 // auditFilter reads an audit query from the URL's query.
@@ -673,25 +659,24 @@ func (a *api) auditVerify(w http.ResponseWriter, r *http.Request) {
 			doors = append(doors, d.ID)
 		}
 	}
-	out := make([]verifyView, 0, len(doors))
-	for _, d := range doors {
-		p, err := a.db.Verify(d)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		c, err := a.db.Contiguous(d)
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		v := verifyView{Door: d, OK: p == nil, Contiguous: c}
-		if p != nil {
-			v.Seq, v.Problem = p.Seq, p.What
-		}
-		out = append(out, v)
+	listViews(a, w, r, doors, nil, a.verifyDoor)
+}
+
+// verifyDoor checks one door's chain.
+func (a *api) verifyDoor(d string) (verifyView, error) {
+	p, err := a.db.Verify(d)
+	if err != nil {
+		return verifyView{}, err
 	}
-	writeJSON(w, http.StatusOK, out)
+	c, err := a.db.Contiguous(d)
+	if err != nil {
+		return verifyView{}, err
+	}
+	v := verifyView{Door: d, OK: p == nil, Contiguous: c}
+	if p != nil {
+		v.Seq, v.Problem = p.Seq, p.What
+	}
+	return v, nil
 }
 
 // backup streams a consistent copy of the database. The size goes in a

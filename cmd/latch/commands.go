@@ -62,11 +62,39 @@ func show[T any](c *clientCmd, raw json.RawMessage, human func(w io.Writer, v T)
 	return tw.Flush()
 }
 
-// changed reports a committed change.
-func changed(c *clientCmd, raw json.RawMessage, what string) error {
+// change sends a change to the service and reports it as what.
+func (c *clientCmd) change(ctx context.Context, method, path string, in any, what string) error {
+	raw, err := c.client().call(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
 	return show(c, raw, func(w io.Writer, r changeResult) {
 		fmt.Fprintf(w, "%s (change %d)\n", what, r.Seq)
 	})
+}
+
+// listCmd is a command without arguments that prints what GET path
+// answers.
+func listCmd[T any](ctx context.Context, e *env, args []string, name, path string, human func(w io.Writer, v T)) error {
+	c := newClientCmd(e, name)
+	if _, err := c.parse(args, 0); err != nil {
+		return err
+	}
+	raw, err := c.client().call(ctx, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, human)
+}
+
+// cmdUID reads a card UID given on the command line; a bad one is a usage
+// error.
+func cmdUID(s string) ([]byte, error) {
+	uid, err := parseUID(s)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return uid, nil
 }
 
 func cmdHolderAdd(ctx context.Context, e *env, args []string) error {
@@ -76,23 +104,11 @@ func cmdHolderAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := c.client().call(ctx, "POST", "/v1/holders", holderAddReq{ID: pos[0], Name: *name})
-	if err != nil {
-		return err
-	}
-	return changed(c, raw, fmt.Sprintf("holder %s added", pos[0]))
+	return c.change(ctx, "POST", "/v1/holders", holderAddReq{ID: pos[0], Name: *name}, fmt.Sprintf("holder %s added", pos[0]))
 }
 
 func cmdHolderList(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "holder list")
-	if _, err := c.parse(args, 0); err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "GET", "/v1/holders", nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, hs []holderView) {
+	return listCmd(ctx, e, args, "holder list", "/v1/holders", func(w io.Writer, hs []holderView) {
 		fmt.Fprintln(w, "ID\tNAME\tREVOKED")
 		for _, h := range hs {
 			fmt.Fprintf(w, "%s\t%s\t%s\n", h.ID, dash(h.Name), dash(h.Revoked))
@@ -125,11 +141,7 @@ func cmdHolderRemove(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := c.client().call(ctx, "DELETE", "/v1/holders/"+url.PathEscape(pos[0]), nil)
-	if err != nil {
-		return err
-	}
-	return changed(c, raw, fmt.Sprintf("holder %s removed", pos[0]))
+	return c.change(ctx, "DELETE", "/v1/holders/"+url.PathEscape(pos[0]), nil, fmt.Sprintf("holder %s removed", pos[0]))
 }
 
 func cmdCardAdd(ctx context.Context, e *env, args []string) error {
@@ -142,9 +154,9 @@ func cmdCardAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	uid, err := parseUID(pos[0])
+	uid, err := cmdUID(pos[0])
 	if err != nil {
-		return &usageError{msg: err.Error()}
+		return err
 	}
 	if *holder == "" {
 		return usagef("--holder H is required")
@@ -159,11 +171,7 @@ func cmdCardAdd(ctx context.Context, e *env, args []string) error {
 	if req.ValidUntil, err = parseWhen("--until", *until); err != nil {
 		return err
 	}
-	raw, err := c.client().call(ctx, "POST", "/v1/cards", req)
-	if err != nil {
-		return err
-	}
-	return changed(c, raw, fmt.Sprintf("card %s added for %s", req.UID, *holder))
+	return c.change(ctx, "POST", "/v1/cards", req, fmt.Sprintf("card %s added for %s", req.UID, *holder))
 }
 
 // parseWhen reads an RFC 3339 time or a date (local midnight); "" is the
@@ -182,15 +190,7 @@ func parseWhen(flag, s string) (time.Time, error) {
 }
 
 func cmdCardList(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "card list")
-	if _, err := c.parse(args, 0); err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "GET", "/v1/cards", nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, cardTable)
+	return listCmd(ctx, e, args, "card list", "/v1/cards", cardTable)
 }
 
 // cardTable prints cards as a table.
@@ -216,9 +216,9 @@ func cmdCardShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	uid, err := parseUID(pos[0])
+	uid, err := cmdUID(pos[0])
 	if err != nil {
-		return &usageError{msg: err.Error()}
+		return err
 	}
 	raw, err := c.client().call(ctx, "GET", fmt.Sprintf("/v1/cards/%X", uid), nil)
 	if err != nil {
@@ -233,15 +233,11 @@ func cmdCardRemove(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	uid, err := parseUID(pos[0])
-	if err != nil {
-		return &usageError{msg: err.Error()}
-	}
-	raw, err := c.client().call(ctx, "DELETE", fmt.Sprintf("/v1/cards/%X", uid), nil)
+	uid, err := cmdUID(pos[0])
 	if err != nil {
 		return err
 	}
-	return changed(c, raw, fmt.Sprintf("card %X removed", uid))
+	return c.change(ctx, "DELETE", fmt.Sprintf("/v1/cards/%X", uid), nil, fmt.Sprintf("card %X removed", uid))
 }
 
 func cmdPINSet(ctx context.Context, e *env, args []string) error {
@@ -254,9 +250,9 @@ func cmdPINSet(ctx context.Context, e *env, args []string) error {
 	if *uidFlag == "" {
 		return usagef("--uid UID is required")
 	}
-	uid, err := parseUID(*uidFlag)
+	uid, err := cmdUID(*uidFlag)
 	if err != nil {
-		return &usageError{msg: err.Error()}
+		return err
 	}
 	pin, err := readPIN(e)
 	if err != nil {
@@ -264,11 +260,7 @@ func cmdPINSet(ctx context.Context, e *env, args []string) error {
 	}
 	req := pinSetReq{Holder: pos[0], PIN: string(pin)}
 	clear(pin)
-	raw, err := c.client().call(ctx, "POST", fmt.Sprintf("/v1/cards/%X/pin", uid), req)
-	if err != nil {
-		return err
-	}
-	return changed(c, raw, fmt.Sprintf("PIN set for card %X of %s", uid, pos[0]))
+	return c.change(ctx, "POST", fmt.Sprintf("/v1/cards/%X/pin", uid), req, fmt.Sprintf("PIN set for card %X of %s", uid, pos[0]))
 }
 
 // readPIN reads a PIN: prompted twice without echo when standard input is
@@ -337,30 +329,18 @@ func revocationCmd(ctx context.Context, e *env, args []string, on bool) error {
 	req := revokeReq{Holder: *holder, Reason: *reason}
 	what := "holder " + *holder
 	if *uidFlag != "" {
-		uid, err := parseUID(*uidFlag)
+		uid, err := cmdUID(*uidFlag)
 		if err != nil {
-			return &usageError{msg: err.Error()}
+			return err
 		}
 		req.UID = fmt.Sprintf("%X", uid)
 		what = "card " + req.UID
 	}
-	raw, err := c.client().call(ctx, "POST", path, req)
-	if err != nil {
-		return err
-	}
-	return changed(c, raw, what+" "+done)
+	return c.change(ctx, "POST", path, req, what+" "+done)
 }
 
 func cmdDoorList(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "door list")
-	if _, err := c.parse(args, 0); err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "GET", "/v1/doors", nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, ds []doorView) {
+	return listCmd(ctx, e, args, "door list", "/v1/doors", func(w io.Writer, ds []doorView) {
 		fmt.Fprintln(w, "DOOR\tGROUPS\tIDENTITY\tLAST SEEN\tAPPLIED\tVIEW\tLATEST")
 		for _, d := range ds {
 			id := dash(d.Identity)
@@ -396,9 +376,9 @@ func cmdAuditQuery(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if u := *strs["uid"]; u != "" {
-		uid, err := parseUID(u)
+		uid, err := cmdUID(u)
 		if err != nil {
-			return &usageError{msg: err.Error()}
+			return err
 		}
 		q.Set("uid", fmt.Sprintf("%X", uid))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,19 +16,17 @@ import (
 // configs.
 func cmdInit(_ context.Context, e *env, args []string) error {
 	fs := newFlags("init")
-	dbPath := fs.String("db", "", "the site database file to create")
-	keyPath := fs.String("key", "", "the site signing key file to create (mode 0600)")
+	paths := sitePathFlags(fs, "the site database file to create", "the site signing key file to create (mode 0600)")
+	dbPath, keyPath := paths.db, paths.key
 	siteID := fs.String("site", "", "the site id, as in the doors' config (site = ...)")
 	kid := fs.String("kid", "", "the key id doors trust the key under (default SITE-1)")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
 	}
-	switch {
-	case *dbPath == "":
-		return usagef("--db PATH is required")
-	case *keyPath == "":
-		return usagef("--key PATH is required")
-	case *siteID == "":
+	if err := paths.check(); err != nil {
+		return err
+	}
+	if *siteID == "" {
 		return usagef("--site ID is required")
 	}
 	if *kid == "" {
@@ -53,6 +52,28 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "# for each door's config (latchd.toml), with site = %q:\n", key.Site)
 	fmt.Fprintln(e.stdout, "[mqtt.trusted_keys]")
 	fmt.Fprintf(e.stdout, "%s = %q\n", key.Kid, key.publicBase64())
+	return nil
+}
+
+// sitePaths are the flags naming the site's database and signing key,
+// which init creates and serve opens.
+type sitePaths struct {
+	db, key *string
+}
+
+// sitePathFlags defines --db and --key on fs, with their help texts.
+func sitePathFlags(fs *flag.FlagSet, dbHelp, keyHelp string) sitePaths {
+	return sitePaths{db: fs.String("db", "", dbHelp), key: fs.String("key", "", keyHelp)}
+}
+
+// check refuses a path that was not given.
+func (p sitePaths) check() error {
+	switch {
+	case *p.db == "":
+		return usagef("--db PATH is required")
+	case *p.key == "":
+		return usagef("--key PATH is required")
+	}
 	return nil
 }
 

@@ -24,25 +24,21 @@ const shutdownGrace = 10 * time.Second
 // cmdServe runs the site service until ctx ends.
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("serve")
-	dbPath := fs.String("db", "", "the site database (made by latch init)")
-	keyPath := fs.String("key", "", "the site signing key (made by latch init)")
+	paths := sitePathFlags(fs, "the site database (made by latch init)", "the site signing key (made by latch init)")
 	socket := fs.String("socket", socketDefault(e), "the unix socket to serve the API on")
 	logLevel := fs.String("log-level", "info", "log level on standard error: debug, info, warn or error")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
 	}
-	switch {
-	case *dbPath == "":
-		return usagef("--db PATH is required")
-	case *keyPath == "":
-		return usagef("--key PATH is required")
+	if err := paths.check(); err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	return serve(ctx, serveOptions{db: *dbPath, key: *keyPath, socket: *socket, pins: store.DefaultPINParams}, log)
+	return serve(ctx, serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams}, log)
 }
 
 // serveOptions is what serve needs.
