@@ -22,18 +22,40 @@ type Proxy struct {
 }
 
 type pair struct {
-	client, server net.Conn
-	once           sync.Once
-	hole           chan struct{} // set (under Proxy.mu) when a black hole caught the pair
+	client net.Conn
+	hole   chan struct{} // set (under Proxy.mu) when a black hole caught the pair
+
+	mu     sync.Mutex
+	server net.Conn // set once dialled; nil before
+	done   bool
 }
 
 func (p *pair) close() {
-	p.once.Do(func() {
-		p.client.Close()
-		if p.server != nil {
-			p.server.Close()
-		}
-	})
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return
+	}
+	p.done = true
+	s := p.server
+	p.mu.Unlock()
+	p.client.Close()
+	if s != nil {
+		s.Close()
+	}
+}
+
+// attach records the dialled server side, or closes it at once and
+// reports false when the pair was closed while dialling.
+func (p *pair) attach(s net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		s.Close()
+		return false
+	}
+	p.server = s
+	return true
 }
 
 // NewProxy listens on a free loopback port and forwards every connection
@@ -160,8 +182,10 @@ func (p *Proxy) serve(pr *pair, hole chan struct{}) {
 		pr.close()
 		return
 	}
+	if !pr.attach(s) {
+		return
+	}
 	p.mu.Lock()
-	pr.server = s
 	if _, live := p.pairs[pr]; !live || p.closed {
 		p.mu.Unlock()
 		pr.close()
