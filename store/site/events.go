@@ -65,7 +65,21 @@ func (d *DB) AddEvents(door string, evs []store.Event, now time.Time) (stored, d
 		return 0, 0, nil, fmt.Errorf("site: add events of door %q: %w", door, err)
 	}
 	err = d.update(func(tx *bolt.Tx) error {
-		stored, dup, findings = 0, 0, nil
+		var err error
+		stored, dup, findings, err = addEvents(tx, door, evs, nil, now)
+		return err
+	})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("site: add events of door %s: %w", door, err)
+	}
+	return stored, dup, findings, nil
+}
+
+// addEvents is AddEvents in the write transaction tx. sigs, when not nil,
+// holds each event's signature (the door's signed head at its seq), kept
+// as a head from an event with each event stored.
+func addEvents(tx *bolt.Tx, door string, evs []store.Event, sigs []string, now time.Time) (stored, dup int, findings []Finding, err error) {
+	err = func() error {
 		a := addTx{tx: tx, door: door, dk: doorKey(door), evb: tx.Bucket(bucketEvents), heads: tx.Bucket(bucketHeads)}
 		contig, err := readCursor(tx, door)
 		if err != nil {
@@ -130,6 +144,12 @@ func (d *DB) AddEvents(door string, evs []store.Event, now time.Time) (stored, d
 			if err := a.put(e); err != nil {
 				return fmt.Errorf("event %d: %w", e.Seq, err)
 			}
+			if sigs != nil && sigs[i] != "" {
+				h := SignedHead{Seq: e.Seq, Hash: e.Hash, Sig: sigs[i], From: HeadFromEvent}
+				if err := a.putHead(&h); err != nil {
+					return fmt.Errorf("head %d: %w", e.Seq, err)
+				}
+			}
 			stored++
 		}
 		for a.evb.Get(eventKey(door, contig+1)) != nil {
@@ -139,11 +159,21 @@ func (d *DB) AddEvents(door string, evs []store.Event, now time.Time) (stored, d
 			return err
 		}
 		return putFindings(tx, findings)
-	})
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("site: add events of door %s: %w", door, err)
+	}()
+	return stored, dup, findings, err
+}
+
+// putHead holds h unless a head is held at its seq already.
+func (a *addTx) putHead(h *SignedHead) error {
+	k := eventKey(a.door, h.Seq)
+	if a.heads.Get(k) != nil {
+		return nil
 	}
-	return stored, dup, findings, nil
+	v, err := encodeJSON(h)
+	if err != nil {
+		return err
+	}
+	return a.heads.Put(k, v)
 }
 
 // addTx stores one door's events in a write transaction.
