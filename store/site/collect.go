@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -22,7 +23,8 @@ type Signed struct {
 type Collected struct {
 	Stored, Dup int
 	Findings    []Finding
-	Doors       []string // the doors the batch held events of, in the order they first appear
+	Doors       []string          // the doors the batch held events of, in the order they first appear
+	Contiguous  map[string]uint64 // each of those doors' contiguous seq after the batch
 }
 
 // Collect stores a batch of events of any doors in one transaction, as
@@ -46,6 +48,7 @@ func (d *DB) Collect(batch []Signed, now time.Time) (Collected, error) {
 	}
 	err := d.update(func(tx *bolt.Tx) error {
 		out.Stored, out.Dup, out.Findings = 0, 0, nil
+		out.Contiguous = make(map[string]uint64, len(out.Doors))
 		for _, door := range out.Doors {
 			idx := byDoor[door]
 			evs := make([]store.Event, len(idx))
@@ -60,11 +63,39 @@ func (d *DB) Collect(batch []Signed, now time.Time) (Collected, error) {
 			out.Stored += stored
 			out.Dup += dup
 			out.Findings = append(out.Findings, fs...)
+			if out.Contiguous[door], err = readCursor(tx, door); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return Collected{}, fmt.Errorf("site: collect %d events: %w", len(batch), err)
+	}
+	return out, nil
+}
+
+// EventsOf returns door's stored events after seq, in seq order, at most n
+// of them (0: all).
+func (d *DB) EventsOf(door string, after uint64, n int) ([]store.Event, error) {
+	var out []store.Event
+	err := d.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		pfx := doorKey(door)
+		for k, v := c.Seek(eventKey(door, after+1)); k != nil && (n <= 0 || len(out) < n); k, v = c.Next() {
+			if !bytes.HasPrefix(k, pfx) || len(k) != len(pfx)+8 {
+				break
+			}
+			e, err := decodeEvent(v)
+			if err != nil {
+				return fmt.Errorf("event %X: %w", k, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("site: events of door %s: %w", door, err)
 	}
 	return out, nil
 }

@@ -33,6 +33,7 @@
 //	bucket           key                                  value
 //	meta             "schema"                             v1 uint64: schema version (1)
 //	                 "acl_seq"                            v1 uint64: the global ACL seq, the last committed change
+//	                 "key_chain"                          v1 JSON []json.RawMessage: the site's signed key rotations, oldest first
 //	cards            UID (4, 7 or 10 bytes)               v1 JSON store.Card
 //	holders          holder id                            v1 JSON store.Holder
 //	holder_cards     uint8 len(id), id, UID               empty: index of cards by holder

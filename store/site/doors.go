@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -34,6 +35,11 @@ type Door struct {
 	AppliedSeq uint64          `json:"applied_seq"`        // the view seq the door reports applied
 	ViewSeq    uint64          `json:"view_seq"`           // the seq of the door's view
 	ViewOf     uint64          `json:"view_of"`            // the global ACL seq that view reflects
+
+	// StatusHeadSeq is the seq of the latest signed head held from one of
+	// the door's statuses: a status whose head is behind it rewinds the
+	// door's chain.
+	StatusHeadSeq uint64 `json:"status_head_seq,omitempty"`
 }
 
 func checkDoor(d *Door) error {
@@ -193,21 +199,23 @@ func (d *DB) Announce(door string, id Identity, now time.Time) error {
 }
 
 // Approve makes the door's pending identity, whose fingerprint must be fp,
-// its approved one, in one transaction. An identity it replaces becomes
-// Former. ErrNotFound if the door is unknown or has nothing pending,
-// ErrConflict if the pending fingerprint is not fp.
+// its approved one, in one transaction. An identity it replaces is no
+// longer trusted at all (it is not Former: a door whose key was replaced
+// without a rotation may have lost it). ErrNotFound if the door is
+// unknown or has nothing pending, ErrConflict if the pending fingerprint
+// is not fp.
 func (d *DB) Approve(door, fp string) error {
-	return d.promote(door, fp, "approve", func(dr *Door) **Identity { return &dr.Pending })
+	return d.promote(door, fp, "approve", false, func(dr *Door) **Identity { return &dr.Pending })
 }
 
 // ApproveNext makes the identity the door's approved key vouched for as
 // its successor (Next), whose fingerprint must be fp, the approved one;
 // the old one becomes Former.
 func (d *DB) ApproveNext(door, fp string) error {
-	return d.promote(door, fp, "approve next identity of", func(dr *Door) **Identity { return &dr.Next })
+	return d.promote(door, fp, "approve next identity of", true, func(dr *Door) **Identity { return &dr.Next })
 }
 
-func (d *DB) promote(door, fp, what string, slot func(*Door) **Identity) error {
+func (d *DB) promote(door, fp, what string, rotation bool, slot func(*Door) **Identity) error {
 	err := d.update(func(tx *bolt.Tx) error {
 		old, err := getDoor(tx, door)
 		if err != nil {
@@ -224,7 +232,8 @@ func (d *DB) promote(door, fp, what string, slot func(*Door) **Identity) error {
 		case (*p).Fingerprint != fp:
 			return fmt.Errorf("%w: the identity waiting has fingerprint %s, not %s", ErrConflict, (*p).Fingerprint, fp)
 		}
-		if nd.Approved != nil {
+		nd.Former = nil
+		if rotation {
 			nd.Former = nd.Approved
 		}
 		nd.Approved, *p = *p, nil
@@ -243,6 +252,35 @@ func (d *DB) SetView(door string, viewSeq, globalSeq uint64) error {
 		dr.ViewSeq, dr.ViewOf = viewSeq, globalSeq
 		return nil
 	})
+}
+
+// SetViews records, in one transaction, the seq of each door's view
+// (door id → seq) and the global ACL seq they reflect.
+func (d *DB) SetViews(views map[string]uint64, globalSeq uint64) error {
+	if len(views) == 0 {
+		return nil
+	}
+	err := d.update(func(tx *bolt.Tx) error {
+		for _, id := range slices.Sorted(maps.Keys(views)) {
+			old, err := getDoor(tx, id)
+			if err != nil {
+				return err
+			}
+			if old == nil {
+				return fmt.Errorf("door %q: %w", id, ErrNotFound)
+			}
+			nd := *old
+			nd.ViewSeq, nd.ViewOf = views[id], globalSeq
+			if err := putDoor(tx, old, &nd); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("site: set views at %d: %w", globalSeq, err)
+	}
+	return nil
 }
 
 // SetStatus records the door's last status (JSON), the view seq it
