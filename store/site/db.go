@@ -54,6 +54,7 @@ var (
 	bucketIdxDoorTime = []byte("idx_door_time")
 	bucketIdxHolder   = []byte("idx_holder")
 	bucketIdxUID      = []byte("idx_uid")
+	bucketIdxArrival  = []byte("idx_arrival")
 	bucketFindings    = []byte("findings")
 	bucketHeads       = []byte("heads")
 )
@@ -67,7 +68,8 @@ var (
 func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards, bucketRevCards,
 		bucketRevHolders, bucketDeltas, bucketDoors, bucketGroupDoors, bucketEvents, bucketCursors,
-		bucketIdxTime, bucketIdxDoorTime, bucketIdxHolder, bucketIdxUID, bucketFindings, bucketHeads}
+		bucketIdxTime, bucketIdxDoorTime, bucketIdxHolder, bucketIdxUID, bucketFindings, bucketHeads,
+		bucketIdxArrival}
 }
 
 // Options configure a DB. The zero value (or nil) gives the defaults.
@@ -169,6 +171,12 @@ func (d *DB) setup() error {
 			}
 			return meta.Put(keyACLSeq, encodeU64(0))
 		}
+		// idx_arrival came after the first files of schema 1.
+		if tx.Bucket(bucketIdxArrival) == nil && tx.Bucket(bucketIdxTime) != nil {
+			if err := addArrivalIndex(tx); err != nil {
+				return err
+			}
+		}
 		return checkSchema(tx)
 	})
 }
@@ -258,10 +266,11 @@ var errRollback = errors.New("rollback")
 
 // Check reads the whole file: bbolt's consistency check, the schema, every
 // record's checksum and decoding, the holder and group indexes against
-// the cards and doors, the change history against the ACL seq, and the
-// event indexes' sizes against the events. It returns ErrCorrupt with the
-// first problems found. Writers wait while the bbolt part runs. It does
-// not judge the doors' hash chains: Verify does.
+// the cards and doors, the change history against the ACL seq, the event
+// indexes' sizes against the events, and the arrival index entry by
+// entry. It returns ErrCorrupt with the first problems found. Writers wait
+// while the bbolt part runs. It does not judge the doors' hash chains:
+// Verify does.
 func (d *DB) Check() error {
 	if err := d.check(); err != nil {
 		return fmt.Errorf("site: check %s: %w", d.path, err)

@@ -50,6 +50,8 @@
 //	                 door key, uint64 seq
 //	idx_uid          uint16 len, UID (hex), time key,     empty: events by card UID
 //	                 door key, uint64 seq
+//	idx_arrival      uint64 cursor (NextSequence),        empty: events in the order the site stored them
+//	                 door key, uint64 seq
 //	findings         uint64 sequence (NextSequence)       v1 JSON Finding: a site event
 //	heads            door key, uint64 seq                 v1 JSON SignedHead without Seq
 //
@@ -65,6 +67,14 @@
 // under its holder and UID when it names them, so that a query by holder
 // or UID is a range scan of that holder's or UID's entries, in time
 // order, whatever the number of events stored.
+//
+// Every stored event also has an entry in idx_arrival, written in the
+// transaction that stores it, under the bucket's next sequence: its
+// arrival cursor. Cursors follow the order of commits, so a reader that
+// has read up to a cursor never later finds an event below it; this is
+// the order EventsSince follows (`latch audit tail -f`, the syslog
+// output), whatever the doors' clocks say. A file from before idx_arrival
+// gets it when it is opened, its events numbered in time order.
 //
 // Holidays have no record of their own: as in the door store, they are
 // part of each card's schedule (store.Schedule.Holidays).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"time"
 
@@ -207,7 +208,8 @@ func (a *addTx) lastBelow(seq uint64) uint64 {
 	return 0
 }
 
-// put stores an event and its index entries.
+// put stores an event and its index entries, the event next in arrival
+// order.
 func (a *addTx) put(e *store.Event) error {
 	rec, err := encodeEvent(e)
 	if err != nil {
@@ -242,7 +244,7 @@ func (a *addTx) put(e *store.Event) error {
 			return err
 		}
 	}
-	return nil
+	return putArrival(a.tx, ek)
 }
 
 func readCursor(tx *bolt.Tx, door string) (uint64, error) {
@@ -394,10 +396,12 @@ func (d *DB) Verify(door string) (*Problem, error) {
 	}
 }
 
-// checkEvents decodes every event, cursor, finding and head, and checks
-// the sizes of the event indexes against the events.
+// checkEvents decodes every event, cursor, finding and head, checks the
+// sizes of the event indexes against the events, and idx_arrival entry by
+// entry (checkArrivals).
 func checkEvents(tx *bolt.Tx) error {
 	var n, holders, uids int
+	keys := newEventSet(maphash.MakeSeed())
 	if err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		if _, _, ok := splitEventKey(k); !ok {
 			return fmt.Errorf("%w: event key %X is malformed", ErrCorrupt, k)
@@ -407,6 +411,7 @@ func checkEvents(tx *bolt.Tx) error {
 			return fmt.Errorf("event %X: %w", k, err)
 		}
 		n++
+		keys.add(k)
 		if e.Holder != "" {
 			holders++
 		}
@@ -424,6 +429,9 @@ func checkEvents(tx *bolt.Tx) error {
 		if k := tx.Bucket(ix.b).Stats().KeyN; k != ix.want {
 			return fmt.Errorf("%w: index %s has %d entries, want %d", ErrCorrupt, ix.b, k, ix.want)
 		}
+	}
+	if err := checkArrivals(tx, keys); err != nil {
+		return err
 	}
 	if err := tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
 		_, err := decodeU64(v)

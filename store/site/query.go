@@ -103,13 +103,9 @@ func (d *DB) Query(f Filter) iter.Seq2[Record, error] {
 					if f.Door != "" && door != f.Door {
 						continue
 					}
-					v := evb.Get(ek)
-					if v == nil {
-						return fmt.Errorf("%w: index %s names event %X, which is missing", ErrCorrupt, bucket, ek)
-					}
-					e, err := decodeEvent(v)
+					e, err := eventAt(evb, bucket, ek)
 					if err != nil {
-						return fmt.Errorf("event %X: %w", ek, err)
+						return err
 					}
 					if (f.Type != "" && e.Type != f.Type) || (f.Reason != "" && e.Reason != f.Reason) ||
 						(f.Holder != "" && e.Holder != f.Holder) || (f.UID != "" && e.UID != f.UID) {
