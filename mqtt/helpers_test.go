@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/mqtt/brokertest"
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/mqtt/sitetest"
 	"github.com/latchdoor/latch/store"
 )
@@ -244,10 +245,12 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 func (e *env) startSite(edit func(*sitetest.Options)) {
 	t := e.t
 	so := sitetest.Options{
-		Broker: e.broker.URL(), Username: "site", Password: users["site"],
-		Site: site, Signer: e.signer, DBPath: filepath.Join(t.TempDir(), "collector.db"),
-		Logger: logger(t), ReconnectMax: 200 * time.Millisecond,
-		Doors: make(map[string]mqtt.PublicIdentity),
+		Options: mqttsite.Options{
+			Broker: e.broker.URL(), Username: "site", Password: users["site"],
+			Site: site, Signer: e.signer, Logger: logger(t), ReconnectMax: 200 * time.Millisecond,
+		},
+		DBPath: filepath.Join(t.TempDir(), "site.db"),
+		Doors:  make(map[string]mqtt.PublicIdentity),
 	}
 	for name, id := range e.ids {
 		so.Doors[name] = id.Public()

@@ -1,10 +1,11 @@
-package sitetest
+package site
 
 import (
 	"bytes"
 	"fmt"
 
 	"github.com/latchdoor/latch/mqtt"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
 // The site trusts a door only by the identity an admin approved: its
@@ -40,13 +41,48 @@ type doorBook struct {
 	previous map[string]mqtt.PublicIdentity
 }
 
-func newDoorBook(approved map[string]mqtt.PublicIdentity) doorBook {
-	b := doorBook{approved: make(map[string]mqtt.PublicIdentity, len(approved)), pending: make(map[string]mqtt.PublicIdentity),
+func newDoorBook() doorBook {
+	return doorBook{approved: make(map[string]mqtt.PublicIdentity), pending: make(map[string]mqtt.PublicIdentity),
 		next: make(map[string]mqtt.PublicIdentity), previous: make(map[string]mqtt.PublicIdentity)}
-	for d, id := range approved {
-		b.approved[d] = cloneIdentity(id)
+}
+
+// load takes a door's identities from its database record, checking each.
+func (b *doorBook) load(d *sitestore.Door) error {
+	for _, x := range []struct {
+		what string
+		id   *sitestore.Identity
+		m    map[string]mqtt.PublicIdentity
+	}{{"approved", d.Approved, b.approved}, {"pending", d.Pending, b.pending}, {"next", d.Next, b.next}, {"former", d.Former, b.previous}} {
+		if x.id == nil {
+			continue
+		}
+		p := mqtt.PublicIdentity{SignKey: bytes.Clone(x.id.SignKey), SealKey: bytes.Clone(x.id.SealKey)}
+		if err := p.Check(x.what + " identity"); err != nil {
+			return err
+		}
+		if fp := p.Fingerprint(); fp != x.id.Fingerprint {
+			return fmt.Errorf("%s identity: recorded fingerprint %s, its keys' %s", x.what, x.id.Fingerprint, fp)
+		}
+		x.m[d.ID] = p
 	}
-	return b
+	return nil
+}
+
+// record writes door's identities into its database record.
+func (b *doorBook) record(door string, d *sitestore.Door) {
+	get := func(m map[string]mqtt.PublicIdentity) *sitestore.Identity {
+		id, ok := m[door]
+		if !ok {
+			return nil
+		}
+		return recordIdentity(id)
+	}
+	d.Approved, d.Pending, d.Next, d.Former = get(b.approved), get(b.pending), get(b.next), get(b.previous)
+}
+
+// recordIdentity is id as the database records it.
+func recordIdentity(id mqtt.PublicIdentity) *sitestore.Identity {
+	return &sitestore.Identity{SignKey: bytes.Clone(id.SignKey), SealKey: bytes.Clone(id.SealKey), Fingerprint: id.Fingerprint()}
 }
 
 func cloneIdentity(id mqtt.PublicIdentity) mqtt.PublicIdentity {
@@ -87,14 +123,17 @@ func (b *doorBook) announce(door string, id mqtt.PublicIdentity) (v verdict, cha
 func (b *doorBook) approve(door, fp string) (id mqtt.PublicIdentity, replaced bool, err error) {
 	p, ok := b.pending[door]
 	if !ok {
-		return mqtt.PublicIdentity{}, false, fmt.Errorf("sitetest: approve door %s: no identity pending", door)
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: no identity pending", door)
 	}
 	if got := p.Fingerprint(); got != fp {
-		return mqtt.PublicIdentity{}, false, fmt.Errorf("sitetest: approve door %s: the pending identity is %s, not %s", door, got, fp)
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: the pending identity is %s, not %s", door, got, fp)
 	}
 	_, replaced = b.approved[door]
 	b.approved[door] = p
 	delete(b.pending, door)
+	// A replaced identity is not trusted for anything any more.
+	delete(b.previous, door)
+	delete(b.next, door)
 	return cloneIdentity(p), replaced, nil
 }
 
@@ -127,10 +166,10 @@ func (b *doorBook) vouched(door string, next mqtt.PublicIdentity) (changed bool)
 func (b *doorBook) approveNext(door, fp string) (mqtt.PublicIdentity, error) {
 	n, ok := b.next[door]
 	if !ok {
-		return mqtt.PublicIdentity{}, fmt.Errorf("sitetest: approve the next identity of door %s: none announced", door)
+		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: none announced", door)
 	}
 	if got := n.Fingerprint(); got != fp {
-		return mqtt.PublicIdentity{}, fmt.Errorf("sitetest: approve the next identity of door %s: it is %s, not %s", door, got, fp)
+		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: it is %s, not %s", door, got, fp)
 	}
 	b.previous[door] = b.approved[door]
 	b.approved[door] = n
@@ -153,4 +192,33 @@ func (b *doorBook) nextFingerprints() map[string]string {
 		out[d] = id.Fingerprint()
 	}
 	return out
+}
+
+// doorSlots is one door's entries in the book, as saved before a change.
+type doorSlots [4]*mqtt.PublicIdentity
+
+func (b *doorBook) maps() [4]map[string]mqtt.PublicIdentity {
+	return [4]map[string]mqtt.PublicIdentity{b.approved, b.pending, b.next, b.previous}
+}
+
+// save returns door's entries.
+func (b *doorBook) save(door string) doorSlots {
+	var out doorSlots
+	for i, m := range b.maps() {
+		if id, ok := m[door]; ok {
+			out[i] = &id
+		}
+	}
+	return out
+}
+
+// restore puts door's entries back as save returned them.
+func (b *doorBook) restore(door string, saved doorSlots) {
+	for i, m := range b.maps() {
+		if saved[i] == nil {
+			delete(m, door)
+		} else {
+			m[door] = *saved[i]
+		}
+	}
 }

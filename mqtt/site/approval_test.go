@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"testing"
@@ -21,7 +21,8 @@ func newPublic(t *testing.T) mqtt.PublicIdentity {
 // clears what was pending.
 func TestDoorBook(t *testing.T) {
 	a, b, c := newPublic(t), newPublic(t), newPublic(t)
-	book := newDoorBook(map[string]mqtt.PublicIdentity{"front": a})
+	book := newDoorBook()
+	book.approved["front"] = a
 	steps := []struct {
 		door    string
 		id      mqtt.PublicIdentity

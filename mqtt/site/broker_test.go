@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"context"
@@ -121,14 +121,14 @@ func TestSiteOverBroker(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Config{Users: brokerUsers, ACL: brokerACL, NoDelay: true})
 	sg := newSigner(t, "site-1")
 	s, err := New(Options{Broker: b.URL(), Username: "site", Password: brokerUsers["site"], Site: site, Signer: sg,
-		DBPath: filepath.Join(t.TempDir(), "site.db"), Logger: testLogger(), ReconnectMax: 200 * time.Millisecond})
+		DB: openDB(t, filepath.Join(t.TempDir(), "site.db")), Logger: testLogger(), ReconnectMax: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; s.Close() })
+	t.Cleanup(func() { cancel(); <-done })
 	waitFor(t, "site connected", s, func() bool { return s.Stats().Connected })
 	if _, err := s.Commit(ucard(1, "h1", "front"), ucard(2, "h2", "back")); err != nil {
 		t.Fatal(err)
@@ -195,7 +195,7 @@ func TestSiteOverBroker(t *testing.T) {
 	}
 	d.send(d.top.Status("front"), d.status(nil, 3, evs[2].Hash), true)
 	waitFor(t, "status seen", s, func() bool { st := s.Stats().LastStatus["front"]; return st != nil && st.HeadSeq == 3 })
-	if h, ok := s.Heads("front"); !ok || h.Seq != 3 || h.Hash != evs[2].Hash || h.Verify(site, "front", id.Public().SignKey) != nil {
+	if h, ok := s.Heads("front"); !ok || h.Seq != 3 || h.Hash != evs[2].Hash || VerifyHead(h, site, "front", id.Public().SignKey) != nil {
 		t.Fatalf("head %+v", h)
 	}
 

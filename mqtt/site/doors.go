@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"context"
@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
 // Approve approves the identity door announced, pending, whose
@@ -18,28 +20,63 @@ import (
 // and its heartbeat (while Run runs) so that it asks for it.
 func (s *Site) Approve(door, fp string) error {
 	s.acl.Lock()
-	s.doorsMu.Lock()
-	_, replaced, err := s.book.approve(door, fp)
-	pending := s.book.pendingFingerprints()
-	s.doorsMu.Unlock()
+	var replaced bool
+	err := s.changeDoor(door, func(b *doorBook) (err error) {
+		_, replaced, err = b.approve(door, fp)
+		return err
+	}, nil)
 	if err != nil {
 		s.acl.Unlock()
 		return err
 	}
+	var verr error
 	if s.views[door] == nil {
 		now := s.o.Now()
-		s.hist.read(func(_ uint64, st *aclState) { s.views[door] = newView(door, s.groups[door], st, now) })
+		s.doorsMu.Lock()
+		groups := slices.Clone(s.groups[door])
+		s.doorsMu.Unlock()
+		var v *view
+		s.hist.read(func(_ uint64, st *aclState) { v = newView(door, groups, st, now) })
+		s.views[door] = v
+		verr = s.saveViews([]doorSeq{{door, v.seq}}, s.hist.seqNow())
 	}
 	hb, herr := s.sealHeartbeat(door)
 	s.acl.Unlock()
-	s.log.Info("sitetest: door approved", "door", door, "fingerprint", fp, "replaces", replaced)
-	s.update(func(st *Stats) { st.Pending = pending })
-	if herr != nil {
-		return herr
+	s.log.Info("site: door approved", "door", door, "fingerprint", fp, "replaces", replaced)
+	s.doorsMu.Lock()
+	pending, next := s.book.pendingFingerprints(), s.book.nextFingerprints()
+	s.doorsMu.Unlock()
+	s.update(func(st *Stats) { st.Pending, st.PendingNext = pending, next })
+	if err := errors.Join(verr, herr); err != nil {
+		return err
 	}
 	// Not waiting: the next heartbeat or the door's own request does as
 	// well.
 	s.send(s.topics.Heartbeat(door), hb, true)
+	return nil
+}
+
+// changeDoor runs fn on the door book and records door's identities as
+// the book then has them (and what edit changes) in the database, in one
+// transaction; when either fails, the book is as it was.
+func (s *Site) changeDoor(door string, fn func(b *doorBook) error, edit func(*sitestore.Door)) error {
+	s.doorsMu.Lock()
+	defer s.doorsMu.Unlock()
+	saved := s.book.save(door)
+	if err := fn(&s.book); err != nil {
+		return err
+	}
+	err := s.db.UpdateDoor(door, func(d *sitestore.Door) error {
+		s.book.record(door, d)
+		if edit != nil {
+			edit(d)
+		}
+		return nil
+	})
+	if err != nil {
+		s.book.restore(door, saved)
+		return fmt.Errorf("site: door %s: %w", door, err)
+	}
 	return nil
 }
 
@@ -53,10 +90,10 @@ func (s *Site) Approve(door, fp string) error {
 // it to ask.
 func (s *Site) ApproveNext(door, fp string) error {
 	s.acl.Lock()
-	s.doorsMu.Lock()
-	_, err := s.book.approveNext(door, fp)
-	next := s.book.nextFingerprints()
-	s.doorsMu.Unlock()
+	err := s.changeDoor(door, func(b *doorBook) error {
+		_, err := b.approveNext(door, fp)
+		return err
+	}, nil)
 	if err != nil {
 		s.acl.Unlock()
 		return err
@@ -65,10 +102,16 @@ func (s *Site) ApproveNext(door, fp string) error {
 	var herr error
 	if v := s.views[door]; v != nil {
 		v.rebase(v.seq + 1)
-		hb, herr = s.sealHeartbeat(door)
+		herr = s.saveViews([]doorSeq{{door, v.seq}}, s.hist.seqNow())
+		if herr == nil {
+			hb, herr = s.sealHeartbeat(door)
+		}
 	}
 	s.acl.Unlock()
-	s.log.Info("sitetest: door's next identity approved", "door", door, "fingerprint", fp)
+	s.log.Info("site: door's next identity approved", "door", door, "fingerprint", fp)
+	s.doorsMu.Lock()
+	next := s.book.nextFingerprints()
+	s.doorsMu.Unlock()
 	s.update(func(st *Stats) { st.PendingNext = next; st.Rebases++ })
 	if herr != nil {
 		return herr
@@ -96,17 +139,36 @@ type doorSeq struct {
 	seq  uint64
 }
 
-// commit applies ops to the history and moves every view along; it
-// returns the global seq and the doors whose view changed, with their new
-// seq.
-func (s *Site) commit(ops []store.Op) (uint64, []doorSeq, error) {
+// commit commits ops to the database as the next global seq, applies
+// them to the history and moves every view along; it returns the global
+// seq and the doors whose view changed, with their new seq. by names who
+// made the change. The views' seqs are recorded in the database after
+// the change: a site that stops between the two finds, at its next
+// start, views that a door at the old seq does not have the hash of, and
+// sends it a snapshot.
+func (s *Site) commit(by string, ops []store.Op) (uint64, []doorSeq, error) {
 	s.acl.Lock()
 	defer s.acl.Unlock()
-	seq, t, err := s.hist.commit(ops)
+	now := s.o.Now()
+	seq, err := s.db.Commit(ops, by, now)
 	if err != nil {
 		return 0, nil, err
 	}
-	now := s.o.Now()
+	hseq, t, err := s.hist.commit(ops)
+	if err == nil && hseq != seq {
+		err = fmt.Errorf("the database committed seq %d, the allowlist in memory is at %d", seq, hseq)
+	}
+	if err != nil {
+		// The database took what the allowlist in memory refused: read it
+		// again, and move every view to a seq no door has, so that each
+		// door is sent a snapshot of what the database holds.
+		s.log.Error("site: the allowlist in memory and the database disagree; reloaded", "seq", seq, "err", err)
+		changed, rerr := s.reloadLocked(now)
+		if rerr != nil {
+			return seq, nil, fmt.Errorf("site: commit %d: reload: %w", seq, rerr)
+		}
+		return seq, changed, s.saveViews(changed, seq)
+	}
 	var changed []doorSeq
 	s.hist.read(func(_ uint64, st *aclState) {
 		for _, d := range slices.Sorted(maps.Keys(s.views)) {
@@ -115,7 +177,46 @@ func (s *Site) commit(ops []store.Op) (uint64, []doorSeq, error) {
 			}
 		}
 	})
-	return seq, changed, nil
+	return seq, changed, s.saveViews(changed, seq)
+}
+
+// reloadLocked reads the allowlist from the database again and rebuilds
+// every view above its seq. The caller holds s.acl.
+func (s *Site) reloadLocked(now time.Time) ([]doorSeq, error) {
+	h, err := loadHistory(s.db)
+	if err != nil {
+		return nil, err
+	}
+	s.hist = h
+	var changed []doorSeq
+	s.doorsMu.Lock()
+	groups := maps.Clone(s.groups)
+	s.doorsMu.Unlock()
+	h.read(func(_ uint64, st *aclState) {
+		for _, d := range slices.Sorted(maps.Keys(s.views)) {
+			old := s.views[d].seq
+			v := newView(d, groups[d], st, now)
+			v.rebase(old + 1)
+			s.views[d] = v
+			changed = append(changed, doorSeq{d, v.seq})
+		}
+	})
+	return changed, nil
+}
+
+// saveViews records the views' seqs in the database.
+func (s *Site) saveViews(changed []doorSeq, global uint64) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	m := make(map[string]uint64, len(changed))
+	for _, c := range changed {
+		m[c.door] = c.seq
+	}
+	if err := s.db.SetViews(m, global); err != nil {
+		return fmt.Errorf("site: record views: %w", err)
+	}
+	return nil
 }
 
 // Commit applies ops to the allowlist as the next global seq and moves
@@ -123,7 +224,12 @@ func (s *Site) commit(ops []store.Op) (uint64, []doorSeq, error) {
 // next view seq and delta), without publishing anything. It returns the
 // global seq; a door's is Head's.
 func (s *Site) Commit(ops ...store.Op) (uint64, error) {
-	seq, _, err := s.commit(ops)
+	return s.CommitBy("", ops...)
+}
+
+// CommitBy is Commit recording by as who made the change.
+func (s *Site) CommitBy(by string, ops ...store.Op) (uint64, error) {
+	seq, _, err := s.commit(by, ops)
 	return seq, err
 }
 
@@ -132,11 +238,21 @@ func (s *Site) Commit(ops ...store.Op) (uint64, error) {
 // large for one message) is not sent: the door's heartbeat is, and the
 // door then asks for a snapshot. It returns the global seq.
 func (s *Site) Publish(ctx context.Context, ops ...store.Op) (uint64, error) {
+	return s.PublishBy(ctx, "", ops...)
+}
+
+// PublishBy is Publish recording by as who made the change. A change that
+// was committed but not (all) published returns its seq with the error:
+// the doors catch up through their sync requests.
+func (s *Site) PublishBy(ctx context.Context, by string, ops ...store.Op) (uint64, error) {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	seq, changed, err := s.commit(ops)
-	if err != nil {
+	seq, changed, err := s.commit(by, ops)
+	if seq == 0 {
 		return 0, err
+	}
+	if err != nil {
+		s.log.Error("site: after commit", "seq", seq, "err", err)
 	}
 	type out struct {
 		topic    string
@@ -152,7 +268,7 @@ func (s *Site) Publish(ctx context.Context, ops ...store.Op) (uint64, error) {
 			msgs = append(msgs, out{s.topics.DoorACL(c.door), b, false})
 			continue
 		}
-		s.log.Warn("sitetest: delta not sent; heartbeat instead", "door", c.door, "seq", c.seq, "err", err)
+		s.log.Warn("site: delta not sent; heartbeat instead", "door", c.door, "seq", c.seq, "err", err)
 		if hb, herr := s.sealHeartbeat(c.door); herr == nil {
 			msgs = append(msgs, out{s.topics.Heartbeat(c.door), hb, true})
 		} else {
@@ -179,22 +295,22 @@ func (s *Site) sealDelta(door string, seq uint64) ([]byte, error) {
 	v := s.views[door]
 	id, ok := s.Approved(door)
 	if v == nil || !ok {
-		return nil, fmt.Errorf("sitetest: delta %d of door %s: door not approved", seq, door)
+		return nil, fmt.Errorf("site: delta %d of door %s: door not approved", seq, door)
 	}
 	d := v.deltas[seq]
 	if d == nil {
-		return nil, fmt.Errorf("sitetest: delta %d of door %s: %w", seq, door, errNoDelta)
+		return nil, fmt.Errorf("site: delta %d of door %s: %w", seq, door, errNoDelta)
 	}
 	sg, fp := s.Signer(), id.Fingerprint()
 	if d.msg != nil && d.kid == sg.KeyID() && d.fp == fp {
 		return d.msg, nil
 	}
 	if len(d.ops) > mqtt.MaxDeltaOps {
-		return nil, fmt.Errorf("sitetest: delta %d of door %s: %d operations, limit %d: %w", seq, door, len(d.ops), mqtt.MaxDeltaOps, errNoDelta)
+		return nil, fmt.Errorf("site: delta %d of door %s: %d operations, limit %d: %w", seq, door, len(d.ops), mqtt.MaxDeltaOps, errNoDelta)
 	}
 	b, err := sg.SealFor(id, mqtt.NewDelta(s.o.Site, door, seq, d.issuedAt, d.ops))
 	if err != nil {
-		return nil, fmt.Errorf("sitetest: delta %d of door %s: %w", seq, door, err)
+		return nil, fmt.Errorf("site: delta %d of door %s: %w", seq, door, err)
 	}
 	d.msg, d.kid, d.fp = b, sg.KeyID(), fp
 	return b, nil
@@ -205,11 +321,11 @@ func (s *Site) sealDelta(door string, seq uint64) ([]byte, error) {
 func (s *Site) sealHeartbeat(door string) ([]byte, error) {
 	v := s.views[door]
 	if v == nil {
-		return nil, fmt.Errorf("sitetest: heartbeat of door %s: door not approved", door)
+		return nil, fmt.Errorf("site: heartbeat of door %s: door not approved", door)
 	}
 	b, err := s.Signer().Seal(&mqtt.Heartbeat{Header: mqtt.Header{Site: s.o.Site, Seq: v.seq, IssuedAt: s.o.Now()}, Door: door})
 	if err != nil {
-		return nil, fmt.Errorf("sitetest: heartbeat of door %s: %w", door, err)
+		return nil, fmt.Errorf("site: heartbeat of door %s: %w", door, err)
 	}
 	return b, nil
 }
@@ -274,7 +390,7 @@ func (s *Site) Deltas(door string, after uint64) ([][]byte, error) {
 	defer s.acl.Unlock()
 	v := s.views[door]
 	if v == nil {
-		return nil, fmt.Errorf("sitetest: deltas of door %s: door not approved", door)
+		return nil, fmt.Errorf("site: deltas of door %s: door not approved", door)
 	}
 	var out [][]byte
 	for seq := after + 1; seq <= v.seq; seq++ {
@@ -302,7 +418,7 @@ func (s *Site) answer(ctx context.Context, r *mqtt.SyncRequest) error {
 		return err
 	}
 	if n.rebased {
-		s.log.Warn("sitetest: door ahead of its view, or at its seq with another state; view rebased",
+		s.log.Warn("site: door ahead of its view, or at its seq with another state; view rebased",
 			"door", r.Door, "door_seq", n.applied, "view_seq", n.viewSeq)
 	}
 	topic := s.topics.DoorACL(r.Door)
@@ -334,7 +450,7 @@ func (s *Site) prepare(r *mqtt.SyncRequest) ([][]byte, answered, error) {
 	v := s.views[r.Door]
 	id, ok := s.Approved(r.Door)
 	if v == nil || !ok {
-		return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: door not approved", r.Door)
+		return nil, answered{}, fmt.Errorf("site: sync of door %s: door not approved", r.Door)
 	}
 	window := r.Window
 	if window == 0 {
@@ -342,18 +458,23 @@ func (s *Site) prepare(r *mqtt.SyncRequest) ([][]byte, answered, error) {
 	}
 	a, err := v.answer(r, s.o.DeltaLimit, s.o.ChunkBytes, window)
 	if err != nil {
-		return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+		return nil, answered{}, fmt.Errorf("site: sync of door %s: %w", r.Door, err)
 	}
 	n := answered{rebased: a.rebased, mismatch: a.mismatch, viewSeq: v.seq, applied: r.AppliedSeq}
+	if a.rebased {
+		if err := s.saveViews([]doorSeq{{r.Door, v.seq}}, s.hist.seqNow()); err != nil {
+			return nil, answered{}, err
+		}
+	}
 	var msgs [][]byte
 	for _, seq := range a.deltas {
 		b, err := s.sealDelta(r.Door, seq)
 		if err != nil {
 			// Too large for one message: a snapshot instead.
-			s.log.Info("sitetest: a snapshot instead of deltas", "door", r.Door, "err", err)
+			s.log.Info("site: a snapshot instead of deltas", "door", r.Door, "err", err)
 			msgs = nil
 			if a, err = v.snapshotAnswer(s.o.ChunkBytes, window); err != nil {
-				return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+				return nil, answered{}, fmt.Errorf("site: sync of door %s: %w", r.Door, err)
 			}
 			break
 		}
@@ -367,7 +488,7 @@ func (s *Site) prepare(r *mqtt.SyncRequest) ([][]byte, answered, error) {
 	for _, i := range a.chunks {
 		b, err := sg.SealChunk(a.plan, i, s.o.Site, r.Door, id, now)
 		if err != nil {
-			return nil, answered{}, fmt.Errorf("sitetest: sync of door %s: %w", r.Door, err)
+			return nil, answered{}, fmt.Errorf("site: sync of door %s: %w", r.Door, err)
 		}
 		msgs = append(msgs, b)
 	}

@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"bytes"
@@ -8,10 +8,11 @@ import (
 	"sync"
 
 	"github.com/latchdoor/latch/store"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
-// History is the site's allowlist authority in memory: the whole
-// allowlist and its global sequence, one step per commit. Doors never see
+// History is the site's allowlist in memory, as the database holds it: the
+// whole allowlist and its global sequence, one step per commit. Doors never see
 // it whole: each approved door gets its own view of it (see Site.View),
 // with its own sequence. It applies operations with the store's
 // semantics, so store.HashSnapshot of its state equals the state hash of
@@ -106,6 +107,37 @@ func newHistory() *History {
 	return h
 }
 
+// loadHistory reads the allowlist from the database.
+func loadHistory(db *sitestore.DB) (*History, error) {
+	sn, err := db.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	h := newHistory()
+	for _, c := range sn.Cards {
+		h.st.cards[string(c.UID)] = c
+	}
+	for _, x := range sn.Holders {
+		h.st.holders[x.ID] = x
+	}
+	for _, r := range sn.Revocations {
+		if r.HolderID != "" {
+			h.st.revHold[r.HolderID] = r
+		} else {
+			h.st.revCard[string(r.UID)] = r
+		}
+	}
+	h.seq = sn.Seq
+	return h, nil
+}
+
+// seqNow returns the global seq.
+func (h *History) seqNow() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq
+}
+
 // Head returns the global seq and state hash (store.HashSnapshot of the
 // whole allowlist). A door's position is its view's (Site.Head), not this.
 func (h *History) Head() (uint64, string) {
@@ -145,7 +177,7 @@ func (h *History) commit(ops []store.Op) (uint64, touched, error) {
 			for j := len(undo) - 1; j >= 0; j-- {
 				undo[j]()
 			}
-			return 0, touched{}, fmt.Errorf("sitetest: commit %d op %d (%s): %w", h.seq+1, i, ops[i].Kind, err)
+			return 0, touched{}, fmt.Errorf("site: commit %d op %d (%s): %w", h.seq+1, i, ops[i].Kind, err)
 		}
 	}
 	h.seq++

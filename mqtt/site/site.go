@@ -1,29 +1,34 @@
-// Package sitetest is a site for tests and simulations, speaking contract
-// v2 (docs/mqtt.md) with the doors of package mqtt over a real broker,
-// through github.com/eclipse/paho.mqtt.golang.
+// Package site is the site's end of contract v2 (docs/mqtt.md): the
+// service `latch serve` runs, speaking to the doors of package mqtt over a
+// real broker through github.com/eclipse/paho.mqtt.golang, with everything
+// it must not forget in the site database (package store/site).
 //
-// It is the allowlist authority: a History of the whole allowlist with a
-// global seq, and for each approved door a view of it (the cards that open
-// the door, their holders, and the revocations of both) with the door's
-// own seq, whose deltas it signs and seals to the door's identity alone,
-// on the door's own topic. It answers the doors' signed sync requests
-// with deltas, or with a snapshot of the view in chunks the door asks
-// for; it publishes each door's retained heartbeat, signed commands, and
-// the retained chain of its key rotations.
+// It is the allowlist authority: every change is committed to the
+// database as the next global seq, and each approved door's view of the
+// allowlist (the cards that open the door, their holders, and the
+// revocations of both) moves along with it, with the door's own seq. A
+// door whose view changed gets a delta signed by the site and sealed to
+// the door's identity alone, on the door's own topic. The site answers
+// the doors' signed sync requests with deltas, or with a snapshot of the
+// view in chunks the door asks for; it publishes each door's retained
+// heartbeat, signed commands, and the retained chain of its key
+// rotations.
 //
-// It trusts a door only by the identity an admin approved (Options.Doors,
-// Site.Approve): a door announcing another identity gets nothing, and
-// its events and sync requests are refused.
+// It trusts a door only by the identity an admin approved (Site.Approve):
+// a door announcing another identity gets nothing, and its events and
+// sync requests are refused.
 //
 // It is also the event collector: it stores every approved door's events
-// whose signature verifies durably in a bbolt file, with the door's
-// signed chain heads (from events and statuses), refuses any event or
-// status that rewrites what the door signed, and acknowledges the highest
-// contiguous seq with a signed ack.
+// whose signature verifies, with each event's signature as the door's
+// signed chain head, checks each door's chain as they arrive, records
+// gaps, chain breaks, conflicts and rewrites as findings, and only then
+// acknowledges the highest contiguous seq with a signed ack.
 //
-// What the site knows of the allowlist and of approvals lives in memory;
-// only the collector's events and heads outlive it.
-package sitetest
+// What lives in memory is rebuilt from the database at New: the allowlist
+// (for computing views), the doors' views (each at the seq the database
+// recorded, with no deltas before it: a door behind it after a restart
+// gets a snapshot), the approvals, and the collector's marks.
+package site
 
 import (
 	"context"
@@ -41,14 +46,16 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
 // Options configure a Site.
 type Options struct {
+	// DB is the site database. The caller opens and closes it.
+	DB *sitestore.DB
 	// Broker is the broker URL (tcp:// or ssl://).
 	Broker string
 	// Username and Password log in to the broker.
@@ -61,8 +68,6 @@ type Options struct {
 	Site string
 	// Signer signs everything the site publishes, until RotateKey.
 	Signer *mqtt.Signer
-	// DBPath is the collector's bbolt file.
-	DBPath string
 	// Now is the site's clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the site's log (default: none).
@@ -82,16 +87,9 @@ type Options struct {
 	HeartbeatEvery time.Duration
 	// ReconnectMax caps paho's reconnect back-off (default 2 s).
 	ReconnectMax time.Duration
-	// Doors are the approved door identities by door id. Other doors are
-	// approved with Approve once their status has announced the identity.
-	Doors map[string]mqtt.PublicIdentity
-	// DoorGroups are the groups each door belongs to (door id → group
-	// names): a card whose Doors list names one of them is in the door's
-	// view.
-	DoorGroups map[string][]string
 }
 
-// Stats count what the site has seen.
+// Stats count what the site has seen since New.
 type Stats struct {
 	Connected        bool                         // connected to the broker now
 	Connects         int                          // connections made
@@ -101,6 +99,7 @@ type Stats struct {
 	Conflicts        int                          // events whose seq is stored with another hash (each also a rewrite)
 	Rewrites         int                          // events and statuses contradicting what the door signed before: refused
 	ChainBreaks      int                          // an event whose prev is not the hash of the one before
+	Gaps             int                          // an event that arrived after a hole in its door's chain
 	Malformed        int                          // door messages that did not decode
 	WrongDoor        int                          // door messages naming another door than their topic's
 	Unattributed     int                          // events of a door not approved, or whose signature does not verify with its approved key
@@ -119,14 +118,15 @@ type Stats struct {
 	LastSync         map[string]*mqtt.SyncRequest // each door's latest verified sync request
 }
 
-// Site is a test site. Create it with New, run it with Run.
+// Site is the site service's MQTT side. Create it with New, run it with
+// Run; changes (Commit, Publish), approvals and commands work whether or
+// not it runs.
 type Site struct {
 	o      Options
+	db     *sitestore.DB
 	log    *slog.Logger
 	topics mqtt.Topics
-	db     *bolt.DB
 	hist   *History
-	groups map[string][]string
 
 	events chan *mqtt.EventMsg
 	syncs  chan *mqtt.SyncRequest
@@ -137,6 +137,7 @@ type Site struct {
 
 	doorsMu sync.Mutex // before mu
 	book    doorBook
+	groups  map[string][]string // door groups by door (doorsMu)
 
 	rotMu     sync.Mutex
 	rotations []json.RawMessage
@@ -147,9 +148,9 @@ type Site struct {
 	stats     Stats
 	updated   chan struct{}
 	holdAcks  bool
-	contig    map[string]uint64     // highest contiguous stored seq per door
-	latest    map[string]SignedHead // the latest signed head held per door
-	statusMax map[string]uint64     // the highest head seq held from a status per door
+	contig    map[string]uint64               // highest contiguous stored seq per door
+	latest    map[string]sitestore.SignedHead // the latest signed head held per door
+	statusMax map[string]uint64               // the highest head seq held from a status per door
 	cmdSeq    uint64
 
 	// sink, when set, receives what the site publishes instead of the
@@ -157,8 +158,8 @@ type Site struct {
 	sink func(topic string, payload []byte, retained bool) error
 }
 
-// New opens the collector's file and returns a site that is not connected
-// yet.
+// New loads the site's state from the database and returns a site that is
+// not connected yet.
 func New(opts Options) (*Site, error) {
 	o := opts
 	if o.Now == nil {
@@ -180,84 +181,98 @@ func New(opts Options) (*Site, error) {
 		o.ClientID = "latch-site-" + o.Site
 	}
 	if err := mqtt.CheckID("site", o.Site); err != nil {
-		return nil, fmt.Errorf("sitetest: %w", err)
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	if o.DB == nil {
+		return nil, errors.New("site: a database is required")
 	}
 	if o.Signer == nil {
-		return nil, errors.New("sitetest: a signer is required")
+		return nil, errors.New("site: a signer is required")
 	}
 	if o.ChunkWindow < 0 || o.ChunkWindow > mqtt.MaxChunkWindow {
-		return nil, fmt.Errorf("sitetest: chunk window %d, want 1..%d", o.ChunkWindow, mqtt.MaxChunkWindow)
+		return nil, fmt.Errorf("site: chunk window %d, want 1..%d", o.ChunkWindow, mqtt.MaxChunkWindow)
 	}
 	if _, err := mqtt.PlanSnapshot(store.Snapshot{}, o.ChunkBytes); err != nil {
-		return nil, fmt.Errorf("sitetest: %w", err)
-	}
-	for _, d := range slices.Sorted(maps.Keys(o.Doors)) {
-		if err := mqtt.CheckID("door", d); err != nil {
-			return nil, fmt.Errorf("sitetest: approved doors: %w", err)
-		}
-		if err := o.Doors[d].Check("door " + d); err != nil {
-			return nil, fmt.Errorf("sitetest: approved doors: %w", err)
-		}
-	}
-	groups := make(map[string][]string, len(o.DoorGroups))
-	for _, d := range slices.Sorted(maps.Keys(o.DoorGroups)) {
-		if err := mqtt.CheckID("door", d); err != nil {
-			return nil, fmt.Errorf("sitetest: door groups: %w", err)
-		}
-		for _, g := range o.DoorGroups[d] {
-			if g == "" || g == "*" {
-				return nil, fmt.Errorf("sitetest: door groups of %s: group %q", d, g)
-			}
-		}
-		groups[d] = slices.Clone(o.DoorGroups[d])
-	}
-	db, err := bolt.Open(o.DBPath, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("sitetest: open %s: %w", o.DBPath, err)
+		return nil, fmt.Errorf("site: %w", err)
 	}
 	s := &Site{
-		o: o, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site), db: db,
-		hist: newHistory(), groups: groups,
+		o: o, db: o.DB, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site),
 		events:    make(chan *mqtt.EventMsg, 4096),
 		syncs:     make(chan *mqtt.SyncRequest, 64),
 		views:     make(map[string]*view),
-		book:      newDoorBook(o.Doors),
+		book:      newDoorBook(),
+		groups:    make(map[string][]string),
 		signer:    o.Signer,
 		updated:   make(chan struct{}),
 		contig:    make(map[string]uint64),
-		latest:    make(map[string]SignedHead),
+		latest:    make(map[string]sitestore.SignedHead),
 		statusMax: make(map[string]uint64),
 	}
 	s.stats.Pending = make(map[string]string)
+	s.stats.PendingNext = make(map[string]string)
 	s.stats.LastStatus = make(map[string]*mqtt.Status)
 	s.stats.LastSync = make(map[string]*mqtt.SyncRequest)
-	now := o.Now()
-	s.hist.read(func(_ uint64, st *aclState) {
-		for d := range o.Doors {
-			s.views[d] = newView(d, groups[d], st, now)
-		}
-	})
-	if err := createBuckets(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sitetest: %s: %w", o.DBPath, err)
-	}
-	if err := s.loadCollector(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sitetest: %s: %w", o.DBPath, err)
+	if err := s.load(); err != nil {
+		return nil, fmt.Errorf("site: load %s: %w", o.DB.Path(), err)
 	}
 	return s, nil
 }
 
-// History returns the site's allowlist authority, to read.
-func (s *Site) History() *History { return s.hist }
-
-// Close closes the collector's file. Call it after Run has returned.
-func (s *Site) Close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("sitetest: close %s: %w", s.o.DBPath, err)
+// load reads the allowlist, the doors, the collector's marks and the key
+// chain from the database and builds the views.
+func (s *Site) load() error {
+	var err error
+	if s.hist, err = loadHistory(s.db); err != nil {
+		return err
+	}
+	doors, err := s.db.ListDoors()
+	if err != nil {
+		return err
+	}
+	now := s.o.Now()
+	fresh := make(map[string]uint64) // views built now that the database has no seq of
+	for _, d := range doors {
+		if err := s.book.load(&d); err != nil {
+			return fmt.Errorf("door %s: %w", d.ID, err)
+		}
+		s.groups[d.ID] = slices.Clone(d.Groups)
+		if d.Approved != nil {
+			var v *view
+			s.hist.read(func(_ uint64, st *aclState) { v = newView(d.ID, d.Groups, st, now) })
+			if d.ViewSeq > 0 {
+				// The view as it is now, at the seq the door was last
+				// given: a door that applied it has its hash, and any
+				// other is sent a snapshot.
+				v.rebase(d.ViewSeq)
+			} else if v.seq > 0 {
+				fresh[d.ID] = v.seq
+			}
+			s.views[d.ID] = v
+		}
+		if s.contig[d.ID], err = s.db.Contiguous(d.ID); err != nil {
+			return err
+		}
+		switch h, err := s.db.LatestHead(d.ID); {
+		case err == nil:
+			s.latest[d.ID] = h
+		case !errors.Is(err, sitestore.ErrNotFound):
+			return err
+		}
+		s.statusMax[d.ID] = d.StatusHeadSeq
+	}
+	s.stats.Pending = s.book.pendingFingerprints()
+	s.stats.PendingNext = s.book.nextFingerprints()
+	if err := s.db.SetViews(fresh, s.hist.seqNow()); err != nil {
+		return err
+	}
+	if s.rotations, err = s.db.KeyChain(); err != nil {
+		return err
 	}
 	return nil
 }
+
+// History returns the site's allowlist authority, to read.
+func (s *Site) History() *History { return s.hist }
 
 // Signer returns the signer the site signs with now.
 func (s *Site) Signer() *mqtt.Signer {
@@ -329,7 +344,7 @@ func (s *Site) Run(ctx context.Context) error {
 		SetOrderMatters(false).
 		SetOnConnectHandler(s.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			s.log.Info("sitetest: connection lost", "err", err)
+			s.log.Info("site: connection lost", "err", err)
 			s.update(func(st *Stats) { st.Connected = false })
 		})
 	pc := paho.NewClient(o)
@@ -351,7 +366,7 @@ func (s *Site) Run(ctx context.Context) error {
 					return
 				case <-t.C:
 					if err := s.Heartbeat(ctx); err != nil {
-						s.log.Debug("sitetest: heartbeat", "err", err)
+						s.log.Debug("site: heartbeat", "err", err)
 					}
 				}
 			}
@@ -374,7 +389,7 @@ func (s *Site) onConnect(pc paho.Client) {
 	}
 	tok := pc.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { s.handle(m.Topic(), m.Payload()) })
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		s.log.Error("sitetest: subscribe", "err", tok.Error())
+		s.log.Error("site: subscribe", "err", tok.Error())
 		return
 	}
 	s.update(func(st *Stats) { st.Connected = true; st.Connects++ })
@@ -383,7 +398,7 @@ func (s *Site) onConnect(pc paho.Client) {
 // refused counts a door message that did not decode: WrongDoor when it
 // names another door than its topic's, else Malformed.
 func (s *Site) refused(what, topic string, err error) {
-	s.log.Warn("sitetest: bad "+what, "topic", topic, "err", err)
+	s.log.Warn("site: bad "+what, "topic", topic, "err", err)
 	if errors.Is(err, mqtt.ErrWrongDoor) {
 		s.update(func(st *Stats) { st.WrongDoor++ })
 		return
@@ -418,12 +433,12 @@ func (s *Site) onEvent(door, topic string, payload []byte) {
 	id, ok := s.Approved(door)
 	if !ok {
 		// Debug only: the door's pending identity is logged once.
-		s.log.Debug("sitetest: event of a door not approved; refused", "door", door, "seq", e.Event.Seq)
+		s.log.Debug("site: event of a door not approved; refused", "door", door, "seq", e.Event.Seq)
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
 	}
 	if err := s.verifyDoor(door, id, e.VerifySig); err != nil {
-		s.log.Warn("sitetest: event not attributable to the door", "door", door, "err", err)
+		s.log.Warn("site: event not attributable to the door", "door", door, "err", err)
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
 	}
@@ -440,12 +455,12 @@ func (s *Site) onSync(door, topic string, payload []byte) {
 	}
 	id, ok := s.Approved(door)
 	if !ok {
-		s.log.Debug("sitetest: sync request of a door not approved; refused", "door", door)
+		s.log.Debug("site: sync request of a door not approved; refused", "door", door)
 		s.update(func(st *Stats) { st.SyncRefused++ })
 		return
 	}
 	if err := s.verifyDoor(door, id, r.VerifySig); err != nil {
-		s.log.Warn("sitetest: sync request not signed by the door's approved key; refused", "door", door, "err", err)
+		s.log.Warn("site: sync request not signed by the door's approved key; refused", "door", door, "err", err)
 		s.update(func(st *Stats) { st.SyncRefused++ })
 		return
 	}
@@ -461,7 +476,14 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 		s.refused("status", topic, err)
 		return
 	}
+	now := s.o.Now()
+	seen := func(d *sitestore.Door) {
+		d.Status, d.AppliedSeq, d.LastSeen = statusJSON(st), st.ACLSeq, now.UTC()
+	}
 	if st.Fingerprint == "" {
+		if err := s.db.UpdateDoor(door, func(d *sitestore.Door) error { seen(d); return nil }); err != nil {
+			s.log.Error("site: record status", "door", door, "err", err)
+		}
 		s.update(func(x *Stats) { x.LastStatus[door] = st })
 		return
 	}
@@ -470,45 +492,50 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 		s.refused("status", topic, err)
 		return
 	}
+	var next *mqtt.PublicIdentity
+	if st.NextFingerprint != "" {
+		// DecodeStatus checked that the announced key vouched for it.
+		next, _ = st.NextIdentity()
+	}
+	var v verdict
+	var changed, nextChanged bool
+	err = s.changeDoor(door, func(b *doorBook) error {
+		v, changed = b.announce(door, *id)
+		if v == verdictApproved && next != nil {
+			nextChanged = b.vouched(door, *next)
+		}
+		return nil
+	}, seen)
+	if err != nil {
+		s.log.Error("site: record status", "door", door, "err", err)
+	}
 	s.doorsMu.Lock()
-	v, changed := s.book.announce(door, *id)
-	pending := s.book.pendingFingerprints()
+	pending, pendingNext := s.book.pendingFingerprints(), s.book.nextFingerprints()
 	s.doorsMu.Unlock()
 	switch v {
 	case verdictPending:
 		if changed {
-			s.log.Warn("sitetest: door awaits approval", "door", door, "fingerprint", st.Fingerprint)
+			s.log.Warn("site: door awaits approval", "door", door, "fingerprint", st.Fingerprint)
 		}
 	case verdictMismatch:
-		s.log.Error("sitetest: approved door announces another identity; not trusted until approved", "door", door, "fingerprint", st.Fingerprint)
+		s.log.Error("site: approved door announces another identity; not trusted until approved", "door", door, "fingerprint", st.Fingerprint)
+	}
+	if nextChanged {
+		s.log.Warn("site: door asks to rotate its identity; awaiting approval", "door", door, "next", st.NextFingerprint)
 	}
 	var why string
-	if v == verdictApproved && st.NextFingerprint != "" {
-		// DecodeStatus checked that the announced key, the approved one,
-		// vouched for it.
-		if next, err := st.NextIdentity(); err == nil {
-			s.doorsMu.Lock()
-			changed := s.book.vouched(door, *next)
-			pendingNext := s.book.nextFingerprints()
-			s.doorsMu.Unlock()
-			if changed {
-				s.log.Warn("sitetest: door asks to rotate its identity; awaiting approval", "door", door, "next", st.NextFingerprint)
-			}
-			s.update(func(x *Stats) { x.PendingNext = pendingNext })
-		}
-	}
 	if (v == verdictApproved || v == verdictFormer) && st.HeadSig != "" {
 		// DecodeStatus verified the head with the announced key, which
 		// is the approved one.
 		if why, err = s.holdStatusHead(st); err != nil {
-			s.log.Error("sitetest: status head", "door", door, "err", err)
+			s.log.Error("site: status head", "door", door, "err", err)
 		} else if why != "" {
-			s.log.Warn("sitetest: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
+			s.log.Warn("site: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
 		}
 	}
 	s.update(func(x *Stats) {
 		x.LastStatus[door] = st
-		x.Pending = pending
+		x.Pending, x.PendingNext = pending, pendingNext
 		if v == verdictMismatch {
 			x.IdentityMismatch++
 		}
@@ -527,17 +554,17 @@ func (s *Site) publish(ctx context.Context, topic string, payload []byte, retain
 		return sink(topic, payload, retained)
 	}
 	if pc == nil {
-		return errors.New("sitetest: not running")
+		return errors.New("site: not running")
 	}
 	tok := pc.Publish(topic, 1, retained, payload)
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return fmt.Errorf("sitetest: publish %s: %w", topic, err)
+			return fmt.Errorf("site: publish %s: %w", topic, err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("sitetest: publish %s: %w", topic, ctx.Err())
+		return fmt.Errorf("site: publish %s: %w", topic, ctx.Err())
 	}
 }
 
@@ -550,7 +577,7 @@ func (s *Site) send(topic string, payload []byte, retained bool) bool {
 	switch {
 	case sink != nil:
 		if err := sink(topic, payload, retained); err != nil {
-			s.log.Debug("sitetest: send", "topic", topic, "err", err)
+			s.log.Debug("site: send", "topic", topic, "err", err)
 			return false
 		}
 		return true
@@ -570,7 +597,10 @@ func (s *Site) PublishRaw(ctx context.Context, topic string, payload []byte, ret
 // id, issued now, expiring in 30 s unless ExpiresAt is set) and seals it.
 func (s *Site) SealCommand(door string, c mqtt.Command) (*mqtt.Command, []byte, error) {
 	s.mu.Lock()
-	s.cmdSeq++
+	// Command seqs only grow, across restarts too (the door refuses a
+	// seq it has seen): milliseconds of the site's clock, or one more
+	// than the last.
+	s.cmdSeq = max(s.cmdSeq+1, uint64(max(s.o.Now().UnixMilli(), 0)))
 	seq := s.cmdSeq
 	s.mu.Unlock()
 	now := s.o.Now()
@@ -584,13 +614,13 @@ func (s *Site) SealCommand(door string, c mqtt.Command) (*mqtt.Command, []byte, 
 	if c.ID == "" {
 		var id [12]byte
 		if _, err := rand.Read(id[:]); err != nil {
-			return nil, nil, fmt.Errorf("sitetest: command id: %w", err)
+			return nil, nil, fmt.Errorf("site: command id: %w", err)
 		}
 		c.ID = hex.EncodeToString(id[:])
 	}
 	b, err := s.Signer().Seal(&c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sitetest: command for %s: %w", door, err)
+		return nil, nil, fmt.Errorf("site: command for %s: %w", door, err)
 	}
 	return &c, b, nil
 }
@@ -613,7 +643,7 @@ func (s *Site) Command(ctx context.Context, door string, c mqtt.Command) (*mqtt.
 // changes.
 func (s *Site) RotateKey(ctx context.Context, next *mqtt.Signer, retireAt time.Time) error {
 	if next == nil {
-		return errors.New("sitetest: rotate key: no next signer")
+		return errors.New("site: rotate key: no next signer")
 	}
 	s.rotMu.Lock()
 	defer s.rotMu.Unlock()
@@ -621,25 +651,31 @@ func (s *Site) RotateKey(ctx context.Context, next *mqtt.Signer, retireAt time.T
 	seq := uint64(len(s.rotations)) + 1
 	link, err := cur.Rotation(s.o.Site, seq, next, s.o.Now(), retireAt)
 	if err != nil {
-		return fmt.Errorf("sitetest: rotate key %s to %s: %w", cur.KeyID(), next.KeyID(), err)
+		return fmt.Errorf("site: rotate key %s to %s: %w", cur.KeyID(), next.KeyID(), err)
 	}
 	chain := append(slices.Clone(s.rotations), json.RawMessage(link))
 	kc := mqtt.KeyChain{V: mqtt.Version, Type: mqtt.KindKeys, Site: s.o.Site, Rotations: chain[max(0, len(chain)-mqtt.MaxRotations):]}
 	b, err := json.Marshal(kc)
 	if err != nil {
-		return fmt.Errorf("sitetest: rotate key: key chain: %w", err)
+		return fmt.Errorf("site: rotate key: key chain: %w", err)
 	}
 	if len(b) > mqtt.MaxKeysBytes {
-		return fmt.Errorf("sitetest: rotate key: key chain of %d bytes, limit %d", len(b), mqtt.MaxKeysBytes)
+		return fmt.Errorf("site: rotate key: key chain of %d bytes, limit %d", len(b), mqtt.MaxKeysBytes)
+	}
+	if err := s.db.SetKeyChain(chain); err != nil {
+		return fmt.Errorf("site: rotate key: %w", err)
 	}
 	if err := s.publish(ctx, s.topics.Keys(), b, true); err != nil {
-		return fmt.Errorf("sitetest: rotate key: %w", err)
+		if rerr := s.db.SetKeyChain(s.rotations); rerr != nil {
+			s.log.Error("site: rotate key: the key chain recorded is one rotation ahead of the one published", "err", rerr)
+		}
+		return fmt.Errorf("site: rotate key: %w", err)
 	}
 	s.rotations = chain
 	s.mu.Lock()
 	s.signer = next
 	s.mu.Unlock()
-	s.log.Info("sitetest: site key rotated", "seq", seq, "retired", cur.KeyID(), "next", next.KeyID(), "retire_at", retireAt)
+	s.log.Info("site: site key rotated", "seq", seq, "retired", cur.KeyID(), "next", next.KeyID(), "retire_at", retireAt)
 	return nil
 }
 
@@ -651,7 +687,7 @@ func (s *Site) syncLoop(ctx context.Context) {
 			return
 		case r := <-s.syncs:
 			if err := s.answer(ctx, r); err != nil && ctx.Err() == nil {
-				s.log.Warn("sitetest: answer sync", "door", r.Door, "err", err)
+				s.log.Warn("site: answer sync", "door", r.Door, "err", err)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
 const site = "hq"
@@ -76,16 +77,17 @@ func (r *recorder) take(topic string) [][]byte {
 // goes to the returned recorder.
 func newTestSite(t testing.TB, edit func(o *Options)) (*Site, *recorder) {
 	t.Helper()
-	o := Options{Site: site, Signer: newSigner(t, "site-1"), DBPath: filepath.Join(t.TempDir(), "site.db"),
-		Now: func() time.Time { return t0 }, ChunkBytes: 2048}
+	o := Options{Site: site, Signer: newSigner(t, "site-1"), Now: func() time.Time { return t0 }, ChunkBytes: 2048}
 	if edit != nil {
 		edit(&o)
+	}
+	if o.DB == nil {
+		o.DB = openDB(t, filepath.Join(t.TempDir(), "site.db"))
 	}
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
 	rec := &recorder{}
 	s.sink = rec.sink
 	return s, rec
@@ -237,12 +239,31 @@ func newSiteWithDoors(t testing.TB, edit func(o *Options), names ...string) (*Si
 	}
 	s, rec := newTestSite(t, func(o *Options) {
 		o.Signer = sg
-		o.Doors = ids
 		if edit != nil {
 			edit(o)
 		}
+		if o.DB == nil {
+			o.DB = openDB(t, filepath.Join(t.TempDir(), "site.db"))
+		}
+		for _, n := range names {
+			id := ids[n]
+			if err := Provision(o.DB, n, &id, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 	return s, rec, ds
+}
+
+// openDB opens a site database that is closed when the test ends.
+func openDB(t testing.TB, path string) *sitestore.DB {
+	t.Helper()
+	db, err := sitestore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func ucard(n int, holder string, doors ...string) store.Op {
@@ -259,7 +280,10 @@ func urevoke(n int) store.Op {
 // own topic; a door whose view does not change gets nothing.
 func TestPublishPerDoor(t *testing.T) {
 	s, rec, ds := newSiteWithDoors(t, func(o *Options) {
-		o.DoorGroups = map[string][]string{"back": {"staff"}}
+		o.DB = openDB(t, filepath.Join(t.TempDir(), "site.db"))
+		if err := Provision(o.DB, "back", nil, []string{"staff"}); err != nil {
+			t.Fatal(err)
+		}
 	}, "front", "back")
 	front, back := ds[0], ds[1]
 	ctx := context.Background()
@@ -630,9 +654,12 @@ func TestApproval(t *testing.T) {
 // kept. A status whose head goes back is a rewrite too. Heads outlive the
 // site.
 func TestEventsAndHeads(t *testing.T) {
-	dir := t.TempDir()
+	db, err := sitestore.Open(filepath.Join(t.TempDir(), "site.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var d *testDoor
-	s, rec, ds := newSiteWithDoors(t, func(o *Options) { o.DBPath = filepath.Join(dir, "site.db") }, "front")
+	s, rec, ds := newSiteWithDoors(t, func(o *Options) { o.DB = db }, "front")
 	d = ds[0]
 	evs := d.events(10)
 	var msgs [][]byte
@@ -652,7 +679,7 @@ func TestEventsAndHeads(t *testing.T) {
 	}
 	// The status signs head 8, whose event has not come yet.
 	s.handle(d.top.Status("front"), d.status(nil, 8, evs[7].Hash))
-	if h, ok := s.Heads("front"); !ok || h.Seq != 8 || h.From != HeadFromStatus || h.Verify(site, "front", d.id.Public().SignKey) != nil {
+	if h, ok := s.Heads("front"); !ok || h.Seq != 8 || h.From != sitestore.HeadFromStatus || VerifyHead(h, site, "front", d.id.Public().SignKey) != nil {
 		t.Fatalf("head %+v %v", h, ok)
 	}
 	// A rewritten event 8 (signed by the door: the door's file was
@@ -714,12 +741,12 @@ func TestEventsAndHeads(t *testing.T) {
 		t.Fatalf("%d rewrites, want 4", st.Rewrites)
 	}
 	// The heads are in the file.
-	s.Close()
-	s2, _ := newTestSite(t, func(o *Options) {
-		o.DBPath = filepath.Join(dir, "site.db")
-		o.Doors = map[string]mqtt.PublicIdentity{"front": d.id.Public()}
-	})
-	if h, ok := s2.Heads("front"); !ok || h.Seq != 10 || h.Hash != evs[9].Hash || h.Verify(site, "front", d.id.Public().SignKey) != nil {
+	path := db.Path()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := newTestSite(t, func(o *Options) { o.DB = openDB(t, path) })
+	if h, ok := s2.Heads("front"); !ok || h.Seq != 10 || h.Hash != evs[9].Hash || VerifyHead(h, site, "front", d.id.Public().SignKey) != nil {
 		t.Fatalf("head after a restart %+v", h)
 	}
 	if s2.Contiguous("front") != 10 {

@@ -1,4 +1,4 @@
-package sitetest
+package site
 
 import (
 	"github.com/latchdoor/latch/mqtt"

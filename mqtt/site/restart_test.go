@@ -1,0 +1,99 @@
+package site
+
+import (
+	"context"
+	"crypto/ed25519"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	sitestore "github.com/latchdoor/latch/store/site"
+)
+
+// What the site knows outlives it: the allowlist and its seq, approvals,
+// pending identities, the views' seqs and the key chain are read back
+// from the database. A door at its view's seq is up to date after a
+// restart; one behind it gets a snapshot (the deltas before a restart
+// are not kept), and one at its seq with another state is rebased.
+func TestRestartKeepsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "site.db")
+	db, err := sitestore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, rec, ds := newSiteWithDoors(t, func(o *Options) { o.DB = db }, "front", "back")
+	front, back := ds[0], ds[1]
+	ctx := context.Background()
+	if _, err := s.Publish(ctx, ucard(1, "h1", "front", "back"), ucard(2, "h2", "front")); err != nil {
+		t.Fatal(err)
+	}
+	front.apply(rec.take(front.top.DoorACL("front")))
+	// back misses the first delta and the next one.
+	rec.take(back.top.DoorACL("back"))
+	if _, err := s.Publish(ctx, ucard(3, "h3", "front", "back")); err != nil {
+		t.Fatal(err)
+	}
+	front.apply(rec.take(front.top.DoorACL("front")))
+	// A door announcing itself, waiting for approval.
+	side := newTestDoor(t, "side", s)
+	s.handle(side.top.Status("side"), side.status(side.id, 0, ""))
+	next := newSigner(t, "site-2")
+	if err := s.RotateKey(ctx, next, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	gseq, _ := s.History().Head()
+	fseq, fhash := s.Head("front")
+	bseq, _ := s.Head("back")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, rec2 := newTestSite(t, func(o *Options) { o.DB = openDB(t, path); o.Signer = next })
+	if g, _ := s2.History().Head(); g != gseq {
+		t.Fatalf("global seq %d after a restart, want %d", g, gseq)
+	}
+	if seq, hash := s2.Head("front"); seq != fseq || hash != fhash {
+		t.Fatalf("front's view at %d %s after a restart, was %d %s", seq, hash, fseq, fhash)
+	}
+	if seq, _ := s2.Head("back"); seq != bseq {
+		t.Fatalf("back's view at %d after a restart, was %d", seq, bseq)
+	}
+	if _, ok := s2.Approved("front"); !ok {
+		t.Fatal("front not approved after a restart")
+	}
+	if p := s2.Stats().Pending; p["side"] != side.id.Public().Fingerprint() {
+		t.Fatalf("pending after a restart: %v", p)
+	}
+	if len(s2.rotations) != 1 {
+		t.Fatalf("%d rotations after a restart", len(s2.rotations))
+	}
+	// front is up to date: nothing to send.
+	if msgs := syncOnce(t, s2, rec2, front, front.request("", 0)); len(msgs) != 0 {
+		t.Fatalf("%d messages to a door up to date", len(msgs))
+	}
+	// back, behind, catches up with a snapshot signed by the new key.
+	back.v = newVerifier(t, "back", back.id, next)
+	catchUp(t, s2, rec2, back, 4)
+	if st := s2.Stats(); st.SyncSnapshots != 1 {
+		t.Fatalf("%+v", st)
+	}
+	// A change after the restart reaches front as a delta.
+	front.v = newVerifier(t, "front", front.id, next)
+	if _, err := s2.Publish(ctx, urevoke(1)); err != nil {
+		t.Fatal(err)
+	}
+	front.apply(rec2.take(front.top.DoorACL("front")))
+	if seq, hash := front.state(); seq != fseq+1 {
+		t.Fatalf("front at %d %s, want %d", seq, hash, fseq+1)
+	}
+}
+
+func newVerifier(t testing.TB, door string, id *mqtt.Identity, sg *mqtt.Signer) *mqtt.Verifier {
+	t.Helper()
+	v, err := mqtt.NewDoorVerifier(site, door, map[string]ed25519.PublicKey{sg.KeyID(): sg.Public()}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
