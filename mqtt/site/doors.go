@@ -254,6 +254,12 @@ func (s *Site) PublishBy(ctx context.Context, by string, ops ...store.Op) (uint6
 	if err != nil {
 		s.log.Error("site: after commit", "seq", seq, "err", err)
 	}
+	return seq, errors.Join(err, s.sendChanged(ctx, changed))
+}
+
+// sendChanged publishes the delta of each door whose view changed, or its
+// heartbeat when the delta cannot be sent (the door then asks).
+func (s *Site) sendChanged(ctx context.Context, changed []doorSeq) error {
 	type out struct {
 		topic    string
 		msg      []byte
@@ -281,7 +287,50 @@ func (s *Site) PublishBy(ctx context.Context, by string, ops ...store.Op) (uint6
 			errs = append(errs, err)
 		}
 	}
-	return seq, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// SetGroups sets the door groups door belongs to, in the database, and
+// moves its view along: a door whose view changes gets the delta when
+// publish is true (else it asks at its next heartbeat). It returns the
+// door's view seq.
+func (s *Site) SetGroups(ctx context.Context, door string, groups []string, publish bool) (uint64, error) {
+	for _, g := range groups {
+		if g == "" || g == "*" {
+			return 0, fmt.Errorf("site: groups of door %s: group %q", door, g)
+		}
+	}
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.acl.Lock()
+	groups = slices.Clone(groups)
+	err := s.changeDoor(door, func(*doorBook) error { return nil }, func(d *sitestore.Door) { d.Groups = groups })
+	if err != nil {
+		s.acl.Unlock()
+		return 0, err
+	}
+	s.doorsMu.Lock()
+	s.groups[door] = groups
+	s.doorsMu.Unlock()
+	v := s.views[door]
+	if v == nil {
+		s.acl.Unlock()
+		return 0, nil
+	}
+	v.groups = groups
+	var changed []doorSeq
+	s.hist.read(func(_ uint64, st *aclState) {
+		if v.update(st, st.all(), s.o.Now()) {
+			changed = append(changed, doorSeq{door, v.seq})
+		}
+	})
+	seq := v.seq
+	err = s.saveViews(changed, s.hist.seqNow())
+	s.acl.Unlock()
+	if err != nil || !publish {
+		return seq, err
+	}
+	return seq, s.sendChanged(ctx, changed)
 }
 
 // errNoDelta means a view seq has no delta to send (the view was built or

@@ -97,3 +97,40 @@ func newVerifier(t testing.TB, door string, id *mqtt.Identity, sg *mqtt.Signer) 
 	}
 	return v
 }
+
+// A door put in a group gets the group's cards as a delta; taken out of
+// it, the delta takes them away; the groups are in the database.
+func TestSetGroups(t *testing.T) {
+	s, rec, ds := newSiteWithDoors(t, nil, "back")
+	d := ds[0]
+	ctx := context.Background()
+	if _, err := s.Publish(ctx, ucard(1, "h1", "staff"), ucard(2, "h2", "back")); err != nil {
+		t.Fatal(err)
+	}
+	d.apply(rec.take(d.top.DoorACL("back")))
+	if n := len(s.View("back").Cards); n != 1 {
+		t.Fatalf("%d cards in back's view before it joins staff", n)
+	}
+	seq, err := s.SetGroups(ctx, "back", []string{"staff"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.apply(rec.take(d.top.DoorACL("back")))
+	if got, _ := d.state(); got != seq || len(s.View("back").Cards) != 2 {
+		t.Fatalf("door at %d, view at %d with %d cards", got, seq, len(s.View("back").Cards))
+	}
+	if dr, err := s.db.Door("back"); err != nil || len(dr.Groups) != 1 || dr.ViewSeq != seq {
+		t.Fatalf("%+v %v", dr, err)
+	}
+	if _, err := s.SetGroups(ctx, "back", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	d.apply(rec.take(d.top.DoorACL("back")))
+	catchUp(t, s, rec, d, 4)
+	if n := len(s.View("back").Cards); n != 1 {
+		t.Fatalf("%d cards in back's view after it left staff", n)
+	}
+	if _, err := s.SetGroups(ctx, "back", []string{"*"}, true); err == nil {
+		t.Fatal("a group named *")
+	}
+}
