@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,8 +19,7 @@ type Arrival struct {
 	Event  store.Event
 }
 
-// arrivalPage is the most events EventsSince and LatestEvents return in
-// one call.
+// arrivalPage is the most events EventsSince returns in one call.
 const arrivalPage = 1024
 
 // arrivalKey is the idx_arrival key of an event: uint64 cursor, then the
@@ -83,30 +81,6 @@ func arrivalAt(evb *bolt.Bucket, k []byte, door string) (Arrival, bool, error) {
 	return Arrival{Cursor: cursor, Door: d, Event: e}, true, nil
 }
 
-// scanArrivals reads idx_arrival entries from k on, moving with step (a
-// cursor's Next or Prev), and adds door's events (any door's if door is
-// empty) to out until it holds n or queryScan entries were read. It
-// returns the cursor of the last entry read (0 if none) and whether the
-// index ended first.
-func scanArrivals(tx *bolt.Tx, k []byte, step func() ([]byte, []byte), door string, n int, out *[]Arrival) (last uint64, ended bool, err error) {
-	evb := tx.Bucket(bucketEvents)
-	for scanned := 0; len(*out) < n && scanned < queryScan; k, _ = step() {
-		if k == nil {
-			return last, true, nil
-		}
-		scanned++
-		a, ok, err := arrivalAt(evb, k, door)
-		if err != nil {
-			return last, false, err
-		}
-		last = a.Cursor
-		if ok {
-			*out = append(*out, a)
-		}
-	}
-	return last, false, nil
-}
-
 // EventsSince returns the events stored after the arrival cursor after,
 // in the order the site stored them, and the cursor to pass next. Only
 // door's events are returned unless door is empty. It returns at most n
@@ -124,11 +98,21 @@ func (d *DB) EventsSince(after uint64, n int, door string) ([]Arrival, uint64, e
 	var out []Arrival
 	next := after
 	err := d.view(func(tx *bolt.Tx) error {
+		evb := tx.Bucket(bucketEvents)
 		c := tx.Bucket(bucketIdxArrival).Cursor()
 		k, _ := c.Seek(be64(after + 1))
-		last, _, err := scanArrivals(tx, k, c.Next, door, n, &out)
-		next = max(next, last)
-		return err
+		for scanned := 0; k != nil && scanned < queryScan && len(out) < n; k, _ = c.Next() {
+			scanned++
+			a, ok, err := arrivalAt(evb, k, door)
+			if err != nil {
+				return err
+			}
+			next = a.Cursor
+			if ok {
+				out = append(out, a)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, after, fmt.Errorf("site: events since %d: %w", after, err)
@@ -136,19 +120,19 @@ func (d *DB) EventsSince(after uint64, n int, door string) ([]Arrival, uint64, e
 	return out, next, nil
 }
 
-// LatestEvents returns the last n events stored (of door, unless door is
-// empty; n below 1 or above 1,024: 1,024), oldest first, and the arrival
-// cursor of the last event stored of any door when it began: pass that to
-// EventsSince to follow what is stored next. It reads backwards in read
-// transactions of a few thousand index entries, so a door with few events
-// among many costs a long scan but never holds up writers.
-func (d *DB) LatestEvents(n int, door string) ([]Arrival, uint64, error) {
-	if n < 1 || n > arrivalPage {
-		n = arrivalPage
+// TailFrom returns the arrival cursor to pass to EventsSince to read the
+// last n events stored (of door, unless door is empty), and the cursor of
+// the last event stored of any door when it began: what to stop at to
+// read only those n, or to follow from to read what is stored next. A
+// door with fewer than n events gives 0. It reads index keys backwards,
+// no events, in read transactions of a few thousand keys, so a door with
+// few events among many costs a long scan but never holds up writers.
+func (d *DB) TailFrom(n int, door string) (after, end uint64, err error) {
+	if n < 1 {
+		return 0, 0, fmt.Errorf("site: tail from: %w: n %d, want 1 or more", ErrInvalid, n)
 	}
-	var out []Arrival
-	var end uint64
-	before := uint64(0) // the lowest cursor read so far; 0 before the first read
+	dk := doorKey(door)
+	found := 0
 	for first := true; ; first = false {
 		done := false
 		err := d.view(func(tx *bolt.Tx) error {
@@ -156,25 +140,37 @@ func (d *DB) LatestEvents(n int, door string) ([]Arrival, uint64, error) {
 			c := b.Cursor()
 			var k []byte
 			if first {
-				end = b.Sequence()
+				end, after = b.Sequence(), b.Sequence()
 				k, _ = c.Last()
 			} else {
-				c.Seek(be64(before))
+				c.Seek(be64(after + 1))
 				k, _ = c.Prev()
 			}
-			last, ended, err := scanArrivals(tx, k, c.Prev, door, n, &out)
-			if last != 0 {
-				before = last
+			for scanned := 0; scanned < queryScan; k, _ = c.Prev() {
+				if k == nil {
+					after, done = 0, true
+					return nil
+				}
+				scanned++
+				cursor, ek, err := splitArrivalKey(k)
+				if err != nil {
+					return err
+				}
+				after = cursor - 1
+				if door == "" || bytes.HasPrefix(ek, dk) && len(ek) == len(dk)+8 {
+					if found++; found == n {
+						done = true
+						return nil
+					}
+				}
 			}
-			done = ended || len(out) == n
-			return err
+			return nil
 		})
 		if err != nil {
-			return nil, 0, fmt.Errorf("site: latest events: %w", err)
+			return 0, 0, fmt.Errorf("site: tail from: %w", err)
 		}
 		if done {
-			slices.Reverse(out)
-			return out, end, nil
+			return after, end, nil
 		}
 	}
 }

@@ -103,18 +103,23 @@ func TestEventsSinceArrivalOrder(t *testing.T) {
 		t.Errorf("at the end: %v, %d, %v", names(as), next, err)
 	}
 
-	latest, lend, err := db.LatestEvents(3, "")
-	if err != nil || lend != end {
-		t.Fatalf("latest: end %d, %v", lend, err)
+	tail := func(n int, door string) []Arrival {
+		t.Helper()
+		after, tend, err := db.TailFrom(n, door)
+		if err != nil || tend != end {
+			t.Fatalf("tail from: end %d, %v; want end %d", tend, err, end)
+		}
+		got, _ := since(t, db, after, 0, door)
+		return got
 	}
-	sameNames(t, "latest 3", latest, "lab/3", "lab/2", "front/6")
-	latest, _, err = db.LatestEvents(2, "front")
-	if err != nil {
-		t.Fatal(err)
+	sameNames(t, "last 3", tail(3, ""), "lab/3", "lab/2", "front/6")
+	sameNames(t, "last 2 of front", tail(2, "front"), "front/3", "front/6")
+	sameNames(t, "last 100 of front", tail(100, "front"), "front/4", "front/5", "front/1", "front/2", "front/3", "front/6")
+	if got := tail(1, "back"); len(got) != 0 {
+		t.Errorf("last of a door with no events: %v", names(got))
 	}
-	sameNames(t, "latest 2 of front", latest, "front/3", "front/6")
-	if latest, _, err = db.LatestEvents(100, "back"); err != nil || len(latest) != 0 {
-		t.Errorf("latest of a door with no events: %v, %v", names(latest), err)
+	if _, _, err := db.TailFrom(0, ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("tail from 0: %v", err)
 	}
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
@@ -149,14 +154,12 @@ func TestArrivalScansInChunks(t *testing.T) {
 	}
 	got, _ := since(t, db, 0, 0, "rare")
 	sameNames(t, "rare", got, "rare/1", "rare/2", "rare/3")
-	latest, end, err := db.LatestEvents(2, "rare")
-	if err != nil || end != uint64(busy+3) {
-		t.Fatalf("latest: end %d, %v", end, err)
+	after, end, err := db.TailFrom(2, "rare")
+	if err != nil || after != 1 || end != uint64(busy+3) {
+		t.Fatalf("tail from: after %d, end %d, %v; want 1, %d", after, end, err, busy+3)
 	}
-	sameNames(t, "latest of rare", latest, "rare/2", "rare/3")
-	latest, _, err = db.LatestEvents(0, "busy")
-	if err != nil || len(latest) != arrivalPage || latest[arrivalPage-1].Event.Seq != uint64(busy) {
-		t.Fatalf("latest of busy: %d events, %v", len(latest), err)
+	if after, _, err = db.TailFrom(queryScan+10, "busy"); err != nil || after != uint64(busy+2-queryScan-10) {
+		t.Fatalf("tail from of busy: after %d, %v; want %d", after, err, busy+2-queryScan-10)
 	}
 }
 
