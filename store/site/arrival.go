@@ -124,12 +124,13 @@ func (d *DB) EventsSince(after uint64, n int, door string) ([]Arrival, uint64, e
 // last n events stored (of door, unless door is empty), and the cursor of
 // the last event stored of any door when it began: what to stop at to
 // read only those n, or to follow from to read what is stored next. A
-// door with fewer than n events gives 0. It reads index keys backwards,
-// no events, in read transactions of a few thousand keys, so a door with
-// few events among many costs a long scan but never holds up writers.
+// door with fewer than n events gives 0; n = 0 gives the end. It reads
+// index keys backwards, no events, in read transactions of a few thousand
+// keys, so a door with few events among many costs a long scan but never
+// holds up writers.
 func (d *DB) TailFrom(n int, door string) (after, end uint64, err error) {
-	if n < 1 {
-		return 0, 0, fmt.Errorf("site: tail from: %w: n %d, want 1 or more", ErrInvalid, n)
+	if n < 0 {
+		return 0, 0, fmt.Errorf("site: tail from: %w: n %d, want 0 or more", ErrInvalid, n)
 	}
 	dk := doorKey(door)
 	found := 0
@@ -141,6 +142,10 @@ func (d *DB) TailFrom(n int, door string) (after, end uint64, err error) {
 			var k []byte
 			if first {
 				end, after = b.Sequence(), b.Sequence()
+				if n == 0 {
+					done = true
+					return nil
+				}
 				k, _ = c.Last()
 			} else {
 				c.Seek(be64(after + 1))
