@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
@@ -81,7 +82,11 @@ type doorView struct {
 	AppliedSeq uint64    `json:"applied_seq"`
 	ViewSeq    uint64    `json:"view_seq"`
 	ViewOf     uint64    `json:"view_of"`
-	Current    bool      `json:"current"` // the door applied its view of the latest change
+	Current    bool      `json:"current"`        // the door applied its view of the latest change
+	Online     bool      `json:"online"`         // its last status said it was online
+	Next       string    `json:"next,omitempty"` // the fingerprint it rotates to, awaiting approval
+	State      string    `json:"state,omitempty"`
+	Lockdown   bool      `json:"lockdown,omitempty"`
 }
 
 // verifyView is one door's chain check.
@@ -93,9 +98,12 @@ type verifyView struct {
 	Problem    string `json:"problem,omitempty"`
 }
 
-// changeResult answers a change: the ACL seq it was committed as.
+// changeResult answers a change: the ACL seq it was committed as, and the
+// view seq each approved door has once it applied it.
 type changeResult struct {
-	Seq uint64 `json:"seq"`
+	Seq     uint64            `json:"seq"`
+	Doors   map[string]uint64 `json:"doors,omitempty"`
+	Warning string            `json:"warning,omitempty"`
 }
 
 // errorBody is every error answer.
@@ -103,12 +111,17 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
-// api serves the site database.
+// api serves the site database, and the doors through the site's MQTT
+// side.
 type api struct {
 	db   *site.DB
 	log  *slog.Logger
 	now  func() time.Time
 	pins store.PINParams // the cost of PIN hashes
+
+	site   *mqttsite.Site // every change goes through it, so that the views move
+	online bool           // the site runs on a broker: changes are published
+	keys   *keyFile       // the site key file, for key rotation
 
 	// mu makes each change's read-check-commit one step, so two admins
 	// cannot both add the same card or set a PIN on a card being removed.
@@ -133,6 +146,7 @@ func (a *api) handler() http.Handler {
 	m.HandleFunc("GET /v1/audit/events", a.auditQuery)
 	m.HandleFunc("GET /v1/audit/verify", a.auditVerify)
 	m.HandleFunc("GET /v1/backup", a.backup)
+	a.siteRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -222,13 +236,25 @@ func body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // The caller holds a.mu.
 func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...store.Op) {
 	by := operator(r)
-	seq, err := a.db.Commit(ops, by, a.now())
-	if err != nil {
+	var seq uint64
+	var err error
+	if a.online {
+		seq, err = a.site.PublishBy(r.Context(), by, ops...)
+	} else {
+		seq, err = a.site.CommitBy(by, ops...)
+	}
+	if seq == 0 {
 		a.failErr(w, r, err)
 		return
 	}
+	res := changeResult{Seq: seq, Doors: a.viewTargets()}
+	if err != nil {
+		// Committed: the doors catch up through their sync requests.
+		a.log.Warn("change committed, not all sent to the doors", "seq", seq, "err", err)
+		res.Warning = "committed; not every door was sent it yet: " + err.Error()
+	}
 	a.log.Info("change committed", "seq", seq, "by", by, "op", ops[0].Kind, "ops", len(ops))
-	writeJSON(w, code, changeResult{Seq: seq})
+	writeJSON(w, code, res)
 }
 
 // decodeBody reads the request body and decodes it. If either fails it
@@ -558,18 +584,7 @@ func (a *api) doorList(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
-	seq, err := a.db.ACLSeq()
-	listViews(a, w, r, ds, err, func(d site.Door) (doorView, error) {
-		v := doorView{ID: d.ID, Groups: d.Groups, LastSeen: d.LastSeen, AppliedSeq: d.AppliedSeq,
-			ViewSeq: d.ViewSeq, ViewOf: d.ViewOf, Current: d.ViewOf == seq && d.AppliedSeq == d.ViewSeq}
-		if d.Approved != nil {
-			v.Identity = d.Approved.Fingerprint
-		}
-		if d.Pending != nil {
-			v.Pending = d.Pending.Fingerprint
-		}
-		return v, nil
-	})
+	listViews(a, w, r, ds, nil, func(d site.Door) (doorView, error) { return a.doorView(d), nil })
 }
 
 // auditFilter reads an audit query from the URL's query.

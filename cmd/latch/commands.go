@@ -317,8 +317,13 @@ func revocationCmd(ctx context.Context, e *env, args []string, on bool) error {
 	uidFlag := c.fs.String("uid", "", "the card")
 	holder := c.fs.String("holder", "", "the holder (all their cards)")
 	reason := c.fs.String("reason", "", "why, for the audit log")
+	wait := c.fs.Bool("wait", false, "wait until every online door has applied it, and say which have not")
+	timeout := c.fs.Duration("timeout", 30*time.Second, "with --wait, how long to wait at most")
 	if _, err := c.parse(args, 0); err != nil {
 		return err
+	}
+	if *timeout <= 0 {
+		return usagef("--timeout %v: want more than 0", *timeout)
 	}
 	if (*uidFlag == "") == (*holder == "") {
 		return usagef("name either --uid UID or --holder H")
@@ -336,23 +341,36 @@ func revocationCmd(ctx context.Context, e *env, args []string, on bool) error {
 		req.UID = fmt.Sprintf("%X", uid)
 		what = "card " + req.UID
 	}
-	return c.change(ctx, "POST", path, req, what+" "+done)
+	if !*wait {
+		return c.change(ctx, "POST", path, req, what+" "+done)
+	}
+	return c.changeAndWait(ctx, "POST", path, req, what+" "+done, *timeout)
 }
 
 func cmdDoorList(ctx context.Context, e *env, args []string) error {
 	return listCmd(ctx, e, args, "door list", "/v1/doors", func(w io.Writer, ds []doorView) {
-		fmt.Fprintln(w, "DOOR\tGROUPS\tIDENTITY\tLAST SEEN\tAPPLIED\tVIEW\tLATEST")
+		fmt.Fprintln(w, "DOOR\tGROUPS\tIDENTITY\tONLINE\tSTATE\tLAST SEEN\tAPPLIED\tVIEW\tLATEST")
 		for _, d := range ds {
 			id := dash(d.Identity)
 			if d.Pending != "" {
 				id += " (pending " + d.Pending + ")"
 			}
-			latest := "no"
+			if d.Next != "" {
+				id += " (next " + d.Next + ")"
+			}
+			latest, online := "no", "no"
 			if d.Current {
 				latest = "yes"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, dash(strings.Join(d.Groups, ",")), id,
-				when(d.LastSeen), d.AppliedSeq, d.ViewSeq, latest)
+			if d.Online {
+				online = "yes"
+			}
+			state := dash(d.State)
+			if d.Lockdown {
+				state += ",lockdown"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, dash(strings.Join(d.Groups, ",")), id,
+				online, state, when(d.LastSeen), d.AppliedSeq, d.ViewSeq, latest)
 		}
 	})
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
@@ -27,10 +31,19 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	paths := sitePathFlags(fs, "the site database (made by latch init)", "the site signing key (made by latch init)")
 	socket := fs.String("socket", socketDefault(e), "the unix socket to serve the API on")
 	logLevel := fs.String("log-level", "info", "log level on standard error: debug, info, warn or error")
+	broker := fs.String("broker", "", "the MQTT broker the doors use: tcp://HOST:PORT or ssl://HOST:PORT (none: changes are kept, not sent)")
+	user := fs.String("broker-user", "", "the site's broker login")
+	passFile := fs.String("broker-password-file", "", "a file holding the site's broker password (env LATCH_BROKER_PASSWORD)")
+	caFile := fs.String("broker-ca", "", "the CA certificate (PEM) of an ssl:// broker, if not in the system's roots")
+	heartbeat := fs.Duration("heartbeat", 30*time.Second, "how often each door's signed heartbeat is published")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
 	}
 	if err := paths.check(); err != nil {
+		return err
+	}
+	bo, err := brokerFlags(e, *broker, *user, *passFile, *caFile, *heartbeat)
+	if err != nil {
 		return err
 	}
 	var level slog.Level
@@ -38,7 +51,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	return serve(ctx, serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams}, log)
+	return serve(ctx, serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo}, log)
 }
 
 // serveOptions is what serve needs.
@@ -46,6 +59,9 @@ type serveOptions struct {
 	db, key, socket string
 	pins            store.PINParams // the cost of PIN hashes (tests make it cheap)
 	ready           func()          // called once the socket answers, if set
+	broker          *brokerOptions  // nil: no broker
+	// site, if set, edits the site's options (tests shorten its timers).
+	site func(*mqttsite.Options)
 }
 
 // serve opens the database, serves the API on the socket until ctx ends,
@@ -71,11 +87,39 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close site database: %w", cerr))
 		}
 	}()
+	keys := &keyFile{path: o.key, key: key}
+	if _, err := os.Stat(keys.nextPath()); err == nil {
+		log.Warn("a site key rotation did not finish: if the doors are on its key, move the new key over the key file", "new_key", keys.nextPath(), "key_file", o.key)
+	}
+	sg, err := keys.signer()
+	if err != nil {
+		return fmt.Errorf("site key %s: %w", o.key, err)
+	}
+	so := mqttsite.Options{DB: db, Site: key.Site, Signer: sg, Logger: log}
+	if b := o.broker; b != nil {
+		so.Broker, so.Username, so.Password, so.TLS, so.HeartbeatEvery = b.url, b.user, b.password, b.tls, b.heartbeat
+	}
+	if o.site != nil {
+		o.site(&so)
+	}
+	ms, err := mqttsite.New(so)
+	if err != nil {
+		return err
+	}
 	ln, err := listenUnix(o.socket)
 	if err != nil {
 		return err
 	}
-	a := &api{db: db, log: log, now: time.Now, pins: o.pins}
+	mctx, stopSite := context.WithCancel(context.Background())
+	siteDone := make(chan struct{})
+	if o.broker != nil {
+		go func() { defer close(siteDone); _ = ms.Run(mctx) }()
+	} else {
+		close(siteDone)
+		log.Warn("no broker (--broker): changes are kept in the database and reach the doors once latch serve runs with one")
+	}
+	defer func() { stopSite(); <-siteDone }()
+	a := &api{db: db, log: log, now: time.Now, pins: o.pins, site: ms, online: o.broker != nil, keys: keys}
 	srv := &http.Server{
 		Handler:           a.handler(),
 		ConnContext:       connContext,
@@ -139,4 +183,52 @@ func socketDefault(e *env) string {
 		return s
 	}
 	return defaultSocket
+}
+
+// brokerOptions is how the site reaches the broker.
+type brokerOptions struct {
+	url, user, password string
+	tls                 *tls.Config
+	heartbeat           time.Duration
+}
+
+// brokerFlags checks the broker flags; no broker URL is no broker.
+func brokerFlags(e *env, url, user, passFile, caFile string, heartbeat time.Duration) (*brokerOptions, error) {
+	if url == "" {
+		if user != "" || passFile != "" || caFile != "" {
+			return nil, usagef("--broker-user, --broker-password-file and --broker-ca need --broker")
+		}
+		return nil, nil
+	}
+	if !strings.HasPrefix(url, "tcp://") && !strings.HasPrefix(url, "ssl://") {
+		return nil, usagef("--broker %q: want tcp://HOST:PORT or ssl://HOST:PORT", url)
+	}
+	if heartbeat < time.Second {
+		return nil, usagef("--heartbeat %v: want at least 1s", heartbeat)
+	}
+	b := &brokerOptions{url: url, user: user, password: e.getenv("LATCH_BROKER_PASSWORD"), heartbeat: heartbeat}
+	if passFile != "" {
+		p, err := os.ReadFile(passFile)
+		if err != nil {
+			return nil, fmt.Errorf("--broker-password-file: %w", err)
+		}
+		b.password = strings.TrimRight(string(p), "\r\n")
+	}
+	if strings.HasPrefix(url, "ssl://") {
+		b.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, fmt.Errorf("--broker-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--broker-ca %s: no PEM certificate in it", caFile)
+			}
+			b.tls.RootCAs = pool
+		}
+	} else if caFile != "" {
+		return nil, usagef("--broker-ca needs an ssl:// broker")
+	}
+	return b, nil
 }

@@ -123,10 +123,10 @@ func (b *doorBook) announce(door string, id mqtt.PublicIdentity) (v verdict, cha
 func (b *doorBook) approve(door, fp string) (id mqtt.PublicIdentity, replaced bool, err error) {
 	p, ok := b.pending[door]
 	if !ok {
-		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: no identity pending", door)
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: %w: no identity pending", door, sitestore.ErrNotFound)
 	}
 	if got := p.Fingerprint(); got != fp {
-		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: the pending identity is %s, not %s", door, got, fp)
+		return mqtt.PublicIdentity{}, false, fmt.Errorf("site: approve door %s: %w: the pending identity is %s, not %s", door, sitestore.ErrConflict, got, fp)
 	}
 	_, replaced = b.approved[door]
 	b.approved[door] = p
@@ -166,10 +166,10 @@ func (b *doorBook) vouched(door string, next mqtt.PublicIdentity) (changed bool)
 func (b *doorBook) approveNext(door, fp string) (mqtt.PublicIdentity, error) {
 	n, ok := b.next[door]
 	if !ok {
-		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: none announced", door)
+		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: %w: none announced", door, sitestore.ErrNotFound)
 	}
 	if got := n.Fingerprint(); got != fp {
-		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: it is %s, not %s", door, got, fp)
+		return mqtt.PublicIdentity{}, fmt.Errorf("site: approve the next identity of door %s: %w: it is %s, not %s", door, sitestore.ErrConflict, got, fp)
 	}
 	b.previous[door] = b.approved[door]
 	b.approved[door] = n
