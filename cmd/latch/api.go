@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +38,8 @@ import (
 //	GET    /v1/doors                []doorView
 //	GET    /v1/audit/events?door=&holder=&uid=&type=&reason=&from=&to=&limit=   []store.Event
 //	GET    /v1/audit/verify?door=   []verifyView
+//	GET    /v1/audit/tail?after=&n=&door=&follow=1   application/x-ndjson: an auditLine per event, in arrival order
+//	GET    /v1/audit/export?format=csv|jsonl&door=&holder=&uid=&type=&reason=&from=&to=   every event selected; trailer Latch-Export-Events
 //	GET    /v1/backup               the database file; trailer Latch-Backup-Bytes
 const (
 	// operatorHeader names the admin when the kernel cannot (outside
@@ -126,6 +127,8 @@ type api struct {
 	// mu makes each change's read-check-commit one step, so two admins
 	// cannot both add the same card or set a PIN on a card being removed.
 	mu sync.Mutex
+
+	streams streams // what following audit streams share (audit_stream.go)
 }
 
 // handler returns the API's routes.
@@ -145,6 +148,8 @@ func (a *api) handler() http.Handler {
 	m.HandleFunc("GET /v1/doors", a.doorList)
 	m.HandleFunc("GET /v1/audit/events", a.auditQuery)
 	m.HandleFunc("GET /v1/audit/verify", a.auditVerify)
+	m.HandleFunc("GET /v1/audit/tail", a.auditTail)
+	m.HandleFunc("GET /v1/audit/export", a.auditExport)
 	m.HandleFunc("GET /v1/backup", a.backup)
 	a.siteRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -590,22 +595,9 @@ func (a *api) doorList(w http.ResponseWriter, r *http.Request) {
 // auditFilter reads an audit query from the URL's query.
 func auditFilter(q map[string][]string) (site.Filter, error) {
 	var f site.Filter
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	for k, v := range q {
-		if !slices.Contains([]string{"door", "holder", "uid", "type", "reason", "from", "to", "limit"}, k) {
-			return f, fmt.Errorf("unknown query parameter %q", k)
-		}
-		if len(v) != 1 {
-			return f, fmt.Errorf("query parameter %q given %d times", k, len(v))
-		}
-		if err := checkText(k, v[0], 255); err != nil {
-			return f, err
-		}
+	get, err := queryValues(q, "door", "holder", "uid", "type", "reason", "from", "to", "limit")
+	if err != nil {
+		return f, err
 	}
 	f.Door, f.Holder = get("door"), get("holder")
 	f.Type, f.Reason = store.EventType(get("type")), store.Reason(get("reason"))

@@ -377,37 +377,14 @@ func cmdDoorList(ctx context.Context, e *env, args []string) error {
 
 func cmdAuditQuery(ctx context.Context, e *env, args []string) error {
 	c := newClientCmd(e, "audit query")
-	q := url.Values{}
-	strs := map[string]*string{}
-	for _, k := range []string{"door", "holder", "uid", "type", "reason"} {
-		strs[k] = c.fs.String(k, "", "only events with this "+k)
-	}
-	from := c.fs.String("from", "", "only events at or after: RFC 3339 time or YYYY-MM-DD")
-	to := c.fs.String("to", "", "only events before: RFC 3339 time or YYYY-MM-DD")
+	filter := auditFilterFlags(c.fs)
 	limit := c.fs.Int("limit", 0, fmt.Sprintf("at most this many events (default %d, at most %d)", defaultAuditLimit, maxAuditLimit))
 	if _, err := c.parse(args, 0); err != nil {
 		return err
 	}
-	for k, v := range strs {
-		if *v != "" {
-			q.Set(k, *v)
-		}
-	}
-	if u := *strs["uid"]; u != "" {
-		uid, err := cmdUID(u)
-		if err != nil {
-			return err
-		}
-		q.Set("uid", fmt.Sprintf("%X", uid))
-	}
-	for _, t := range []struct{ flag, k, v string }{{"--from", "from", *from}, {"--to", "to", *to}} {
-		v, err := parseWhen(t.flag, t.v)
-		if err != nil {
-			return err
-		}
-		if !v.IsZero() {
-			q.Set(t.k, v.Format(time.RFC3339Nano))
-		}
+	q, err := filter()
+	if err != nil {
+		return err
 	}
 	if *limit < 0 || *limit > maxAuditLimit {
 		return usagef("--limit %d: want 1 to %d", *limit, maxAuditLimit)

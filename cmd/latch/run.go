@@ -61,6 +61,8 @@ func commands() []command {
 		{"keys rotate", "[--kid KID] [--retire-after 1h]", "rotate the site signing key; doors learn the new one from the old", cmdKeysRotate},
 		{"audit query", "[--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T] [--limit N]", "query the collected events", cmdAuditQuery},
 		{"audit verify", "[--door D]", "verify each door's stored hash chain", cmdAuditVerify},
+		{"audit tail", "[-f] [--door D] [-n N]", "print the last N collected events (default 20) in the order they were stored; -f follows new ones", cmdAuditTail},
+		{"audit export", "--format csv|jsonl [--out FILE] [--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T]", "write every selected event", cmdAuditExport},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }
