@@ -31,7 +31,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		rotateID    = fs.Bool("rotate-identity", false, "make the identity the door rotates to: announced vouched for by the current one, taken when the site approves it; then exit")
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
 		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
-		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim); a taken port falls back to a free one")
+		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim): a loopback host:port; a taken port falls back to a free one")
 		unrecorded  = fs.String("unrecorded-grant", "refuse", "with -sim: a grant whose record cannot be written is refused, or the door opens anyway (open)")
 		reserveMiB  = fs.Int("journal-reserve-mib", defaultReserveMiB, "with -sim: MiB kept free for the journal in the data directory (0: no reserve)")
 		logFormat   = fs.String("log-format", "text", "how events are printed: text or json")

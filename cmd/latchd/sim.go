@@ -19,6 +19,7 @@ import (
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/devbroker"
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
@@ -203,13 +204,13 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	brokerURL := o.mqttURL
 	var site *simSite
 	if brokerURL == "" {
-		b, err := startSimBroker(o.brokerAddr, log)
+		b, err := devbroker.Start(o.brokerAddr, log)
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		brokerURL = "tcp://" + b.addr
-		out.line("latchd: MQTT broker listening on %s", b.addr)
+		brokerURL = b.URL()
+		out.line("latchd: MQTT broker listening on %s", b.Addr())
 		if site, err = newSimSite(key, b, st, demoSite, demoDoor, id.Public()); err != nil {
 			return err
 		}

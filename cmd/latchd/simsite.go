@@ -4,11 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/devbroker"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -18,7 +18,7 @@ import (
 // revocation deltas) can be tried by hand.
 type simSite struct {
 	signer *mqtt.Signer
-	broker *simBroker
+	broker *devbroker.Broker
 	st     *store.Store
 	topics mqtt.Topics
 	site   string
@@ -29,7 +29,7 @@ type simSite struct {
 	cmdSeq uint64
 }
 
-func newSimSite(key ed25519.PrivateKey, b *simBroker, st *store.Store, site, door string, to mqtt.PublicIdentity) (*simSite, error) {
+func newSimSite(key ed25519.PrivateKey, b *devbroker.Broker, st *store.Store, site, door string, to mqtt.PublicIdentity) (*simSite, error) {
 	s, err := mqtt.NewSigner(simKeyID, key)
 	if err != nil {
 		return nil, err
@@ -50,10 +50,7 @@ func (s *simSite) publish(topic string, m mqtt.Signed, retained bool) error {
 }
 
 func (s *simSite) publishRaw(topic string, b []byte, retained bool) error {
-	if err := s.broker.srv.Publish(topic, b, retained, 1); err != nil {
-		return fmt.Errorf("publish %s: %w", topic, err)
-	}
-	return nil
+	return s.broker.Publish(topic, b, retained, 1)
 }
 
 // heartbeat publishes the site's retained heartbeat at the door's applied

@@ -1,0 +1,98 @@
+// Package devbroker is an embedded MQTT broker for development modes (the
+// door simulator, a site run for development): it listens on a loopback
+// address only and lets any local client in, without a password or an
+// ACL. It is never a production broker: a site and its doors in
+// production use a real one (mosquitto; see docs/mqtt.md), where each door
+// logs in and may use its own topics only.
+//
+// Nothing on the broker is trusted by the contract anyway: only the site's
+// signatures change an allowlist or open a door, and only an approved
+// door's signature makes an event the site accepts.
+package devbroker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv   *mochi.Server
+	addr  string
+	close sync.Once
+}
+
+// Start starts a broker listening on addr, host:port, whose host is a
+// loopback address (127.0.0.1, ::1 or localhost); port 0 picks a free
+// port. When addr cannot be listened on (the port is taken), it falls back
+// to a free port on the same host: Addr says where it listens. log
+// receives the broker's own log.
+func Start(addr string, log *slog.Logger) (*Broker, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("devbroker: %w", err)
+	}
+	if !loopback(host) {
+		return nil, fmt.Errorf("devbroker: %s: not a loopback address (the development broker lets any client in)", addr)
+	}
+	srv := mochi.New(&mochi.Options{Logger: log, InlineClient: true})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("devbroker: %w", err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "dev", Address: addr})
+	if err := srv.AddListener(l); err != nil {
+		// A listener that failed to listen is not kept: try another.
+		l = listeners.NewTCP(listeners.Config{ID: "dev", Address: net.JoinHostPort(host, "0")})
+		if err2 := srv.AddListener(l); err2 != nil {
+			return nil, fmt.Errorf("devbroker: listen on %s: %w", addr, errors.Join(err, err2))
+		}
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("devbroker: %w", err)
+	}
+	return &Broker{srv: srv, addr: l.Address()}, nil
+}
+
+// loopback reports whether host names this machine only.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Addr returns the host:port the broker listens on (with the port picked,
+// when Start was given port 0 or fell back).
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns the broker's URL for clients: tcp://host:port.
+func (b *Broker) URL() string { return "tcp://" + b.addr }
+
+// Publish publishes a message from the broker itself, as a client would.
+func (b *Broker) Publish(topic string, payload []byte, retained bool, qos byte) error {
+	if err := b.srv.Publish(topic, payload, retained, qos); err != nil {
+		return fmt.Errorf("devbroker: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Close stops the broker and disconnects its clients. Closing it again
+// does nothing.
+func (b *Broker) Close() error {
+	var err error
+	b.close.Do(func() {
+		if cerr := b.srv.Close(); cerr != nil {
+			err = fmt.Errorf("devbroker: close: %w", cerr)
+		}
+	})
+	return err
+}
