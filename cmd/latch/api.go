@@ -425,10 +425,7 @@ func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
-	if _, err := a.db.Card(req.uid); err == nil {
-		a.failErr(w, r, fmt.Errorf("card %X: %w", req.uid, errExists))
-		return
-	} else if !errors.Is(err, site.ErrNotFound) {
+	if err := a.cardFree(req.uid); err != nil {
 		a.failErr(w, r, err)
 		return
 	}
@@ -437,6 +434,18 @@ func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
 }
 
 // card returns the card named by the path, or a 404 error.
+// cardFree returns errExists when the site has a card uid.
+func (a *api) cardFree(uid []byte) error {
+	_, err := a.db.Card(uid)
+	switch {
+	case err == nil:
+		return fmt.Errorf("card %X: %w", uid, errExists)
+	case errors.Is(err, site.ErrNotFound):
+		return nil
+	}
+	return err
+}
+
 func (a *api) card(s string) (store.Card, error) {
 	uid, err := parseUID(s)
 	if err != nil {

@@ -49,6 +49,7 @@ func commands() []command {
 		{"card list", "", "list the cards", cmdCardList},
 		{"card show", "UID", "show a card", cmdCardShow},
 		{"card remove", "UID", "remove a card", cmdCardRemove},
+		{"enroll", "--door D [--holder H] [--replace OLDUID]", "add the next unknown card tapped at a door; --replace a lost card with it", cmdEnroll},
 		{"pin set", "HOLDER --uid UID", "set a card's PIN (prompted, or one line on standard input)", cmdPINSet},
 		{"revoke", "--uid UID|--holder H --reason R [--wait]", "revoke a card or a holder; --wait until the doors applied it", cmdRevoke},
 		{"reinstate", "--uid UID|--holder H [--reason R]", "lift a revocation", cmdReinstate},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
@@ -54,14 +55,33 @@ func initSite(t *testing.T) *testSite {
 }
 
 // serve runs the real service on the site's socket until the test ends.
-func (s *testSite) serve(t *testing.T) {
+// It returns the site database the service opened.
+func (s *testSite) serve(t *testing.T) *site.DB {
+	t.Helper()
+	return s.serveWith(t, serveOptions{})
+}
+
+// serveWith is serve with the broker and site options of o.
+func (s *testSite) serveWith(t *testing.T, o serveOptions) *site.DB {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	var db *site.DB
+	edit := o.site
+	o.db, o.key, o.socket, o.pins, o.ready = s.db, s.key, s.sock, cheapPINs, func() { close(ready) }
+	o.site = func(so *mqttsite.Options) {
+		db = so.DB
+		if edit != nil {
+			edit(so)
+		}
+	}
 	go func() {
-		done <- serve(ctx, serveOptions{db: s.db, key: s.key, socket: s.sock, pins: cheapPINs, ready: func() { close(ready) }}, log)
+		done <- serve(ctx, o, log)
 	}()
 	select {
 	case <-ready:
@@ -74,6 +94,7 @@ func (s *testSite) serve(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	return db
 }
 
 // cli runs a client command against the site's socket.

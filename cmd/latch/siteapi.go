@@ -30,6 +30,8 @@ func (a *api) siteRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/doors/{id}/unlock", a.doorUnlock)
 	m.HandleFunc("POST /v1/doors/{id}/lockdown", a.doorLockdown)
 	m.HandleFunc("POST /v1/keys/rotate", a.keysRotate)
+	m.HandleFunc("GET /v1/doors/{id}/enroll", a.doorEnroll)
+	m.HandleFunc("POST /v1/cards/{uid}/replace", a.cardReplace)
 }
 
 // approveReq approves the identity a door announced (or the one it

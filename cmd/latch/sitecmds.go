@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/term"
 )
 
 // waitPoll is how often --wait asks the service where the doors are.
@@ -133,8 +131,7 @@ func cmdDoorApprove(ctx context.Context, e *env, args []string) error {
 	door := pos[0]
 	cl := c.client()
 	if *fp == "" {
-		f, ok := e.stdin.(interface{ Fd() uintptr })
-		if !ok || !term.IsTerminal(int(f.Fd())) {
+		if !isTerminal(e.stdin) {
 			return usagef("--fingerprint FP is required when not on a terminal")
 		}
 		raw, err := cl.call(ctx, "GET", "/v1/doors/"+url.PathEscape(door), nil)
@@ -245,12 +242,14 @@ func cmdDoorLockdown(ctx context.Context, e *env, args []string) error {
 	var failed []string
 	for _, d := range doors {
 		if err := c.command(ctx, d, "lockdown", lockdownReq{On: &on}, "lockdown "+rest[0]); err != nil {
-			fmt.Fprintf(e.stderr, "latch: door %s: %v\n", d, err)
-			failed = append(failed, d)
+			if !*all {
+				return err
+			}
+			failed = append(failed, fmt.Sprintf("%s (%v)", d, err))
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("lockdown %s not sent to %s", rest[0], strings.Join(failed, ", "))
+		return fmt.Errorf("lockdown %s not sent to %d of %d doors: %s", rest[0], len(failed), len(doors), strings.Join(failed, "; "))
 	}
 	return nil
 }

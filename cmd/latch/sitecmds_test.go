@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt"
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
+	"github.com/latchdoor/latch/store"
+	"github.com/latchdoor/latch/store/site"
+)
+
+// provision records door in the site database before the service opens
+// it, approved with a new identity (or pending with it), and returns the
+// identity.
+func (s *testSite) provision(t *testing.T, door string, approved bool, groups ...string) *mqtt.Identity {
+	t.Helper()
+	db, err := site.Open(s.db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	id, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := id.Public()
+	if approved {
+		err = mqttsite.Provision(db, door, &p, groups)
+	} else {
+		err = db.Announce(door, site.Identity{SignKey: p.SignKey, SealKey: p.SealKey, Fingerprint: p.Fingerprint()}, time.Now())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Enrolment takes the next unknown card tapped at the door; --replace
+// gives a lost card's holder the new one and revokes the old, in one
+// change.
+func TestEnrollAndReplace(t *testing.T) {
+	s := initSite(t)
+	s.provision(t, "front", true)
+	db := s.serve(t)
+	s.ok(t, "", "holder", "add", "alice")
+
+	// Taps keep coming until the waiting enrolment has seen one: the
+	// service starts from the events stored when the request came.
+	tap := func(uid string, args ...string) (int, string, string) {
+		t.Helper()
+		type result struct {
+			code     int
+			out, err string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, out, errs := s.cli(t, "", append([]string{"enroll", "--door", "front", "--yes", "--timeout", "1m"}, args...)...)
+			done <- result{code, out, errs}
+		}()
+		last, _ := db.Contiguous("front")
+		prev := strings.Repeat("0", 64)
+		if last > 0 {
+			e, err := db.Event("front", last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prev = e.Hash
+		}
+		for {
+			ev := doorEvents(t, "front", last+1, last+1, prev, time.Now())
+			ev[0].Reason, ev[0].UID, ev[0].Holder, ev[0].HolderName = store.ReasonUnknownCard, uid, "", ""
+			rehash(t, ev, prev)
+			if _, _, _, err := db.AddEvents("front", ev, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			last, prev = last+1, ev[0].Hash
+			select {
+			case r := <-done:
+				return r.code, r.out, r.err
+			case <-time.After(3 * enrollPoll):
+			}
+		}
+	}
+	code, out, errs := tap("0A0B0C0D", "--holder", "alice")
+	if code != 0 || !strings.Contains(out, "card 0A0B0C0D added for alice") {
+		t.Fatalf("enroll: exit %d\n%s%s", code, out, errs)
+	}
+	c, err := db.Card([]byte{0x0a, 0x0b, 0x0c, 0x0d})
+	if err != nil || c.HolderID != "alice" || len(c.Doors) != 1 || c.Doors[0] != "front" {
+		t.Fatalf("enrolled card %+v %v", c, err)
+	}
+
+	code, out, errs = tap("0A0B0C0E", "--replace", "0a0b0c0d")
+	if code != 0 || !strings.Contains(out, "replaced by 0A0B0C0E") {
+		t.Fatalf("replace: exit %d\n%s%s", code, out, errs)
+	}
+	if r, err := db.Revoked([]byte{0x0a, 0x0b, 0x0c, 0x0d}); err != nil || r.Reason != "lost card replaced" {
+		t.Fatalf("old card's revocation %+v %v", r, err)
+	}
+	if c, err := db.Card([]byte{0x0a, 0x0b, 0x0c, 0x0e}); err != nil || c.HolderID != "alice" || c.Doors[0] != "front" || c.PINHash != "" {
+		t.Fatalf("new card %+v %v", c, err)
+	}
+	// Both in one change.
+	seq, _ := db.ACLSeq()
+	ch, err := db.DeltasAfter(seq-1, 0)
+	if err != nil || len(ch) != 1 || len(ch[0].Ops) != 2 {
+		t.Fatalf("the replacement's change: %+v %v", ch, err)
+	}
+
+	// Refused: no door, no tty without --holder, a replaced card that
+	// does not exist, a door nobody knows.
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"enroll", "--yes"}, 2, "--door"},
+		{[]string{"enroll", "--door", "front", "--yes"}, 2, "--holder"},
+		{[]string{"enroll", "--door", "front", "--holder", "alice"}, 2, "--yes"},
+		{[]string{"enroll", "--door", "nowhere", "--holder", "alice", "--yes"}, 1, "no such door"},
+		{[]string{"enroll", "--door", "front", "--replace", "0a0b0c0d", "--holder", "alice", "--yes"}, 2, "--replace"},
+	} {
+		code, _, errs := s.cli(t, "", tc.args...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errs)
+		}
+		oneLine(t, errs, tc.want)
+	}
+}
+
+// An admin approves a door by the fingerprint it announced, puts it in
+// groups, and sees it in door list; commands and key rotation need a
+// broker.
+func TestDoorApproveAndGroups(t *testing.T) {
+	s := initSite(t)
+	id := s.provision(t, "lab", false)
+	db := s.serve(t)
+	fp := id.Public().Fingerprint()
+	if out := s.ok(t, "", "door", "list"); !strings.Contains(out, "pending "+fp) {
+		t.Fatalf("door list:\n%s", out)
+	}
+	code, _, errs := s.cli(t, "", "door", "approve", "lab", "--fingerprint", "AAAA-BBBB")
+	if code != 1 {
+		t.Errorf("approve with another fingerprint: exit %d", code)
+	}
+	oneLine(t, errs, "not AAAA-BBBB")
+	code, _, errs = s.cli(t, "", "door", "approve", "lab")
+	if code != 2 {
+		t.Errorf("approve without a fingerprint off a terminal: exit %d", code)
+	}
+	oneLine(t, errs, "--fingerprint")
+	if out := s.ok(t, "", "door", "approve", "lab", "--fingerprint", fp); !strings.Contains(out, "door lab approved: "+fp) {
+		t.Fatalf("approve:\n%s", out)
+	}
+	if d, err := db.Door("lab"); err != nil || d.Approved == nil || d.Approved.Fingerprint != fp || d.Pending != nil {
+		t.Fatalf("door after approval %+v %v", d, err)
+	}
+
+	s.ok(t, "", "holder", "add", "bob")
+	s.ok(t, "", "card", "add", "04010203", "--holder", "bob", "--doors", "staff")
+	out := s.ok(t, "", "door", "groups", "lab", "staff,night", "--json")
+	var gr groupsResult
+	if err := json.Unmarshal([]byte(out), &gr); err != nil || gr.ViewSeq == 0 {
+		t.Fatalf("door groups: %s %v", out, err)
+	}
+	out = s.ok(t, "", "door", "show", "lab", "--json")
+	var dv doorView
+	if err := json.Unmarshal([]byte(out), &dv); err != nil || strings.Join(dv.Groups, ",") != "night,staff" || dv.ViewSeq != gr.ViewSeq || dv.Current {
+		t.Fatalf("door show: %s %v", out, err)
+	}
+	// A change's answer says which view seq each door reaches with it.
+	out = s.ok(t, "", "revoke", "--uid", "04010203", "--reason", "lost", "--json")
+	var cr changeResult
+	if err := json.Unmarshal([]byte(out), &cr); err != nil || cr.Doors["lab"] != gr.ViewSeq+1 {
+		t.Fatalf("revoke: %s %v", out, err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"door", "unlock", "lab"}, 1, "without a broker"},
+		{[]string{"door", "lockdown", "lab", "on"}, 1, "without a broker"},
+		{[]string{"door", "lockdown", "lab", "maybe"}, 2, "want on or off"},
+		{[]string{"door", "lockdown", "on"}, 2, "DOOR|--all"},
+		{[]string{"door", "unlock", "lab", "--for", "2m"}, 2, "at most 1m"},
+		{[]string{"door", "groups", "lab", "Bad Group"}, 1, "group"},
+		{[]string{"door", "show", "nowhere"}, 1, "no such door"},
+		{[]string{"keys", "rotate"}, 1, "without a broker"},
+		{[]string{"revoke", "--uid", "04010203", "--reason", "x", "--wait", "--timeout", "0s"}, 2, "--timeout"},
+	} {
+		code, _, errs := s.cli(t, "", tc.args...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errs)
+		}
+		oneLine(t, errs, tc.want)
+	}
+}
+
+func TestNextKid(t *testing.T) {
+	for in, want := range map[string]string{"hq-1": "hq-2", "hq-9": "hq-10", "lab": "lab-2", "site-2026": "site-2027", "7": "7-2"} {
+		if got := nextKid(in); got != want {
+			t.Errorf("nextKid(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
