@@ -83,7 +83,8 @@ type streams struct {
 	clock pollClock // nil: look every tailPoll
 
 	once     sync.Once
-	stopping chan struct{} // closed when the server begins to shut down
+	stopping context.Context    // ends when the server begins to shut down ...
+	stop     context.CancelFunc // ... which calls this
 }
 
 // errStopping ends a following stream when the service stops.
@@ -95,20 +96,17 @@ var errStopping = errors.New("latch serve is stopping")
 // by itself.
 func (s *streams) follow(r *http.Request) (context.Context, context.CancelFunc) {
 	s.once.Do(func() {
-		s.stopping = make(chan struct{})
+		s.stopping, s.stop = context.WithCancel(context.Background())
 		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-			srv.RegisterOnShutdown(func() { close(s.stopping) })
+			srv.RegisterOnShutdown(s.stop)
 		}
 	})
 	ctx, cancel := context.WithCancelCause(r.Context())
-	go func() {
-		select {
-		case <-s.stopping:
-			cancel(errStopping)
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(nil) }
+	unhook := context.AfterFunc(s.stopping, func() { cancel(errStopping) })
+	return ctx, func() {
+		unhook()
+		cancel(nil)
+	}
 }
 
 // arrivalStream reads collected events in arrival order.
