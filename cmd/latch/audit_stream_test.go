@@ -286,10 +286,16 @@ func newStreamServer(t *testing.T) *streamServer {
 // stream takes each tick).
 func (s *streamServer) tick(t *testing.T) {
 	t.Helper()
+	sendTick(t, s.ticks)
+}
+
+// sendTick ticks a poll clock, failing if nothing waits for it.
+func sendTick(t *testing.T, ticks chan<- time.Time) {
+	t.Helper()
 	select {
-	case s.ticks <- time.Now():
+	case ticks <- time.Now():
 	case <-time.After(10 * time.Second):
-		t.Fatal("no stream waited for a tick")
+		t.Fatal("nothing waited for a tick")
 	}
 }
 
