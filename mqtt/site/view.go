@@ -11,9 +11,11 @@ import (
 )
 
 // A door's view is the part of the allowlist that concerns it: the cards
-// that open it (their Doors list names the door, one of its groups, or
-// "*", as store.Decide reads it; a card with an empty list opens no door
-// and is in no view), the holder records of those cards, and the
+// that open it (their Doors list names the door, one of its groups at the
+// site, or "*", as store.Decide reads it; a card with an empty list opens
+// no door and is in no view), each with its door list narrowed to the
+// door's id alone (so that the door, which does not know its groups at the
+// site, decides the same), the holder records of those cards, and the
 // revocations of those cards and of those holders. Nothing else reaches
 // the door, so a door's store holds no UID or PIN hash it has no use for.
 //
@@ -109,6 +111,14 @@ func (v *view) opens(c *store.Card) bool {
 	return false
 }
 
+// narrow returns the card as the door's view holds it: its door list is
+// the door's id alone. The door decides by its own id, whatever group
+// made the card open it, and learns no other door's or group's name.
+func (v *view) narrow(c store.Card) store.Card {
+	c.Doors = []string{v.door}
+	return c
+}
+
 // sameCard reports whether two cards are the same entry to a store: the
 // same canonical encoding.
 func sameCard(a, b *store.Card) bool {
@@ -161,6 +171,9 @@ func (v *view) diff(st *aclState, t touched) []store.Op {
 	for _, uid := range slices.Sorted(maps.Keys(t.cards)) {
 		c, ok := st.cards[uid]
 		in := ok && v.opens(&c)
+		if in {
+			c = v.narrow(c)
+		}
 		old, had := v.cards[uid]
 		if had {
 			holders[old.HolderID] = true
