@@ -64,37 +64,60 @@ func (s *testSite) serve(t *testing.T) *site.DB {
 // serveWith is serve with the broker and site options of o.
 func (s *testSite) serveWith(t *testing.T, o serveOptions) *site.DB {
 	t.Helper()
+	sv := s.start(t, o)
+	t.Cleanup(func() { sv.stop(t) })
+	return sv.db
+}
+
+// served is a running service.
+type served struct {
+	db     *site.DB
+	site   *mqttsite.Site
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the real service with o's broker and site options until
+// stop.
+func (s *testSite) start(t *testing.T, o serveOptions) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
-	done := make(chan error, 1)
+	sv := &served{cancel: cancel, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	var db *site.DB
 	edit := o.site
 	o.db, o.key, o.socket, o.pins, o.ready = s.db, s.key, s.sock, cheapPINs, func() { close(ready) }
 	o.site = func(so *mqttsite.Options) {
-		db = so.DB
+		sv.db = so.DB
 		if edit != nil {
 			edit(so)
 		}
 	}
-	go func() {
-		done <- serve(ctx, o, log)
-	}()
+	o.siteReady = func(ms *mqttsite.Site) { sv.site = ms }
+	go func() { sv.done <- serve(ctx, o, log) }()
 	select {
 	case <-ready:
-	case err := <-done:
+	case err := <-sv.done:
+		cancel()
 		t.Fatalf("serve: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return db
+	return sv
+}
+
+// stop stops the service and waits for it.
+func (sv *served) stop(t *testing.T) {
+	t.Helper()
+	if sv.cancel == nil {
+		return
+	}
+	sv.cancel()
+	sv.cancel = nil
+	if err := <-sv.done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
 }
 
 // cli runs a client command against the site's socket.

@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,8 +38,26 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	passFile := fs.String("broker-password-file", "", "a file holding the site's broker password (env LATCH_BROKER_PASSWORD)")
 	caFile := fs.String("broker-ca", "", "the CA certificate (PEM) of an ssl:// broker, if not in the system's roots")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "how often each door's signed heartbeat is published")
+	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
+	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
+	}
+	var devDir string
+	if *dev != "" {
+		if *paths.db != "" || *paths.key != "" || *broker != "" {
+			return usagef("--dev makes its own database, key and broker: drop --db, --key and --broker")
+		}
+		var err error
+		if devDir, err = filepath.Abs(*dev); err != nil {
+			return fmt.Errorf("--dev: %w", err)
+		}
+		if *paths.db, *paths.key, err = devSetup(devDir); err != nil {
+			return err
+		}
+		if !flagGiven(fs, "socket") {
+			*socket = filepath.Join(devDir, "latch.sock")
+		}
 	}
 	if err := paths.check(); err != nil {
 		return err
@@ -51,7 +71,30 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	return serve(ctx, serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo}, log)
+	o := serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo}
+	if devDir != "" {
+		key, err := loadSiteKey(o.key)
+		if err != nil {
+			return err
+		}
+		b, join, err := startDev(devDir, *devAddr, key, log)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		o.broker = &brokerOptions{url: b.URL(), heartbeat: *heartbeat}
+		o.ready = func() {
+			fmt.Fprintf(e.stdout, `latch: development site %q in %s, broker %s (loopback, no login: never for a building)
+latch: in another terminal, a simulated door:
+    latchd -sim -join %s -door front -data %s
+latch: then, with LATCH_SOCKET=%s:
+    latch door approve front        # compare the fingerprint with what latchd printed
+    latch holder add alice
+    latch enroll --door front --holder alice     # and tap a card at the door: tap 04A1B2C3D4
+`, key.Site, devDir, b.Addr(), join, filepath.Join(devDir, "front"), o.socket)
+		}
+	}
+	return serve(ctx, o, log)
 }
 
 // serveOptions is what serve needs.
@@ -62,6 +105,8 @@ type serveOptions struct {
 	broker          *brokerOptions  // nil: no broker
 	// site, if set, edits the site's options (tests shorten its timers).
 	site func(*mqttsite.Options)
+	// siteReady, if set, is given the site once it is made.
+	siteReady func(*mqttsite.Site)
 }
 
 // serve opens the database, serves the API on the socket until ctx ends,
@@ -105,6 +150,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	ms, err := mqttsite.New(so)
 	if err != nil {
 		return err
+	}
+	if o.siteReady != nil {
+		o.siteReady(ms)
 	}
 	ln, err := listenUnix(o.socket)
 	if err != nil {
@@ -231,4 +279,11 @@ func brokerFlags(e *env, url, user, passFile, caFile string, heartbeat time.Dura
 		return nil, usagef("--broker-ca needs an ssl:// broker")
 	}
 	return b, nil
+}
+
+// flagGiven reports whether the flag name was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
