@@ -239,6 +239,10 @@ func (a *api) auditTail(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case req.hasAfter && !req.follow:
 		s.max = req.n
+		if req.n == 0 {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			return
+		}
 	case !req.hasAfter:
 		after, end, err := a.db.TailFrom(req.n, req.door)
 		if err != nil {

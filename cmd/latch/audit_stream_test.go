@@ -483,6 +483,9 @@ func TestAuditTailAPI(t *testing.T) {
 	if out, err := get("after=5"); err != nil || out != "" {
 		t.Errorf("after the end: %q, %v", out, err)
 	}
+	if out, err := get("after=0&n=0"); err != nil || out != "" {
+		t.Errorf("none after the start: %q, %v", out, err)
+	}
 	for q, want := range map[string]string{
 		"after=1&follow=1&n=2": "n does not apply",
 		"after=-1":             "want an arrival cursor",
