@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +33,7 @@ var (
 )
 
 // buildLatchd builds the door daemon once per test binary.
-func buildLatchd(t *testing.T) string {
+func buildLatchd(t testing.TB) string {
 	t.Helper()
 	latchdOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "latchd-e2e-")
@@ -55,7 +56,7 @@ func buildLatchd(t *testing.T) string {
 // simDoor is `latchd -sim -join` in its own process: the real daemon on
 // emulated hardware, a door of the site under test.
 type simDoor struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	bin     string
 	join    string
@@ -69,7 +70,7 @@ type simDoor struct {
 
 // startDoor starts the door name of the site in the join file, with its
 // data directory (kept across restarts) under dir.
-func startDoor(t *testing.T, bin, join, dir, name string) *simDoor {
+func startDoor(t testing.TB, bin, join, dir, name string) *simDoor {
 	t.Helper()
 	d := &simDoor{t: t, name: name, bin: bin, join: join, data: filepath.Join(dir, name)}
 	d.start()
@@ -208,7 +209,7 @@ func (d *simDoor) tapPIN(uid, pin, want string) {
 }
 
 // eventually polls cond until it holds; it fails after hangGuard.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(hangGuard)
 	for !cond() {
@@ -220,7 +221,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // doorList is latch door list --json.
-func (s *testSite) doorList(t *testing.T) map[string]doorView {
+func (s *testSite) doorList(t testing.TB) map[string]doorView {
 	t.Helper()
 	var ds []doorView
 	if err := json.Unmarshal([]byte(s.ok(t, "", "door", "list", "--json")), &ds); err != nil {
@@ -235,7 +236,7 @@ func (s *testSite) doorList(t *testing.T) map[string]doorView {
 
 // current waits until latch door list shows each door online with its
 // latest view applied.
-func (s *testSite) current(t *testing.T, doors ...string) {
+func (s *testSite) current(t testing.TB, doors ...string) {
 	t.Helper()
 	eventually(t, "doors "+strings.Join(doors, ", ")+" current", func() bool {
 		ds := s.doorList(t)
@@ -250,7 +251,7 @@ func (s *testSite) current(t *testing.T, doors ...string) {
 
 // collected waits until the site has stored every event the door has
 // (its status's head seq), contiguously, and the door's outbox is empty.
-func collected(t *testing.T, db *site.DB, door string) uint64 {
+func collected(t testing.TB, db *site.DB, door string) uint64 {
 	t.Helper()
 	var head uint64
 	eventually(t, "door "+door+"'s events collected", func() bool {
@@ -281,35 +282,7 @@ func collected(t *testing.T, db *site.DB, door string) uint64 {
 // and follows it. Every door event is collected once, and the chains
 // verify.
 func TestSiteEndToEnd(t *testing.T) {
-	if _, err := brokertest.Mosquitto(); err != nil {
-		t.Skip(err)
-	}
-	bin := buildLatchd(t)
-	b := brokertest.Start(t, brokertest.Config{MaxQueued: 100, NoDelay: true})
-	s := initSite(t)
-	sv := s.start(t, serveOptions{broker: &brokerOptions{url: b.URL(), heartbeat: time.Second}})
-	t.Cleanup(func() { sv.stop(t) })
-	key, err := loadSiteKey(s.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	join := filepath.Join(s.dir, "join.json")
-	jb, _ := json.Marshal(joinFile{Broker: b.URL(), Site: key.Site, TrustedKeys: map[string]string{key.Kid: key.publicBase64()}})
-	if err := os.WriteFile(join, jb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	doors := t.TempDir()
-	front := startDoor(t, bin, join, doors, "front")
-	back := startDoor(t, bin, join, doors, "back")
-
-	// Approval by the fingerprint each door shows, then the doors' groups.
-	for _, d := range []*simDoor{front, back} {
-		fp := d.fingerprint()
-		eventually(t, "door "+d.name+" announced", func() bool { return s.doorList(t)[d.name].Pending == fp })
-		s.ok(t, "", "door", "approve", d.name, "--fingerprint", fp)
-		s.ok(t, "", "door", "groups", d.name, "staff")
-	}
-	s.current(t, "front", "back")
+	s, sv, front, back := startE2E(t)
 
 	// Enrolment by a tap at the front door; a PIN; both doors grant.
 	const uid, pin = "04A1B2C3D4E5F6", "8461"
@@ -463,10 +436,90 @@ func TestSiteEndToEnd(t *testing.T) {
 	}
 }
 
+// startE2E starts a real mosquitto, latch serve on it, and the doors front
+// and back (latchd -sim -join), approved by their fingerprints and in the
+// group staff, with their views applied.
+func startE2E(t testing.TB) (*testSite, *served, *simDoor, *simDoor) {
+	t.Helper()
+	if _, err := brokertest.Mosquitto(); err != nil {
+		t.Skip(err)
+	}
+	bin := buildLatchd(t)
+	b := brokertest.Start(t, brokertest.Config{MaxQueued: 100, NoDelay: true})
+	s := initSite(t)
+	sv := s.start(t, serveOptions{broker: &brokerOptions{url: b.URL(), heartbeat: time.Second}})
+	t.Cleanup(func() { sv.stop(t) })
+	key, err := loadSiteKey(s.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := filepath.Join(s.dir, "join.json")
+	jb, _ := json.Marshal(joinFile{Broker: b.URL(), Site: key.Site, TrustedKeys: map[string]string{key.Kid: key.publicBase64()}})
+	if err := os.WriteFile(join, jb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doors := t.TempDir()
+	front := startDoor(t, bin, join, doors, "front")
+	back := startDoor(t, bin, join, doors, "back")
+
+	// Approval by the fingerprint each door shows, then the doors' groups.
+	for _, d := range []*simDoor{front, back} {
+		fp := d.fingerprint()
+		eventually(t, "door "+d.name+" announced", func() bool { return s.doorList(t)[d.name].Pending == fp })
+		s.ok(t, "", "door", "approve", d.name, "--fingerprint", fp)
+		s.ok(t, "", "door", "groups", d.name, "staff")
+	}
+	s.current(t, "front", "back")
+	return s, sv, front, back
+}
+
+// BenchmarkRevokeApplied measures, on loopback, the time from an admin's
+// revocation (the API call) to its application at both doors (the later
+// of the two doors' acl_applied events, by their clocks, which are this
+// machine's): the median and the 99th percentile. Each iteration revokes
+// a card and reinstates it; only the revocation is timed.
+func BenchmarkRevokeApplied(b *testing.B) {
+	s, _, front, back := startE2E(b)
+	s.ok(b, "", "holder", "add", "alice")
+	s.ok(b, "", "card", "add", "04A1B2C3D4E5F6", "--holder", "alice", "--doors", "staff")
+	s.current(b, "front", "back")
+	cl := newClient(&env{getenv: func(string) string { return "" }}, s.sock)
+	ctx := b.Context()
+	applied := func(d *simDoor) time.Time {
+		ev := d.event("acl_applied")
+		at, err := time.Parse(time.RFC3339Nano, ev["time"].(string))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return at
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := cl.call(ctx, "POST", "/v1/revoke", revokeReq{UID: "04A1B2C3D4E5F6", Reason: "lost"}); err != nil {
+			b.Fatal(err)
+		}
+		f, k := applied(front), applied(back)
+		lat = append(lat, max(f.Sub(t0), k.Sub(t0)))
+		b.StopTimer()
+		if _, err := cl.call(ctx, "POST", "/v1/reinstate", revokeReq{UID: "04A1B2C3D4E5F6"}); err != nil {
+			b.Fatal(err)
+		}
+		applied(front)
+		applied(back)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
+}
+
 // editRecord changes one byte of a stored event's detail-free body (its
 // type string) and seals it again with a valid checksum, as someone with
 // the file would: the record reads, but its hash no longer matches.
-func editRecord(t *testing.T, b *bolt.Bucket, k []byte) {
+func editRecord(t testing.TB, b *bolt.Bucket, k []byte) {
 	t.Helper()
 	v := append([]byte(nil), b.Get(k)...)
 	if len(v) < 40 {
@@ -488,7 +541,7 @@ func editRecord(t *testing.T, b *bolt.Bucket, k []byte) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
+func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {

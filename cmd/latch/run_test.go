@@ -24,7 +24,7 @@ var cheapPINs = store.PINParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, Ke
 
 // latch runs the CLI in-process with stdin and returns its exit code and
 // output.
-func latch(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+func latch(t testing.TB, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
@@ -32,7 +32,7 @@ func latch(t *testing.T, stdin string, args ...string) (code int, stdout, stderr
 }
 
 // oneLine fails unless s is exactly one line that contains want.
-func oneLine(t *testing.T, s, want string) {
+func oneLine(t testing.TB, s, want string) {
 	t.Helper()
 	if strings.Count(s, "\n") != 1 || !strings.HasSuffix(s, "\n") || !strings.Contains(s, want) {
 		t.Errorf("stderr = %q, want one line containing %q", s, want)
@@ -44,7 +44,7 @@ type testSite struct {
 	dir, db, key, sock string
 }
 
-func initSite(t *testing.T) *testSite {
+func initSite(t testing.TB) *testSite {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testSite{dir: dir, db: filepath.Join(dir, "site.db"), key: filepath.Join(dir, "site.key"), sock: filepath.Join(dir, "latch.sock")}
@@ -56,13 +56,13 @@ func initSite(t *testing.T) *testSite {
 
 // serve runs the real service on the site's socket until the test ends.
 // It returns the site database the service opened.
-func (s *testSite) serve(t *testing.T) *site.DB {
+func (s *testSite) serve(t testing.TB) *site.DB {
 	t.Helper()
 	return s.serveWith(t, serveOptions{})
 }
 
 // serveWith is serve with the broker and site options of o.
-func (s *testSite) serveWith(t *testing.T, o serveOptions) *site.DB {
+func (s *testSite) serveWith(t testing.TB, o serveOptions) *site.DB {
 	t.Helper()
 	sv := s.start(t, o)
 	t.Cleanup(func() { sv.stop(t) })
@@ -79,7 +79,7 @@ type served struct {
 
 // start runs the real service with o's broker and site options until
 // stop.
-func (s *testSite) start(t *testing.T, o serveOptions) *served {
+func (s *testSite) start(t testing.TB, o serveOptions) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -108,7 +108,7 @@ func (s *testSite) start(t *testing.T, o serveOptions) *served {
 }
 
 // stop stops the service and waits for it.
-func (sv *served) stop(t *testing.T) {
+func (sv *served) stop(t testing.TB) {
 	t.Helper()
 	if sv.cancel == nil {
 		return
@@ -121,13 +121,13 @@ func (sv *served) stop(t *testing.T) {
 }
 
 // cli runs a client command against the site's socket.
-func (s *testSite) cli(t *testing.T, stdin string, args ...string) (int, string, string) {
+func (s *testSite) cli(t testing.TB, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	return latch(t, stdin, append(args, "--socket", s.sock)...)
 }
 
 // ok runs a client command that must succeed and returns its output.
-func (s *testSite) ok(t *testing.T, stdin string, args ...string) string {
+func (s *testSite) ok(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
 	code, out, errs := s.cli(t, stdin, args...)
 	if code != 0 {

@@ -15,7 +15,7 @@ import (
 // provision records door in the site database before the service opens
 // it, approved with a new identity (or pending with it), and returns the
 // identity.
-func (s *testSite) provision(t *testing.T, door string, approved bool, groups ...string) *mqtt.Identity {
+func (s *testSite) provision(t testing.TB, door string, approved bool, groups ...string) *mqtt.Identity {
 	t.Helper()
 	db, err := site.Open(s.db, nil)
 	if err != nil {
