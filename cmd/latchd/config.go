@@ -317,23 +317,30 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // loadConfig reads and validates the configuration file at path.
 func loadConfig(path string) (*Config, error) {
+	return loadFile("config", path, maxConfigSize, parseConfig)
+}
+
+// loadFile reads the file at path, of at most limit bytes, and parses it;
+// an error names it as what and path.
+func loadFile[T any](what, path string, limit int, parse func([]byte) (T, error)) (T, error) {
+	var zero T
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return zero, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return zero, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	if len(b) > maxConfigSize {
-		return nil, fmt.Errorf("config %s: larger than %d bytes", path, maxConfigSize)
+	if len(b) > limit {
+		return zero, fmt.Errorf("%s %s: larger than %d bytes", what, path, limit)
 	}
-	c, err := parseConfig(b)
+	v, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return zero, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	return c, nil
+	return v, nil
 }
 
 // parseConfig decodes TOML strictly (unknown keys are refused) and validates.
@@ -531,6 +538,23 @@ func checkRanges[T int | int64 | time.Duration](isSet func(key string) bool, set
 	return nil
 }
 
+// parseBrokerURL parses a broker URL, scheme://host:port, and says
+// whether it connects with TLS.
+func parseBrokerURL(s string) (u *url.URL, secure bool, err error) {
+	u, err = url.Parse(s)
+	if err != nil {
+		return nil, false, err
+	}
+	secure, known := brokerScheme(u.Scheme)
+	if !known {
+		return nil, false, fmt.Errorf("scheme %q, want ssl:// (or tls://, mqtts://) or tcp://", u.Scheme)
+	}
+	if u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
+		return nil, false, errors.New("want scheme://host:port")
+	}
+	return u, secure, nil
+}
+
 // brokerScheme says whether a broker URL scheme connects with TLS, and
 // whether the MQTT client knows it at all.
 func brokerScheme(scheme string) (secure, known bool) {
@@ -565,16 +589,9 @@ func (m *MQTTConfig) check(isSet func(key string) bool) error {
 		}
 		return nil
 	}
-	u, err := url.Parse(m.Broker)
+	u, secure, err := parseBrokerURL(m.Broker)
 	if err != nil {
 		return fmt.Errorf("mqtt.broker %q: %w", m.Broker, err)
-	}
-	secure, known := brokerScheme(u.Scheme)
-	if !known {
-		return fmt.Errorf("mqtt.broker %q: scheme %q, want ssl:// (or tls://, mqtts://) or tcp://", m.Broker, u.Scheme)
-	}
-	if u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
-		return fmt.Errorf("mqtt.broker %q: want scheme://host:port", m.Broker)
 	}
 	if !secure {
 		for _, k := range []struct{ key, v string }{{"mqtt.ca", m.CA}, {"mqtt.cert", m.Cert}, {"mqtt.key", m.Key}} {
