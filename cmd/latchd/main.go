@@ -7,9 +7,12 @@
 //
 //	latchd -config /etc/latch/latchd.toml
 //
-// With -sim it runs the same code paths on emulated hardware, with a demo site
-// in ./latch-data and an embedded MQTT broker on 127.0.0.1, and takes commands
-// (tap, key, open, close, rex, tamper, status) on standard input.
+// With -sim it runs the same code paths on emulated hardware, with data in
+// ./latch-data, and takes commands (tap, key, open, close, rex, tamper,
+// status) on standard input. On its own it runs the production site in the
+// same process, a demo site with the door approved and two cards, on an
+// embedded MQTT broker on 127.0.0.1; with -join FILE the door joins the site
+// that `latch serve --dev` runs instead, once the site's admin approves it.
 package main
 
 import (

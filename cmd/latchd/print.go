@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -80,11 +81,20 @@ func (p *printer) relay(at time.Time, unlocked bool) {
 
 // line prints a plain message (text mode) or a JSON object with "msg".
 func (p *printer) line(format string, args ...any) {
+	p.lineWith(nil, format, args...)
+}
+
+// lineWith is line with fields that a JSON object carries besides "msg",
+// for a program to read; the text says them in its own words.
+func (p *printer) lineWith(fields map[string]string, format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	msg := fmt.Sprintf(format, args...)
 	if p.json {
-		b, _ := json.Marshal(map[string]string{"type": "message", "msg": msg})
+		m := make(map[string]string, len(fields)+2)
+		maps.Copy(m, fields)
+		m["type"], m["msg"] = "message", msg
+		b, _ := json.Marshal(m)
 		p.w.Write(append(b, '\n'))
 		return
 	}

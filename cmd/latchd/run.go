@@ -23,14 +23,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("latchd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site; commands on standard input")
+		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site in the same process (or -join a site); commands on standard input")
 		configPath  = fs.String("config", "", "config file (TOML) for a real door")
 		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
 		showID      = fs.Bool("show-identity", false, "print the door's public keys and fingerprint (from data_dir, or -data with -sim), then exit")
 		newID       = fs.Bool("new-identity", false, "make the door a new identity on purpose (the old file is kept aside; the site must approve it again), then exit")
 		rotateID    = fs.Bool("rotate-identity", false, "make the identity the door rotates to: announced vouched for by the current one, taken when the site approves it; then exit")
 		dataDir     = fs.String("data", "./latch-data", "data directory (with -sim)")
-		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1)")
+		mqttURL     = fs.String("mqtt", "", "MQTT broker URL (with -sim; default: an embedded broker on 127.0.0.1; with -join: the join file's)")
+		join        = fs.String("join", "", "with -sim: join the site this file names (latch serve --dev writes it) instead of running a demo site")
+		doorID      = fs.String("door", demoDoor, "with -sim -join: the id of the door that joins the site")
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim): a loopback host:port; a taken port falls back to a free one")
 		unrecorded  = fs.String("unrecorded-grant", "refuse", "with -sim: a grant whose record cannot be written is refused, or the door opens anyway (open)")
 		reserveMiB  = fs.Int("journal-reserve-mib", defaultReserveMiB, "with -sim: MiB kept free for the journal in the data directory (0: no reserve)")
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			err = identityCommand(cfg.DataDir, identityMode(*newID, *rotateID), stdout, log)
 		}
 	case *sim:
-		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr,
+		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr, join: *join, door: *doorID,
 			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}}, stdin, out, log)
 	case *configPath == "":
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
@@ -120,6 +122,12 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 			msg = "-mqtt is for -sim; a door's broker is mqtt.broker in its config"
 		case !sim && f.Name == "broker-addr":
 			msg = "-broker-addr is for -sim, whose embedded broker it places"
+		case !sim && f.Name == "join":
+			msg = "-join is for -sim; a door joins its site through mqtt.broker and mqtt.trusted_keys in its config"
+		case f.Name == "door" && fs.Lookup("join").Value.String() == "":
+			msg = "-door names the door that -sim -join adds to a site; the simulator's own demo door is " + demoDoor
+		case f.Name == "broker-addr" && fs.Lookup("join").Value.String() != "":
+			msg = "-join and -broker-addr exclude each other: a door that joins a site uses the site's broker"
 		case !sim && (f.Name == "unrecorded-grant" || f.Name == "journal-reserve-mib"):
 			msg = "-" + f.Name + " is for -sim; a door sets it in the [journal] table of its config"
 		}

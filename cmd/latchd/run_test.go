@@ -39,6 +39,26 @@ func TestRunStartupErrors(t *testing.T) {
 	if err := os.WriteFile(noPin, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	joinFiles := map[string]string{
+		"notjson":  "broker = tcp://127.0.0.1:1883\n",
+		"unknown":  `{"broker": "tcp://127.0.0.1:1883", "site": "hq", "trusted_keys": {"hq-1": "` + testSiteKey() + `"}, "sites": []}`,
+		"badsite":  `{"broker": "tcp://127.0.0.1:1883", "site": "HQ!", "trusted_keys": {"hq-1": "` + testSiteKey() + `"}}`,
+		"badkey":   `{"broker": "tcp://127.0.0.1:1883", "site": "hq", "trusted_keys": {"hq-1": "bm90IGEga2V5"}}`,
+		"badurl":   `{"broker": "ws://127.0.0.1:1883", "site": "hq", "trusted_keys": {"hq-1": "` + testSiteKey() + `"}}`,
+		"goodjoin": `{"broker": "tcp://127.0.0.1:1883", "site": "hq", "trusted_keys": {"hq-1": "` + testSiteKey() + `"}}`,
+	}
+	join := func(name string) string {
+		p := filepath.Join(dir, name+".json")
+		if c, ok := joinFiles[name]; ok {
+			if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	simJoin := func(name string, extra ...string) []string {
+		return append([]string{"-sim", "-data", t.TempDir(), "-join", join(name)}, extra...)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -46,6 +66,16 @@ func TestRunStartupErrors(t *testing.T) {
 		code int
 	}{
 		{"no config", nil, "-config FILE is required", 2},
+		{"join and broker address", append(simJoin("goodjoin"), "-broker-addr", "127.0.0.1:0"), "-join and -broker-addr exclude each other", 2},
+		{"join without sim", []string{"-join", join("goodjoin")}, "-join is for -sim", 2},
+		{"door without join", []string{"-sim", "-door", "lab"}, "-door names the door that -sim -join adds", 2},
+		{"join file missing", simJoin("missing"), "-join: open " + join("missing") + ": no such file", 1},
+		{"join file not JSON", simJoin("notjson"), "-join " + join("notjson") + ": not a join file", 1},
+		{"join file unknown field", simJoin("unknown"), "-join " + join("unknown") + `: not a join file (JSON with broker, site, trusted_keys): json: unknown field "sites"`, 1},
+		{"join file bad site", simJoin("badsite"), "-join " + join("badsite") + `: site "HQ!": want`, 1},
+		{"join file bad key", simJoin("badkey"), "-join " + join("badkey") + ": trusted_keys: mqtt: trusted key hq-1", 1},
+		{"join file bad broker", simJoin("badurl"), "-join " + join("badurl") + `: broker "ws://127.0.0.1:1883": scheme "ws"`, 1},
+		{"join bad door", simJoin("goodjoin", "-door", "Front Door"), `-door: door "Front Door": want`, 1},
 		{"missing file", []string{"-config", filepath.Join(dir, "missing.toml")}, "missing.toml", 1},
 		{"unknown key", []string{"-config", bad}, "unknown key bogus", 1},
 		{"check unknown key", []string{"-check-config", "-config", bad}, "bad.toml", 1},

@@ -2,9 +2,8 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
-	"github.com/latchdoor/latch/mqtt/devbroker"
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
@@ -33,8 +31,9 @@ const (
 	demoValidUID = "04A1B2C3D4E5F6"
 	demoValidPIN = "1234"
 	demoRevoked  = "04DEADBEEF0001"
-	demoSeedKey  = "sim.demo-seeded"
-	simKeyID     = "demo-site"
+	demoSeedKey  = "sim.demo-seeded" // in the door's store of a simulator that seeded it directly
+
+	simKeyID = "demo-site"
 )
 
 // simPressTime is how long the simulator holds the exit button or a switch:
@@ -110,44 +109,47 @@ func simConfig(dataDir string) *Config {
 	}
 }
 
-// seedDemo puts the demo holders and cards in a fresh store. It reports
-// whether it did anything.
-func seedDemo(st *store.Store) (bool, error) {
-	_, err := st.State(demoSeedKey)
-	if err == nil {
-		return false, nil
+// simOwnerKey is the store state naming whose simulated door a data
+// directory holds (simOwner).
+const simOwnerKey = "sim/door"
+
+// simOwner names a simulated door: its site and id, and whether the site
+// runs in the simulator's process or the door joined it.
+func simOwner(joined bool, site, door string) string {
+	how := "run here"
+	if joined {
+		how = "joined"
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return false, fmt.Errorf("demo: %w", err)
-	}
-	valid, _ := parseUID(demoValidUID)
-	revoked, _ := parseUID(demoRevoked)
-	hash, err := store.HashPIN([]byte(demoValidPIN), valid, store.DefaultPINParams)
-	if err != nil {
-		return false, fmt.Errorf("demo: %w", err)
-	}
-	for _, h := range []store.Holder{{ID: "alice", Name: "Alice Demo"}, {ID: "bob", Name: "Bob Demo"}} {
-		if err := st.PutHolder(h); err != nil {
-			return false, fmt.Errorf("demo: %w", err)
+	return fmt.Sprintf("site %s door %s (%s)", site, door, how)
+}
+
+// claimSimDir records in the door's store whose simulated door the data
+// directory dir holds (owner, see simOwner), and refuses one that holds
+// another: a door's allowlist, identity and audit chain belong to one
+// site, and the demo site of one simulator is not the site another joins.
+func claimSimDir(st *store.Store, dir, owner string) error {
+	had, err := st.State(simOwnerKey)
+	if errors.Is(err, store.ErrNotFound) {
+		// A directory of a simulator that did not record it is the demo
+		// door if it was seeded, and new otherwise.
+		had, err = nil, nil
+		switch _, serr := st.State(demoSeedKey); {
+		case serr == nil:
+			had = []byte(simOwner(false, demoSite, demoDoor))
+		case !errors.Is(serr, store.ErrNotFound):
+			err = serr
 		}
 	}
-	if err := st.PutCard(store.Card{UID: valid, HolderID: "alice", HolderName: "Alice Demo", PINHash: hash, Doors: []string{demoDoor}}); err != nil {
-		return false, fmt.Errorf("demo: %w", err)
+	if err != nil {
+		return fmt.Errorf("-data %s: %w", dir, err)
 	}
-	if err := st.PutCard(store.Card{UID: revoked, HolderID: "bob", HolderName: "Bob Demo", PINHash: hash, Doors: []string{demoDoor}}); err != nil {
-		return false, fmt.Errorf("demo: %w", err)
+	if had != nil && string(had) != owner {
+		return fmt.Errorf("-data %s holds the simulated door of %s, not of %s: give this door a data directory of its own with -data", dir, had, owner)
 	}
-	if err := st.Revoke(store.Revocation{UID: revoked, Reason: "reported lost"}); err != nil {
-		return false, fmt.Errorf("demo: %w", err)
+	if err := st.PutState(simOwnerKey, []byte(owner)); err != nil {
+		return fmt.Errorf("-data %s: %w", dir, err)
 	}
-	// The demo allowlist is the site's state as of now.
-	if err := st.MarkSigned(time.Now(), time.Now()); err != nil {
-		return false, fmt.Errorf("demo: %w", err)
-	}
-	if err := st.PutState(demoSeedKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		return false, fmt.Errorf("demo: %w", err)
-	}
-	return true, nil
+	return nil
 }
 
 // simOptions are the simulator's flags.
@@ -155,15 +157,34 @@ type simOptions struct {
 	dataDir    string
 	mqttURL    string
 	brokerAddr string
+	join       string        // a join file: the door joins the site it names
+	door       string        // the door's id, with join
 	journal    JournalConfig // what the door does when it cannot write its journal
 }
 
-// runSim runs latchd on emulated hardware, taking commands from in.
+// siteReady bounds how long the standalone simulator waits for its door
+// to apply the site's allowlist before it takes commands.
+const siteReady = 30 * time.Second
+
+// runSim runs latchd on emulated hardware, taking commands from in. On
+// its own it runs the demo site in the same process, on an embedded
+// broker unless o.mqttURL names one; with o.join the door joins the site
+// the join file names instead.
 func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) (err error) {
 	cfg := simConfig(o.dataDir)
 	cfg.Journal = o.journal
 	if err := cfg.Journal.check(cfg.isSet); err != nil {
 		return err
+	}
+	var join *joinFile
+	if o.join != "" {
+		if join, err = loadJoinFile(o.join); err != nil {
+			return err
+		}
+		if err := mqtt.CheckID("door", o.door); err != nil {
+			return fmt.Errorf("-door: %w", err)
+		}
+		cfg.Site, cfg.Door = join.Site, o.door
 	}
 	sim, hw, err := newSimHW()
 	if err != nil {
@@ -191,32 +212,8 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err != nil {
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
-
-	key, _, err := loadOrCreateSiteKey(o.dataDir)
-	if err != nil {
+	if err := claimSimDir(st, o.dataDir, simOwner(join != nil, cfg.Site, cfg.Door)); err != nil {
 		return err
-	}
-	seeded, err := seedDemo(st)
-	if err != nil {
-		return err
-	}
-
-	brokerURL := o.mqttURL
-	var site *simSite
-	if brokerURL == "" {
-		b, err := devbroker.Start(o.brokerAddr, log)
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		brokerURL = b.URL()
-		out.line("latchd: MQTT broker listening on %s", b.Addr())
-		if site, err = newSimSite(key, b, st, demoSite, demoDoor, id.Public()); err != nil {
-			return err
-		}
-		if err := site.heartbeat(); err != nil {
-			return fmt.Errorf("sim site: %w", err)
-		}
 	}
 
 	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event, identity: id}
@@ -226,10 +223,30 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		default:
 		}
 	}
-	pub := key.Public().(ed25519.PublicKey)
-	cfg.MQTT.TrustedKeys = map[string]string{simKeyID: base64.StdEncoding.EncodeToString(pub)}
-	if d.mqttOpts, err = mqttOptions(cfg, brokerURL, log, d.boot); err != nil {
+	var site *localSite
+	var admin siteAdmin
+	var broker string
+	if join == nil {
+		if site, err = openLocalSite(o, demoDoor, id.Public(), out, log); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, site.close()) }()
+		broker, admin = site.url, site.admin(d)
+		cfg.MQTT.TrustedKeys = map[string]string{simKeyID: site.key}
+	} else {
+		broker, admin = cmp.Or(o.mqttURL, join.Broker), joinAdmin(cfg.Door)
+		cfg.MQTT.TrustedKeys, cfg.MQTT.Username = join.TrustedKeys, join.Username
+		fp := id.Public().Fingerprint()
+		out.line("latchd: door %q joins site %q on %s", cfg.Door, cfg.Site, broker)
+		out.lineWith(map[string]string{"door": cfg.Door, "fingerprint": fp},
+			"latchd: door %s has the identity %s; approve it at the site: latch door approve %s --fingerprint %s", cfg.Door, fp, cfg.Door, fp)
+		out.line("latchd: the door gets its allowlist from the site once approved; type help for every command")
+	}
+	if d.mqttOpts, err = mqttOptions(cfg, broker, log, d.boot); err != nil {
 		return err
+	}
+	if join != nil {
+		d.mqttOpts.Password = join.Password
 	}
 	if err := d.build(); err != nil {
 		// The journal's files cannot be made (a full or read-only disk):
@@ -237,38 +254,39 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
 
-	if seeded {
-		out.line("latchd: new demo site %q, door %q, in %s", demoSite, demoDoor, o.dataDir)
+	// The site, when it runs here, listens before the door speaks, and
+	// the door has its allowlist before the first command is read.
+	ready := time.NewTimer(siteReady)
+	defer ready.Stop()
+	var siteErr error
+	if site != nil {
+		site.start(ctx)
+		siteErr = site.connected(ctx, ready.C)
 	}
-	out.line("latchd: site %q door %q, site key %s = %s", demoSite, demoDoor, simKeyID, base64.StdEncoding.EncodeToString(pub))
-	out.line("latchd: demo cards: %s (PIN %s), %s (revoked)", demoValidUID, demoValidPIN, demoRevoked)
-	out.line("latchd: try: tap %s, then key %s#; type help for every command", demoValidUID, demoValidPIN)
-
-	ctx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
+	go func() {
+		done <- d.run(runCtx)
+		cancel() // ends the wait below
+	}()
 	if site != nil {
-		// The site's heartbeat keeps the door's allowlist fresh.
-		go func() {
-			t := time.NewTicker(time.Hour)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := site.heartbeat(); err != nil {
-						log.Warn("sim site heartbeat", "err", err)
-					}
-				}
-			}
-		}()
+		if siteErr == nil {
+			siteErr = site.applied(runCtx, d, ready.C)
+		}
+		if siteErr != nil && runCtx.Err() == nil {
+			out.line("error: %v; taps are decided on the allowlist the door has", siteErr)
+		}
+		out.line("latchd: try: tap %s, then key %s#; type help for every command", demoValidUID, demoValidPIN)
 	}
+	return prompt(runCtx, cancel, done, in, sim, d, admin, out)
+}
 
+// prompt carries out the commands read from in until quit, the end of in,
+// or the door's run ending (done), whose error it returns.
+func prompt(ctx context.Context, cancel context.CancelFunc, done <-chan error, in io.Reader, sim *simHW, d *daemon, admin siteAdmin, out *printer) error {
 	lines := make(chan simInput)
 	go readSimInput(ctx, in, lines)
-
 	for {
 		select {
 		case err := <-done:
@@ -292,36 +310,19 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 				cancel()
 				return <-done
 			}
-			if err := sim.do(ctx, c, d, site, out); err != nil {
+			if err := sim.do(ctx, c, d, admin, out); err != nil {
 				out.line("error: %v", err)
 			}
 		}
 	}
 }
 
-// do carries out one command on the emulated hardware.
-func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, site *simSite, out *printer) error {
+// do carries out one command on the emulated hardware, or through the
+// site.
+func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, admin siteAdmin, out *printer) error {
 	switch c.op {
 	case opUnlock, opLockdown, opRevoke, opReinstate:
-		if site == nil {
-			return errors.New("the site's commands need the embedded broker (run without -mqtt)")
-		}
-		// Messages to the door are not kept for a door that has not
-		// subscribed yet: wait for it, as an admin waits for a door online.
-		if err := waitConnected(ctx, d); err != nil {
-			return err
-		}
-		switch c.op {
-		case opUnlock:
-			return site.command(mqtt.ActionUnlock, c.dur, nil)
-		case opLockdown:
-			on := c.on
-			return site.command(mqtt.ActionLockdown, 0, &on)
-		case opRevoke:
-			return site.delta(store.Op{Kind: store.OpRevokeCard, UID: c.uid, Reason: "revoked from the simulator"})
-		default:
-			return site.delta(store.Op{Kind: store.OpReinstateCard, UID: c.uid})
-		}
+		return admin(ctx, c)
 	case 0:
 		return nil
 	case opTap:
@@ -372,15 +373,29 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, site *simSite, out 
 func waitConnected(ctx context.Context, d *daemon) error {
 	t := time.NewTimer(readerWait)
 	defer t.Stop()
+	err := waitFor(ctx, t.C, d.client.Updated, func() bool { return d.client.Stats().Connected })
+	if errors.Is(err, errTimedOut) {
+		return errors.New("the door is not connected to the broker")
+	}
+	return err
+}
+
+// errTimedOut is waitFor's error when its time is up.
+var errTimedOut = errors.New("timed out")
+
+// waitFor waits until cond holds, woken by the channel wake returns (taken
+// before cond is asked, so that no change is missed), until timeout fires
+// (errTimedOut) or ctx ends.
+func waitFor(ctx context.Context, timeout <-chan time.Time, wake func() <-chan struct{}, cond func() bool) error {
 	for {
-		up := d.client.Updated()
-		if d.client.Stats().Connected {
+		ch := wake()
+		if cond() {
 			return nil
 		}
 		select {
-		case <-up:
-		case <-t.C:
-			return errors.New("the door is not connected to the broker")
+		case <-ch:
+		case <-timeout:
+			return errTimedOut
 		case <-ctx.Done():
 			return ctx.Err()
 		}

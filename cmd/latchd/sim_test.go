@@ -183,6 +183,18 @@ func TestSimSession(t *testing.T) {
 	sim.quit()
 }
 
+// The site in the simulator's process collects the door's events and
+// acknowledges them: after a grant, the door's outbox drains.
+func TestSimEventsAcknowledged(t *testing.T) {
+	sim := startSim(t)
+	sim.send("tap 04A1B2C3D4E5F6")
+	sim.send("key 1234#")
+	sim.out.event("granted")
+	sim.send("remove")
+	sim.status("an empty outbox", func(s string) bool { return field(s, "outbox") == "0" })
+	sim.quit()
+}
+
 // simRun is latchd -sim run in this process and fed through a pipe.
 type simRun struct {
 	t      *testing.T
@@ -202,10 +214,15 @@ func startSim(t *testing.T, extra ...string) *simRun {
 // startSimIn is startSim on the data directory dir.
 func startSimIn(t *testing.T, dir string, extra ...string) *simRun {
 	t.Helper()
+	return startSimArgs(t, append([]string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, extra...)...)
+}
+
+// startSimArgs runs latchd with args in this process, fed through a pipe.
+func startSimArgs(t *testing.T, args ...string) *simRun {
+	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	s := &simRun{t: t, in: inW, stderr: &lockedBuffer{}, done: make(chan int, 1)}
-	args := append([]string{"-sim", "-data", dir, "-log-format", "json", "-broker-addr", "127.0.0.1:0"}, extra...)
 	go func() {
 		s.done <- run(context.Background(), args, inR, outW, s.stderr)
 		outW.Close()
@@ -352,9 +369,23 @@ func (c *child) send(line string) {
 // status asks for the status line until ok accepts it, and returns it.
 func (c *child) status(what string, ok func(string) bool) string {
 	c.t.Helper()
-	for range 10000 {
-		c.send("status")
-		m := c.out.next("status", func(m map[string]any) bool {
+	return statusUntil(c.t, c.send, c.out, what, ok)
+}
+
+// status asks for the status line until ok accepts it, and returns it.
+func (s *simRun) status(what string, ok func(string) bool) string {
+	s.t.Helper()
+	return statusUntil(s.t, s.send, s.out, what, ok)
+}
+
+// statusUntil types status with send until ok accepts the status line
+// read from out, and returns it. hangGuard bounds it.
+func statusUntil(t *testing.T, send func(string), out *simOut, what string, ok func(string) bool) string {
+	t.Helper()
+	guard := time.Now().Add(hangGuard)
+	for time.Now().Before(guard) {
+		send("status")
+		m := out.next("status", func(m map[string]any) bool {
 			msg, _ := m["msg"].(string)
 			return strings.HasPrefix(msg, "status ")
 		})
@@ -362,7 +393,7 @@ func (c *child) status(what string, ok func(string) bool) string {
 			return s
 		}
 	}
-	c.t.Fatalf("status never showed %s", what)
+	t.Fatalf("status never showed %s", what)
 	return ""
 }
 

@@ -55,6 +55,8 @@ const simHelp = `commands:
   revoke UID  the site revokes a card (a signed allowlist delta)
   reinstate UID
               the site reinstates a revoked card
+              (these four go through the site in this process; a door
+              that joined a site is given them at that site)
   status      print the door's state
   help        this text
   quit        stop latchd`
