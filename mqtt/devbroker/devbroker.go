@@ -11,6 +11,7 @@
 package devbroker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +34,10 @@ type Broker struct {
 // loopback address (127.0.0.1, ::1 or localhost); port 0 picks a free
 // port. When addr cannot be listened on (the port is taken), it falls back
 // to a free port on the same host: Addr says where it listens. log
-// receives the broker's own log.
+// receives the broker's own log, its warnings as information: they are
+// about clients (a keepalive shorter than mochi recommends, a connection
+// closed as the broker stops), which are no news on a development broker.
+// log may be nil.
 func Start(addr string, log *slog.Logger) (*Broker, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -42,7 +46,11 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	if !loopback(host) {
 		return nil, fmt.Errorf("devbroker: %s: not a loopback address (the development broker lets any client in)", addr)
 	}
-	srv := mochi.New(&mochi.Options{Logger: log, InlineClient: true})
+	h := slog.DiscardHandler
+	if log != nil {
+		h = demoted{log.Handler()}
+	}
+	srv := mochi.New(&mochi.Options{Logger: slog.New(h)})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("devbroker: %w", err)
 	}
@@ -61,6 +69,28 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	return &Broker{srv: srv, addr: l.Address()}, nil
 }
 
+// demoted is a log handler that passes warnings on as information.
+type demoted struct{ h slog.Handler }
+
+func demote(l slog.Level) slog.Level {
+	if l == slog.LevelWarn {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.h.Enabled(ctx, demote(l))
+}
+
+func (d demoted) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = demote(r.Level)
+	return d.h.Handle(ctx, r)
+}
+
+func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.h.WithAttrs(as)} }
+func (d demoted) WithGroup(name string) slog.Handler    { return demoted{d.h.WithGroup(name)} }
+
 // loopback reports whether host names this machine only.
 func loopback(host string) bool {
 	if host == "localhost" {
@@ -76,14 +106,6 @@ func (b *Broker) Addr() string { return b.addr }
 
 // URL returns the broker's URL for clients: tcp://host:port.
 func (b *Broker) URL() string { return "tcp://" + b.addr }
-
-// Publish publishes a message from the broker itself, as a client would.
-func (b *Broker) Publish(topic string, payload []byte, retained bool, qos byte) error {
-	if err := b.srv.Publish(topic, payload, retained, qos); err != nil {
-		return fmt.Errorf("devbroker: publish %s: %w", topic, err)
-	}
-	return nil
-}
 
 // Close stops the broker and disconnects its clients. Closing it again
 // does nothing.
