@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -313,8 +312,6 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
 // loadConfig reads and validates the configuration file at path.
 func loadConfig(path string) (*Config, error) {
 	return loadFile("config", path, maxConfigSize, parseConfig)
@@ -381,11 +378,12 @@ func decodeConfig(b []byte) (*Config, error) {
 // validate checks c as a door would use it, without reading any file, and
 // loads its time zone.
 func (c *Config) validate() error {
-	if !idPattern.MatchString(c.Site) {
-		return fmt.Errorf("site %q: want 1-64 of a-z, 0-9, '-', '_'", c.Site)
+	// The ids are the topics' (mqtt.CheckID).
+	if err := mqtt.CheckID("site", c.Site); err != nil {
+		return err
 	}
-	if !idPattern.MatchString(c.Door) {
-		return fmt.Errorf("door %q: want 1-64 of a-z, 0-9, '-', '_'", c.Door)
+	if err := mqtt.CheckID("door", c.Door); err != nil {
+		return err
 	}
 	switch store.Mode(c.Mode) {
 	case store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
