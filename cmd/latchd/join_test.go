@@ -119,7 +119,11 @@ func TestSimJoinsSite(t *testing.T) {
 	last := sim.out.event("revoked")
 	sim.send("remove")
 	seq := uint64(last["seq"].(float64))
+	// The events the door sent before it was approved were refused: the
+	// door sends them again when no acknowledgement comes (mqtt's
+	// AckTimeout), and the site then has them all and acknowledges them.
 	waitSite(t, site, "the door's events collected", func() bool { return site.Contiguous("lab") >= seq })
+	sim.status("an empty outbox", func(s string) bool { return field(s, "outbox") == "0" })
 	evs, err := site.Events("lab")
 	if err != nil {
 		t.Fatal(err)
