@@ -381,6 +381,10 @@ func TestSiteEndToEnd(t *testing.T) {
 	if out := s.ok(t, "", "audit", "verify"); strings.Count(out, " ok ") != 2 {
 		t.Fatalf("audit verify:\n%s", out)
 	}
+	// Only what went wrong is a finding: nothing did.
+	if out := s.ok(t, "", "audit", "findings"); !strings.Contains(out, "no findings") {
+		t.Fatalf("audit findings:\n%s", out)
+	}
 
 	// Tampering planted in the site database is named: an edited, a
 	// deleted and a reordered event.

@@ -22,7 +22,9 @@ import (
 //	PUT    /v1/doors/{id}/groups     groupsReq → groupsResult
 //	POST   /v1/doors/{id}/unlock     unlockReq → commandResult
 //	POST   /v1/doors/{id}/lockdown   lockdownReq → commandResult
+//	DELETE /v1/doors/{id}/approval   doorView: the approval withdrawn
 //	POST   /v1/keys/rotate           rotateReq → rotateResult
+//	GET    /v1/audit/findings?after=&limit=   []site.Finding
 func (a *api) siteRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /v1/doors/{id}", a.doorShow)
 	m.HandleFunc("POST /v1/doors/{id}/approve", a.doorApprove)
@@ -31,6 +33,8 @@ func (a *api) siteRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/doors/{id}/lockdown", a.doorLockdown)
 	m.HandleFunc("POST /v1/keys/rotate", a.keysRotate)
 	m.HandleFunc("GET /v1/doors/{id}/enroll", a.doorEnroll)
+	m.HandleFunc("DELETE /v1/doors/{id}/approval", a.doorUnapprove)
+	m.HandleFunc("GET /v1/audit/findings", a.auditFindings)
 	m.HandleFunc("POST /v1/cards/{uid}/replace", a.cardReplace)
 }
 
@@ -403,4 +407,55 @@ func nextKid(kid string) string {
 		}
 	}
 	return kid + "-2"
+}
+
+func (a *api) doorUnapprove(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.door(w, r)
+	if !ok {
+		return
+	}
+	if err := a.site.Unapprove(d.ID); err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.log.Warn("door approval withdrawn", "door", d.ID, "by", operator(r))
+	if d, ok = a.door(w, r); ok {
+		writeJSON(w, http.StatusOK, a.doorView(d))
+	}
+}
+
+// auditFindings lists what the collector found wrong in what doors sent.
+func (a *api) auditFindings(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	limit := defaultAuditLimit
+	for k, v := range q {
+		var err error
+		switch {
+		case len(v) != 1:
+			err = fmt.Errorf("query parameter %q given %d times", k, len(v))
+		case k == "after":
+			after, err = strconv.ParseUint(v[0], 10, 64)
+		case k == "limit":
+			limit, err = strconv.Atoi(v[0])
+			if err == nil && (limit < 1 || limit > maxAuditLimit) {
+				err = fmt.Errorf("want 1 to %d", maxAuditLimit)
+			}
+		default:
+			err = fmt.Errorf("unknown query parameter %q", k)
+		}
+		if err != nil {
+			a.failErr(w, r, badRequest(fmt.Errorf("%s: %w", k, err)))
+			return
+		}
+	}
+	fs, err := a.db.Findings(after, limit)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if fs == nil {
+		fs = []site.Finding{}
+	}
+	writeJSON(w, http.StatusOK, fs)
 }

@@ -8,8 +8,11 @@ import (
 	"io"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/latchdoor/latch/store/site"
 )
 
 // waitPoll is how often --wait asks the service where the doors are.
@@ -282,5 +285,47 @@ func cmdKeysRotate(ctx context.Context, e *env, args []string) error {
 	return show(c, raw, func(w io.Writer, r rotateResult) {
 		fmt.Fprintf(w, "site key rotated: %s replaces %s, which doors accept until %s\n", r.Kid, r.Retired, r.RetireAt.Local().Format(time.RFC3339))
 		fmt.Fprintf(w, "doors learn it from the key chain; for new doors' [mqtt.trusted_keys]:\n  %s = %q\n", r.Kid, r.Public)
+	})
+}
+
+func cmdDoorUnapprove(ctx context.Context, e *env, args []string) error {
+	c := newClientCmd(e, "door unapprove")
+	pos, err := c.parse(args, 1, "DOOR")
+	if err != nil {
+		return err
+	}
+	raw, err := c.client().call(ctx, "DELETE", "/v1/doors/"+url.PathEscape(pos[0])+"/approval", nil)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, func(w io.Writer, d doorView) {
+		fmt.Fprintf(w, "door %s: approval withdrawn; its events and requests are refused from now on\n", d.ID)
+	})
+}
+
+func cmdAuditFindings(ctx context.Context, e *env, args []string) error {
+	c := newClientCmd(e, "audit findings")
+	after := c.fs.Uint64("after", 0, "only findings after this id")
+	limit := c.fs.Int("limit", defaultAuditLimit, "at most this many")
+	if _, err := c.parse(args, 0); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > maxAuditLimit {
+		return usagef("--limit %d: want 1 to %d", *limit, maxAuditLimit)
+	}
+	q := url.Values{"after": {strconv.FormatUint(*after, 10)}, "limit": {strconv.Itoa(*limit)}}
+	raw, err := c.client().call(ctx, "GET", "/v1/audit/findings?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, func(w io.Writer, fs []site.Finding) {
+		if len(fs) == 0 {
+			fmt.Fprintln(w, "no findings")
+			return
+		}
+		fmt.Fprintln(w, "ID\tFOUND\tDOOR\tSEQ\tFINDING\tDETAIL")
+		for _, f := range fs {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\n", f.ID, when(f.Time), f.Door, f.Seq, f.Reason, f.Detail)
+		}
 	})
 }

@@ -183,6 +183,7 @@ func TestDoorApproveAndGroups(t *testing.T) {
 		code int
 		want string
 	}{
+		{[]string{"audit", "findings", "--limit", "0"}, 2, "--limit"},
 		{[]string{"door", "unlock", "lab"}, 1, "without a broker"},
 		{[]string{"door", "lockdown", "lab", "on"}, 1, "without a broker"},
 		{[]string{"door", "lockdown", "lab", "maybe"}, 2, "want on or off"},
@@ -198,6 +199,22 @@ func TestDoorApproveAndGroups(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errs)
 		}
 		oneLine(t, errs, tc.want)
+	}
+
+	// Withdrawn: the door has no identity any more, and no view.
+	if out := s.ok(t, "", "door", "unapprove", "lab"); !strings.Contains(out, "approval withdrawn") {
+		t.Fatalf("unapprove:\n%s", out)
+	}
+	if d, err := db.Door("lab"); err != nil || d.Approved != nil || d.ViewSeq != 0 {
+		t.Fatalf("door after unapprove %+v %v", d, err)
+	}
+	code, _, errs = s.cli(t, "", "door", "unapprove", "lab")
+	if code != 1 {
+		t.Errorf("unapprove twice: exit %d", code)
+	}
+	oneLine(t, errs, "not approved")
+	if out := s.ok(t, "", "audit", "findings"); !strings.Contains(out, "no findings") {
+		t.Fatalf("audit findings:\n%s", out)
 	}
 }
 

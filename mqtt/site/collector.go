@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
@@ -62,7 +65,7 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("site: store %d events: %w", len(batch), err)
 	}
-	var conflicts, rewrites, breaks, gaps, invalid int
+	var conflicts, rewrites, breaks, invalid int
 	for _, f := range c.Findings {
 		switch f.Reason {
 		case sitestore.FindingConflict:
@@ -72,8 +75,6 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 			rewrites++
 		case sitestore.FindingChainBreak:
 			breaks++
-		case sitestore.FindingGap:
-			gaps++
 		default:
 			invalid++
 		}
@@ -107,7 +108,6 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 		st.Conflicts += conflicts
 		st.Rewrites += rewrites
 		st.ChainBreaks += breaks
-		st.Gaps += gaps
 		st.Malformed += invalid
 	})
 	return c.Doors, nil
@@ -201,4 +201,48 @@ func statusJSON(st *mqtt.Status) json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// gapWatch is a hole in a door's stored chain being watched.
+type gapWatch struct {
+	from     uint64    // its first missing seq
+	since    time.Time // when it was first seen
+	reported bool      // recorded as a finding
+}
+
+// checkGaps looks at each door's stored chain for a hole (events missing
+// below one stored): a hole that stays open for GapGrace is recorded as
+// a FindingGap, once. A hole that fills is forgotten: doors send again
+// what was not acknowledged, and events arrive out of order.
+func (s *Site) checkGaps(now time.Time) {
+	s.mu.Lock()
+	doors := slices.Sorted(maps.Keys(s.contig))
+	s.mu.Unlock()
+	for _, door := range doors {
+		from, to, ok, err := s.db.Hole(door)
+		if err != nil {
+			s.log.Error("site: check gaps", "door", door, "err", err)
+			continue
+		}
+		w, watched := s.gaps[door]
+		switch {
+		case !ok:
+			delete(s.gaps, door)
+			continue
+		case !watched || w.from != from:
+			s.gaps[door] = &gapWatch{from: from, since: now}
+			continue
+		case w.reported || now.Sub(w.since) < s.o.GapGrace:
+			continue
+		}
+		f, err := s.db.AddFinding(sitestore.Finding{Time: now, Door: door, Seq: from, Reason: sitestore.FindingGap,
+			Detail: fmt.Sprintf("events %d..%d missing for %v while event %d is stored", from, to, now.Sub(w.since).Round(time.Second), to+1)})
+		if err != nil {
+			s.log.Error("site: record gap", "door", door, "err", err)
+			continue
+		}
+		w.reported = true
+		s.log.Warn("site: gap", "door", door, "seq", from, "detail", f.Detail)
+		s.update(func(st *Stats) { st.Gaps++ })
+	}
 }

@@ -56,6 +56,32 @@ func (s *Site) Approve(door, fp string) error {
 	return nil
 }
 
+// Unapprove withdraws the approval of door's identity (and of its former
+// and next ones): from then on its events, statuses' heads and sync
+// requests are refused, nothing is sealed to it, and its view is dropped.
+// The door keeps the allowlist it has until it goes stale; put it in
+// lockdown first to stop it opening. An identity it announces again waits
+// for approval like a new door's.
+func (s *Site) Unapprove(door string) error {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	err := s.changeDoor(door, func(b *doorBook) error {
+		if _, ok := b.approved[door]; !ok {
+			return fmt.Errorf("site: unapprove door %s: %w: not approved", door, sitestore.ErrNotFound)
+		}
+		delete(b.approved, door)
+		delete(b.previous, door)
+		delete(b.next, door)
+		return nil
+	}, func(d *sitestore.Door) { d.ViewSeq, d.ViewOf = 0, 0 })
+	if err != nil {
+		return err
+	}
+	delete(s.views, door)
+	s.log.Warn("site: door's approval withdrawn", "door", door)
+	return nil
+}
+
 // changeDoor runs fn on the door book and records door's identities as
 // the book then has them (and what edit changes) in the database, in one
 // transaction; when either fails, the book is as it was.

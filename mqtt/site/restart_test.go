@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/store"
 	sitestore "github.com/latchdoor/latch/store/site"
 )
 
@@ -132,5 +134,37 @@ func TestSetGroups(t *testing.T) {
 	}
 	if _, err := s.SetGroups(ctx, "back", []string{"*"}, true); err == nil {
 		t.Fatal("a group named *")
+	}
+}
+
+// A hole in a door's stored chain is a gap only once it has stayed open
+// for GapGrace; one that fills is forgotten, and a gap is recorded once.
+func TestGapGrace(t *testing.T) {
+	s, _, ds := newSiteWithDoors(t, func(o *Options) { o.GapGrace = 5 * time.Minute }, "front")
+	d := ds[0]
+	evs := d.events(8)
+	msg := func(e store.Event) []byte { return d.eventMsg(e, d.id) }
+	deliver(t, s, d, msg(evs[0]), msg(evs[1]), msg(evs[2]), msg(evs[5]))
+	s.checkGaps(t0)
+	s.checkGaps(t0.Add(4 * time.Minute))
+	if fs, _ := s.db.Findings(0, 0); len(fs) != 0 || s.Stats().Gaps != 0 {
+		t.Fatalf("a hole open for 4 minutes: %+v", fs)
+	}
+	s.checkGaps(t0.Add(5 * time.Minute))
+	s.checkGaps(t0.Add(6 * time.Minute))
+	fs, err := s.db.Findings(0, 0)
+	if err != nil || len(fs) != 1 || fs[0].Reason != sitestore.FindingGap || fs[0].Seq != 4 || s.Stats().Gaps != 1 {
+		t.Fatalf("a hole open for 5 minutes: %+v %v", fs, err)
+	}
+	if !strings.Contains(fs[0].Detail, "events 4..5 missing") {
+		t.Errorf("detail %q", fs[0].Detail)
+	}
+	// Filled; then a new hole that fills before its grace: no finding.
+	deliver(t, s, d, msg(evs[3]), msg(evs[4]), msg(evs[7]))
+	s.checkGaps(t0.Add(7 * time.Minute))
+	deliver(t, s, d, msg(evs[6]))
+	s.checkGaps(t0.Add(20 * time.Minute))
+	if fs, _ := s.db.Findings(0, 0); len(fs) != 1 || s.Contiguous("front") != 8 {
+		t.Fatalf("findings %+v, contiguous %d", fs, s.Contiguous("front"))
 	}
 }

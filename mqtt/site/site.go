@@ -87,6 +87,10 @@ type Options struct {
 	HeartbeatEvery time.Duration
 	// ReconnectMax caps paho's reconnect back-off (default 2 s).
 	ReconnectMax time.Duration
+	// GapGrace is how long a hole in a door's stored chain may stay open
+	// before it is recorded as a gap (default 5 minutes): doors send again
+	// what was not acknowledged, so most holes fill.
+	GapGrace time.Duration
 }
 
 // Stats count what the site has seen since New.
@@ -99,7 +103,7 @@ type Stats struct {
 	Conflicts        int                          // events whose seq is stored with another hash (each also a rewrite)
 	Rewrites         int                          // events and statuses contradicting what the door signed before: refused
 	ChainBreaks      int                          // an event whose prev is not the hash of the one before
-	Gaps             int                          // an event that arrived after a hole in its door's chain
+	Gaps             int                          // holes in a door's stored chain that stayed open for GapGrace
 	Malformed        int                          // door messages that did not decode
 	WrongDoor        int                          // door messages naming another door than their topic's
 	Unattributed     int                          // events of a door not approved, or whose signature does not verify with its approved key
@@ -151,6 +155,7 @@ type Site struct {
 	contig    map[string]uint64               // highest contiguous stored seq per door
 	latest    map[string]sitestore.SignedHead // the latest signed head held per door
 	statusMax map[string]uint64               // the highest head seq held from a status per door
+	gaps      map[string]*gapWatch            // holes being watched, per door (checkGaps' alone)
 	cmdSeq    uint64
 
 	// sink, when set, receives what the site publishes instead of the
@@ -176,6 +181,9 @@ func New(opts Options) (*Site, error) {
 	}
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = 2 * time.Second
+	}
+	if o.GapGrace == 0 {
+		o.GapGrace = 5 * time.Minute
 	}
 	if o.ClientID == "" {
 		o.ClientID = "latch-site-" + o.Site
@@ -207,6 +215,7 @@ func New(opts Options) (*Site, error) {
 		contig:    make(map[string]uint64),
 		latest:    make(map[string]sitestore.SignedHead),
 		statusMax: make(map[string]uint64),
+		gaps:      make(map[string]*gapWatch),
 	}
 	s.stats.Pending = make(map[string]string)
 	s.stats.PendingNext = make(map[string]string)
@@ -356,6 +365,18 @@ func (s *Site) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.storeLoop(ctx) })
 	wg.Go(func() { s.syncLoop(ctx) })
+	wg.Go(func() {
+		t := time.NewTicker(max(s.o.GapGrace/5, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.checkGaps(s.o.Now())
+			}
+		}
+	})
 	if s.o.HeartbeatEvery > 0 {
 		wg.Go(func() {
 			t := time.NewTicker(s.o.HeartbeatEvery)

@@ -19,8 +19,10 @@ type FindingReason string
 
 // Finding reasons.
 const (
-	// FindingGap: an event arrived after a hole in the door's chain; the
-	// events of the hole are missing so far.
+	// FindingGap: a hole in the door's stored chain stayed open: later
+	// events were stored, and the events of the hole did not arrive within
+	// the site's grace period (doors send again what was not
+	// acknowledged, so a hole that fills is no gap). See Hole.
 	FindingGap FindingReason = "gap"
 	// FindingChainBreak: an event does not link to the one stored before
 	// it (its prev is not that one's hash), or the one after does not
@@ -58,8 +60,8 @@ var zeroHash = strings.Repeat("0", 64)
 // already stored with another hash (FindingConflict) or held in a signed
 // head with another hash (FindingRewrite) is refused and the original
 // kept. A stored event that does not link to its stored neighbours is a
-// FindingChainBreak and one after a hole a FindingGap; both are stored,
-// as the door sent them. The door's contiguous seq moves in the same
+// FindingChainBreak, stored as the door sent it (a hole before an event
+// is no finding here: see Hole). The door's contiguous seq moves in the same
 // transaction. now is the site's clock, the time of the findings.
 func (d *DB) AddEvents(door string, evs []store.Event, now time.Time) (stored, dup int, findings []Finding, err error) {
 	if err := checkDoorID(door); err != nil {
@@ -134,8 +136,6 @@ func addEvents(tx *bolt.Tx, door string, evs []store.Event, sigs []string, now t
 				return err
 			} else if ok && before.Hash != e.Prev {
 				find(e.Seq, FindingChainBreak, "event %d links to %s, event %d has hash %s", e.Seq, e.Prev, e.Seq-1, before.Hash)
-			} else if !ok && e.Seq-1 > contig {
-				find(e.Seq, FindingGap, "event %d arrived before events %d..%d", e.Seq, max(contig+1, a.lastBelow(e.Seq)+1), e.Seq-1)
 			}
 			if after, ok, err := a.get(e.Seq + 1); err != nil {
 				return err
@@ -195,17 +195,6 @@ func (a *addTx) get(seq uint64) (store.Event, bool, error) {
 		return e, false, fmt.Errorf("stored event %d: %w", seq, err)
 	}
 	return e, true, nil
-}
-
-// lastBelow returns the highest seq stored below seq (0 if none).
-func (a *addTx) lastBelow(seq uint64) uint64 {
-	c := a.evb.Cursor()
-	c.Seek(eventKey(a.door, seq))
-	k, _ := c.Prev()
-	if d, s, ok := splitEventKey(k); ok && d == a.door {
-		return s
-	}
-	return 0
 }
 
 // put stores an event and its index entries, the event next in arrival
@@ -276,6 +265,51 @@ func putFindings(tx *bolt.Tx, fs []Finding) error {
 		}
 	}
 	return nil
+}
+
+// Hole returns the first hole in door's stored chain: the seqs from..to
+// are missing while to+1 is stored. ok is false when the stored chain has
+// no hole.
+func (d *DB) Hole(door string) (from, to uint64, ok bool, err error) {
+	err = d.view(func(tx *bolt.Tx) error {
+		contig, err := readCursor(tx, door)
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketEvents).Cursor()
+		k, _ := c.Seek(eventKey(door, contig+1))
+		dn, seq, isEvent := splitEventKey(k)
+		if k == nil || !isEvent || dn != door {
+			return nil
+		}
+		from, to, ok = contig+1, seq-1, true
+		return nil
+	})
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("site: hole of door %s: %w", door, err)
+	}
+	return from, to, ok, nil
+}
+
+// AddFinding records a finding the caller made (a gap it watched stay
+// open) and returns it with its id.
+func (d *DB) AddFinding(f Finding) (Finding, error) {
+	if err := checkDoorID(f.Door); err != nil {
+		return f, fmt.Errorf("site: add finding: %w", err)
+	}
+	f.Time = f.Time.UTC()
+	err := d.update(func(tx *bolt.Tx) error {
+		fs := []Finding{f}
+		if err := putFindings(tx, fs); err != nil {
+			return err
+		}
+		f = fs[0]
+		return nil
+	})
+	if err != nil {
+		return f, fmt.Errorf("site: add finding: %w", err)
+	}
+	return f, nil
 }
 
 // Contiguous returns the highest seq of door stored with every seq before
