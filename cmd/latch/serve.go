@@ -37,6 +37,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	user := fs.String("broker-user", "", "the site's broker login")
 	passFile := fs.String("broker-password-file", "", "a file holding the site's broker password (env LATCH_BROKER_PASSWORD)")
 	caFile := fs.String("broker-ca", "", "the CA certificate (PEM) of an ssl:// broker, if not in the system's roots")
+	certFile := fs.String("broker-cert", "", "the site's client certificate (PEM) for an ssl:// broker that asks for one")
+	certKey := fs.String("broker-cert-key", "", "the private key (PEM) of --broker-cert")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "how often each door's signed heartbeat is published")
 	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
@@ -62,7 +64,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := paths.check(); err != nil {
 		return err
 	}
-	bo, err := brokerFlags(e, *broker, *user, *passFile, *caFile, *heartbeat)
+	bo, err := brokerFlags(e, brokerFlagValues{url: *broker, user: *user, passFile: *passFile, caFile: *caFile,
+		certFile: *certFile, certKey: *certKey, heartbeat: *heartbeat})
 	if err != nil {
 		return err
 	}
@@ -240,43 +243,61 @@ type brokerOptions struct {
 	heartbeat           time.Duration
 }
 
+// brokerFlagValues are the broker flags as given.
+type brokerFlagValues struct {
+	url, user, passFile, caFile, certFile, certKey string
+	heartbeat                                      time.Duration
+}
+
 // brokerFlags checks the broker flags; no broker URL is no broker.
-func brokerFlags(e *env, url, user, passFile, caFile string, heartbeat time.Duration) (*brokerOptions, error) {
-	if url == "" {
-		if user != "" || passFile != "" || caFile != "" {
-			return nil, usagef("--broker-user, --broker-password-file and --broker-ca need --broker")
+func brokerFlags(e *env, f brokerFlagValues) (*brokerOptions, error) {
+	if f.url == "" {
+		if f.user != "" || f.passFile != "" || f.caFile != "" || f.certFile != "" || f.certKey != "" {
+			return nil, usagef("--broker-user, --broker-password-file, --broker-ca and --broker-cert need --broker")
 		}
 		return nil, nil
 	}
-	if !strings.HasPrefix(url, "tcp://") && !strings.HasPrefix(url, "ssl://") {
-		return nil, usagef("--broker %q: want tcp://HOST:PORT or ssl://HOST:PORT", url)
+	if !strings.HasPrefix(f.url, "tcp://") && !strings.HasPrefix(f.url, "ssl://") {
+		return nil, usagef("--broker %q: want tcp://HOST:PORT or ssl://HOST:PORT", f.url)
 	}
-	if heartbeat < time.Second {
-		return nil, usagef("--heartbeat %v: want at least 1s", heartbeat)
+	if f.heartbeat < time.Second {
+		return nil, usagef("--heartbeat %v: want at least 1s", f.heartbeat)
 	}
-	b := &brokerOptions{url: url, user: user, password: e.getenv("LATCH_BROKER_PASSWORD"), heartbeat: heartbeat}
-	if passFile != "" {
-		p, err := os.ReadFile(passFile)
+	if (f.certFile == "") != (f.certKey == "") {
+		return nil, usagef("--broker-cert and --broker-cert-key go together")
+	}
+	b := &brokerOptions{url: f.url, user: f.user, password: e.getenv("LATCH_BROKER_PASSWORD"), heartbeat: f.heartbeat}
+	if f.passFile != "" {
+		p, err := os.ReadFile(f.passFile)
 		if err != nil {
 			return nil, fmt.Errorf("--broker-password-file: %w", err)
 		}
 		b.password = strings.TrimRight(string(p), "\r\n")
 	}
-	if strings.HasPrefix(url, "ssl://") {
-		b.tls = &tls.Config{MinVersion: tls.VersionTLS12}
-		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
-			if err != nil {
-				return nil, fmt.Errorf("--broker-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--broker-ca %s: no PEM certificate in it", caFile)
-			}
-			b.tls.RootCAs = pool
+	if !strings.HasPrefix(f.url, "ssl://") {
+		if f.caFile != "" || f.certFile != "" {
+			return nil, usagef("--broker-ca and --broker-cert need an ssl:// broker")
 		}
-	} else if caFile != "" {
-		return nil, usagef("--broker-ca needs an ssl:// broker")
+		return b, nil
+	}
+	b.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--broker-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--broker-ca %s: no PEM certificate in it", f.caFile)
+		}
+		b.tls.RootCAs = pool
+	}
+	if f.certFile != "" {
+		c, err := tls.LoadX509KeyPair(f.certFile, f.certKey)
+		if err != nil {
+			return nil, fmt.Errorf("--broker-cert: %w", err)
+		}
+		b.tls.Certificates = []tls.Certificate{c}
 	}
 	return b, nil
 }

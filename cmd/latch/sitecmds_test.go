@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/mqtt/brokertest"
 	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
@@ -222,6 +223,37 @@ func TestNextKid(t *testing.T) {
 	for in, want := range map[string]string{"hq-1": "hq-2", "hq-9": "hq-10", "lab": "lab-2", "site-2026": "site-2027", "7": "7-2"} {
 		if got := nextKid(in); got != want {
 			t.Errorf("nextKid(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// latch serve reaches a TLS broker that asks for a client certificate,
+// with --broker-ca, --broker-cert and --broker-cert-key.
+func TestServeTLSBroker(t *testing.T) {
+	if _, err := brokertest.Mosquitto(); err != nil {
+		t.Skip(err)
+	}
+	b := brokertest.Start(t, brokertest.Config{TLS: true})
+	cert, key := b.PKI.ClientCert("site")
+	env := &env{getenv: func(string) string { return "" }}
+	bo, err := brokerFlags(env, brokerFlagValues{url: b.URL(), caFile: b.PKI.CAFile, certFile: cert, certKey: key, heartbeat: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := initSite(t)
+	sv := s.start(t, serveOptions{broker: bo})
+	defer sv.stop(t)
+	eventually(t, "the site connected over TLS", func() bool { return sv.site.Stats().Connected })
+
+	for _, f := range []brokerFlagValues{
+		{url: b.URL(), certFile: cert, heartbeat: time.Second},
+		{url: "tcp://127.0.0.1:1", caFile: b.PKI.CAFile, heartbeat: time.Second},
+		{url: b.URL(), caFile: cert + ".missing", heartbeat: time.Second},
+		{url: "http://x", heartbeat: time.Second},
+		{caFile: b.PKI.CAFile},
+	} {
+		if _, err := brokerFlags(env, f); err == nil {
+			t.Errorf("%+v: no error", f)
 		}
 	}
 }
