@@ -91,9 +91,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 latch: in another terminal, a simulated door:
     latchd -sim -join %s -door front -data %s
 latch: then, with LATCH_SOCKET=%s:
-    latch door approve front        # compare the fingerprint with what latchd printed
+    latch door approve front      # type yes if the fingerprint is the one latchd printed
     latch holder add alice
-    latch enroll --door front --holder alice     # and tap a card at the door: tap 04A1B2C3D4
+    latch enroll --door front --holder alice    # then, at the door: tap 04A1B2C3D4E5F6
 `, key.Site, devDir, b.Addr(), join, filepath.Join(devDir, "front"), o.socket)
 		}
 	}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -256,4 +260,53 @@ func TestServeTLSBroker(t *testing.T) {
 			t.Errorf("%+v: no error", f)
 		}
 	}
+}
+
+// latch serve --dev makes a site in its directory on first use, runs an
+// embedded broker, writes the join file a simulated door reads, and
+// prints the next steps; a second start reuses the site.
+func TestServeDev(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	for round := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		// Files, so that the test reads what serve writes while it runs.
+		out, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		done := make(chan int, 1)
+		go func() {
+			done <- run(ctx, []string{"serve", "--dev", dir, "--dev-broker", "127.0.0.1:0", "--log-level", "warn"}, strings.NewReader(""), out, out)
+		}()
+		printed := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
+		eventually(t, "serve --dev printing its next steps", func() bool { return strings.Contains(printed(), "latch door approve front") })
+		var j joinFile
+		b, err := os.ReadFile(filepath.Join(dir, "join.json"))
+		if err != nil || json.Unmarshal(b, &j) != nil || j.Site != devSite || len(j.TrustedKeys) != 1 || !strings.HasPrefix(j.Broker, "tcp://127.0.0.1:") {
+			t.Fatalf("join file %s: %v", b, err)
+		}
+		sock := filepath.Join(dir, "latch.sock")
+		if code, _, errs := latch(t, "", "holder", "add", fmt.Sprint("h", round), "--socket", sock); code != 0 {
+			t.Fatalf("holder add: %s", errs)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("serve --dev: exit %d: %s", code, printed())
+		}
+	}
+	// Both holders are in the one site.
+	db, err := site.Open(filepath.Join(dir, "site.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if hs, err := db.ListHolders("", 0); err != nil || len(hs) != 2 {
+		t.Fatalf("holders %+v %v", hs, err)
+	}
+	code, _, errs := latch(t, "", "serve", "--dev", dir, "--broker", "tcp://127.0.0.1:1")
+	if code != 2 {
+		t.Errorf("--dev with --broker: exit %d", code)
+	}
+	oneLine(t, errs, "--dev makes its own")
 }
