@@ -34,7 +34,7 @@ func (c *clientCmd) changeAndWait(ctx context.Context, method, path string, in a
 		return fmt.Errorf("latch service: answer: %w", err)
 	}
 	if !*c.json {
-		fmt.Fprintf(c.e.stdout, "%s (change %d); waiting for %d doors\n", what, res.Seq, len(res.Doors))
+		fmt.Fprintf(c.e.stdout, "%s (change %d); waiting for %s\n", what, res.Seq, doorsN(len(res.Doors)))
 	}
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -71,7 +71,7 @@ func (c *clientCmd) changeAndWait(ctx context.Context, method, path string, in a
 			return err
 		}
 	} else {
-		fmt.Fprintf(c.e.stdout, "%d of %d doors applied it in %v\n", len(res.Doors)-len(online)-len(offline), len(res.Doors), took)
+		fmt.Fprintf(c.e.stdout, "%d of %s applied it in %v\n", len(res.Doors)-len(online)-len(offline), doorsN(len(res.Doors)), took)
 		for _, d := range offline {
 			fmt.Fprintf(c.e.stdout, "door %s is offline: it gets the change when it is back\n", d)
 		}
@@ -80,6 +80,14 @@ func (c *clientCmd) changeAndWait(ctx context.Context, method, path string, in a
 		return fmt.Errorf("online doors that had not applied change %d after %v: %s", res.Seq, timeout, strings.Join(online, ", "))
 	}
 	return nil
+}
+
+// doorsN is "1 door" or "n doors".
+func doorsN(n int) string {
+	if n == 1 {
+		return "1 door"
+	}
+	return strconv.Itoa(n) + " doors"
 }
 
 // pendingDoors returns, in order, the doors of targets (door → view seq)
