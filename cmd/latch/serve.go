@@ -40,6 +40,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	certFile := fs.String("broker-cert", "", "the site's client certificate (PEM) for an ssl:// broker that asks for one")
 	certKey := fs.String("broker-cert-key", "", "the private key (PEM) of --broker-cert")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "how often each door's signed heartbeat is published")
+	syslogURL := fs.String("syslog", "", "also send each collected event to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log, ?facility=auth|authpriv")
 	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
@@ -75,6 +76,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	o := serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo}
+	if *syslogURL != "" {
+		host, _ := os.Hostname()
+		if o.syslog, err = newSyslogForwarder(*syslogURL, host, "latch", log); err != nil {
+			return usagef("--syslog: %v", err)
+		}
+	}
 	if devDir != "" {
 		key, err := loadSiteKey(o.key)
 		if err != nil {
@@ -110,6 +117,8 @@ type serveOptions struct {
 	site func(*mqttsite.Options)
 	// siteReady, if set, is given the site once it is made.
 	siteReady func(*mqttsite.Site)
+	// syslog, if set, sends every event collected from now on to syslog.
+	syslog *syslogForwarder
 }
 
 // serve opens the database, serves the API on the socket until ctx ends,
@@ -170,6 +179,18 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		log.Warn("no broker (--broker): changes are kept in the database and reach the doors once latch serve runs with one")
 	}
 	defer func() { stopSite(); <-siteDone }()
+	if o.syslog != nil {
+		fwDone := make(chan struct{})
+		go func() {
+			defer close(fwDone)
+			if err := o.syslog.Run(mctx, db); err != nil && mctx.Err() == nil {
+				log.Error("syslog output stopped", "err", err)
+			}
+		}()
+		// Deferred after the site's stop, so run before it: the forwarder
+		// reads the database, which closes last.
+		defer func() { stopSite(); <-fwDone }()
+	}
 	a := &api{db: db, log: log, now: time.Now, pins: o.pins, site: ms, online: o.broker != nil, keys: keys}
 	srv := &http.Server{
 		Handler:           a.handler(),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -309,4 +311,53 @@ func TestServeDev(t *testing.T) {
 		t.Errorf("--dev with --broker: exit %d", code)
 	}
 	oneLine(t, errs, "--dev makes its own")
+}
+
+// latch serve --syslog sends each event collected while it runs to
+// syslog, as RFC 5424.
+func TestServeSyslog(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	fw, err := newSyslogForwarder("udp://"+pc.LocalAddr().String(), "site-host", "latch", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := initSite(t)
+	sv := s.start(t, serveOptions{syslog: fw})
+	defer sv.stop(t)
+	code, _, errs := latch(t, "", "serve", "--db", s.db, "--key", s.key, "--syslog", "http://127.0.0.1:1")
+	if code != 2 {
+		t.Errorf("serve --syslog http://: exit %d", code)
+	}
+	oneLine(t, errs, "--syslog")
+	evs := doorEvents(t, "front", 1, 2, strings.Repeat("0", 64), time.Now())
+	// The forwarder starts from the end when it starts: events keep
+	// coming until one is read.
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 8192)
+		n, _, err := pc.ReadFrom(buf)
+		if err == nil {
+			got <- string(buf[:n])
+		}
+	}()
+	for i := 0; ; i++ {
+		if _, _, _, err := sv.db.AddEvents("front", evs[i%2:i%2+1], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if !strings.HasPrefix(m, "<") || !strings.Contains(m, " site-host latch ") || !strings.Contains(m, "front") {
+				t.Fatalf("syslog message %q", m)
+			}
+			return
+		case <-time.After(2 * syslogPoll):
+		}
+		if i > 30 {
+			t.Fatal("no syslog message")
+		}
+	}
 }
