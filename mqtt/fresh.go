@@ -151,6 +151,11 @@ func (f *freshness) check(ctx context.Context) {
 		return
 	}
 	f.stale = stale
+	// The door first: the policy it applies while stale is in its status
+	// only once it knows.
+	if err := f.door.SetStale(ctx, stale); err != nil {
+		f.log.Error("mqtt: the door was not told of the allowlist's freshness", "stale", stale, "err", err)
+	}
 	if stale {
 		since := "never"
 		if !last.IsZero() {
@@ -162,9 +167,6 @@ func (f *freshness) check(ctx context.Context) {
 			since, f.o.StaleAfter, policy))
 	} else {
 		f.log.Info("mqtt: allowlist fresh again")
-	}
-	if err := f.door.SetStale(ctx, stale); err != nil {
-		f.log.Error("mqtt: the door was not told of the allowlist's freshness", "stale", stale, "err", err)
 	}
 	// Shown in Stats last, so that whoever watches ACLStale finds the
 	// acl_stale event handed to the journal and the door already told.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -75,7 +76,12 @@ func (d *recDoor) Status() DoorStatus {
 	if d.synced {
 		q = store.TimeSynced
 	}
-	return DoorStatus{Clock: q, StalePolicy: "card+pin"}
+	st := DoorStatus{Clock: q}
+	// As the door does: the policy shows while the door knows it is stale.
+	if n := len(d.stale); n > 0 && d.stale[n-1] {
+		st.StalePolicy = "card+pin"
+	}
+	return st
 }
 
 func (d *recDoor) staleCalls() []bool {
@@ -171,6 +177,12 @@ func TestFreshnessStale(t *testing.T) {
 		f.check(ctx)
 		if !f.stale || p.j.count(store.ReasonACLStale) != 1 {
 			t.Fatalf("never heard from the site: stale=%v, %d acl_stale", f.stale, p.j.count(store.ReasonACLStale))
+		}
+		p.j.mu.Lock()
+		detail := p.j.evs[len(p.j.evs)-1].Detail
+		p.j.mu.Unlock()
+		if !strings.HasSuffix(detail, "; policy card+pin") {
+			t.Fatalf("acl_stale detail %q does not name the policy the door applies", detail)
 		}
 		first := time.Now()
 		f.signed(ctx, heartbeat(1, first))
