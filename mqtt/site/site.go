@@ -340,7 +340,13 @@ func (s *Site) Run(ctx context.Context) error {
 		SetUsername(s.o.Username).
 		SetPassword(s.o.Password).
 		SetTLSConfig(s.o.TLS).
-		SetCleanSession(false).
+		// A clean session: nothing the site needs is lost with it (doors
+		// send again the events it did not acknowledge and the sync
+		// requests it did not answer, statuses are retained, and a door
+		// that missed a delta asks for it at the next heartbeat), and
+		// paho's resume of a kept session races with its own writer
+		// (eclipse-paho/paho.mqtt.golang#703).
+		SetCleanSession(true).
 		SetProtocolVersion(4).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
