@@ -50,12 +50,30 @@ const (
 )
 
 // auditLine is one collected event as a tail and a JSON lines export
-// write it: the event's fields, with door the door it was collected from,
-// and in a tail its arrival cursor, to resume after.
+// write it: every field of the event as the door hashed it, so that the
+// line can be verified again; the door it was collected from when the
+// event names another or none; and in a tail its arrival cursor, to
+// resume after.
 type auditLine struct {
 	Cursor uint64 `json:"cursor,omitempty"`
-	Door   string `json:"door"`
 	store.Event
+	CollectedFrom string `json:"collected_from,omitempty"`
+}
+
+func newAuditLine(cursor uint64, door string, e *store.Event) auditLine {
+	l := auditLine{Cursor: cursor, Event: *e}
+	if door != e.Door {
+		l.CollectedFrom = door
+	}
+	return l
+}
+
+// door is the door the event was collected from.
+func (l *auditLine) door() string {
+	if l.CollectedFrom != "" {
+		return l.CollectedFrom
+	}
+	return l.Door
 }
 
 // streamLine is a line of a tail as the client reads it: an event, or
@@ -283,7 +301,7 @@ func (a *api) auditTail(w http.ResponseWriter, r *http.Request) {
 	if werr == nil {
 		rerr = s.run(ctx, func(as []site.Arrival) error {
 			for _, ar := range as {
-				if werr = enc.Encode(auditLine{Cursor: ar.Cursor, Door: ar.Door, Event: ar.Event}); werr != nil {
+				if werr = enc.Encode(newAuditLine(ar.Cursor, ar.Door, &ar.Event)); werr != nil {
 					return werr
 				}
 			}
@@ -366,7 +384,7 @@ func (c *csvExport) flush() error {
 type jsonlExport struct{ enc *json.Encoder }
 
 func (j jsonlExport) write(r *site.Record) error {
-	return j.enc.Encode(auditLine{Door: r.Door, Event: r.Event})
+	return j.enc.Encode(newAuditLine(0, r.Door, &r.Event))
 }
 
 func (jsonlExport) flush() error { return nil }
@@ -541,7 +559,7 @@ func cmdAuditTail(ctx context.Context, e *env, args []string) error {
 			_, err := e.stdout.Write(raw)
 			return err
 		}
-		_, err := fmt.Fprintf(e.stdout, "%s %s\n", l.Time.Local().Format(time.RFC3339), eventText(l.Door, &l.Event))
+		_, err := fmt.Fprintf(e.stdout, "%s %s\n", l.Time.Local().Format(time.RFC3339), eventText(l.door(), &l.Event))
 		return err
 	})
 	switch {

@@ -106,7 +106,7 @@ func tailLines(t *testing.T, out string) []auditLine {
 func lineNames(ls []auditLine) string {
 	var out []string
 	for _, l := range ls {
-		out = append(out, fmt.Sprintf("%s/%d", l.Door, l.Seq))
+		out = append(out, fmt.Sprintf("%s/%d", l.door(), l.Seq))
 	}
 	return strings.Join(out, " ")
 }
@@ -485,6 +485,19 @@ func TestAuditTailAPI(t *testing.T) {
 	}
 	if out, err := get("after=0&n=0"); err != nil || out != "" {
 		t.Errorf("none after the start: %q, %v", out, err)
+	}
+	// An event that names no door, collected from back: the line keeps
+	// the event as hashed, and says where it came from.
+	odd := doorEvents(t, "", 1, 1, zeroHash, t0)
+	addEvents(t, s.db, "back", odd...)
+	out, err = get("after=5")
+	var e store.Event
+	if err != nil || !strings.Contains(out, `"door":"",`) || !strings.HasSuffix(out, `,"collected_from":"back"}`+"\n") ||
+		json.Unmarshal([]byte(out), &e) != nil || e != odd[0] {
+		t.Errorf("an event of no door: %q, %v", out, err)
+	}
+	if h, err := store.HashEvent(e); err != nil || h != e.Hash {
+		t.Errorf("the line's event hashes to %s, %v; it says %s", h, err, e.Hash)
 	}
 	for q, want := range map[string]string{
 		"after=1&follow=1&n=2": "n does not apply",
