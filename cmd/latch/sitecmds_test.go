@@ -361,3 +361,21 @@ func TestServeSyslog(t *testing.T) {
 		}
 	}
 }
+
+// A damaged site database is refused at start, with one line naming it,
+// and the file is left as it was.
+func TestServeDamagedDatabase(t *testing.T) {
+	s := initSite(t)
+	junk := []byte("this is not a bbolt file, and never was one: it is damaged")
+	if err := os.WriteFile(s.db, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := latch(t, "", "serve", "--db", s.db, "--key", s.key, "--socket", s.sock)
+	if code != 1 {
+		t.Errorf("serve on a damaged database: exit %d, want 1", code)
+	}
+	oneLine(t, errs, "damaged site database")
+	if b, err := os.ReadFile(s.db); err != nil || string(b) != string(junk) {
+		t.Errorf("the damaged file was changed: %q %v", b, err)
+	}
+}
