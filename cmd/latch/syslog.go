@@ -2,19 +2,14 @@ package main
 
 // Syslog output of collected events, RFC 5424.
 //
-// How serve wires it: cmdServe takes a flag
-//
-//	--syslog URL   also send each collected event to syslog: udp://HOST:PORT,
-//	               tcp://HOST:PORT or unix:///dev/log, ?facility=auth or authpriv (default)
-//
-// and passes it in serveOptions. serve, once the database is open and
-// before the API serves, makes the forwarder with
-// newSyslogForwarder(url, hostname from os.Hostname, "latch", log) —
-// a bad URL is a startup failure, best returned as a usage error (exit
-// 2) — and runs fw.Run(ctx, db) in a goroutine of its own. Run returns
-// when ctx ends; serve must wait for it to return before it closes the
-// database. The forwarder starts at the last event stored when it starts
-// and sends every event stored after it, in the order stored.
+// How serve wires it: cmdServe's flag --syslog URL (udp://HOST:PORT,
+// tcp://HOST:PORT or unix:///dev/log, ?facility=auth or authpriv) makes
+// the forwarder with newSyslogForwarder(url, the host's name, "latch",
+// log), a bad URL being a usage error (exit 2), and serve runs fw.Run(ctx,
+// db) in a goroutine of its own once the database is open. Run returns
+// when ctx ends; serve waits for it before it closes the database. The
+// forwarder starts at the last event stored when it starts and sends
+// every event stored after it, in the order stored.
 
 import (
 	"bytes"
