@@ -198,16 +198,20 @@ func FuzzDecodeSyncRequest(f *testing.F) {
 	sr.Sign(id)
 	b, _ = json.Marshal(sr)
 	f.Add(b)
+	sr.Want, sr.Chunks, sr.AppliedSeq = "", nil, 1<<64-1 // a seq a site would wrap adding one
+	sr.Sign(id)
+	b, _ = json.Marshal(sr)
+	f.Add(b)
 	key := id.Public().SignKey
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeSyncRequest(b, "hq", "")
 		if err != nil {
 			return
 		}
-		if len(m.SnapshotHash) != 64 || (m.Want != "" && m.Want != WantSnapshot) || m.Window < 0 || m.Window > MaxChunkWindow {
+		if len(m.SnapshotHash) != 64 || (m.Want != "" && m.Want != WantSnapshot) || m.Window < 0 || m.Window > MaxChunkWindow || m.AppliedSeq > MaxSyncSeq {
 			t.Fatalf("accepted %+v", m)
 		}
-		if w := m.Chunks; w != nil && (w.Count < 1 || w.Count > MaxChunkWindow || w.From < 0) {
+		if w := m.Chunks; w != nil && (w.Count < 1 || w.Count > MaxChunkWindow || w.From < 0 || w.Seq > MaxSyncSeq) {
 			t.Fatalf("accepted chunks %+v", w)
 		}
 		// A signature that verifies covers every field: the same request

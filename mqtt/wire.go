@@ -43,15 +43,18 @@ const (
 // Size limits, in bytes of the whole MQTT payload. Anything larger is
 // refused before it is parsed.
 const (
-	MaxDeltaBytes     = 1 << 20     // a signed delta
-	MaxChunkBytes     = 1 << 20     // a signed snapshot chunk
-	MaxSmallBytes     = 4 << 10     // a signed heartbeat, command, ack or key rotation; a sync request
-	MaxKeysBytes      = 64 << 10    // the list of key rotations
-	MaxRotations      = 16          // rotations in that list
-	MaxEventBytes     = 64 << 10    // an event message
-	MaxStatusBytes    = 16 << 10    // a status message
-	MaxDeltaOps       = 10000       // operations in one delta
-	MaxSnapshotChunks = 1 << 16     // chunks of one snapshot
+	MaxDeltaBytes     = 1 << 20  // a signed delta
+	MaxChunkBytes     = 1 << 20  // a signed snapshot chunk
+	MaxSmallBytes     = 4 << 10  // a signed heartbeat, command, ack or key rotation; a sync request
+	MaxKeysBytes      = 64 << 10 // the list of key rotations
+	MaxRotations      = 16       // rotations in that list
+	MaxEventBytes     = 64 << 10 // an event message
+	MaxStatusBytes    = 16 << 10 // a status message
+	MaxDeltaOps       = 10000    // operations in one delta
+	MaxSnapshotChunks = 1 << 16  // chunks of one snapshot
+	// MaxSyncSeq is the highest seq a sync request may name: far beyond
+	// any door's, and a site adding one to it stays exact.
+	MaxSyncSeq        = 1 << 53
 	MaxCommandTTL     = time.Minute // expires_at - issued_at of a command
 	MaxUnlockDuration = time.Minute // longest momentary unlock a command may ask for
 )
@@ -808,9 +811,12 @@ func DecodeSyncRequest(b []byte, site, door string) (*SyncRequest, error) {
 	if m.Window < 0 || m.Window > MaxChunkWindow {
 		return nil, fmt.Errorf("mqtt: decode sync request: %w: window %d, want 0..%d", ErrMalformed, m.Window, MaxChunkWindow)
 	}
+	if m.AppliedSeq > MaxSyncSeq {
+		return nil, fmt.Errorf("mqtt: decode sync request: %w: applied seq %d, at most %d", ErrMalformed, m.AppliedSeq, uint64(MaxSyncSeq))
+	}
 	if w := m.Chunks; w != nil {
 		switch {
-		case w.Seq == 0 || !hashRE.MatchString(w.Hash):
+		case w.Seq == 0 || w.Seq > MaxSyncSeq || !hashRE.MatchString(w.Hash):
 			return nil, fmt.Errorf("mqtt: decode sync request: %w: chunks of snapshot %d with hash %q", ErrMalformed, w.Seq, w.Hash)
 		case w.From < 0 || w.From >= MaxSnapshotChunks || w.Count < 1 || w.Count > MaxChunkWindow:
 			return nil, fmt.Errorf("mqtt: decode sync request: %w: chunks %d+%d, want from 0..%d and 1..%d of them", ErrMalformed, w.From, w.Count, MaxSnapshotChunks-1, MaxChunkWindow)
