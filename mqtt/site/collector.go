@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,11 +53,87 @@ func (s *Site) storeLoop(ctx context.Context) {
 	}
 }
 
+// attribute returns the events of batch that their door signed, each with
+// its signature when that signature itself was checked (else none), and
+// counts the others as unattributed. A door's signature of its chain head
+// at an event covers every event its hash chain links to, so in each run
+// of a door's events that link to one another (after sorting them by
+// seq) only the last one's signature is checked; when it does not verify,
+// each event of the run is checked on its own. This is what lets the
+// collector keep up with many doors: the signature check is most of the
+// cost of an event.
+func (s *Site) attribute(batch []*mqtt.EventMsg) []*mqtt.EventMsg {
+	byDoor := make(map[string][]*mqtt.EventMsg)
+	var doors []string
+	for _, m := range batch {
+		if _, ok := byDoor[m.Door]; !ok {
+			doors = append(doors, m.Door)
+		}
+		byDoor[m.Door] = append(byDoor[m.Door], m)
+	}
+	out := make([]*mqtt.EventMsg, 0, len(batch))
+	refused := 0
+	for _, door := range doors {
+		evs := byDoor[door]
+		id, ok := s.Approved(door)
+		if !ok {
+			refused += len(evs)
+			continue
+		}
+		slices.SortStableFunc(evs, func(a, b *mqtt.EventMsg) int { return cmp.Compare(a.Event.Seq, b.Event.Seq) })
+		for start := 0; start < len(evs); {
+			end := start + 1
+			for end < len(evs) && links(evs[end-1], evs[end]) {
+				end++
+			}
+			run := evs[start:end]
+			start = end
+			last := run[len(run)-1]
+			if s.verifyDoor(door, id, last.VerifySig) == nil {
+				for _, m := range run[:len(run)-1] {
+					if m.Event.Hash != last.Event.Hash {
+						c := *m
+						c.Sig = "" // attributed through the chain, its own signature unchecked
+						m = &c
+					}
+					out = append(out, m)
+				}
+				out = append(out, last)
+				continue
+			}
+			for _, m := range run {
+				if err := s.verifyDoor(door, id, m.VerifySig); err != nil {
+					s.log.Warn("site: event not attributable to the door", "door", door, "seq", m.Event.Seq, "err", err)
+					refused++
+					continue
+				}
+				out = append(out, m)
+			}
+		}
+	}
+	if refused > 0 {
+		s.update(func(st *Stats) { st.Unattributed += refused })
+	}
+	return out
+}
+
+// links reports whether b follows a in a door's chain: the next seq,
+// linking to a's hash, or the same event again.
+func links(a, b *mqtt.EventMsg) bool {
+	if b.Event.Seq == a.Event.Seq {
+		return b.Event.Hash == a.Event.Hash
+	}
+	return b.Event.Seq == a.Event.Seq+1 && b.Event.Prev == a.Event.Hash
+}
+
 // store writes a batch of attributed events with their signatures and
 // returns the doors it touched. What the database found wrong (conflicts,
 // rewrites, chain breaks, gaps) is recorded there as findings, logged and
 // counted.
 func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
+	if batch = s.attribute(batch); len(batch) == 0 {
+		return nil, nil
+	}
 	in := make([]sitestore.Signed, len(batch))
 	for i, m := range batch {
 		in[i] = sitestore.Signed{Door: m.Door, Event: m.Event, Sig: m.Sig}

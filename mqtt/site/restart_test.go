@@ -3,6 +3,7 @@ package site
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,5 +167,36 @@ func TestGapGrace(t *testing.T) {
 	s.checkGaps(t0.Add(20 * time.Minute))
 	if fs, _ := s.db.Findings(0, 0); len(fs) != 1 || s.Contiguous("front") != 8 {
 		t.Fatalf("findings %+v, contiguous %d", fs, s.Contiguous("front"))
+	}
+}
+
+// In a batch, a run of a door's events linked by their hashes is
+// attributed by the last one's signature, which covers the chain; the
+// others are stored without a head of their own. When the last signature
+// does not verify, each event stands on its own signature.
+func TestAttributeRuns(t *testing.T) {
+	s, _, ds := newSiteWithDoors(t, nil, "front")
+	d := ds[0]
+	evs := d.events(6)
+	other, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1..3: only 3 is signed by the door (1 and 2 by another key): all
+	// three attributed, heads held at 3 alone.
+	deliver(t, s, d, d.eventMsg(evs[0], other), d.eventMsg(evs[1], other), d.eventMsg(evs[2], d.id))
+	if st := s.Stats(); st.EventsStored != 3 || st.Unattributed != 0 || s.Contiguous("front") != 3 {
+		t.Fatalf("a linked run signed at its end: %+v", st)
+	}
+	if _, err := s.db.Head("front", 2); !errors.Is(err, sitestore.ErrNotFound) {
+		t.Fatalf("a head held at 2 from a signature nobody checked: %v", err)
+	}
+	if h, err := s.db.Head("front", 3); err != nil || VerifyHead(h, site, "front", d.id.Public().SignKey) != nil {
+		t.Fatalf("head 3: %+v %v", h, err)
+	}
+	// 4..6 with 6 signed by another key: each on its own, 5 and 6 refused.
+	deliver(t, s, d, d.eventMsg(evs[5], other), d.eventMsg(evs[3], d.id), d.eventMsg(evs[4], nil))
+	if st := s.Stats(); st.EventsStored != 4 || st.Unattributed != 2 || s.Contiguous("front") != 4 {
+		t.Fatalf("a run whose last signature fails: %+v", st)
 	}
 }

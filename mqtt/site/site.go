@@ -445,8 +445,8 @@ func (s *Site) handle(topic string, payload []byte) {
 	}
 }
 
-// onEvent hands an event to the store loop when its door is approved and
-// its signature verifies with the door's approved key.
+// onEvent hands an event of an approved door to the store loop, which
+// checks its signature.
 func (s *Site) onEvent(door, topic string, payload []byte) {
 	e, err := mqtt.DecodeEvent(payload, s.o.Site, door)
 	if err != nil {
@@ -457,18 +457,13 @@ func (s *Site) onEvent(door, topic string, payload []byte) {
 		s.refused("event", topic, fmt.Errorf("%w: event %d happened at door %q", mqtt.ErrWrongDoor, e.Event.Seq, e.Event.Door))
 		return
 	}
-	id, ok := s.Approved(door)
-	if !ok {
+	if _, ok := s.Approved(door); !ok {
 		// Debug only: the door's pending identity is logged once.
 		s.log.Debug("site: event of a door not approved; refused", "door", door, "seq", e.Event.Seq)
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
 	}
-	if err := s.verifyDoor(door, id, e.VerifySig); err != nil {
-		s.log.Warn("site: event not attributable to the door", "door", door, "err", err)
-		s.update(func(st *Stats) { st.Unattributed++ })
-		return
-	}
+	// The store loop checks the signature (see attribute).
 	s.events <- e
 }
 
