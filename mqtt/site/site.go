@@ -110,6 +110,7 @@ type Stats struct {
 	AcksSent         int                          // signed event acknowledgements sent
 	SyncRequests     int                          // verified sync requests of approved doors
 	SyncRefused      int                          // sync requests of a door not approved, or whose signature does not verify
+	SyncDropped      int                          // verified sync requests dropped while the sync loop was busy (the door asks again)
 	SyncDeltas       int                          // deltas sent in answer to sync requests
 	SyncSnapshots    int                          // snapshots started in answer to sync requests
 	ChunksSent       int                          // snapshot chunks sent
@@ -132,8 +133,10 @@ type Site struct {
 	topics mqtt.Topics
 	hist   *History
 
-	events chan *mqtt.EventMsg
-	syncs  chan *mqtt.SyncRequest
+	events   chan *mqtt.EventMsg
+	syncs    chan *mqtt.SyncRequest
+	stopped  chan struct{} // closed when Run ends: handlers stop waiting on the loops
+	stopOnce sync.Once
 
 	pubMu sync.Mutex       // Publish: commits go out in order
 	acl   sync.Mutex       // the history's commits, the views, sealing
@@ -207,6 +210,7 @@ func New(opts Options) (*Site, error) {
 		o: o, db: o.DB, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site),
 		events:    make(chan *mqtt.EventMsg, 4096),
 		syncs:     make(chan *mqtt.SyncRequest, 64),
+		stopped:   make(chan struct{}),
 		views:     make(map[string]*view),
 		book:      newDoorBook(),
 		groups:    make(map[string][]string),
@@ -296,6 +300,7 @@ func (s *Site) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Pending = maps.Clone(s.stats.Pending)
+	st.PendingNext = maps.Clone(s.stats.PendingNext)
 	st.LastStatus = maps.Clone(s.stats.LastStatus)
 	st.LastSync = maps.Clone(s.stats.LastSync)
 	return st
@@ -400,6 +405,7 @@ func (s *Site) Run(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
+	s.stopOnce.Do(func() { close(s.stopped) })
 	wg.Wait()
 	pc.Disconnect(100)
 	s.mu.Lock()
@@ -463,8 +469,13 @@ func (s *Site) onEvent(door, topic string, payload []byte) {
 		s.update(func(st *Stats) { st.Unattributed++ })
 		return
 	}
-	// The store loop checks the signature (see attribute).
-	s.events <- e
+	// The store loop checks the signature (see attribute). Waiting here
+	// holds the broker back while the loop is busy; once Run ends, the
+	// event is dropped (the door sends it again).
+	select {
+	case s.events <- e:
+	case <-s.stopped:
+	}
 }
 
 // onSync hands a verified sync request of an approved door to the sync
@@ -487,7 +498,14 @@ func (s *Site) onSync(door, topic string, payload []byte) {
 		return
 	}
 	s.update(func(st *Stats) { st.SyncRequests++; st.LastSync[door] = r })
-	s.syncs <- r
+	// Never waiting: a door whose request is dropped asks again, and a
+	// flood of replayed requests must not hold up the events.
+	select {
+	case s.syncs <- r:
+	default:
+		s.log.Debug("site: sync request dropped: the sync loop is busy", "door", door)
+		s.update(func(st *Stats) { st.SyncDropped++ })
+	}
 }
 
 // onStatus records a status, learns the identity it announces, and holds
