@@ -247,6 +247,13 @@ func (a *aclTx) reinstate(r *Revocation) error {
 	return b.Delete(key)
 }
 
+// CheckOp checks one operation on its own, as the store does before it
+// applies it (field shapes, id and text limits, PIN hash parameters,
+// schedules): what it refuses, a door refuses. The site checks each change
+// with it before it commits, so that it never sends a door what the door
+// would refuse.
+func CheckOp(op *Op) error { return checkOp(op) }
+
 // checkOp validates one operation on its own.
 func checkOp(op *Op) error {
 	want := func(card, holder, uid, holderID bool) error {

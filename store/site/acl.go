@@ -33,11 +33,13 @@ func readACLSeq(tx *bolt.Tx) (uint64, error) {
 	return n, nil
 }
 
-// checkOp checks one op's shape: which fields its kind needs, UID lengths,
-// ids, and the card fields whose rule is simple to state. The door store
-// keeps its full checks (PHC parameters, text limits) unexported; a door
-// refuses a delta they refuse, and the site should refuse it first.
+// checkOp checks one op: first as a door's store does (store.CheckOp), so
+// that the site never commits what a door would refuse, then the site's
+// own rules: which fields its kind needs, UID lengths, ids.
 func checkOp(op *store.Op) error {
+	if err := store.CheckOp(op); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	need := func(card, holder, uid, holderID bool) error {
 		switch {
 		case (op.Card != nil) != card:

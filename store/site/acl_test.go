@@ -3,6 +3,8 @@ package site
 import (
 	"bytes"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +106,10 @@ func TestCommitRefusesAndChangesNothing(t *testing.T) {
 		"bad window":          {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", Schedule: store.Schedule{Weekly: [7][]store.Window{{{From: 600, To: 500}}}}}}},
 		"bad holiday":         {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", Schedule: store.Schedule{Holidays: []string{"25/12/2025"}}}}},
 		"bad pin hash":        {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", PINHash: "1234"}}},
+		// What a door's store refuses, the site refuses first.
+		"too many holidays":    {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", Schedule: store.Schedule{Holidays: slices.Repeat([]string{"2026-12-25"}, 1025)}}}},
+		"too many windows":     {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", Schedule: store.Schedule{Weekly: [7][]store.Window{slices.Repeat([]store.Window{{From: 1, To: 2}}, 49)}}}}},
+		"holder name too long": {{Kind: store.OpUpsertCard, Card: &store.Card{UID: []byte{1, 2, 3, 4}, HolderID: "x", HolderName: strings.Repeat("n", 1025)}}},
 		"holder with cards": {
 			{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: "zed"}},
 			{Kind: store.OpDeleteHolder, HolderID: "alice"},
