@@ -63,14 +63,16 @@ type holderView struct {
 // cardView is a card as the API shows it: whether it has a PIN, not the
 // hash.
 type cardView struct {
-	UID           string    `json:"uid"`
-	Holder        string    `json:"holder"`
-	Doors         []string  `json:"doors,omitempty"`
-	ValidFrom     time.Time `json:"valid_from,omitzero"`
-	ValidUntil    time.Time `json:"valid_until,omitzero"`
-	PINSet        bool      `json:"pin_set"`
-	Revoked       string    `json:"revoked,omitempty"`        // the card's revocation reason
-	HolderRevoked string    `json:"holder_revoked,omitempty"` // the holder's revocation reason
+	UID           string         `json:"uid"`
+	Holder        string         `json:"holder"`
+	Doors         []string       `json:"doors,omitempty"`
+	ValidFrom     time.Time      `json:"valid_from,omitzero"`
+	ValidUntil    time.Time      `json:"valid_until,omitzero"`
+	PINSet        bool           `json:"pin_set"`
+	Revoked       string         `json:"revoked,omitempty"`        // the card's revocation reason
+	HolderRevoked string         `json:"holder_revoked,omitempty"` // the holder's revocation reason
+	Schedule      store.Schedule `json:"schedule,omitzero"`
+	Flags         store.Flags    `json:"flags,omitzero"`
 }
 
 // doorView is a door as the API shows it.
@@ -329,7 +331,7 @@ func (a *api) holderView(h store.Holder) (holderView, error) {
 
 func (a *api) cardView(c store.Card) (cardView, error) {
 	v := cardView{UID: hex.EncodeToString(c.UID), Holder: c.HolderID, Doors: c.Doors,
-		ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, PINSet: c.PINHash != ""}
+		ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, PINSet: c.PINHash != "", Schedule: c.Schedule, Flags: c.Flags}
 	v.UID = strings.ToUpper(v.UID)
 	var err error
 	if v.Revoked, err = revocation(a.db.Revoked(c.UID)); err != nil {
@@ -429,7 +431,8 @@ func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
-	c := &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors, ValidFrom: req.ValidFrom.UTC(), ValidUntil: req.ValidUntil.UTC()}
+	c := &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors, ValidFrom: req.ValidFrom.UTC(), ValidUntil: req.ValidUntil.UTC(),
+		Schedule: req.Schedule, Flags: req.Flags}
 	a.commit(w, r, http.StatusCreated, store.Op{Kind: store.OpUpsertCard, Card: c})
 }
 

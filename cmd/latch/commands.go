@@ -87,6 +87,15 @@ func listCmd[T any](ctx context.Context, e *env, args []string, name, path strin
 	return show(c, raw, human)
 }
 
+// uidArg parses args for a command whose one argument is a card UID.
+func (c *clientCmd) uidArg(args []string) ([]byte, error) {
+	pos, err := c.parse(args, 1, "UID")
+	if err != nil {
+		return nil, err
+	}
+	return cmdUID(pos[0])
+}
+
 // cmdUID reads a card UID given on the command line; a bad one is a usage
 // error.
 func cmdUID(s string) ([]byte, error) {
@@ -147,21 +156,19 @@ func cmdHolderRemove(ctx context.Context, e *env, args []string) error {
 func cmdCardAdd(ctx context.Context, e *env, args []string) error {
 	c := newClientCmd(e, "card add")
 	holder := c.fs.String("holder", "", "the card's holder (required)")
-	doors := c.fs.String("doors", "", "comma-separated door ids or group names it opens")
-	from := c.fs.String("from", "", "valid from: RFC 3339 time or YYYY-MM-DD (local midnight)")
-	until := c.fs.String("until", "", "valid until (exclusive): RFC 3339 time or YYYY-MM-DD (local midnight)")
-	pos, err := c.parse(args, 1, "UID")
-	if err != nil {
-		return err
-	}
-	uid, err := cmdUID(pos[0])
+	cf := addCardFlags(c, "")
+	doors, from, until := cf.doors, cf.from, cf.until
+	uid, err := c.uidArg(args)
 	if err != nil {
 		return err
 	}
 	if *holder == "" {
 		return usagef("--holder H is required")
 	}
-	req := cardAddReq{UID: fmt.Sprintf("%X", uid), Holder: *holder}
+	req := cardAddReq{UID: fmt.Sprintf("%X", uid), Holder: *holder, Flags: cf.flags()}
+	if req.Schedule, err = cf.scheduleOf(); err != nil {
+		return err
+	}
 	if *doors != "" {
 		req.Doors = strings.Split(*doors, ",")
 	}
@@ -212,11 +219,7 @@ func cardTable(w io.Writer, cs []cardView) {
 
 func cmdCardShow(ctx context.Context, e *env, args []string) error {
 	c := newClientCmd(e, "card show")
-	pos, err := c.parse(args, 1, "UID")
-	if err != nil {
-		return err
-	}
-	uid, err := cmdUID(pos[0])
+	uid, err := c.uidArg(args)
 	if err != nil {
 		return err
 	}
@@ -224,16 +227,24 @@ func cmdCardShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return show(c, raw, func(w io.Writer, v cardView) { cardTable(w, []cardView{v}) })
+	return show(c, raw, func(w io.Writer, v cardView) {
+		cardTable(w, []cardView{v})
+		var sw []string
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{v.Flags.CardOnly, "card-only"}, {v.Flags.ExtendedUnlock, "extended-unlock"}, {v.Flags.LockdownOverride, "lockdown-override"}} {
+			if f.on {
+				sw = append(sw, f.name)
+			}
+		}
+		fmt.Fprintf(w, "\nschedule: %s\nswitches: %s\n", formatSchedule(v.Schedule), dash(strings.Join(sw, ",")))
+	})
 }
 
 func cmdCardRemove(ctx context.Context, e *env, args []string) error {
 	c := newClientCmd(e, "card remove")
-	pos, err := c.parse(args, 1, "UID")
-	if err != nil {
-		return err
-	}
-	uid, err := cmdUID(pos[0])
+	uid, err := c.uidArg(args)
 	if err != nil {
 		return err
 	}

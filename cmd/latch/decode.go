@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/latchdoor/latch/store"
 )
 
 // maxBody is the most a request body may hold. The largest request, a
@@ -80,11 +82,13 @@ func decodeHolderAdd(b []byte) (holderAddReq, error) {
 
 // cardAddReq is POST /v1/cards.
 type cardAddReq struct {
-	UID        string    `json:"uid"`                  // hex
-	Holder     string    `json:"holder"`               // an existing holder's id
-	Doors      []string  `json:"doors,omitempty"`      // door ids or group names
-	ValidFrom  time.Time `json:"valid_from,omitzero"`  // not valid before
-	ValidUntil time.Time `json:"valid_until,omitzero"` // not valid from then on
+	UID        string         `json:"uid"`                  // hex
+	Holder     string         `json:"holder"`               // an existing holder's id
+	Doors      []string       `json:"doors,omitempty"`      // door ids or group names
+	ValidFrom  time.Time      `json:"valid_from,omitzero"`  // not valid before
+	ValidUntil time.Time      `json:"valid_until,omitzero"` // not valid from then on
+	Schedule   store.Schedule `json:"schedule,omitzero"`    // when it opens (empty: always)
+	Flags      store.Flags    `json:"flags,omitzero"`       // per-card switches
 }
 
 // cardAdd is a checked cardAddReq.

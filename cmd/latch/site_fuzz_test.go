@@ -82,3 +82,37 @@ func FuzzEnrollQuery(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeCardSet(f *testing.F) {
+	fuzzDecoder(f, decodeCardSet, func(r cardSetReq) bool { return r != (cardSetReq{}) },
+		`{"doors":["front"]}`, `{"valid_until":"2030-01-01T00:00:00Z"}`, `{"schedule":{"weekly":[[],[{"from":420,"to":1140}]]}}`,
+		`{"card_only":false}`, `{"flags":{}}`)
+}
+
+// FuzzParseSchedule: what parseSchedule accepts is a schedule a store
+// takes, and formatSchedule writes it back so that it reads the same.
+func FuzzParseSchedule(f *testing.F) {
+	for _, s := range []string{"", "mon-fri 07:00-19:00,sat 09:00-13:00", "fri-mon 22:00-24:00", "daily 00:00-24:00", "mon 19:00-07:00", "mon 8-9", "sun 23:59-24:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := parseSchedule(s)
+		if err != nil {
+			return
+		}
+		for _, ws := range sc.Weekly {
+			for _, w := range ws {
+				if w.From >= w.To || w.To > 24*60 {
+					t.Fatalf("%q: window %+v", s, w)
+				}
+			}
+		}
+		again, err := parseSchedule(formatSchedule(sc))
+		if formatSchedule(sc) == "always" {
+			again, err = parseSchedule("")
+		}
+		if err != nil || !reflect.DeepEqual(again.Weekly, sc.Weekly) {
+			t.Fatalf("%q: %+v, written %q, read back %+v, %v", s, sc, formatSchedule(sc), again, err)
+		}
+	})
+}

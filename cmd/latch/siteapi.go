@@ -36,6 +36,7 @@ func (a *api) siteRoutes(m *http.ServeMux) {
 	m.HandleFunc("DELETE /v1/doors/{id}/approval", a.doorUnapprove)
 	m.HandleFunc("GET /v1/audit/findings", a.auditFindings)
 	m.HandleFunc("POST /v1/cards/{uid}/replace", a.cardReplace)
+	m.HandleFunc("PATCH /v1/cards/{uid}", a.cardSet)
 }
 
 // approveReq approves the identity a door announced (or the one it

@@ -379,3 +379,60 @@ func TestServeDamagedDatabase(t *testing.T) {
 		t.Errorf("the damaged file was changed: %q %v", b, err)
 	}
 }
+
+// A card's schedule, holidays and switches, given at card add and changed
+// with card set; what a door's store would refuse is refused.
+func TestCardScheduleAndSet(t *testing.T) {
+	s := initSite(t)
+	db := s.serve(t)
+	s.ok(t, "", "holder", "add", "carol")
+	s.ok(t, "", "card", "add", "04C0C0C0", "--holder", "carol", "--doors", "front",
+		"--schedule", "mon-fri 07:00-19:00,sat 09:00-13:00", "--holidays", "2026-12-25", "--card-only")
+	c, err := db.Card([]byte{4, 0xc0, 0xc0, 0xc0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Schedule.Weekly[time.Monday]; len(w) != 1 || w[0] != (store.Window{From: 420, To: 1140}) || len(c.Schedule.Weekly[time.Sunday]) != 0 ||
+		len(c.Schedule.Weekly[time.Saturday]) != 1 || c.Schedule.Holidays[0] != "2026-12-25" || !c.Flags.CardOnly {
+		t.Fatalf("card %+v", c)
+	}
+	out := s.ok(t, "", "card", "show", "04C0C0C0")
+	if !strings.Contains(out, "mon 07:00-19:00") || !strings.Contains(out, "closed 2026-12-25") || !strings.Contains(out, "card-only") {
+		t.Fatalf("card show:\n%s", out)
+	}
+	// Set: only what is given changes; the PIN and holder stay.
+	s.ok(t, "8461\n", "pin", "set", "carol", "--uid", "04C0C0C0")
+	s.ok(t, "", "card", "set", "04C0C0C0", "--schedule", "fri-mon 22:00-24:00", "--until", "2030-01-01")
+	c, err = db.Card([]byte{4, 0xc0, 0xc0, 0xc0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Schedule.Weekly[time.Sunday]) != 1 || len(c.Schedule.Weekly[time.Tuesday]) != 0 || len(c.Schedule.Holidays) != 0 ||
+		c.PINHash == "" || c.HolderID != "carol" || !c.Flags.CardOnly || c.ValidUntil.IsZero() || c.Doors[0] != "front" {
+		t.Fatalf("card after set %+v", c)
+	}
+	s.ok(t, "", "card", "set", "04C0C0C0", "--lockdown-override")
+	s.ok(t, "", "card", "set", "04C0C0C0", "--until", "none", "--card-only=false")
+	if c, _ = db.Card([]byte{4, 0xc0, 0xc0, 0xc0}); !c.ValidUntil.IsZero() || c.Flags.CardOnly || !c.Flags.LockdownOverride {
+		t.Fatalf("card after set %+v", c)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"card", "set", "04C0C0C0"}, 2, "nothing to change"},
+		{[]string{"card", "set", "04C0C0C0", "--schedule", "mon 19:00-07:00"}, 2, "two entries"},
+		{[]string{"card", "set", "04C0C0C0", "--schedule", "someday 08:00-09:00"}, 2, "schedule days"},
+		{[]string{"card", "set", "04C0C0C0", "--schedule", "mon 8-9"}, 2, "HH:MM"},
+		{[]string{"card", "set", "04C0C0C0", "--holidays", "25/12/2026"}, 2, "YYYY-MM-DD"},
+		{[]string{"card", "set", "04C0C0C0", "--schedule", strings.TrimSuffix(strings.Repeat("mon 08:00-09:00,", 49), ",")}, 1, "windows, limit 48"},
+		{[]string{"card", "set", "04FFFFFF", "--card-only"}, 1, "does not exist"},
+	} {
+		code, _, errs := s.cli(t, "", tc.args...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errs)
+		}
+		oneLine(t, errs, tc.want)
+	}
+}
