@@ -376,32 +376,14 @@ func (s *Site) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.storeLoop(ctx) })
 	wg.Go(func() { s.syncLoop(ctx) })
-	wg.Go(func() {
-		t := time.NewTicker(max(s.o.GapGrace/5, time.Second))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.checkGaps(s.o.Now())
-			}
-		}
-	})
+	wg.Go(func() { every(ctx, max(s.o.GapGrace/5, time.Second), func() { s.checkGaps(s.o.Now()) }) })
 	if s.o.HeartbeatEvery > 0 {
 		wg.Go(func() {
-			t := time.NewTicker(s.o.HeartbeatEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := s.Heartbeat(ctx); err != nil {
-						s.log.Debug("site: heartbeat", "err", err)
-					}
+			every(ctx, s.o.HeartbeatEvery, func() {
+				if err := s.Heartbeat(ctx); err != nil {
+					s.log.Debug("site: heartbeat", "err", err)
 				}
-			}
+			})
 		})
 	}
 	<-ctx.Done()
@@ -412,6 +394,20 @@ func (s *Site) Run(ctx context.Context) error {
 	s.pc = nil
 	s.mu.Unlock()
 	return nil
+}
+
+// every runs fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 func (s *Site) onConnect(pc paho.Client) {
