@@ -724,6 +724,10 @@ const (
 	StaleOverrideOnly StalePolicy = "override-only" // only cards with the lockdown override open
 )
 
+// StalePolicy returns what the door does while its allowlist is stale, as
+// configured (Status shows it only while it applies).
+func (c *Controller) StalePolicy() StalePolicy { return c.p.stalePolicy }
+
 // AllowlistStale reports that the allowlist went stale (true: no fresh
 // signed word from the site for the configured time) or is fresh again.
 // While stale, decisions follow Config.StalePolicy, and each decision

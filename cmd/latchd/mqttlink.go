@@ -119,7 +119,7 @@ func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 	st = mqtt.DoorStatus{
 		Contact: mqtt.ContactClosed, Unlocked: !s.Locked, Alarms: s.Alarms, Lockdown: s.Lockdown,
 		Reader: mqtt.Health{OK: s.ReaderOK}, Journal: mqtt.Health{OK: s.JournalOK, Detail: s.Journal},
-		StalePolicy: string(s.StalePolicy), Clock: store.TimeSynced,
+		StalePolicy: string(m.ctrl.StalePolicy()), Clock: store.TimeSynced,
 	}
 	switch {
 	case !s.ContactKnown:

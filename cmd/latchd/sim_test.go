@@ -116,6 +116,11 @@ func TestSimSession(t *testing.T) {
 	sim := startSim(t)
 	out, send := sim.out, sim.send
 	out.relay("locked")
+	// The door starts stale (no signed word from the site yet) and says
+	// what it does meanwhile.
+	if ev := out.event("acl_stale"); !strings.HasSuffix(ev["detail"].(string), "policy keep-going") {
+		t.Fatalf("acl_stale %v does not name the stale policy", ev)
+	}
 
 	// The valid demo card with its PIN.
 	send("tap 04a1:b2:c3:d4:e5:f6")
