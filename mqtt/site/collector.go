@@ -103,7 +103,7 @@ func (s *Site) attribute(batch []*mqtt.EventMsg) []*mqtt.EventMsg {
 			}
 			for _, m := range run {
 				if err := s.verifyDoor(door, id, m.VerifySig); err != nil {
-					s.log.Warn("site: event not attributable to the door", "door", door, "seq", m.Event.Seq, "err", err)
+					s.refusals.warn(s.log, s.o.Now(), door, "site: event not attributable to the door", "seq", m.Event.Seq, "err", err)
 					refused++
 					continue
 				}

@@ -42,6 +42,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +146,8 @@ type Site struct {
 	doorsMu sync.Mutex // before mu
 	book    doorBook
 	groups  map[string][]string // door groups by door (doorsMu)
+
+	refusals refusalLog // limits the log lines of refused messages
 
 	rotMu     sync.Mutex
 	rotations []json.RawMessage
@@ -427,12 +430,20 @@ func (s *Site) onConnect(pc paho.Client) {
 // refused counts a door message that did not decode: WrongDoor when it
 // names another door than its topic's, else Malformed.
 func (s *Site) refused(what, topic string, err error) {
-	s.log.Warn("site: bad "+what, "topic", topic, "err", err)
+	s.refusals.warn(s.log, s.o.Now(), s.topics.DoorOf(topic, lastLevel(topic)), "site: bad "+what, "topic", topic, "err", err)
 	if errors.Is(err, mqtt.ErrWrongDoor) {
 		s.update(func(st *Stats) { st.WrongDoor++ })
 		return
 	}
 	s.update(func(st *Stats) { st.Malformed++ })
+}
+
+// lastLevel is the last level of a topic.
+func lastLevel(topic string) string {
+	if i := strings.LastIndexByte(topic, '/'); i >= 0 {
+		return topic[i+1:]
+	}
+	return topic
 }
 
 // handle decodes a door message and acts on it or hands it off.
@@ -489,7 +500,7 @@ func (s *Site) onSync(door, topic string, payload []byte) {
 		return
 	}
 	if err := s.verifyDoor(door, id, r.VerifySig); err != nil {
-		s.log.Warn("site: sync request not signed by the door's approved key; refused", "door", door, "err", err)
+		s.refusals.warn(s.log, s.o.Now(), door, "site: sync request not signed by the door's approved key; refused", "err", err)
 		s.update(func(st *Stats) { st.SyncRefused++ })
 		return
 	}
