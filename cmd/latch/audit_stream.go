@@ -329,8 +329,20 @@ var exportFormats = map[string]string{
 	"jsonl": "application/x-ndjson",
 }
 
-// csvHeader names the columns of a CSV export.
-var csvHeader = []string{"time", "door", "seq", "type", "reason", "uid", "holder", "holder_name", "detail", "prev", "hash"}
+// csvHeader names the columns of a CSV export: every field of an event.
+var csvHeader = []string{"time", "clock", "boot", "door", "seq", "type", "reason", "uid", "holder", "holder_name", "detail", "prev", "hash"}
+
+// spreadsheetSafe keeps a spreadsheet from reading a text cell as a
+// formula (a holder name or a detail a door wrote can be anything): a cell
+// starting with = + - @ or a tab or carriage return gets a ' before it, as
+// spreadsheets show text. The JSON lines export has every field as the
+// door hashed it.
+func spreadsheetSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
 
 // decodeExport reads GET /v1/audit/export's query strictly: a format and
 // the filters of an audit query, without a limit.
@@ -371,8 +383,9 @@ type csvExport struct {
 
 func (c *csvExport) write(r *site.Record) error {
 	e := &r.Event
-	c.row = append(c.row[:0], e.Time.UTC().Format(time.RFC3339Nano), r.Door, strconv.FormatUint(e.Seq, 10),
-		string(e.Type), string(e.Reason), e.UID, e.Holder, e.HolderName, e.Detail, e.Prev, e.Hash)
+	c.row = append(c.row[:0], e.Time.UTC().Format(time.RFC3339Nano), string(e.Clock), spreadsheetSafe(e.BootID), r.Door,
+		strconv.FormatUint(e.Seq, 10), string(e.Type), string(e.Reason), e.UID, spreadsheetSafe(e.Holder),
+		spreadsheetSafe(e.HolderName), spreadsheetSafe(e.Detail), e.Prev, e.Hash)
 	return c.w.Write(c.row)
 }
 

@@ -169,16 +169,16 @@ func TestAuditExportThroughServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 31 || strings.Join(rows[0], ",") != "time,door,seq,type,reason,uid,holder,holder_name,detail,prev,hash" {
+	if len(rows) != 31 || strings.Join(rows[0], ",") != "time,clock,boot,door,seq,type,reason,uid,holder,holder_name,detail,prev,hash" {
 		t.Fatalf("%d rows, header %v", len(rows), rows[0])
 	}
 	// Time order: lab's clock is a day behind, so lab comes first.
 	l5 := lab[4]
-	want := []string{l5.Time.Format(time.RFC3339Nano), "lab", "5", "access", "granted", l5.UID, l5.Holder, l5.HolderName, l5.Detail, l5.Prev, l5.Hash}
+	want := []string{l5.Time.Format(time.RFC3339Nano), string(l5.Clock), l5.BootID, "lab", "5", "access", "granted", l5.UID, l5.Holder, l5.HolderName, l5.Detail, l5.Prev, l5.Hash}
 	if strings.Join(rows[5], "|") != strings.Join(want, "|") {
 		t.Errorf("row 5:\n%q\nwant\n%q", rows[5], want)
 	}
-	if rows[30][1] != "front" || rows[30][10] != front[19].Hash {
+	if rows[30][3] != "front" || rows[30][12] != front[19].Hash {
 		t.Errorf("last row %q", rows[30])
 	}
 	fi, err := os.Stat(file)
@@ -539,7 +539,7 @@ func TestAuditExportWhole(t *testing.T) {
 		}
 		if format == "csv" {
 			rows, err := csv.NewReader(strings.NewReader(string(b))).ReadAll()
-			if err != nil || len(rows) != 3001 || rows[3000][2] != "3000" || rows[1][8] != evs[0].Detail {
+			if err != nil || len(rows) != 3001 || rows[3000][4] != "3000" || rows[1][10] != evs[0].Detail {
 				t.Errorf("csv: %d rows, %v", len(rows), err)
 			}
 		} else if ls := tailLines(t, string(b)); len(ls) != 3000 || ls[2999].Event.Hash != evs[2999].Hash {

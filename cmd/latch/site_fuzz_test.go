@@ -116,3 +116,11 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+func TestSpreadsheetSafe(t *testing.T) {
+	for in, want := range map[string]string{"": "", "Alice": "Alice", "=HYPERLINK(\"x\")": "'=HYPERLINK(\"x\")", "+1": "'+1", "-2": "'-2", "@SUM(A1)": "'@SUM(A1)", "\tx": "'\tx", "a=b": "a=b"} {
+		if got := spreadsheetSafe(in); got != want {
+			t.Errorf("spreadsheetSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
