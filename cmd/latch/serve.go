@@ -40,6 +40,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	certFile := fs.String("broker-cert", "", "the site's client certificate (PEM) for an ssl:// broker that asks for one")
 	certKey := fs.String("broker-cert-key", "", "the private key (PEM) of --broker-cert")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "how often each door's signed heartbeat is published")
+	gapGrace := fs.Duration("gap-grace", 5*time.Minute, "how long a hole in a door's collected chain may stay open before it is recorded as a gap")
 	syslogURL := fs.String("syslog", "", "also send each collected event to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log, ?facility=auth|authpriv")
 	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
@@ -75,7 +76,10 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	o := serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo}
+	if *gapGrace < time.Second {
+		return usagef("--gap-grace %v: want at least 1s", *gapGrace)
+	}
+	o := serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo, gapGrace: *gapGrace}
 	if *syslogURL != "" {
 		host, _ := os.Hostname()
 		if o.syslog, err = newSyslogForwarder(*syslogURL, host, "latch", log); err != nil {
@@ -117,6 +121,8 @@ type serveOptions struct {
 	site func(*mqttsite.Options)
 	// siteReady, if set, is given the site once it is made.
 	siteReady func(*mqttsite.Site)
+	// gapGrace is mqtt/site's GapGrace (0: its default).
+	gapGrace time.Duration
 	// syslog, if set, sends every event collected from now on to syslog.
 	syslog *syslogForwarder
 }
@@ -152,7 +158,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("site key %s: %w", o.key, err)
 	}
-	so := mqttsite.Options{DB: db, Site: key.Site, Signer: sg, Logger: log}
+	so := mqttsite.Options{DB: db, Site: key.Site, Signer: sg, Logger: log, GapGrace: o.gapGrace}
 	if b := o.broker; b != nil {
 		so.Broker, so.Username, so.Password, so.TLS, so.HeartbeatEvery = b.url, b.user, b.password, b.tls, b.heartbeat
 	}
