@@ -263,6 +263,10 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 			}
 			scan = true
 			continue
+		case d.expected()&^p != 0:
+			// A column the keys held should pull low reads high: a key
+			// went up, maybe between the scan and this read. That is no
+			// wiring fault; the debounce timer scans again.
 		default:
 			stuck, isStuck = p, true
 			m.log.Warn("keypad: column low with no key found on any row: check the wiring", "columns", fmt.Sprintf("%#x", p))
