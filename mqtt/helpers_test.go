@@ -29,22 +29,6 @@ const hang = 90 * time.Second
 
 const site = "hq"
 
-// aclFile lets each door read its own topics and the site's broadcasts,
-// write only its own events, status and sync; the site user may do
-// anything under the site's root.
-const aclFile = `pattern read latch/v2/hq/keys
-pattern read latch/v2/hq/door/%u/acl
-pattern read latch/v2/hq/door/%u/heartbeat
-pattern read latch/v2/hq/door/%u/cmd
-pattern read latch/v2/hq/door/%u/events/ack
-pattern write latch/v2/hq/door/%u/events
-pattern write latch/v2/hq/door/%u/status
-pattern write latch/v2/hq/door/%u/sync
-
-user site
-topic readwrite latch/v2/hq/#
-`
-
 var users = map[string]string{"site": "site-secret", "front": "front-secret", "back": "back-secret"}
 
 func logger(t testing.TB) *slog.Logger {
@@ -217,7 +201,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		bc.Users = users
 	}
 	if bc.ACL == "" {
-		bc.ACL = aclFile
+		bc.ACL = brokertest.ACL(site)
 	}
 	e := &env{t: t, broker: brokertest.Start(t, bc)}
 	e.proxy = brokertest.NewProxy(t, e.broker.Addr())

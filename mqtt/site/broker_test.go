@@ -16,22 +16,6 @@ import (
 	"github.com/latchdoor/latch/store"
 )
 
-// brokerACL lets each door read its own topics and the site's keys, and
-// write its own events, status and sync requests (as docs/mqtt.md
-// configures mosquitto).
-const brokerACL = `pattern read latch/v2/hq/keys
-pattern read latch/v2/hq/door/%u/acl
-pattern read latch/v2/hq/door/%u/heartbeat
-pattern read latch/v2/hq/door/%u/cmd
-pattern read latch/v2/hq/door/%u/events/ack
-pattern write latch/v2/hq/door/%u/events
-pattern write latch/v2/hq/door/%u/status
-pattern write latch/v2/hq/door/%u/sync
-
-user site
-topic readwrite latch/v2/hq/#
-`
-
 var brokerUsers = map[string]string{"site": "site-secret", "front": "front-secret"}
 
 func testLogger() *slog.Logger {
@@ -118,7 +102,7 @@ func TestSiteOverBroker(t *testing.T) {
 	if _, err := brokertest.Mosquitto(); err != nil {
 		t.Skip(err)
 	}
-	b := brokertest.Start(t, brokertest.Config{Users: brokerUsers, ACL: brokerACL, NoDelay: true})
+	b := brokertest.Start(t, brokertest.Config{Users: brokerUsers, ACL: brokertest.ACL(site), NoDelay: true})
 	sg := newSigner(t, "site-1")
 	s, err := New(Options{Broker: b.URL(), Username: "site", Password: brokerUsers["site"], Site: site, Signer: sg,
 		DB: openDB(t, filepath.Join(t.TempDir(), "site.db")), Logger: testLogger(), ReconnectMax: 200 * time.Millisecond})

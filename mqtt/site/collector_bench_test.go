@@ -141,7 +141,7 @@ type benchIteration struct {
 func startBenchIteration(b *testing.B, sg *mqtt.Signer, ds []*benchDoor, users map[string]string) *benchIteration {
 	b.Helper()
 	it := &benchIteration{b: b, ds: ds, done: make(chan struct{})}
-	it.br = brokertest.Start(b, brokertest.Config{Users: users, ACL: brokerACL, NoDelay: true, MaxQueued: -1, Extra: os.Getenv("LATCH_BENCH_MOSQUITTO")})
+	it.br = brokertest.Start(b, brokertest.Config{Users: users, ACL: brokertest.ACL(site), NoDelay: true, MaxQueued: -1, Extra: os.Getenv("LATCH_BENCH_MOSQUITTO")})
 	db, err := sitestore.Open(filepath.Join(b.TempDir(), "site.db"), nil)
 	if err != nil {
 		b.Fatal(err)
