@@ -157,14 +157,23 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 		}
 		s.log.Warn("site: "+string(f.Reason), "door", f.Door, "seq", f.Seq, "detail", f.Detail)
 	}
-	// The latest head of each door: its highest stored event's signature.
-	latest := make(map[string]sitestore.SignedHead)
+	// The latest head of each door: the signature of its highest signed
+	// event in the batch that the database holds (one read per door,
+	// unless that event was refused).
+	signed := make(map[string][]*mqtt.EventMsg)
 	for _, m := range batch {
-		if m.Sig == "" || m.Event.Seq < latest[m.Door].Seq {
-			continue
+		if m.Sig != "" {
+			signed[m.Door] = append(signed[m.Door], m)
 		}
-		if h, err := s.db.Head(m.Door, m.Event.Seq); err == nil && h.Hash == m.Event.Hash {
-			latest[m.Door] = h
+	}
+	latest := make(map[string]sitestore.SignedHead)
+	for door, ms := range signed {
+		slices.SortFunc(ms, func(a, b *mqtt.EventMsg) int { return cmp.Compare(b.Event.Seq, a.Event.Seq) })
+		for _, m := range ms {
+			if h, err := s.db.Head(door, m.Event.Seq); err == nil && h.Hash == m.Event.Hash {
+				latest[door] = h
+				break
+			}
 		}
 	}
 	// The marks move in the same update as the counts of the batch, so
