@@ -104,7 +104,7 @@ latch: in another terminal, a simulated door:
 latch: then, with LATCH_SOCKET=%s:
     latch door approve front      # type yes if the fingerprint is the one latchd printed
     latch holder add alice
-    latch enroll --door front --holder alice    # then, at the door: tap 04A1B2C3D4E5F6
+    latch enroll --door front --holder alice    # tap 04A1B2C3D4E5F6 at the door, then yes here
 `, key.Site, devDir, b.Addr(), join, filepath.Join(devDir, "front"), o.socket)
 		}
 	}
