@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -122,31 +123,34 @@ func (d *DB) UpdateDoor(id string, fn func(*Door) error) error {
 	if err := checkDoorID(id); err != nil {
 		return fmt.Errorf("site: update door %q: %w", id, err)
 	}
-	err := d.update(func(tx *bolt.Tx) error {
-		old, err := getDoor(tx, id)
-		if err != nil {
-			return err
-		}
-		var door Door
-		if old != nil {
-			door = *old
-			door.Groups = slices.Clone(old.Groups)
-		}
-		door.ID = id
-		if err := fn(&door); err != nil {
-			return err
-		}
-		door.ID = id
-		door.Groups = slices.Compact(slices.Sorted(slices.Values(door.Groups)))
-		if err := checkDoor(&door); err != nil {
-			return err
-		}
-		return putDoor(tx, old, &door)
-	})
+	err := d.update(func(tx *bolt.Tx) error { return updateDoor(tx, id, fn) })
 	if err != nil {
 		return fmt.Errorf("site: update door %q: %w", id, err)
 	}
 	return nil
+}
+
+// updateDoor is UpdateDoor in tx.
+func updateDoor(tx *bolt.Tx, id string, fn func(*Door) error) error {
+	old, err := getDoor(tx, id)
+	if err != nil {
+		return err
+	}
+	var door Door
+	if old != nil {
+		door = *old
+		door.Groups = slices.Clone(old.Groups)
+	}
+	door.ID = id
+	if err := fn(&door); err != nil {
+		return err
+	}
+	door.ID = id
+	door.Groups = slices.Compact(slices.Sorted(slices.Values(door.Groups)))
+	if err := checkDoor(&door); err != nil {
+		return err
+	}
+	return putDoor(tx, old, &door)
 }
 
 // Door returns the door's record, or ErrNotFound.
@@ -291,6 +295,67 @@ func (d *DB) SetStatus(door string, status json.RawMessage, applied uint64, now 
 		dr.AppliedSeq, dr.LastSeen = applied, now.UTC()
 		return nil
 	})
+}
+
+// StatusUpdate is what a door's latest status records: the status (JSON),
+// the view seq it reports applied, when it was seen, and the signed head
+// it carried, if any (its signature verified by the caller).
+type StatusUpdate struct {
+	Status     json.RawMessage
+	AppliedSeq uint64
+	LastSeen   time.Time
+	Head       *SignedHead
+}
+
+// RecordStatuses records the statuses of many doors in one transaction,
+// as SetStatus and PutHead would one by one; a door that held no record
+// gets one. A head refused with ErrConflict (a rewrite) is not held, and
+// the door's status is recorded all the same: its error is in conflicts,
+// by door. Any other error records nothing.
+func (d *DB) RecordStatuses(ups map[string]StatusUpdate) (conflicts map[string]error, err error) {
+	doors := slices.Sorted(maps.Keys(ups))
+	for _, id := range doors {
+		if err := checkDoorID(id); err != nil {
+			return nil, fmt.Errorf("site: record statuses: door %q: %w", id, err)
+		}
+		if h := ups[id].Head; h != nil && (h.Seq == 0 || !hexHash(h.Hash)) {
+			return nil, fmt.Errorf("site: record statuses: head of door %s: %w: want seq > 0 and a hash of 64 lower-case hex digits", id, ErrInvalid)
+		}
+	}
+	err = d.update(func(tx *bolt.Tx) error {
+		conflicts = nil // the transaction may run again
+		for _, id := range doors {
+			u := ups[id]
+			err := updateDoor(tx, id, func(door *Door) error {
+				door.Status = bytes.Clone(u.Status)
+				door.AppliedSeq, door.LastSeen = u.AppliedSeq, u.LastSeen.UTC()
+				h := u.Head
+				if h == nil {
+					return nil
+				}
+				switch err := putHead(tx, id, *h); {
+				case errors.Is(err, ErrConflict):
+					if conflicts == nil {
+						conflicts = make(map[string]error)
+					}
+					conflicts[id] = fmt.Errorf("site: put head %d of door %s: %w", h.Seq, id, err)
+				case err != nil:
+					return err
+				default:
+					door.StatusHeadSeq = max(door.StatusHeadSeq, h.Seq)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("door %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("site: record statuses: %w", err)
+	}
+	return conflicts, nil
 }
 
 // checkDoors decodes every door and checks the group index against them.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +80,59 @@ func TestDoors(t *testing.T) {
 	}
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Statuses of many doors are recorded in one transaction; a head that
+// contradicts a held one is refused for its door alone, whose status is
+// recorded all the same; bad input records nothing.
+func TestRecordStatuses(t *testing.T) {
+	db := open(t)
+	if err := db.PutHead("lab", SignedHead{Seq: 4, Hash: strings.Repeat("ab", 32), Sig: "s", From: HeadFromEvent}); err != nil {
+		t.Fatal(err)
+	}
+	ups := map[string]StatusUpdate{
+		"front": {Status: json.RawMessage(`{"online":true}`), AppliedSeq: 7, LastSeen: t0,
+			Head: &SignedHead{Seq: 3, Hash: strings.Repeat("cd", 32), Sig: "s", From: HeadFromStatus}},
+		"lab": {Status: json.RawMessage(`{"online":false}`), AppliedSeq: 2, LastSeen: t0,
+			Head: &SignedHead{Seq: 4, Hash: strings.Repeat("ef", 32), Sig: "s", From: HeadFromStatus}},
+		"side": {Status: json.RawMessage(`{}`), AppliedSeq: 1, LastSeen: t0},
+	}
+	conflicts, err := db.RecordStatuses(ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conflicts) != 1 || !errors.Is(conflicts["lab"], ErrConflict) {
+		t.Fatalf("conflicts %v", conflicts)
+	}
+	for id, want := range map[string]struct {
+		applied, headSeq uint64
+		status           string
+	}{"front": {7, 3, `{"online":true}`}, "lab": {2, 0, `{"online":false}`}, "side": {1, 0, `{}`}} {
+		d, err := db.Door(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.AppliedSeq != want.applied || d.StatusHeadSeq != want.headSeq || string(d.Status) != want.status || !d.LastSeen.Equal(t0) {
+			t.Errorf("door %s: %+v", id, d)
+		}
+	}
+	if h, err := db.Head("lab", 4); err != nil || h.Hash != strings.Repeat("ab", 32) {
+		t.Errorf("lab's head 4: %+v %v", h, err)
+	}
+	if h, err := db.Head("front", 3); err != nil || h.From != HeadFromStatus {
+		t.Errorf("front's head 3: %+v %v", h, err)
+	}
+	for name, bad := range map[string]map[string]StatusUpdate{
+		"bad door id":  {"": {AppliedSeq: 1}},
+		"head seq 0":   {"front": {AppliedSeq: 9, Head: &SignedHead{Hash: strings.Repeat("cd", 32)}}},
+		"head not hex": {"front": {AppliedSeq: 9, Head: &SignedHead{Seq: 5, Hash: "xyz"}}},
+	} {
+		if _, err := db.RecordStatuses(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if d, _ := db.Door("front"); d.AppliedSeq != 7 {
+		t.Errorf("a refused batch changed front: %+v", d)
 	}
 }

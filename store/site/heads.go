@@ -34,38 +34,41 @@ func (d *DB) PutHead(door string, h SignedHead) error {
 	if h.Seq == 0 || !hexHash(h.Hash) {
 		return fmt.Errorf("site: put head of door %s: %w: want seq > 0 and a hash of 64 lower-case hex digits", door, ErrInvalid)
 	}
-	err := d.update(func(tx *bolt.Tx) error {
-		k := eventKey(door, h.Seq)
-		if v := tx.Bucket(bucketEvents).Get(k); v != nil {
-			e, err := decodeEvent(v)
-			if err != nil {
-				return err
-			}
-			if e.Hash != h.Hash {
-				return fmt.Errorf("%w: head %d has hash %s, the stored event %s", ErrConflict, h.Seq, h.Hash, e.Hash)
-			}
-		}
-		hb := tx.Bucket(bucketHeads)
-		if v := hb.Get(k); v != nil {
-			var old SignedHead
-			if err := decodeJSON(v, &old); err != nil {
-				return err
-			}
-			if old.Hash != h.Hash {
-				return fmt.Errorf("%w: head %d has hash %s, the head held from a %s %s", ErrConflict, h.Seq, h.Hash, old.From, old.Hash)
-			}
-			return nil
-		}
-		v, err := encodeJSON(&h)
-		if err != nil {
-			return err
-		}
-		return hb.Put(k, v)
-	})
+	err := d.update(func(tx *bolt.Tx) error { return putHead(tx, door, h) })
 	if err != nil {
 		return fmt.Errorf("site: put head %d of door %s: %w", h.Seq, door, err)
 	}
 	return nil
+}
+
+// putHead is PutHead in tx.
+func putHead(tx *bolt.Tx, door string, h SignedHead) error {
+	k := eventKey(door, h.Seq)
+	if v := tx.Bucket(bucketEvents).Get(k); v != nil {
+		e, err := decodeEvent(v)
+		if err != nil {
+			return err
+		}
+		if e.Hash != h.Hash {
+			return fmt.Errorf("%w: head %d has hash %s, the stored event %s", ErrConflict, h.Seq, h.Hash, e.Hash)
+		}
+	}
+	hb := tx.Bucket(bucketHeads)
+	if v := hb.Get(k); v != nil {
+		var old SignedHead
+		if err := decodeJSON(v, &old); err != nil {
+			return err
+		}
+		if old.Hash != h.Hash {
+			return fmt.Errorf("%w: head %d has hash %s, the head held from a %s %s", ErrConflict, h.Seq, h.Hash, old.From, old.Hash)
+		}
+		return nil
+	}
+	v, err := encodeJSON(&h)
+	if err != nil {
+		return err
+	}
+	return hb.Put(k, v)
 }
 
 // Head returns door's signed head at seq, or ErrNotFound.
