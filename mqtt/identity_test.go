@@ -163,7 +163,9 @@ func FuzzParseIdentity(f *testing.F) {
 }
 
 // A status announces the door's identity; a decoder refuses one whose
-// fingerprint does not match its keys, or whose keys are weak.
+// fingerprint does not match its keys, or whose keys are weak, with or
+// without a cache of identities checked before (one that holds the good
+// identity, and one so small it forgets it).
 func TestStatusIdentity(t *testing.T) {
 	id, _ := NewIdentity()
 	p := id.Public()
@@ -173,12 +175,15 @@ func TestStatusIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeStatus(b, "hq", "front")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if gp, err := got.Identity(); err != nil || gp.Fingerprint() != p.Fingerprint() {
-		t.Fatalf("identity %v %v", gp, err)
+	warm, tiny := NewIdentityCache(16), NewIdentityCache(1)
+	for _, ids := range []*IdentityCache{nil, warm, warm, tiny} {
+		got, err := DecodeStatusWith(b, "hq", "front", ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gp, err := got.Identity(); err != nil || gp.Fingerprint() != p.Fingerprint() {
+			t.Fatalf("identity %v %v", gp, err)
+		}
 	}
 	other, _ := NewIdentity()
 	for name, edit := range map[string]func(*Status){
@@ -194,8 +199,23 @@ func TestStatusIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := DecodeStatus(b, "hq", "front"); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: %v", name, err)
+		for _, ids := range []*IdentityCache{nil, warm, tiny} {
+			if _, err := DecodeStatusWith(b, "hq", "front", ids); !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s (cache %v): %v", name, ids != nil, err)
+			}
+		}
+	}
+	// A weak key is never remembered as checked.
+	weak := st
+	weak.SignKey = b64(make([]byte, 32))
+	weak.Fingerprint = (&PublicIdentity{SignKey: make([]byte, 32), SealKey: p.SealKey}).Fingerprint()
+	wb, err := marshal("status", weak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := DecodeStatusWith(wb, "hq", "front", warm); !errors.Is(err, ErrMalformed) {
+			t.Errorf("weak key with its own fingerprint: %v", err)
 		}
 	}
 }

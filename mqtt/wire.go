@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/latchdoor/latch/store"
@@ -480,6 +481,8 @@ type Status struct {
 	NextSignKey     string `json:"next_sign_key,omitempty"`
 	NextSealKey     string `json:"next_seal_key,omitempty"`
 	NextSig         string `json:"next_sig,omitempty"`
+
+	ids *IdentityCache // the checked identities DecodeStatusWith was given
 }
 
 // SyncRequest is a door's signed request for its view of the allowlist.
@@ -658,7 +661,14 @@ func DecodeEvent(b []byte, site, door string) (*EventMsg, error) {
 // DecodeStatus decodes a status message of door (any door when door is "")
 // of site.
 func DecodeStatus(b []byte, site, door string) (*Status, error) {
-	var m Status
+	return DecodeStatusWith(b, site, door, nil)
+}
+
+// DecodeStatusWith is DecodeStatus with a cache of the identities already
+// checked (nil: none): a door announces the same identity in every
+// status, and checking its keys costs more than the rest of the status.
+func DecodeStatusWith(b []byte, site, door string, ids *IdentityCache) (*Status, error) {
+	m := Status{ids: ids}
 	if err := decodeDoorMsg("status", b, MaxStatusBytes, &m); err != nil {
 		return nil, err
 	}
@@ -750,7 +760,7 @@ func (m *Status) VerifyHead(key ed25519.PublicKey) error {
 // checked, and a fingerprint that matches them. A status without one is
 // an error.
 func (m *Status) Identity() (*PublicIdentity, error) {
-	return announced("identity", m.Door, m.Fingerprint, m.SignKey, m.SealKey)
+	return announced("identity", m.Door, m.Fingerprint, m.SignKey, m.SealKey, m.ids)
 }
 
 // NextIdentity returns the identity the status announces the door rotates
@@ -761,7 +771,7 @@ func (m *Status) NextIdentity() (*PublicIdentity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("next identity without a current one: %w", err)
 	}
-	p, err := announced("next identity", m.Door, m.NextFingerprint, m.NextSignKey, m.NextSealKey)
+	p, err := announced("next identity", m.Door, m.NextFingerprint, m.NextSignKey, m.NextSealKey, m.ids)
 	if err != nil {
 		return nil, err
 	}
@@ -772,8 +782,9 @@ func (m *Status) NextIdentity() (*PublicIdentity, error) {
 }
 
 // announced decodes and checks the public keys of an identity a door
-// announces (what), and the fingerprint it gives for them.
-func announced(what, door, fingerprint, signKey, sealKey string) (*PublicIdentity, error) {
+// announces (what), unless ids holds them checked, and the fingerprint it
+// gives for them.
+func announced(what, door, fingerprint, signKey, sealKey string, ids *IdentityCache) (*PublicIdentity, error) {
 	sign, err := base64.StdEncoding.Strict().DecodeString(signKey)
 	if err != nil {
 		return nil, fmt.Errorf("%s: sign_key: %w", what, err)
@@ -783,13 +794,51 @@ func announced(what, door, fingerprint, signKey, sealKey string) (*PublicIdentit
 		return nil, fmt.Errorf("%s: seal_key: %w", what, err)
 	}
 	p := &PublicIdentity{SignKey: sign, SealKey: seal}
-	if err := p.Check(what + " of door " + door); err != nil {
+	if err := ids.check(p, what+" of door "+door); err != nil {
 		return nil, err
 	}
 	if fp := p.Fingerprint(); fingerprint != fp {
 		return nil, fmt.Errorf("%s: fingerprint %q does not match the keys (%s)", what, fingerprint, fp)
 	}
 	return p, nil
+}
+
+// IdentityCache remembers the door identities whose keys passed
+// PublicIdentity.Check, for DecodeStatusWith. It holds at most its size;
+// when full, it starts again empty. It is safe for concurrent use.
+type IdentityCache struct {
+	mu   sync.Mutex
+	size int
+	ok   map[string]struct{} // signing key and sealing key, concatenated
+}
+
+// NewIdentityCache returns a cache of at most size identities.
+func NewIdentityCache(size int) *IdentityCache {
+	return &IdentityCache{size: max(1, size), ok: make(map[string]struct{})}
+}
+
+// check is p.Check(name), skipped when c holds p checked.
+func (c *IdentityCache) check(p *PublicIdentity, name string) error {
+	if c == nil {
+		return p.Check(name)
+	}
+	k := string(p.SignKey) + string(p.SealKey)
+	c.mu.Lock()
+	_, ok := c.ok[k]
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := p.Check(name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if len(c.ok) >= c.size {
+		clear(c.ok)
+	}
+	c.ok[k] = struct{}{}
+	c.mu.Unlock()
+	return nil
 }
 
 // DecodeSyncRequest decodes a sync request of door (any door when door is
