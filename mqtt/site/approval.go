@@ -212,6 +212,19 @@ func (b *doorBook) save(door string) doorSlots {
 	return out
 }
 
+// same reports whether two saves hold the same identities.
+func (a doorSlots) same(b doorSlots) bool {
+	for i := range a {
+		switch {
+		case (a[i] == nil) != (b[i] == nil):
+			return false
+		case a[i] != nil && !sameIdentity(*a[i], *b[i]):
+			return false
+		}
+	}
+	return true
+}
+
 // restore puts door's entries back as save returned them.
 func (b *doorBook) restore(door string, saved doorSlots) {
 	for i, m := range b.maps() {

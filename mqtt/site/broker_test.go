@@ -3,9 +3,11 @@ package site
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/mqtt/brokertest"
 	"github.com/latchdoor/latch/store"
+	sitestore "github.com/latchdoor/latch/store/site"
 )
 
 var brokerUsers = map[string]string{"site": "site-secret", "front": "front-secret"}
@@ -208,5 +211,99 @@ func TestSiteOverBroker(t *testing.T) {
 	}
 	if st := s.Stats(); st.Malformed != 0 || st.Unattributed != 0 || st.Rewrites != 0 || st.SyncDeltas != 1 {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// A change made while the broker is away is committed and answered at
+// once, not held up until the broker returns; when the site connects
+// again, every door's heartbeat says its view's new seq, so that the door
+// asks for what it missed.
+func TestChangeWhileBrokerDown(t *testing.T) {
+	if _, err := brokertest.Mosquitto(); err != nil {
+		t.Skip(err)
+	}
+	b := brokertest.Start(t, brokertest.Config{Users: brokerUsers, ACL: brokertest.ACL(site), NoDelay: true, Persistence: true})
+	id, err := mqtt.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, filepath.Join(t.TempDir(), "site.db"))
+	pub := id.Public()
+	if err := Provision(db, "front", &pub, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Broker: b.URL(), Username: "site", Password: brokerUsers["site"], Site: site, Signer: newSigner(t, "site-1"),
+		DB: db, Logger: testLogger(), ReconnectMax: 200 * time.Millisecond, HeartbeatEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "site connected", s, func() bool { return s.Stats().Connected })
+
+	b.Stop()
+	waitFor(t, "site disconnected", s, func() bool { return !s.Stats().Connected })
+	seq, err := s.Publish(ctx, ucard(1, "h1", "front"))
+	if seq == 0 || !errors.Is(err, errNotConnected) {
+		t.Fatalf("a change while the broker is away: seq %d, %v", seq, err)
+	}
+	view, _ := s.Head("front")
+
+	b.Restart()
+	waitFor(t, "site connected again", s, func() bool { st := s.Stats(); return st.Connected && st.Connects == 2 })
+	v, err := mqtt.NewDoorVerifier(site, "front", map[string]ed25519.PublicKey{"site-1": s.Signer().Public()}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The retained heartbeat the door finds is the one sent at the
+	// connection (a door connecting sooner may see the old one first).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := connectDoor(t, b, &testDoor{t: t, name: "front", id: id, st: openStore(t), v: v, top: mqtt.TopicsFor(site)})
+		m, _, err := d.v.Open(d.next(d.top.Heartbeat("front")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Head().Seq == view {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeat at seq %d, the view is at %d", m.Head().Seq, view)
+		}
+		d.pc.Disconnect(0)
+	}
+}
+
+// The statuses received between two flushes are written once, the latest
+// of each door; a head behind the one held in the batch is not kept.
+func TestStatusBatch(t *testing.T) {
+	var b statusBatch
+	h := func(seq uint64) *sitestore.SignedHead {
+		return &sitestore.SignedHead{Seq: seq, Hash: strings.Repeat("ab", 32), Sig: "s", From: sitestore.HeadFromStatus}
+	}
+	if why := b.add("front", sitestore.StatusUpdate{AppliedSeq: 1, Head: h(5)}); why != "" {
+		t.Fatal(why)
+	}
+	if why := b.add("front", sitestore.StatusUpdate{AppliedSeq: 2}); why != "" {
+		t.Fatal(why)
+	}
+	if why := b.add("front", sitestore.StatusUpdate{AppliedSeq: 3, Head: h(4)}); why == "" {
+		t.Fatal("a head behind the batch's was kept")
+	}
+	b.add("lab", sitestore.StatusUpdate{AppliedSeq: 9})
+	ups := b.take()
+	if len(ups) != 2 || ups["front"].AppliedSeq != 3 || ups["front"].Head.Seq != 5 || ups["lab"].AppliedSeq != 9 {
+		t.Fatalf("batch %+v", ups)
+	}
+	if len(b.take()) != 0 {
+		t.Fatal("take did not empty the batch")
+	}
+	// Statuses put back after a failed write give way to newer ones.
+	b.add("lab", sitestore.StatusUpdate{AppliedSeq: 10})
+	b.putBack(ups)
+	if got := b.take(); got["lab"].AppliedSeq != 10 || got["front"].AppliedSeq != 3 {
+		t.Fatalf("after put back: %+v", got)
 	}
 }

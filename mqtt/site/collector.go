@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -197,41 +196,6 @@ func (s *Site) store(batch []*mqtt.EventMsg) ([]string, error) {
 		st.Malformed += invalid
 	})
 	return c.Doors, nil
-}
-
-// holdStatusHead keeps the signed head of an approved door's status, whose
-// signature verified with the approved key. It returns why the head is a
-// rewrite ("" when it is not): its seq is below that of a head held from
-// an earlier status (the chain went back), or a head or an event held at
-// its seq has another hash. A rewrite is not kept.
-func (s *Site) holdStatusHead(st *mqtt.Status) (string, error) {
-	door := st.Door
-	s.mu.Lock()
-	most := s.statusMax[door]
-	s.mu.Unlock()
-	if st.HeadSeq < most {
-		return fmt.Sprintf("status head %d is behind head %d of an earlier status", st.HeadSeq, most), nil
-	}
-	h := sitestore.SignedHead{Seq: st.HeadSeq, Hash: st.HeadHash, Sig: st.HeadSig, From: sitestore.HeadFromStatus}
-	switch err := s.db.PutHead(door, h); {
-	case errors.Is(err, sitestore.ErrConflict):
-		return err.Error(), nil
-	case err != nil:
-		return "", fmt.Errorf("site: hold status head %d of door %s: %w", st.HeadSeq, door, err)
-	}
-	if err := s.db.UpdateDoor(door, func(d *sitestore.Door) error {
-		d.StatusHeadSeq = max(d.StatusHeadSeq, st.HeadSeq)
-		return nil
-	}); err != nil {
-		return "", fmt.Errorf("site: hold status head %d of door %s: %w", st.HeadSeq, door, err)
-	}
-	s.mu.Lock()
-	s.statusMax[door] = max(s.statusMax[door], h.Seq)
-	if h.Seq > s.latest[door].Seq {
-		s.latest[door] = h
-	}
-	s.mu.Unlock()
-	return "", nil
 }
 
 // ack publishes a signed ack of door's contiguous seq.

@@ -86,11 +86,20 @@ func (s *Site) Unapprove(door string) error {
 // the book then has them (and what edit changes) in the database, in one
 // transaction; when either fails, the book is as it was.
 func (s *Site) changeDoor(door string, fn func(b *doorBook) error, edit func(*sitestore.Door)) error {
+	return s.changeDoorIf(door, fn, edit, false)
+}
+
+// changeDoorIf is changeDoor; with onlyChanged, the door's record is
+// written only if fn changed its entries in the book.
+func (s *Site) changeDoorIf(door string, fn func(b *doorBook) error, edit func(*sitestore.Door), onlyChanged bool) error {
 	s.doorsMu.Lock()
 	defer s.doorsMu.Unlock()
 	saved := s.book.save(door)
 	if err := fn(&s.book); err != nil {
 		return err
+	}
+	if onlyChanged && s.book.save(door).same(saved) {
+		return nil
 	}
 	err := s.db.UpdateDoor(door, func(d *sitestore.Door) error {
 		s.book.record(door, d)
@@ -286,34 +295,24 @@ func (s *Site) PublishBy(ctx context.Context, by string, ops ...store.Op) (uint6
 // sendChanged publishes the delta of each door whose view changed, or its
 // heartbeat when the delta cannot be sent (the door then asks).
 func (s *Site) sendChanged(ctx context.Context, changed []doorSeq) error {
-	type out struct {
-		topic    string
-		msg      []byte
-		retained bool
-	}
-	var msgs []out
+	var msgs []outMsg
 	var errs []error
 	s.acl.Lock()
 	for _, c := range changed {
 		b, err := s.sealDelta(c.door, c.seq)
 		if err == nil {
-			msgs = append(msgs, out{s.topics.DoorACL(c.door), b, false})
+			msgs = append(msgs, outMsg{s.topics.DoorACL(c.door), b, false})
 			continue
 		}
 		s.log.Warn("site: delta not sent; heartbeat instead", "door", c.door, "seq", c.seq, "err", err)
 		if hb, herr := s.sealHeartbeat(c.door); herr == nil {
-			msgs = append(msgs, out{s.topics.Heartbeat(c.door), hb, true})
+			msgs = append(msgs, outMsg{s.topics.Heartbeat(c.door), hb, true})
 		} else {
 			errs = append(errs, herr)
 		}
 	}
 	s.acl.Unlock()
-	for _, m := range msgs {
-		if err := s.publish(ctx, m.topic, m.msg, m.retained); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.publishAll(ctx, msgs))...)
 }
 
 // SetGroups sets the door groups door belongs to, in the database, and
@@ -408,11 +407,7 @@ func (s *Site) sealHeartbeat(door string) ([]byte, error) {
 // Heartbeat publishes each approved door's retained signed heartbeat with
 // its view seq.
 func (s *Site) Heartbeat(ctx context.Context) error {
-	type hb struct {
-		door string
-		msg  []byte
-	}
-	var hbs []hb
+	var hbs []outMsg
 	var errs []error
 	s.acl.Lock()
 	for _, d := range slices.Sorted(maps.Keys(s.views)) {
@@ -421,15 +416,10 @@ func (s *Site) Heartbeat(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		hbs = append(hbs, hb{d, b})
+		hbs = append(hbs, outMsg{s.topics.Heartbeat(d), b, true})
 	}
 	s.acl.Unlock()
-	for _, h := range hbs {
-		if err := s.publish(ctx, s.topics.Heartbeat(h.door), h.msg, true); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.publishAll(ctx, hbs))...)
 }
 
 // Head returns door's view seq and state hash: what a door that applied
@@ -497,10 +487,12 @@ func (s *Site) answer(ctx context.Context, r *mqtt.SyncRequest) error {
 			"door", r.Door, "door_seq", n.applied, "view_seq", n.viewSeq)
 	}
 	topic := s.topics.DoorACL(r.Door)
-	for _, m := range msgs {
-		if err := s.publish(ctx, topic, m, false); err != nil {
-			return err
-		}
+	out := make([]outMsg, len(msgs))
+	for i, m := range msgs {
+		out[i] = outMsg{topic, m, false}
+	}
+	if err := s.publishAll(ctx, out); err != nil {
+		return err
 	}
 	s.update(func(st *Stats) {
 		st.SyncDeltas += n.deltas

@@ -83,8 +83,10 @@ type Options struct {
 	// ChunkWindow is how many chunks of a new snapshot are sent to a door
 	// whose request does not say (default 4).
 	ChunkWindow int
-	// HeartbeatEvery publishes the heartbeats periodically while Run runs
-	// (0: only when Heartbeat is called).
+	// HeartbeatEvery publishes the heartbeats periodically while Run
+	// runs, and at every connection to the broker, which tells the doors
+	// what changed while the site was away (0: only when Heartbeat is
+	// called).
 	HeartbeatEvery time.Duration
 	// ReconnectMax caps paho's reconnect back-off (default 2 s).
 	ReconnectMax time.Duration
@@ -92,6 +94,20 @@ type Options struct {
 	// before it is recorded as a gap (default 5 minutes): doors send again
 	// what was not acknowledged, so most holes fill.
 	GapGrace time.Duration
+	// SyncWorkers is how many sync requests are answered at once (default
+	// 4); SyncQueue how many more may wait (default 1024). A request that
+	// finds the queue full is dropped: the door asks again.
+	SyncWorkers, SyncQueue int
+	// PublishWait bounds how long a publication waits for the broker's
+	// acknowledgements (default 10 s). While the site is not connected,
+	// nothing is published and nothing waits: doors learn what changed
+	// from the heartbeats sent at every connection.
+	PublishWait time.Duration
+	// StatusFlush is how often, while Run runs, the doors' statuses
+	// received meanwhile are written, in one transaction (default 250 ms;
+	// the latest of each door is kept). Without Run, each status is
+	// written as it is handled.
+	StatusFlush time.Duration
 }
 
 // Stats count what the site has seen since New.
@@ -136,7 +152,8 @@ type Site struct {
 
 	events   chan *mqtt.EventMsg
 	syncs    chan *mqtt.SyncRequest
-	stopped  chan struct{} // closed when Run ends: handlers stop waiting on the loops
+	stopped  chan struct{}   // closed when Run ends: handlers stop waiting on the loops
+	runCtx   context.Context // Run's context, for the work a connection starts
 	stopOnce sync.Once
 
 	pubMu sync.Mutex       // Publish: commits go out in order
@@ -161,6 +178,8 @@ type Site struct {
 	contig    map[string]uint64               // highest contiguous stored seq per door
 	latest    map[string]sitestore.SignedHead // the latest signed head held per door
 	statusMax map[string]uint64               // the highest head seq held from a status per door
+	statuses  statusBatch                     // statuses not written yet
+	ids       *mqtt.IdentityCache             // door identities whose keys were checked
 	gaps      map[string]*gapWatch            // holes being watched, per door (checkGaps' alone)
 	cmdSeq    uint64
 
@@ -184,6 +203,18 @@ func New(opts Options) (*Site, error) {
 	}
 	if o.ChunkWindow == 0 {
 		o.ChunkWindow = 4
+	}
+	if o.SyncWorkers <= 0 {
+		o.SyncWorkers = 4
+	}
+	if o.SyncQueue <= 0 {
+		o.SyncQueue = 1024
+	}
+	if o.StatusFlush <= 0 {
+		o.StatusFlush = 250 * time.Millisecond
+	}
+	if o.PublishWait <= 0 {
+		o.PublishWait = 10 * time.Second
 	}
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = 2 * time.Second
@@ -212,7 +243,7 @@ func New(opts Options) (*Site, error) {
 	s := &Site{
 		o: o, db: o.DB, log: o.Logger.With("site", o.Site), topics: mqtt.TopicsFor(o.Site),
 		events:    make(chan *mqtt.EventMsg, 4096),
-		syncs:     make(chan *mqtt.SyncRequest, 64),
+		syncs:     make(chan *mqtt.SyncRequest, o.SyncQueue),
 		stopped:   make(chan struct{}),
 		views:     make(map[string]*view),
 		book:      newDoorBook(),
@@ -222,6 +253,7 @@ func New(opts Options) (*Site, error) {
 		contig:    make(map[string]uint64),
 		latest:    make(map[string]sitestore.SignedHead),
 		statusMax: make(map[string]uint64),
+		ids:       mqtt.NewIdentityCache(identityCacheSize),
 		gaps:      make(map[string]*gapWatch),
 	}
 	s.stats.Pending = make(map[string]string)
@@ -372,7 +404,7 @@ func (s *Site) Run(ctx context.Context) error {
 		})
 	pc := paho.NewClient(o)
 	s.mu.Lock()
-	s.pc = pc
+	s.pc, s.runCtx = pc, ctx
 	s.mu.Unlock()
 	pc.Connect() // retries until connected or disconnected
 
@@ -380,6 +412,7 @@ func (s *Site) Run(ctx context.Context) error {
 	wg.Go(func() { s.storeLoop(ctx) })
 	wg.Go(func() { s.syncLoop(ctx) })
 	wg.Go(func() { every(ctx, max(s.o.GapGrace/5, time.Second), func() { s.checkGaps(s.o.Now()) }) })
+	wg.Go(func() { every(ctx, s.o.StatusFlush, s.flushStatuses) })
 	if s.o.HeartbeatEvery > 0 {
 		wg.Go(func() {
 			every(ctx, s.o.HeartbeatEvery, func() {
@@ -393,6 +426,7 @@ func (s *Site) Run(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stopped) })
 	wg.Wait()
 	pc.Disconnect(100)
+	s.flushStatuses()
 	s.mu.Lock()
 	s.pc = nil
 	s.mu.Unlock()
@@ -425,6 +459,20 @@ func (s *Site) onConnect(pc paho.Client) {
 		return
 	}
 	s.update(func(st *Stats) { st.Connected = true; st.Connects++ })
+	// What changed while the site was not connected was committed but
+	// not sent: every door's heartbeat says its view's seq, and a door
+	// behind it asks.
+	s.mu.Lock()
+	ctx := s.runCtx
+	s.mu.Unlock()
+	if s.o.HeartbeatEvery <= 0 {
+		return
+	}
+	go func() {
+		if err := s.Heartbeat(ctx); err != nil {
+			s.log.Warn("site: heartbeats at connection", "err", err)
+		}
+	}()
 }
 
 // refused counts a door message that did not decode: WrongDoor when it
@@ -516,20 +564,21 @@ func (s *Site) onSync(door, topic string, payload []byte) {
 }
 
 // onStatus records a status, learns the identity it announces, and holds
-// its signed head when the door is approved with that identity.
+// its signed head when the door is approved with that identity. A change
+// of the door's identities is written at once; the status itself and its
+// head join the batch written every StatusFlush (see flushStatuses).
 func (s *Site) onStatus(door, topic string, payload []byte) {
-	st, err := mqtt.DecodeStatus(payload, s.o.Site, door)
+	st, err := mqtt.DecodeStatusWith(payload, s.o.Site, door, s.ids)
 	if err != nil {
 		s.refused("status", topic, err)
 		return
 	}
 	now := s.o.Now()
-	seen := func(d *sitestore.Door) {
-		d.Status, d.AppliedSeq, d.LastSeen = statusJSON(st), st.ACLSeq, now.UTC()
-	}
+	up := sitestore.StatusUpdate{Status: statusJSON(st), AppliedSeq: st.ACLSeq, LastSeen: now}
 	if st.Fingerprint == "" {
-		if err := s.db.UpdateDoor(door, func(d *sitestore.Door) error { seen(d); return nil }); err != nil {
-			s.log.Error("site: record status", "door", door, "err", err)
+		s.statuses.add(door, up)
+		if !s.running() {
+			s.flushStatuses()
 		}
 		s.update(func(x *Stats) { x.LastStatus[door] = st })
 		return
@@ -546,13 +595,13 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 	}
 	var v verdict
 	var changed, nextChanged bool
-	err = s.changeDoor(door, func(b *doorBook) error {
+	err = s.changeDoorIf(door, func(b *doorBook) error {
 		v, changed = b.announce(door, *id)
 		if v == verdictApproved && next != nil {
 			nextChanged = b.vouched(door, *next)
 		}
 		return nil
-	}, seen)
+	}, nil, true)
 	if err != nil {
 		s.log.Error("site: record status", "door", door, "err", err)
 	}
@@ -574,11 +623,23 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 	if (v == verdictApproved || v == verdictFormer) && st.HeadSig != "" {
 		// DecodeStatus verified the head with the announced key, which
 		// is the approved one.
-		if why, err = s.holdStatusHead(st); err != nil {
-			s.log.Error("site: status head", "door", door, "err", err)
-		} else if why != "" {
-			s.log.Warn("site: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
+		s.mu.Lock()
+		most := s.statusMax[door]
+		s.mu.Unlock()
+		if st.HeadSeq < most {
+			why = fmt.Sprintf("status head %d is behind head %d of an earlier status", st.HeadSeq, most)
+		} else {
+			up.Head = &sitestore.SignedHead{Seq: st.HeadSeq, Hash: st.HeadHash, Sig: st.HeadSig, From: sitestore.HeadFromStatus}
 		}
+	}
+	if b := s.statuses.add(door, up); b != "" {
+		why = b
+	}
+	if why != "" {
+		s.log.Warn("site: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
+	}
+	if !s.running() {
+		s.flushStatuses()
 	}
 	s.update(func(x *Stats) {
 		x.LastStatus[door] = st
@@ -592,27 +653,79 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 	})
 }
 
-// publish sends one QoS 1 message and waits for the broker's PUBACK.
+// identityCacheSize bounds the door identities whose checked keys the
+// site remembers: every door's current and next, with room to spare.
+const identityCacheSize = 100_000
+
+// running reports whether Run runs.
+func (s *Site) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pc != nil
+}
+
+// outMsg is one message the site publishes.
+type outMsg struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+// errNotConnected is a publication's error while the site is not
+// connected to the broker.
+var errNotConnected = errors.New("site: not connected to the broker; the doors learn of it from the heartbeats at the next connection")
+
+// publish sends one QoS 1 message and waits for the broker's PUBACK (see
+// publishAll).
 func (s *Site) publish(ctx context.Context, topic string, payload []byte, retained bool) error {
+	return s.publishAll(ctx, []outMsg{{topic, payload, retained}})
+}
+
+// publishAll sends QoS 1 messages all at once, in order, and then waits
+// for the broker's PUBACKs, for PublishWait at most: a thousand doors'
+// deltas cost one round trip, not a thousand. While the site is not
+// connected it sends nothing and returns errNotConnected at once, rather
+// than hold up the admin whose change is committed.
+func (s *Site) publishAll(ctx context.Context, msgs []outMsg) error {
 	s.mu.Lock()
 	pc, sink := s.pc, s.sink
 	s.mu.Unlock()
 	if sink != nil {
-		return sink(topic, payload, retained)
-	}
-	if pc == nil {
-		return errors.New("site: not running")
-	}
-	tok := pc.Publish(topic, 1, retained, payload)
-	select {
-	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			return fmt.Errorf("site: publish %s: %w", topic, err)
+		var errs []error
+		for _, m := range msgs {
+			errs = append(errs, sink(m.topic, m.payload, m.retained))
 		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("site: publish %s: %w", topic, ctx.Err())
+		return errors.Join(errs...)
 	}
+	switch {
+	case pc == nil:
+		return errors.New("site: not running")
+	case len(msgs) == 0:
+		return nil
+	case !pc.IsConnectionOpen():
+		return errNotConnected
+	}
+	toks := make([]paho.Token, len(msgs))
+	for i, m := range msgs {
+		toks[i] = pc.Publish(m.topic, 1, m.retained, m.payload)
+	}
+	wait := time.NewTimer(s.o.PublishWait)
+	defer wait.Stop()
+	var errs []error
+	for i, tok := range toks {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				errs = append(errs, fmt.Errorf("site: publish %s: %w", msgs[i].topic, err))
+			}
+		case <-wait.C:
+			return errors.Join(append(errs, fmt.Errorf("site: %d of %d messages not acknowledged by the broker within %s (the first: %s)",
+				len(toks)-i, len(toks), s.o.PublishWait, msgs[i].topic))...)
+		case <-ctx.Done():
+			return errors.Join(append(errs, fmt.Errorf("site: publish %s: %w", msgs[i].topic, ctx.Err()))...)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // send publishes one QoS 1 message without waiting for the PUBACK, when
@@ -726,18 +839,44 @@ func (s *Site) RotateKey(ctx context.Context, next *mqtt.Signer, retireAt time.T
 	return nil
 }
 
-// syncLoop answers sync requests.
+// syncLoop answers sync requests, SyncWorkers at a time. A door's request
+// that comes while another of its requests is being answered waits for
+// it, so that a door gets its answers in order.
 func (s *Site) syncLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case r := <-s.syncs:
-			if err := s.answer(ctx, r); err != nil && ctx.Err() == nil {
-				s.log.Warn("site: answer sync", "door", r.Door, "err", err)
-			}
+	var (
+		mu   sync.Mutex
+		busy = make(map[string]*sync.Mutex)
+		wg   sync.WaitGroup
+	)
+	doorLock := func(door string) func() {
+		mu.Lock()
+		l := busy[door]
+		if l == nil {
+			l = new(sync.Mutex)
+			busy[door] = l
 		}
+		mu.Unlock()
+		l.Lock()
+		return l.Unlock
 	}
+	for range s.o.SyncWorkers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case r := <-s.syncs:
+					unlock := doorLock(r.Door)
+					err := s.answer(ctx, r)
+					unlock()
+					if err != nil && ctx.Err() == nil {
+						s.log.Warn("site: answer sync", "door", r.Door, "err", err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // verifyDoor checks a door's signature with its approved key, or with the
