@@ -189,7 +189,8 @@ type Options struct {
 	// ReconnectMin and ReconnectMax bound the back-off between connection
 	// attempts: it starts at ReconnectMin (default 1 s) and doubles after
 	// each failed attempt or short-lived session up to ReconnectMax
-	// (default 30 s), with ±20% jitter under the cap. A session that lasted
+	// (default 30 s), with ±50% jitter under the cap, so that the doors of
+	// a broker that went away do not come back in step. A session that lasted
 	// KeepAlive starts it again from ReconnectMin.
 	ReconnectMin, ReconnectMax time.Duration
 
@@ -543,12 +544,14 @@ func (c *Client) Run(ctx context.Context) error {
 	return c.fatal
 }
 
-// jitter spreads d by ±20%.
+// jitter spreads d by ±50%: a thousand doors that lost their broker at
+// the same instant come back over a second, then over two, four…, the
+// windows of successive attempts overlapping, rather than all at once.
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return time.Duration(float64(d) * (0.5 + rand.Float64()))
 }
 
 // loadState reads the allowlist and freshness state from the store and
