@@ -32,6 +32,15 @@ var (
 	latchdErr  error
 )
 
+// TestMain removes the daemon buildLatchd built, once the tests are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if latchdPath != "" {
+		os.RemoveAll(filepath.Dir(latchdPath))
+	}
+	os.Exit(code)
+}
+
 // buildLatchd builds the door daemon once per test binary.
 func buildLatchd(t testing.TB) string {
 	t.Helper()
