@@ -37,6 +37,7 @@ func (s *Site) Approve(door, fp string) error {
 		s.doorsMu.Unlock()
 		var v *view
 		s.hist.read(func(_ uint64, st *aclState) { v = newView(door, groups, st, now) })
+		v.maxSteps = s.o.DeltaLimit
 		s.views[door] = v
 		verr = s.saveViews([]doorSeq{{door, v.seq}}, s.hist.seqNow())
 	}
@@ -231,6 +232,7 @@ func (s *Site) reloadLocked(now time.Time) ([]doorSeq, error) {
 		for _, d := range slices.Sorted(maps.Keys(s.views)) {
 			old := s.views[d].seq
 			v := newView(d, groups[d], st, now)
+			v.maxSteps = s.o.DeltaLimit
 			v.rebase(old + 1)
 			s.views[d] = v
 			changed = append(changed, doorSeq{d, v.seq})

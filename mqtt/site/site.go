@@ -287,6 +287,7 @@ func (s *Site) load() error {
 		if d.Approved != nil {
 			var v *view
 			s.hist.read(func(_ uint64, st *aclState) { v = newView(d.ID, d.Groups, st, now) })
+			v.maxSteps = s.o.DeltaLimit
 			if d.ViewSeq > 0 {
 				// The view as it is now, at the seq the door was last
 				// given: a door that applied it has its hash, and any

@@ -76,10 +76,11 @@ type view struct {
 	revHold   map[string]store.Revocation
 	perHolder map[string]int // view cards per holder id
 
-	base   uint64                // the oldest seq the view can tell the state hash of
-	hashes map[uint64]string     // state hashes computed, by seq
-	deltas map[uint64]*viewDelta // the delta to each seq, when there is one
-	plan   *mqtt.SnapshotPlan    // the latest snapshot planned
+	base     uint64                // the oldest seq the view can tell the state hash of
+	maxSteps int                   // how many steps the view keeps (0: all): the site's DeltaLimit
+	hashes   map[uint64]string     // state hashes computed, by seq
+	deltas   map[uint64]*viewDelta // the delta to each seq, when there is one
+	plan     *mqtt.SnapshotPlan    // the latest snapshot planned
 
 	before []image // the step being made (diff)
 }
@@ -138,7 +139,27 @@ func (v *view) update(st *aclState, t touched, now time.Time) bool {
 	v.seq++
 	v.deltas[v.seq] = &viewDelta{ops: ops, before: v.before, issuedAt: now}
 	v.before = nil
+	v.trim()
 	return true
+}
+
+// trim drops the steps older than the last maxSteps, and the state hashes
+// before them: a door further behind gets a snapshot (DeltaLimit), so
+// they would only grow with every change for as long as the site runs.
+func (v *view) trim() {
+	if v.maxSteps <= 0 || v.seq <= v.base+uint64(v.maxSteps) {
+		return
+	}
+	base := v.seq - uint64(v.maxSteps)
+	for s := v.base + 1; s <= base; s++ {
+		delete(v.deltas, s)
+	}
+	for s := range v.hashes {
+		if s < base {
+			delete(v.hashes, s)
+		}
+	}
+	v.base = base
 }
 
 // keep records the entry k as it is before the step changes it.

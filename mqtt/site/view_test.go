@@ -290,3 +290,42 @@ func TestRevocationReach(t *testing.T) {
 		}
 	}
 }
+
+// A view keeps its last maxSteps steps and the hashes from there on: a door
+// that far behind still gets deltas, one further behind a snapshot, and
+// the view's memory does not grow with every change.
+func TestViewKeepsLastSteps(t *testing.T) {
+	h := newHistory()
+	var v *view
+	h.read(func(_ uint64, st *aclState) { v = newView("front", nil, st, t0) })
+	v.maxSteps = 3
+	for n := range 10 {
+		_, tch, err := h.commit([]store.Op{card(byte(n+1), "ada", "front")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.read(func(_ uint64, st *aclState) {
+			if !v.update(st, tch, t0) {
+				t.Fatalf("commit %d left the view alone", n)
+			}
+		})
+		v.hash()
+	}
+	if v.seq != 10 || v.base != 7 || len(v.deltas) != 3 {
+		t.Fatalf("view at %d, base %d, %d deltas kept", v.seq, v.base, len(v.deltas))
+	}
+	for s := range v.hashes {
+		if s < v.base {
+			t.Errorf("hash of seq %d kept, before the base %d", s, v.base)
+		}
+	}
+	if ds, ok := v.deltasAfter(7); !ok || !slices.Equal(ds, []uint64{8, 9, 10}) {
+		t.Errorf("deltas after 7: %v %v", ds, ok)
+	}
+	if _, ok := v.deltasAfter(6); ok {
+		t.Error("deltas after 6, a step no longer kept")
+	}
+	if _, ok := v.hashAt(7); !ok {
+		t.Error("no hash at the base")
+	}
+}
