@@ -121,6 +121,9 @@ type api struct {
 	log  *slog.Logger
 	now  func() time.Time
 	pins store.PINParams // the cost of PIN hashes
+	// hashing bounds the PIN hashes made at once: each takes
+	// pins.Memory KiB (32 MiB by default) while it runs.
+	hashing chan struct{}
 
 	site   *mqttsite.Site // every change goes through it, so that the views move
 	online bool           // the site runs on a broker: changes are published
@@ -504,7 +507,7 @@ func (a *api) pinSet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pin := []byte(req.PIN)
-	hash, err := store.HashPIN(pin, c.UID, a.pins)
+	hash, err := a.hashPIN(r.Context(), pin, c.UID)
 	clear(pin)
 	if err != nil {
 		a.failErr(w, r, fmt.Errorf("PIN refused: %w", unprefix(err, "store: hash pin: ")))
@@ -524,6 +527,24 @@ func (a *api) pinSet(w http.ResponseWriter, r *http.Request) {
 	}
 	c.PINHash = hash
 	a.commit(w, r, http.StatusOK, store.Op{Kind: store.OpUpsertCard, Card: &c})
+}
+
+// maxHashing is how many PIN hashes the service makes at once.
+const maxHashing = 2
+
+// hashPIN is store.HashPIN, at most maxHashing at a time: a script that
+// sets a thousand PINs at once does not take a thousand times the hash's
+// memory.
+func (a *api) hashPIN(ctx context.Context, pin, uid []byte) (string, error) {
+	if a.hashing != nil {
+		select {
+		case a.hashing <- struct{}{}:
+			defer func() { <-a.hashing }()
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return store.HashPIN(pin, uid, a.pins)
 }
 
 // unprefix drops a package prefix from err's message and keeps its chain.

@@ -197,7 +197,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		// reads the database, which closes last.
 		defer func() { stopSite(); <-fwDone }()
 	}
-	a := &api{db: db, log: log, now: time.Now, pins: o.pins, site: ms, online: o.broker != nil, keys: keys}
+	a := &api{db: db, log: log, now: time.Now, pins: o.pins, hashing: make(chan struct{}, maxHashing), site: ms, online: o.broker != nil, keys: keys}
 	srv := &http.Server{
 		Handler:           a.handler(),
 		ConnContext:       connContext,
