@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchdoor/latch/mqtt"
@@ -300,8 +303,9 @@ func (s *Site) sendChanged(ctx context.Context, changed []doorSeq) error {
 	var msgs []outMsg
 	var errs []error
 	s.acl.Lock()
-	for _, c := range changed {
-		b, err := s.sealDelta(c.door, c.seq)
+	sealed, serrs := s.sealDeltas(changed)
+	for i, c := range changed {
+		b, err := sealed[i], serrs[i]
 		if err == nil {
 			msgs = append(msgs, outMsg{s.topics.DoorACL(c.door), b, false})
 			continue
@@ -315,6 +319,33 @@ func (s *Site) sendChanged(ctx context.Context, changed []doorSeq) error {
 	}
 	s.acl.Unlock()
 	return errors.Join(append(errs, s.publishAll(ctx, msgs))...)
+}
+
+// sealDeltas seals each door's delta (sealDelta) on as many goroutines as
+// there are CPUs: sealing (an HPKE encapsulation and a signature) is most
+// of what a change costs the site per door, and the doors are
+// independent. The caller holds s.acl.
+func (s *Site) sealDeltas(changed []doorSeq) ([][]byte, []error) {
+	sealed, errs := make([][]byte, len(changed)), make([]error, len(changed))
+	const perWorker = 16 // fewer doors are not worth a goroutine
+	workers := min(runtime.GOMAXPROCS(0), (len(changed)+perWorker-1)/perWorker)
+	if workers <= 1 {
+		for i, c := range changed {
+			sealed[i], errs[i] = s.sealDelta(c.door, c.seq)
+		}
+		return sealed, errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(changed); i = int(next.Add(1) - 1) {
+				sealed[i], errs[i] = s.sealDelta(changed[i].door, changed[i].seq)
+			}
+		})
+	}
+	wg.Wait()
+	return sealed, errs
 }
 
 // SetGroups sets the door groups door belongs to, in the database, and
