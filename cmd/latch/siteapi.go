@@ -169,9 +169,8 @@ func (a *api) doorView(d site.Door) doorView {
 		ViewSeq: d.ViewSeq, ViewOf: d.ViewOf}
 	if d.Approved != nil {
 		v.Identity = d.Approved.Fingerprint
-		seq, _ := a.site.Head(d.ID)
-		v.ViewSeq = seq
-		v.Current = d.AppliedSeq == seq
+		v.ViewSeq = a.site.ViewSeq(d.ID)
+		v.Current = d.AppliedSeq == v.ViewSeq
 	}
 	if d.Pending != nil {
 		v.Pending = d.Pending.Fingerprint
@@ -197,7 +196,7 @@ func (a *api) viewTargets() map[string]uint64 {
 	out := make(map[string]uint64)
 	for _, d := range ds {
 		if d.Approved != nil {
-			out[d.ID], _ = a.site.Head(d.ID)
+			out[d.ID] = a.site.ViewSeq(d.ID)
 		}
 	}
 	return out

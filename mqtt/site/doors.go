@@ -468,6 +468,18 @@ func (s *Site) Head(door string) (seq uint64, hash string) {
 	return v.seq, v.hash()
 }
 
+// ViewSeq returns door's view seq (0 when the door is not approved):
+// Head without the state hash, which costs a pass over the view the first
+// time it is asked for at a seq.
+func (s *Site) ViewSeq(door string) uint64 {
+	s.acl.Lock()
+	defer s.acl.Unlock()
+	if v := s.views[door]; v != nil {
+		return v.seq
+	}
+	return 0
+}
+
 // View returns door's view of the allowlist at its seq (empty at seq 0
 // when the door is not approved).
 func (s *Site) View(door string) store.Snapshot {

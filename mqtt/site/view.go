@@ -55,13 +55,13 @@ type entryKey struct {
 	key  string
 }
 
-// image is an entry as it was before a step: absent, or its value.
+// image is an entry as it was before a step: absent (nil), or its value,
+// a *store.Card, *store.Holder or *store.Revocation as the entry's kind
+// says. A view keeps its last DeltaLimit steps' images: one value each,
+// not room for all three kinds.
 type image struct {
 	entryKey
-	had    bool
-	card   store.Card
-	holder store.Holder
-	rev    store.Revocation
+	val any
 }
 
 // view is one door's view of the allowlist.
@@ -143,10 +143,19 @@ func (v *view) update(st *aclState, t touched, now time.Time) bool {
 	return true
 }
 
+// sealedSteps is how many of its last steps a view keeps sealed.
+const sealedSteps = 4
+
 // trim drops the steps older than the last maxSteps, and the state hashes
 // before them: a door further behind gets a snapshot (DeltaLimit), so
 // they would only grow with every change for as long as the site runs.
+// It drops the sealed form of the steps before the last sealedSteps.
 func (v *view) trim() {
+	// The sealed form is kept for the last few steps, which a door that
+	// missed a message asks for again; older ones are sealed anew.
+	if d := v.deltas[v.seq-min(v.seq, sealedSteps)]; d != nil {
+		d.msg = nil
+	}
 	if v.maxSteps <= 0 || v.seq <= v.base+uint64(v.maxSteps) {
 		return
 	}
@@ -167,13 +176,21 @@ func (v *view) keep(k entryKey) {
 	im := image{entryKey: k}
 	switch k.kind {
 	case entryCard:
-		im.card, im.had = v.cards[k.key]
+		if c, ok := v.cards[k.key]; ok {
+			im.val = &c
+		}
 	case entryHolder:
-		im.holder, im.had = v.holders[k.key]
+		if h, ok := v.holders[k.key]; ok {
+			im.val = &h
+		}
 	case entryRevCard:
-		im.rev, im.had = v.revCard[k.key]
+		if r, ok := v.revCard[k.key]; ok {
+			im.val = &r
+		}
 	case entryRevHolder:
-		im.rev, im.had = v.revHold[k.key]
+		if r, ok := v.revHold[k.key]; ok {
+			im.val = &r
+		}
 	}
 	v.before = append(v.before, im)
 }
@@ -339,16 +356,13 @@ func (v *view) hashAt(seq uint64) (string, bool) {
 		}
 	}
 	for _, im := range over {
-		if !im.had {
-			continue
-		}
-		switch im.kind {
-		case entryCard:
-			sn.Cards = append(sn.Cards, im.card)
-		case entryHolder:
-			sn.Holders = append(sn.Holders, im.holder)
-		default:
-			sn.Revocations = append(sn.Revocations, im.rev)
+		switch x := im.val.(type) {
+		case *store.Card:
+			sn.Cards = append(sn.Cards, *x)
+		case *store.Holder:
+			sn.Holders = append(sn.Holders, *x)
+		case *store.Revocation:
+			sn.Revocations = append(sn.Revocations, *x)
 		}
 	}
 	h := store.HashSnapshot(sn)
