@@ -47,8 +47,12 @@ type Config struct {
 	// mosquitto's default (1000); negative means unlimited.
 	MaxQueued int
 	// Persistence keeps sessions and queued messages on disk across a
-	// restart (autosave on every change).
+	// restart: saved on every change, or every Autosave when it is set
+	// (and when mosquitto stops), as a production broker is configured.
 	Persistence bool
+	// Autosave is the interval between saves of a persistent broker
+	// (whole seconds); 0 saves on every change.
+	Autosave time.Duration
 	// TLS makes the listener TLS-only with certificates from a generated
 	// PKI; clients must present a certificate signed by its CA.
 	TLS bool
@@ -143,6 +147,19 @@ func (b *Broker) URL() string {
 
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
+
+// Port is the broker's loopback port.
+func (b *Broker) Port() int { return b.port }
+
+// PID is the process id of the running mosquitto, or 0.
+func (b *Broker) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil || b.cmd.Process == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
 
 // Kill stops the broker with SIGKILL and waits for it to exit. Messages
 // it had acknowledged but not persisted are lost, as in a power cut.
@@ -282,9 +299,12 @@ func (b *Broker) writeConfig() error {
 	case b.cfg.MaxQueued < 0:
 		c.WriteString("max_queued_messages 0\n")
 	}
-	if b.cfg.Persistence {
+	switch {
+	case b.cfg.Persistence && b.cfg.Autosave > 0:
+		fmt.Fprintf(&c, "persistence true\npersistence_location %s/\nautosave_interval %d\n", b.dir, max(1, int(b.cfg.Autosave/time.Second)))
+	case b.cfg.Persistence:
 		fmt.Fprintf(&c, "persistence true\npersistence_location %s/\nautosave_interval 1\nautosave_on_changes true\n", b.dir)
-	} else {
+	default:
 		c.WriteString("persistence false\n")
 	}
 	if len(b.cfg.Users) > 0 {
