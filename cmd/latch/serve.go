@@ -44,7 +44,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	syslogURL := fs.String("syslog", "", "also send each collected event to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log, ?facility=auth|authpriv")
 	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
+	memLimit := fs.String("memory-limit", "256MiB", "a soft limit on the service's memory (Go's GOMEMLIMIT, which sets it when this flag is not given): the garbage collector works harder near it; 0: none")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
+		return err
+	}
+	limit, err := memoryLimit(e, *memLimit, flagGiven(fs, "memory-limit"))
+	if err != nil {
 		return err
 	}
 	var devDir string
@@ -76,6 +81,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	go watchHeap(ctx, limit, log)
 	if *gapGrace < time.Second {
 		return usagef("--gap-grace %v: want at least 1s", *gapGrace)
 	}
