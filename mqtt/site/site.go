@@ -427,10 +427,12 @@ func (s *Site) Run(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stopped) })
 	wg.Wait()
 	pc.Disconnect(100)
-	s.flushStatuses()
 	s.mu.Lock()
 	s.pc = nil
 	s.mu.Unlock()
+	// What came in since the last flush; a status handled from now on is
+	// written as it comes.
+	s.flushStatuses()
 	return nil
 }
 
