@@ -335,7 +335,9 @@ func syncRequests(t *testing.T, msgs []outMsg) []*SyncRequest {
 }
 
 // A sync request that goes unanswered is asked again after SyncRetry, and
-// not before.
+// not before; but a heartbeat announcing a seq the door had not heard of
+// (the site moved on, maybe never saw the request) makes it ask again a
+// second after its last request.
 func TestSyncRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newParts(t, func(o *Options) { o.SyncRetry = 5 * time.Second })
@@ -345,7 +347,18 @@ func TestSyncRetry(t *testing.T) {
 		if got := syncRequests(t, p.pub.take()); len(got) != 1 || got[0].AppliedSeq != 0 {
 			t.Fatalf("first request: %+v", got)
 		}
-		// The site's head is ahead: asked again, but not within SyncRetry.
+		// The site's head is announced ahead: asked again a second after
+		// the last request, not at once.
+		s.onHeartbeat(heartbeat(4, time.Now()), &Heartbeat{Header: Header{Site: partSite, Seq: 4}, Door: partDoor})
+		if got := p.pub.take(); len(got) != 0 {
+			t.Fatalf("asked again at once: %d requests", len(got))
+		}
+		advance(announceResync)
+		s.tick(p.core.mono())
+		if got := syncRequests(t, p.pub.take()); len(got) != 1 || got[0].AppliedSeq != 0 || got[0].Chunks != nil {
+			t.Fatalf("after a newer seq was announced: %+v, want one request", got)
+		}
+		// The same seq announced again is no news: SyncRetry holds.
 		s.onHeartbeat(heartbeat(4, time.Now()), &Heartbeat{Header: Header{Site: partSite, Seq: 4}, Door: partDoor})
 		advance(4 * time.Second)
 		s.tick(p.core.mono())
@@ -361,6 +374,18 @@ func TestSyncRetry(t *testing.T) {
 		s.tick(p.core.mono())
 		if got := p.pub.take(); len(got) != 1 {
 			t.Fatalf("still behind after another SyncRetry: %d requests, want 1", len(got))
+		}
+		// A newer seq announced after SyncRetry is asked for at once,
+		// and once.
+		advance(5 * time.Second)
+		s.onHeartbeat(heartbeat(5, time.Now()), &Heartbeat{Header: Header{Site: partSite, Seq: 5}, Door: partDoor})
+		if got := p.pub.take(); len(got) != 1 {
+			t.Fatalf("a newer seq after SyncRetry: %d requests, want 1", len(got))
+		}
+		advance(announceResync)
+		s.tick(p.core.mono())
+		if got := p.pub.take(); len(got) != 0 {
+			t.Fatalf("asked twice for one announcement: %d more requests", len(got))
 		}
 	})
 }

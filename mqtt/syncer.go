@@ -60,6 +60,7 @@ type syncer struct {
 	wantSnap bool
 
 	pending     bool      // a sync request is due
+	soon        bool      // ask again announceResync after the last request: a heartbeat announced a newer seq
 	lastSync    time.Time // monotonic: the last sync request
 	lastSyncSeq uint64    // the applied seq at lastSync
 }
@@ -405,14 +406,24 @@ func (c *syncer) onHeartbeat(in inbound, h *Heartbeat) {
 		c.reject(in, fmt.Errorf("%w: heartbeat for door %q", ErrWrongDoor, h.Door))
 		return
 	}
-	if h.Seq > c.siteSeq {
+	announced := h.Seq > c.siteSeq
+	if announced {
 		c.siteSeq = h.Seq
 		c.update(func(s *Stats) { s.SiteSeq = c.siteSeq })
 	}
 	if h.Seq > c.acl.seq && !c.stage.busy() {
+		// A seq the door had not heard of: the site moved on since the
+		// door last asked, and may never have seen that request (one sent
+		// while the site was away from the broker is lost). Ask again
+		// soon rather than after SyncRetry.
+		c.soon = c.soon || announced
 		c.request(false)
 	}
 }
+
+// announceResync is how soon after its last sync request the door asks
+// again when a heartbeat announces a seq it had not heard of.
+const announceResync = time.Second
 
 // syncRequest returns a signed-to-be sync request with the applied state.
 func (c *syncer) syncRequest() SyncRequest {
@@ -450,7 +461,7 @@ func (c *syncer) request(now bool) {
 		return
 	}
 	if c.stage.busy() && !c.wantSnap {
-		c.pending = false
+		c.pending, c.soon = false, false
 		c.lastSync = c.mono()
 		// A new session asks again from the next chunk; otherwise only
 		// what the window lacks.
@@ -465,7 +476,7 @@ func (c *syncer) request(now bool) {
 		// Asked once; if the snapshot does not come, a later failure asks
 		// again.
 		c.wantSnap = false
-		c.pending = false
+		c.pending, c.soon = false, false
 		c.lastSync = c.mono()
 		c.lastSyncSeq = c.acl.seq
 	}
@@ -504,7 +515,14 @@ func (c *syncer) tick(now time.Time) {
 		c.lastSyncSeq, c.lastSync = c.acl.seq, now
 	}
 	behind := c.siteSeq > c.acl.seq
-	if (c.pending || behind) && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= c.o.SyncRetry) {
+	if !behind {
+		c.soon = false
+	}
+	switch {
+	case c.soon && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= announceResync):
+		c.soon = false
+		c.request(true)
+	case (c.pending || behind) && (c.lastSync.IsZero() || now.Sub(c.lastSync) >= c.o.SyncRetry):
 		c.request(false)
 	}
 }
