@@ -21,7 +21,7 @@ const defaultMemoryLimit = 256 << 20
 // parseSize reads a size in bytes with an optional unit: B, KiB, MiB, GiB
 // (1024-based), as in 256MiB; 0 means none.
 func parseSize(s string) (int64, error) {
-	num := strings.TrimRight(s, "BKMGiB")
+	num := strings.TrimRight(s, "BKMGi")
 	unit := s[len(num):]
 	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
 	if err != nil || n < 0 {
