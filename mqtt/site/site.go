@@ -104,7 +104,7 @@ type Options struct {
 	// from the heartbeats sent at every connection.
 	PublishWait time.Duration
 	// StatusFlush is how often, while Run runs, the doors' statuses
-	// received meanwhile are written, in one transaction (default 250 ms;
+	// received meanwhile are written, in one transaction (default 100 ms;
 	// the latest of each door is kept). Without Run, each status is
 	// written as it is handled.
 	StatusFlush time.Duration
@@ -211,7 +211,7 @@ func New(opts Options) (*Site, error) {
 		o.SyncQueue = 1024
 	}
 	if o.StatusFlush <= 0 {
-		o.StatusFlush = 250 * time.Millisecond
+		o.StatusFlush = 100 * time.Millisecond
 	}
 	if o.PublishWait <= 0 {
 		o.PublishWait = 10 * time.Second
