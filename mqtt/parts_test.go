@@ -586,3 +586,22 @@ func TestStagedSnapshotEnds(t *testing.T) {
 		}
 	})
 }
+
+// A delta applied makes the status due at once, so that the site learns
+// the new applied seq without waiting for the next tick; a refused one
+// does not.
+func TestStatusDueOnApply(t *testing.T) {
+	p := newParts(t, nil)
+	due := 0
+	p.core.status = func(bool) { due++ }
+	s := newSyncer(p.core, p.st, p.pub, "sync")
+	s.load(p.syncState())
+	s.onDelta(inbound{}, NewDelta(partSite, partDoor, 1, time.Now(), []store.Op{{Kind: store.OpRevokeCard, UID: []byte{1, 2, 3, 4}}}))
+	if s.acl.seq != 1 || due != 1 {
+		t.Fatalf("applied %d, status due %d times, want 1 and 1", s.acl.seq, due)
+	}
+	s.onDelta(inbound{}, NewDelta(partSite, partDoor, 3, time.Now(), []store.Op{{Kind: store.OpRevokeCard, UID: []byte{1, 2, 3, 5}}}))
+	if s.acl.seq != 1 || due != 1 {
+		t.Fatalf("a delta beyond a gap: applied %d, status due %d times", s.acl.seq, due)
+	}
+}

@@ -128,6 +128,9 @@ func (c *syncer) onDelta(in inbound, d *Delta) {
 	}
 	c.applyDelta(in, d)
 	c.drainAhead()
+	// The site learns from the status that the door applied it (latch
+	// revoke --wait, door list): not at the next tick.
+	c.statusDue()
 }
 
 // applyDelta applies the delta that follows the applied seq.
@@ -359,6 +362,7 @@ func (c *syncer) commitStage(in inbound) {
 		c.event(store.ReasonSnapshotApplied, fmt.Sprintf("snapshot %d: %d chunks (key %s)", st.seq, st.chunks, in.kid))
 		c.refresh(func(s *Stats) { s.SnapshotsApplied++; s.Staging = false })
 		c.drainAhead()
+		c.statusDue()
 		if c.siteSeq > c.acl.seq {
 			c.request(true)
 		}
