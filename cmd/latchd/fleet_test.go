@@ -529,18 +529,10 @@ func (f *fleet) revocations(fig *fleetFigures) {
 		}
 		worst := time.Duration(0)
 		for _, d := range f.doors {
-			seq := c.Doors[d.id]
-			if err := d.await(ctx, func(d *fleetDoor) bool {
-				for _, a := range d.applied {
-					if a.seq >= seq {
-						return true
-					}
-				}
-				return false
-			}); err != nil {
+			at, err := d.awaitApplied(ctx, c.Doors[d.id])
+			if err != nil {
 				t.Fatal(err)
 			}
-			at, _ := d.appliedAt(seq)
 			lat = append(lat, at.Sub(t0))
 			worst = max(worst, at.Sub(t0))
 		}
@@ -580,15 +572,11 @@ func (f *fleet) herd(fig *fleetFigures) {
 	go func() {
 		var worst time.Duration
 		for _, d := range f.doors {
-			seq := c.Doors[d.id]
-			if err := d.await(ctx, func(d *fleetDoor) bool {
-				_, ok := appliedOf(d, seq)
-				return ok
-			}); err != nil {
+			at, err := d.awaitApplied(ctx, c.Doors[d.id])
+			if err != nil {
 				done <- err
 				return
 			}
-			at, _ := d.appliedAt(seq)
 			worst = max(worst, at.Sub(t1))
 		}
 		synced.Store(int64(worst))
@@ -612,16 +600,6 @@ func (f *fleet) herd(fig *fleetFigures) {
 		}
 	}
 	f.logf("every door applied the change made while the broker was down %.1f s after its restart; all online at the site after %.1f s", fig.HerdSyncSeconds, fig.HerdOnlineSecs)
-}
-
-// appliedOf is appliedAt for a door already locked (in await's cond).
-func appliedOf(d *fleetDoor, seq uint64) (time.Time, bool) {
-	for _, a := range d.applied {
-		if a.seq >= seq {
-			return a.at, true
-		}
-	}
-	return time.Time{}, false
 }
 
 // eventsUID is a card no door knows: each tap of it is one event.

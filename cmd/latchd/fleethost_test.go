@@ -192,16 +192,20 @@ func (d *fleetDoor) outboxNow(ctx context.Context) (int, error) {
 	return out, err
 }
 
-// appliedAt returns when the door first applied a view at seq or above.
-func (d *fleetDoor) appliedAt(seq uint64) (time.Time, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, a := range d.applied {
-		if a.seq >= seq {
-			return a.at, true
+// awaitApplied waits until the door has applied a view at seq or above,
+// and returns when it first did, by its clock.
+func (d *fleetDoor) awaitApplied(ctx context.Context, seq uint64) (time.Time, error) {
+	var at time.Time
+	err := d.await(ctx, func(d *fleetDoor) bool {
+		for _, a := range d.applied {
+			if a.seq >= seq {
+				at = a.at
+				return true
+			}
 		}
-	}
-	return time.Time{}, false
+		return false
+	})
+	return at, err
 }
 
 // lineSplitter is an io.Writer that hands each whole line to line.
