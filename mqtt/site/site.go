@@ -579,10 +579,7 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 	now := s.o.Now()
 	up := sitestore.StatusUpdate{Status: statusJSON(st), AppliedSeq: st.ACLSeq, LastSeen: now}
 	if st.Fingerprint == "" {
-		s.statuses.add(door, up)
-		if !s.running() {
-			s.flushStatuses()
-		}
+		s.queueStatus(door, up)
 		s.update(func(x *Stats) { x.LastStatus[door] = st })
 		return
 	}
@@ -635,14 +632,11 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 			up.Head = &sitestore.SignedHead{Seq: st.HeadSeq, Hash: st.HeadHash, Sig: st.HeadSig, From: sitestore.HeadFromStatus}
 		}
 	}
-	if b := s.statuses.add(door, up); b != "" {
+	if b := s.queueStatus(door, up); b != "" {
 		why = b
 	}
 	if why != "" {
 		s.log.Warn("site: status rewrites what the door signed; head not kept", "door", door, "seq", st.HeadSeq, "why", why)
-	}
-	if !s.running() {
-		s.flushStatuses()
 	}
 	s.update(func(x *Stats) {
 		x.LastStatus[door] = st
@@ -659,6 +653,17 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 // identityCacheSize bounds the door identities whose checked keys the
 // site remembers: every door's current and next, with room to spare.
 const identityCacheSize = 100_000
+
+// queueStatus puts a door's status in the batch (statusBatch.add, whose
+// answer it returns); without Run, nothing flushes the batch, so it is
+// written at once.
+func (s *Site) queueStatus(door string, up sitestore.StatusUpdate) (behind string) {
+	behind = s.statuses.add(door, up)
+	if !s.running() {
+		s.flushStatuses()
+	}
+	return behind
+}
 
 // running reports whether Run runs.
 func (s *Site) running() bool {
