@@ -198,16 +198,31 @@ func HashPIN(pin []byte, uid []byte, p PINParams) (string, error) {
 			}
 		}
 	}
+	h, err := HashSecret(pin, p)
+	if err != nil {
+		return "", fmt.Errorf("store: hash pin: %w", err)
+	}
+	return h, nil
+}
+
+// HashSecret returns an argon2id PHC hash of any secret with a fresh random
+// salt, without HashPIN's rules on what a PIN may be: the site hashes its
+// console passwords with it. VerifyPIN checks a secret against it.
+func HashSecret(secret []byte, p PINParams) (string, error) {
+	if err := p.check(); err != nil {
+		return "", fmt.Errorf("store: hash secret: %w: %w", ErrInvalidArgument, err)
+	}
 	salt := make([]byte, p.SaltLen)
 	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("store: hash pin: salt: %w", err)
+		return "", fmt.Errorf("store: hash secret: salt: %w", err)
 	}
 	h := phc{params: p, salt: salt}
-	h.key = h.derive(pin)
+	h.key = h.derive(secret)
 	return h.String(), nil
 }
 
-// VerifyPIN reports whether pin matches a PHC hash made by HashPIN. It runs
+// VerifyPIN reports whether pin matches a PHC hash made by HashPIN (or a
+// secret one made by HashSecret). It runs
 // one argon2id derivation and compares in constant time. An unparseable
 // hash is an error.
 func VerifyPIN(hash string, pin []byte) (bool, error) {

@@ -57,6 +57,8 @@ var (
 	bucketIdxArrival  = []byte("idx_arrival")
 	bucketFindings    = []byte("findings")
 	bucketHeads       = []byte("heads")
+	bucketUsers       = []byte("users")
+	bucketActions     = []byte("actions")
 )
 
 // Keys in the meta bucket.
@@ -69,7 +71,7 @@ func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards, bucketRevCards,
 		bucketRevHolders, bucketDeltas, bucketDoors, bucketGroupDoors, bucketEvents, bucketCursors,
 		bucketIdxTime, bucketIdxDoorTime, bucketIdxHolder, bucketIdxUID, bucketFindings, bucketHeads,
-		bucketIdxArrival}
+		bucketIdxArrival, bucketUsers, bucketActions}
 }
 
 // Options configure a DB. The zero value (or nil) gives the defaults.
@@ -175,6 +177,12 @@ func (d *DB) setup() error {
 		if tx.Bucket(bucketIdxArrival) == nil && tx.Bucket(bucketIdxTime) != nil {
 			if err := addArrivalIndex(tx); err != nil {
 				return err
+			}
+		}
+		// The console's buckets came after the first files of schema 1.
+		for _, name := range [][]byte{bucketUsers, bucketActions} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		return checkSchema(tx)
