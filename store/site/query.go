@@ -45,25 +45,9 @@ const (
 // runs; an error ends the sequence.
 func (d *DB) Query(f Filter) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		var bucket, prefix []byte
-		switch {
-		case f.Holder != "":
-			bucket, prefix = bucketIdxHolder, labelKey(f.Holder)
-		case f.UID != "":
-			bucket, prefix = bucketIdxUID, labelKey(f.UID)
-		case f.Door != "":
-			bucket, prefix = bucketIdxDoorTime, doorKey(f.Door)
-		default:
-			bucket = bucketIdxTime
-		}
-		start := bytes.Clone(prefix)
-		if !f.From.IsZero() {
-			start = append(start, timeKey(f.From)...)
-		}
-		var end []byte
-		if !f.To.IsZero() {
-			end = append(bytes.Clone(prefix), timeKey(f.To)...)
-		}
+		s := newIndexScan(f)
+		bucket, prefix := s.bucket, s.prefix
+		start, end := s.start(), s.end()
 		var resume []byte
 		n := 0
 		for {
@@ -88,30 +72,13 @@ func (d *DB) Query(f Filter) iter.Seq2[Record, error] {
 					}
 					scanned++
 					resume = bytes.Clone(k)
-					rest := k[len(prefix):]
-					if len(rest) < 12+8 {
-						return fmt.Errorf("%w: index %s key %X is malformed", ErrCorrupt, bucket, k)
-					}
-					ek := rest[12:]
-					if bytes.Equal(bucket, bucketIdxDoorTime) {
-						ek = append(bytes.Clone(prefix), rest[12:]...)
-					}
-					door, _, ok := splitEventKey(ek)
-					if !ok {
-						return fmt.Errorf("%w: index %s key %X is malformed", ErrCorrupt, bucket, k)
-					}
-					if f.Door != "" && door != f.Door {
-						continue
-					}
-					e, err := eventAt(evb, bucket, ek)
+					r, ok, err := s.record(evb, k)
 					if err != nil {
 						return err
 					}
-					if (f.Type != "" && e.Type != f.Type) || (f.Reason != "" && e.Reason != f.Reason) ||
-						(f.Holder != "" && e.Holder != f.Holder) || (f.UID != "" && e.UID != f.UID) {
-						continue
+					if ok {
+						recs = append(recs, r)
 					}
-					recs = append(recs, Record{Door: door, Event: e})
 				}
 			})
 			if err != nil {
@@ -132,4 +99,87 @@ func (d *DB) Query(f Filter) iter.Seq2[Record, error] {
 			}
 		}
 	}
+}
+
+// indexScan is how a query reads: the index its filter chooses, the
+// prefix of the keys it reads there, and the filter of what they name.
+type indexScan struct {
+	f      Filter
+	bucket []byte // idx_holder, idx_uid, idx_door_time or idx_time
+	prefix []byte // the label or door key; none in idx_time
+}
+
+// newIndexScan chooses f's index: a holder's, a UID's, a door's, else the
+// time index.
+func newIndexScan(f Filter) indexScan {
+	s := indexScan{f: f, bucket: bucketIdxTime}
+	switch {
+	case f.Holder != "":
+		s.bucket, s.prefix = bucketIdxHolder, labelKey(f.Holder)
+	case f.UID != "":
+		s.bucket, s.prefix = bucketIdxUID, labelKey(f.UID)
+	case f.Door != "":
+		s.bucket, s.prefix = bucketIdxDoorTime, doorKey(f.Door)
+	}
+	return s
+}
+
+// start returns the least key the scan reads: the prefix, and From's time
+// key if From is set.
+func (s *indexScan) start() []byte {
+	start := bytes.Clone(s.prefix)
+	if !s.f.From.IsZero() {
+		start = append(start, timeKey(s.f.From)...)
+	}
+	return start
+}
+
+// end returns the key the scan ends before, To's; nil when To is zero.
+func (s *indexScan) end() []byte {
+	if s.f.To.IsZero() {
+		return nil
+	}
+	return append(bytes.Clone(s.prefix), timeKey(s.f.To)...)
+}
+
+// split returns the door and the event key named by k, a key of the
+// scan's index that has its prefix; a malformed key is an error (wrapping
+// ErrCorrupt).
+func (s *indexScan) split(k []byte) (door string, ek []byte, err error) {
+	rest := k[len(s.prefix):]
+	if len(rest) < 12+8 {
+		return "", nil, fmt.Errorf("%w: index %s key %X is malformed", ErrCorrupt, s.bucket, k)
+	}
+	ek = rest[12:]
+	if bytes.Equal(s.bucket, bucketIdxDoorTime) {
+		ek = append(bytes.Clone(s.prefix), rest[12:]...)
+	}
+	door, _, ok := splitEventKey(ek)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: index %s key %X is malformed", ErrCorrupt, s.bucket, k)
+	}
+	return door, ek, nil
+}
+
+// record returns the event the index key k (which has the scan's prefix)
+// names and whether the filter selects it. It reads the event only if the
+// key's door passes.
+func (s *indexScan) record(evb *bolt.Bucket, k []byte) (Record, bool, error) {
+	f := &s.f
+	door, ek, err := s.split(k)
+	if err != nil {
+		return Record{}, false, err
+	}
+	if f.Door != "" && door != f.Door {
+		return Record{}, false, nil
+	}
+	e, err := eventAt(evb, s.bucket, ek)
+	if err != nil {
+		return Record{}, false, err
+	}
+	if (f.Type != "" && e.Type != f.Type) || (f.Reason != "" && e.Reason != f.Reason) ||
+		(f.Holder != "" && e.Holder != f.Holder) || (f.UID != "" && e.UID != f.UID) {
+		return Record{}, false, nil
+	}
+	return Record{Door: door, Event: e}, true, nil
 }
