@@ -137,7 +137,10 @@ type api struct {
 }
 
 // handler returns the API's routes.
-func (a *api) handler() http.Handler {
+func (a *api) handler() http.Handler { return a.mux() }
+
+// mux returns a mux of the API's routes.
+func (a *api) mux() *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /v1/holders", a.holderList)
 	m.HandleFunc("POST /v1/holders", a.holderAdd)
@@ -157,6 +160,7 @@ func (a *api) handler() http.Handler {
 	m.HandleFunc("GET /v1/audit/export", a.auditExport)
 	m.HandleFunc("GET /v1/backup", a.backup)
 	a.siteRoutes(m)
+	a.userRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -536,15 +540,26 @@ const maxHashing = 2
 // sets a thousand PINs at once does not take a thousand times the hash's
 // memory.
 func (a *api) hashPIN(ctx context.Context, pin, uid []byte) (string, error) {
-	if a.hashing != nil {
-		select {
-		case a.hashing <- struct{}{}:
-			defer func() { <-a.hashing }()
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
+	release, err := a.hashSlot(ctx)
+	if err != nil {
+		return "", err
 	}
+	defer release()
 	return store.HashPIN(pin, uid, a.pins)
+}
+
+// hashSlot waits for one of the maxHashing argon2id derivations (PIN and
+// password hashes, password checks) that may run at once.
+func (a *api) hashSlot(ctx context.Context) (release func(), err error) {
+	if a.hashing == nil {
+		return func() {}, nil
+	}
+	select {
+	case a.hashing <- struct{}{}:
+		return func() { <-a.hashing }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // unprefix drops a package prefix from err's message and keeps its chain.

@@ -276,39 +276,44 @@ func cmdPINSet(ctx context.Context, e *env, args []string) error {
 
 // readPIN reads a PIN: prompted twice without echo when standard input is
 // a terminal, else one line of standard input.
-func readPIN(e *env) ([]byte, error) {
+func readPIN(e *env) ([]byte, error) { return readSecret(e, "PIN") }
+
+// readSecret reads a secret (what: "PIN", "password"): prompted twice
+// without echo when standard input is a terminal, else one line of
+// standard input.
+func readSecret(e *env, what string) ([]byte, error) {
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fd := int(f.Fd())
-		fmt.Fprint(e.stderr, "PIN: ")
+		fmt.Fprintf(e.stderr, "%s: ", what)
 		p1, err := term.ReadPassword(fd)
 		fmt.Fprintln(e.stderr)
 		if err != nil {
-			return nil, fmt.Errorf("read PIN: %w", err)
+			return nil, fmt.Errorf("read %s: %w", what, err)
 		}
-		fmt.Fprint(e.stderr, "PIN again: ")
+		fmt.Fprintf(e.stderr, "%s again: ", what)
 		p2, err := term.ReadPassword(fd)
 		fmt.Fprintln(e.stderr)
 		if err != nil {
 			clear(p1)
-			return nil, fmt.Errorf("read PIN: %w", err)
+			return nil, fmt.Errorf("read %s: %w", what, err)
 		}
 		same := bytes.Equal(p1, p2)
 		clear(p2)
 		if !same {
 			clear(p1)
-			return nil, errors.New("the two PINs differ; nothing was changed")
+			return nil, fmt.Errorf("the two %ss differ; nothing was changed", what)
 		}
 		return p1, nil
 	}
-	line, err := bufio.NewReader(io.LimitReader(e.stdin, 256)).ReadBytes('\n')
+	line, err := bufio.NewReader(io.LimitReader(e.stdin, 1100)).ReadBytes('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read PIN from standard input: %w", err)
+		return nil, fmt.Errorf("read %s from standard input: %w", what, err)
 	}
-	pin := bytes.TrimRight(line, "\r\n")
-	if len(pin) == 0 {
-		return nil, errors.New("no PIN on standard input (one line, or run it on a terminal to be prompted)")
+	secret := bytes.TrimRight(line, "\r\n")
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("no %s on standard input (one line, or run it on a terminal to be prompted)", what)
 	}
-	return pin, nil
+	return secret, nil
 }
 
 func cmdRevoke(ctx context.Context, e *env, args []string) error {

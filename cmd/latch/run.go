@@ -67,6 +67,11 @@ func commands() []command {
 		{"audit verify", "[--door D]", "verify each door's stored hash chain", cmdAuditVerify},
 		{"audit tail", "[-f] [--door D] [-n N]", "print the last N collected events (default 20) in the order they were stored; -f follows new ones", cmdAuditTail},
 		{"audit export", "--format csv|jsonl [--out FILE] [--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T]", "write every selected event", cmdAuditExport},
+		{"user add", "NAME --role admin|operator|auditor", "add a web console account (password prompted, or one line of standard input)", cmdUserAdd},
+		{"user list", "", "list the web console accounts", cmdUserList},
+		{"user passwd", "NAME", "set a console account's password (its sessions end)", cmdUserPasswd},
+		{"user role", "NAME admin|operator|auditor", "change a console account's role (its sessions end)", cmdUserRole},
+		{"user remove", "NAME", "remove a console account", cmdUserRemove},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }
