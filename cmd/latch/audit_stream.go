@@ -127,6 +127,13 @@ func (s *streams) follow(r *http.Request) (context.Context, context.CancelFunc) 
 	}
 }
 
+// stopAll ends every following stream, of any server of the API: the
+// service calls it when its servers begin to shut down.
+func (s *streams) stopAll() {
+	s.once.Do(func() { s.stopping, s.stop = context.WithCancel(context.Background()) })
+	s.stop()
+}
+
 // arrivalStream reads collected events in arrival order.
 type arrivalStream struct {
 	db    *site.DB

@@ -44,6 +44,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	syslogURL := fs.String("syslog", "", "also send each collected event to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log, ?facility=auth|authpriv")
 	dev := fs.String("dev", "", "a development site in this directory, made on first use, with an embedded broker: for trying latch on one machine")
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
+	devWeb := fs.String("dev-web", "127.0.0.1:8080", "with --dev and no [web] listen in --config, where the console listens (a taken port falls back to a free one)")
+	config := fs.String("config", "", "a TOML file of settings: [web] listen, cert, key, session, idle (docs/console.md)")
 	memLimit := fs.String("memory-limit", "256MiB", "a soft limit on the service's memory (Go's GOMEMLIMIT, which sets it when this flag is not given): the garbage collector works harder near it; 0: none")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
@@ -86,6 +88,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usagef("--gap-grace %v: want at least 1s", *gapGrace)
 	}
 	o := serveOptions{db: *paths.db, key: *paths.key, socket: *socket, pins: store.DefaultPINParams, broker: bo, gapGrace: *gapGrace}
+	if *config != "" {
+		cfg, err := loadServeConfig(*config)
+		if err != nil {
+			return err
+		}
+		o.web = cfg.Web
+	}
 	if *syslogURL != "" {
 		host, _ := os.Hostname()
 		if o.syslog, err = newSyslogForwarder(*syslogURL, host, "latch", log); err != nil {
@@ -103,6 +112,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 		defer b.Close()
 		o.broker = &brokerOptions{url: b.URL(), heartbeat: *heartbeat}
+		if o.web.Listen == "" {
+			o.web.Listen = freeOr(*devWeb)
+		}
+		var console string
+		o.webReady = func(addr string) { console = "http://" + addr }
 		o.ready = func() {
 			fmt.Fprintf(e.stdout, `latch: development site %q in %s, broker %s (loopback, no login: never for a building)
 latch: in another terminal, a simulated door:
@@ -111,7 +125,9 @@ latch: then, with LATCH_SOCKET=%s:
     latch door approve front      # type yes if the fingerprint is the one latchd printed
     latch holder add alice
     latch enroll --door front --holder alice    # tap 04A1B2C3D4E5F6 at the door, then yes here
-`, key.Site, devDir, b.Addr(), join, filepath.Join(devDir, "front"), o.socket)
+latch: the web console is at %s, once you made an account:
+    latch user add admin --role admin           # prompts for its password
+`, key.Site, devDir, b.Addr(), join, filepath.Join(devDir, "front"), o.socket, console)
 		}
 	}
 	return serve(ctx, o, log)
@@ -131,6 +147,13 @@ type serveOptions struct {
 	gapGrace time.Duration
 	// syslog, if set, sends every event collected from now on to syslog.
 	syslog *syslogForwarder
+	// web is the console's configuration; no listen address: no console.
+	web webConfig
+	// webReady, if set, is given the console's address once it listens.
+	webReady func(addr string)
+	// consoleReady, if set, is given the console once it is made (tests
+	// tick its live pages).
+	consoleReady func(*console)
 }
 
 // serve opens the database, serves the API on the socket until ctx ends,
@@ -178,8 +201,26 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	if o.siteReady != nil {
 		o.siteReady(ms)
 	}
+	a := &api{db: db, log: log, now: time.Now, pins: o.pins, hashing: make(chan struct{}, maxHashing), site: ms, online: o.broker != nil, keys: keys}
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ConnContext:       connContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(a.streams.stopAll)
+	var web *http.Server
+	var wln net.Listener
+	if o.web.Listen != "" {
+		if web, wln, err = startConsole(a, o, log); err != nil {
+			return err
+		}
+	}
 	ln, err := listenUnix(o.socket)
 	if err != nil {
+		if wln != nil {
+			_ = wln.Close()
+		}
 		return err
 	}
 	mctx, stopSite := context.WithCancel(context.Background())
@@ -203,15 +244,35 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		// reads the database, which closes last.
 		defer func() { stopSite(); <-fwDone }()
 	}
-	a := &api{db: db, log: log, now: time.Now, pins: o.pins, hashing: make(chan struct{}, maxHashing), site: ms, online: o.broker != nil, keys: keys}
-	srv := &http.Server{
-		Handler:           a.handler(),
-		ConnContext:       connContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	served := make(chan error, 2)
+	if web != nil {
+		go func() {
+			if err := web.Serve(wln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("console %s: %w", o.web.Listen, err)
+			}
+		}()
+		// Deferred after the site's stop and before the database's close.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			if err := web.Shutdown(sctx); err != nil {
+				log.Warn("console requests cut short at shutdown", "err", err)
+			}
+		}()
+		scheme := "http"
+		if o.web.Cert != "" {
+			scheme = "https"
+		}
+		log.Info("console listening", "url", scheme+"://"+wln.Addr().String())
+		if o.webReady != nil {
+			o.webReady(wln.Addr().String())
+		}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("serve %s: %w", o.socket, err)
+		}
+	}()
 	seq, _ := db.ACLSeq()
 	log.Info("latch serve started", "site", key.Site, "kid", key.Kid, "db", o.db, "socket", o.socket, "acl_seq", seq)
 	if o.ready != nil {
@@ -219,7 +280,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	}
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve %s: %w", o.socket, err)
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -229,6 +290,46 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	}
 	log.Info("latch serve stopped")
 	return nil
+}
+
+// freeOr returns addr if a listener can take it now, else the same host
+// with port 0: a free port.
+func freeOr(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		return net.JoinHostPort(host, "0")
+	}
+	_ = ln.Close()
+	return addr
+}
+
+// startConsole makes the console and its server, and listens on its
+// address; the caller serves.
+func startConsole(a *api, o serveOptions, log *slog.Logger) (*http.Server, net.Listener, error) {
+	if err := o.web.check(); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	con, err := newConsole(a, o.web, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.consoleReady != nil {
+		o.consoleReady(con)
+	}
+	wln, err := listenConsole(o.web)
+	if err != nil {
+		return nil, nil, err
+	}
+	web := &http.Server{
+		Handler:           con.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	web.RegisterOnShutdown(a.streams.stopAll)
+	return web, wln, nil
 }
 
 // listenUnix listens on a unix socket at path, mode 0660. A socket file

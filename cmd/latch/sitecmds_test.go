@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -279,10 +280,13 @@ func TestServeDev(t *testing.T) {
 		defer out.Close()
 		done := make(chan int, 1)
 		go func() {
-			done <- run(ctx, []string{"serve", "--dev", dir, "--dev-broker", "127.0.0.1:0", "--log-level", "warn"}, strings.NewReader(""), out, out)
+			done <- run(ctx, []string{"serve", "--dev", dir, "--dev-broker", "127.0.0.1:0", "--dev-web", "127.0.0.1:0", "--log-level", "warn"}, strings.NewReader(""), out, out)
 		}()
 		printed := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 		eventually(t, "serve --dev printing its next steps", func() bool { return strings.Contains(printed(), "latch door approve front") })
+		if !regexp.MustCompile(`the web console is at http://127\.0\.0\.1:[1-9][0-9]*,`).MatchString(printed()) {
+			t.Fatalf("serve --dev does not say where its console is:\n%s", printed())
+		}
 		var j joinFile
 		b, err := os.ReadFile(filepath.Join(dir, "join.json"))
 		if err != nil || json.Unmarshal(b, &j) != nil || j.Site != devSite || len(j.TrustedKeys) != 1 || !strings.HasPrefix(j.Broker, "tcp://127.0.0.1:") {

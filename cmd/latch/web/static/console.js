@@ -1,0 +1,117 @@
+// latch console: live parts of the pages. Everything a page does works
+// without this script except waiting for a tap and live updates.
+"use strict";
+
+// Refreshes each [data-live] element from the server when /live says the
+// doors' state may have changed.
+function liveParts() {
+  const parts = document.querySelectorAll("[data-live][id]");
+  if (parts.length === 0 || !window.EventSource) return;
+  let busy = false;
+  const src = new EventSource("/live");
+  src.onmessage = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const res = await fetch(location.href, { headers: { "Accept": "text/html" } });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      for (const el of parts) {
+        const fresh = doc.getElementById(el.id);
+        if (fresh && !el.contains(document.activeElement)) el.replaceChildren(...fresh.childNodes);
+      }
+    } finally {
+      busy = false;
+    }
+  };
+}
+
+// Prepends the events the stream sends to the Activity table.
+function activityStream() {
+  const table = document.getElementById("events");
+  if (!table || !table.dataset.stream || !window.EventSource) return;
+  const body = table.tBodies[0];
+  const src = new EventSource(table.dataset.stream);
+  src.onmessage = (m) => {
+    const e = JSON.parse(m.data);
+    const empty = body.querySelector("tr.empty");
+    if (empty) empty.remove();
+    const tr = document.createElement("tr");
+    tr.className = "new" + (e.denied ? " denied" : "");
+    const cell = (label, build) => {
+      const td = document.createElement("td");
+      td.dataset.label = label;
+      build(td);
+      tr.appendChild(td);
+    };
+    const text = (el, s) => el.appendChild(document.createTextNode(s));
+    cell("Time", (td) => text(td, e.when));
+    cell("Door", (td) => {
+      text(td, e.door + " ");
+      const s = document.createElement("span");
+      s.className = "seq";
+      s.textContent = "#" + e.seq;
+      td.appendChild(s);
+    });
+    cell("Event", (td) => {
+      text(td, e.type + ": ");
+      const b = document.createElement("strong");
+      b.textContent = e.reason;
+      td.appendChild(b);
+    });
+    cell("Holder", (td) => {
+      if (!e.holder) return;
+      const a = document.createElement("a");
+      a.href = "/people/" + encodeURIComponent(e.holder);
+      a.textContent = e.holder;
+      td.appendChild(a);
+      if (e.name) text(td, " (" + e.name + ")");
+    });
+    cell("Card", (td) => {
+      if (!e.uid) return;
+      const c = document.createElement("code");
+      c.textContent = e.uid;
+      td.appendChild(c);
+    });
+    cell("Detail", (td) => text(td, e.detail || ""));
+    body.insertBefore(tr, body.firstChild);
+    while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
+  };
+}
+
+// Waits for a card to be tapped at the enrolment's door, then offers to
+// add it.
+async function enroll() {
+  const box = document.getElementById("enroll");
+  if (!box) return;
+  const state = document.getElementById("enroll-state");
+  const form = document.getElementById("enroll-form");
+  let after = box.dataset.after;
+  for (;;) {
+    let res;
+    try {
+      res = await fetch("/api/v1/doors/" + encodeURIComponent(box.dataset.door) + "/enroll?wait_s=30&after=" + encodeURIComponent(after));
+    } catch (err) {
+      state.textContent = "Lost the connection to the site; retrying…";
+      await new Promise((r) => setTimeout(r, 2000));
+      continue;
+    }
+    if (res.status === 408) continue;
+    const body = await res.json();
+    if (!res.ok) {
+      state.textContent = "Could not wait for the tap: " + (body.error || res.status);
+      return;
+    }
+    document.getElementById("euid").value = body.uid;
+    state.textContent = "Card " + body.uid + " was tapped at door " + body.door + ". Check it is the new card, then add it.";
+    form.hidden = false;
+    document.getElementById("enroll-add").focus();
+    return;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  liveParts();
+  activityStream();
+  enroll();
+});
