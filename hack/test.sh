@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the repository, installing what the tests need
-# when it is missing: mosquitto (Debian package) and staticcheck (Go module).
+# when it is missing: mosquitto and chromium (Debian packages) and
+# staticcheck (Go module).
 set -o errexit -o nounset -o pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,16 +12,27 @@ need_mosquitto() {
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
 }
 
-if ! need_mosquitto; then
+need_chromium() {
+	command -v chromium >/dev/null 2>&1
+}
+
+missing=()
+need_mosquitto || missing+=(mosquitto mosquitto-clients)
+need_chromium || missing+=(chromium fonts-dejavu-core)
+if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "test.sh: installing mosquitto from Debian's packages"
+		echo "test.sh: installing ${missing[*]} from Debian's packages"
 		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	else
-		echo "test.sh: mosquitto is missing; install it first: sudo apt-get install mosquitto mosquitto-clients" >&2
+		echo "test.sh: ${missing[*]} missing; install first: sudo apt-get install ${missing[*]}" >&2
 		exit 1
 	fi
 fi
+# The console's browser tests fail, rather than skip, without chromium;
+# their screenshots go here for review.
+export LATCH_REQUIRE_BROWSER=1
+export LATCH_SCREENSHOTS="${LATCH_SCREENSHOTS:-${TMPDIR:-/tmp}/latch-console-screenshots}"
 
 GOBIN="$(go env GOPATH)/bin"
 export PATH="$GOBIN:$PATH:/usr/sbin"
@@ -48,6 +60,7 @@ echo "test.sh: cross builds"
 
 echo "test.sh: go test -race"
 go test -race -count=1 -timeout 20m ./...
+echo "test.sh: the console's screenshots are in $LATCH_SCREENSHOTS"
 
 # The race detector slows a 100,000-card snapshot tenfold, so the tests
 # run it smaller; here it runs at full size without it.

@@ -454,13 +454,21 @@ func TestSiteEndToEnd(t *testing.T) {
 // group staff, with their views applied.
 func startE2E(t testing.TB) (*testSite, *served, *simDoor, *simDoor) {
 	t.Helper()
+	return startE2EWith(t, serveOptions{})
+}
+
+// startE2EWith is startE2E with o's options for latch serve (its broker
+// is the test's).
+func startE2EWith(t testing.TB, o serveOptions) (*testSite, *served, *simDoor, *simDoor) {
+	t.Helper()
 	if _, err := brokertest.Mosquitto(); err != nil {
 		t.Skip(err)
 	}
 	bin := buildLatchd(t)
 	b := brokertest.Start(t, brokertest.Config{MaxQueued: 100, NoDelay: true})
 	s := initSite(t)
-	sv := s.start(t, serveOptions{broker: &brokerOptions{url: b.URL(), heartbeat: time.Second}})
+	o.broker = &brokerOptions{url: b.URL(), heartbeat: time.Second}
+	sv := s.start(t, o)
 	t.Cleanup(func() { sv.stop(t) })
 	key, err := loadSiteKey(s.key)
 	if err != nil {
