@@ -7,6 +7,12 @@
 // doors as the site's collector does.
 //
 //	go run ./hack/bigsite -db /tmp/latch-big/site.db -events 10000000
+//	go run ./hack/bigsite -db /tmp/latch-big/site.db -events 0 -cards 100000
+//
+// With -cards N it also puts N holders in the allowlist (h00000 on, the
+// names and card UIDs the events use), each with a card opening the group
+// "all", one in a hundred revoked; with -events 0 it does only that, on a
+// site that may hold events.
 //
 // The database may be new or made by `latch init` (so that `latch serve`
 // can run on it); it must hold no events yet. The same flags give the
@@ -15,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -98,11 +105,12 @@ func run(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 20_000, "events per Collect transaction")
 	seed := fs.Uint64("seed", 1, "the random seed")
 	days := fs.Int("days", 365, "the span of time the events cover, ending now")
+	cards := fs.Int("cards", 0, "also put this many holders with a card each in the allowlist")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *path == "" || *n < 1 || *nDoors < 1 || *nHolders < 1 || *batch < 1 || *days < 1 {
-		return errors.New("-db is required; -events, -doors, -holders, -batch and -days are positive")
+	if *path == "" || *n < 0 || *nDoors < 1 || *nHolders < 1 || *batch < 1 || *days < 1 || *cards < 0 || (*n == 0 && *cards == 0) {
+		return errors.New("-db is required; -doors, -holders, -batch and -days are positive; -events or -cards is")
 	}
 	if err := os.MkdirAll(filepath.Dir(*path), 0o700); err != nil {
 		return err
@@ -112,6 +120,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if *cards > 0 {
+		if err := addCards(db, *cards); err != nil {
+			return err
+		}
+	}
+	if *n == 0 {
+		return nil
+	}
 	if end, err := db.ArrivalEnd(); err != nil {
 		return err
 	} else if end != 0 {
@@ -191,6 +207,34 @@ func run(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("bigsite: %s: %d events, %d doors, %d holders, %.1f GiB, built in %s\n",
 		*path, *n, *nDoors, *nHolders, float64(fi.Size())/(1<<30), time.Since(start).Round(time.Second))
+	return nil
+}
+
+// addCards commits n holders, each with a card, in changes of 1,000
+// operations.
+func addCards(db *site.DB, n int) error {
+	start := time.Now()
+	var ops []store.Op
+	for h := range n {
+		uid, err := hex.DecodeString(cardUID(uint64(h)))
+		if err != nil {
+			return err
+		}
+		id := fmt.Sprintf("h%05d", h)
+		ops = append(ops,
+			store.Op{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: id, Name: fmt.Sprintf("Holder %d", h)}},
+			store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: uid, HolderID: id, Doors: []string{"all"}}})
+		if h%100 == 99 {
+			ops = append(ops, store.Op{Kind: store.OpRevokeCard, UID: uid, Reason: "lost"})
+		}
+		if len(ops) >= 1000 || h == n-1 {
+			if _, err := db.Commit(ops, "bigsite", time.Now()); err != nil {
+				return fmt.Errorf("holders to h%05d: %w", h, err)
+			}
+			ops = ops[:0]
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bigsite: %d holders with a card in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
