@@ -21,7 +21,7 @@ const (
 	activityPageSize = 50
 	// activityBudget bounds the index keys one page reads: a filter that
 	// matches little stops there and offers to search further back.
-	activityBudget = 200000
+	activityBudget = 100000
 )
 
 // eventReasons and eventTypes are the filter's choices.

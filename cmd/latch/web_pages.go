@@ -389,6 +389,23 @@ func (c *console) peoplePage(w http.ResponseWriter, r *http.Request, ss *session
 		}
 	}
 	lq := strings.ToLower(q)
+	if data.Card != nil && after == "" {
+		// A UID names one card: its holder is the answer.
+		h, err := c.a.db.Holder(data.Card.Holder)
+		if err == nil {
+			var v holderView
+			if v, err = c.a.holderView(h); err == nil {
+				uids, _ := c.a.db.CardsOf(h.ID)
+				data.Rows = append(data.Rows, personRow{holderView: v, CardCount: len(uids)})
+			}
+		}
+		if err != nil {
+			c.errorPage(w, r, ss, http.StatusInternalServerError, err)
+			return
+		}
+		c.page(w, r, ss, "people", "People and cards", data)
+		return
+	}
 	for len(data.Rows) < peoplePageSize && data.Scanned < maxPeopleScan {
 		hs, err := c.a.db.ListHolders(after, 1000)
 		if err != nil {
