@@ -342,3 +342,47 @@ func TestConsoleInBrowser(t *testing.T) {
 	c.shot("actions")
 	t.Logf("screenshots in %s", c.shots)
 }
+
+// BenchmarkConsoleLiveDelay measures the delay from a decision at an
+// emulated door (its event line, written once the door journaled it) to
+// the event's row on an open Activity page in chromium, by the same
+// clock: the door publishes, the site collects and stores, the page's
+// stream sends it and the script inserts the row. Each iteration is one
+// grant at the front door. from_pin is from the PIN's last key instead,
+// which adds the door's PIN check (an argon2id hash).
+func BenchmarkConsoleLiveDelay(b *testing.B) {
+	c := startChrome(b)
+	bs := startBrowserSite(b)
+	s, front := bs.s, bs.front
+	const uid, pin = "04B1C2D3E4F5A6", "1357"
+	s.ok(b, "", "holder", "add", "bob")
+	s.ok(b, "", "card", "add", uid, "--holder", "bob", "--doors", "staff")
+	s.ok(b, pin+"\n", "pin", "set", "bob", "--uid", uid)
+	s.current(b, "front", "back")
+	c.login(bs.base, "ada", adminPW)
+	c.run("the Activity page", chromedp.Navigate(bs.base+"/activity"), chromedp.WaitVisible(chromedp.CSS("#live-note")))
+	// The page notes when each row arrives, by the machine's clock.
+	eval[chromedp.Void](c, "watch the rows", `(() => { window.seen = {};
+		new MutationObserver(ms => { for (const m of ms) for (const n of m.addedNodes)
+			if (n.tagName === "TR") window.seen[n.children[1].textContent.trim()] = Date.now(); })
+		.observe(document.querySelector("#events tbody"), {childList: true}); })()`)
+	var delays, fromKey []time.Duration
+	for b.Loop() {
+		front.send("tap " + uid)
+		keyed := time.Now()
+		front.send("key " + pin + "#")
+		ev := front.event("granted")
+		decided := time.Now()
+		front.send("remove")
+		key := fmt.Sprintf("front #%v", ev["seq"])
+		c.waitJS("the row of "+key, `window.seen[`+jsonString(key)+`] !== undefined`)
+		at := eval[int64](c, "its time", `window.seen[`+jsonString(key)+`]`)
+		delays = append(delays, time.UnixMilli(at).Sub(decided))
+		fromKey = append(fromKey, time.UnixMilli(at).Sub(keyed))
+	}
+	b.ReportMetric(ms(median(fromKey)), "from_pin_p50_ms")
+	slices.Sort(delays)
+	b.ReportMetric(ms(delays[len(delays)/2]), "p50_ms")
+	b.ReportMetric(ms(delays[len(delays)*99/100]), "p99_ms")
+	b.ReportMetric(ms(delays[len(delays)-1]), "max_ms")
+}
