@@ -200,15 +200,31 @@ func (f cardFlags) scheduleOf() (store.Schedule, error) {
 	if err != nil {
 		return sc, &usageError{msg: "--schedule: " + err.Error()}
 	}
-	if *f.holidays != "" {
-		for h := range strings.SplitSeq(*f.holidays, ",") {
-			if t, err := time.Parse(time.DateOnly, h); err != nil || t.Format(time.DateOnly) != h {
-				return sc, usagef("--holidays: %q is not a YYYY-MM-DD date", h)
-			}
-			sc.Holidays = append(sc.Holidays, h)
-		}
+	if sc.Holidays, err = parseHolidays(*f.holidays); err != nil {
+		return sc, usagef("--holidays: %v", err)
 	}
 	return sc, nil
+}
+
+// parseHolidays reads YYYY-MM-DD dates separated by commas (and spaces).
+func parseHolidays(s string) ([]string, error) {
+	var out []string
+	for _, h := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if t, err := time.Parse(time.DateOnly, h); err != nil || t.Format(time.DateOnly) != h {
+			return nil, fmt.Errorf("%q is not a YYYY-MM-DD date", h)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// weeklySpec is a schedule's windows as parseSchedule reads them, "" for
+// always.
+func weeklySpec(sc store.Schedule) string {
+	if s := formatSchedule(store.Schedule{Weekly: sc.Weekly}); s != "always" {
+		return s
+	}
+	return ""
 }
 
 func (f cardFlags) flags() store.Flags {

@@ -38,25 +38,8 @@ var pageFuncs = template.FuncMap{
 		return t.Local().Format("2006-01-02")
 	},
 	"join":     strings.Join,
-	"schedule": scheduleText,
-}
-
-// scheduleText sums up a card's schedule: "always", or its windows by
-// weekday and its holidays.
-func scheduleText(s store.Schedule) string {
-	var parts []string
-	for d, ws := range s.Weekly {
-		for _, w := range ws {
-			parts = append(parts, fmt.Sprintf("%s %02d:%02d–%02d:%02d", time.Weekday(d).String()[:3], w.From/60, w.From%60, w.To/60, w.To%60))
-		}
-	}
-	if len(parts) == 0 {
-		parts = append(parts, "always")
-	}
-	if n := len(s.Holidays); n > 0 {
-		parts = append(parts, fmt.Sprintf("closed on %d holidays", n))
-	}
-	return strings.Join(parts, ", ")
+	"schedule": formatSchedule,
+	"weekly":   weeklySpec,
 }
 
 // parsePages parses each page with the layout.
@@ -625,12 +608,23 @@ func (c *console) cardEdit(w http.ResponseWriter, r *http.Request, ss *session) 
 		c.done(w, r, ss, back, "", err)
 		return
 	}
+	sc, err := parseSchedule(r.PostFormValue("schedule"))
+	if err == nil {
+		sc.Holidays, err = parseHolidays(r.PostFormValue("holidays"))
+	}
+	if err != nil {
+		c.done(w, r, ss, back, "", err)
+		return
+	}
 	doors := formList(r.PostFormValue("doors"))
-	cardOnly := r.PostFormValue("card_only") == "on"
-	req := cardSetReq{Doors: &doors, ValidFrom: &from, ValidUntil: &until, CardOnly: &cardOnly}
+	on := func(k string) *bool { v := r.PostFormValue(k) == "on"; return &v }
+	req := cardSetReq{Doors: &doors, ValidFrom: &from, ValidUntil: &until, Schedule: &sc,
+		CardOnly: on("card_only"), ExtendedUnlock: on("extended_unlock"), LockdownOverride: on("lockdown_override")}
 	res := c.call(r, ss, "PATCH", "/v1/cards/"+url.PathEscape(uid), req)
 	c.record(r, ss, site.Action{What: "card edit", Target: "card " + uid,
-		Detail: fmt.Sprintf("doors %s, valid %s to %s, card only %v", strings.Join(doors, " "), from.Format(time.DateOnly), until.Format(time.DateOnly), cardOnly), Result: result(res)})
+		Detail: fmt.Sprintf("doors %s; valid %s to %s; schedule %s; card only %v, extended unlock %v, lockdown override %v",
+			strings.Join(doors, " "), from.Format(time.DateOnly), until.Format(time.DateOnly), formatSchedule(sc),
+			*req.CardOnly, *req.ExtendedUnlock, *req.LockdownOverride), Result: result(res)})
 	c.changed(w, r, ss, res, back, fmt.Sprintf("Card %s changed.", uid))
 }
 

@@ -563,3 +563,78 @@ func TestUserCommands(t *testing.T) {
 		t.Fatalf("a removed account logs in: %d", p.code)
 	}
 }
+
+func TestConsoleCardForms(t *testing.T) {
+	cs := startConsoleSite(t, serveOptions{}, nil)
+	cs.addUser(t, "otto", "operator", opPW)
+	cs.ok(t, "", "holder", "add", "h1")
+	cs.ok(t, "", "card", "add", "04A1B2C3", "--holder", "h1", "--doors", "front")
+	b := cs.browser(t)
+	csrf := b.mustLogin("otto", opPW)
+	uid := []byte{0x04, 0xA1, 0xB2, 0xC3}
+
+	// Doors, validity, schedule, holidays and switches in one form.
+	p := b.post("/cards/04A1B2C3/edit", url.Values{"csrf": {csrf}, "holder": {"h1"}, "doors": {"front, back"},
+		"valid_until": {"2027-01-31"}, "schedule": {"mon-fri 08:00-18:00, sat 09:00-12:00"}, "holidays": {"2026-12-25, 2027-01-01"},
+		"card_only": {"on"}, "lockdown_override": {"on"}})
+	if p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/changes/") {
+		t.Fatalf("card edit: %d %s", p.code, p.location)
+	}
+	card, err := cs.sv.db.Card(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(card.Doors, " ") != "front back" || card.ValidUntil.Format(time.DateOnly) != "2027-01-31" ||
+		len(card.Schedule.Weekly[time.Monday]) != 1 || len(card.Schedule.Weekly[time.Saturday]) != 1 || len(card.Schedule.Weekly[time.Sunday]) != 0 ||
+		strings.Join(card.Schedule.Holidays, " ") != "2026-12-25 2027-01-01" || !card.Flags.CardOnly || !card.Flags.LockdownOverride || card.Flags.ExtendedUnlock {
+		t.Fatalf("the card after the edit: %+v", card)
+	}
+	hp := b.get("/people/h1")
+	for _, want := range []string{"mon 08:00-18:00", "sat 09:00-12:00", "closed 2026-12-25,2027-01-01", `value="2027-01-31"`} {
+		if !strings.Contains(hp.body, want) {
+			t.Errorf("the holder's page does not show %q", want)
+		}
+	}
+	// A bad schedule or PIN is refused with what is wrong, and changes nothing.
+	for _, c := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{"/cards/04A1B2C3/edit", url.Values{"schedule": {"weekdays 8-6"}, "doors": {"front"}}, "want a day"},
+		{"/cards/04A1B2C3/edit", url.Values{"holidays": {"25/12/2026"}, "doors": {"front"}}, "not a YYYY-MM-DD date"},
+		{"/cards/04A1B2C3/pin", url.Values{"pin": {"12"}, "pin_again": {"12"}}, "PIN refused"},
+		{"/cards/04A1B2C3/pin", url.Values{"pin": {"4821"}, "pin_again": {"4812"}}, "the two PINs differ"},
+		{"/cards/04A1B2C3/pin", url.Values{"pin": {"B2C3"}, "pin_again": {"B2C3"}}, "PIN refused"},
+		{"/cards/04A1B2C3/revoke", url.Values{"reason": {""}}, "give a reason"},
+	} {
+		c.form.Set("csrf", csrf)
+		c.form.Set("holder", "h1")
+		if p := b.post(c.path, c.form); p.code != http.StatusSeeOther || p.location != "/people/h1" {
+			t.Fatalf("POST %s %v: %d %s", c.path, c.form, p.code, p.location)
+		}
+		if p := b.get("/people/h1"); !strings.Contains(p.body, c.want) {
+			t.Errorf("POST %s %v: the page does not say %q", c.path, c.form, c.want)
+		}
+	}
+	after, _ := cs.sv.db.Card(uid)
+	if after.PINHash != "" || strings.Join(after.Doors, " ") != "front back" {
+		t.Fatalf("a refused form changed the card: %+v", after)
+	}
+	if _, err := cs.sv.db.Revoked(uid); !errors.Is(err, site.ErrNotFound) {
+		t.Fatalf("a revocation without a reason was made: %v", err)
+	}
+	// A good PIN, and a replacement in one step.
+	if p := b.post("/cards/04A1B2C3/pin", url.Values{"csrf": {csrf}, "holder": {"h1"}, "pin": {"4821"}, "pin_again": {"4821"}}); p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/changes/") {
+		t.Fatalf("set PIN: %d %s", p.code, p.location)
+	}
+	if p := b.post("/cards/04A1B2C3/replace", url.Values{"csrf": {csrf}, "holder": {"h1"}, "new_uid": {"04D1E2F3"}, "reason": {"lost"}}); p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/changes/") {
+		t.Fatalf("replace: %d %s", p.code, p.location)
+	}
+	if rv, err := cs.sv.db.Revoked(uid); err != nil || rv.Reason != "lost" {
+		t.Fatalf("the replaced card: %+v %v", rv, err)
+	}
+	if nc, err := cs.sv.db.Card([]byte{0x04, 0xD1, 0xE2, 0xF3}); err != nil || nc.HolderID != "h1" || strings.Join(nc.Doors, " ") != "front back" {
+		t.Fatalf("the new card: %+v %v", nc, err)
+	}
+}
