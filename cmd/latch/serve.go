@@ -247,7 +247,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	served := make(chan error, 2)
 	if web != nil {
 		go func() {
-			if err := web.Serve(wln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := web.Serve
+			if web.TLSConfig != nil {
+				serve = func(ln net.Listener) error { return web.ServeTLS(ln, "", "") }
+			}
+			if err := serve(wln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				served <- fmt.Errorf("console %s: %w", o.web.Listen, err)
 			}
 		}()
@@ -317,11 +321,16 @@ func startConsole(a *api, o serveOptions, log *slog.Logger) (*http.Server, net.L
 	if o.consoleReady != nil {
 		o.consoleReady(con)
 	}
-	wln, err := listenConsole(o.web)
+	tc, err := consoleTLS(o.web)
 	if err != nil {
 		return nil, nil, err
 	}
+	wln, err := net.Listen("tcp", o.web.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("console: %w", err)
+	}
 	web := &http.Server{
+		TLSConfig:         tc,
 		Handler:           con.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

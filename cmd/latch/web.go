@@ -80,22 +80,18 @@ func newConsole(a *api, cfg webConfig, log *slog.Logger) (*console, error) {
 	return c, nil
 }
 
-// listenConsole listens on the configured address, over TLS with a
-// certificate.
-func listenConsole(cfg webConfig) (net.Listener, error) {
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
-	}
+// consoleTLS is the console's TLS configuration with its certificate, or
+// nil without one. It offers HTTP/2, so that a browser's live pages
+// (each holding a stream open) share one connection.
+func consoleTLS(cfg webConfig) (*tls.Config, error) {
 	if cfg.Cert == "" {
-		return ln, nil
+		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
 	if err != nil {
-		_ = ln.Close()
 		return nil, fmt.Errorf("console: web.cert and web.key: %w", err)
 	}
-	return tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}), nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
 }
 
 // handler returns the console's routes. Everything but the login page and

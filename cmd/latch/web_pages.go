@@ -280,7 +280,14 @@ func (c *console) doorsPage(w http.ResponseWriter, r *http.Request, ss *session)
 		c.errorPage(w, r, ss, http.StatusInternalServerError, err)
 		return
 	}
-	c.page(w, r, ss, "doors", "Doors", rows)
+	c.page(w, r, ss, "doors", "Doors", doorsData{Rows: rows, MaxUnlock: int(mqtt.MaxUnlockDuration / time.Second)})
+}
+
+// doorsData is the Doors page: the doors, and the longest unlock a door
+// takes, in seconds.
+type doorsData struct {
+	Rows      []doorRow
+	MaxUnlock int
 }
 
 // confirmData asks to confirm a command to a door.

@@ -515,6 +515,63 @@ func TestConsoleTLS(t *testing.T) {
 	if p := b.get("/doors"); p.code != http.StatusOK || !strings.Contains(p.header.Get("Strict-Transport-Security"), "max-age") {
 		t.Fatalf("a page over HTTPS: %d %v", p.code, p.header)
 	}
+	// HTTP/2, so that a browser's live pages share one connection.
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(""), ForceAttemptHTTP2: true}}
+	res, err := h2.Get(cs.base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.ProtoMajor != 2 {
+		t.Fatalf("the console speaks %s over TLS, want HTTP/2", res.Proto)
+	}
+	// Plain HTTP on the TLS port is refused.
+	plain := cs.browser(t)
+	plain.base = "http://" + strings.TrimPrefix(cs.base, "https://")
+	if res, err := plain.c.Get(plain.base + "/login"); err == nil {
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			t.Fatal("the console answered plain HTTP on its TLS port")
+		}
+	}
+}
+
+func TestConsoleDoorCommands(t *testing.T) {
+	cs := startConsoleSite(t, serveOptions{}, nil)
+	cs.addUser(t, "otto", "operator", opPW)
+	b := cs.browser(t)
+	csrf := b.mustLogin("otto", opPW)
+	// A command asks for a confirmation first.
+	p := b.post("/doors/front/unlock", url.Values{"csrf": {csrf}, "seconds": {"7"}})
+	if p.code != http.StatusOK || !strings.Contains(p.body, "Unlock door front for 7 seconds?") || !strings.Contains(p.body, `name="confirm" value="yes"`) {
+		t.Fatalf("unlock without a confirmation: %d\n%s", p.code, p.body)
+	}
+	p = b.post("/doors/front/lockdown", url.Values{"csrf": {csrf}, "on": {"true"}})
+	if p.code != http.StatusOK || !strings.Contains(p.body, "Put door front in lockdown?") {
+		t.Fatalf("lockdown without a confirmation: %d", p.code)
+	}
+	// Out of range, or to a door the site does not have: refused, with why.
+	for _, c := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{"/doors/front/unlock", url.Values{"seconds": {"0"}, "confirm": {"yes"}}, "give 1 to 60 seconds"},
+		{"/doors/front/unlock", url.Values{"seconds": {"3600"}, "confirm": {"yes"}}, "give 1 to 60 seconds"},
+		{"/doors/nowhere/unlock", url.Values{"seconds": {"5"}, "confirm": {"yes"}}, "nowhere"},
+		{"/doors/nowhere/lockdown", url.Values{"on": {"true"}, "confirm": {"yes"}}, "nowhere"},
+	} {
+		c.form.Set("csrf", csrf)
+		if p := b.post(c.path, c.form); p.code != http.StatusSeeOther || p.location != "/doors" {
+			t.Fatalf("POST %s: %d %s", c.path, p.code, p.location)
+		}
+		if p := b.get("/doors"); !strings.Contains(p.body, c.want) {
+			t.Errorf("POST %s %v: the Doors page does not say %q", c.path, c.form, c.want)
+		}
+	}
+	if !hasAction(actions(t, cs.sv.db), "otto", "unlock", "failed:") {
+		t.Error("a failed unlock is not in the site's actions")
+	}
 }
 
 func TestUserCommands(t *testing.T) {
