@@ -577,7 +577,7 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 		return
 	}
 	now := s.o.Now()
-	up := sitestore.StatusUpdate{Status: statusJSON(st), AppliedSeq: st.ACLSeq, LastSeen: now}
+	up := sitestore.StatusUpdate{Status: statusJSON(st), AppliedSeq: st.ACLSeq, Offline: !st.Online, LastSeen: now}
 	if st.Fingerprint == "" {
 		s.queueStatus(door, up)
 		s.update(func(x *Stats) { x.LastStatus[door] = st })

@@ -299,10 +299,13 @@ func (d *DB) SetStatus(door string, status json.RawMessage, applied uint64, now 
 
 // StatusUpdate is what a door's latest status records: the status (JSON),
 // the view seq it reports applied, when it was seen, and the signed head
-// it carried, if any (its signature verified by the caller).
+// it carried, if any (its signature verified by the caller). An offline
+// status (a door's last will, or its clean stop) reports no applied seq:
+// the door still holds what it applied, so the last one recorded stays.
 type StatusUpdate struct {
 	Status     json.RawMessage
 	AppliedSeq uint64
+	Offline    bool
 	LastSeen   time.Time
 	Head       *SignedHead
 }
@@ -328,7 +331,10 @@ func (d *DB) RecordStatuses(ups map[string]StatusUpdate) (conflicts map[string]e
 			u := ups[id]
 			err := updateDoor(tx, id, func(door *Door) error {
 				door.Status = bytes.Clone(u.Status)
-				door.AppliedSeq, door.LastSeen = u.AppliedSeq, u.LastSeen.UTC()
+				door.LastSeen = u.LastSeen.UTC()
+				if !u.Offline {
+					door.AppliedSeq = u.AppliedSeq
+				}
 				h := u.Head
 				if h == nil {
 					return nil

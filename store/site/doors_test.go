@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDoors(t *testing.T) {
@@ -134,5 +135,13 @@ func TestRecordStatuses(t *testing.T) {
 	}
 	if d, _ := db.Door("front"); d.AppliedSeq != 7 {
 		t.Errorf("a refused batch changed front: %+v", d)
+	}
+	// An offline status (a last will) keeps the applied seq the door holds.
+	t1 := t0.Add(time.Minute)
+	if _, err := db.RecordStatuses(map[string]StatusUpdate{"front": {Status: json.RawMessage(`{"online":false}`), Offline: true, LastSeen: t1}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := db.Door("front"); d.AppliedSeq != 7 || string(d.Status) != `{"online":false}` || !d.LastSeen.Equal(t1) {
+		t.Errorf("front after its last will: %+v", d)
 	}
 }
