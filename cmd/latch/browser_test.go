@@ -243,13 +243,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("a grant at the door showed on the open Activity page %v after the PIN was typed (test's view, polling every 20 ms)", time.Since(start).Round(time.Millisecond))
 	act.shot("activity-live")
 
-	// Revocation, live door by door, then the door refuses the card.
+	// Revocation, live door by door, then the doors refuse the card. The
+	// back door is stopped first: the page shows it waiting, then, without
+	// a reload, applied once it is back.
+	back.quit()
 	c.run("revoke the card",
 		chromedp.SendKeys(chromedp.CSS("#reason-"+uid), "lost on the train"),
 		chromedp.Click(chromedp.CSS(`#card-`+uid+` form.revoke button`)),
 		chromedp.WaitVisible(chromedp.CSS("#progress")),
 	)
+	eval[chromedp.Void](c, "mark the page", `window.notReloaded = true`)
+	c.waitJS("front applied the revocation", `document.querySelector("#progress-front .applied").textContent.includes("applied")`)
+	if got := c.text("#progress-back .applied"); !strings.Contains(got, "waiting") {
+		t.Fatalf("the stopped back door shows %q", got)
+	}
+	c.shot("revoked-waiting")
+	back.start()
 	c.waitJS("both doors have the latest change", `["front","back"].every(d => document.querySelector("#progress-" + d + " .latest").textContent.includes("has the latest change") && document.querySelector("#progress-" + d + " .applied").textContent.includes("applied"))`)
+	if !eval[bool](c, "the page was not reloaded", `window.notReloaded === true`) {
+		t.Fatal("the progress page was reloaded")
+	}
 	c.shot("revoked-progress")
 	front.tapPIN(uid, pin, "revoked")
 	back.tapPIN(uid, pin, "revoked")
