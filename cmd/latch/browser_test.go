@@ -361,8 +361,9 @@ func TestConsoleInBrowser(t *testing.T) {
 // the event's row on an open Activity page in chromium, by the same
 // clock: the door publishes, the site collects and stores, the page's
 // stream sends it and the script inserts the row. Each iteration is one
-// grant at the front door. from_pin is from the PIN's last key instead,
-// which adds the door's PIN check (an argon2id hash).
+// grant at the front door. from_typing is from the start of typing the
+// PIN instead (the emulated keypad presses each of its 5 keys as a finger
+// would, about 100 ms each), which adds the door's PIN check.
 func BenchmarkConsoleLiveDelay(b *testing.B) {
 	c := startChrome(b)
 	bs := startBrowserSite(b)
@@ -393,7 +394,7 @@ func BenchmarkConsoleLiveDelay(b *testing.B) {
 		delays = append(delays, time.UnixMilli(at).Sub(decided))
 		fromKey = append(fromKey, time.UnixMilli(at).Sub(keyed))
 	}
-	b.ReportMetric(ms(median(fromKey)), "from_pin_p50_ms")
+	b.ReportMetric(ms(median(fromKey)), "from_typing_p50_ms")
 	slices.Sort(delays)
 	b.ReportMetric(ms(delays[len(delays)/2]), "p50_ms")
 	b.ReportMetric(ms(delays[len(delays)*99/100]), "p99_ms")
