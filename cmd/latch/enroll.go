@@ -107,7 +107,10 @@ func (a *api) doorEnroll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	// A waiting enrolment ends when the service stops, like a stream.
+	fctx, stop := a.streams.follow(r)
+	defer stop()
+	ctx, cancel := context.WithTimeout(fctx, wait)
 	defer cancel()
 	t := time.NewTicker(enrollPoll)
 	defer t.Stop()
@@ -129,6 +132,10 @@ func (a *api) doorEnroll(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-ctx.Done():
+			if fctx.Err() != nil {
+				a.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("enrolment at door %s: %w", d.ID, context.Cause(fctx)))
+				return
+			}
 			a.fail(w, r, http.StatusRequestTimeout, fmt.Errorf("no unknown card was tapped at door %s within %v", d.ID, wait))
 			return
 		case <-t.C:

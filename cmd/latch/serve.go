@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	mqttsite "github.com/latchdoor/latch/mqtt/site"
@@ -255,14 +256,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 				served <- fmt.Errorf("console %s: %w", o.web.Listen, err)
 			}
 		}()
-		// Deferred after the site's stop and before the database's close.
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			defer cancel()
-			if err := web.Shutdown(sctx); err != nil {
-				log.Warn("console requests cut short at shutdown", "err", err)
-			}
-		}()
 		scheme := "http"
 		if o.web.Cert != "" {
 			scheme = "https"
@@ -282,15 +275,29 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	if o.ready != nil {
 		o.ready()
 	}
+	var serveErr error
 	select {
-	case err := <-served:
-		return err
+	case serveErr = <-served:
 	case <-ctx.Done():
 	}
+	// Both servers stop taking requests at once and let those under way
+	// finish; then the site stops and the database closes (deferred).
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests cut short at shutdown", "err", err)
+	var wg sync.WaitGroup
+	for name, s := range map[string]*http.Server{"API": srv, "console": web} {
+		if s == nil {
+			continue
+		}
+		wg.Go(func() {
+			if err := s.Shutdown(sctx); err != nil {
+				log.Warn("requests cut short at shutdown", "server", name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	if serveErr != nil {
+		return serveErr
 	}
 	log.Info("latch serve stopped")
 	return nil

@@ -157,8 +157,9 @@ func (a *api) userAdd(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, newUserView(u))
 }
 
-// editUser changes an account under a.mu and answers with it.
-func (a *api) editUser(w http.ResponseWriter, r *http.Request, what string, fn func(*site.User)) {
+// editUser changes an account under a.mu and answers with it; fn may
+// refuse the change.
+func (a *api) editUser(w http.ResponseWriter, r *http.Request, what string, fn func(*site.User) error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	name := r.PathValue("name")
@@ -170,7 +171,10 @@ func (a *api) editUser(w http.ResponseWriter, r *http.Request, what string, fn f
 		a.failErr(w, r, err)
 		return
 	}
-	fn(&u)
+	if err := fn(&u); err != nil {
+		a.failErr(w, r, err)
+		return
+	}
 	u.Changed = a.now().UTC()
 	if err := a.db.PutUser(u); err != nil {
 		a.failErr(w, r, err)
@@ -197,7 +201,28 @@ func (a *api) userPassword(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
-	a.editUser(w, r, "password set", func(u *site.User) { u.Hash = hash })
+	a.editUser(w, r, "password set", func(u *site.User) error { u.Hash = hash; return nil })
+}
+
+// lastAdmin returns an error when name is the site's only admin account:
+// removing or demoting it would leave nobody to manage the accounts from
+// the console.
+func (a *api) lastAdmin(name string) error {
+	us, err := a.db.ListUsers()
+	if err != nil {
+		return err
+	}
+	admins, is := 0, false
+	for _, u := range us {
+		if u.Role == site.RoleAdmin {
+			admins++
+			is = is || u.Name == name
+		}
+	}
+	if is && admins == 1 {
+		return fmt.Errorf("account %q is the only admin: make another admin first: %w", name, site.ErrConflict)
+	}
+	return nil
 }
 
 func (a *api) userRole(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +237,15 @@ func (a *api) userRole(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.editUser(w, r, "role set", func(u *site.User) { u.Role = site.Role(req.Role) })
+	a.editUser(w, r, "role set", func(u *site.User) error {
+		if req.Role != string(site.RoleAdmin) {
+			if err := a.lastAdmin(u.Name); err != nil {
+				return err
+			}
+		}
+		u.Role = site.Role(req.Role)
+		return nil
+	})
 }
 
 func (a *api) userRemove(w http.ResponseWriter, r *http.Request) {
@@ -220,6 +253,9 @@ func (a *api) userRemove(w http.ResponseWriter, r *http.Request) {
 	defer a.mu.Unlock()
 	name := r.PathValue("name")
 	u, err := a.db.User(name)
+	if err == nil {
+		err = a.lastAdmin(name)
+	}
 	if err == nil {
 		err = a.db.DeleteUser(name)
 	}

@@ -58,6 +58,11 @@ type console struct {
 	// dummy is a password hash checked for an unknown account, so that
 	// a login takes as long whether or not the account exists.
 	dummy string
+	// checking bounds the password checks run at once.
+	checking chan struct{}
+	// recheck is how often, at most, a quiet stream checks that its
+	// session still holds (streamRecheck; tests shorten it).
+	recheck time.Duration
 }
 
 // liveEvery is how often, at most, a live page is told to refresh.
@@ -75,7 +80,7 @@ func newConsole(a *api, cfg webConfig, log *slog.Logger) (*console, error) {
 	}
 	c := &console{a: a, log: log.With("part", "console"), now: a.now, https: cfg.Cert != "",
 		sessions: newSessions(cfg.Session.Duration, cfg.Idle.Duration), limits: newLoginLimits(),
-		pages: pages, dummy: dummy}
+		pages: pages, dummy: dummy, checking: make(chan struct{}, 1), recheck: streamRecheck}
 	c.apiMux = a.mux()
 	return c, nil
 }
@@ -179,14 +184,29 @@ func (c *console) cookieName() string {
 	return sessionCookie
 }
 
+// liveHeader marks a page's own background refresh (console.js): it does
+// not count as activity for the idle timeout, and leaves the message of
+// the last change for the page the user asks for next.
+const liveHeader = "X-Latch-Live"
+
+// background reports whether r is a page's background refresh.
+func background(r *http.Request) bool { return r.Header.Get(liveHeader) == "1" }
+
 // session returns the request's session, or nil. A session of an account
 // removed, disabled or changed since the login is ended.
-func (c *console) session(r *http.Request) *session {
+func (c *console) session(r *http.Request) *session { return c.lookup(r, !background(r)) }
+
+// alive reports whether the session of a long request (a stream) still
+// holds, without counting it as activity.
+func (c *console) alive(r *http.Request) bool { return c.lookup(r, false) != nil }
+
+// lookup is session, touching the session or not.
+func (c *console) lookup(r *http.Request, touch bool) *session {
 	ck, err := r.Cookie(c.cookieName())
 	if err != nil {
 		return nil
 	}
-	ss := c.sessions.get(ck.Value, c.now())
+	ss := c.sessions.get(ck.Value, c.now(), touch)
 	if ss == nil {
 		return nil
 	}
@@ -374,15 +394,32 @@ func (c *console) apiProxy(w http.ResponseWriter, r *http.Request, ss *session) 
 	}
 }
 
-// statusWriter notes the status of an answer passed through.
+// statusWriter notes the status of an answer passed through, and sets
+// a Content-Disposition on a 200 only, so that an error is not saved as
+// a file.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code        int
+	disposition string
+	wrote       bool
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
+	if s.wrote {
+		return
+	}
+	s.code, s.wrote = code, true
+	if code == http.StatusOK && s.disposition != "" {
+		s.Header().Set("Content-Disposition", s.disposition)
+	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 // Unwrap lets http.ResponseController reach the connection (flushes,

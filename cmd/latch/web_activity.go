@@ -204,9 +204,14 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 		c.refuse(w, r, ss, http.StatusBadRequest, err)
 		return
 	}
-	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	// A reconnecting EventSource resumes after the last event it got.
+	from := r.URL.Query().Get("after")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		from = id
+	}
+	after, err := strconv.ParseUint(from, 10, 64)
 	if err != nil {
-		c.refuse(w, r, ss, http.StatusBadRequest, fmt.Errorf("after %q is not a cursor", r.URL.Query().Get("after")))
+		c.refuse(w, r, ss, http.StatusBadRequest, fmt.Errorf("after %q is not a cursor", from))
 		return
 	}
 	ctx, cancel := c.a.streams.follow(r)
@@ -225,7 +230,7 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 				continue
 			}
 			b, _ := json.Marshal(newEventRow(ev.Door, &ev.Event))
-			_, _ = fmt.Fprintf(w, "data: %s\n\n", b)
+			_, _ = fmt.Fprintf(w, "id: %d\ndata: %s\n\n", ev.Cursor, b)
 		}
 		if len(evs) > 0 {
 			if err := rc.Flush(); err != nil {
@@ -240,9 +245,17 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-time.After(c.recheck):
+		}
+		if !c.alive(r) {
+			return // logged out, expired, or the account changed
 		}
 	}
 }
+
+// streamRecheck is how often, at most, a quiet stream checks that its
+// session still holds.
+const streamRecheck = 30 * time.Second
 
 // wake returns a channel closed when there may be something new to show:
 // the site's next update of its stats or stored events.
@@ -280,6 +293,14 @@ func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-time.After(c.recheck):
+			if !c.alive(r) {
+				return
+			}
+			continue
+		}
+		if !c.alive(r) {
+			return // logged out, expired, or the account changed
 		}
 		wake = c.wake()
 		if _, err := fmt.Fprint(w, "data: change\n\n"); err != nil {
@@ -311,8 +332,8 @@ func (c *console) activityExport(w http.ResponseWriter, r *http.Request, ss *ses
 	}
 	q := exportQuery(f, format)
 	req := c.apiRequest(r, ss, "GET", "/v1/audit/export?"+q.Encode(), http.NoBody)
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="latch-events-%s.%s"`, c.now().Format("20060102-150405"), format))
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK,
+		disposition: fmt.Sprintf(`attachment; filename="latch-events-%s.%s"`, c.now().Format("20060102-150405"), format)}
 	c.apiMux.ServeHTTP(sw, req)
 	res := "ok"
 	if sw.code != http.StatusOK {

@@ -31,15 +31,19 @@ var pageFuncs = template.FuncMap{
 		}
 		return t.Local().Format(timeFormat)
 	},
-	"day": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Local().Format("2006-01-02")
-	},
 	"join":     strings.Join,
 	"schedule": formatSchedule,
 	"weekly":   weeklySpec,
+	// seg escapes an id as one path segment: a holder id may hold / ? #.
+	"seg": url.PathEscape,
+	// local is a time as a datetime-local field holds it, in the site's
+	// time zone; "" for the zero time.
+	"local": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Local().Format("2006-01-02T15:04:05")
+	},
 }
 
 // parsePages parses each page with the layout.
@@ -125,9 +129,13 @@ func (c *console) flash(ss *session) (msg, errMsg string) {
 	return msg, errMsg
 }
 
-// page renders a page with the session's message.
+// page renders a page with the session's message (a background refresh
+// leaves it for the next page).
 func (c *console) page(w http.ResponseWriter, r *http.Request, ss *session, name, title string, data any) {
-	msg, errMsg := c.flash(ss)
+	var msg, errMsg string
+	if !background(r) {
+		msg, errMsg = c.flash(ss)
+	}
 	c.render(w, r, ss, http.StatusOK, name, title, data, msg, errMsg)
 }
 
@@ -138,9 +146,15 @@ type loginData struct {
 	Name string
 }
 
-// safeNext is a path of this console to go to after logging in.
+// safeNext is a path of this console to go to after logging in (or back
+// to from a change): a plain absolute path, nothing a browser could read
+// as another host.
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "/login") {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil, u.Scheme != "", u.Host != "", u.User != nil, u.Opaque != "",
+		!strings.HasPrefix(s, "/"), strings.HasPrefix(s, "//"), strings.HasPrefix(s, "/login"),
+		strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r == 0x7f || r == '\\' }):
 		return "/doors"
 	}
 	return s
@@ -167,8 +181,10 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 		again(http.StatusBadRequest, "That name or password is too long.")
 		return
 	}
-	if until := c.limits.lockedUntil(name, addr, now); !until.IsZero() {
-		c.record(r, nil, site.Action{User: name, What: "login", Result: "refused: locked after too many failed logins"})
+	if until, first := c.limits.lockedUntil(name, addr, now); !until.IsZero() {
+		if first {
+			c.record(r, nil, site.Action{User: name, What: "login", Result: "refused: locked after too many failed logins (further tries until " + until.UTC().Format(time.RFC3339) + " are not recorded each)"})
+		}
 		again(http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins: try again after %s.", until.Local().Format("15:04")))
 		return
 	}
@@ -203,13 +219,16 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// verify checks a password against a hash, as many at once as PIN hashes.
+// verify checks a password against a hash, one at a time: a flood of
+// logins waits for its turn and does not hold up the PIN hashes of the
+// API.
 func (c *console) verify(r *http.Request, hash, pw string) (bool, error) {
-	release, err := c.a.hashSlot(r.Context())
-	if err != nil {
-		return false, err
+	select {
+	case c.checking <- struct{}{}:
+		defer func() { <-c.checking }()
+	case <-r.Context().Done():
+		return false, r.Context().Err()
 	}
-	defer release()
 	return store.VerifyPIN(hash, []byte(pw))
 }
 
@@ -426,6 +445,12 @@ func (c *console) peoplePage(w http.ResponseWriter, r *http.Request, ss *session
 		if len(hs) < 1000 && len(data.Rows) < peoplePageSize {
 			after = ""
 			break
+		}
+	}
+	if after != "" {
+		// A page that filled on the last holder has no next one.
+		if more, err := c.a.db.ListHolders(after, 1); err == nil && len(more) == 0 {
+			after = ""
 		}
 	}
 	data.Next = after

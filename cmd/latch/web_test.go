@@ -59,10 +59,14 @@ func startConsoleSite(t testing.TB, o serveOptions, clock *testClock) *consoleSi
 		scheme = "https://"
 	}
 	o.webReady = func(addr string) { cs.base = scheme + addr }
+	edit := o.consoleReady
 	o.consoleReady = func(c *console) {
 		cs.con = c
 		if clock != nil {
 			c.now = clock.Now
+		}
+		if edit != nil {
+			edit(c)
 		}
 	}
 	cs.sv = cs.start(t, o)
@@ -426,10 +430,17 @@ func TestConsoleSecurity(t *testing.T) {
 			t.Errorf("no action %+v in the log", w)
 		}
 	}
+	locked := 0
 	for _, a := range as {
 		if a.From == "" {
 			t.Errorf("action %+v does not say from where", a)
 		}
+		if a.User == "otto" && strings.HasPrefix(a.Result, "refused: locked") {
+			locked++
+		}
+	}
+	if locked != 1 {
+		t.Errorf("%d records of logins refused during one lock, want 1", locked)
 	}
 	if p := l.get("/actions?user=otto"); !strings.Contains(p.body, "now locked for 15m0s") {
 		t.Errorf("the Site actions page does not show otto's lockout")
@@ -647,7 +658,7 @@ func TestConsoleCardForms(t *testing.T) {
 		t.Fatalf("the card after the edit: %+v", card)
 	}
 	hp := b.get("/people/h1")
-	for _, want := range []string{"mon 08:00-18:00", "sat 09:00-12:00", "closed 2026-12-25,2027-01-01", `value="2027-01-31"`} {
+	for _, want := range []string{"mon 08:00-18:00", "sat 09:00-12:00", "closed 2026-12-25,2027-01-01", `value="2027-01-31T00:00:00"`} {
 		if !strings.Contains(hp.body, want) {
 			t.Errorf("the holder's page does not show %q", want)
 		}
@@ -693,5 +704,106 @@ func TestConsoleCardForms(t *testing.T) {
 	}
 	if nc, err := cs.sv.db.Card([]byte{0x04, 0xD1, 0xE2, 0xF3}); err != nil || nc.HolderID != "h1" || strings.Join(nc.Doors, " ") != "front back" {
 		t.Fatalf("the new card: %+v %v", nc, err)
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/people/alice":              "/people/alice",
+		"/activity?door=front&uid=1": "/activity?door=front&uid=1",
+		"/people/a%2Fb":              "/people/a%2Fb",
+		"":                           "/doors",
+		"//evil.example/":            "/doors",
+		"/\t/evil.example":           "/doors",
+		"/\n/evil.example":           "/doors",
+		"/\\evil.example":            "/doors",
+		"https://evil.example/":      "/doors",
+		"javascript:alert(1)":        "/doors",
+		"people":                     "/doors",
+		"/login?next=/x":             "/doors",
+		"/ /evil":                    "/doors",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAddressKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":              "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6":   "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1":   "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":       "::ffff:192.0.2.7",
+		"not an address at all!": "not an address at all!",
+	} {
+		if got := addressKey(in); got != want {
+			t.Errorf("addressKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestConsoleHostileIDsAndLastAdmin(t *testing.T) {
+	cs := startConsoleSite(t, serveOptions{}, nil)
+	cs.addUser(t, "ada", "admin", adminPW)
+	cs.addUser(t, "otto", "operator", opPW)
+	// A holder id that is a path: every link and form on its page stays
+	// under that holder.
+	const evil = "../users/ada/remove?"
+	cs.ok(t, "", "holder", "add", evil)
+	b := cs.browser(t)
+	b.mustLogin("ada", adminPW)
+	p := b.get("/people/" + url.PathEscape(evil))
+	if p.code != http.StatusOK {
+		t.Fatalf("the holder's page: %d", p.code)
+	}
+	for _, m := range regexp.MustCompile(`(?:action|href)="([^"]*)"`).FindAllStringSubmatch(p.body, -1) {
+		if strings.Contains(m[1], "/users/") && !strings.Contains(m[1], "%2Fusers%2F") {
+			t.Errorf("the page of holder %q has a link or form to %s", evil, m[1])
+		}
+	}
+	// The only admin cannot be removed or demoted.
+	for _, args := range [][]string{{"user", "remove", "ada"}, {"user", "role", "ada", "operator"}} {
+		if code, _, errs := cs.cli(t, "", args...); code == 0 || !strings.Contains(errs, "the only admin") {
+			t.Errorf("latch %s: exit %d: %s", strings.Join(args, " "), code, errs)
+		}
+	}
+	cs.ok(t, "", "user", "role", "otto", "admin")
+	cs.ok(t, "", "user", "role", "ada", "operator")
+}
+
+func TestConsoleStreamsEndWithTheSession(t *testing.T) {
+	cs := startConsoleSite(t, serveOptions{consoleReady: func(c *console) { c.recheck = 20 * time.Millisecond }}, nil)
+	cs.addUser(t, "aud", "auditor", audPW)
+	b := cs.browser(t)
+	csrf := b.mustLogin("aud", audPW)
+	for _, path := range []string{"/live", "/activity/stream?after=0"} {
+		req, _ := http.NewRequest("GET", cs.base+path, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		res, err := b.c.Do(req)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %v", path, res, err)
+		}
+		ended := make(chan error, 1)
+		go func() { _, err := io.Copy(io.Discard, res.Body); ended <- err }()
+		select {
+		case err := <-ended:
+			t.Fatalf("%s ended while the session held: %v", path, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if path == "/activity/stream?after=0" {
+			if p := b.post("/logout", url.Values{"csrf": {csrf}}); p.code != http.StatusSeeOther {
+				t.Fatalf("logout: %d", p.code)
+			}
+		} else {
+			cs.ok(t, "", "user", "role", "aud", "operator") // ends the session too
+			csrf = b.mustLogin("aud", audPW)
+		}
+		select {
+		case <-ended:
+		case <-time.After(hangGuard):
+			t.Fatalf("%s went on after the session ended", path)
+		}
+		res.Body.Close()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"net"
 	"sync"
 	"time"
 
@@ -92,8 +93,9 @@ func (s *sessions) expired(ss *session, now time.Time) bool {
 	return now.Sub(ss.created) >= s.ttl || now.Sub(ss.seen) >= s.idle
 }
 
-// get returns the session of a cookie's token, touching it, or nil.
-func (s *sessions) get(token string, now time.Time) *session {
+// get returns the session of a cookie's token, or nil; touch counts the
+// request as activity (a page's own background refresh does not).
+func (s *sessions) get(token string, now time.Time, touch bool) *session {
 	if token == "" {
 		return nil
 	}
@@ -108,7 +110,9 @@ func (s *sessions) get(token string, now time.Time) *session {
 		delete(s.m, id)
 		return nil
 	}
-	ss.seen = now
+	if touch {
+		ss.seen = now
+	}
 	return ss
 }
 
@@ -163,6 +167,7 @@ type failures struct {
 	n      int
 	first  time.Time
 	locked time.Time // until then, refused
+	noted  bool      // a refusal during this lock was recorded
 }
 
 // loginLimits tracks failed logins by account and by address.
@@ -176,18 +181,34 @@ func newLoginLimits() *loginLimits {
 	return &loginLimits{account: make(map[string]*failures), address: make(map[string]*failures)}
 }
 
+// addressKey is what the address limit counts by: an IPv4 address, or
+// an IPv6 address's /64, which one client usually holds whole.
+func addressKey(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
 // lockedUntil returns when a lock on the account or the address ends, or
-// the zero time when neither is locked.
-func (l *loginLimits) lockedUntil(account, address string, now time.Time) time.Time {
+// the zero time when neither is locked; and whether this is the lock's
+// first refusal, the one worth a record (an attacker's further tries
+// during the lock cost them nothing, so they are not written each).
+func (l *loginLimits) lockedUntil(account, address string, now time.Time) (until time.Time, first bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var until time.Time
-	for _, f := range []*failures{l.account[account], l.address[address]} {
-		if f != nil && now.Before(f.locked) && f.locked.After(until) {
-			until = f.locked
+	for _, f := range []*failures{l.account[account], l.address[addressKey(address)]} {
+		if f != nil && now.Before(f.locked) {
+			if f.locked.After(until) {
+				until = f.locked
+			}
+			if !f.noted {
+				f.noted, first = true, true
+			}
 		}
 	}
-	return until
+	return until, first
 }
 
 // fail records a failed login and reports whether it locked the account
@@ -208,18 +229,21 @@ func (l *loginLimits) fail(account, address string, now time.Time) (locked bool)
 		m     map[string]*failures
 		k     string
 		limit int
-	}{{l.account, account, accountFails}, {l.address, address, addressFails}} {
-		if len(c.m) >= maxLimited/2 {
-			continue // full of live records: the other limit still holds
-		}
+	}{{l.account, account, accountFails}, {l.address, addressKey(address), addressFails}} {
 		f := c.m[c.k]
-		if f == nil || now.Sub(f.first) >= failWindow {
+		if f == nil {
+			if len(c.m) >= maxLimited/2 {
+				continue // full of live records: those already counted, and the other limit, still hold
+			}
 			f = &failures{first: now}
 			c.m[c.k] = f
 		}
+		if now.Sub(f.first) >= failWindow {
+			f.n, f.first = 0, now
+		}
 		f.n++
 		if f.n >= c.limit && !now.Before(f.locked) {
-			f.locked = now.Add(lockFor)
+			f.locked, f.noted = now.Add(lockFor), false
 			f.n, f.first = 0, now
 			locked = true
 		}

@@ -3,27 +3,34 @@
 "use strict";
 
 // Refreshes each [data-live] element from the server when /live says the
-// doors' state may have changed.
+// doors' state may have changed. A message that comes during a refresh
+// asks for one more after it. The refresh is marked as the page's own, so
+// that it does not keep an idle session alive.
 function liveParts() {
   const parts = document.querySelectorAll("[data-live][id]");
   if (parts.length === 0 || !window.EventSource) return;
-  let busy = false;
-  const src = new EventSource("/live");
-  src.onmessage = async () => {
-    if (busy) return;
+  let busy = false, again = false;
+  const refresh = async () => {
+    if (busy) { again = true; return; }
     busy = true;
     try {
-      const res = await fetch(location.href, { headers: { "Accept": "text/html" } });
-      if (!res.ok) return;
-      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
-      for (const el of parts) {
-        const fresh = doc.getElementById(el.id);
-        if (fresh && !el.contains(document.activeElement)) el.replaceChildren(...fresh.childNodes);
-      }
+      do {
+        again = false;
+        const res = await fetch(location.href, { headers: { "Accept": "text/html", "X-Latch-Live": "1" } });
+        if (!res.ok) return;
+        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+        for (const el of parts) {
+          const fresh = doc.getElementById(el.id);
+          if (fresh && !el.contains(document.activeElement)) el.replaceChildren(...fresh.childNodes);
+        }
+      } while (again);
+    } catch (err) {
+      // The next message tries again.
     } finally {
       busy = false;
     }
   };
+  new EventSource("/live").onmessage = refresh;
 }
 
 // Prepends the events the stream sends to the Activity table.
@@ -31,12 +38,19 @@ function activityStream() {
   const table = document.getElementById("events");
   if (!table || !table.dataset.stream || !window.EventSource) return;
   const body = table.tBodies[0];
+  // An event already shown (the page and the stream can overlap by the
+  // events stored while the page was made) is not shown twice.
+  const shown = new Set([...body.rows].map((r) => r.dataset.key).filter(Boolean));
   const src = new EventSource(table.dataset.stream);
   src.onmessage = (m) => {
     const e = JSON.parse(m.data);
+    const key = e.door + "#" + e.seq;
+    if (shown.has(key)) return;
+    shown.add(key);
     const empty = body.querySelector("tr.empty");
     if (empty) empty.remove();
     const tr = document.createElement("tr");
+    tr.dataset.key = key;
     tr.className = "new" + (e.denied ? " denied" : "");
     const cell = (label, build) => {
       const td = document.createElement("td");
