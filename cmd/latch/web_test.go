@@ -807,3 +807,37 @@ func TestConsoleStreamsEndWithTheSession(t *testing.T) {
 		res.Body.Close()
 	}
 }
+
+// FuzzConsoleForms feeds the console's parsers of form and query input
+// anything: they refuse it or give what the store takes, and never panic.
+func FuzzConsoleForms(f *testing.F) {
+	f.Add("door=front&holder=alice&uid=04A1B2C3&type=access&reason=granted&from=2026-12-01T08:00&to=2026-12-02", "mon-fri 08:00-18:00, sat 09:00-12:00", "2026-12-25, 2027-01-01", "/people/a%2Fb")
+	f.Add("uid=zz&from=yesterday", "weekdays 8-6", "25/12", "//evil")
+	f.Fuzz(func(t *testing.T, query, schedule, holidays, next string) {
+		q, err := url.ParseQuery(query)
+		if err == nil {
+			if _, f, err := activityFilterOf(q); err == nil && f.UID != "" && strings.ToUpper(f.UID) != f.UID {
+				t.Fatalf("UID %q is not upper-case hex", f.UID)
+			}
+		}
+		if sc, err := parseSchedule(schedule); err == nil {
+			for _, ws := range sc.Weekly {
+				for _, w := range ws {
+					if w.From >= w.To || w.To > 24*60 {
+						t.Fatalf("schedule %q gave the window %+v", schedule, w)
+					}
+				}
+			}
+		}
+		if hs, err := parseHolidays(holidays); err == nil {
+			for _, h := range hs {
+				if _, err := time.Parse(time.DateOnly, h); err != nil {
+					t.Fatalf("holiday %q", h)
+				}
+			}
+		}
+		if n := safeNext(next); !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.ContainsAny(n, "\\\t\n\r ") {
+			t.Fatalf("safeNext(%q) = %q", next, n)
+		}
+	})
+}
