@@ -368,7 +368,7 @@ func apiNeed(pattern string) site.Role {
 // account, if its role allows the route. A change is recorded in the
 // site's log of actions.
 func (c *console) apiProxy(w http.ResponseWriter, r *http.Request, ss *session) {
-	path := strings.TrimPrefix(r.URL.Path, "/api")
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/api") // a holder id may hold an escaped /
 	req := c.apiRequest(r, ss, r.Method, path, r.Body)
 	req.URL.RawQuery = r.URL.RawQuery
 	req.Header = r.Header.Clone()

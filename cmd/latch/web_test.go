@@ -762,6 +762,10 @@ func TestConsoleHostileIDsAndLastAdmin(t *testing.T) {
 			t.Errorf("the page of holder %q has a link or form to %s", evil, m[1])
 		}
 	}
+	// The API through the console takes the same id, escaped.
+	if p := b.api("GET", "/api/v1/holders/"+url.PathEscape(evil), "", ""); p.code != http.StatusOK || !strings.Contains(p.body, `"id": "../users/ada/remove?"`) {
+		t.Fatalf("GET the holder through /api: %d %s", p.code, p.body)
+	}
 	// The only admin cannot be removed or demoted.
 	for _, args := range [][]string{{"user", "remove", "ada"}, {"user", "role", "ada", "operator"}} {
 		if code, _, errs := cs.cli(t, "", args...); code == 0 || !strings.Contains(errs, "the only admin") {
