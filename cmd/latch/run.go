@@ -66,6 +66,7 @@ func commands() []command {
 		{"audit findings", "[--after ID] [--limit N]", "what the collector found wrong in what doors sent: gaps, chain breaks, conflicts, rewrites", cmdAuditFindings},
 		{"audit verify", "[--door D]", "verify each door's stored hash chain", cmdAuditVerify},
 		{"audit tail", "[-f] [--door D] [-n N]", "print the last N collected events (default 20) in the order they were stored; -f follows new ones", cmdAuditTail},
+		{"audit actions", "[--user U] [--limit N]", "what was done through the console and to its accounts: who, from where, when, how it ended", cmdAuditActions},
 		{"audit export", "--format csv|jsonl [--out FILE] [--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T]", "write every selected event", cmdAuditExport},
 		{"user add", "NAME --role admin|operator|auditor", "add a web console account (password prompted, or one line of standard input)", cmdUserAdd},
 		{"user list", "", "list the web console accounts", cmdUserList},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 //	PUT    /v1/users/{name}/password    passwordReq → userView
 //	PUT    /v1/users/{name}/role        roleReq → userView
 //	DELETE /v1/users/{name}             userView
+//	GET    /v1/audit/actions?before=&limit=&user=   []site.Action, newest first
 //
 // A password travels only in a request body and is kept only as an
 // argon2id hash. A new password or role ends the account's sessions.
@@ -95,6 +97,77 @@ func (a *api) userRoutes(m *http.ServeMux) {
 	m.HandleFunc("PUT /v1/users/{name}/password", a.userPassword)
 	m.HandleFunc("PUT /v1/users/{name}/role", a.userRole)
 	m.HandleFunc("DELETE /v1/users/{name}", a.userRemove)
+	m.HandleFunc("GET /v1/audit/actions", a.auditActions)
+}
+
+// auditActions lists the site's log of actions, newest first: before a
+// seq (none: from the newest), at most limit, of one user if given.
+func (a *api) auditActions(w http.ResponseWriter, r *http.Request) {
+	var before uint64
+	limit := defaultAuditLimit
+	var user string
+	for k, v := range r.URL.Query() {
+		var err error
+		switch {
+		case len(v) != 1:
+			err = fmt.Errorf("given %d times", len(v))
+		case k == "before":
+			before, err = strconv.ParseUint(v[0], 10, 64)
+		case k == "limit":
+			if limit, err = strconv.Atoi(v[0]); err == nil && (limit < 1 || limit > maxAuditLimit) {
+				err = fmt.Errorf("want 1 to %d", maxAuditLimit)
+			}
+		case k == "user":
+			user = v[0]
+		default:
+			err = errors.New("unknown query parameter")
+		}
+		if err != nil {
+			a.failErr(w, r, badRequest(fmt.Errorf("%s: %w", k, err)))
+			return
+		}
+	}
+	var keep func(*site.Action) bool
+	if user != "" {
+		keep = func(x *site.Action) bool { return x.User == user }
+	}
+	out, _, err := a.db.Actions(before, limit, 0, keep)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []site.Action{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func cmdAuditActions(ctx context.Context, e *env, args []string) error {
+	c := newClientCmd(e, "audit actions")
+	user := c.fs.String("user", "", "only this account's actions")
+	limit := c.fs.Int("limit", 50, "at most this many, newest first")
+	if _, err := c.parse(args, 0); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > maxAuditLimit {
+		return usagef("--limit %d: want 1 to %d", *limit, maxAuditLimit)
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	if *user != "" {
+		q.Set("user", *user)
+	}
+	raw, err := c.client().call(ctx, "GET", "/v1/audit/actions?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, func(w io.Writer, as []site.Action) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ	TIME	ACCOUNT	FROM	ACTION	ON	DETAIL	RESULT")
+		for _, x := range as {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Seq, when(x.Time), x.User, x.From, x.What, x.Target, x.Detail, x.Result)
+		}
+		tw.Flush()
+	})
 }
 
 // consoleKey marks a request the console makes in-process: the console

@@ -136,6 +136,7 @@ type activityData struct {
 	Reached  string // how far back a page that ran out of budget searched
 	Scanned  int
 	ServerMS string
+	Actions  []site.Action // the latest site actions, beside the newest events
 }
 
 func (c *console) activityPage(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -171,6 +172,12 @@ func (c *console) activityPage(w http.ResponseWriter, r *http.Request, ss *sessi
 	}
 	d.Scanned = p.Scanned
 	d.First = cursor == "" && af.To == ""
+	if d.First && af.Door == "" && af.Holder == "" && af.UID == "" && af.Type == "" && af.Reason == "" {
+		if d.Actions, _, err = c.a.db.Actions(0, 5, 0, nil); err != nil {
+			c.errorPage(w, r, ss, http.StatusInternalServerError, err)
+			return
+		}
+	}
 	sq := af.query()
 	sq.Set("after", strconv.FormatUint(end, 10))
 	d.Stream = "/activity/stream?" + sq.Encode()

@@ -445,6 +445,15 @@ func TestConsoleSecurity(t *testing.T) {
 	if p := l.get("/actions?user=otto"); !strings.Contains(p.body, "now locked for 15m0s") {
 		t.Errorf("the Site actions page does not show otto's lockout")
 	}
+	if p := l.get("/activity"); !strings.Contains(p.body, `id="latest-actions"`) || !strings.Contains(p.body, "otto") {
+		t.Errorf("the Activity page does not show the latest site actions")
+	}
+	if out := cs.ok(t, "", "audit", "actions", "--user", "otto"); !strings.Contains(out, "now locked for 15m0s") || !strings.Contains(out, "revoke") {
+		t.Errorf("latch audit actions --user otto:\n%s", out)
+	}
+	if out := cs.ok(t, "", "audit", "actions", "--json", "--limit", "3"); strings.Count(out, `"seq"`) != 3 {
+		t.Errorf("latch audit actions --json --limit 3:\n%s", out)
+	}
 }
 
 func TestServeConfig(t *testing.T) {
