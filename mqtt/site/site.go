@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -88,7 +89,8 @@ type Options struct {
 	// what changed while the site was away (0: only when Heartbeat is
 	// called).
 	HeartbeatEvery time.Duration
-	// ReconnectMax caps paho's reconnect back-off (default 2 s).
+	// ReconnectMax caps the back-off between connection attempts
+	// (default 2 s).
 	ReconnectMax time.Duration
 	// GapGrace is how long a hole in a door's stored chain may stay open
 	// before it is recorded as a gap (default 5 minutes): doors send again
@@ -170,7 +172,8 @@ type Site struct {
 	rotations []json.RawMessage
 
 	mu        sync.Mutex
-	pc        paho.Client
+	pc        paho.Client // the current connection's client (connectLoop), nil when Run does not run
+	isRunning bool        // Run runs
 	signer    *mqtt.Signer
 	stats     Stats
 	updated   chan struct{}
@@ -373,7 +376,8 @@ func (s *Site) HoldAcks(hold bool) {
 }
 
 // Run connects and serves until ctx is done: it stores events, answers
-// sync requests and records statuses. paho reconnects on its own.
+// sync requests and records statuses, and connects again when the
+// connection is lost.
 func (s *Site) Run(ctx context.Context) error {
 	o := paho.NewClientOptions().
 		AddBroker(s.o.Broker).
@@ -384,32 +388,26 @@ func (s *Site) Run(ctx context.Context) error {
 		// A clean session: nothing the site needs is lost with it (doors
 		// send again the events it did not acknowledge and the sync
 		// requests it did not answer, statuses are retained, and a door
-		// that missed a delta asks for it at the next heartbeat), and
-		// paho's resume of a kept session races with its own writer
-		// (eclipse-paho/paho.mqtt.golang#703).
+		// that missed a delta asks for it at the next heartbeat).
 		SetCleanSession(true).
 		SetProtocolVersion(4).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(100 * time.Millisecond).
-		SetMaxReconnectInterval(s.o.ReconnectMax).
+		// Each connection is a new client (connectLoop): paho's own
+		// reconnect resumes the publishes in flight, and that resume
+		// races with its writer (eclipse-paho/paho.mqtt.golang#703).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
 		SetKeepAlive(5 * time.Second).
 		SetPingTimeout(2 * time.Second).
 		SetConnectTimeout(5 * time.Second).
 		SetWriteTimeout(5 * time.Second).
 		SetOrderMatters(false).
-		SetOnConnectHandler(s.onConnect).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			s.log.Info("site: connection lost", "err", err)
-			s.update(func(st *Stats) { st.Connected = false })
-		})
-	pc := paho.NewClient(o)
+		SetOnConnectHandler(s.onConnect)
 	s.mu.Lock()
-	s.pc, s.runCtx = pc, ctx
+	s.runCtx, s.isRunning = ctx, true
 	s.mu.Unlock()
-	pc.Connect() // retries until connected or disconnected
 
 	var wg sync.WaitGroup
+	wg.Go(func() { s.connectLoop(ctx, o) })
 	wg.Go(func() { s.storeLoop(ctx) })
 	wg.Go(func() { s.syncLoop(ctx) })
 	wg.Go(func() { every(ctx, max(s.o.GapGrace/5, time.Second), func() { s.checkGaps(s.o.Now()) }) })
@@ -426,14 +424,63 @@ func (s *Site) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.stopOnce.Do(func() { close(s.stopped) })
 	wg.Wait()
-	pc.Disconnect(100)
 	s.mu.Lock()
-	s.pc = nil
+	pc := s.pc
+	s.pc, s.isRunning = nil, false
 	s.mu.Unlock()
+	if pc != nil {
+		pc.Disconnect(100)
+	}
 	// What came in since the last flush; a status handled from now on is
 	// written as it comes.
 	s.flushStatuses()
 	return nil
+}
+
+// connectLoop connects, with a new client each time, until ctx ends: after
+// a lost connection or a failed attempt it waits 100 ms, doubling up to
+// ReconnectMax while attempts fail, each wait ±50% so that a site and its
+// broker restarting together do not fall into step.
+func (s *Site) connectLoop(ctx context.Context, o *paho.ClientOptions) {
+	const first = 100 * time.Millisecond
+	wait := first
+	for {
+		lost := make(chan struct{})
+		var once sync.Once
+		co := *o
+		co.SetConnectionLostHandler(func(_ paho.Client, err error) {
+			s.log.Info("site: connection lost", "err", err)
+			s.update(func(st *Stats) { st.Connected = false })
+			once.Do(func() { close(lost) })
+		})
+		pc := paho.NewClient(&co)
+		s.mu.Lock()
+		s.pc = pc // not connected yet: publications get errNotConnected
+		s.mu.Unlock()
+		tok := pc.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			return // Run disconnects it
+		}
+		if err := tok.Error(); err != nil {
+			s.log.Debug("site: connect", "err", err)
+		} else {
+			wait = first
+			select {
+			case <-lost:
+			case <-ctx.Done():
+				return
+			}
+		}
+		d := wait/2 + mrand.N(wait)
+		wait = min(2*wait, s.o.ReconnectMax)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // every runs fn every d until ctx ends.
@@ -669,7 +716,7 @@ func (s *Site) queueStatus(door string, up sitestore.StatusUpdate) (behind strin
 func (s *Site) running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pc != nil
+	return s.isRunning
 }
 
 // outMsg is one message the site publishes.
@@ -706,11 +753,11 @@ func (s *Site) publishAll(ctx context.Context, msgs []outMsg) error {
 		return errors.Join(errs...)
 	}
 	switch {
-	case pc == nil:
+	case pc == nil && !s.running():
 		return errors.New("site: not running")
 	case len(msgs) == 0:
 		return nil
-	case !pc.IsConnectionOpen():
+	case pc == nil || !pc.IsConnectionOpen():
 		return errNotConnected
 	}
 	toks := make([]paho.Token, len(msgs))
