@@ -274,7 +274,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	// The export the page offers is the CLI's export.
+	// The export the page offers is the CLI's export, once every event the
+	// doors wrote is collected (so that none arrives between the two).
+	collected(t, bs.sv.db, "front")
+	collected(t, bs.sv.db, "back")
 	c.run("the Activity page for alice", chromedp.Navigate(base+"/activity?holder=alice"), chromedp.WaitVisible(chromedp.CSS("#export-csv")))
 	csv := eval[string](c, "export CSV", `fetch(document.getElementById("export-csv").href).then(r => r.text())`)
 	cli := s.ok(t, "", "audit", "export", "--format", "csv", "--holder", "alice")
