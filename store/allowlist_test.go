@@ -278,3 +278,28 @@ func TestStateHashFollowsDeltas(t *testing.T) {
 		t.Error("the hash does not cover the sequence")
 	}
 }
+
+// A snapshot hashed in parts, in any order, has HashSnapshot's hash.
+func TestSnapshotHasher(t *testing.T) {
+	pinHash, err := HashPIN([]byte("246810"), nil, fastPIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunks, per = 6, 50
+	var whole Snapshot
+	var h SnapshotHasher
+	for _, c := range []int{3, 0, 5, 1, 4, 2} {
+		part := snapshotChunk(9, c, chunks, per, pinHash, true)
+		h.Add(part)
+		whole.Cards = append(whole.Cards, part.Cards...)
+		whole.Holders = append(whole.Holders, part.Holders...)
+		whole.Revocations = append(whole.Revocations, part.Revocations...)
+	}
+	whole.Seq = 9
+	if got, want := h.Hash(9), HashSnapshot(whole); got != want {
+		t.Fatalf("hashed in parts %s, whole %s", got, want)
+	}
+	if h.Hash(10) == HashSnapshot(whole) {
+		t.Fatal("the seq is not in the hash")
+	}
+}

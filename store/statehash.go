@@ -74,6 +74,18 @@ func HashSnapshot(s Snapshot) string {
 	return stateHash(s.Seq, sum)
 }
 
+// SnapshotHasher computes HashSnapshot of a snapshot given in parts, so
+// that a snapshot too large to hold in memory (one sent in chunks) can be
+// hashed a part at a time: the state hash is a sum over the entries, in
+// any order.
+type SnapshotHasher struct{ sum sum256 }
+
+// Add adds every entry of part (its Seq is ignored).
+func (h *SnapshotHasher) Add(part Snapshot) { h.sum.addEntries(&part) }
+
+// Hash returns the state hash at seq of every entry added.
+func (h *SnapshotHasher) Hash(seq uint64) string { return stateHash(seq, h.sum) }
+
 // addEntries adds the hash of every entry of sn.
 func (s *sum256) addEntries(sn *Snapshot) {
 	for i := range sn.Cards {
