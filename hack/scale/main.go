@@ -1,0 +1,371 @@
+// Command scale measures the door's store at a size: it loads N cards
+// (each with its holder and a PIN hash, a tenth of them revoked) through
+// the bulk path a door uses for a snapshot (BeginSnapshot, StageChunk of
+// 1,000 cards at a time, CommitSnapshot), then measures what a door pays
+// for that size: load time, peak RSS (VmHWM), file size and bytes per card,
+// the time to open the file as latchd does (with its full check) and with
+// the cheap checks alone, and the card stage of Decide, warm and with the
+// file's pages out of the page cache.
+//
+//	go run ./hack/scale -cards 1000000
+//	./hack/scale.sh 100000 1000000      # both, and the growth from one to the other
+//
+// It prints one line of JSON per run with -json.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/latchdoor/latch/store"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+}
+
+// result is what one run measured.
+type result struct {
+	Cards        int     `json:"cards"`
+	Revoked      int     `json:"revoked"`
+	LoadS        float64 `json:"load_s"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	FileMiB      float64 `json:"file_mib"`
+	BytesPerCard float64 `json:"bytes_per_card"`
+	OpenCheckMS  float64 `json:"open_check_ms"`
+	OpenMS       float64 `json:"open_ms"`
+	WarmP50US    float64 `json:"decide_warm_p50_us"`
+	WarmP99US    float64 `json:"decide_warm_p99_us"`
+	ColdP50US    float64 `json:"decide_cold_p50_us"`
+	ColdP99US    float64 `json:"decide_cold_p99_us"`
+	AllocsPer    float64 `json:"allocs_per_decide"`
+	BytesPer     float64 `json:"bytes_per_decide"`
+}
+
+// chunkSize is how many cards a snapshot chunk carries.
+const chunkSize = 1000
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	n := fs.Int("cards", 100000, "how many cards (a multiple of 1,000)")
+	dir := fs.String("dir", "", "where to put the store (default: a new temporary directory, removed after)")
+	decisions := fs.Int("decisions", 100000, "warm decisions to time")
+	cold := fs.Int("cold", 200, "decisions to time with the file out of the page cache")
+	asJSON := fs.Bool("json", false, "print one line of JSON")
+	table := fs.String("table", "", "print the runs in FILE (lines of -json) as a table, with the growth from the first to the last, and measure nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *table != "" {
+		return printTable(*table)
+	}
+	if *n < chunkSize || *n%chunkSize != 0 || *decisions < 1 || *cold < 1 {
+		return errors.New("-cards is a positive multiple of 1,000; -decisions and -cold are positive")
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "latch-scale-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	path := filepath.Join(*dir, "latch.db")
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	pinHash, err := store.HashPIN([]byte("246810"), nil, store.DefaultPINParams)
+	if err != nil {
+		return err
+	}
+	chunks := *n / chunkSize
+	r := result{Cards: *n, Revoked: *n / 10}
+
+	// The state hash the snapshot must have, a chunk at a time, as the
+	// site computes it; then the load, timed, a chunk at a time.
+	var h store.SnapshotHasher
+	for c := range chunks {
+		h.Add(chunk(c, pinHash))
+	}
+	runtime.GC()
+	st, err := store.Open(path, nil)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := st.BeginSnapshot(1, h.Hash(1), chunks); err != nil {
+		return err
+	}
+	for c := range chunks {
+		if err := st.StageChunk(1, c, chunk(c, pinHash)); err != nil {
+			return fmt.Errorf("chunk %d: %w", c, err)
+		}
+	}
+	if err := st.CommitSnapshot(1); err != nil {
+		return err
+	}
+	r.LoadS = time.Since(t0).Seconds()
+	if r.PeakRSSMiB, err = peakRSS(); err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	r.FileMiB = float64(fi.Size()) / (1 << 20)
+	r.BytesPerCard = float64(fi.Size()) / float64(*n)
+
+	// Open, as latchd does (the full check) and with the cheap checks.
+	for _, skip := range []bool{false, true} {
+		if err := dropCache(path); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		st, err := store.Open(path, &store.Options{SkipCheck: skip})
+		if err != nil {
+			return err
+		}
+		ms := float64(time.Since(t0).Microseconds()) / 1000
+		if err := st.Close(); err != nil {
+			return err
+		}
+		if skip {
+			r.OpenMS = ms
+		} else {
+			r.OpenCheckMS = ms
+		}
+	}
+
+	// The card stage of Decide: 7 in 8 known cards (a tenth of them
+	// revoked), 1 in 8 unknown.
+	rng := rand.New(rand.NewPCG(1, 2))
+	req := func() store.Request {
+		uid := cardUID(rng.IntN(*n))
+		if rng.IntN(8) == 0 {
+			uid = []byte{0x08, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+		}
+		return store.Request{UID: uid, Door: "front", DoorGroups: []string{"lobby"}, Mode: store.ModeCardPIN,
+			Now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC), ClockTrusted: true}
+	}
+	if err := readAll(path); err != nil { // warm: the whole file in the page cache
+		return err
+	}
+	st, err = store.Open(path, &store.Options{SkipCheck: true})
+	if err != nil {
+		return err
+	}
+	for range 10000 {
+		if _, err := st.Decide(req()); err != nil {
+			return err
+		}
+	}
+	lat := make([]time.Duration, 0, *decisions)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range *decisions {
+		q := req()
+		t0 := time.Now()
+		if _, err := st.Decide(q); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	runtime.ReadMemStats(&m1)
+	r.AllocsPer = float64(m1.Mallocs-m0.Mallocs) / float64(*decisions)
+	r.BytesPer = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(*decisions)
+	r.WarmP50US, r.WarmP99US = percentiles(lat)
+	if err := st.Close(); err != nil {
+		return err
+	}
+	// Cold: the file is closed (unmapped) and out of the page cache before
+	// each decision; only the decision is timed.
+	lat = lat[:0]
+	for range *cold {
+		if err := dropCache(path); err != nil {
+			return err
+		}
+		st, err := store.Open(path, &store.Options{SkipCheck: true})
+		if err != nil {
+			return err
+		}
+		q := req()
+		t0 := time.Now()
+		_, err = st.Decide(q)
+		lat = append(lat, time.Since(t0))
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.ColdP50US, r.ColdP99US = percentiles(lat)
+
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (%.0f B/card), open %.1f ms (%.0f ms with the full check), Decide warm p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
+		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.WarmP50US, r.WarmP99US, r.ColdP50US, r.ColdP99US, r.AllocsPer, r.BytesPer)
+	return nil
+}
+
+// printTable prints runs as a table, one column a run, and the growth
+// from the first run to the last.
+func printTable(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rs []result
+	for line := range strings.Lines(string(b)) {
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) == 0 {
+		return fmt.Errorf("%s: no runs", path)
+	}
+	rows := []struct {
+		name string
+		v    func(r *result) float64
+		f    string
+	}{
+		{"load (s)", func(r *result) float64 { return r.LoadS }, "%.1f"},
+		{"peak RSS (MiB)", func(r *result) float64 { return r.PeakRSSMiB }, "%.0f"},
+		{"file (MiB)", func(r *result) float64 { return r.FileMiB }, "%.0f"},
+		{"bytes per card", func(r *result) float64 { return r.BytesPerCard }, "%.0f"},
+		{"open, full check (ms)", func(r *result) float64 { return r.OpenCheckMS }, "%.0f"},
+		{"open, cheap checks (ms)", func(r *result) float64 { return r.OpenMS }, "%.1f"},
+		{"Decide warm p50 (µs)", func(r *result) float64 { return r.WarmP50US }, "%.1f"},
+		{"Decide warm p99 (µs)", func(r *result) float64 { return r.WarmP99US }, "%.1f"},
+		{"Decide cold p50 (µs)", func(r *result) float64 { return r.ColdP50US }, "%.0f"},
+		{"Decide cold p99 (µs)", func(r *result) float64 { return r.ColdP99US }, "%.0f"},
+		{"allocations per Decide", func(r *result) float64 { return r.AllocsPer }, "%.0f"},
+		{"bytes allocated per Decide", func(r *result) float64 { return r.BytesPer }, "%.0f"},
+	}
+	head := "| |"
+	rule := "| --- |"
+	for _, r := range rs {
+		head += fmt.Sprintf(" %d cards |", r.Cards)
+		rule += " --- |"
+	}
+	if len(rs) > 1 {
+		head += fmt.Sprintf(" %d → %d |", rs[0].Cards, rs[len(rs)-1].Cards)
+		rule += " --- |"
+	}
+	fmt.Println(head)
+	fmt.Println(rule)
+	for _, row := range rows {
+		line := "| " + row.name + " |"
+		for i := range rs {
+			line += " " + fmt.Sprintf(row.f, row.v(&rs[i])) + " |"
+		}
+		if len(rs) > 1 {
+			first, last := row.v(&rs[0]), row.v(&rs[len(rs)-1])
+			if first > 0 {
+				line += fmt.Sprintf(" %.2f× |", last/first)
+			} else {
+				line += " – |"
+			}
+		}
+		fmt.Println(line)
+	}
+	return nil
+}
+
+// cardUID is the UID of card i: 7 bytes, as most cards have.
+func cardUID(i int) []byte {
+	return []byte{0x04, byte(i >> 16), byte(i >> 8), byte(i), 0x3A, 0x91, byte(i >> 24)}
+}
+
+// chunk is chunk c of the snapshot: chunkSize cards in UID order, each
+// with its holder, every tenth card revoked, every tenth with a validity
+// and a weekly schedule.
+func chunk(c int, pinHash string) store.Snapshot {
+	part := store.Snapshot{Seq: 1}
+	for i := c * chunkSize; i < (c+1)*chunkSize; i++ {
+		holder := fmt.Sprintf("h%07d", i)
+		card := store.Card{UID: cardUID(i), HolderID: holder, HolderName: "Holder " + strconv.Itoa(i), PINHash: pinHash, Doors: []string{"front", "staff"}}
+		if i%10 == 3 {
+			card.ValidFrom = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			card.ValidUntil = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			for d := time.Monday; d <= time.Friday; d++ {
+				card.Schedule.Weekly[d] = []store.Window{{From: 7 * 60, To: 19 * 60}}
+			}
+		}
+		part.Cards = append(part.Cards, card)
+		part.Holders = append(part.Holders, store.Holder{ID: holder, Name: "Holder " + strconv.Itoa(i)})
+		if i%10 == 7 {
+			part.Revocations = append(part.Revocations, store.Revocation{UID: card.UID, Reason: "lost"})
+		}
+	}
+	return part
+}
+
+// peakRSS is this process's VmHWM.
+func peakRSS() (float64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+// readAll reads a file through, so that its pages are in the page cache.
+func readAll(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
+// dropCache takes a closed file's pages out of the page cache.
+func dropCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+}
+
+// percentiles returns the median and the 99th percentile in µs.
+func percentiles(lat []time.Duration) (p50, p99 float64) {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	return us(s[len(s)/2]), us(s[len(s)*99/100])
+}
