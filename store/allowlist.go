@@ -63,6 +63,22 @@ func (a *aclTx) flushIdx() error {
 	return nil
 }
 
+// packIfAppended sets b to fill its pages whole (bbolt's FillPercent 1)
+// when each of the n keys key(i) sorts after b's last key, and leaves the
+// default (half full, room for inserts) otherwise.
+func packIfAppended(b *bolt.Bucket, n int, key func(i int) []byte) {
+	if n == 0 {
+		return
+	}
+	last, _ := b.Cursor().Last()
+	for i := range n {
+		if last != nil && bytes.Compare(key(i), last) <= 0 {
+			return
+		}
+	}
+	b.FillPercent = 1
+}
+
 // finish writes deferred index keys and stores the updated state sum.
 func (a *aclTx) finish() error {
 	if err := a.flushIdx(); err != nil {
@@ -94,6 +110,21 @@ func (a *aclTx) insertSnapshot(sn *Snapshot) error {
 // into one transaction cost O(n^2) copying.
 func (a *aclTx) insertEntries(sn *Snapshot) error {
 	a.deferIdx, a.insertOnly = true, true
+	// Where every key of this part comes after the bucket's last key (a
+	// snapshot sent in key order, chunk after chunk), the bucket's pages
+	// are never written into again: fill them whole instead of half.
+	packIfAppended(a.holders, len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) })
+	packIfAppended(a.cards, len(sn.Cards), func(i int) []byte { return sn.Cards[i].UID })
+	var revCards, revHolders []int
+	for i := range sn.Revocations {
+		if len(sn.Revocations[i].UID) > 0 {
+			revCards = append(revCards, i)
+		} else {
+			revHolders = append(revHolders, i)
+		}
+	}
+	packIfAppended(a.revCards, len(revCards), func(i int) []byte { return sn.Revocations[revCards[i]].UID })
+	packIfAppended(a.revHolders, len(revHolders), func(i int) []byte { return []byte(sn.Revocations[revHolders[i]].HolderID) })
 	for _, i := range sortedBy(len(sn.Holders), func(i int) []byte { return []byte(sn.Holders[i].ID) }) {
 		if err := a.putHolder(&sn.Holders[i]); err != nil {
 			return err

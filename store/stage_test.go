@@ -1024,3 +1024,39 @@ func TestStageCrash(t *testing.T) {
 	}
 	t.Logf("%d kills, %d snapshots committed, %d transfers resumed, %d kills while the index was built", kills, committed, resumed, inIndex)
 }
+
+// A snapshot sent in key order fills the card pages whole; one sent out of
+// order leaves them as bbolt fills them by default, with room to insert.
+func TestStagePacksChunksInKeyOrder(t *testing.T) {
+	pinHash, err := HashPIN([]byte("246810"), nil, fastPIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunks, per = 20, 500
+	fill := map[bool]float64{}
+	for _, scattered := range []bool{false, true} {
+		s := openTest(t, &Options{PINParams: fastPIN})
+		var h SnapshotHasher
+		parts := make([]Snapshot, chunks)
+		for c := range parts {
+			parts[c] = snapshotChunk(1, c, chunks, per, pinHash, scattered)
+			h.Add(parts[c])
+		}
+		stageAll(t, s, 1, h.Hash(1), parts)
+		mustDo(t, s.view(func(tx *bolt.Tx) error {
+			st := tx.Bucket(bucketCards).Stats()
+			fill[scattered] = float64(st.LeafInuse) / float64(st.LeafAlloc)
+			return nil
+		}))
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("card pages filled: %.0f%% in key order, %.0f%% out of order", 100*fill[false], 100*fill[true])
+	if fill[false] < 0.9 {
+		t.Errorf("cards sent in key order fill their pages %.0f%%, want 90%% or more", 100*fill[false])
+	}
+	if fill[true] > 0.8 {
+		t.Errorf("cards sent out of order fill their pages %.0f%%: packed pages split at every later insert", 100*fill[true])
+	}
+}
