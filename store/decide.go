@@ -38,12 +38,12 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	if cv == nil {
 		return v, nil
 	}
-	if v.card, err = decodeCard(req.UID, cv); err != nil {
+	if v.card, err = decideCard(req.UID, cv); err != nil {
 		return v, err
 	}
 	v.found = true
 	if hv := tx.Bucket(bucketHolders).Get([]byte(v.card.HolderID)); hv != nil {
-		if v.holder, err = decodeHolder([]byte(v.card.HolderID), hv); err != nil {
+		if v.holder, err = decideHolder([]byte(v.card.HolderID), hv); err != nil {
 			return v, err
 		}
 	}

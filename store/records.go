@@ -243,6 +243,20 @@ func cardBody(c *Card) []byte {
 }
 
 func decodeCardBody(b []byte) (Card, error) {
+	c, err := parseCardBody(b)
+	if err != nil {
+		return Card{}, err
+	}
+	if err := checkCard(&c); err != nil {
+		return Card{}, err
+	}
+	return c, nil
+}
+
+// parseCardBody decodes a card without checkCard: for Decide, which reads
+// records checked when they were written and sealed with a CRC, and need
+// not parse the PIN hash of every card it looks up.
+func parseCardBody(b []byte) (Card, error) {
 	d := decoder{b: b}
 	var c Card
 	c.UID = d.short()
@@ -284,21 +298,23 @@ func decodeCardBody(b []byte) (Card, error) {
 	if err := d.end(); err != nil {
 		return Card{}, err
 	}
-	if err := checkCard(&c); err != nil {
-		return Card{}, err
-	}
 	return c, nil
 }
 
 func encodeCard(c *Card) []byte { return seal(cardVersion, cardBody(c)) }
 
 // decodeCard decodes a stored card record; key is its bucket key.
-func decodeCard(key, rec []byte) (Card, error) {
+func decodeCard(key, rec []byte) (Card, error) { return readCard(key, rec, decodeCardBody) }
+
+// decideCard is decodeCard without checkCard (see parseCardBody).
+func decideCard(key, rec []byte) (Card, error) { return readCard(key, rec, parseCardBody) }
+
+func readCard(key, rec []byte, decodeBody func([]byte) (Card, error)) (Card, error) {
 	body, err := unsealVersion(rec, cardVersion)
 	if err != nil {
 		return Card{}, fmt.Errorf("card %s: %w", keyText(key), err)
 	}
-	c, err := decodeCardBody(body)
+	c, err := decodeBody(body)
 	if err != nil {
 		return Card{}, corrupt("card "+keyText(key), err)
 	}
@@ -319,9 +335,8 @@ func holderBody(h *Holder) []byte {
 }
 
 func decodeHolderBody(b []byte) (Holder, error) {
-	d := decoder{b: b}
-	h := Holder{ID: d.str(), Name: d.str(), DuressPINHash: d.str()}
-	if err := d.end(); err != nil {
+	h, err := parseHolderBody(b)
+	if err != nil {
 		return Holder{}, err
 	}
 	if err := checkHolder(&h); err != nil {
@@ -330,14 +345,29 @@ func decodeHolderBody(b []byte) (Holder, error) {
 	return h, nil
 }
 
+// parseHolderBody decodes a holder without checkHolder (see parseCardBody).
+func parseHolderBody(b []byte) (Holder, error) {
+	d := decoder{b: b}
+	h := Holder{ID: d.str(), Name: d.str(), DuressPINHash: d.str()}
+	if err := d.end(); err != nil {
+		return Holder{}, err
+	}
+	return h, nil
+}
+
 func encodeHolder(h *Holder) []byte { return seal(holderVersion, holderBody(h)) }
 
-func decodeHolder(key, rec []byte) (Holder, error) {
+func decodeHolder(key, rec []byte) (Holder, error) { return readHolder(key, rec, decodeHolderBody) }
+
+// decideHolder is decodeHolder without checkHolder (see parseCardBody).
+func decideHolder(key, rec []byte) (Holder, error) { return readHolder(key, rec, parseHolderBody) }
+
+func readHolder(key, rec []byte, decodeBody func([]byte) (Holder, error)) (Holder, error) {
 	body, err := unsealVersion(rec, holderVersion)
 	if err != nil {
 		return Holder{}, fmt.Errorf("holder %s: %w", keyText(key), err)
 	}
-	h, err := decodeHolderBody(body)
+	h, err := decodeBody(body)
 	if err != nil {
 		return Holder{}, corrupt("holder "+keyText(key), err)
 	}
