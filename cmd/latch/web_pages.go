@@ -652,6 +652,16 @@ func (c *console) cardEdit(w http.ResponseWriter, r *http.Request, ss *session) 
 	on := func(k string) *bool { v := r.PostFormValue(k) == "on"; return &v }
 	req := cardSetReq{Doors: &doors, ValidFrom: &from, ValidUntil: &until, Schedule: &sc,
 		CardOnly: on("card_only"), ExtendedUnlock: on("extended_unlock"), LockdownOverride: on("lockdown_override")}
+	if !ss.can(site.RoleAdmin) {
+		// Opening during a lockdown is an admin's to grant: the form does
+		// not offer it to operators, and their edits keep what the card has.
+		card, err := c.a.card(uid)
+		if err != nil {
+			c.done(w, r, ss, back, "", err)
+			return
+		}
+		req.LockdownOverride = &card.Flags.LockdownOverride
+	}
 	res := c.call(r, ss, "PATCH", "/v1/cards/"+url.PathEscape(uid), req)
 	c.record(r, ss, site.Action{What: "card edit", Target: "card " + uid,
 		Detail: fmt.Sprintf("doors %s; valid %s to %s; schedule %s; card only %v, extended unlock %v, lockdown override %v",

@@ -663,8 +663,42 @@ func TestConsoleCardForms(t *testing.T) {
 	}
 	if strings.Join(card.Doors, " ") != "front back" || card.ValidUntil.Format(time.DateOnly) != "2027-01-31" ||
 		len(card.Schedule.Weekly[time.Monday]) != 1 || len(card.Schedule.Weekly[time.Saturday]) != 1 || len(card.Schedule.Weekly[time.Sunday]) != 0 ||
-		strings.Join(card.Schedule.Holidays, " ") != "2026-12-25 2027-01-01" || !card.Flags.CardOnly || !card.Flags.LockdownOverride || card.Flags.ExtendedUnlock {
+		strings.Join(card.Schedule.Holidays, " ") != "2026-12-25 2027-01-01" || !card.Flags.CardOnly || card.Flags.ExtendedUnlock {
 		t.Fatalf("the card after the edit: %+v", card)
+	}
+	// Opening during a lockdown is an admin's to grant: an operator's
+	// form does not set it, nor does an operator's API call.
+	if card.Flags.LockdownOverride {
+		t.Fatal("an operator's form gave the card the lockdown override")
+	}
+	if p := b.api("PATCH", "/api/v1/cards/04A1B2C3", csrf, `{"lockdown_override": true}`); p.code != http.StatusForbidden {
+		t.Fatalf("an operator's API call for the lockdown override: %d %s", p.code, p.body)
+	}
+	if p := b.api("POST", "/api/v1/cards", csrf, `{"uid": "04A1B2C4", "holder": "h1", "flags": {"lockdown_override": true}}`); p.code != http.StatusForbidden {
+		t.Fatalf("an operator's card add with the lockdown override: %d %s", p.code, p.body)
+	}
+	if p := b.api("PATCH", "/api/v1/cards/04A1B2C3", csrf, `{"card_only": false}`); p.code != http.StatusOK {
+		t.Fatalf("an operator's API card edit: %d %s", p.code, p.body)
+	}
+	cs.addUser(t, "ada", "admin", adminPW)
+	adm := cs.browser(t)
+	acsrf := adm.mustLogin("ada", adminPW)
+	if p := adm.api("PATCH", "/api/v1/cards/04A1B2C3", acsrf, `{"lockdown_override": true}`); p.code != http.StatusOK {
+		t.Fatalf("an admin's API call for the lockdown override: %d %s", p.code, p.body)
+	}
+	if !strings.Contains(adm.get("/people/h1").body, `name="lockdown_override" checked`) {
+		t.Fatal("the admin's form does not show the override")
+	}
+	if strings.Contains(b.get("/people/h1").body, `name="lockdown_override"`) {
+		t.Fatal("the operator's form offers the override")
+	}
+	// The operator's edit keeps the override the admin gave.
+	if p := b.post("/cards/04A1B2C3/edit", url.Values{"csrf": {csrf}, "holder": {"h1"}, "doors": {"front back"}, "valid_until": {"2027-01-31"},
+		"schedule": {"mon-fri 08:00-18:00, sat 09:00-12:00"}, "holidays": {"2026-12-25, 2027-01-01"}, "card_only": {"on"}}); p.code != http.StatusSeeOther {
+		t.Fatalf("card edit: %d", p.code)
+	}
+	if card, _ := cs.sv.db.Card(uid); !card.Flags.LockdownOverride {
+		t.Fatal("an operator's edit took away the override an admin gave")
 	}
 	hp := b.get("/people/h1")
 	for _, want := range []string{"mon 08:00-18:00", "sat 09:00-12:00", "closed 2026-12-25,2027-01-01", `value="2027-01-31T00:00:00"`} {
