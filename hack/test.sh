@@ -32,7 +32,11 @@ fi
 # The console's browser tests fail, rather than skip, without chromium;
 # their screenshots go here for review.
 export LATCH_REQUIRE_BROWSER=1
-export LATCH_SCREENSHOTS="${LATCH_SCREENSHOTS:-${TMPDIR:-/tmp}/latch-console-screenshots}"
+if [ -z "${LATCH_SCREENSHOTS:-}" ]; then
+	LATCH_SCREENSHOTS="${TMPDIR:-/tmp}/latch-console-screenshots"
+	rm -rf "$LATCH_SCREENSHOTS" # this run's alone
+fi
+export LATCH_SCREENSHOTS
 
 GOBIN="$(go env GOPATH)/bin"
 export PATH="$GOBIN:$PATH:/usr/sbin"
