@@ -21,6 +21,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -69,11 +70,16 @@ func run(args []string) error {
 	cold := fs.Int("cold", 200, "decisions to time with the file out of the page cache")
 	asJSON := fs.Bool("json", false, "print one line of JSON")
 	table := fs.String("table", "", "print the runs in FILE (lines of -json) as a table, with the growth from the first to the last, and measure nothing")
+	loadHash := fs.String("load", "", "(internal) load the cards into -dir's store, given the snapshot's state hash, and print the load's time and peak RSS")
+	loadPIN := fs.String("load-pin-hash", "", "(internal) with -load, the cards' PIN hash")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *table != "" {
 		return printTable(*table)
+	}
+	if *loadHash != "" {
+		return load(filepath.Join(*dir, "latch.db"), *n, *loadHash, *loadPIN)
 	}
 	if *n < chunkSize || *n%chunkSize != 0 || *decisions < 1 || *cold < 1 {
 		return errors.New("-cards is a positive multiple of 1,000; -decisions and -cold are positive")
@@ -103,30 +109,18 @@ func run(args []string) error {
 	for c := range chunks {
 		h.Add(chunk(c, pinHash))
 	}
-	runtime.GC()
-	st, err := store.Open(path, nil)
+	// The load runs in a process of its own, as in a door, so that its
+	// peak RSS is the load's alone.
+	cmd := exec.Command(os.Args[0], "-cards", strconv.Itoa(*n), "-dir", *dir, "-load", h.Hash(1), "-load-pin-hash", pinHash)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return err
+		return fmt.Errorf("load: %w", err)
 	}
-	t0 := time.Now()
-	if err := st.BeginSnapshot(1, h.Hash(1), chunks); err != nil {
-		return err
+	if err := json.Unmarshal(out, &r); err != nil {
+		return fmt.Errorf("load: %w: %s", err, out)
 	}
-	for c := range chunks {
-		if err := st.StageChunk(1, c, chunk(c, pinHash)); err != nil {
-			return fmt.Errorf("chunk %d: %w", c, err)
-		}
-	}
-	if err := st.CommitSnapshot(1); err != nil {
-		return err
-	}
-	r.LoadS = time.Since(t0).Seconds()
-	if r.PeakRSSMiB, err = peakRSS(); err != nil {
-		return err
-	}
-	if err := st.Close(); err != nil {
-		return err
-	}
+	r.Cards, r.Revoked = *n, *n/10
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -169,7 +163,7 @@ func run(args []string) error {
 	if err := readAll(path); err != nil { // warm: the whole file in the page cache
 		return err
 	}
-	st, err = store.Open(path, &store.Options{SkipCheck: true})
+	st, err := store.Open(path, &store.Options{SkipCheck: true})
 	if err != nil {
 		return err
 	}
@@ -226,6 +220,37 @@ func run(args []string) error {
 	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (%.0f B/card), open %.1f ms (%.0f ms with the full check), Decide warm p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
 		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.WarmP50US, r.WarmP99US, r.ColdP50US, r.ColdP99US, r.AllocsPer, r.BytesPer)
 	return nil
+}
+
+// load loads n cards into the store at path, a chunk at a time, and prints
+// the time it took and the process's peak RSS as JSON.
+func load(path string, n int, hash, pinHash string) error {
+	chunks := n / chunkSize
+	st, err := store.Open(path, nil)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := st.BeginSnapshot(1, hash, chunks); err != nil {
+		return err
+	}
+	for c := range chunks {
+		if err := st.StageChunk(1, c, chunk(c, pinHash)); err != nil {
+			return fmt.Errorf("chunk %d: %w", c, err)
+		}
+	}
+	if err := st.CommitSnapshot(1); err != nil {
+		return err
+	}
+	var r result
+	r.LoadS = time.Since(t0).Seconds()
+	if r.PeakRSSMiB, err = peakRSS(); err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
 // printTable prints runs as a table, one column a run, and the growth
