@@ -187,22 +187,6 @@ func (c *console) activityPage(w http.ResponseWriter, r *http.Request, ss *sessi
 	c.page(w, r, ss, "activity", "Activity", d)
 }
 
-// matches reports whether an event passes a filter (as the page's query
-// would select it).
-func matches(f *site.Filter, door string, e *store.Event) bool {
-	switch {
-	case f.Door != "" && door != f.Door,
-		f.Holder != "" && e.Holder != f.Holder,
-		f.UID != "" && e.UID != f.UID,
-		f.Type != "" && e.Type != f.Type,
-		f.Reason != "" && e.Reason != f.Reason,
-		!f.From.IsZero() && e.Time.Before(f.From),
-		!f.To.IsZero() && !e.Time.Before(f.To):
-		return false
-	}
-	return true
-}
-
 // activityStream sends, as server-sent events, each event stored after
 // the cursor "after" that the filter selects, as it arrives.
 func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -233,7 +217,7 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 			return
 		}
 		for _, ev := range evs {
-			if !matches(&f, ev.Door, &ev.Event) {
+			if !f.Selects(ev.Door, &ev.Event) {
 				continue
 			}
 			b, _ := json.Marshal(newEventRow(ev.Door, &ev.Event))

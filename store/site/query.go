@@ -177,9 +177,23 @@ func (s *indexScan) record(evb *bolt.Bucket, k []byte) (Record, bool, error) {
 	if err != nil {
 		return Record{}, false, err
 	}
-	if (f.Type != "" && e.Type != f.Type) || (f.Reason != "" && e.Reason != f.Reason) ||
-		(f.Holder != "" && e.Holder != f.Holder) || (f.UID != "" && e.UID != f.UID) {
-		return Record{}, false, nil
+	return Record{Door: door, Event: e}, f.Selects(door, &e), nil
+}
+
+// Selects reports whether the filter selects event e collected from door:
+// what a query does for each event it reads (the time range included,
+// which a query's index range already applies), for a caller that has the
+// event from elsewhere, such as a live stream.
+func (f *Filter) Selects(door string, e *store.Event) bool {
+	switch {
+	case f.Door != "" && door != f.Door,
+		f.Holder != "" && e.Holder != f.Holder,
+		f.UID != "" && e.UID != f.UID,
+		f.Type != "" && e.Type != f.Type,
+		f.Reason != "" && e.Reason != f.Reason,
+		!f.From.IsZero() && e.Time.Before(f.From),
+		!f.To.IsZero() && !e.Time.Before(f.To):
+		return false
 	}
-	return Record{Door: door, Event: e}, true, nil
+	return true
 }

@@ -95,3 +95,26 @@ func TestQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterSelects(t *testing.T) {
+	at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	e := store.Event{Time: at, Type: store.TypeAccess, Reason: store.ReasonGranted, Holder: "ada", UID: "04A1B2C3"}
+	for _, c := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Door: "front", Holder: "ada", UID: "04A1B2C3", Type: store.TypeAccess, Reason: store.ReasonGranted, From: at, To: at.Add(time.Second)}, true},
+		{Filter{Door: "back"}, false},
+		{Filter{Holder: "bob"}, false},
+		{Filter{UID: "04A1B2C4"}, false},
+		{Filter{Type: store.TypeDoor}, false},
+		{Filter{Reason: store.ReasonRevoked}, false},
+		{Filter{From: at.Add(time.Nanosecond)}, false},
+		{Filter{To: at}, false},
+	} {
+		if got := c.f.Selects("front", &e); got != c.want {
+			t.Errorf("%+v selects: %v, want %v", c.f, got, c.want)
+		}
+	}
+}
