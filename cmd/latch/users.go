@@ -103,30 +103,26 @@ func (a *api) userRoutes(m *http.ServeMux) {
 // auditActions lists the site's log of actions, newest first: before a
 // seq (none: from the newest), at most limit, of one user if given.
 func (a *api) auditActions(w http.ResponseWriter, r *http.Request) {
+	get, err := queryValues(r.URL.Query(), "before", "limit", "user")
+	if err != nil {
+		a.failErr(w, r, badRequest(err))
+		return
+	}
 	var before uint64
-	limit := defaultAuditLimit
-	var user string
-	for k, v := range r.URL.Query() {
-		var err error
-		switch {
-		case len(v) != 1:
-			err = fmt.Errorf("given %d times", len(v))
-		case k == "before":
-			before, err = strconv.ParseUint(v[0], 10, 64)
-		case k == "limit":
-			if limit, err = strconv.Atoi(v[0]); err == nil && (limit < 1 || limit > maxAuditLimit) {
-				err = fmt.Errorf("want 1 to %d", maxAuditLimit)
-			}
-		case k == "user":
-			user = v[0]
-		default:
-			err = errors.New("unknown query parameter")
-		}
-		if err != nil {
-			a.failErr(w, r, badRequest(fmt.Errorf("%s: %w", k, err)))
+	if s := get("before"); s != "" {
+		if before, err = strconv.ParseUint(s, 10, 64); err != nil {
+			a.failErr(w, r, badRequest(fmt.Errorf("before %q: want an action's seq", s)))
 			return
 		}
 	}
+	limit := defaultAuditLimit
+	if s := get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > maxAuditLimit {
+			a.failErr(w, r, badRequest(fmt.Errorf("limit %q: want 1 to %d", s, maxAuditLimit)))
+			return
+		}
+	}
+	user := get("user")
 	var keep func(*site.Action) bool
 	if user != "" {
 		keep = func(x *site.Action) bool { return x.User == user }
