@@ -236,10 +236,13 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 		case <-ctx.Done():
 			return
 		case <-wake:
+			if !c.alive(r) {
+				return // logged out, expired, or the account changed
+			}
 		case <-time.After(c.recheck):
-		}
-		if !c.alive(r) {
-			return // logged out, expired, or the account changed
+			if !c.keepAlive(w, rc, r) {
+				return
+			}
 		}
 	}
 }
@@ -247,6 +250,20 @@ func (c *console) activityStream(w http.ResponseWriter, r *http.Request, ss *ses
 // streamRecheck is how often, at most, a quiet stream checks that its
 // session still holds.
 const streamRecheck = 30 * time.Second
+
+// keepAlive is a quiet stream's check every streamRecheck: false when the
+// session has ended (logged out, expired, the account changed) or the
+// client is gone; else it sends a comment line, which also keeps proxies
+// from closing an idle connection.
+func (c *console) keepAlive(w http.ResponseWriter, rc *http.ResponseController, r *http.Request) bool {
+	if !c.alive(r) {
+		return false
+	}
+	if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
 
 // wake returns a channel closed when there may be something new to show:
 // the site's next update of its stats or stored events.
@@ -285,7 +302,7 @@ func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session
 			return
 		case <-wake:
 		case <-time.After(c.recheck):
-			if !c.alive(r) {
+			if !c.keepAlive(w, rc, r) {
 				return
 			}
 			continue
