@@ -11,8 +11,9 @@ import (
 // aclTx applies allowlist changes inside one write transaction and keeps
 // the holder index and the state sum in step with them.
 type aclTx struct {
-	tx                                        *bolt.Tx // for finish; nil on the stage
+	tx                                        *bolt.Tx
 	cards, holders, idx, revCards, revHolders *bolt.Bucket
+	names                                     *nameTable
 	sum                                       sum256
 
 	// deferIdx collects holder index keys to insert in order at flushIdx
@@ -30,16 +31,17 @@ type bucketParent interface {
 	Bucket(name []byte) *bolt.Bucket
 }
 
-func newACLTx(tx *bolt.Tx) (*aclTx, error) {
+func (s *Store) newACLTx(tx *bolt.Tx) (*aclTx, error) {
 	sum, err := readSum(tx)
 	if err != nil {
 		return nil, err
 	}
-	return aclIn(tx, tx, sum), nil
+	return s.aclIn(tx, tx, sum), nil
 }
 
-// aclIn works on the allowlist buckets under p, whose entries sum to sum.
-func aclIn(tx *bolt.Tx, p bucketParent, sum sum256) *aclTx {
+// aclIn works on the allowlist buckets under p (tx, or the stage in tx),
+// whose entries sum to sum.
+func (s *Store) aclIn(tx *bolt.Tx, p bucketParent, sum sum256) *aclTx {
 	return &aclTx{
 		tx:         tx,
 		cards:      p.Bucket(bucketCards),
@@ -47,9 +49,23 @@ func aclIn(tx *bolt.Tx, p bucketParent, sum sum256) *aclTx {
 		idx:        p.Bucket(bucketHolderCards),
 		revCards:   p.Bucket(bucketRevokedCards),
 		revHolders: p.Bucket(bucketRevokedHolders),
+		names:      s.nameTable(tx),
 		sum:        sum,
 	}
 }
+
+// nameTable numbers door and group names in the write transaction tx.
+func (s *Store) nameTable(tx *bolt.Tx) *nameTable {
+	return &nameTable{tx: tx, b: tx.Bucket(bucketNames), added: func() { s.names.gen.Add(1) }}
+}
+
+// liveRefs are the buckets the live cards in tx refer to.
+func liveRefs(tx *bolt.Tx) cardRefs {
+	return cardRefs{holders: tx.Bucket(bucketHolders), names: tx.Bucket(bucketNames)}
+}
+
+// refs are the buckets the cards of a refer to.
+func (a *aclTx) refs() cardRefs { return cardRefs{holders: a.holders, names: a.names.b} }
 
 // flushIdx writes the deferred index keys in order.
 func (a *aclTx) flushIdx() error {
@@ -149,23 +165,33 @@ func (a *aclTx) putCard(c *Card) error {
 		if err := a.twice("card %X", uid); err != nil {
 			return err
 		}
-		oc, err := decodeCard(uid, old)
+		oc, err := decodeCard(uid, old, a.refs())
 		if err != nil {
 			return err
 		}
-		_, body, _ := unseal(old)
-		a.sum.sub(entryHash(tagCard, body))
+		a.sum.sub(entryHash(tagCard, cardBody(&oc)))
 		if oc.HolderID != c.HolderID {
 			if err := a.idx.Delete(holderCardKey(oc.HolderID, uid)); err != nil {
 				return err
 			}
 		}
 	}
-	body := cardBody(c)
-	if err := a.cards.Put(uid, seal(cardVersion, body)); err != nil {
+	name, err := a.holderName(c.HolderID)
+	if err != nil {
 		return err
 	}
-	a.sum.add(entryHash(tagCard, body))
+	doors, err := a.names.ids(c.Doors)
+	if err != nil {
+		return err
+	}
+	rec, err := encodeCard(c, name, doors)
+	if err != nil {
+		return fmt.Errorf("card %X: %w: %w", uid, ErrInvalidOp, err)
+	}
+	if err := a.cards.Put(uid, rec); err != nil {
+		return err
+	}
+	a.sum.add(entryHash(tagCard, cardBody(c)))
 	if a.deferIdx {
 		a.idxLater = append(a.idxLater, holderCardKey(c.HolderID, uid))
 		return nil
@@ -173,17 +199,30 @@ func (a *aclTx) putCard(c *Card) error {
 	return a.idx.Put(holderCardKey(c.HolderID, uid), nil)
 }
 
+// holderName is the name in the record of holder id, "" when there is
+// none.
+func (a *aclTx) holderName(id string) (string, error) {
+	v := a.holders.Get([]byte(id))
+	if v == nil {
+		return "", nil
+	}
+	r, err := parseHolderRec([]byte(id), v)
+	if err != nil {
+		return "", err
+	}
+	return string(r.name), nil
+}
+
 func (a *aclTx) deleteCard(uid []byte) error {
 	old := a.cards.Get(uid)
 	if old == nil {
 		return nil
 	}
-	oc, err := decodeCard(uid, old)
+	oc, err := decodeCard(uid, old, a.refs())
 	if err != nil {
 		return err
 	}
-	_, body, _ := unseal(old)
-	a.sum.sub(entryHash(tagCard, body))
+	a.sum.sub(entryHash(tagCard, cardBody(&oc)))
 	if err := a.idx.Delete(holderCardKey(oc.HolderID, uid)); err != nil {
 		return err
 	}
@@ -196,17 +235,64 @@ func (a *aclTx) putHolder(h *Holder) error {
 		if err := a.twice("holder %q", h.ID); err != nil {
 			return err
 		}
-		if _, err := decodeHolder(key, old); err != nil {
+		oh, err := decodeHolder(key, old)
+		if err != nil {
 			return err
 		}
-		_, body, _ := unseal(old)
-		a.sum.sub(entryHash(tagHolder, body))
+		a.sum.sub(entryHash(tagHolder, holderBody(&oh)))
+		if oh.Name != h.Name {
+			if err := a.keepCardNames(h.ID); err != nil {
+				return err
+			}
+		}
 	}
-	body := holderBody(h)
-	if err := a.holders.Put(key, seal(holderVersion, body)); err != nil {
+	rec, err := encodeHolder(h)
+	if err != nil {
+		return fmt.Errorf("holder %q: %w: %w", h.ID, ErrInvalidOp, err)
+	}
+	if err := a.holders.Put(key, rec); err != nil {
 		return err
 	}
-	a.sum.add(entryHash(tagHolder, body))
+	a.sum.add(entryHash(tagHolder, holderBody(h)))
+	return nil
+}
+
+// keepCardNames rewrites the cards of holder id that leave their holder
+// name to the holder record so that they hold it themselves: the holder
+// record is about to change its name, and a card's name does not change
+// with it.
+func (a *aclTx) keepCardNames(id string) error {
+	prefix := holderCardPrefix(id)
+	c := a.idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		uid := k[len(prefix):]
+		v := a.cards.Get(uid)
+		if v == nil {
+			return fmt.Errorf("%w: holder index names card %X, which is not there", ErrCorrupt, uid)
+		}
+		r, err := parseCardRec(uid, v)
+		if err != nil {
+			return err
+		}
+		if r.flags&recHolderName == 0 {
+			continue
+		}
+		card, err := decodeCard(uid, v, a.refs())
+		if err != nil {
+			return err
+		}
+		doors, err := a.names.ids(card.Doors)
+		if err != nil {
+			return err
+		}
+		rec, err := encodeCard(&card, "", doors)
+		if err != nil {
+			return err
+		}
+		if err := a.cards.Put(bytes.Clone(uid), rec); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -227,11 +313,11 @@ func (a *aclTx) deleteHolder(id string) error {
 	if old == nil {
 		return nil
 	}
-	if _, err := decodeHolder(key, old); err != nil {
+	oh, err := decodeHolder(key, old)
+	if err != nil {
 		return err
 	}
-	_, body, _ := unseal(old)
-	a.sum.sub(entryHash(tagHolder, body))
+	a.sum.sub(entryHash(tagHolder, holderBody(&oh)))
 	return a.holders.Delete(key)
 }
 
@@ -249,17 +335,16 @@ func (a *aclTx) revoke(r *Revocation) error {
 		if err := a.twice("revocation of %s", revocationName(r)); err != nil {
 			return err
 		}
-		if _, err := decodeRevocation(key, old, tag == tagRevokedHolder); err != nil {
+		or, err := decodeRevocation(key, old, tag == tagRevokedHolder)
+		if err != nil {
 			return err
 		}
-		_, body, _ := unseal(old)
-		a.sum.sub(entryHash(tag, body))
+		a.sum.sub(entryHash(tag, revocationBody(&or)))
 	}
-	body := revocationBody(r)
-	if err := b.Put(key, seal(revVersion, body)); err != nil {
+	if err := b.Put(key, encodeRevocation(r)); err != nil {
 		return err
 	}
-	a.sum.add(entryHash(tag, body))
+	a.sum.add(entryHash(tag, revocationBody(r)))
 	return nil
 }
 
@@ -270,11 +355,11 @@ func (a *aclTx) reinstate(r *Revocation) error {
 	if old == nil {
 		return nil
 	}
-	if _, err := decodeRevocation(key, old, tag == tagRevokedHolder); err != nil {
+	or, err := decodeRevocation(key, old, tag == tagRevokedHolder)
+	if err != nil {
 		return err
 	}
-	_, body, _ := unseal(old)
-	a.sum.sub(entryHash(tag, body))
+	a.sum.sub(entryHash(tag, revocationBody(&or)))
 	return b.Delete(key)
 }
 
@@ -378,7 +463,7 @@ func (e *OpError) Unwrap() error { return e.Err }
 // modifyACL runs fn over an aclTx in one write transaction.
 func (s *Store) modifyACL(fn func(a *aclTx) error) error {
 	return s.update(func(tx *bolt.Tx) error {
-		a, err := newACLTx(tx)
+		a, err := s.newACLTx(tx)
 		if err != nil {
 			return err
 		}
@@ -478,7 +563,7 @@ func (s *Store) Card(uid []byte) (Card, error) {
 			return ErrNotFound
 		}
 		var err error
-		c, err = decodeCard(uid, v)
+		c, err = decodeCard(uid, v, liveRefs(tx))
 		return err
 	})
 	if err != nil {
@@ -532,8 +617,9 @@ func (s *Store) Snapshot() (Snapshot, error) {
 		if sn.Seq, err = readApplied(tx); err != nil {
 			return err
 		}
+		refs := liveRefs(tx)
 		if err := tx.Bucket(bucketCards).ForEach(func(k, v []byte) error {
-			c, err := decodeCard(k, v)
+			c, err := decodeCard(k, v, refs)
 			sn.Cards = append(sn.Cards, c)
 			return err
 		}); err != nil {
@@ -589,7 +675,7 @@ func (s *Store) ApplyDelta(d Delta) error {
 		case d.Seq != applied+1:
 			return fmt.Errorf("delta %d, applied %d (missing %d..%d): %w", d.Seq, applied, applied+1, d.Seq-1, ErrSeqGap)
 		}
-		a, err := newACLTx(tx)
+		a, err := s.newACLTx(tx)
 		if err != nil {
 			return err
 		}
@@ -624,7 +710,7 @@ func (s *Store) ApplySnapshot(sn Snapshot) error {
 		if err := replaceAllowlist(tx, nil); err != nil {
 			return err
 		}
-		a := aclIn(tx, tx, sum256{})
+		a := s.aclIn(tx, tx, sum256{})
 		if err := a.insertSnapshot(&sn); err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestPutCardAndHolderIndex(t *testing.T) {
@@ -301,5 +303,47 @@ func TestSnapshotHasher(t *testing.T) {
 	}
 	if h.Hash(10) == HashSnapshot(whole) {
 		t.Fatal("the seq is not in the hash")
+	}
+}
+
+// TestCardNameLeftToHolder: a card whose holder name is its holder
+// record's leaves it out, and keeps it when the holder is renamed; the
+// state hash follows the canonical entries throughout.
+func TestCardNameLeftToHolder(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.PutHolder(Holder{ID: "ada", Name: "Ada Lovelace"}))
+	c := Card{UID: uidAda, HolderID: "ada", HolderName: "Ada Lovelace", Doors: []string{"*"}}
+	mustDo(t, s.PutCard(c))
+	other := Card{UID: uidBob, HolderID: "ada", HolderName: "A. Lovelace", Doors: []string{"*"}}
+	mustDo(t, s.PutCard(other))
+	mustDo(t, s.view(func(tx *bolt.Tx) error {
+		if r, err := parseCardRec(uidAda, tx.Bucket(bucketCards).Get(uidAda)); err != nil || r.flags&recHolderName == 0 {
+			t.Errorf("card with the holder's name: flags %#x, %v; want the name left out", r.flags, err)
+		}
+		return nil
+	}))
+	mustDo(t, s.PutHolder(Holder{ID: "ada", Name: "Ada King"}))
+	for _, want := range []Card{c, other} {
+		got, err := s.Card(want.UID)
+		if err != nil || got.HolderName != want.HolderName {
+			t.Errorf("card %X after the holder's rename: name %q, %v; want %q", want.UID, got.HolderName, err, want.HolderName)
+		}
+	}
+	d, err := s.Decide(Request{UID: uidAda, Door: "front", Mode: ModeCardOnly, Now: testEpoch, ClockTrusted: true})
+	if err != nil || d.HolderName != "Ada King" {
+		t.Errorf("Decide after the rename: %+v, %v; want the holder record's name", d, err)
+	}
+	sn, err := s.Snapshot()
+	mustDo(t, err)
+	st, err := s.SyncState()
+	mustDo(t, err)
+	if st.SnapshotHash != HashSnapshot(sn) {
+		t.Error("state hash does not match the snapshot after the rename")
+	}
+	mustDo(t, s.Check())
+	// Deleting the holder is refused while it has cards, so a card never
+	// leaves its name to a missing record.
+	if err := s.DeleteHolder("ada"); !errors.Is(err, ErrInvalidOp) {
+		t.Errorf("DeleteHolder with cards: %v", err)
 	}
 }

@@ -45,6 +45,29 @@ func (e *encoder) short(b []byte) {
 	e.b = append(e.b, b...)
 }
 
+// uvarint writes v as an unsigned LEB128 varint (encoding/binary).
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+
+// bytesU writes a byte string as a uvarint length and its bytes: the
+// compact form used by stored allowlist records.
+func (e *encoder) bytesU(b []byte) {
+	e.uvarint(uint64(len(b)))
+	e.b = append(e.b, b...)
+}
+
+// strU is bytesU for a string.
+func (e *encoder) strU(s string) {
+	e.uvarint(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+// timeU writes a time compactly: zigzag varint Unix seconds, uvarint
+// nanoseconds.
+func (e *encoder) timeU(t time.Time) {
+	e.b = binary.AppendVarint(e.b, t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+}
+
 func (e *encoder) time(t time.Time) {
 	e.u64(uint64(t.Unix()))
 	e.u32(uint32(t.Nanosecond()))
@@ -107,6 +130,78 @@ func (d *decoder) u64() uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(p)
+}
+
+// uvarint reads a varint written by encoder.uvarint, at most limit.
+// Only the shortest encoding is accepted, so that a record has one form.
+func (d *decoder) uvarint(limit uint64) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	switch {
+	case n <= 0:
+		d.fail("bad varint")
+		return 0
+	case n != uvarintLen(v):
+		d.fail("varint is not in its shortest form")
+		return 0
+	case v > limit:
+		d.fail("value %d, limit %d", v, limit)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+// uvarintLen is the length of the shortest varint encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// bytesU reads a byte string written by encoder.bytesU, at most limit
+// bytes, aliasing d.b.
+func (d *decoder) bytesU(limit int) []byte {
+	n := d.uvarint(uint64(limit))
+	return d.take(int(n))
+}
+
+// strBytesU reads a string written by encoder.strU without copying it;
+// it must be UTF-8.
+func (d *decoder) strBytesU(limit int) []byte {
+	p := d.bytesU(limit)
+	if p != nil && !utf8.Valid(p) {
+		d.off -= len(p)
+		d.fail("string is not UTF-8")
+		return nil
+	}
+	return p
+}
+
+// timeU reads a time written by encoder.timeU.
+func (d *decoder) timeU() time.Time {
+	if d.err != nil {
+		return time.Time{}
+	}
+	sec, n := binary.Varint(d.b[d.off:])
+	if n <= 0 || n != uvarintLen(uint64(sec)<<1^uint64(sec>>63)) {
+		d.fail("bad time varint")
+		return time.Time{}
+	}
+	d.off += n
+	nsec := d.uvarint(1e9 - 1)
+	if d.err != nil {
+		return time.Time{}
+	}
+	if sec < minUnix || sec > maxUnix {
+		d.fail("time %d out of range", sec)
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
 }
 
 func (d *decoder) str() string { return string(d.strBytes()) }

@@ -8,53 +8,97 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// cardView is everything the card checks read, in one read transaction.
+// cardView is everything the checks read, in one read transaction. rec
+// and holderName alias the database's memory and are used only inside
+// that transaction; what the PIN stage needs afterwards is copied.
 type cardView struct {
-	found     bool
-	card      Card
-	holder    Holder
-	revoked   bool
-	lock      lockoutRec
-	lockdown  bool        // stored lockdown of the door
-	doorFails []time.Time // recent bad PINs at the door
-	floor     time.Time   // latest signed site time (SyncState.LastIssuedAt): the clock floor
+	found      bool
+	rec        cardRec
+	holderName []byte // the holder record's name, nil without one
+	revoked    bool
+	lock       lockoutRec
+	lockdown   bool      // stored lockdown of the door (read only when it matters)
+	doorLocked bool      // the door refuses PINs (too many bad PINs recently)
+	doorUntil  time.Time // ... until then
+
+	// Copies for the PIN stage.
+	hasPIN, hasDuress bool
+	primary, duress   pinCopy
 }
 
+// pinCopy holds a PIN hash copied out of a record.
+type pinCopy struct {
+	params PINParams
+	salt   [maxSaltLen]byte
+	key    [maxKeyLen]byte
+}
+
+func (p *pinCopy) set(h *phc) {
+	p.params = h.params
+	copy(p.salt[:], h.salt)
+	copy(p.key[:], h.key)
+}
+
+func (p *pinCopy) phc() phc {
+	return phc{params: p.params, salt: p.salt[:p.params.SaltLen], key: p.key[:p.params.KeyLen]}
+}
+
+// readCardView reads the card, its holder, revocations and lockout. What
+// only some requests need (the clock floor, the door's lockdown and bad-PIN
+// history) checkCard and readDoorFails read when they get there: each
+// bucket a decision opens costs bbolt allocations and, with a cold page
+// cache, a read of the disk.
 func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	var v cardView
 	var err error
-	if v.lockdown, err = readLockdown(tx, req.Door); err != nil {
-		return v, err
-	}
-	if fv := tx.Bucket(bucketDoorFails).Get([]byte(req.Door)); fv != nil {
-		if v.doorFails, err = decodeTimes(fv); err != nil {
-			return v, fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
-		}
-	}
-	if v.floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
-		return v, err
-	}
 	cv := tx.Bucket(bucketCards).Get(req.UID)
 	if cv == nil {
 		return v, nil
 	}
-	if v.card, err = decideCard(req.UID, cv); err != nil {
+	if v.rec, err = parseCardRec(req.UID, cv); err != nil {
 		return v, err
 	}
 	v.found = true
-	if hv := tx.Bucket(bucketHolders).Get([]byte(v.card.HolderID)); hv != nil {
-		if v.holder, err = decideHolder([]byte(v.card.HolderID), hv); err != nil {
+	if v.rec.flags&recPIN != 0 {
+		v.hasPIN = true
+		v.primary.set(&v.rec.pin)
+	}
+	if hv := tx.Bucket(bucketHolders).Get(v.rec.holderID); hv != nil {
+		h, err := parseHolderRec(v.rec.holderID, hv)
+		if err != nil {
 			return v, err
 		}
+		v.holderName = h.name
+		if h.hasDuress {
+			v.hasDuress = true
+			v.duress.set(&h.duress)
+		}
+	}
+	if v.rec.flags&recHolderName != 0 && len(v.holderName) == 0 {
+		return v, fmt.Errorf("card %X: %w: its holder name is its holder's, and holder %s has none", req.UID, ErrCorrupt, keyText(v.rec.holderID))
 	}
 	v.revoked = tx.Bucket(bucketRevokedCards).Get(req.UID) != nil ||
-		tx.Bucket(bucketRevokedHolders).Get([]byte(v.card.HolderID)) != nil
+		tx.Bucket(bucketRevokedHolders).Get(v.rec.holderID) != nil
 	if lv := tx.Bucket(bucketLockout).Get(req.UID); lv != nil {
 		if v.lock, err = decodeLockout(lv); err != nil {
 			return v, fmt.Errorf("lockout of card %X: %w", req.UID, err)
 		}
 	}
 	return v, nil
+}
+
+// readDoorFails reads whether the door refuses PINs, for a request that
+// gets to the PIN.
+func (s *Store) readDoorFails(tx *bolt.Tx, req *Request, v *cardView) error {
+	fv := tx.Bucket(bucketDoorFails).Get([]byte(req.Door))
+	if fv == nil {
+		return nil
+	}
+	var err error
+	if v.doorLocked, v.doorUntil, err = s.doorPINLockedRec(fv, req.Now); err != nil {
+		return fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
+	}
+	return nil
 }
 
 // Decide answers an access request. With a nil PIN it is the card stage:
@@ -130,10 +174,21 @@ func (s *Store) Decide(req Request) (Decision, error) {
 		return d, nil
 	}
 	var v cardView
+	var d Decision
+	var ok bool
+	gen := s.names.gen.Load() // before the transaction: see nameCache
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		v, err = readCardView(tx, &req)
-		return err
+		if v, err = readCardView(tx, &req); err != nil {
+			return err
+		}
+		if d, ok, err = s.checkCard(tx, &req, &v, gen); err != nil || !ok {
+			return err
+		}
+		if pinStage || (req.Mode == ModeCardPIN && v.rec.flags&flagCardOnly == 0 && v.hasPIN) {
+			return s.readDoorFails(tx, &req, &v)
+		}
+		return nil
 	})
 	if err != nil {
 		if pinStage {
@@ -141,7 +196,6 @@ func (s *Store) Decide(req Request) (Decision, error) {
 		}
 		return Decision{Outcome: Denied}, fmt.Errorf("store: decide card %X at door %q: %w", req.UID, req.Door, err)
 	}
-	d, ok := s.checkCard(&req, &v)
 	if !pinStage {
 		if !ok {
 			return d, nil
@@ -151,53 +205,69 @@ func (s *Store) Decide(req Request) (Decision, error) {
 	return s.pinStage(&req, &v, d, ok)
 }
 
-// checkCard runs every check before the PIN. ok false means d is a denial.
-func (s *Store) checkCard(req *Request, v *cardView) (d Decision, ok bool) {
+// checkCard runs every check before the PIN, inside the transaction tx
+// that read v. ok false means d is a denial.
+func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d Decision, ok bool, err error) {
 	d = Decision{Outcome: Denied}
 	if !v.found {
 		d.Reason = ReasonUnknownCard
-		return d, false
+		return d, false, nil
 	}
-	c := &v.card
-	d.HolderID, d.HolderName, d.ExtendedUnlock = c.HolderID, c.HolderName, c.Flags.ExtendedUnlock
-	if v.holder.Name != "" {
-		d.HolderName = v.holder.Name
+	c := &v.rec
+	d.HolderID, d.ExtendedUnlock = string(c.holderID), c.flags&flagExtended != 0
+	if len(v.holderName) > 0 {
+		d.HolderName = string(v.holderName)
+	} else {
+		d.HolderName = string(c.name)
 	}
 	if v.revoked {
 		d.Reason = ReasonRevoked
-		return d, false
+		return d, false, nil
 	}
 	if req.Now.Before(v.lock.Until) {
 		d.Reason = ReasonLockedOut
 		d.Note = fmt.Sprintf("%d consecutive bad PINs; locked out until %s", v.lock.Fails, v.lock.Until.UTC().Format(time.RFC3339))
-		return d, false
+		return d, false, nil
 	}
-	at, lag := s.ruleTime(req, v.floor)
 	var notes []string
+	at, floor := req.Now, time.Time{}
 	if hasTimeRules(c) {
+		if floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
+			return d, false, err
+		}
+		var lag string
+		at, lag = s.ruleTime(req, floor)
 		notes = addNote(notes, lag)
 	}
-	r, note := s.checkValidity(req, c, at, v.floor)
+	r, note := s.checkValidity(req, c, at, floor)
 	if r != "" {
 		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
-		return d, false
+		return d, false, nil
 	}
 	notes = addNote(notes, note)
-	if !opensDoor(c, req) {
+	if open, err := s.opensDoor(tx, c, req, gen); err != nil || !open {
+		if err != nil {
+			return d, false, err
+		}
 		d.Reason = ReasonWrongDoor
-		return d, false
+		return d, false, nil
 	}
 	if r, note = s.checkSchedule(req, c, at); r != "" {
 		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
-		return d, false
+		return d, false, nil
 	}
 	notes = addNote(notes, note)
-	if (req.Lockdown || v.lockdown) && !c.Flags.LockdownOverride {
+	if !req.Lockdown && c.flags&flagOverride == 0 {
+		if v.lockdown, err = readLockdown(tx, req.Door); err != nil {
+			return d, false, err
+		}
+	}
+	if (req.Lockdown || v.lockdown) && c.flags&flagOverride == 0 {
 		d.Reason = ReasonLockdown
-		return d, false
+		return d, false, nil
 	}
 	d.Note = joinNotes(notes)
-	return d, true
+	return d, true, nil
 }
 
 func joinNotes(notes []string) string {
@@ -236,37 +306,54 @@ func (s *Store) ruleTime(req *Request, floor time.Time) (at time.Time, note stri
 }
 
 // hasTimeRules reports whether the card's access depends on the time.
-func hasTimeRules(c *Card) bool {
-	return !c.ValidFrom.IsZero() || !c.ValidUntil.IsZero() || !scheduleEmpty(&c.Schedule)
+func hasTimeRules(c *cardRec) bool {
+	return c.flags&(recValidFrom|recValidUntil|recSchedule) != 0
 }
 
-func opensDoor(c *Card, req *Request) bool {
-	for _, d := range c.Doors {
-		if d == "*" || d == req.Door || slices.Contains(req.DoorGroups, d) {
-			return true
+// opensDoor reports whether the card lists "*", the door's id or one of
+// its groups: by their numbers in the names bucket (see nameCache).
+func (s *Store) opensDoor(tx *bolt.Tx, c *cardRec, req *Request, gen uint64) (bool, error) {
+	var buf [8]uint64
+	want := append(buf[:0], wildcardID)
+	for i := -1; i < len(req.DoorGroups); i++ {
+		name := req.Door
+		if i >= 0 {
+			name = req.DoorGroups[i]
+		}
+		id, ok, err := s.names.lookup(tx, name, gen)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			want = append(want, id)
 		}
 	}
-	return false
+	open := false
+	c.eachDoor(func(id uint64) bool {
+		open = slices.Contains(want, id)
+		return !open
+	})
+	return open, nil
 }
 
 // checkValidity applies ValidFrom/ValidUntil: at the time at (see
 // ruleTime) while the clock is trusted, against the floor alone while it
 // is not. It returns a denial reason, or "" with an optional note.
-func (s *Store) checkValidity(req *Request, c *Card, at, floor time.Time) (Reason, string) {
+func (s *Store) checkValidity(req *Request, c *cardRec, at, floor time.Time) (Reason, string) {
 	if req.ClockTrusted {
 		switch {
-		case !c.ValidUntil.IsZero() && !at.Before(c.ValidUntil):
+		case !c.validUntil.IsZero() && !at.Before(c.validUntil):
 			return ReasonExpired, ""
-		case !c.ValidFrom.IsZero() && at.Before(c.ValidFrom):
+		case !c.validFrom.IsZero() && at.Before(c.validFrom):
 			return ReasonNotYetValid, ""
 		}
 		return "", ""
 	}
 	deny := s.opts.UntrustedClock == UntrustedDenyBound
 	var notes []string
-	if !c.ValidUntil.IsZero() {
+	if !c.validUntil.IsZero() {
 		switch {
-		case !floor.IsZero() && !floor.Before(c.ValidUntil):
+		case !floor.IsZero() && !floor.Before(c.validUntil):
 			return ReasonExpired, "clock not trusted; the last signed site time shows the card has expired"
 		case deny:
 			return ReasonExpired, "clock not trusted: the card has an end date that cannot be checked, so it is refused"
@@ -274,7 +361,7 @@ func (s *Store) checkValidity(req *Request, c *Card, at, floor time.Time) (Reaso
 			notes = append(notes, "clock not trusted: end date not checked")
 		}
 	}
-	if !c.ValidFrom.IsZero() && (floor.IsZero() || floor.Before(c.ValidFrom)) {
+	if !c.validFrom.IsZero() && (floor.IsZero() || floor.Before(c.validFrom)) {
 		if deny {
 			return ReasonNotYetValid, "clock not trusted: the card has a start date that cannot be checked, so it is refused"
 		}
@@ -300,9 +387,8 @@ func scheduleEmpty(sc *Schedule) bool {
 // days are not restricted (only holidays are closed); otherwise a day
 // without windows is closed. While the clock is not trusted they are not
 // judged (the floor may be long past): Options.UntrustedClock decides.
-func (s *Store) checkSchedule(req *Request, c *Card, at time.Time) (Reason, string) {
-	sc := &c.Schedule
-	if scheduleEmpty(sc) {
+func (s *Store) checkSchedule(req *Request, c *cardRec, at time.Time) (Reason, string) {
+	if c.schedule == nil {
 		return "", ""
 	}
 	if !req.ClockTrusted {
@@ -312,26 +398,63 @@ func (s *Store) checkSchedule(req *Request, c *Card, at time.Time) (Reason, stri
 		return "", "clock not trusted: schedule not checked"
 	}
 	t := at.In(s.opts.Location)
-	if slices.Contains(sc.Holidays, t.Format(time.DateOnly)) {
-		return ReasonOutsideSchedule, "holiday " + t.Format(time.DateOnly)
-	}
-	restricted := false
-	for _, ws := range sc.Weekly {
-		if len(ws) > 0 {
-			restricted = true
-			break
+	var date [len(time.DateOnly)]byte
+	t.AppendFormat(date[:0], time.DateOnly)
+	minute := uint64(t.Hour()*60 + t.Minute())
+	// The stored schedule: per weekday from Sunday, a count and windows;
+	// then the holidays (see encodeCard).
+	d := decoder{b: c.schedule}
+	restricted, open := false, false
+	for day := range 7 {
+		n := d.uvarint(maxWindows)
+		restricted = restricted || n > 0
+		for range n {
+			from, to := d.uvarint(minutesPerDay), d.uvarint(minutesPerDay)
+			if day == int(t.Weekday()) && from <= minute && minute < to {
+				open = true
+			}
 		}
 	}
-	if !restricted {
+	n := d.uvarint(maxHolidays)
+	for range n {
+		if string(d.strBytesU(len(time.DateOnly))) == string(date[:]) {
+			return ReasonOutsideSchedule, "holiday " + string(date[:])
+		}
+	}
+	if !restricted || open {
 		return "", ""
 	}
-	minute := uint16(t.Hour()*60 + t.Minute())
-	for _, w := range sc.Weekly[t.Weekday()] {
-		if w.From <= minute && minute < w.To {
-			return "", ""
+	return ReasonOutsideSchedule, ""
+}
+
+// doorPINLockedRec is doorPINLocked over a stored door_fails record,
+// read in place.
+func (s *Store) doorPINLockedRec(rec []byte, now time.Time) (bool, time.Time, error) {
+	body, err := unsealVersion(rec, smallVersion)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	d := decoder{b: body}
+	n := int(d.u16())
+	if n > maxDoorFails {
+		d.fail("%d times, limit %d", n, maxDoorFails)
+	}
+	pol := s.opts.Lockout
+	count := 0
+	var oldest time.Time
+	for i := 0; i < n && d.err == nil; i++ {
+		t := d.time()
+		if now.Sub(t) < pol.DoorWindow {
+			if count == 0 || t.Before(oldest) {
+				oldest = t
+			}
+			count++
 		}
 	}
-	return ReasonOutsideSchedule, ""
+	if err := d.end(); err != nil {
+		return false, time.Time{}, corrupt("door bad-PIN history", err)
+	}
+	return count >= pol.DoorMaxBadPINs, oldest.Add(pol.DoorWindow), nil
 }
 
 // doorPINLocked reports whether the door refuses PINs: DoorMaxBadPINs bad
@@ -353,18 +476,18 @@ func (s *Store) doorPINLocked(fails []time.Time, now time.Time) (bool, time.Time
 }
 
 func (s *Store) cardStage(req *Request, v *cardView, d Decision) Decision {
-	if req.Mode != ModeCardPIN || v.card.Flags.CardOnly {
+	if req.Mode != ModeCardPIN || v.rec.flags&flagCardOnly != 0 {
 		d.Outcome, d.Reason = Granted, ReasonGranted
 		return d
 	}
-	if v.card.PINHash == "" {
+	if !v.hasPIN {
 		d.Outcome, d.Reason = Denied, ReasonPINRequired
 		d.Note = joinNotes(append(noteList(d.Note), "no PIN is enrolled for this card"))
 		return d
 	}
-	if locked, until := s.doorPINLocked(v.doorFails, req.Now); locked {
+	if v.doorLocked {
 		d.Outcome, d.Reason = Denied, ReasonLockedOut
-		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", until.UTC().Format(time.RFC3339))
+		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))
 		return d
 	}
 	d.Outcome, d.Reason = NeedPIN, ReasonPINRequired
@@ -398,29 +521,21 @@ func (s *Store) burn(pin []byte, primary, duress *phc) (okPrimary, okDuress bool
 
 func (s *Store) pinStage(req *Request, v *cardView, d Decision, ok bool) (Decision, error) {
 	var primary, duress *phc
-	if v.found && v.card.PINHash != "" {
-		h, err := parsePHC(v.card.PINHash)
-		if err != nil { // decodeCard checked it; this is damage
-			s.burn(req.PIN, nil, nil)
-			return Decision{Outcome: Denied}, fmt.Errorf("store: decide card %X: %w: pin hash: %w", req.UID, ErrCorrupt, err)
-		}
+	if v.found && v.hasPIN {
+		h := v.primary.phc()
 		primary = &h
 	}
-	if v.found && v.holder.DuressPINHash != "" {
-		h, err := parsePHC(v.holder.DuressPINHash)
-		if err != nil {
-			s.burn(req.PIN, primary, nil)
-			return Decision{Outcome: Denied}, fmt.Errorf("store: decide card %X: %w: duress pin hash: %w", req.UID, ErrCorrupt, err)
-		}
+	if v.found && v.hasDuress {
+		h := v.duress.phc()
 		duress = &h
 	}
 	okPIN, okDuress := s.burn(req.PIN, primary, duress)
 	if !ok {
 		return d, nil
 	}
-	if locked, until := s.doorPINLocked(v.doorFails, req.Now); locked {
+	if v.doorLocked {
 		d.Outcome, d.Reason = Denied, ReasonLockedOut
-		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", until.UTC().Format(time.RFC3339))
+		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))
 		return d, nil
 	}
 	if checkPINFormat(req.PIN) != nil {
@@ -431,7 +546,7 @@ func (s *Store) pinStage(req *Request, v *cardView, d Decision, ok bool) (Decisi
 		d.Outcome, d.Reason = Granted, ReasonGrantedDuress
 	case okPIN:
 		d.Outcome, d.Reason = Granted, ReasonGranted
-	case primary == nil && v.card.Flags.CardOnly:
+	case primary == nil && v.rec.flags&flagCardOnly != 0:
 		d.Outcome, d.Reason = Granted, ReasonGranted
 		return d, nil
 	case primary == nil:

@@ -582,3 +582,24 @@ func TestDecideUntrustedClockAheadOfFloor(t *testing.T) {
 		})
 	}
 }
+
+// TestDoorNamesNumberedLater: a group no card listed when a decision asked
+// about it opens the door as soon as a card that lists it is stored.
+func TestDoorNamesNumberedLater(t *testing.T) {
+	s := openTest(t, nil)
+	mustDo(t, s.PutCard(Card{UID: uidAda, HolderID: "ada", Doors: []string{"front"}}))
+	req := func(uid []byte) Request {
+		return Request{UID: uid, Door: "side", DoorGroups: []string{"annex"}, Mode: ModeCardOnly, Now: testEpoch, ClockTrusted: true}
+	}
+	if d, err := s.Decide(req(uidAda)); err != nil || d.Reason != ReasonWrongDoor {
+		t.Fatalf("card for front at side: %+v, %v", d, err)
+	}
+	mustDo(t, s.PutCard(Card{UID: uidBob, HolderID: "bob", Doors: []string{"annex"}}))
+	if d, err := s.Decide(req(uidBob)); err != nil || d.Outcome != Granted {
+		t.Errorf("card for the annex group at side, after the group was first listed: %+v, %v", d, err)
+	}
+	mustDo(t, s.PutCard(Card{UID: uidAda, HolderID: "ada", Doors: []string{"*"}}))
+	if d, err := s.Decide(req(uidAda)); err != nil || d.Outcome != Granted {
+		t.Errorf("card for every door: %+v, %v", d, err)
+	}
+}

@@ -21,21 +21,26 @@
 // nothing is owed) and recorded as events_lost at the next start. The file
 // journal.reserve holds space for the journal on a disk that fills.
 //
-// # Schema (version 2)
+// # Schema (version 3)
 //
 // Every value except an audit entry is sealed: one version byte, the body,
-// and a CRC-32C (Castagnoli) of version and body, big-endian. Bodies use
+// and a CRC-32C (Castagnoli) of version and body, big-endian; for cards,
+// holders and revocations the CRC covers the record's key first, so that a
+// record under a damaged key fails its check too. Small records use
 // fixed-width big-endian integers, strings as uint16 length + UTF-8 bytes,
-// and times as int64 Unix seconds + uint32 nanoseconds. Versions are per
-// record type and listed below.
+// and times as int64 Unix seconds + uint32 nanoseconds; cards, holders and
+// revocations use the compact layouts below (varints as in
+// encoding/binary). Versions are per record type and listed below.
 //
 //	bucket           key                               value
-//	meta             "schema"                          v1 uint64: schema version (2)
-//	cards            UID (4, 7 or 10 bytes)            v1 card (see below)
-//	holders          holder id                         v1 id, name, duress PIN hash
+//	meta             "schema"                          v1 uint64: schema version (3)
+//	cards            UID (4, 7 or 10 bytes)            v2 card (see below)
+//	holders          holder id                         v2 uint8 flags (1: duress PIN), name, duress PIN hash (binary, as a card's)
 //	holder_cards     uint8 len(id), id, UID            empty: index of cards by holder
-//	revoked_cards    UID                               v1 uint8 len, UID, reason
-//	revoked_holders  holder id                         v1 id, reason
+//	revoked_cards    UID                               v2 reason (uvarint length, bytes)
+//	revoked_holders  holder id                         v2 reason
+//	names            'n' + door id or group name       v1 uint64: its number (1, 2, ...; "*" is 0 and not stored)
+//	                 'i' + uint32 number               v1 the name
 //	lockout          UID                               v1 uint32 consecutive bad PINs, time locked until
 //	door_fails       door id                           v1 uint16 n, n times of recent bad PINs
 //	audit            uint64 big-endian sequence        audit entry (below)
@@ -50,6 +55,23 @@
 //	lockdown         door id                           v1 uint8 1 (absent: no lockdown)
 //	state            key chosen by the door controller v1 raw bytes
 //	stage            (nested buckets, below)           a snapshot being received in chunks
+//	migrate_v3       (nested buckets)                  only while a schema 2 file is migrated
+//
+// A stored card (version 2) is: a flags byte (1 card-only, 2 extended
+// unlock, 4 lockdown override; 8 a PIN hash follows, 16 a valid-from,
+// 32 a valid-until, 64 a schedule; 128 the holder name is left out because
+// it is the holder record's); the holder id and, unless left out, the
+// holder name, each as uvarint length and bytes; the PIN hash in binary
+// (a form byte: 0 for m=32768, t=2, p=1, then the 16-byte salt and 32-byte
+// key; 1 for uvarint m, t and p, then salt and key each with a uvarint
+// length); the doors as a uvarint count of uvarint numbers in the names
+// bucket; the times as zigzag varint Unix seconds and uvarint
+// nanoseconds; and the schedule as, per weekday from Sunday, a uvarint
+// count of windows (uvarint from and to), then a uvarint count of
+// holidays (uvarint length and bytes each). A card leaves its name out
+// only while its holder record has the same name; renaming the holder
+// first writes the old name into those cards. The state hash does not
+// cover these records but the canonical encodings they decode to (below).
 //
 // The stage bucket exists only between BeginSnapshot and the commit or drop
 // of a snapshot. It holds its own cards, holders, holder_cards,
@@ -72,8 +94,9 @@
 // and receives the snapshot again. The bucket came without a schema
 // change: a build that does not know it leaves it alone.
 //
-// The card body (version 1), which is also its canonical encoding for the
-// state hash: uint8 length and UID bytes; holder id, holder name, PIN hash
+// The canonical encoding of a card, which the state hash covers (and which
+// schemas 1 and 2 stored as the card record, version 1): uint8 length and
+// UID bytes; holder id, holder name, PIN hash
 // (PHC string, may be empty); uint16 count of door ids or group names and
 // the strings; valid-from and valid-until times (zero: no bound); for each
 // weekday from Sunday, uint8 count of windows and per window uint16 from
@@ -95,4 +118,17 @@
 // Version 1 had no holder_cards bucket and no sync/state_sum; Open migrates
 // it to version 2 by building both, in one transaction, after writing a
 // copy of the file to <path>.schema-1.bak.
+//
+// Version 2 stored cards, holders and revocations as their canonical
+// encodings, sealed as version 1 records (a card with its UID, PIN hash as
+// PHC text and door names; a holder and a revocation with their id), and
+// had no names bucket. Open migrates it to version 3 after writing a copy
+// to <path>.schema-2.bak, a batch of records per transaction: the new
+// records go to buckets under migrate_v3 (with its progress: the bucket
+// being converted, the last key converted, the entries converted and the
+// multiset sum of their hashes), and a last transaction checks the count
+// and sum against the old buckets, puts the new ones in their place, drops
+// a snapshot stage and sets the schema to 3. Until that transaction the
+// file is a schema 2 file; a migration cut short carries on at the next
+// Open.
 package store

@@ -366,11 +366,11 @@ func writeV1(path string) error {
 				Schedule:   Schedule{Weekly: [7][]Window{1: {{From: 480, To: 1080}}}, Holidays: []string{"2026-12-25"}}},
 		}
 		for i := range cards {
-			put(bucketCards, cards[i].UID, encodeCard(&cards[i]))
+			put(bucketCards, cards[i].UID, legacyCard(&cards[i]))
 		}
-		put(bucketHolders, []byte("ada"), encodeHolder(&Holder{ID: "ada", Name: "Ada Lovelace"}))
-		put(bucketRevokedCards, []byte{0x01, 0x02, 0x03, 0x04}, encodeRevocation(&Revocation{UID: []byte{0x01, 0x02, 0x03, 0x04}, Reason: "lost"}))
-		put(bucketRevokedHolders, []byte("eve"), encodeRevocation(&Revocation{HolderID: "eve", Reason: "left"}))
+		put(bucketHolders, []byte("ada"), legacyHolder(&Holder{ID: "ada", Name: "Ada Lovelace"}))
+		put(bucketRevokedCards, []byte{0x01, 0x02, 0x03, 0x04}, legacyRevocation(&Revocation{UID: []byte{0x01, 0x02, 0x03, 0x04}, Reason: "lost"}))
+		put(bucketRevokedHolders, []byte("eve"), legacyRevocation(&Revocation{HolderID: "eve", Reason: "left"}))
 		put(bucketLockout, cards[0].UID, encodeLockout(lockoutRec{Fails: 2}))
 		var head chainPoint
 		for i, r := range []Reason{ReasonGranted, ReasonBadPIN, ReasonDoorForced} {
@@ -501,5 +501,126 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := Open(path, &o); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("options %d: Open: %v, want ErrInvalidArgument", i, err)
 		}
+	}
+}
+
+// The schema 2 file in testdata (made by the last build that wrote schema
+// 2) and what its allowlist hashes to.
+const (
+	v2File    = "v2.db"
+	v2Applied = 41
+	v2Hash    = "1d997c77bdf1637627c720c8af940c5e835e7b280c891a94365f146f0aa2b87f"
+)
+
+func checkMigratedV2(t *testing.T, path string, opts *Options) {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checkAndClose(t, s, opts)
+	st, err := s.SyncState()
+	mustDo(t, err)
+	if st.AppliedSeq != v2Applied || st.SnapshotHash != v2Hash {
+		t.Errorf("after migration: applied %d, state hash %s; want %d, %s", st.AppliedSeq, st.SnapshotHash, v2Applied, v2Hash)
+	}
+	sn, err := s.Snapshot()
+	mustDo(t, err)
+	if got := HashSnapshot(sn); got != v2Hash || len(sn.Cards) != 301 {
+		t.Errorf("snapshot after migration: %d cards, hash %s", len(sn.Cards), got)
+	}
+	deadbeef := []byte{0xDE, 0xAD, 0xBE, 0xEF}
+	d, err := s.Decide(Request{UID: deadbeef, Door: "side", Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true, PIN: []byte("2468")})
+	if err != nil || d.Outcome != Granted || d.HolderName != "Person 1" {
+		t.Errorf("Decide after migration: %+v, %v", d, err)
+	}
+	// The bad PIN counted before the migration was reset by the good one;
+	// the lockdown of "back" is still there.
+	if on, err := s.Lockdown("back"); err != nil || !on {
+		t.Errorf("lockdown of back after migration: %v, %v", on, err)
+	}
+	if d, err := s.Decide(Request{UID: []byte{0x04, 0x50, 0, 17, 0x11, 0x22, 0x33}, Door: "front", Mode: ModeCardOnly, Now: testEpoch, ClockTrusted: true}); err != nil || d.Reason != ReasonRevoked {
+		t.Errorf("revoked card after migration: %+v, %v", d, err)
+	}
+	if r, err := s.Verify(); err != nil || !r.OK || r.Entries != 3 {
+		t.Errorf("audit chain after migration: %+v, %v", r, err)
+	}
+	if _, err := os.Stat(path + ".schema-2.bak"); err != nil {
+		t.Errorf("no backup copy before the migration: %v", err)
+	}
+}
+
+// TestMigrateFromV2File opens the schema 2 file kept in testdata, a few
+// records per transaction so that the migration takes many.
+func TestMigrateFromV2File(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	copyFile(t, filepath.Join("testdata", v2File), path)
+	opts := testOptions()
+	opts.migrateBatch = 64
+	checkMigratedV2(t, path, opts)
+	s := openTestAt(t, path, nil)
+	mustDo(t, s.Close())
+}
+
+// TestMigrationV2CutShort stops the migration after each of its batches
+// in turn, as a crash would: the file is then still a schema 2 file with
+// its allowlist intact, and the next Open carries on and ends with the
+// same state.
+func TestMigrationV2CutShort(t *testing.T) {
+	stopped := 0
+	for stopAfter := 1; ; stopAfter++ {
+		path := filepath.Join(t.TempDir(), "latch.db")
+		copyFile(t, filepath.Join("testdata", v2File), path)
+		opts := testOptions()
+		opts.migrateBatch = 64
+		batches := 0
+		opts.migrateHook = func() error {
+			if batches++; batches == stopAfter {
+				return errors.New("cut short")
+			}
+			return nil
+		}
+		s, err := Open(path, opts)
+		if err == nil {
+			// The migration finished before the stop: every batch has
+			// been cut short once.
+			mustDo(t, s.Close())
+			if stopped < 5 {
+				t.Fatalf("the migration took only %d batches", stopped)
+			}
+			return
+		}
+		stopped++
+		if !strings.Contains(err.Error(), "still schema 2") {
+			t.Fatalf("stop after batch %d: Open: %v", stopAfter, err)
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		mustDo(t, err)
+		mustDo(t, db.View(func(tx *bolt.Tx) error {
+			v, err := readSchema(tx)
+			if v != 2 || tx.Bucket(bucketMigrate) == nil {
+				t.Errorf("stop after batch %d: schema %d, migration bucket %v", stopAfter, v, tx.Bucket(bucketMigrate) != nil)
+			}
+			return err
+		}))
+		mustDo(t, db.Close())
+		opts.migrateHook = nil
+		checkMigratedV2(t, path, opts)
+	}
+}
+
+// TestMigrationV2RefusesDamage: a damaged schema 2 record stops the
+// migration with ErrCorrupt and leaves a schema 2 file.
+func TestMigrationV2RefusesDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	copyFile(t, filepath.Join("testdata", v2File), path)
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHolders).Put([]byte("p0100"), []byte("garbage"))
+	})
+	opts := testOptions()
+	opts.SkipCheck = true
+	_, err := Open(path, opts)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "migrate schema 2 to 3") {
+		t.Fatalf("Open: %v, want a refused migration", err)
 	}
 }

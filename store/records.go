@@ -3,16 +3,23 @@ package store
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"time"
 	"unicode/utf8"
 )
 
-// Record versions (the first byte of each stored value).
+// Record versions (the first byte of each stored value). Since schema 3,
+// cards, holders and revocations are stored in a compact form (version 2)
+// that differs from their canonical encodings, which are what the state
+// hash covers; schemas 1 and 2 stored the canonical encodings themselves
+// (version 1, legacyVersion), which only the migration still reads.
 const (
-	cardVersion   = 1
-	holderVersion = 1
-	revVersion    = 1
+	cardVersion   = 2
+	holderVersion = 2
+	revVersion    = 2
+	legacyVersion = 1 // cards, holders and revocations of schemas 1 and 2
 	smallVersion  = 1 // lockout, door failures, commands, heads, scalars, door state
 	eventVersion  = 1
 )
@@ -204,7 +211,8 @@ func flagsByte(f Flags) uint8 {
 	return b
 }
 
-// cardBody is the canonical encoding of a card (record version 1 body):
+// cardBody is the canonical encoding of a card, which the state hash
+// covers (and which schemas 1 and 2 stored as record version 1):
 //
 //	uid        uint8 length, bytes
 //	holder_id  string
@@ -242,21 +250,8 @@ func cardBody(c *Card) []byte {
 	return e.b
 }
 
+// decodeCardBody decodes and checks a canonical card encoding.
 func decodeCardBody(b []byte) (Card, error) {
-	c, err := parseCardBody(b)
-	if err != nil {
-		return Card{}, err
-	}
-	if err := checkCard(&c); err != nil {
-		return Card{}, err
-	}
-	return c, nil
-}
-
-// parseCardBody decodes a card without checkCard: for Decide, which reads
-// records checked when they were written and sealed with a CRC, and need
-// not parse the PIN hash of every card it looks up.
-func parseCardBody(b []byte) (Card, error) {
 	d := decoder{b: b}
 	var c Card
 	c.UID = d.short()
@@ -292,36 +287,380 @@ func parseCardBody(b []byte) (Card, error) {
 	}
 	f := d.u8()
 	if f&^knownFlagsMask != 0 {
-		d.fail("unknown flag bits %#x", f)
+		d.fail("unknown flag bits %#x", f&^knownFlagsMask)
 	}
-	c.Flags = Flags{CardOnly: f&flagCardOnly != 0, ExtendedUnlock: f&flagExtended != 0, LockdownOverride: f&flagOverride != 0}
+	c.Flags = flagsOf(f)
 	if err := d.end(); err != nil {
+		return Card{}, err
+	}
+	if err := checkCard(&c); err != nil {
 		return Card{}, err
 	}
 	return c, nil
 }
 
-func encodeCard(c *Card) []byte { return seal(cardVersion, cardBody(c)) }
+// flagsOf decodes the card flags in the low bits of f.
+func flagsOf(f uint8) Flags {
+	return Flags{CardOnly: f&flagCardOnly != 0, ExtendedUnlock: f&flagExtended != 0, LockdownOverride: f&flagOverride != 0}
+}
 
-// decodeCard decodes a stored card record; key is its bucket key.
-func decodeCard(key, rec []byte) (Card, error) { return readCard(key, rec, decodeCardBody) }
+// Bits of a stored card's first byte above the card flags: which optional
+// parts follow.
+const (
+	recPIN        = 1 << 3 // a PIN hash
+	recValidFrom  = 1 << 4 // a valid-from time
+	recValidUntil = 1 << 5 // a valid-until time
+	recSchedule   = 1 << 6 // weekly windows and holidays
+	recHolderName = 1 << 7 // no name: the card's holder name is its holder record's
+)
 
-// decideCard is decodeCard without checkCard (see parseCardBody).
-func decideCard(key, rec []byte) (Card, error) { return readCard(key, rec, parseCardBody) }
+// Forms of a stored PIN hash.
+const (
+	pinStandard = 0 // parameters standardPIN: the salt and key follow
+	pinExplicit = 1 // uvarint memory, time, threads; salt and key with uvarint lengths
+)
 
-func readCard(key, rec []byte, decodeBody func([]byte) (Card, error)) (Card, error) {
-	body, err := unsealVersion(rec, cardVersion)
+// standardPIN are the parameters a stored PIN hash need not spell out:
+// those of DefaultPINParams when schema 3 was made. This is part of the
+// file format and does not follow later changes of DefaultPINParams.
+var standardPIN = PINParams{Memory: 32 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// pin writes an argon2id hash in binary.
+func (e *encoder) pin(h *phc) {
+	if h.params == standardPIN {
+		e.u8(pinStandard)
+		e.raw(h.salt)
+		e.raw(h.key)
+		return
+	}
+	e.u8(pinExplicit)
+	e.uvarint(uint64(h.params.Memory))
+	e.uvarint(uint64(h.params.Time))
+	e.uvarint(uint64(h.params.Threads))
+	e.bytesU(h.salt)
+	e.bytesU(h.key)
+}
+
+// pin reads a hash written by encoder.pin, its salt and key aliasing d.b.
+// Its parameters are within bounds; an explicit form never holds the
+// standard parameters (each hash has one form).
+func (d *decoder) pin() phc {
+	var h phc
+	switch form := d.u8(); {
+	case d.err != nil:
+		return h
+	case form == pinStandard:
+		h.params = standardPIN
+		h.salt = d.take(int(standardPIN.SaltLen))
+		h.key = d.take(int(standardPIN.KeyLen))
+	case form == pinExplicit:
+		h.params.Memory = uint32(d.uvarint(maxPINMemoryKiB))
+		h.params.Time = uint32(d.uvarint(maxPINTime))
+		h.params.Threads = uint8(d.uvarint(maxPINThreads))
+		h.salt = d.bytesU(maxSaltLen)
+		h.key = d.bytesU(maxKeyLen)
+		h.params.SaltLen, h.params.KeyLen = uint32(len(h.salt)), uint32(len(h.key))
+		if d.err == nil && h.params == standardPIN {
+			d.fail("explicit PIN hash parameters equal the standard ones")
+		}
+	default:
+		d.fail("PIN hash form %d", form)
+	}
+	if d.err == nil {
+		if err := h.params.check(); err != nil {
+			d.fail("PIN hash: %v", err)
+		}
+	}
+	return h
+}
+
+// getter reads a bucket: *bolt.Bucket, or a test's map.
+type getter interface{ Get(key []byte) []byte }
+
+// encodeCard returns the stored record of a checked card (version 2):
+//
+//	flags        uint8: card flags (1, 2, 4 as in the canonical form) and
+//	             8 PIN hash, 16 valid-from, 32 valid-until, 64 schedule,
+//	             128 holder name left out (it is the holder record's)
+//	holder_id    uvarint length, bytes
+//	holder_name  uvarint length, bytes, unless flag 128
+//	pin_hash     if flag 8: uint8 form; form 0: 16-byte salt, 32-byte key
+//	             (m=32768, t=2, p=1); form 1: uvarint m, t, p, then salt
+//	             and key each as uvarint length and bytes
+//	doors        uvarint count, each a uvarint number in the names bucket
+//	             (0 is "*")
+//	valid_from   if flag 16: zigzag varint Unix seconds, uvarint nanoseconds
+//	valid_until  if flag 32: the same
+//	schedule     if flag 64: for each weekday from Sunday uvarint count and
+//	             per window uvarint from and to; uvarint count of holidays,
+//	             each uvarint length and bytes
+//
+// The UID is the record's key. holderName is the name in the holder
+// record of the card's holder ("" when there is none): a card whose
+// holder name is the same leaves it out, and the holder record supplies it.
+// doors are the numbers of c.Doors in the names bucket.
+func encodeCard(c *Card, holderName string, doors []uint64) ([]byte, error) {
+	if len(doors) != len(c.Doors) {
+		return nil, fmt.Errorf("%d door numbers for %d doors", len(doors), len(c.Doors))
+	}
+	flags := flagsByte(c.Flags)
+	var h phc
+	if c.PINHash != "" {
+		var err error
+		if h, err = parsePHC(c.PINHash); err != nil {
+			return nil, fmt.Errorf("pin hash: %w", err)
+		}
+		flags |= recPIN
+	}
+	if !c.ValidFrom.IsZero() {
+		flags |= recValidFrom
+	}
+	if !c.ValidUntil.IsZero() {
+		flags |= recValidUntil
+	}
+	if !scheduleEmpty(&c.Schedule) {
+		flags |= recSchedule
+	}
+	if c.HolderName != "" && c.HolderName == holderName {
+		flags |= recHolderName
+	}
+	e := encoder{b: make([]byte, 0, 96)}
+	e.u8(cardVersion)
+	e.u8(flags)
+	e.strU(c.HolderID)
+	if flags&recHolderName == 0 {
+		e.strU(c.HolderName)
+	}
+	if flags&recPIN != 0 {
+		e.pin(&h)
+	}
+	e.uvarint(uint64(len(doors)))
+	for _, d := range doors {
+		e.uvarint(d)
+	}
+	if flags&recValidFrom != 0 {
+		e.timeU(c.ValidFrom)
+	}
+	if flags&recValidUntil != 0 {
+		e.timeU(c.ValidUntil)
+	}
+	if flags&recSchedule != 0 {
+		for _, ws := range c.Schedule.Weekly {
+			e.uvarint(uint64(len(ws)))
+			for _, w := range ws {
+				e.uvarint(uint64(w.From))
+				e.uvarint(uint64(w.To))
+			}
+		}
+		e.uvarint(uint64(len(c.Schedule.Holidays)))
+		for _, d := range c.Schedule.Holidays {
+			e.strU(d)
+		}
+	}
+	return e.sealedFor(c.UID), nil
+}
+
+// sealedFor frames a record of an allowlist bucket written into e, which
+// starts with its version byte: it appends the CRC-32C of the record's
+// key followed by everything written. The key is not stored in the value,
+// but a record moved under another key (a damaged key) fails its check.
+func (e *encoder) sealedFor(key []byte) []byte {
+	return binary.BigEndian.AppendUint32(e.b, crc32.Update(crc32.Checksum(key, crcTable), crcTable, e.b))
+}
+
+// unsealFor checks a record framed by sealedFor under key and returns its
+// body (aliasing rec).
+func unsealFor(key, rec []byte, version byte) ([]byte, error) {
+	if len(rec) < 5 {
+		return nil, fmt.Errorf("%w: record of %d bytes is too short", ErrCorrupt, len(rec))
+	}
+	n := len(rec) - 4
+	if got, want := crc32.Update(crc32.Checksum(key, crcTable), crcTable, rec[:n]), binary.BigEndian.Uint32(rec[n:]); got != want {
+		return nil, fmt.Errorf("%w: record checksum %08x, stored %08x (damaged, or under another key)", ErrCorrupt, got, want)
+	}
+	if rec[0] != version {
+		return nil, fmt.Errorf("%w: record version %d, want %d", ErrCorrupt, rec[0], version)
+	}
+	return rec[1:n], nil
+}
+
+// cardRec is a stored card decoded without copies: its byte fields alias
+// the record, so it lives no longer than the transaction that read it.
+type cardRec struct {
+	flags                 uint8
+	holderID, name        []byte // name is nil when the holder record has it
+	pin                   phc    // when flags&recPIN
+	doors                 []byte // uvarint count, then each door's uvarint number
+	validFrom, validUntil time.Time
+	schedule              []byte // the schedule part as stored, nil without one
+}
+
+// parseCardRec decodes a stored card record (checksum, version, layout and
+// field limits), without the checks of checkCard that only writing needs.
+func parseCardRec(key, rec []byte) (cardRec, error) {
+	body, err := unsealFor(key, rec, cardVersion)
+	if err != nil {
+		return cardRec{}, fmt.Errorf("card %s: %w", keyText(key), err)
+	}
+	var r cardRec
+	d := decoder{b: body}
+	r.flags = d.u8() // every bit has a meaning
+	r.holderID = d.strBytesU(maxIDLen)
+	if r.flags&recHolderName == 0 {
+		r.name = d.strBytesU(maxNameLen)
+	}
+	if r.flags&recPIN != 0 {
+		r.pin = d.pin()
+	}
+	start := d.off
+	n := d.uvarint(maxDoors)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		d.uvarint(maxNameID)
+	}
+	r.doors = d.b[start:d.off]
+	if r.flags&recValidFrom != 0 {
+		r.validFrom = d.timeU()
+	}
+	if r.flags&recValidUntil != 0 {
+		r.validUntil = d.timeU()
+	}
+	if r.flags&recSchedule != 0 {
+		start := d.off
+		d.skipSchedule()
+		r.schedule = d.b[start:d.off]
+	}
+	if err := d.end(); err == nil && !validUIDLen(len(key)) {
+		d.fail("key of %d bytes is not a UID", len(key))
+	}
+	if d.err != nil {
+		return cardRec{}, corrupt("card "+keyText(key), d.err)
+	}
+	return r, nil
+}
+
+// skipSchedule reads past a stored schedule, checking its limits.
+func (d *decoder) skipSchedule() {
+	for range 7 {
+		n := d.uvarint(maxWindows)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			d.uvarint(minutesPerDay)
+			d.uvarint(minutesPerDay)
+		}
+	}
+	n := d.uvarint(maxHolidays)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		d.strBytesU(len(time.DateOnly))
+	}
+}
+
+// eachDoor calls fn with the number of every door id or group name of
+// the card until fn returns false.
+func (r *cardRec) eachDoor(fn func(id uint64) bool) {
+	d := decoder{b: r.doors}
+	n := d.uvarint(maxDoors)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		if !fn(d.uvarint(maxNameID)) {
+			return
+		}
+	}
+}
+
+// scheduleOf decodes the stored schedule part.
+func scheduleOf(b []byte) Schedule {
+	var s Schedule
+	if b == nil {
+		return s
+	}
+	d := decoder{b: b}
+	for day := range s.Weekly {
+		n := d.uvarint(maxWindows)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			s.Weekly[day] = append(s.Weekly[day], Window{From: uint16(d.uvarint(minutesPerDay)), To: uint16(d.uvarint(minutesPerDay))})
+		}
+	}
+	n := d.uvarint(maxHolidays)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		s.Holidays = append(s.Holidays, string(d.strBytesU(len(time.DateOnly))))
+	}
+	return s
+}
+
+// card builds the Card of a stored record with the given UID; holderName
+// is the holder record's name, used when the record leaves its own out,
+// and names the names bucket.
+func (r *cardRec) card(uid []byte, holderName string, names getter) (Card, error) {
+	c := Card{
+		UID:        bytes.Clone(uid),
+		HolderID:   string(r.holderID),
+		HolderName: string(r.name),
+		ValidFrom:  r.validFrom,
+		ValidUntil: r.validUntil,
+		Schedule:   scheduleOf(r.schedule),
+		Flags:      flagsOf(r.flags),
+	}
+	if r.flags&recHolderName != 0 {
+		c.HolderName = holderName
+	}
+	if r.flags&recPIN != 0 {
+		c.PINHash = r.pin.String()
+	}
+	var err error
+	r.eachDoor(func(id uint64) bool {
+		var name string
+		name, err = nameOf(names, id)
+		c.Doors = append(c.Doors, name)
+		return err == nil
+	})
+	return c, err
+}
+
+// cardRefs are the buckets a stored card refers to: the holders bucket
+// beside it, which supplies a name the record leaves out, and the names
+// bucket, which has its doors' names.
+type cardRefs struct{ holders, names getter }
+
+// decodeCard decodes and checks a stored card; key is its bucket key. The
+// result re-encodes (cardBody) to the canonical form the state hash
+// covers, and passes checkCard.
+func decodeCard(key, rec []byte, refs cardRefs) (Card, error) {
+	r, err := parseCardRec(key, rec)
+	if err != nil {
+		return Card{}, err
+	}
+	name := ""
+	if r.flags&recHolderName != 0 {
+		if name, err = holderNameOf(refs.holders, r.holderID); err != nil {
+			return Card{}, fmt.Errorf("card %s: %w", keyText(key), err)
+		}
+		if name == "" {
+			return Card{}, fmt.Errorf("card %s: %w: its holder name is its holder's, and holder %q has none", keyText(key), ErrCorrupt, r.holderID)
+		}
+	}
+	c, err := r.card(key, name, refs.names)
 	if err != nil {
 		return Card{}, fmt.Errorf("card %s: %w", keyText(key), err)
 	}
-	c, err := decodeBody(body)
-	if err != nil {
+	if r.flags&recSchedule != 0 && scheduleEmpty(&c.Schedule) {
+		return Card{}, fmt.Errorf("card %s: %w: an empty schedule is stored", keyText(key), ErrCorrupt)
+	}
+	if err := checkCard(&c); err != nil {
 		return Card{}, corrupt("card "+keyText(key), err)
 	}
-	if !bytes.Equal(c.UID, key) {
-		return Card{}, fmt.Errorf("card %s: %w: record holds uid %X", keyText(key), ErrCorrupt, c.UID)
-	}
 	return c, nil
+}
+
+// holderNameOf returns the name in the holder record of id, which must
+// exist.
+func holderNameOf(holders getter, id []byte) (string, error) {
+	v := holders.Get(id)
+	if v == nil {
+		return "", fmt.Errorf("%w: its holder name is its holder's, and holder %s has no record", ErrCorrupt, keyText(id))
+	}
+	r, err := parseHolderRec(id, v)
+	if err != nil {
+		return "", err
+	}
+	return string(r.name), nil
 }
 
 // holderBody is the canonical encoding of a holder: id, name and duress
@@ -334,9 +673,11 @@ func holderBody(h *Holder) []byte {
 	return e.b
 }
 
+// decodeHolderBody decodes and checks a canonical holder encoding.
 func decodeHolderBody(b []byte) (Holder, error) {
-	h, err := parseHolderBody(b)
-	if err != nil {
+	d := decoder{b: b}
+	h := Holder{ID: d.str(), Name: d.str(), DuressPINHash: d.str()}
+	if err := d.end(); err != nil {
 		return Holder{}, err
 	}
 	if err := checkHolder(&h); err != nil {
@@ -345,34 +686,76 @@ func decodeHolderBody(b []byte) (Holder, error) {
 	return h, nil
 }
 
-// parseHolderBody decodes a holder without checkHolder (see parseCardBody).
-func parseHolderBody(b []byte) (Holder, error) {
-	d := decoder{b: b}
-	h := Holder{ID: d.str(), Name: d.str(), DuressPINHash: d.str()}
-	if err := d.end(); err != nil {
-		return Holder{}, err
+// recDuress marks a stored holder with a duress PIN hash.
+const recDuress = 1
+
+// encodeHolder returns the stored record of a checked holder (version 2):
+// uint8 flags (1: a duress PIN hash follows the name), the name as uvarint
+// length and bytes, and the duress hash in the binary form of a card's
+// PIN. The id is the record's key.
+func encodeHolder(h *Holder) ([]byte, error) {
+	e := encoder{b: make([]byte, 0, 16+len(h.Name))}
+	e.u8(holderVersion)
+	if h.DuressPINHash == "" {
+		e.u8(0)
+		e.strU(h.Name)
+		return e.sealedFor([]byte(h.ID)), nil
 	}
-	return h, nil
+	p, err := parsePHC(h.DuressPINHash)
+	if err != nil {
+		return nil, fmt.Errorf("duress pin hash: %w", err)
+	}
+	e.u8(recDuress)
+	e.strU(h.Name)
+	e.pin(&p)
+	return e.sealedFor([]byte(h.ID)), nil
 }
 
-func encodeHolder(h *Holder) []byte { return seal(holderVersion, holderBody(h)) }
+// holderRec is a stored holder decoded without copies (see cardRec).
+type holderRec struct {
+	name      []byte
+	hasDuress bool
+	duress    phc
+}
 
-func decodeHolder(key, rec []byte) (Holder, error) { return readHolder(key, rec, decodeHolderBody) }
-
-// decideHolder is decodeHolder without checkHolder (see parseCardBody).
-func decideHolder(key, rec []byte) (Holder, error) { return readHolder(key, rec, parseHolderBody) }
-
-func readHolder(key, rec []byte, decodeBody func([]byte) (Holder, error)) (Holder, error) {
-	body, err := unsealVersion(rec, holderVersion)
+func parseHolderRec(key, rec []byte) (holderRec, error) {
+	body, err := unsealFor(key, rec, holderVersion)
 	if err != nil {
-		return Holder{}, fmt.Errorf("holder %s: %w", keyText(key), err)
+		return holderRec{}, fmt.Errorf("holder %s: %w", keyText(key), err)
 	}
-	h, err := decodeBody(body)
+	var r holderRec
+	d := decoder{b: body}
+	f := d.u8()
+	if f&^recDuress != 0 {
+		d.fail("unknown flag bits %#x", f&^recDuress)
+	}
+	r.name = d.strBytesU(maxNameLen)
+	if f&recDuress != 0 {
+		r.hasDuress, r.duress = true, d.pin()
+	}
+	if err := d.end(); err == nil {
+		if err := checkID("holder id", string(key)); err != nil {
+			d.fail("key: %v", err)
+		}
+	}
+	if d.err != nil {
+		return holderRec{}, corrupt("holder "+keyText(key), d.err)
+	}
+	return r, nil
+}
+
+// decodeHolder decodes and checks a stored holder; key is its bucket key.
+func decodeHolder(key, rec []byte) (Holder, error) {
+	r, err := parseHolderRec(key, rec)
 	if err != nil {
+		return Holder{}, err
+	}
+	h := Holder{ID: string(key), Name: string(r.name)}
+	if r.hasDuress {
+		h.DuressPINHash = r.duress.String()
+	}
+	if err := checkHolder(&h); err != nil {
 		return Holder{}, corrupt("holder "+keyText(key), err)
-	}
-	if h.ID != string(key) {
-		return Holder{}, fmt.Errorf("holder %s: %w: record holds id %q", keyText(key), ErrCorrupt, h.ID)
 	}
 	return h, nil
 }
@@ -392,6 +775,7 @@ func revocationBody(r *Revocation) []byte {
 	return e.b
 }
 
+// decodeRevocationBody decodes and checks a canonical revocation encoding.
 func decodeRevocationBody(b []byte, byHolder bool) (Revocation, error) {
 	d := decoder{b: b}
 	var r Revocation
@@ -410,23 +794,38 @@ func decodeRevocationBody(b []byte, byHolder bool) (Revocation, error) {
 	return r, nil
 }
 
-func encodeRevocation(r *Revocation) []byte { return seal(revVersion, revocationBody(r)) }
+// encodeRevocation returns the stored record of a revocation (version 2):
+// the reason as uvarint length and bytes. The UID or holder id is the
+// record's key, and the bucket says which.
+func encodeRevocation(r *Revocation) []byte {
+	e := encoder{b: make([]byte, 0, 8+len(r.Reason))}
+	e.u8(revVersion)
+	e.strU(r.Reason)
+	return e.sealedFor(revocationKey(r))
+}
 
 func decodeRevocation(key, rec []byte, byHolder bool) (Revocation, error) {
 	what := "revocation of card " + keyText(key)
 	if byHolder {
 		what = "revocation of holder " + keyText(key)
 	}
-	body, err := unsealVersion(rec, revVersion)
+	body, err := unsealFor(key, rec, revVersion)
 	if err != nil {
 		return Revocation{}, fmt.Errorf("%s: %w", what, err)
 	}
-	r, err := decodeRevocationBody(body, byHolder)
+	d := decoder{b: body}
+	r := Revocation{Reason: string(d.strBytesU(maxNameLen))}
+	if byHolder {
+		r.HolderID = string(key)
+	} else {
+		r.UID = bytes.Clone(key)
+	}
+	err = d.end()
+	if err == nil {
+		err = checkRevocation(&r)
+	}
 	if err != nil {
 		return Revocation{}, corrupt(what, err)
-	}
-	if subject := revocationKey(&r); !bytes.Equal(subject, key) {
-		return Revocation{}, fmt.Errorf("%s: %w: record names %s", what, ErrCorrupt, keyText(subject))
 	}
 	return r, nil
 }
@@ -436,6 +835,55 @@ func revocationKey(r *Revocation) []byte {
 		return r.UID
 	}
 	return []byte(r.HolderID)
+}
+
+// Records of schemas 1 and 2 (version 1): the canonical encoding, sealed.
+// Only the migration reads them, and tests write them.
+
+func legacyCard(c *Card) []byte             { return seal(legacyVersion, cardBody(c)) }
+func legacyHolder(h *Holder) []byte         { return seal(legacyVersion, holderBody(h)) }
+func legacyRevocation(r *Revocation) []byte { return seal(legacyVersion, revocationBody(r)) }
+
+// decodeLegacy unseals a version 1 record of the allowlist and decodes
+// its canonical body with decode, which checks it; what names the record
+// in errors.
+func decodeLegacy[T any](what string, rec []byte, decode func([]byte) (T, error)) (T, []byte, error) {
+	var zero T
+	body, err := unsealVersion(rec, legacyVersion)
+	if err != nil {
+		return zero, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	v, err := decode(body)
+	if err != nil {
+		return zero, nil, corrupt(what, err)
+	}
+	return v, body, nil
+}
+
+// decodeLegacyCard decodes a version 1 card and checks it is keyed by its
+// UID.
+func decodeLegacyCard(key, rec []byte) (Card, []byte, error) {
+	c, body, err := decodeLegacy("card "+keyText(key), rec, decodeCardBody)
+	if err == nil && !bytes.Equal(c.UID, key) {
+		err = fmt.Errorf("card %s: %w: record holds uid %X", keyText(key), ErrCorrupt, c.UID)
+	}
+	return c, body, err
+}
+
+func decodeLegacyHolder(key, rec []byte) (Holder, []byte, error) {
+	h, body, err := decodeLegacy("holder "+keyText(key), rec, decodeHolderBody)
+	if err == nil && h.ID != string(key) {
+		err = fmt.Errorf("holder %s: %w: record holds id %q", keyText(key), ErrCorrupt, h.ID)
+	}
+	return h, body, err
+}
+
+func decodeLegacyRevocation(key, rec []byte, byHolder bool) (Revocation, []byte, error) {
+	r, body, err := decodeLegacy("revocation "+keyText(key), rec, func(b []byte) (Revocation, error) { return decodeRevocationBody(b, byHolder) })
+	if err == nil && !bytes.Equal(revocationKey(&r), key) {
+		err = fmt.Errorf("revocation %s: %w: record names %s", keyText(key), ErrCorrupt, keyText(revocationKey(&r)))
+	}
+	return r, body, err
 }
 
 // entryHash is the SHA-256 of one canonical allowlist entry: its tag byte

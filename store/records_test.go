@@ -24,35 +24,139 @@ func sampleCard(t testing.TB) Card {
 	return c
 }
 
+// holderMap is a holders bucket for the record tests.
+type holderMap map[string][]byte
+
+func (m holderMap) Get(k []byte) []byte { return m[string(k)] }
+
+// testNames is a names bucket for the record tests.
+type testNames map[string][]byte
+
+func (m testNames) Get(k []byte) []byte { return m[string(k)] }
+
+// ids numbers names as nameTable does.
+func (m testNames) ids(names []string) []uint64 {
+	out := make([]uint64, len(names))
+	for i, n := range names {
+		if n == wildcardDoor {
+			continue
+		}
+		if v, ok := m[string(nameKey(n))]; ok {
+			out[i], _ = decodeU64(v)
+			continue
+		}
+		id := uint64(len(m)/2 + 1)
+		m[string(nameKey(n))] = encodeU64(id)
+		m[string(idKey(id))] = encodeBytes([]byte(n))
+		out[i] = id
+	}
+	return out
+}
+
+// storeCard stores c as a test record, numbering its doors in names.
+func storeCard(t testing.TB, c *Card, holderName string, names testNames) []byte {
+	t.Helper()
+	rec, err := encodeCard(c, holderName, names.ids(c.Doors))
+	mustDo(t, err)
+	return rec
+}
+
 func TestCardRecordRoundTrip(t *testing.T) {
 	c := sampleCard(t)
-	rec := encodeCard(&c)
-	got, err := decodeCard(c.UID, rec)
+	ada, err := encodeHolder(&Holder{ID: "ada", Name: "Ada Lovelace"})
 	mustDo(t, err)
-	if !reflect.DeepEqual(got, c) {
-		t.Errorf("round trip:\n got %+v\nwant %+v", got, c)
-	}
-	if !bytes.Equal(encodeCard(&got), rec) {
-		t.Error("re-encoding differs")
-	}
-	// Every single-bit change is caught.
-	for i := range rec {
-		for bit := range 8 {
-			bad := bytes.Clone(rec)
-			bad[i] ^= 1 << bit
-			if _, err := decodeCard(c.UID, bad); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("bit %d of byte %d flipped: %v, want ErrCorrupt", bit, i, err)
+	holders := holderMap{"ada": ada}
+	names := testNames{}
+	refs := cardRefs{holders: holders, names: names}
+	for _, holderName := range []string{"", "Ada Lovelace", "Someone else"} {
+		rec := storeCard(t, &c, holderName, names)
+		got, err := decodeCard(c.UID, rec, refs)
+		mustDo(t, err)
+		if !reflect.DeepEqual(got, c) {
+			t.Errorf("holder record name %q: round trip:\n got %+v\nwant %+v", holderName, got, c)
+		}
+		if again := storeCard(t, &got, holderName, names); !bytes.Equal(again, rec) {
+			t.Errorf("holder record name %q: re-encoding differs", holderName)
+		}
+		if left := holderName == c.HolderName; left != (rec[1]&recHolderName != 0) {
+			t.Errorf("holder record name %q: name left out %v, want %v", holderName, !left, left)
+		}
+		// Every single-bit change is caught.
+		for i := range rec {
+			for bit := range 8 {
+				bad := bytes.Clone(rec)
+				bad[i] ^= 1 << bit
+				if _, err := decodeCard(c.UID, bad, refs); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("bit %d of byte %d flipped: %v, want ErrCorrupt", bit, i, err)
+				}
+			}
+		}
+		// A record under the wrong key is damage too.
+		if _, err := decodeCard(uidBob, rec, refs); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("record under another key: %v", err)
+		}
+		// Truncations.
+		for n := range len(rec) {
+			if _, err := decodeCard(c.UID, rec[:n], refs); err == nil {
+				t.Fatalf("record cut to %d bytes accepted", n)
 			}
 		}
 	}
-	// A record under the wrong key is damage too.
-	if _, err := decodeCard(uidBob, rec); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("record under another key: %v", err)
+	// A card that leaves its name to a holder record that is not there.
+	rec := storeCard(t, &c, c.HolderName, names)
+	if _, err := decodeCard(c.UID, rec, cardRefs{holders: holderMap{}, names: names}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("name left to a missing holder: %v, want ErrCorrupt", err)
 	}
-	// Truncations.
-	for n := range len(rec) {
-		if _, err := decodeCard(c.UID, rec[:n]); err == nil {
-			t.Fatalf("record cut to %d bytes accepted", n)
+	// A card whose door number has no name.
+	if _, err := decodeCard(c.UID, rec, cardRefs{holders: holders, names: testNames{}}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("door number without a name: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestRecordSizes pins the stored size of a typical card, holder and
+// revocation: the figures the file size per card is made of.
+func TestRecordSizes(t *testing.T) {
+	pin, err := HashPIN([]byte("482916"), uidAda, standardPIN)
+	mustDo(t, err)
+	c := Card{UID: uidAda, HolderID: "h0012345", HolderName: "Holder 12345", PINHash: pin, Doors: []string{"front", "staff"}}
+	h := Holder{ID: "h0012345", Name: "Holder 12345"}
+	legacy := len(legacyCard(&c))
+	rec := storeCard(t, &c, h.Name, testNames{})
+	hrec, err := encodeHolder(&h)
+	mustDo(t, err)
+	rrec := encodeRevocation(&Revocation{UID: uidAda, Reason: "lost"})
+	t.Logf("card %d bytes (schema 2: %d), holder %d, revocation %d", len(rec), legacy, len(hrec), len(rrec))
+	// flags, id, PIN form, salt, key, two door numbers, version and CRC.
+	if want := 1 + 9 + 1 + 16 + 32 + 3 + 5; len(rec) != want {
+		t.Errorf("card record %d bytes, want %d", len(rec), want)
+	}
+	if want := 1 + 1 + 1 + 12 + 4; len(hrec) != want {
+		t.Errorf("holder record %d bytes, want %d", len(hrec), want)
+	}
+	if want := 1 + 5 + 4; len(rrec) != want {
+		t.Errorf("revocation record %d bytes, want %d", len(rrec), want)
+	}
+}
+
+func TestHolderAndRevocationRecords(t *testing.T) {
+	d, err := HashPIN([]byte("9753"), nil, fastPIN)
+	mustDo(t, err)
+	for _, h := range []Holder{{ID: "ada", Name: "Ada", DuressPINHash: d}, {ID: "b"}} {
+		rec, err := encodeHolder(&h)
+		mustDo(t, err)
+		got, err := decodeHolder([]byte(h.ID), rec)
+		if err != nil || got != h {
+			t.Errorf("holder round trip: %+v, %v; want %+v", got, err, h)
+		}
+		if _, err := decodeHolder([]byte(h.ID+"x"), rec); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("holder record under another key: %v", err)
+		}
+	}
+	for _, r := range []Revocation{{UID: uidAda, Reason: "lost"}, {HolderID: "eve"}} {
+		rec := encodeRevocation(&r)
+		got, err := decodeRevocation(revocationKey(&r), rec, r.HolderID != "")
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Errorf("revocation round trip: %+v, %v; want %+v", got, err, r)
 		}
 	}
 }

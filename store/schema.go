@@ -8,7 +8,7 @@ import (
 )
 
 // schemaVersion is the layout this build writes; see the package comment.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // Bucket names.
 var (
@@ -26,8 +26,10 @@ var (
 	bucketCommands       = []byte("commands")
 	bucketLockdown       = []byte("lockdown")
 	bucketState          = []byte("state")
-	bucketStage          = []byte("stage") // present only while a snapshot is being received
-	bucketRuns           = []byte("runs")  // in stage: sorted holder index keys, one run per chunk
+	bucketStage          = []byte("stage")      // present only while a snapshot is being received
+	bucketRuns           = []byte("runs")       // in stage: sorted holder index keys, one run per chunk
+	bucketMigrate        = []byte("migrate_v3") // present only while schema 2 is migrated to 3
+	bucketNames          = []byte("names")      // door and group names cards list, numbered
 )
 
 // Keys in the meta, audit_meta and sync buckets.
@@ -48,7 +50,7 @@ var (
 func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards,
 		bucketRevokedCards, bucketRevokedHolders, bucketLockout, bucketDoorFails,
-		bucketAudit, bucketAuditMeta, bucketSync, bucketCommands, bucketLockdown, bucketState}
+		bucketAudit, bucketAuditMeta, bucketSync, bucketCommands, bucketLockdown, bucketState, bucketNames}
 }
 
 // allowlistBuckets are the buckets a snapshot replaces. The stage holds
@@ -123,24 +125,10 @@ func readSchema(tx *bolt.Tx) (uint64, error) {
 	return n, nil
 }
 
-// migration moves a database from schema From to From+1 inside one
-// transaction.
-type migration struct {
-	From uint64
-	What string
-	Run  func(tx *bolt.Tx, log *slog.Logger) error
-}
-
-// migrations lists every step from the first schema to the current one.
-func migrations() []migration {
-	return []migration{
-		{From: 1, What: "index cards by holder and keep the allowlist state sum", Run: migrateV1toV2},
-	}
-}
-
 // migrateV1toV2: schema 1 had no holder_cards bucket and no sync/state_sum.
 // Build the index from the cards and compute the sum over every allowlist
-// entry.
+// entry, in one transaction (a schema 1 file is small: schema 2 came
+// before the first release that could hold many cards).
 func migrateV1toV2(tx *bolt.Tx, log *slog.Logger) error {
 	idx, err := tx.CreateBucket(bucketHolderCards)
 	if err != nil {
@@ -151,25 +139,64 @@ func migrateV1toV2(tx *bolt.Tx, log *slog.Logger) error {
 			return fmt.Errorf("%w: schema 1 file has no %s bucket", ErrCorrupt, name)
 		}
 	}
+	var sum sum256
 	n := 0
-	err = tx.Bucket(bucketCards).ForEach(func(k, v []byte) error {
-		c, err := decodeCard(k, v)
+	for _, m := range legacyAllowlist() {
+		err := tx.Bucket(m.bucket).ForEach(func(k, v []byte) error {
+			body, holderID, err := m.decode(k, v)
+			if err != nil {
+				return err
+			}
+			sum.add(entryHash(m.tag, body))
+			if m.tag == tagCard {
+				n++
+				return idx.Put(holderCardKey(holderID, k), nil)
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		n++
-		return idx.Put(holderCardKey(c.HolderID, c.UID), nil)
-	})
-	if err != nil {
-		return err
-	}
-	sum, _, err := computeStateSum(tx, nil)
-	if err != nil {
-		return err
 	}
 	if err := tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(sum.bytes())); err != nil {
 		return err
 	}
+	if err := tx.Bucket(bucketMeta).Put(keySchema, encodeU64(2)); err != nil {
+		return err
+	}
 	log.Info("store: migrated schema 1 to 2", "cards_indexed", n)
 	return nil
+}
+
+// legacyBucket is an allowlist bucket of schemas 1 and 2: its entry tag
+// and a decoder of its version 1 records, which returns the canonical body
+// and, for a card, its holder id.
+type legacyBucket struct {
+	bucket []byte
+	tag    byte
+	decode func(k, v []byte) (body []byte, holderID string, err error)
+}
+
+// legacyAllowlist lists the allowlist buckets in the order the schema 3
+// migration converts them: holders first, so that a card can leave out a
+// name its holder record has.
+func legacyAllowlist() []legacyBucket {
+	return []legacyBucket{
+		{bucketHolders, tagHolder, func(k, v []byte) ([]byte, string, error) {
+			_, body, err := decodeLegacyHolder(k, v)
+			return body, "", err
+		}},
+		{bucketCards, tagCard, func(k, v []byte) ([]byte, string, error) {
+			c, body, err := decodeLegacyCard(k, v)
+			return body, c.HolderID, err
+		}},
+		{bucketRevokedCards, tagRevokedCard, func(k, v []byte) ([]byte, string, error) {
+			_, body, err := decodeLegacyRevocation(k, v, false)
+			return body, "", err
+		}},
+		{bucketRevokedHolders, tagRevokedHolder, func(k, v []byte) ([]byte, string, error) {
+			_, body, err := decodeLegacyRevocation(k, v, true)
+			return body, "", err
+		}},
+	}
 }

@@ -438,7 +438,7 @@ func (s *Store) stageChunk(seq uint64, chunk int, part *Snapshot) error {
 		case chunk > sg.Next:
 			return fmt.Errorf("%w: chunk %d, but chunk %d is next", ErrChunkOrder, chunk, sg.Next)
 		}
-		a := aclIn(nil, sg.b, sg.sum)
+		a := s.aclIn(tx, sg.b, sg.sum)
 		if err := a.insertEntries(part); err != nil {
 			return err
 		}
@@ -557,7 +557,7 @@ func (s *Store) DropStage() error {
 func checkStage(tx *bolt.Tx) error {
 	sg, err := readStage(tx)
 	if err == nil && sg != nil {
-		err = sg.check()
+		err = sg.check(tx.Bucket(bucketNames))
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot stage: %w", err)
@@ -565,12 +565,14 @@ func checkStage(tx *bolt.Tx) error {
 	return nil
 }
 
-func (sg *stage) check() error {
+// check checks the stage's records (names is the names bucket they refer
+// to), its index and its sum.
+func (sg *stage) check(names getter) error {
 	idx := sg.b.Bucket(bucketHolderCards)
 	last, _ := idx.Cursor().Last()
 	var pendingSum sum256 // keys of the cards not yet in the index
 	var pending, indexed int
-	sum, n, err := computeStateSum(sg.b, func(c *Card) error {
+	sum, n, err := computeStateSum(sg.b, names, func(c *Card) error {
 		k := holderCardKey(c.HolderID, c.UID)
 		if last != nil && bytes.Compare(k, last) <= 0 {
 			if idx.Get(k) == nil {

@@ -107,34 +107,44 @@ func revocationEntryHash(r *Revocation) [32]byte {
 }
 
 // computeStateSum recomputes the multiset sum from every entry in the
-// allowlist buckets under p (the live ones or the stage's), checking each
-// record on the way, and counts the entries; onCard, if set, sees each
-// decoded card.
-func computeStateSum(p bucketParent, onCard func(c *Card) error) (sum256, int, error) {
+// allowlist buckets under p (the live ones or the stage's; names is the
+// names bucket), checking each record on the way, and counts the entries;
+// onCard, if set, sees each decoded card.
+func computeStateSum(p bucketParent, names getter, onCard func(c *Card) error) (sum256, int, error) {
 	var sum sum256
 	n := 0
+	refs := cardRefs{holders: p.Bucket(bucketHolders), names: names}
 	walks := []struct {
 		bucket []byte
 		tag    byte
-		check  func(k, v []byte) error
+		body   func(k, v []byte) ([]byte, error)
 	}{
-		{bucketCards, tagCard, func(k, v []byte) error {
-			c, err := decodeCard(k, v)
+		{bucketCards, tagCard, func(k, v []byte) ([]byte, error) {
+			c, err := decodeCard(k, v, refs)
 			if err == nil && onCard != nil {
 				err = onCard(&c)
 			}
-			return err
+			return cardBody(&c), err
 		}},
-		{bucketHolders, tagHolder, func(k, v []byte) error { _, err := decodeHolder(k, v); return err }},
-		{bucketRevokedCards, tagRevokedCard, func(k, v []byte) error { _, err := decodeRevocation(k, v, false); return err }},
-		{bucketRevokedHolders, tagRevokedHolder, func(k, v []byte) error { _, err := decodeRevocation(k, v, true); return err }},
+		{bucketHolders, tagHolder, func(k, v []byte) ([]byte, error) {
+			h, err := decodeHolder(k, v)
+			return holderBody(&h), err
+		}},
+		{bucketRevokedCards, tagRevokedCard, func(k, v []byte) ([]byte, error) {
+			r, err := decodeRevocation(k, v, false)
+			return revocationBody(&r), err
+		}},
+		{bucketRevokedHolders, tagRevokedHolder, func(k, v []byte) ([]byte, error) {
+			r, err := decodeRevocation(k, v, true)
+			return revocationBody(&r), err
+		}},
 	}
 	for _, w := range walks {
 		err := p.Bucket(w.bucket).ForEach(func(k, v []byte) error {
-			if err := w.check(k, v); err != nil {
+			body, err := w.body(k, v)
+			if err != nil {
 				return err
 			}
-			_, body, _ := unseal(v)
 			sum.add(entryHash(w.tag, body))
 			n++
 			return nil

@@ -128,6 +128,9 @@ type Options struct {
 	SkipCheck bool
 	// Logger receives migrations and repairs of file mode (default: none).
 	Logger *slog.Logger
+
+	migrateBatch int          // records per migration transaction (default migrateBatch)
+	migrateHook  func() error // tests: called after each migration batch; an error stops it
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -172,6 +175,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
+	if r.migrateBatch == 0 {
+		r.migrateBatch = migrateBatch
+	}
 	switch {
 	case r.LockTimeout < 0:
 		return r, fmt.Errorf("%w: negative lock timeout", ErrInvalidArgument)
@@ -215,6 +221,7 @@ type Store struct {
 	indexHook  func(indexed, keys int) error // tests: called after each merge transaction; an error stops the commit
 
 	commits atomic.Uint64 // write transactions committed
+	names   nameCache     // numbers of the door and group names Decide asks about
 
 	mu       sync.RWMutex // guards closed and sends on appendCh
 	closed   bool
@@ -613,33 +620,33 @@ func (s *Store) setup() error {
 	return nil
 }
 
-// migrate backs the file up and runs every migration from schema v in one
-// transaction.
+// migrate backs the file up (once: a migration cut short carries on with
+// the backup it made) and brings schema v up to date: schema 1 to 2 in
+// one transaction, schema 2 to 3 a batch at a time (migrateV2toV3).
 func (s *Store) migrate(v uint64) error {
 	backup := fmt.Sprintf("%s.schema-%d.bak", s.path, v)
-	if err := s.backup(backup); err != nil {
-		return fmt.Errorf("backup before migration: %w", err)
+	resuming := false
+	if err := s.view(func(tx *bolt.Tx) error { resuming = tx.Bucket(bucketMigrate) != nil; return nil }); err != nil {
+		return err
 	}
-	err := s.update(func(tx *bolt.Tx) error {
-		cur := v
-		for _, m := range migrations() {
-			if m.From != cur {
-				continue
-			}
-			if err := m.Run(tx, s.log); err != nil {
-				return fmt.Errorf("migrate schema %d to %d (%s): %w", m.From, m.From+1, m.What, err)
-			}
-			cur++
+	if _, err := os.Stat(backup); !resuming || err != nil {
+		if err := s.backup(backup); err != nil {
+			return fmt.Errorf("backup before migration: %w", err)
 		}
-		if cur != schemaVersion {
-			return fmt.Errorf("no migration path from schema %d to %d", v, schemaVersion)
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, encodeU64(schemaVersion))
-	})
-	if err != nil {
-		return fmt.Errorf("%w (the file is unchanged; a copy is at %s)", err, backup)
 	}
-	s.log.Info("store: schema migrated", "path", s.path, "from", v, "to", schemaVersion, "backup", backup)
+	if v == 1 {
+		if err := s.update(func(tx *bolt.Tx) error { return migrateV1toV2(tx, s.log) }); err != nil {
+			return fmt.Errorf("migrate schema 1 to 2 (index cards by holder and keep the allowlist state sum): %w (the file is unchanged; a copy is at %s)", err, backup)
+		}
+		v = 2
+	}
+	if v != 2 {
+		return fmt.Errorf("%w: no migration path from schema %d to %d", ErrCorrupt, v, schemaVersion)
+	}
+	if err := s.migrateV2toV3(); err != nil {
+		return fmt.Errorf("%w (the file is still schema 2, and the next start carries on; a copy is at %s)", err, backup)
+	}
+	s.log.Info("store: schema migrated", "path", s.path, "to", schemaVersion, "backup", backup)
 	return nil
 }
 
@@ -788,13 +795,13 @@ func BoltProblems(tx *bolt.Tx) error {
 // checkAllowlist decodes every allowlist record under p (the live ones or
 // the stage's), checks the holder index against the cards and returns the
 // entries' state sum and count.
-func checkAllowlist(p bucketParent) (sum256, int, error) {
+func checkAllowlist(p bucketParent, names getter) (sum256, int, error) {
 	// Each card is decoded once: for the sum and to find its index entry.
 	// Distinct cards have distinct index keys, so when every card has its
 	// entry and the counts agree, the index holds nothing else.
 	idx := p.Bucket(bucketHolderCards)
 	ncards := 0
-	sum, n, err := computeStateSum(p, func(c *Card) error {
+	sum, n, err := computeStateSum(p, names, func(c *Card) error {
 		ncards++
 		if idx.Get(holderCardKey(c.HolderID, c.UID)) == nil {
 			return fmt.Errorf("%w: card %X is missing from the holder index", ErrCorrupt, c.UID)
@@ -826,7 +833,7 @@ func checkRecords(tx *bolt.Tx) error {
 	if v != schemaVersion {
 		return fmt.Errorf("%w: schema %d after migration, want %d", ErrCorrupt, v, schemaVersion)
 	}
-	sum, _, err := checkAllowlist(tx)
+	sum, _, err := checkAllowlist(tx, tx.Bucket(bucketNames))
 	if err != nil {
 		return err
 	}
