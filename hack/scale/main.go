@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/latchdoor/latch/store"
@@ -48,15 +49,18 @@ type result struct {
 	LoadS        float64 `json:"load_s"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	FileMiB      float64 `json:"file_mib"`
-	BytesPerCard float64 `json:"bytes_per_card"`
-	OpenCheckMS  float64 `json:"open_check_ms"`
-	OpenMS       float64 `json:"open_ms"`
-	WarmP50US    float64 `json:"decide_warm_p50_us"`
-	WarmP99US    float64 `json:"decide_warm_p99_us"`
-	ColdP50US    float64 `json:"decide_cold_p50_us"`
-	ColdP99US    float64 `json:"decide_cold_p99_us"`
-	AllocsPer    float64 `json:"allocs_per_decide"`
-	BytesPer     float64 `json:"bytes_per_decide"`
+	DataMiB      float64 `json:"data_mib"`       // pages up to the high-water mark; the rest is room bbolt grew the file by
+	BytesPerCard float64 `json:"bytes_per_card"` // data per card
+	// Space per card of each allowlist bucket: pages allocated to it.
+	BucketBytes map[string]float64 `json:"bucket_bytes_per_card"`
+	OpenCheckMS float64            `json:"open_check_ms"`
+	OpenMS      float64            `json:"open_ms"`
+	WarmP50US   float64            `json:"decide_warm_p50_us"`
+	WarmP99US   float64            `json:"decide_warm_p99_us"`
+	ColdP50US   float64            `json:"decide_cold_p50_us"`
+	ColdP99US   float64            `json:"decide_cold_p99_us"`
+	AllocsPer   float64            `json:"allocs_per_decide"`
+	BytesPer    float64            `json:"bytes_per_decide"`
 }
 
 // chunkSize is how many cards a snapshot chunk carries.
@@ -126,7 +130,9 @@ func run(args []string) error {
 		return err
 	}
 	r.FileMiB = float64(fi.Size()) / (1 << 20)
-	r.BytesPerCard = float64(fi.Size()) / float64(*n)
+	if err := space(path, &r); err != nil {
+		return err
+	}
 
 	// Open, as latchd does (the full check) and with the cheap checks.
 	for _, skip := range []bool{false, true} {
@@ -217,9 +223,35 @@ func run(args []string) error {
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(r)
 	}
-	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (%.0f B/card), open %.1f ms (%.0f ms with the full check), Decide warm p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
-		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.WarmP50US, r.WarmP99US, r.ColdP50US, r.ColdP99US, r.AllocsPer, r.BytesPer)
+	fmt.Printf("cards %d (%d revoked): bytes per card: cards %.0f, holders %.0f, holder index %.0f, revocations %.0f\n", r.Cards, r.Revoked,
+		r.BucketBytes["cards"], r.BucketBytes["holders"], r.BucketBytes["holder_cards"], r.BucketBytes["revoked_cards"])
+	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (data %.0f MiB, %.0f B/card), open %.1f ms (%.0f ms with the full check), Decide warm p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
+		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.DataMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.WarmP50US, r.WarmP99US, r.ColdP50US, r.ColdP99US, r.AllocsPer, r.BytesPer)
 	return nil
+}
+
+// space reads how much of the file the data takes, in all and per
+// allowlist bucket.
+func space(path string, r *result) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		r.DataMiB = float64(tx.Size()) / (1 << 20)
+		r.BytesPerCard = float64(tx.Size()) / float64(r.Cards)
+		r.BucketBytes = map[string]float64{}
+		for _, name := range []string{"cards", "holders", "holder_cards", "revoked_cards"} {
+			b := tx.Bucket([]byte(name))
+			if b == nil {
+				return fmt.Errorf("no %s bucket", name)
+			}
+			st := b.Stats()
+			r.BucketBytes[name] = float64(st.BranchAlloc+st.LeafAlloc) / float64(r.Cards)
+		}
+		return nil
+	})
 }
 
 // load loads n cards into the store at path, a chunk at a time, and prints
@@ -279,7 +311,8 @@ func printTable(path string) error {
 		{"load (s)", func(r *result) float64 { return r.LoadS }, "%.1f"},
 		{"peak RSS (MiB)", func(r *result) float64 { return r.PeakRSSMiB }, "%.0f"},
 		{"file (MiB)", func(r *result) float64 { return r.FileMiB }, "%.0f"},
-		{"bytes per card", func(r *result) float64 { return r.BytesPerCard }, "%.0f"},
+		{"data in it (MiB)", func(r *result) float64 { return r.DataMiB }, "%.0f"},
+		{"data per card (bytes)", func(r *result) float64 { return r.BytesPerCard }, "%.0f"},
 		{"open, full check (ms)", func(r *result) float64 { return r.OpenCheckMS }, "%.0f"},
 		{"open, cheap checks (ms)", func(r *result) float64 { return r.OpenMS }, "%.1f"},
 		{"Decide warm p50 (µs)", func(r *result) float64 { return r.WarmP50US }, "%.1f"},
