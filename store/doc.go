@@ -79,8 +79,10 @@
 // ones, with the entries of the chunks staged so far; CommitSnapshot moves
 // them over the live ones. Its holder_cards stays empty while chunks are
 // staged: each chunk puts the holder_cards keys of its cards in the runs
-// bucket, under the uint64 big-endian chunk number, as v1 the keys in
-// ascending order, each as uint16 length and bytes. Once every chunk is
+// bucket, under the uint64 big-endian chunk number, as v2 the keys in
+// ascending order, each as a uvarint count of the leading bytes it shares
+// with the key before it and the rest as uvarint length and bytes (v1,
+// refused now, had each key whole). Once every chunk is
 // staged, CommitSnapshot merges the runs into holder_cards in key order,
 // a batch of keys per transaction, so that holder_cards always holds
 // exactly the keys up to its last one. Its meta bucket holds one key,

@@ -43,8 +43,10 @@ type SnapshotStage struct {
 // version 1 stage the same way.
 const stageVersion = 2
 
-// runVersion is the version of a stage/runs record.
-const runVersion = 1
+// runVersion is the version of a stage/runs record. Version 1 stored each
+// key whole; a version 1 run is refused, and its stage dropped, as
+// damaged.
+const runVersion = 2
 
 // defaultIndexBatch is how many holder index keys a commit merges per
 // transaction: 16 transactions for a million cards, each holding well
@@ -121,52 +123,53 @@ func (sg *stage) putProgress() error {
 }
 
 // encodeRun seals holder index keys, sorted and distinct, as a run: each
-// key as uint16 length and bytes.
+// key as a uvarint count of leading bytes it shares with the key before
+// it, then the rest as uvarint length and bytes. Keys start with their
+// holder id, so neighbours share most of it.
 func encodeRun(keys [][]byte) []byte {
-	n := 0
+	e := encoder{b: make([]byte, 0, 12*len(keys))}
+	var prev []byte
 	for _, k := range keys {
-		n += 2 + len(k)
+		shared := 0
+		for shared < len(prev) && shared < len(k) && prev[shared] == k[shared] {
+			shared++
+		}
+		e.uvarint(uint64(shared))
+		e.bytesU(k[shared:])
+		prev = k
 	}
-	body := make([]byte, 0, n)
-	for _, k := range keys {
-		body = binary.BigEndian.AppendUint16(body, uint16(len(k)))
-		body = append(body, k...)
-	}
-	return seal(runVersion, body)
+	return seal(runVersion, e.b)
 }
 
 // runReader reads the keys of a run body in order, checking that each is
 // greater than the one before.
 type runReader struct {
-	b   []byte
-	off int
-	key []byte // the current key, aliasing b
+	d   decoder
+	key []byte // the current key, a copy of its own
 	err error
 }
 
 func (r *runReader) next() bool {
-	if r.err != nil || r.off == len(r.b) {
+	if r.err != nil || r.d.off == len(r.d.b) {
 		r.key = nil
 		return false
 	}
-	var k []byte
-	if len(r.b)-r.off >= 2 {
-		n := int(binary.BigEndian.Uint16(r.b[r.off:]))
-		if n > 0 && n <= len(r.b)-r.off-2 {
-			k = r.b[r.off+2 : r.off+2+n]
-		}
-	}
+	off := r.d.off
+	shared := int(r.d.uvarint(uint64(len(r.key))))
+	rest := r.d.bytesU(maxIDLen + 1 + 10)
 	switch {
-	case k == nil:
-		r.err = fmt.Errorf("%w: a key at byte %d is cut short", ErrCorrupt, r.off)
-	case r.key != nil && bytes.Compare(k, r.key) <= 0:
-		r.err = fmt.Errorf("%w: the key at byte %d is out of order", ErrCorrupt, r.off)
+	case r.d.err != nil || len(rest) == 0:
+		r.err = fmt.Errorf("%w: a key at byte %d is cut short", ErrCorrupt, off)
+	case r.key != nil && (shared == len(r.key) && len(rest) == 0 || shared < len(r.key) && rest[0] <= r.key[shared]):
+		r.err = fmt.Errorf("%w: the key at byte %d is out of order", ErrCorrupt, off)
 	}
 	if r.err != nil {
 		r.key = nil
 		return false
 	}
-	r.off += 2 + len(k)
+	k := make([]byte, shared+len(rest))
+	copy(k, r.key[:shared])
+	copy(k[shared:], rest)
 	r.key = k
 	return true
 }
@@ -180,7 +183,7 @@ func readRun(k, v []byte, chunks int) (runReader, error) {
 	if err != nil {
 		return runReader{}, fmt.Errorf("index run of chunk %d: %w", binary.BigEndian.Uint64(k), err)
 	}
-	return runReader{b: body}, nil
+	return runReader{d: decoder{b: body}}, nil
 }
 
 // runHeap orders runs by their current key.
@@ -200,8 +203,7 @@ func (h *runHeap) Pop() any {
 // mergeIndex appends to the staged holder index up to limit keys from the
 // runs, the smallest not yet in it, and records how many it holds. The
 // index holds exactly the keys up to its last one, so that last key is
-// where a merge cut short resumes. The runs are not written, so the keys
-// read from them (aliasing the file) stay valid for the transaction.
+// where a merge cut short resumes.
 func (sg *stage) mergeIndex(limit int) error {
 	idx := sg.b.Bucket(bucketHolderCards)
 	idx.FillPercent = 1 // appended in key order: full pages

@@ -587,7 +587,7 @@ func TestDamagedStage(t *testing.T) {
 				return err
 			}
 			var keys [][]byte
-			r := runReader{b: body}
+			r := runReader{d: decoder{b: body}}
 			for r.next() {
 				keys = append(keys, r.key)
 			}
@@ -601,7 +601,7 @@ func TestDamagedStage(t *testing.T) {
 				return err
 			}
 			var keys [][]byte
-			r := runReader{b: body}
+			r := runReader{d: decoder{b: body}}
 			for r.next() {
 				keys = append(keys, bytes.Clone(r.key))
 			}
