@@ -311,6 +311,33 @@ func BenchmarkVerifyPIN(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/verify")
 }
 
+// BenchmarkPINParams measures one argon2id check at a sweep of costs
+// around DefaultPINParams (16, 32 and 64 MiB; 1, 2 and 3 passes; one
+// lane), to choose the parameters for a slower door. MiB is the memory the
+// hash fills; the Go heap holds it until the next collection.
+func BenchmarkPINParams(b *testing.B) {
+	for _, mib := range []uint32{16, 32, 64} {
+		for _, t := range []uint32{1, 2, 3} {
+			p := DefaultPINParams
+			p.Memory, p.Time = mib*1024, t
+			b.Run(fmt.Sprintf("m=%dMiB/t=%d", mib, t), func(b *testing.B) {
+				h, err := HashSecret([]byte("482916"), p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					ok, err := VerifyPIN(h, []byte("482916"))
+					if err != nil || !ok {
+						b.Fatal("verify failed", err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/check")
+				b.ReportMetric(float64(mib), "MiB")
+			})
+		}
+	}
+}
+
 // BenchmarkDecidePINStage measures a whole PIN-stage decision with
 // DefaultPINParams, right and wrong PIN alternating (the wrong ones are
 // written to the lockout state; the right ones reset it).
