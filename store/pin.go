@@ -29,13 +29,13 @@ type PINParams struct {
 // offline search of a stolen file hopeless; what protects PINs against
 // guessing at the door is the lockout. The hash makes each offline guess
 // cost 32 MiB of memory traffic, which takes away most of the advantage of
-// GPUs, and keeps an online check within what a person at a keypad does not
-// notice: 33 to 45 ms per check on the development machine (one core of a
-// shared AMD EPYC, BenchmarkVerifyPIN), and roughly 150 to 250 ms on the
-// Cortex-A53/A72 of a Raspberry Pi 3 or 4, whose cores are four to six
-// times slower at this.
-// 32 MiB is also small enough that a Pi 3 with 1 GiB of RAM never swaps for
-// it. One lane, because the door answers one person at a time.
+// GPUs. A check takes about 45 ms on one core of the development machine
+// (BenchmarkVerifyPIN) and much longer on a door: x/crypto has no arm
+// assembly, and 32-bit arm needs 1.2 billion instructions per check, 2.4
+// times arm64, so at least 1.2 s on a Pi Zero and 0.2 s on a Pi 3 with a
+// 64-bit system (estimates from counts by hack/argon-arm.sh: docs/pin.md).
+// A check holds about twice 32 MiB at its peak, within a Pi Zero's 512 MB.
+// One lane, because the door answers one person at a time.
 var DefaultPINParams = PINParams{Memory: 32 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 // Bounds on the parameters a stored hash may carry, so a malformed or
