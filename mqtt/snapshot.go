@@ -29,14 +29,16 @@ type SnapshotPlan struct {
 	spans []span
 }
 
-// span is a range of the concatenated entry list: cards, then holders,
+// span is a range of the concatenated entry list: holders, then cards,
 // then revocations.
 type span struct{ from, to int }
 
 // PlanSnapshot splits snap into chunks of at most chunkBytes of entries
-// each (0 means DefaultChunkBytes). Entries keep their order: cards, then
-// holders, then revocations. The plan keeps snap's slices; do not change
-// them while it is in use.
+// each (0 means DefaultChunkBytes). Entries go holders first, then cards,
+// then revocations, each kind in snap's order: a door stores a card more
+// compactly when its holder record is already there (see the store's
+// schema), and each kind arriving in key order fills its pages whole. The
+// plan keeps snap's slices; do not change them while it is in use.
 func PlanSnapshot(snap store.Snapshot, chunkBytes int) (*SnapshotPlan, error) {
 	if chunkBytes == 0 {
 		chunkBytes = DefaultChunkBytes
@@ -73,10 +75,10 @@ func PlanSnapshot(snap store.Snapshot, chunkBytes int) (*SnapshotPlan, error) {
 func (p *SnapshotPlan) entry(i int) any {
 	s := &p.snap
 	switch {
-	case i < len(s.Cards):
-		return &s.Cards[i]
-	case i < len(s.Cards)+len(s.Holders):
-		return &s.Holders[i-len(s.Cards)]
+	case i < len(s.Holders):
+		return &s.Holders[i]
+	case i < len(s.Holders)+len(s.Cards):
+		return &s.Cards[i-len(s.Holders)]
 	}
 	return &s.Revocations[i-len(s.Cards)-len(s.Holders)]
 }
@@ -95,8 +97,8 @@ func (p *SnapshotPlan) Chunks() int { return len(p.spans) }
 func (p *SnapshotPlan) Chunk(i int, site, door string, issuedAt time.Time) *SnapshotChunk {
 	sp := p.spans[i]
 	s := &p.snap
-	nc, nh := len(s.Cards), len(s.Cards)+len(s.Holders)
-	total := nh + len(s.Revocations)
+	nh, nc := len(s.Holders), len(s.Holders)+len(s.Cards)
+	total := nc + len(s.Revocations)
 	clip := func(lo, hi int) (int, int) {
 		return min(max(sp.from, lo), hi) - lo, min(max(sp.to, lo), hi) - lo
 	}
@@ -105,13 +107,13 @@ func (p *SnapshotPlan) Chunk(i int, site, door string, issuedAt time.Time) *Snap
 		sealing: sealing{Door: door},
 		Hash:    p.hash, Chunk: i, Chunks: len(p.spans),
 	}
-	if a, b := clip(0, nc); a < b {
-		c.Cards = s.Cards[a:b]
-	}
-	if a, b := clip(nc, nh); a < b {
+	if a, b := clip(0, nh); a < b {
 		c.Holders = s.Holders[a:b]
 	}
-	if a, b := clip(nh, total); a < b {
+	if a, b := clip(nh, nc); a < b {
+		c.Cards = s.Cards[a:b]
+	}
+	if a, b := clip(nc, total); a < b {
 		c.Revocations = s.Revocations[a:b]
 	}
 	return c
