@@ -104,14 +104,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	chunks := *n / chunkSize
+	chunks := chunkCount(*n)
 	r := result{Cards: *n, Revoked: *n / 10}
 
 	// The state hash the snapshot must have, a chunk at a time, as the
 	// site computes it; then the load, timed, a chunk at a time.
 	var h store.SnapshotHasher
 	for c := range chunks {
-		h.Add(chunk(c, pinHash))
+		h.Add(chunk(c, *n, pinHash))
 	}
 	// The load runs in a process of its own, as in a door, so that its
 	// peak RSS is the load's alone.
@@ -257,7 +257,7 @@ func space(path string, r *result) error {
 // load loads n cards into the store at path, a chunk at a time, and prints
 // the time it took and the process's peak RSS as JSON.
 func load(path string, n int, hash, pinHash string) error {
-	chunks := n / chunkSize
+	chunks := chunkCount(n)
 	st, err := store.Open(path, nil)
 	if err != nil {
 		return err
@@ -267,7 +267,7 @@ func load(path string, n int, hash, pinHash string) error {
 		return err
 	}
 	for c := range chunks {
-		if err := st.StageChunk(1, c, chunk(c, pinHash)); err != nil {
+		if err := st.StageChunk(1, c, chunk(c, n, pinHash)); err != nil {
 			return fmt.Errorf("chunk %d: %w", c, err)
 		}
 	}
@@ -357,29 +357,48 @@ func cardUID(i int) []byte {
 	return []byte{0x04, byte(i >> 16), byte(i >> 8), byte(i), 0x3A, 0x91, byte(i >> 24)}
 }
 
-// chunk is chunk c of the snapshot: chunkSize cards in UID order, each
-// with its holder, every tenth card revoked, every tenth with a validity
+// chunkCount is how many chunks a snapshot of n cards takes.
+func chunkCount(n int) int {
+	revs := n / 10
+	return 2*n/chunkSize + (revs+chunkSize-1)/chunkSize
+}
+
+// chunk is chunk c of the snapshot of n cards, in the order the site
+// sends a snapshot (mqtt.PlanSnapshot): the holders, then the cards in UID
+// order, then the revocations, chunkSize entries a chunk. Card i belongs
+// to holder i; every tenth card is revoked, and every tenth has a validity
 // and a weekly schedule.
-func chunk(c int, pinHash string) store.Snapshot {
+func chunk(c, n int, pinHash string) store.Snapshot {
 	part := store.Snapshot{Seq: 1}
-	for i := c * chunkSize; i < (c+1)*chunkSize; i++ {
-		holder := fmt.Sprintf("h%07d", i)
-		card := store.Card{UID: cardUID(i), HolderID: holder, HolderName: "Holder " + strconv.Itoa(i), PINHash: pinHash, Doors: []string{"front", "staff"}}
-		if i%10 == 3 {
-			card.ValidFrom = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-			card.ValidUntil = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-			for d := time.Monday; d <= time.Friday; d++ {
-				card.Schedule.Weekly[d] = []store.Window{{From: 7 * 60, To: 19 * 60}}
-			}
+	holders := n / chunkSize
+	switch {
+	case c < holders:
+		for i := c * chunkSize; i < (c+1)*chunkSize; i++ {
+			part.Holders = append(part.Holders, store.Holder{ID: holderID(i), Name: "Holder " + strconv.Itoa(i)})
 		}
-		part.Cards = append(part.Cards, card)
-		part.Holders = append(part.Holders, store.Holder{ID: holder, Name: "Holder " + strconv.Itoa(i)})
-		if i%10 == 7 {
-			part.Revocations = append(part.Revocations, store.Revocation{UID: card.UID, Reason: "lost"})
+	case c < 2*holders:
+		for i := (c - holders) * chunkSize; i < (c-holders+1)*chunkSize; i++ {
+			card := store.Card{UID: cardUID(i), HolderID: holderID(i), HolderName: "Holder " + strconv.Itoa(i), PINHash: pinHash, Doors: []string{"front", "staff"}}
+			if i%10 == 3 {
+				card.ValidFrom = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+				card.ValidUntil = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+				for d := time.Monday; d <= time.Friday; d++ {
+					card.Schedule.Weekly[d] = []store.Window{{From: 7 * 60, To: 19 * 60}}
+				}
+			}
+			part.Cards = append(part.Cards, card)
+		}
+	default:
+		// Revocation r is of card 10r+7.
+		first := (c - 2*holders) * chunkSize
+		for r := first; r < first+chunkSize && r < n/10; r++ {
+			part.Revocations = append(part.Revocations, store.Revocation{UID: cardUID(10*r + 7), Reason: "lost"})
 		}
 	}
 	return part
 }
+
+func holderID(i int) string { return fmt.Sprintf("h%07d", i) }
 
 // peakRSS is this process's VmHWM.
 func peakRSS() (float64, error) {
