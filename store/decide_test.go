@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // schedules in named zones, whatever the host has
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var (
@@ -601,5 +603,45 @@ func TestDoorNamesNumberedLater(t *testing.T) {
 	mustDo(t, s.PutCard(Card{UID: uidAda, HolderID: "ada", Doors: []string{"*"}}))
 	if d, err := s.Decide(req(uidAda)); err != nil || d.Outcome != Granted {
 		t.Errorf("card for every door: %+v, %v", d, err)
+	}
+}
+
+// TestDecideAllocations: what Decide allocates beyond bbolt's own work
+// (its read transaction, the buckets it opens, its lookups) is the
+// decision's two strings, the holder id and name.
+func TestDecideAllocations(t *testing.T) {
+	s := openTest(t, nil)
+	pin, err := HashPIN([]byte("2468"), nil, standardPIN)
+	mustDo(t, err)
+	mustDo(t, s.PutHolder(Holder{ID: "ada", Name: "Ada Lovelace"}))
+	mustDo(t, s.PutCard(Card{UID: uidAda, HolderID: "ada", HolderName: "Ada Lovelace", Doors: []string{"front", "staff"}, PINHash: pin}))
+	req := Request{UID: uidAda, Door: "front", DoorGroups: []string{"lobby"}, Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true}
+	if d, err := s.Decide(req); err != nil || d.Outcome != NeedPIN {
+		t.Fatalf("Decide: %+v, %v", d, err)
+	}
+	decide := testing.AllocsPerRun(200, func() {
+		if _, err := s.Decide(req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The same reads through bbolt alone: the card, its holder, the two
+	// revocation buckets, the lockout, the lockdown and the door's bad
+	// PINs.
+	door := []byte(req.Door)
+	reads := testing.AllocsPerRun(200, func() {
+		mustDo(t, s.view(func(tx *bolt.Tx) error {
+			tx.Bucket(bucketCards).Get(uidAda)
+			tx.Bucket(bucketHolders).Get([]byte("ada"))
+			tx.Bucket(bucketRevokedCards).Get(uidAda)
+			tx.Bucket(bucketRevokedHolders).Get([]byte("ada"))
+			tx.Bucket(bucketLockout).Get(uidAda)
+			tx.Bucket(bucketLockdown).Get(door)
+			tx.Bucket(bucketDoorFails).Get(door)
+			return nil
+		}))
+	})
+	t.Logf("allocations per decision: %.0f, of which bbolt's reads %.0f", decide, reads)
+	if decide > reads+2 {
+		t.Errorf("Decide allocates %.0f times, bbolt's reads %.0f: more than the result's two strings on top", decide, reads)
 	}
 }

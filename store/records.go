@@ -733,13 +733,8 @@ func parseHolderRec(key, rec []byte) (holderRec, error) {
 	if f&recDuress != 0 {
 		r.hasDuress, r.duress = true, d.pin()
 	}
-	if err := d.end(); err == nil {
-		if err := checkID("holder id", string(key)); err != nil {
-			d.fail("key: %v", err)
-		}
-	}
-	if d.err != nil {
-		return holderRec{}, corrupt("holder "+keyText(key), d.err)
+	if err := d.end(); err != nil {
+		return holderRec{}, corrupt("holder "+keyText(key), err)
 	}
 	return r, nil
 }
