@@ -20,10 +20,16 @@ type cardView struct {
 	floor     time.Time   // latest signed site time (SyncState.LastIssuedAt): the clock floor
 }
 
-func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
+func (s *Store) readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	var v cardView
 	var err error
+	if err = s.guardGet(tx, bucketLockdown, []byte(req.Door)); err != nil {
+		return v, err
+	}
 	if v.lockdown, err = readLockdown(tx, req.Door); err != nil {
+		return v, err
+	}
+	if err = s.guardGet(tx, bucketDoorFails, []byte(req.Door)); err != nil {
 		return v, err
 	}
 	if fv := tx.Bucket(bucketDoorFails).Get([]byte(req.Door)); fv != nil {
@@ -31,7 +37,13 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 			return v, fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
 		}
 	}
+	if err = s.guardGet(tx, bucketSync, keyLastIssued); err != nil {
+		return v, err
+	}
 	if v.floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
+		return v, err
+	}
+	if err = s.guardGet(tx, bucketCards, req.UID); err != nil {
 		return v, err
 	}
 	cv := tx.Bucket(bucketCards).Get(req.UID)
@@ -42,13 +54,25 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 		return v, err
 	}
 	v.found = true
+	if err = s.guardGet(tx, bucketHolders, []byte(v.card.HolderID)); err != nil {
+		return v, err
+	}
 	if hv := tx.Bucket(bucketHolders).Get([]byte(v.card.HolderID)); hv != nil {
 		if v.holder, err = decideHolder([]byte(v.card.HolderID), hv); err != nil {
 			return v, err
 		}
 	}
+	if err = s.guardGet(tx, bucketRevokedCards, req.UID); err != nil {
+		return v, err
+	}
+	if err = s.guardGet(tx, bucketRevokedHolders, []byte(v.card.HolderID)); err != nil {
+		return v, err
+	}
 	v.revoked = tx.Bucket(bucketRevokedCards).Get(req.UID) != nil ||
 		tx.Bucket(bucketRevokedHolders).Get([]byte(v.card.HolderID)) != nil
+	if err = s.guardGet(tx, bucketLockout, req.UID); err != nil {
+		return v, err
+	}
 	if lv := tx.Bucket(bucketLockout).Get(req.UID); lv != nil {
 		if v.lock, err = decodeLockout(lv); err != nil {
 			return v, fmt.Errorf("lockout of card %X: %w", req.UID, err)
@@ -132,7 +156,7 @@ func (s *Store) Decide(req Request) (Decision, error) {
 	var v cardView
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		v, err = readCardView(tx, &req)
+		v, err = s.readCardView(tx, &req)
 		return err
 	})
 	if err != nil {

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"sort"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -164,6 +166,35 @@ func leafElem(buf []byte, i int) (flags uint32, key, value []byte) {
 	return ne.Uint32(e[0:]), buf[start : start+ksize], buf[start+ksize : start+ksize+vsize]
 }
 
+// searchBranch returns the element of a branch page bbolt's cursor
+// descends to when it looks for key: the same binary search, so that the
+// page checked is the page bbolt reads, whatever order a damaged page's
+// keys are in.
+func searchBranch(buf []byte, key []byte) int {
+	exact := false
+	i := sort.Search(pageCount(buf), func(i int) bool {
+		k, _ := branchElem(buf, i)
+		c := bytes.Compare(k, key)
+		if c == 0 {
+			exact = true
+		}
+		return c != -1
+	})
+	if !exact && i > 0 {
+		i--
+	}
+	return i
+}
+
+// searchLeaf returns the element of a leaf page bbolt's cursor stops at
+// when it looks for key: the first whose key is not less than key.
+func searchLeaf(buf []byte, key []byte) int {
+	return sort.Search(pageCount(buf), func(i int) bool {
+		_, k, _ := leafElem(buf, i)
+		return bytes.Compare(k, key) != -1
+	})
+}
+
 // bucketRoot reads a bucket value (checkElements made sure it holds a
 // header): the root page of the bucket, or 0 and the bucket's inline page.
 func bucketRoot(v []byte) (root uint64, inline []byte) {
@@ -172,6 +203,14 @@ func bucketRoot(v []byte) (root uint64, inline []byte) {
 		inline = v[boltBucketHeader:]
 	}
 	return root, inline
+}
+
+// checkInline checks an inline bucket's page: bbolt reads it as a leaf.
+func checkInline(inline []byte) error {
+	if len(inline) >= boltPageHeader && pageFlags(inline) != boltLeafPage {
+		return fmt.Errorf("an inline bucket that is not a leaf")
+	}
+	return checkElements(inline)
 }
 
 type pageWalker struct {
