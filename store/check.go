@@ -728,9 +728,9 @@ func (s *Store) dropStage(sg *stage, problem error) error {
 }
 
 // checkChain verifies the audit chain as Verify does, a chunk at a time.
+// It does not hold Prune off: a chunk that finds the chain pruned past
+// where it was goes on from the new checkpoint, as Verify would start.
 func (s *Store) checkChain() error {
-	s.pruneMu.Lock()
-	defer s.pruneMu.Unlock()
 	var r Report
 	var next uint64 // sequence expected next
 	var prev [32]byte
@@ -741,11 +741,11 @@ func (s *Store) checkChain() error {
 			return err
 		}
 		err := s.view(func(tx *bolt.Tx) error {
-			if !started {
-				cp, err := readCheckpoint(tx)
-				if err != nil {
-					return err
-				}
+			cp, err := readCheckpoint(tx)
+			if err != nil {
+				return err
+			}
+			if !started || cp.Seq >= next {
 				next, prev = cp.Seq+1, cp.Hash
 				started = true
 			}
@@ -761,7 +761,6 @@ func (s *Store) checkChain() error {
 				}
 			}
 			finished = true
-			var err error
 			head, err = readHead(tx)
 			return err
 		})

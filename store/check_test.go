@@ -430,3 +430,60 @@ func TestBackgroundCheckPageInFreelist(t *testing.T) {
 		t.Errorf("Open with the full check: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestBackgroundCheckWhilePruning prunes the audit chain between the
+// chunks of the background check, past where the check is in the chain:
+// the check goes on from the new checkpoint and passes.
+func TestBackgroundCheckWhilePruning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	s, err := Open(path, testOptions())
+	mustDo(t, err)
+	var evs []Event
+	for i := range 500 {
+		evs = append(evs, Event{Time: testEpoch.Add(time.Duration(i) * time.Second), Door: "front", Type: TypeAccess, Reason: ReasonGranted})
+	}
+	_, err = s.AppendMany(evs)
+	mustDo(t, err)
+	mustDo(t, s.Ack(500))
+	mustDo(t, s.Close())
+
+	stores := make(chan *Store, 1)
+	var st *Store // the hook's own
+	pruned := 0
+	var hookErr error
+	opts := &Options{PINParams: fastPIN, checkRecords: 10, Retention: Retention{MaxEntries: 500}, CheckPause: func(stop <-chan struct{}) {
+		if st == nil {
+			st = <-stores
+		}
+		if !st.pagesOK.Load() {
+			return
+		}
+		// Keep the chain shorter at each chunk: past where the check is.
+		st.opts.Retention.MaxEntries -= 40
+		if st.opts.Retention.MaxEntries < 10 {
+			return
+		}
+		r, err := st.Prune(testEpoch.Add(time.Hour))
+		if err != nil && hookErr == nil {
+			hookErr = err
+		}
+		pruned += r.Dropped
+	}}
+	s, err = Open(path, opts)
+	mustDo(t, err)
+	stores <- s
+	<-s.CheckDone()
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if pruned < 400 {
+		t.Errorf("pruned %d entries during the check; want most", pruned)
+	}
+	if err := s.Fault(); err != nil {
+		t.Errorf("fault: %v", err)
+	}
+	if r, err := s.Verify(); err != nil || !r.OK {
+		t.Errorf("Verify: %+v, %v", r, err)
+	}
+	mustDo(t, s.Close())
+}
