@@ -735,10 +735,14 @@ func (s *Store) setup() error {
 	return nil
 }
 
+// openCheckPages bounds the pages of each small bucket openChecks walks.
+const openCheckPages = 16
+
 // openChecks are the checks Open runs on a file unless Options.SkipCheck,
 // in time that does not grow with the file: every top-level bucket is
 // there, the pages on the way to the records below are sound (see
-// checkPath), the audit head and outbox cursor decode and agree, the last
+// checkPath), and those of the small buckets a door writes as it starts
+// (up to openCheckPages each), the audit head and outbox cursor decode and agree, the last
 // audit entry is the one the head names and none follows it, and the
 // allowlist sync state (applied sequence, state sum, signed times)
 // decodes. The pages on the way to the end of the audit chain, where
@@ -751,6 +755,21 @@ func (s *Store) openChecks(tx *bolt.Tx) error {
 		}
 		if !found {
 			return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+		}
+	}
+	// The small buckets a door writes as it starts (door state, sync
+	// state, commands, lockdown), whole, up to a bounded number of pages.
+	w := &rangeWalker{pageFile: pageFile{f: s.rf}}
+	for _, name := range [][]byte{bucketMeta, bucketAuditMeta, bucketSync, bucketState, bucketLockdown, bucketCommands, bucketDoorFails} {
+		g, done := s.pathGuard()
+		root, _, _, err := g.path(tx, [][]byte{name})
+		done()
+		if err == nil && root != 0 {
+			w.start(tx, s.pageSize, openCheckPages)
+			_, err = w.walk(root, 0, nil, nil, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: page structure: %s: %w", ErrCorrupt, pathText([][]byte{name}), err)
 		}
 	}
 	for _, k := range [][]byte{keyHead, keyCheckpoint, keyAcked} {
