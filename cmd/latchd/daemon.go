@@ -330,8 +330,15 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	return err
 }
 
-// prune trims the audit log now and every pruneEvery until ctx ends.
+// prune trims the audit log once the store's background check has ended,
+// and every pruneEvery then, until ctx ends. The first prune reads the
+// oldest audit entries, whose pages only that check reads before it.
 func (d *daemon) prune(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.st.CheckDone():
+	}
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
