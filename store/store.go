@@ -325,7 +325,8 @@ func Open(path string, opts *Options) (*Store, error) {
 func (s *Store) Path() string { return s.path }
 
 // Close waits for appends in flight, stops the background check (at the
-// end of the chunk it is reading) and group commit, and closes the file. Calls after Close fail with ErrClosed. Closing twice is harmless.
+// end of the chunk it is reading) and group commit, and closes the file.
+// Calls after Close fail with ErrClosed. Closing twice is harmless.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -740,13 +741,13 @@ const openCheckPages = 16
 
 // openChecks are the checks Open runs on a file unless Options.SkipCheck,
 // in time that does not grow with the file: every top-level bucket is
-// there, the pages on the way to the records below are sound (see
+// there; the pages on the way to the records below are sound (see
 // checkPath), and those of the small buckets a door writes as it starts
-// (up to openCheckPages each), the audit head and outbox cursor decode and agree, the last
-// audit entry is the one the head names and none follows it, and the
-// allowlist sync state (applied sequence, state sum, signed times)
-// decodes. The pages on the way to the end of the audit chain, where
-// appends go, are among those checked.
+// (up to openCheckPages each); the audit head and outbox cursor decode
+// and agree; the last audit entry is the one the head names and none
+// follows it; and the allowlist sync state (applied sequence, state sum,
+// signed times) decodes. The pages on the way to the end of the audit
+// chain, where appends go, are among those checked.
 func (s *Store) openChecks(tx *bolt.Tx) error {
 	for _, name := range allBuckets() {
 		found, err := s.checkPath(tx, nil, name)
