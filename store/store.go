@@ -126,8 +126,8 @@ type Options struct {
 	MmapSize int
 	// SkipCheck skips every check beyond the cheap ones Open always runs
 	// (zero-length, truncated, bad meta pages, freelist or root page,
-	// schema): no background check (and so Decide's lookups stay guarded,
-	// see Fault), no audit head or state sum read at Open. For tools that
+	// schema): no background check (so Decide's lookups stay guarded, see
+	// Open), no audit head or state sum read at Open. For tools that
 	// inspect a damaged file; Check still runs on demand.
 	SkipCheck bool
 	// CheckAtOpen runs the full check (see Check) in Open, before it
@@ -279,8 +279,11 @@ type Store struct {
 // state sum and holder index, and a staged snapshot, a bounded chunk at a
 // time, each in a short read transaction of its own. Damage it finds is
 // reported by Fault and makes Decide deny; a damaged snapshot stage is
-// dropped with a warning instead. Options.CheckAtOpen runs the full check
-// in Open instead; Options.SkipCheck runs none.
+// dropped with a warning instead. Until every page's structure has been
+// checked, each lookup Decide makes first checks, with plain reads, the
+// pages bbolt will read on its way, which bbolt reads without checks.
+// Options.CheckAtOpen runs the full check in Open instead; Options.SkipCheck
+// runs none.
 func Open(path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
