@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures the door's store at each size given (cards), one run after the
-# other, and prints the table: load time, peak RSS, file size, open time,
-# Decide warm and cold, and the growth from the first size to the last.
+# other, and prints the table: load time, peak RSS, file size, open time (as
+# latchd opens, and with the full check), the background check's time,
+# Decide warm, guarded and cold, and the growth from the first size to the
+# last.
 #
 #   ./hack/scale.sh 100000 1000000
 #

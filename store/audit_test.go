@@ -201,7 +201,12 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			rawUpdate(t, path, func(tx *bolt.Tx) error {
 				return tc.edit(tx.Bucket(bucketAudit), tx.Bucket(bucketAuditMeta))
 			})
-			if _, err := Open(path, testOptions()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "audit chain broken") {
+			if _, err := Open(path, &Options{PINParams: fastPIN, CheckAtOpen: true}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "audit chain broken") {
+				t.Errorf("Open of a tampered chain with the full check: %v, want ErrCorrupt", err)
+			}
+			// Opened as a door opens it, the damage is found at Open (at
+			// the end of the chain) or by the background check.
+			if err := findsDamage(t, path, testOptions()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "audit chain broken") {
 				t.Errorf("Open of a tampered chain: %v, want ErrCorrupt", err)
 			}
 			s, err = Open(path, &Options{PINParams: fastPIN, SkipCheck: true})

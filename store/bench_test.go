@@ -256,14 +256,17 @@ func percentile(sorted []time.Duration, p float64) float64 {
 
 // BenchmarkDecide measures the card stage of Decide (no argon2id) against
 // 100,000 cards and 100,000 revocations: a mix of valid cards (NeedPIN),
-// revoked cards, scheduled cards and unknown cards.
+// revoked cards, scheduled cards and unknown cards. It starts once the
+// background check has passed, so that the lookups are not guarded (see
+// BenchmarkDecideGuard).
 func BenchmarkDecide(b *testing.B) {
 	path := benchFixture(b, "allowlist100k", buildDecideFixture)
-	s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+	s, err := Open(path, &Options{PINParams: fastPIN})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	<-s.CheckDone()
 	rng := rand.New(rand.NewPCG(5, 6))
 	reqs := make([]Request, 4096)
 	for i := range reqs {
@@ -453,41 +456,20 @@ func buildLargeFixture(b *testing.B, path string) {
 	}
 }
 
-// BenchmarkOpenCheckLarge opens (with the full consistency check) and
-// closes a database of 100,000 cards, 100,000 revocations and 1,000,000
-// audit entries (-store.large-entries), and verifies its audit chain.
-// Building the fixture takes a while; it happens once per process.
+// BenchmarkOpenCheckLarge opens and closes a database of 100,000 cards,
+// 100,000 revocations and 1,000,000 audit entries (-store.large-entries):
+// as a door opens it (Open: the background check starts, and Close stops
+// it), with the full check at Open (OpenCheck), and with every check
+// skipped (OpenNoCheck); it times the background check from Open to its
+// end (BackgroundCheck), and verifies the audit chain. Building the
+// fixture takes a while; it happens once per process.
 func BenchmarkOpenCheckLarge(b *testing.B) {
 	path := benchFixture(b, fmt.Sprintf("large%d", *largeEntries), buildLargeFixture)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("OpenCheck", func(b *testing.B) {
-		for b.Loop() {
-			s, err := Open(path, &Options{PINParams: fastPIN})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.Close(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/open")
-		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-file")
-	})
-	b.Run("OpenNoCheck", func(b *testing.B) {
-		for b.Loop() {
-			s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.Close(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/open")
-	})
+	benchOpen(b, path, fi.Size())
 	b.Run("Verify", func(b *testing.B) {
 		s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
 		if err != nil {
@@ -501,5 +483,168 @@ func BenchmarkOpenCheckLarge(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/verify")
+	})
+}
+
+// benchOpen times the ways of opening the file at path.
+func benchOpen(b *testing.B, path string, size int64) {
+	for _, bc := range []struct {
+		name string
+		opts Options
+		wait bool // for the end of the background check
+	}{
+		{"Open", Options{PINParams: fastPIN}, false},
+		{"OpenCheck", Options{PINParams: fastPIN, CheckAtOpen: true}, false},
+		{"OpenNoCheck", Options{PINParams: fastPIN, SkipCheck: true}, false},
+		{"BackgroundCheck", Options{PINParams: fastPIN}, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var open time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				s, err := Open(path, &bc.opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if bc.wait {
+					<-s.CheckDone()
+					if err := s.Fault(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				open += time.Since(t0)
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(open.Microseconds())/1000/float64(b.N), "ms/open")
+			b.ReportMetric(float64(size)/(1<<20), "MiB-file")
+		})
+	}
+}
+
+// BenchmarkOpenCards opens a database of 100,000 or 1,000,000 cards
+// (with their holders and some revocations, loaded as a door loads a
+// snapshot) in the ways BenchmarkOpenCheckLarge does: ms/open is the time
+// Open takes (for BackgroundCheck, until the check has ended).
+func BenchmarkOpenCards(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
+			if n > 100_000 && testing.Short() {
+				b.Skip("1M cards take minutes; run without -short")
+			}
+			path := benchFixture(b, fmt.Sprintf("cards%d", n), func(b *testing.B, path string) { buildCards(b, path, n) })
+			fi, err := os.Stat(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchOpen(b, path, fi.Size())
+		})
+	}
+}
+
+// buildCards loads n cards into a new store at path through the snapshot
+// stage, 1,000 a chunk.
+func buildCards(b *testing.B, path string, n int) {
+	const per = 1000
+	pinHash, err := HashPIN([]byte("246810"), nil, fastPIN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(path, &Options{PINParams: fastPIN})
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunks := n / per
+	var sum sum256
+	for c := range chunks {
+		part := snapshotChunk(1, c, chunks, per, pinHash, false)
+		sum.addEntries(&part)
+	}
+	if err := s.BeginSnapshot(1, stateHash(1, sum), chunks); err != nil {
+		b.Fatal(err)
+	}
+	for c := range chunks {
+		if err := s.StageChunk(1, c, snapshotChunk(1, c, chunks, per, pinHash, false)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.CommitSnapshot(1); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkDecideGuard measures the card stage of Decide against 100,000
+// cards (as BenchmarkDecide) with its lookups guarded, as before the
+// background check has passed the file's pages (guarded), and without
+// (checked); guard is the guarded lookups alone, the eight of a known
+// card's decision.
+func BenchmarkDecideGuard(b *testing.B) {
+	path := benchFixture(b, "allowlist100k", buildDecideFixture)
+	rng := rand.New(rand.NewPCG(5, 6))
+	reqs := make([]Request, 4096)
+	for i := range reqs {
+		uid := fixtureUID(rng.IntN(fixtureCards))
+		if i%8 == 0 {
+			uid = []byte{0x08, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+		}
+		reqs[i] = Request{UID: uid, Door: "front", DoorGroups: []string{"lobby"}, Mode: ModeCardPIN,
+			Now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC), ClockTrusted: true}
+	}
+	for _, guarded := range []bool{true, false} {
+		name := "checked"
+		if guarded {
+			name = "guarded"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: guarded})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			<-s.CheckDone()
+			if s.pagesOK.Load() == guarded {
+				b.Fatalf("guard on: %v, want %v", !s.pagesOK.Load(), guarded)
+			}
+			i := 0
+			for b.Loop() {
+				if _, err := s.Decide(reqs[i%len(reqs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1000/float64(b.N), "µs/decision")
+		})
+	}
+	b.Run("guard", func(b *testing.B) {
+		s, err := Open(path, &Options{PINParams: fastPIN, SkipCheck: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		uid := fixtureUID(1234)
+		holder := []byte("holder-00123")
+		lookups := []struct{ bucket, key []byte }{
+			{bucketLockdown, []byte("front")}, {bucketDoorFails, []byte("front")}, {bucketSync, keyLastIssued},
+			{bucketCards, uid}, {bucketHolders, holder}, {bucketRevokedCards, uid}, {bucketRevokedHolders, holder}, {bucketLockout, uid},
+		}
+		b.ReportAllocs()
+		err = s.view(func(tx *bboltTx) error {
+			for b.Loop() {
+				for _, l := range lookups {
+					if err := s.guardGet(tx, l.bucket, l.key); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1000/float64(b.N), "µs/decision")
 	})
 }

@@ -48,9 +48,12 @@ func (p *pinCopy) phc() phc {
 // history) checkCard and readDoorFails read when they get there: each
 // bucket a decision opens costs bbolt allocations and, with a cold page
 // cache, a read of the disk.
-func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
+func (s *Store) readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	var v cardView
 	var err error
+	if err = s.guardGet(tx, bucketCards, req.UID); err != nil {
+		return v, err
+	}
 	cv := tx.Bucket(bucketCards).Get(req.UID)
 	if cv == nil {
 		return v, nil
@@ -62,6 +65,9 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	if v.rec.flags&recPIN != 0 {
 		v.hasPIN = true
 		v.primary.set(&v.rec.pin)
+	}
+	if err = s.guardGet(tx, bucketHolders, v.rec.holderID); err != nil {
+		return v, err
 	}
 	if hv := tx.Bucket(bucketHolders).Get(v.rec.holderID); hv != nil {
 		h, err := parseHolderRec(v.rec.holderID, hv)
@@ -77,8 +83,17 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 	if v.rec.flags&recHolderName != 0 && len(v.holderName) == 0 {
 		return v, fmt.Errorf("card %X: %w: its holder name is its holder's, and holder %s has none", req.UID, ErrCorrupt, keyText(v.rec.holderID))
 	}
+	if err = s.guardGet(tx, bucketRevokedCards, req.UID); err != nil {
+		return v, err
+	}
+	if err = s.guardGet(tx, bucketRevokedHolders, v.rec.holderID); err != nil {
+		return v, err
+	}
 	v.revoked = tx.Bucket(bucketRevokedCards).Get(req.UID) != nil ||
 		tx.Bucket(bucketRevokedHolders).Get(v.rec.holderID) != nil
+	if err = s.guardGet(tx, bucketLockout, req.UID); err != nil {
+		return v, err
+	}
 	if lv := tx.Bucket(bucketLockout).Get(req.UID); lv != nil {
 		if v.lock, err = decodeLockout(lv); err != nil {
 			return v, fmt.Errorf("lockout of card %X: %w", req.UID, err)
@@ -90,7 +105,11 @@ func readCardView(tx *bolt.Tx, req *Request) (cardView, error) {
 // readDoorFails reads whether the door refuses PINs, for a request that
 // gets to the PIN.
 func (s *Store) readDoorFails(tx *bolt.Tx, req *Request, v *cardView) error {
-	fv := tx.Bucket(bucketDoorFails).Get([]byte(req.Door))
+	door := []byte(req.Door)
+	if err := s.guardGet(tx, bucketDoorFails, door); err != nil {
+		return err
+	}
+	fv := tx.Bucket(bucketDoorFails).Get(door)
 	if fv == nil {
 		return nil
 	}
@@ -179,7 +198,7 @@ func (s *Store) Decide(req Request) (Decision, error) {
 	gen := s.names.gen.Load() // before the transaction: see nameCache
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		if v, err = readCardView(tx, &req); err != nil {
+		if v, err = s.readCardView(tx, &req); err != nil {
 			return err
 		}
 		if d, ok, err = s.checkCard(tx, &req, &v, gen); err != nil || !ok {
@@ -232,6 +251,9 @@ func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d
 	var notes []string
 	at, floor := req.Now, time.Time{}
 	if hasTimeRules(c) {
+		if err = s.guardGet(tx, bucketSync, keyLastIssued); err != nil {
+			return d, false, err
+		}
 		if floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
 			return d, false, err
 		}
@@ -258,6 +280,9 @@ func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d
 	}
 	notes = addNote(notes, note)
 	if !req.Lockdown && c.flags&flagOverride == 0 {
+		if err = s.guardGet(tx, bucketLockdown, []byte(req.Door)); err != nil {
+			return d, false, err
+		}
 		if v.lockdown, err = readLockdown(tx, req.Door); err != nil {
 			return d, false, err
 		}
@@ -320,7 +345,7 @@ func (s *Store) opensDoor(tx *bolt.Tx, c *cardRec, req *Request, gen uint64) (bo
 		if i >= 0 {
 			name = req.DoorGroups[i]
 		}
-		id, ok, err := s.names.lookup(tx, name, gen)
+		id, ok, err := s.names.lookup(tx, name, gen, s.guardGet)
 		if err != nil {
 			return false, err
 		}

@@ -6,10 +6,30 @@
 // # Guarantees
 //
 // A write that returned nil is on disk (bbolt syncs every commit; NoSync is
-// never used). A zero-length, truncated or damaged file is refused at Open
-// with ErrCorrupt, and every stored record carries a checksum, so a damaged
-// record is an error and never a grant. Audit appends from many goroutines
-// are committed together (group commit), one fsync per batch.
+// never used). Audit appends from many goroutines are committed together
+// (group commit), one fsync per batch.
+//
+// A damaged file is never a grant. Open takes the same time whatever the
+// file's size: it refuses with ErrCorrupt a zero-length or truncated file,
+// bad meta pages, freelist or root page, a missing bucket, a schema it
+// cannot read, and an audit head or allowlist sync state that does not
+// decode or does not match the end of the audit chain. The rest of the
+// file is checked by a background check that Open starts (see CheckDone),
+// a bounded chunk at a time, each in a short read transaction of its own:
+// first the structure of every page (as bbolt reads them: ids, types,
+// elements inside their page, depth, key order, no page reached twice or
+// also listed as free), then every record's checksum and encoding, the
+// audit chain, the holder index and the allowlist state sum, and a staged
+// snapshot (which is dropped if damaged). Damage it finds becomes the
+// store's Fault, after which Decide denies every request. Until the page
+// structure has passed, each lookup Decide makes first reads the pages on
+// its way with plain reads and refuses a bad one, since bbolt, which reads
+// them through its memory map without checks, would loop on a cyclic page
+// until the stack overflows or read outside the file. Every stored record
+// carries a checksum, so a damaged record is an error whenever it is read.
+// Check runs the whole check at once, bbolt's own included (which alone
+// finds pages neither in use nor free); Options.CheckAtOpen runs it in
+// Open.
 //
 // On a door every audit event and the door state that goes with it (the
 // lockdown flag, the record of an unlock in progress) go through the

@@ -115,6 +115,38 @@ func nameOf(b getter, id uint64) (string, error) {
 	return string(name), nil
 }
 
+// checkNameEntry decodes an entry of the names bucket.
+func checkNameEntry(k, v []byte) error {
+	switch {
+	case len(k) > 1 && k[0] == namePrefix:
+		id, err := decodeU64(v)
+		if err == nil && (id == wildcardID || id > maxNameID) {
+			err = fmt.Errorf("%w: number %d", ErrCorrupt, id)
+		}
+		if err == nil {
+			if cerr := checkID("name", string(k[1:])); cerr != nil {
+				err = fmt.Errorf("%w: %w", ErrCorrupt, cerr)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("names: entry of %s: %w", keyText(k[1:]), err)
+		}
+	case len(k) == 5 && k[0] == idPrefix:
+		name, err := decodeBytes(v)
+		if err == nil {
+			if cerr := checkID("name", string(name)); cerr != nil {
+				err = fmt.Errorf("%w: %w", ErrCorrupt, cerr)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("names: number %d: %w", binary.BigEndian.Uint32(k[1:]), err)
+		}
+	default:
+		return fmt.Errorf("%w: names: key %s", ErrCorrupt, keyText(k))
+	}
+	return nil
+}
+
 // nameCache keeps the numbers of the names Decide asks about: the door's
 // id and groups, a handful per door. A name without a number is kept as
 // a miss until a transaction that numbers a name commits (gen).
@@ -134,8 +166,9 @@ type nameHit struct {
 const maxCachedNames = 1024
 
 // lookup returns the number of name in tx, or false when no card can
-// list it. gen is the cache generation read before tx began.
-func (c *nameCache) lookup(tx *bolt.Tx, name string, gen uint64) (uint64, bool, error) {
+// list it. gen is the cache generation read before tx began; guard checks
+// the way to a key of the names bucket before it is read (Store.guardGet).
+func (c *nameCache) lookup(tx *bolt.Tx, name string, gen uint64, guard func(tx *bolt.Tx, bucket, key []byte) error) (uint64, bool, error) {
 	if name == wildcardDoor {
 		return wildcardID, true, nil
 	}
@@ -146,7 +179,11 @@ func (c *nameCache) lookup(tx *bolt.Tx, name string, gen uint64) (uint64, bool, 
 		return h.id, h.found, nil
 	}
 	h = nameHit{gen: gen}
-	if v := tx.Bucket(bucketNames).Get(nameKey(name)); v != nil {
+	key := nameKey(name)
+	if err := guard(tx, bucketNames, key); err != nil {
+		return 0, false, err
+	}
+	if v := tx.Bucket(bucketNames).Get(key); v != nil {
 		id, err := decodeU64(v)
 		if err != nil || id == wildcardID || id > maxNameID {
 			return 0, false, fmt.Errorf("%w: names: entry of %q: number %d, %v", ErrCorrupt, name, id, err)

@@ -202,10 +202,52 @@ func TestOpenRefusesForeignBoltFile(t *testing.T) {
 	}
 }
 
+// findsDamage opens a damaged file as a door does and returns what found
+// the damage: Open itself, or the background check (the store's fault
+// once the check has ended). A store that opens is closed.
+func findsDamage(t testing.TB, path string, opts *Options) error {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { mustDo(t, s.Close()) }()
+	<-s.CheckDone()
+	return s.Fault()
+}
+
+// held returns Options whose background check waits for release (closed
+// by the caller) before its first chunk, so that what runs before it runs
+// on pages no one has checked.
+func held(release <-chan struct{}) *Options {
+	return &Options{PINParams: fastPIN, CheckPause: func(stop <-chan struct{}) {
+		select {
+		case <-release:
+		case <-stop:
+		}
+	}}
+}
+
+// damagedPageRequests are the requests TestOpenDamagedPages makes before
+// the background check has run: cards of the populated file, an unknown
+// card and a revoked one.
+func damagedPageRequests() []Request {
+	var reqs []Request
+	for _, uid := range [][]byte{uidOf(0), uidOf(57), uidOf(199), uidOf(398), uidOf(5000), uidOf(10003)} {
+		reqs = append(reqs, cardReq(uid, ModeCardOnly, testEpoch))
+	}
+	return reqs
+}
+
 // TestOpenDamagedPages overwrites every page of a populated file in turn
-// with random bytes or zeros. Open must never panic; either it refuses the
-// file with ErrCorrupt, or the page was not in use and the store's contents
-// are exactly what they were.
+// with random bytes or zeros, or flips a bit in it. Nothing may panic or
+// crash. Open refuses the file with ErrCorrupt, or accepts it; then,
+// before the background check runs, Decide answers each card as it did
+// before the damage or denies it with ErrCorrupt; then the background
+// check finds the damage (a fault wrapping ErrCorrupt), or the page was
+// not in use and the store's contents are exactly what they were, and the
+// full check passes. With the full check at Open, the file is refused or
+// its contents are intact.
 func TestOpenDamagedPages(t *testing.T) {
 	src := populated(t, 400, 400)
 	s0, err := Open(src, testOptions())
@@ -216,6 +258,11 @@ func TestOpenDamagedPages(t *testing.T) {
 	mustDo(t, err)
 	wantEvents, err := s0.EventsAfter(0, 10000)
 	mustDo(t, err)
+	reqs := damagedPageRequests()
+	var wantDecisions []Decision
+	for _, req := range reqs {
+		wantDecisions = append(wantDecisions, decide(t, s0, req))
+	}
 	mustDo(t, s0.Close())
 
 	highWater(t, src)
@@ -223,8 +270,17 @@ func TestOpenDamagedPages(t *testing.T) {
 	mustDo(t, err)
 	const page = 4096
 	rng := rand.New(rand.NewPCG(1, 2))
-	refused, intact := 0, 0
+	var atOpen, byDecide, inBackground, intact, fullRefused int
 	path := filepath.Join(t.TempDir(), "latch.db")
+	intactContents := func(s *Store) error {
+		got, err := s.Snapshot()
+		gotEvents, err2 := s.EventsAfter(0, 10000)
+		r, err3 := s.Verify()
+		if err != nil || err2 != nil || err3 != nil || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotEvents, wantEvents) || !r.OK {
+			return fmt.Errorf("contents changed (snapshot err %v, events err %v, verify %+v %v)", err, err2, r, err3)
+		}
+		return nil
+	}
 	for p := 2; p*page < len(orig); p++ {
 		for _, fill := range []string{"random", "zeros", "flip"} {
 			b := bytes.Clone(orig)
@@ -240,28 +296,73 @@ func TestOpenDamagedPages(t *testing.T) {
 				pg[16+rng.IntN(page-16)] ^= 1 << rng.IntN(8)
 			}
 			mustDo(t, os.WriteFile(path, b, 0o600))
-			s, err := Open(path, testOptions())
+			release := make(chan struct{})
+			s, err := Open(path, held(release))
 			if err != nil {
+				close(release)
 				if !errors.Is(err, ErrCorrupt) {
 					t.Errorf("page %d %s: Open: %v, want ErrCorrupt", p, fill, err)
 				}
-				refused++
+				atOpen++
+			} else {
+				denied := false
+				for i, req := range reqs {
+					d, err := s.Decide(req)
+					switch {
+					case err != nil && (!errors.Is(err, ErrCorrupt) || d.Outcome != Denied):
+						t.Errorf("page %d %s: Decide(%X) before the background check: %+v, %v; want Denied and ErrCorrupt", p, fill, req.UID, d, err)
+					case err != nil:
+						denied = true
+					case !reflect.DeepEqual(d, wantDecisions[i]):
+						t.Errorf("page %d %s: Decide(%X) before the background check: %+v, want %+v", p, fill, req.UID, d, wantDecisions[i])
+					}
+				}
+				close(release)
+				<-s.CheckDone()
+				switch fault := s.Fault(); {
+				case fault != nil && !errors.Is(fault, ErrCorrupt):
+					t.Errorf("page %d %s: fault %v, want ErrCorrupt", p, fill, fault)
+				case fault != nil && denied:
+					byDecide++
+				case fault != nil:
+					inBackground++
+					if err := s.Check(); !errors.Is(err, ErrCorrupt) {
+						t.Errorf("page %d %s: the background check found %v, Check %v", p, fill, fault, err)
+					}
+				case denied:
+					t.Errorf("page %d %s: Decide failed, but the background check found nothing", p, fill)
+				default:
+					if err := intactContents(s); err != nil {
+						t.Errorf("page %d %s: the background check passed a damaged file: %v", p, fill, err)
+					} else if err := s.Check(); err != nil {
+						t.Errorf("page %d %s: the background check passed a file Check refuses: %v", p, fill, err)
+					}
+					intact++
+				}
+				mustDo(t, s.Close())
+			}
+
+			s, err = Open(path, &Options{PINParams: fastPIN, CheckAtOpen: true})
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Errorf("page %d %s: Open with the full check: %v, want ErrCorrupt", p, fill, err)
+				}
+				fullRefused++
 				continue
 			}
-			got, err := s.Snapshot()
-			gotEvents, err2 := s.EventsAfter(0, 10000)
-			r, err3 := s.Verify()
+			if err := intactContents(s); err != nil {
+				t.Errorf("page %d %s: Open with the full check accepted a damaged file: %v", p, fill, err)
+			}
 			mustDo(t, s.Close())
-			if err != nil || err2 != nil || err3 != nil || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotEvents, wantEvents) || !r.OK {
-				t.Errorf("page %d %s: Open accepted a damaged file whose contents changed (snapshot err %v, events err %v, verify %+v %v)", p, fill, err, err2, r, err3)
-				continue
-			}
-			intact++
 		}
 	}
-	t.Logf("%d damaged copies refused, %d accepted with intact contents (damage on free pages)", refused, intact)
-	if refused == 0 {
-		t.Error("no damaged copy was refused")
+	t.Logf("%d damaged copies refused at Open, %d denied by Decide before the background check, %d found by the background check, %d accepted with intact contents (damage on free pages); %d refused by the full check at Open",
+		atOpen, byDecide, inBackground, intact, fullRefused)
+	if atOpen == 0 || byDecide == 0 || inBackground == 0 {
+		t.Error("some of the ways of finding damage found none")
+	}
+	if fullRefused != atOpen+byDecide+inBackground {
+		t.Errorf("the full check at Open refused %d copies, the cheap checks, guarded lookups and background check %d", fullRefused, atOpen+byDecide+inBackground)
 	}
 }
 
@@ -303,7 +404,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	})
 }
 
-func TestOpenRefusesDamagedRecord(t *testing.T) {
+func TestDamagedRecord(t *testing.T) {
 	s := openTest(t, nil)
 	mustDo(t, s.PutCard(Card{UID: uidOf(1), HolderID: "h1", Doors: []string{"front"}}))
 	mustDo(t, s.Close())
@@ -315,20 +416,48 @@ func TestOpenRefusesDamagedRecord(t *testing.T) {
 		bad[len(bad)-6] ^= flagCardOnly // turn on card-only: checksum catches it
 		return b.Put(uidOf(1), bad)
 	})
-	_, err := Open(s.Path(), testOptions())
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("card %X", uidOf(1))) {
-		t.Fatalf("Open: %v, want ErrCorrupt naming the card", err)
+	namesCard := func(err error) bool {
+		return errors.Is(err, ErrCorrupt) && strings.Contains(err.Error(), fmt.Sprintf("card %X", uidOf(1)))
 	}
-	// With the full check skipped, Decide still refuses to use the record.
-	s2, err := Open(s.Path(), &Options{PINParams: fastPIN, SkipCheck: true})
-	if err != nil {
-		t.Fatal(err)
+	// The full check at Open refuses the file.
+	if _, err := Open(s.Path(), &Options{PINParams: fastPIN, CheckAtOpen: true}); !namesCard(err) {
+		t.Fatalf("Open with the full check: %v, want ErrCorrupt naming the card", err)
 	}
-	d, err := s2.Decide(Request{UID: uidOf(1), Door: "front", Mode: ModeCardPIN, Now: testEpoch, ClockTrusted: true})
+	// Opened as a door opens it: Decide refuses to use the record before
+	// the background check has run; the check then finds it, and from
+	// then on Decide denies every card.
+	release := make(chan struct{})
+	s2, err := Open(s.Path(), held(release))
+	mustDo(t, err)
+	d, err := s2.Decide(cardReq(uidOf(1), ModeCardOnly, testEpoch))
 	if !errors.Is(err, ErrCorrupt) || d.Outcome != Denied {
 		t.Errorf("Decide on a damaged record: %+v, %v; want Denied and ErrCorrupt", d, err)
 	}
+	if s2.Fault() != nil {
+		t.Errorf("a damaged record made a fault before the check ran: %v", s2.Fault())
+	}
+	close(release)
+	<-s2.Faulted()
+	<-s2.CheckDone()
+	if err := s2.Fault(); !namesCard(err) || !strings.Contains(err.Error(), s.Path()) {
+		t.Errorf("fault %v: want ErrCorrupt naming the file and the card", err)
+	}
+	if d, err := s2.Decide(cardReq(uidOf(2), ModeCardOnly, testEpoch)); !errors.Is(err, ErrCorrupt) || d.Outcome != Denied {
+		t.Errorf("Decide after the fault: %+v, %v; want Denied and ErrCorrupt", d, err)
+	}
+	if err := s2.Check(); !namesCard(err) {
+		t.Errorf("Check: %v, want ErrCorrupt naming the card", err)
+	}
 	mustDo(t, s2.Close())
+	// With the checks skipped, Decide still refuses to use the record.
+	s3, err := Open(s.Path(), &Options{PINParams: fastPIN, SkipCheck: true})
+	mustDo(t, err)
+	d, err = s3.Decide(cardReq(uidOf(1), ModeCardPIN, testEpoch))
+	if !errors.Is(err, ErrCorrupt) || d.Outcome != Denied {
+		t.Errorf("Decide on a damaged record: %+v, %v; want Denied and ErrCorrupt", d, err)
+	}
+	<-s3.CheckDone() // closed: there is no background check
+	mustDo(t, s3.Close())
 	rawUpdate(t, s.Path(), func(tx *bolt.Tx) error { return tx.Bucket(bucketCards).Put(uidOf(1), orig) })
 }
 

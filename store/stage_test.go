@@ -512,8 +512,8 @@ func TestStageCloseBeforeCommit(t *testing.T) {
 
 // TestDamagedStage damages the stage in a closed file. With the check
 // skipped at Open, Stage reports the damage and DropStage clears it; with
-// the check, Open drops the stage itself, with a warning, and the door
-// keeps working.
+// the check, at Open or in the background, the store drops the stage
+// itself, with a warning, and the door keeps working.
 func TestDamagedStage(t *testing.T) {
 	parts, whole := testChunks(6, 3, 10)
 	hash := HashSnapshot(whole)
@@ -649,23 +649,32 @@ func TestDamagedStage(t *testing.T) {
 			mustDo(t, s2.Check())
 			mustDo(t, s2.Close())
 
-			// Checked at Open: the stage goes, with a warning; the live
-			// allowlist stays and a new transfer can start.
-			var log strings.Builder
-			var mu sync.Mutex
-			opts := &Options{PINParams: fastPIN, Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &mu}, nil))}
-			s3 := openTestAt(t, path, opts)
-			mu.Lock()
-			logged := log.String()
-			mu.Unlock()
-			if !strings.Contains(logged, "dropping a damaged snapshot stage") || !strings.Contains(logged, tc.checkSays) {
-				t.Errorf("Open logged %q; want a warning that the damaged stage is dropped", logged)
+			// Checked at Open or in the background: the stage goes, with
+			// a warning; the live allowlist stays and a new transfer can
+			// start.
+			for _, atOpen := range []bool{true, false} {
+				copyPath := filepath.Join(t.TempDir(), "copy.db")
+				copyFile(t, path, copyPath)
+				var log strings.Builder
+				var mu sync.Mutex
+				opts := &Options{PINParams: fastPIN, CheckAtOpen: atOpen, Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &mu}, nil))}
+				s3 := openTestAt(t, copyPath, opts)
+				<-s3.CheckDone()
+				if err := s3.Fault(); err != nil {
+					t.Errorf("a damaged stage made a fault: %v", err)
+				}
+				mu.Lock()
+				logged := log.String()
+				mu.Unlock()
+				if !strings.Contains(logged, "dropping a damaged snapshot stage") || !strings.Contains(logged, tc.checkSays) {
+					t.Errorf("at Open %v: logged %q; want a warning that the damaged stage is dropped", atOpen, logged)
+				}
+				if _, ok, err := s3.Stage(); ok || err != nil {
+					t.Errorf("at Open %v: Stage after the check: %v, %v; want none", atOpen, ok, err)
+				}
+				expect(t, "live card", decide(t, s3, cardReq(uidCleo, ModeCardOnly, testEpoch)), Granted, ReasonGranted)
+				stageAll(t, s3, 6, hash, parts)
 			}
-			if _, ok, err := s3.Stage(); ok || err != nil {
-				t.Errorf("Stage after Open: %v, %v; want none", ok, err)
-			}
-			expect(t, "live card", decide(t, s3, cardReq(uidCleo, ModeCardOnly, testEpoch)), Granted, ReasonGranted)
-			stageAll(t, s3, 6, hash, parts)
 		})
 	}
 }
@@ -827,11 +836,19 @@ func TestDamagedStageIndex(t *testing.T) {
 				t.Errorf("Check: %v; want ErrCorrupt about the snapshot stage saying %q", err, tc.says)
 			}
 			mustDo(t, s2.Close())
-			s3 := openTestAt(t, s.Path(), nil) // drops the stage
+			copyPath := filepath.Join(t.TempDir(), "copy.db")
+			copyFile(t, s.Path(), copyPath)
+			s3 := openTestAt(t, s.Path(), &Options{PINParams: fastPIN, CheckAtOpen: true}) // drops the stage
 			if _, ok, err := s3.Stage(); ok || err != nil {
 				t.Errorf("Stage after Open: %v, %v; want none", ok, err)
 			}
 			stageAll(t, s3, 6, hash, parts)
+			s4 := openTestAt(t, copyPath, nil) // the background check drops it
+			<-s4.CheckDone()
+			if _, ok, err := s4.Stage(); ok || err != nil || s4.Fault() != nil {
+				t.Errorf("Stage after the background check: %v, %v (fault %v); want none", ok, err, s4.Fault())
+			}
+			stageAll(t, s4, 6, hash, parts)
 		})
 	}
 }

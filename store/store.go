@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -123,14 +124,31 @@ type Options struct {
 	// MiB). While the file fits in it, long readers such as Verify never
 	// hold up writers. Lower it on a 32-bit system short of address space.
 	MmapSize int
-	// SkipCheck skips the full consistency check at Open. The cheap checks
-	// (zero-length, truncated, bad meta pages, schema) always run.
+	// SkipCheck skips every check beyond the cheap ones Open always runs
+	// (zero-length, truncated, bad meta pages, freelist or root page,
+	// schema): no background check (so Decide's lookups stay guarded, see
+	// Open), no audit head or state sum read at Open. For tools that
+	// inspect a damaged file; Check still runs on demand.
 	SkipCheck bool
+	// CheckAtOpen runs the full check (see Check) in Open, before it
+	// returns, instead of in the background: Open then takes time in
+	// proportion to the file (seconds at a million cards). A damaged
+	// snapshot stage is dropped, as the background check drops it.
+	CheckAtOpen bool
+	// CheckPause, if set, is called before each chunk of the background
+	// check, on its goroutine, with a channel closed when the store is
+	// closing; it returns when the next chunk may run. Pausing there
+	// makes the check leave the disk and CPU to the door (default: no
+	// pause). It must return once stop is closed.
+	CheckPause func(stop <-chan struct{})
 	// Logger receives migrations and repairs of file mode (default: none).
 	Logger *slog.Logger
 
 	migrateBatch int          // records per migration transaction (default migrateBatch)
 	migrateHook  func() error // tests: called after each migration batch; an error stops it
+	// Tests: pages and records the background check reads per read
+	// transaction (defaults checkChunkPages, checkChunkRecords).
+	checkPages, checkRecords int
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -178,6 +196,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.migrateBatch == 0 {
 		r.migrateBatch = migrateBatch
 	}
+	if r.checkPages == 0 {
+		r.checkPages = checkChunkPages
+	}
+	if r.checkRecords == 0 {
+		r.checkRecords = checkChunkRecords
+	}
 	switch {
 	case r.LockTimeout < 0:
 		return r, fmt.Errorf("%w: negative lock timeout", ErrInvalidArgument)
@@ -193,6 +217,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("%w: negative retention", ErrInvalidArgument)
 	case r.MaxBatch < 1 || r.MmapSize < 0:
 		return r, fmt.Errorf("%w: MaxBatch must be positive", ErrInvalidArgument)
+	case r.SkipCheck && r.CheckAtOpen:
+		return r, fmt.Errorf("%w: SkipCheck and CheckAtOpen exclude each other", ErrInvalidArgument)
 	}
 	if err := r.PINParams.check(); err != nil {
 		return r, fmt.Errorf("%w: PINParams: %w", ErrInvalidArgument, err)
@@ -223,6 +249,21 @@ type Store struct {
 	commits atomic.Uint64 // write transactions committed
 	names   nameCache     // numbers of the door and group names Decide asks about
 
+	// The background check and the guard of Decide's lookups (see
+	// guard.go, check.go).
+	rf        *os.File      // the file, for plain reads of its pages
+	pageSize  uint64        // bbolt's page size
+	guardMu   sync.Mutex    // guards guard
+	guard     *pathGuard    // Decide's, kept for its buffer
+	pagesOK   atomic.Bool   // every page has been checked since Open: lookups need no guard
+	watchACL  atomic.Bool   // the background check runs: count allowlist writes
+	aclWrites atomic.Int64  // write transactions that changed the allowlist state sum while watched
+	stop      chan struct{} // closed by Close: the background check stops
+	checkDone chan struct{} // closed when the background check has ended (or at Open, when there is none)
+	faultOnce sync.Once
+	fault     atomic.Pointer[error]
+	faulted   chan struct{} // closed when fault is set
+
 	mu       sync.RWMutex // guards closed and sends on appendCh
 	closed   bool
 	appendCh chan appendCall
@@ -231,10 +272,24 @@ type Store struct {
 
 // Open opens (creating if needed, mode 0600) the database at path, waits at
 // most Options.LockTimeout for the file lock, refuses a zero-length,
-// truncated or damaged file with ErrCorrupt, migrates an older schema
-// (after writing a backup copy next to it, path + ".schema-N.bak") and runs
-// the consistency check, which drops a damaged snapshot stage with a
-// warning rather than refusing the file. opts may be nil.
+// truncated or damaged file with ErrCorrupt, and migrates an older schema
+// (after writing a backup copy next to it, path + ".schema-N.bak"). opts
+// may be nil.
+//
+// Open reads only what it needs to trust the file, whatever its size: the
+// meta pages, the freelist and root page, the pages on the way to the
+// records below, the schema version, the audit head and the last entry it
+// names, the outbox cursor and the allowlist sync state. The rest is
+// checked in the background after Open returns (see CheckDone): every
+// page's structure, then every record, the audit chain, the allowlist
+// state sum and holder index, and a staged snapshot, a bounded chunk at a
+// time, each in a short read transaction of its own. Damage it finds is
+// reported by Fault and makes Decide deny; a damaged snapshot stage is
+// dropped with a warning instead. Until every page's structure has been
+// checked, each lookup Decide makes first checks, with plain reads, the
+// pages bbolt will read on its way, which bbolt reads without checks.
+// Options.CheckAtOpen runs the full check in Open instead; Options.SkipCheck
+// runs none.
 func Open(path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -247,22 +302,40 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000, indexBatch: defaultIndexBatch}
+	rf, err := os.Open(path)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000, indexBatch: defaultIndexBatch,
+		rf: rf, pageSize: uint64(db.Info().PageSize),
+		stop: make(chan struct{}), checkDone: make(chan struct{}), faulted: make(chan struct{})}
+	s.guard = s.newPathGuard()
 	if err := s.setup(); err != nil {
+		_ = rf.Close()
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s.appendCh = make(chan appendCall)
 	s.done = make(chan struct{})
 	go s.committer()
+	if o.SkipCheck || o.CheckAtOpen {
+		close(s.checkDone)
+	} else {
+		// Set before any writer can run, so that every allowlist write
+		// during the check is counted.
+		s.watchACL.Store(true)
+		go s.backgroundCheck()
+	}
 	return s, nil
 }
 
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
 
-// Close waits for appends in flight, stops group commit and closes the
-// file. Calls after Close fail with ErrClosed. Closing twice is harmless.
+// Close waits for appends in flight, stops the background check (at the
+// end of the chunk it is reading) and group commit, and closes the file.
+// Calls after Close fail with ErrClosed. Closing twice is harmless.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -270,10 +343,16 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stop)
 	close(s.appendCh)
 	s.mu.Unlock()
+	<-s.checkDone
 	<-s.done
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	if cerr := s.rf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("store: close %s: %w", s.path, err)
 	}
 	return nil
@@ -447,6 +526,20 @@ func inspectMeta(path string, size int64) (string, error) {
 	if want := int64(use.pgid) * int64(use.pageSize); size < want {
 		return "", fmt.Errorf("%w: the file is truncated: %d bytes, but its meta page (txid %d) says %d", ErrCorrupt, size, use.txid, want)
 	}
+	// The checksum covers the meta, not the page header before it, which
+	// bbolt's check reads, of both meta pages, as it reads every page's:
+	// its own id and one page type.
+	for i := range 2 {
+		h := readAt(int64(i)*int64(use.pageSize), boltPageHeader)
+		if len(h) < boltPageHeader || binary.NativeEndian.Uint64(h) != uint64(i) {
+			return "", fmt.Errorf("%w: the page header of meta page %d is damaged", ErrCorrupt, i)
+		}
+		switch binary.NativeEndian.Uint16(h[8:]) {
+		case boltBranchPage, boltLeafPage, boltMetaPage, boltFreelistPage:
+		default:
+			return "", fmt.Errorf("%w: the page header of meta page %d is damaged", ErrCorrupt, i)
+		}
+	}
 	if err := checkBoltPages(f, use); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -457,6 +550,7 @@ func inspectMeta(path string, size int64) (string, error) {
 const (
 	boltBranchPage   = 0x01
 	boltLeafPage     = 0x02
+	boltMetaPage     = 0x04
 	boltFreelistPage = 0x10
 )
 
@@ -497,17 +591,27 @@ func checkBoltPages(f *os.File, m boltMeta) error {
 	if m.freelist == boltNoFreelist {
 		return nil
 	}
+	_, err = readFreelist(f, m, nil)
+	return err
+}
+
+// readFreelist reads the pages the freelist of meta m lists, appended to
+// ids[:0], and checks them: increasing, each within the file. The list
+// holds the pages free and those waiting for readers when m's transaction
+// committed: none of them is in m's tree.
+func readFreelist(f *os.File, m boltMeta, ids []uint64) ([]uint64, error) {
+	ids = ids[:0]
 	fl, err := readPageHeader(f, m, m.freelist)
 	if err != nil {
-		return fmt.Errorf("freelist: %w", err)
+		return ids, fmt.Errorf("freelist: %w", err)
 	}
 	if fl.flags != boltFreelistPage {
-		return fmt.Errorf("freelist page %d has flags %#x, want %#x", m.freelist, fl.flags, boltFreelistPage)
+		return ids, fmt.Errorf("freelist page %d has flags %#x, want %#x", m.freelist, fl.flags, boltFreelistPage)
 	}
 	span := (uint64(fl.overflow) + 1) * uint64(m.pageSize)
 	data := make([]byte, span-boltPageHeader)
 	if _, err := f.ReadAt(data, int64(m.freelist)*int64(m.pageSize)+boltPageHeader); err != nil {
-		return fmt.Errorf("freelist page %d: %w", m.freelist, err)
+		return ids, fmt.Errorf("freelist page %d: %w", m.freelist, err)
 	}
 	ne := binary.NativeEndian
 	count := uint64(fl.count)
@@ -516,17 +620,18 @@ func checkBoltPages(f *os.File, m boltMeta) error {
 		data = data[8:]
 	}
 	if count > uint64(len(data))/8 {
-		return fmt.Errorf("freelist page %d lists %d pages, more than it can hold", m.freelist, count)
+		return ids, fmt.Errorf("freelist page %d lists %d pages, more than it can hold", m.freelist, count)
 	}
 	var last uint64
 	for i := range count {
 		id := ne.Uint64(data[8*i:])
 		if id < 2 || id >= m.pgid || (i > 0 && id <= last) {
-			return fmt.Errorf("freelist page %d: entry %d is page %d (want increasing pages in 2..%d)", m.freelist, i, id, m.pgid-1)
+			return ids, fmt.Errorf("freelist page %d: entry %d is page %d (want increasing pages in 2..%d)", m.freelist, i, id, m.pgid-1)
 		}
 		last = id
+		ids = append(ids, id)
 	}
-	return nil
+	return ids, nil
 }
 
 // openBolt opens the file with bbolt, turning a lock timeout into ErrLocked
@@ -569,7 +674,9 @@ func openBolt(path string, o Options) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// setup brings the schema up to date and checks the file.
+// setup brings the schema up to date and checks the file: all of it with
+// Options.CheckAtOpen, what Open needs to trust it otherwise (see
+// openChecks), the rest being left to the background check.
 func (s *Store) setup() error {
 	if fi, err := os.Stat(s.path); err == nil && fi.Mode().Perm()&^0o600 != 0 {
 		s.log.Warn("store: database file mode was too open; setting 0600", "path", s.path, "mode", fi.Mode().Perm())
@@ -577,13 +684,19 @@ func (s *Store) setup() error {
 			return fmt.Errorf("chmod 0600: %w", err)
 		}
 	}
-	if !s.opts.SkipCheck {
+	full := s.opts.CheckAtOpen
+	if full {
 		if err := s.checkPages(); err != nil {
 			return err
 		}
 	}
 	var v uint64
 	if err := s.view(func(tx *bolt.Tx) error {
+		if !full {
+			if err := s.guardSchema(tx); err != nil {
+				return err
+			}
+		}
 		var err error
 		v, err = readSchema(tx)
 		return err
@@ -598,11 +711,18 @@ func (s *Store) setup() error {
 	case v > schemaVersion:
 		return fmt.Errorf("%w: the file has schema %d, this build knows up to %d; run the newer latchd or restore a backup", ErrSchemaTooNew, v, schemaVersion)
 	case v < schemaVersion:
+		// A migration reads every record: the pages first.
+		if !full && !s.opts.SkipCheck {
+			if err := s.checkPages(); err != nil {
+				return err
+			}
+		}
 		if err := s.migrate(v); err != nil {
 			return err
 		}
 	}
-	if !s.opts.SkipCheck {
+	switch {
+	case full:
 		if err := s.checkContents(); err != nil {
 			return err
 		}
@@ -614,10 +734,121 @@ func (s *Store) setup() error {
 				return err
 			}
 		}
+		s.pagesOK.Store(true)
+	case !s.opts.SkipCheck:
+		if err := s.view(s.openChecks); err != nil {
+			return err
+		}
 	}
 	salt := make([]byte, s.opts.PINParams.SaltLen)
 	s.dummy = phc{params: s.opts.PINParams, salt: salt, key: make([]byte, s.opts.PINParams.KeyLen)}
 	return nil
+}
+
+// openCheckPages bounds the pages of each small bucket openChecks walks.
+const openCheckPages = 16
+
+// openChecks are the checks Open runs on a file unless Options.SkipCheck,
+// in time that does not grow with the file: every top-level bucket is
+// there; the pages on the way to the records below are sound (see
+// checkPath), and those of the small buckets a door writes as it starts
+// (up to openCheckPages each); the audit head and outbox cursor decode
+// and agree; the last audit entry is the one the head names and none
+// follows it; and the allowlist sync state (applied sequence, state sum,
+// signed times) decodes. The pages on the way to the end of the audit
+// chain, where appends go, are among those checked.
+func (s *Store) openChecks(tx *bolt.Tx) error {
+	for _, name := range allBuckets() {
+		found, err := s.checkPath(tx, nil, name)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+		}
+	}
+	// The small buckets a door writes as it starts (door state, sync
+	// state, commands, lockdown), whole, up to a bounded number of pages.
+	w := &rangeWalker{pageFile: pageFile{f: s.rf}}
+	for _, name := range [][]byte{bucketMeta, bucketAuditMeta, bucketSync, bucketState, bucketLockdown, bucketCommands, bucketDoorFails} {
+		g, done := s.pathGuard()
+		root, _, _, err := g.path(tx, [][]byte{name})
+		done()
+		if err == nil && root != 0 {
+			w.start(tx, s.pageSize, openCheckPages)
+			_, err = w.walk(root, 0, nil, nil, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: page structure: %s: %w", ErrCorrupt, pathText([][]byte{name}), err)
+		}
+	}
+	for _, k := range [][]byte{keyHead, keyCheckpoint, keyAcked} {
+		if _, err := s.checkPath(tx, k, bucketAuditMeta); err != nil {
+			return err
+		}
+	}
+	for _, k := range [][]byte{keyApplied, keyStateSum, keyLastSigned, keyLastIssued, keyCmdSeqMax} {
+		if _, err := s.checkPath(tx, k, bucketSync); err != nil {
+			return err
+		}
+	}
+	if found, err := s.checkPath(tx, nil, bucketStage); err != nil {
+		return err
+	} else if found {
+		if _, err := s.checkPath(tx, keyProgress, bucketStage, bucketMeta); err != nil {
+			return err
+		}
+	}
+	head, err := readHead(tx)
+	if err != nil {
+		return err
+	}
+	acked, err := readAcked(tx)
+	if err != nil {
+		return err
+	}
+	if acked > head.Seq {
+		return fmt.Errorf("%w: outbox cursor %d is past the last audit entry %d", ErrCorrupt, acked, head.Seq)
+	}
+	cp, err := readCheckpoint(tx)
+	if err != nil {
+		return err
+	}
+	for _, seq := range []uint64{head.Seq, head.Seq + 1} {
+		if _, err := s.checkPath(tx, be64(seq), bucketAudit); err != nil {
+			return err
+		}
+	}
+	broken := func(at uint64, format string, args ...any) error {
+		return fmt.Errorf("%w: audit chain broken at entry %d: %s", ErrCorrupt, at, fmt.Sprintf(format, args...))
+	}
+	audit := tx.Bucket(bucketAudit)
+	if audit.Get(be64(head.Seq+1)) != nil {
+		return broken(head.Seq+1, "entries follow the last one the head names (%d)", head.Seq)
+	}
+	switch v := audit.Get(be64(head.Seq)); {
+	case head.Seq < cp.Seq:
+		return broken(cp.Seq, "the head (%d) is before the checkpoint (%d)", head.Seq, cp.Seq)
+	case head.Seq == cp.Seq && head.Hash != cp.Hash:
+		return broken(head.Seq, "the head's hash is not the checkpoint's")
+	case head.Seq == cp.Seq:
+	case v == nil:
+		return broken(head.Seq, "entries %d..%d are missing at the end of the chain (the head says %d)", head.Seq, head.Seq, head.Seq)
+	default:
+		seq, _, hash, hashOK, err := scanEvent(v)
+		switch {
+		case err != nil:
+			return broken(head.Seq, "entry %d cannot be decoded: %v", head.Seq, err)
+		case seq != head.Seq:
+			return broken(head.Seq, "entry stored under %d says it is %d (moved or reordered)", head.Seq, seq)
+		case !hashOK:
+			return broken(head.Seq, "entry %d was altered: its hash does not match its content", head.Seq)
+		case hash != head.Hash:
+			return broken(head.Seq, "the last entry's hash is not the one recorded at the head")
+		}
+	}
+	_, err = readSyncState(tx)
+	return err
 }
 
 // migrate backs the file up (once: a migration cut short carries on with
@@ -691,11 +922,35 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
+	if s.watchACL.Load() {
+		// The background check compares the state sum with the entries
+		// only if no write changed it meanwhile. Counted before the
+		// commit, so that a reader that sees the write sees the count.
+		inner := fn
+		fn = func(tx *bolt.Tx) error {
+			before := bytes.Clone(storedSum(tx))
+			if err := inner(tx); err != nil {
+				return err
+			}
+			if !bytes.Equal(before, storedSum(tx)) {
+				s.aclWrites.Add(1)
+			}
+			return nil
+		}
+	}
 	err = s.db.Update(fn)
 	if err == nil {
 		s.commits.Add(1)
 	}
 	return err
+}
+
+// storedSum is the allowlist state sum record as stored in tx.
+func storedSum(tx *bolt.Tx) []byte {
+	if b := tx.Bucket(bucketSync); b != nil {
+		return b.Get(keyStateSum)
+	}
+	return nil
 }
 
 // Commits returns the number of write transactions committed since Open:
@@ -710,14 +965,18 @@ func recoverCorrupt(err *error) {
 	}
 }
 
-// Check runs bbolt's consistency check over the whole file and checks
-// every record the store keeps: checksums, decoding, the holder index, the
-// allowlist state sum, the audit bookkeeping, the audit chain (as Verify)
-// and a staged snapshot (see BeginSnapshot). It returns ErrCorrupt with
-// the first problems found. Writers wait while the bbolt part runs. Open
-// runs Check unless Options.SkipCheck, but drops a damaged stage instead
-// of refusing the file; to inspect a file Check refuses (for example to
-// read the Verify report of a tampered audit log), open it with SkipCheck.
+// Check is the full check: it walks the structure of every page, runs
+// bbolt's consistency check over the whole file and checks every record
+// the store keeps: checksums, decoding, the holder index, the allowlist
+// state sum, the audit bookkeeping, the audit chain (as Verify) and a
+// staged snapshot (see BeginSnapshot). It returns ErrCorrupt with the
+// first problems found. Writers wait while the page walk and the bbolt
+// part run, and its time grows with the file: it is for tools (latchd
+// -check-db) and tests. Open runs it with Options.CheckAtOpen, but drops a
+// damaged stage instead of refusing the file; the background check that
+// Open starts otherwise checks the same a chunk at a time, but for bbolt's
+// own check. To inspect a file Check refuses (for example to read the
+// Verify report of a tampered audit log), open it with SkipCheck.
 func (s *Store) Check() error {
 	if err := s.check(); err != nil {
 		return fmt.Errorf("store: check %s: %w", s.path, err)
@@ -853,6 +1112,7 @@ func checkRecords(tx *bolt.Tx) error {
 		{bucketCommands, func(k, v []byte) error { _, err := decodeCommand(v); return err }},
 		{bucketLockdown, func(k, v []byte) error { _, err := decodeBool(v); return err }},
 		{bucketState, func(k, v []byte) error { _, err := decodeBytes(v); return err }},
+		{bucketNames, checkNameEntry},
 	}
 	for _, b := range small {
 		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error {

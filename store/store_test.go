@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(lockChild())
 	case "stage":
 		os.Exit(stageCrashChild())
+	case "unguarded":
+		os.Exit(unguardedChild())
 	}
 	code := m.Run()
 	cleanupBenchFixtures()

@@ -326,7 +326,7 @@ func TestConfigSecurity(t *testing.T) {
 		t.Fatalf("policy %v, lockout %+v", p, l)
 	}
 	c.DataDir = t.TempDir()
-	st, err := openStore(c, slog.New(slog.DiscardHandler))
+	st, err := openStore(c, door.SystemClock{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

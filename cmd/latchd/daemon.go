@@ -130,15 +130,19 @@ func newFeedback(c *Config, hw *hardware) (*door.Feedback, error) {
 	return f, nil
 }
 
-// openStore opens the bbolt file in the configured data directory.
-func openStore(c *Config, log *slog.Logger) (*store.Store, error) {
+// openStore opens the bbolt file in the configured data directory. Open
+// checks what it needs to trust the file; the store checks the rest in the
+// background, paced by a checkPacer on clock (see watchStore).
+func openStore(c *Config, clock door.Clock, log *slog.Logger) (*store.Store, error) {
 	untrusted, lockout := c.Security.storeOptions()
+	pacer := &checkPacer{clock: clock}
 	return store.Open(filepath.Join(c.DataDir, dbFile), &store.Options{
 		Location:       c.location(),
 		UntrustedClock: untrusted,
 		Lockout:        lockout,
 		Logger:         log,
 		Retention:      auditRetention(),
+		CheckPause:     pacer.pause,
 	})
 }
 
@@ -299,6 +303,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(d.safe.goroutine("door controller", func() error { return d.ctrl.Run(gctx) }))
 	g.Go(d.safe.goroutine("journal health", func() error { return d.watchJournal(gctx) }))
+	g.Go(d.safe.goroutine("store check", func() error { return d.watchStore(gctx) }))
 	// A panic caught in a callback, on another package's goroutine, stops
 	// the run here.
 	g.Go(func() error { return d.safe.wait(gctx) })
@@ -325,8 +330,15 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	return err
 }
 
-// prune trims the audit log now and every pruneEvery until ctx ends.
+// prune trims the audit log once the store's background check has ended,
+// and every pruneEvery then, until ctx ends. The first prune reads the
+// oldest audit entries, whose pages only that check reads before it.
 func (d *daemon) prune(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.st.CheckDone():
+	}
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {

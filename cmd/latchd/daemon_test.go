@@ -49,7 +49,7 @@ func newTestDoor(t *testing.T, edit func(*daemon)) *testDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStore(cfg, log)
+	st, err := openStore(cfg, door.SystemClock{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site in the same process (or -join a site); commands on standard input")
 		configPath  = fs.String("config", "", "config file (TOML) for a real door")
 		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
+		checkDB     = fs.Bool("check-db", false, "run the full check of the door's database (in data_dir of -config, or -data with -sim), print what it found and exit: 0 sound, 1 damaged, 2 not checked")
 		showID      = fs.Bool("show-identity", false, "print the door's public keys and fingerprint (from data_dir, or -data with -sim), then exit")
 		newID       = fs.Bool("new-identity", false, "make the door a new identity on purpose (the old file is kept aside; the site must approve it again), then exit")
 		rotateID    = fs.Bool("rotate-identity", false, "make the identity the door rotates to: announced vouched for by the current one, taken when the site approves it; then exit")
@@ -74,6 +75,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *sim && *configPath != "":
 		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
 		return 2
+	case *checkDB && *sim:
+		return checkDatabase(*dataDir, stdout, stderr, log)
+	case *checkDB && *configPath != "":
+		cfg, err := loadConfig(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "latchd: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			return checkNotChecked
+		}
+		return checkDatabase(cfg.DataDir, stdout, stderr, log)
 	case (*showID || *newID || *rotateID) && *sim:
 		err = identityCommand(*dataDir, identityMode(*newID, *rotateID), stdout, log)
 	case (*showID || *newID || *rotateID) && *configPath != "":
@@ -113,6 +123,9 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 		switch {
 		case sim && f.Name == "check-config":
 			msg = "-check-config checks a -config file; the simulator has none"
+		case f.Name == "check-db" && (fs.Lookup("check-config").Value.String() == "true" || fs.Lookup("show-identity").Value.String() == "true" ||
+			fs.Lookup("new-identity").Value.String() == "true" || fs.Lookup("rotate-identity").Value.String() == "true"):
+			msg = "-check-db excludes -check-config and the identity flags"
 		case (f.Name == "show-identity" || f.Name == "new-identity") && fs.Lookup("rotate-identity").Value.String() == "true",
 			f.Name == "show-identity" && fs.Lookup("new-identity").Value.String() == "true":
 			msg = "-show-identity, -new-identity and -rotate-identity exclude each other"
@@ -201,7 +214,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	st, err := openStore(cfg, log)
+	st, err := openStore(cfg, door.SystemClock{}, log)
 	if err != nil {
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
@@ -221,7 +234,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		// the door waits locked with the fault shown, as for the store.
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
-	return d.run(ctx)
+	return storeFaultAfterRun(ctx, cfg, hw, d.run(ctx), log)
 }
 
 // identityMode names what an identity flag asks for.

@@ -203,7 +203,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return storeFault(ctx, cfg, hw, fmt.Errorf("-data %s: %w", o.dataDir, err), door.SystemClock{}, log)
 	}
-	st, err := openStore(cfg, log)
+	st, err := openStore(cfg, door.SystemClock{}, log)
 	if err != nil {
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
 	}
@@ -279,7 +279,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 		out.line("latchd: try: tap %s, then key %s#; type help for every command", demoValidUID, demoValidPIN)
 	}
-	return prompt(runCtx, cancel, done, in, sim, d, admin, out)
+	return storeFaultAfterRun(ctx, cfg, hw, prompt(runCtx, cancel, done, in, sim, d, admin, out), log)
 }
 
 // prompt carries out the commands read from in until quit, the end of in,

@@ -3,11 +3,15 @@
 // the bulk path a door uses for a snapshot (BeginSnapshot, StageChunk of
 // 1,000 cards at a time, CommitSnapshot), then measures what a door pays
 // for that size: load time, peak RSS (VmHWM), file size and bytes per card,
-// the time to open the file as latchd does (with its full check) and with
-// the cheap checks alone, and the card stage of Decide: warm, with every
-// page of the file out of the page cache before each decision, and on a
-// door running since the page cache was dropped (-warmup decisions, then
-// -cold timed).
+// the time to open the file as latchd does (Open reads what it needs to
+// trust the file and starts the background check) and with the full check
+// at Open, how long the background check then takes, and the card stage of
+// Decide: warm, with its lookups guarded (as until the background check
+// has passed the file's pages), with every page of the file out of the
+// page cache before each decision (right after Open, so guarded too), and
+// on a door running since the page cache was dropped (-warmup decisions,
+// then -cold timed; guarded). The opens start with the file out of the
+// page cache.
 //
 //	go run ./hack/scale -cards 1000000
 //	./hack/scale.sh 100000 1000000      # both, and the growth from one to the other
@@ -57,8 +61,11 @@ type result struct {
 	BucketBytes map[string]float64 `json:"bucket_bytes_per_card"`
 	OpenCheckMS float64            `json:"open_check_ms"`
 	OpenMS      float64            `json:"open_ms"`
+	CheckS      float64            `json:"background_check_s"`
 	WarmP50US   float64            `json:"decide_warm_p50_us"`
 	WarmP99US   float64            `json:"decide_warm_p99_us"`
+	GuardP50US  float64            `json:"decide_guarded_p50_us"`
+	GuardP99US  float64            `json:"decide_guarded_p99_us"`
 	ColdP50US   float64            `json:"decide_cold_p50_us"`
 	ColdP99US   float64            `json:"decide_cold_p99_us"`
 	// A door running since the page cache was dropped: after warmup
@@ -142,25 +149,36 @@ func run(args []string) error {
 		return err
 	}
 
-	// Open, as latchd does (the full check) and with the cheap checks.
-	for _, skip := range []bool{false, true} {
-		if err := dropCache(path); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		st, err := store.Open(path, &store.Options{SkipCheck: skip})
-		if err != nil {
-			return err
-		}
-		ms := float64(time.Since(t0).Microseconds()) / 1000
-		if err := st.Close(); err != nil {
-			return err
-		}
-		if skip {
-			r.OpenMS = ms
-		} else {
-			r.OpenCheckMS = ms
-		}
+	// Open with the full check, then as latchd does, and the background
+	// check that follows.
+	if err := dropCache(path); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	st, err := store.Open(path, &store.Options{CheckAtOpen: true})
+	if err != nil {
+		return err
+	}
+	r.OpenCheckMS = float64(time.Since(t0).Microseconds()) / 1000
+	if err := st.Close(); err != nil {
+		return err
+	}
+	if err := dropCache(path); err != nil {
+		return err
+	}
+	t0 = time.Now()
+	st, err = store.Open(path, nil)
+	if err != nil {
+		return err
+	}
+	r.OpenMS = float64(time.Since(t0).Microseconds()) / 1000
+	<-st.CheckDone()
+	r.CheckS = time.Since(t0).Seconds()
+	if err := st.Fault(); err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
 	}
 
 	// The card stage of Decide: 7 in 8 known cards (a tenth of them
@@ -177,35 +195,47 @@ func run(args []string) error {
 	if err := readAll(path); err != nil { // warm: the whole file in the page cache
 		return err
 	}
-	st, err := store.Open(path, &store.Options{SkipCheck: true})
-	if err != nil {
-		return err
-	}
-	for range 10000 {
-		if _, err := st.Decide(req()); err != nil {
-			return err
-		}
-	}
+	// Warm, once the background check has passed (the store's steady
+	// state), and with every check skipped, which leaves Decide's lookups
+	// guarded.
 	lat := make([]time.Duration, 0, *decisions)
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	for range *decisions {
-		q := req()
-		t0 := time.Now()
-		if _, err := st.Decide(q); err != nil {
+	for _, guarded := range []bool{false, true} {
+		st, err := store.Open(path, &store.Options{SkipCheck: guarded})
+		if err != nil {
 			return err
 		}
-		lat = append(lat, time.Since(t0))
-	}
-	runtime.ReadMemStats(&m1)
-	r.AllocsPer = float64(m1.Mallocs-m0.Mallocs) / float64(*decisions)
-	r.BytesPer = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(*decisions)
-	r.WarmP50US, r.WarmP99US = percentiles(lat)
-	if err := st.Close(); err != nil {
-		return err
+		<-st.CheckDone()
+		for range 10000 {
+			if _, err := st.Decide(req()); err != nil {
+				return err
+			}
+		}
+		lat = lat[:0]
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for range *decisions {
+			q := req()
+			t0 := time.Now()
+			if _, err := st.Decide(q); err != nil {
+				return err
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		runtime.ReadMemStats(&m1)
+		if guarded {
+			r.GuardP50US, r.GuardP99US = percentiles(lat)
+		} else {
+			r.AllocsPer = float64(m1.Mallocs-m0.Mallocs) / float64(*decisions)
+			r.BytesPer = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(*decisions)
+			r.WarmP50US, r.WarmP99US = percentiles(lat)
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
 	}
 	// Cold: the file is closed (unmapped) and out of the page cache before
-	// each decision; only the decision is timed.
+	// each decision, made right after Open, with the checks skipped (as
+	// before the background check has run): only the decision is timed.
 	lat = lat[:0]
 	for range *cold {
 		if err := dropCache(path); err != nil {
@@ -262,8 +292,8 @@ func run(args []string) error {
 	}
 	fmt.Printf("cards %d (%d revoked): bytes per card: cards %.0f, holders %.0f, holder index %.0f, revocations %.0f\n", r.Cards, r.Revoked,
 		r.BucketBytes["cards"], r.BucketBytes["holders"], r.BucketBytes["holder_cards"], r.BucketBytes["revoked_cards"])
-	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (data %.0f MiB, %.0f B/card), open %.1f ms (%.0f ms with the full check), Decide warm p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, running after a cache drop p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
-		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.DataMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.WarmP50US, r.WarmP99US, r.ColdP50US, r.ColdP99US, r.RunP50US, r.RunP99US, r.AllocsPer, r.BytesPer)
+	fmt.Printf("cards %d (%d revoked): load %.1f s, peak RSS %.0f MiB, file %.0f MiB (data %.0f MiB, %.0f B/card), open %.1f ms (%.0f ms with the full check; background check %.1f s), Decide warm p50 %.1f µs p99 %.1f µs, guarded p50 %.1f µs p99 %.1f µs, cold p50 %.0f µs p99 %.0f µs, running after a cache drop p50 %.0f µs p99 %.0f µs, %.0f allocs and %.0f B per decision\n",
+		r.Cards, r.Revoked, r.LoadS, r.PeakRSSMiB, r.FileMiB, r.DataMiB, r.BytesPerCard, r.OpenMS, r.OpenCheckMS, r.CheckS, r.WarmP50US, r.WarmP99US, r.GuardP50US, r.GuardP99US, r.ColdP50US, r.ColdP99US, r.RunP50US, r.RunP99US, r.AllocsPer, r.BytesPer)
 	return nil
 }
 
@@ -350,10 +380,13 @@ func printTable(path string) error {
 		{"file (MiB)", func(r *result) float64 { return r.FileMiB }, "%.0f"},
 		{"data in it (MiB)", func(r *result) float64 { return r.DataMiB }, "%.0f"},
 		{"data per card (bytes)", func(r *result) float64 { return r.BytesPerCard }, "%.0f"},
+		{"open (ms)", func(r *result) float64 { return r.OpenMS }, "%.1f"},
 		{"open, full check (ms)", func(r *result) float64 { return r.OpenCheckMS }, "%.0f"},
-		{"open, cheap checks (ms)", func(r *result) float64 { return r.OpenMS }, "%.1f"},
+		{"background check (s)", func(r *result) float64 { return r.CheckS }, "%.1f"},
 		{"Decide warm p50 (µs)", func(r *result) float64 { return r.WarmP50US }, "%.1f"},
 		{"Decide warm p99 (µs)", func(r *result) float64 { return r.WarmP99US }, "%.1f"},
+		{"Decide guarded p50 (µs)", func(r *result) float64 { return r.GuardP50US }, "%.1f"},
+		{"Decide guarded p99 (µs)", func(r *result) float64 { return r.GuardP99US }, "%.1f"},
 		{"Decide cold p50 (µs)", func(r *result) float64 { return r.ColdP50US }, "%.0f"},
 		{"Decide cold p99 (µs)", func(r *result) float64 { return r.ColdP99US }, "%.0f"},
 		{"Decide running after a cache drop p50 (µs)", func(r *result) float64 { return r.RunP50US }, "%.0f"},
