@@ -943,7 +943,7 @@ func TestStageCrash(t *testing.T) {
 	staged := map[uint64]int{}  // seq: chunks reported staged
 	indexed := map[uint64]int{} // seq: index keys reported merged
 	resumed, inIndex := 0, 0
-	kills := max(*crashKills/4, 5)
+	kills := max(*crashKills/2, 5) // 50 by default
 	for kill := range kills {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=stage", "LATCH_STORE_TEST_PATH="+path)
