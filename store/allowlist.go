@@ -478,6 +478,9 @@ func (s *Store) modifyACL(fn func(a *aclTx) error) error {
 // a local change makes the door's state hash differ from the site's, which
 // then sends a snapshot. Changes from the site go through ApplyDelta.
 func (s *Store) PutCard(c Card) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: put card: %w", err)
+	}
 	if err := checkCard(&c); err != nil {
 		return fmt.Errorf("store: put card %X: %w: %w", c.UID, ErrInvalidArgument, err)
 	}
@@ -490,6 +493,9 @@ func (s *Store) PutCard(c Card) error {
 // DeleteCard removes a card (its revocation, if any, stays). Deleting a
 // card that does not exist is not an error.
 func (s *Store) DeleteCard(uid []byte) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: delete card: %w", err)
+	}
 	if !validUIDLen(len(uid)) {
 		return fmt.Errorf("store: delete card %X: %w: uid has %d bytes, want 4, 7 or 10", uid, ErrInvalidArgument, len(uid))
 	}
@@ -501,6 +507,9 @@ func (s *Store) DeleteCard(uid []byte) error {
 
 // PutHolder adds or replaces a holder (name and duress PIN hash).
 func (s *Store) PutHolder(h Holder) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: put holder: %w", err)
+	}
 	if err := checkHolder(&h); err != nil {
 		return fmt.Errorf("store: put holder %q: %w: %w", h.ID, ErrInvalidArgument, err)
 	}
@@ -513,6 +522,9 @@ func (s *Store) PutHolder(h Holder) error {
 // DeleteHolder removes a holder record; it refuses (ErrInvalidOp) while
 // cards still belong to the holder.
 func (s *Store) DeleteHolder(id string) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: delete holder: %w", err)
+	}
 	if err := checkID("holder id", id); err != nil {
 		return fmt.Errorf("store: delete holder: %w: %w", ErrInvalidArgument, err)
 	}
@@ -525,6 +537,9 @@ func (s *Store) DeleteHolder(id string) error {
 // Revoke revokes a card UID or a holder (all their cards, present and
 // future). A revocation wins over the allowlist until Reinstate.
 func (s *Store) Revoke(r Revocation) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: revoke: %w", err)
+	}
 	if err := checkRevocation(&r); err != nil {
 		return fmt.Errorf("store: revoke: %w: %w", ErrInvalidArgument, err)
 	}
@@ -537,6 +552,9 @@ func (s *Store) Revoke(r Revocation) error {
 // Reinstate lifts the revocation of r.UID or r.HolderID (r.Reason is
 // ignored). Reinstating what is not revoked is not an error.
 func (s *Store) Reinstate(r Revocation) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: reinstate: %w", err)
+	}
 	r.Reason = ""
 	if err := checkRevocation(&r); err != nil {
 		return fmt.Errorf("store: reinstate: %w: %w", ErrInvalidArgument, err)
@@ -556,6 +574,9 @@ func revocationName(r *Revocation) string {
 
 // Card returns the card with this UID, or ErrNotFound.
 func (s *Store) Card(uid []byte) (Card, error) {
+	if err := s.waitPages(); err != nil {
+		return Card{}, fmt.Errorf("store: card: %w", err)
+	}
 	var c Card
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketCards).Get(uid)
@@ -574,6 +595,9 @@ func (s *Store) Card(uid []byte) (Card, error) {
 
 // Holder returns the holder with this id, or ErrNotFound.
 func (s *Store) Holder(id string) (Holder, error) {
+	if err := s.waitPages(); err != nil {
+		return Holder{}, fmt.Errorf("store: holder: %w", err)
+	}
 	var h Holder
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketHolders).Get([]byte(id))
@@ -592,6 +616,9 @@ func (s *Store) Holder(id string) (Holder, error) {
 
 // CardsOf returns the UIDs of the holder's cards, in byte order.
 func (s *Store) CardsOf(holderID string) ([][]byte, error) {
+	if err := s.waitPages(); err != nil {
+		return nil, fmt.Errorf("store: cards of holder: %w", err)
+	}
 	var uids [][]byte
 	prefix := holderCardPrefix(holderID)
 	err := s.view(func(tx *bolt.Tx) error {
@@ -611,6 +638,9 @@ func (s *Store) CardsOf(holderID string) ([][]byte, error) {
 // UID order, holders in id order, card revocations then holder
 // revocations. HashSnapshot of it equals SyncState().SnapshotHash.
 func (s *Store) Snapshot() (Snapshot, error) {
+	if err := s.waitPages(); err != nil {
+		return Snapshot{}, fmt.Errorf("store: snapshot: %w", err)
+	}
 	var sn Snapshot
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -659,6 +689,9 @@ func (s *Store) Snapshot() (Snapshot, error) {
 // rejects the whole delta (an *OpError wrapping ErrInvalidOp) and nothing
 // is applied. Deleting or reinstating something absent is not an error.
 func (s *Store) ApplyDelta(d Delta) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: apply delta: %w", err)
+	}
 	for i := range d.Ops {
 		if err := checkOp(&d.Ops[i]); err != nil {
 			return fmt.Errorf("store: apply delta: %w", &OpError{Seq: d.Seq, Index: i, Kind: d.Ops[i].Kind, Err: fmt.Errorf("%w: %w", ErrInvalidOp, err)})
@@ -700,6 +733,9 @@ func (s *Store) ApplyDelta(d Delta) error {
 // (else ErrSeqOld). Invalid or duplicate entries reject it whole. Lockout
 // state is kept (it belongs to the card UID, not to the allowlist).
 func (s *Store) ApplySnapshot(sn Snapshot) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: apply snapshot: %w", err)
+	}
 	if err := checkSnapshot(&sn); err != nil {
 		return fmt.Errorf("store: apply snapshot %d: %w: %w", sn.Seq, ErrInvalidOp, err)
 	}

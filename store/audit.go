@@ -359,6 +359,9 @@ type Report struct {
 // error is for failing to read the file. It reads in chunks, so appends
 // continue while it runs.
 func (s *Store) Verify() (Report, error) {
+	if err := s.waitPages(); err != nil {
+		return Report{}, fmt.Errorf("store: verify: %w", err)
+	}
 	r, err := s.verify()
 	if err != nil {
 		return Report{}, fmt.Errorf("store: verify: %w", err)
@@ -467,6 +470,9 @@ type PruneResult struct {
 // Entries the site has not acknowledged are kept unless MaxUndelivered is
 // exceeded, and alarms are kept until acknowledged.
 func (s *Store) Prune(now time.Time) (PruneResult, error) {
+	if err := s.waitPages(); err != nil {
+		return PruneResult{}, fmt.Errorf("store: prune: %w", err)
+	}
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
 	var res PruneResult

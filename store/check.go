@@ -65,9 +65,36 @@ func (s *Store) setFault(err error) {
 	})
 }
 
+// readyPages lets waitPages return.
+func (s *Store) readyPages() { s.pagesReadyOnce.Do(func() { close(s.pagesReady) }) }
+
+// waitPages waits until the background check has checked the page
+// structure (at once when Open ran no background check), for the reads and
+// writes other than Decide's, which bbolt makes without a guard: a damaged
+// page could make it loop until the stack overflows. Audit appends and the
+// door state need not wait: Open checked the pages they touch. It returns
+// the store's fault if the check found damage, ErrClosed if the store was
+// closed first.
+func (s *Store) waitPages() error {
+	select {
+	case <-s.pagesReady:
+	case <-s.faulted:
+	case <-s.stop:
+		return ErrClosed
+	}
+	if err := s.Fault(); err != nil {
+		return err
+	}
+	if !s.pagesOK.Load() && !s.opts.SkipCheck {
+		return ErrClosed // the check was stopped before it got there
+	}
+	return nil
+}
+
 // backgroundCheck runs the background check and reports what it found.
 func (s *Store) backgroundCheck() {
 	defer close(s.checkDone)
+	defer s.readyPages()
 	defer s.watchACL.Store(false)
 	err := s.checkInBackground()
 	switch {
@@ -88,6 +115,7 @@ func (s *Store) checkInBackground() error {
 		return err
 	}
 	s.pagesOK.Store(true)
+	s.readyPages()
 	s.log.Debug("store: page structure checked", "path", s.path)
 	if err := s.checkLive(); err != nil {
 		return err
@@ -551,7 +579,7 @@ func (s *Store) checkLive() error {
 			return nil
 		}})
 	}
-	walks = append(walks, recordWalk{bucketNames, func(_ *bolt.Tx, k, v []byte) error { return checkNameEntry(k, v) }})
+	walks = append(walks, recordWalk{bucketNames, func(tx *bolt.Tx, k, v []byte) error { return checkNameEntry(tx.Bucket(bucketNames), k, v) }})
 	for _, w := range walks {
 		if _, err := s.eachRecord([][]byte{w.bucket}, w.each); err != nil {
 			return err
@@ -724,8 +752,13 @@ func (s *Store) dropStage(sg *stage, problem error) error {
 	switch {
 	case errors.Is(err, errRollback):
 		return nil
-	case err != nil:
+	case errors.Is(err, ErrCorrupt):
 		return err
+	case err != nil:
+		// Not damage (a full disk, say): the stage stays, and the next
+		// snapshot replaces it; the check goes on.
+		s.log.Error("store: cannot drop a damaged snapshot stage; the next snapshot replaces it", "path", s.path, "problem", problem, "err", err)
+		return nil
 	}
 	s.log.Warn("store: dropping a damaged snapshot stage", "path", s.path, "problem", problem)
 	return nil

@@ -201,6 +201,10 @@ func (d *decoder) timeU() time.Time {
 		d.fail("time %d out of range", sec)
 		return time.Time{}
 	}
+	if sec == minUnix && nsec == 0 {
+		d.fail("the zero time is stored by leaving the time out")
+		return time.Time{}
+	}
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -643,5 +644,38 @@ func TestDecideAllocations(t *testing.T) {
 	t.Logf("allocations per decision: %.0f, of which bbolt's reads %.0f", decide, reads)
 	if decide > reads+2 {
 		t.Errorf("Decide allocates %.0f times, bbolt's reads %.0f: more than the result's two strings on top", decide, reads)
+	}
+}
+
+// TestNamesDamagedKey moves a door's number to another name, as one
+// flipped bit of a key in the names bucket would ('1' and '3' differ in
+// one bit): the card must not open the other door, and the checks must
+// find it.
+func TestNamesDamagedKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	s, err := Open(path, testOptions())
+	mustDo(t, err)
+	mustDo(t, s.PutCard(Card{UID: uidAda, HolderID: "ada", Doors: []string{"door1"}}))
+	mustDo(t, s.Close())
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNames)
+		v := append([]byte(nil), b.Get(nameKey("door1"))...)
+		if err := b.Delete(nameKey("door1")); err != nil {
+			return err
+		}
+		return b.Put(nameKey("door3"), v)
+	})
+	s, err = Open(path, testOptions())
+	mustDo(t, err)
+	defer s.Close()
+	if d, err := s.Decide(Request{UID: uidAda, Door: "door3", Mode: ModeCardOnly, Now: testEpoch, ClockTrusted: true}); d.Outcome == Granted || !errors.Is(err, ErrCorrupt) {
+		t.Errorf("card for door1 at door3 after the names key was damaged: %+v, %v; want Denied and ErrCorrupt", d, err)
+	}
+	if err := s.Check(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Check: %v, want ErrCorrupt", err)
+	}
+	<-s.CheckDone()
+	if err := s.Fault(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("background check: %v, want ErrCorrupt", err)
 	}
 }

@@ -25,7 +25,10 @@
 // structure has passed, each lookup Decide makes first reads the pages on
 // its way with plain reads and refuses a bad one, since bbolt, which reads
 // them through its memory map without checks, would loop on a cyclic page
-// until the stack overflows or read outside the file. Every stored record
+// until the stack overflows or read outside the file; the allowlist's other
+// reads and writes (a delta from the site, a snapshot, the outbox) wait for
+// the page structure to pass, while audit appends and the door state, whose
+// pages Open checked, go on. Every stored record
 // carries a checksum, so a damaged record is an error whenever it is read.
 // Check runs the whole check at once, bbolt's own included (which alone
 // finds pages neither in use nor free); Options.CheckAtOpen runs it in

@@ -17,13 +17,16 @@ const migrateBatch = 5000
 // migrateProgress is the record of a schema 2 to 3 migration in progress,
 // kept in the migrate_v3 bucket beside the converted buckets: the bucket
 // being converted (its index in legacyAllowlist; past the last when all
-// are), the last key converted in it, and the entries converted so far and
-// the multiset sum of their hashes.
+// are), the last key converted in it, the entries converted so far and
+// the multiset sum of their hashes, and the applied sequence and state
+// sum of the schema 2 allowlist when the migration started.
 type migrateProgress struct {
 	phase   uint64
 	lastKey []byte
 	entries uint64
 	sum     sum256
+	applied uint64
+	from    sum256
 }
 
 func encodeMigrateProgress(p *migrateProgress) []byte {
@@ -33,6 +36,8 @@ func encodeMigrateProgress(p *migrateProgress) []byte {
 	e.raw(p.lastKey)
 	e.u64(p.entries)
 	e.raw(p.sum.bytes())
+	e.u64(p.applied)
+	e.raw(p.from.bytes())
 	return seal(smallVersion, e.b)
 }
 
@@ -48,6 +53,10 @@ func decodeMigrateProgress(rec []byte) (migrateProgress, error) {
 	p.entries = d.u64()
 	if sum := d.take(32); sum != nil {
 		p.sum, _ = sumFrom(sum)
+	}
+	p.applied = d.u64()
+	if sum := d.take(32); sum != nil {
+		p.from, _ = sumFrom(sum)
 	}
 	if p.phase > uint64(len(legacyAllowlist())) {
 		d.fail("phase %d", p.phase)
@@ -85,7 +94,7 @@ func (s *Store) migrateV2toV3() error {
 // has schema 3.
 func (s *Store) migrateStep() (done bool, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
-		mb, p, err := openMigration(tx)
+		mb, p, err := s.openMigration(tx)
 		if err != nil {
 			return err
 		}
@@ -172,14 +181,29 @@ func convertLegacy(ph legacyBucket, holders *bolt.Bucket, names *nameTable, k, v
 }
 
 // openMigration returns the migrate_v3 bucket and its progress, creating
-// them at the start. A damaged progress record starts the migration over.
-func openMigration(tx *bolt.Tx) (*bolt.Bucket, migrateProgress, error) {
+// them at the start. A damaged progress record, or one made when the
+// schema 2 allowlist was another (a build that knows only schema 2 opened
+// the file and applied changes in between), starts the migration over.
+func (s *Store) openMigration(tx *bolt.Tx) (*bolt.Bucket, migrateProgress, error) {
 	if _, err := tx.CreateBucketIfNotExists(bucketNames); err != nil {
+		return nil, migrateProgress{}, err
+	}
+	applied, err := readApplied(tx)
+	if err != nil {
+		return nil, migrateProgress{}, err
+	}
+	sum, err := readSum(tx)
+	if err != nil {
 		return nil, migrateProgress{}, err
 	}
 	if mb := tx.Bucket(bucketMigrate); mb != nil {
 		p, err := decodeMigrateProgress(mb.Get(keyProgress))
-		if err == nil {
+		switch {
+		case err != nil:
+			s.log.Warn("store: the schema 3 migration's progress record is damaged; starting it over", "path", s.path, "err", err)
+		case p.applied != applied || p.from != sum:
+			s.log.Warn("store: the allowlist changed since the schema 3 migration began; starting it over", "path", s.path)
+		default:
 			return mb, p, nil
 		}
 		if err := tx.DeleteBucket(bucketMigrate); err != nil {
@@ -195,7 +219,7 @@ func openMigration(tx *bolt.Tx) (*bolt.Bucket, migrateProgress, error) {
 			return nil, migrateProgress{}, err
 		}
 	}
-	return mb, migrateProgress{}, nil
+	return mb, migrateProgress{applied: applied, from: sum}, nil
 }
 
 // finishMigration checks the converted entries against the state sum and

@@ -16,8 +16,11 @@ import (
 //	'n' + name        v1 uint64: its number (1, 2, ...)
 //	'i' + uint32 BE   v1 the name
 //
-// "*" (every door) is number 0 and has no entry. Numbers are never reused
-// or removed, so a number read once stays right for the life of the file.
+// Each entry's CRC covers its key, as an allowlist record's does, and each
+// name and number name each other, so that a damaged key can neither move
+// a number to another name nor go unnoticed by the checks. "*" (every
+// door) is number 0 and has no entry. Numbers are never reused or removed,
+// so a number read once stays right for the life of the file.
 const (
 	namePrefix   = 'n'
 	idPrefix     = 'i'
@@ -34,6 +37,49 @@ func idKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint32([]byte{idPrefix}, uint32(id))
 }
 
+// encodeNameID and encodeIDName seal the two entries of a name.
+func encodeNameID(key []byte, id uint64) []byte {
+	e := encoder{b: []byte{smallVersion}}
+	e.u64(id)
+	return e.sealedFor(key)
+}
+
+func encodeIDName(key []byte, name string) []byte {
+	e := encoder{b: append([]byte{smallVersion}, name...)}
+	return e.sealedFor(key)
+}
+
+// decodeNameID reads the number stored under key ('n' + name).
+func decodeNameID(key, v []byte) (uint64, error) {
+	body, err := unsealFor(key, v, smallVersion)
+	if err != nil {
+		return 0, fmt.Errorf("names: entry of %s: %w", keyText(key[1:]), err)
+	}
+	d := decoder{b: body}
+	id := d.u64()
+	if err := d.end(); err != nil {
+		return 0, fmt.Errorf("names: entry of %s: %w: %w", keyText(key[1:]), ErrCorrupt, err)
+	}
+	if id == wildcardID || id > maxNameID {
+		return 0, fmt.Errorf("names: entry of %s: %w: number %d", keyText(key[1:]), ErrCorrupt, id)
+	}
+	return id, nil
+}
+
+// decodeIDName reads the name stored under key ('i' + number).
+func decodeIDName(key, v []byte) (string, error) {
+	body, err := unsealFor(key, v, smallVersion)
+	if err == nil {
+		if cerr := checkID("name", string(body)); cerr != nil {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, cerr)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("names: number %d: %w", binary.BigEndian.Uint32(key[1:]), err)
+	}
+	return string(body), nil
+}
+
 // nameTable numbers names inside a write transaction.
 type nameTable struct {
 	tx    *bolt.Tx
@@ -47,12 +93,9 @@ func (t *nameTable) id(name string) (uint64, error) {
 	if name == wildcardDoor {
 		return wildcardID, nil
 	}
-	if v := t.b.Get(nameKey(name)); v != nil {
-		id, err := decodeU64(v)
-		if err != nil || id == wildcardID || id > maxNameID {
-			return 0, fmt.Errorf("%w: names: entry of %q: number %d, %v", ErrCorrupt, name, id, err)
-		}
-		return id, nil
+	key := nameKey(name)
+	if v := t.b.Get(key); v != nil {
+		return decodeNameID(key, v)
 	}
 	// The last 'i' key holds the highest number: the key before the first
 	// one past the 'i' keys.
@@ -71,10 +114,10 @@ func (t *nameTable) id(name string) (uint64, error) {
 		return 0, fmt.Errorf("%w: names: no numbers left", ErrInvalidOp)
 	}
 	id := last + 1
-	if err := t.b.Put(nameKey(name), encodeU64(id)); err != nil {
+	if err := t.b.Put(key, encodeNameID(key, id)); err != nil {
 		return 0, err
 	}
-	if err := t.b.Put(idKey(id), encodeBytes([]byte(name))); err != nil {
+	if err := t.b.Put(idKey(id), encodeIDName(idKey(id), name)); err != nil {
 		return 0, err
 	}
 	if !t.hook && t.added != nil {
@@ -101,45 +144,38 @@ func nameOf(b getter, id uint64) (string, error) {
 	if id == wildcardID {
 		return wildcardDoor, nil
 	}
-	v := b.Get(idKey(id))
+	key := idKey(id)
+	v := b.Get(key)
 	if v == nil {
 		return "", fmt.Errorf("%w: door or group number %d has no name", ErrCorrupt, id)
 	}
-	name, err := decodeBytes(v)
-	if err != nil {
-		return "", fmt.Errorf("names: number %d: %w", id, err)
-	}
-	if err := checkID("door or group name", string(name)); err != nil {
-		return "", fmt.Errorf("%w: names: number %d: %w", ErrCorrupt, id, err)
-	}
-	return string(name), nil
+	return decodeIDName(key, v)
 }
 
-// checkNameEntry decodes an entry of the names bucket.
-func checkNameEntry(k, v []byte) error {
+// checkNameEntry checks an entry of the names bucket b: it decodes, and
+// the entry of the other side names it back.
+func checkNameEntry(b getter, k, v []byte) error {
 	switch {
 	case len(k) > 1 && k[0] == namePrefix:
-		id, err := decodeU64(v)
-		if err == nil && (id == wildcardID || id > maxNameID) {
-			err = fmt.Errorf("%w: number %d", ErrCorrupt, id)
-		}
-		if err == nil {
-			if cerr := checkID("name", string(k[1:])); cerr != nil {
-				err = fmt.Errorf("%w: %w", ErrCorrupt, cerr)
-			}
-		}
+		id, err := decodeNameID(k, v)
 		if err != nil {
-			return fmt.Errorf("names: entry of %s: %w", keyText(k[1:]), err)
+			return err
+		}
+		if name, err := nameOf(b, id); err != nil || name != string(k[1:]) {
+			return fmt.Errorf("names: %s has number %d, which names %q (%v): %w", keyText(k[1:]), id, name, err, ErrCorrupt)
 		}
 	case len(k) == 5 && k[0] == idPrefix:
-		name, err := decodeBytes(v)
-		if err == nil {
-			if cerr := checkID("name", string(name)); cerr != nil {
-				err = fmt.Errorf("%w: %w", ErrCorrupt, cerr)
-			}
-		}
+		name, err := decodeIDName(k, v)
 		if err != nil {
-			return fmt.Errorf("names: number %d: %w", binary.BigEndian.Uint32(k[1:]), err)
+			return err
+		}
+		key := nameKey(name)
+		back := b.Get(key)
+		if back == nil {
+			return fmt.Errorf("%w: names: number %d names %q, which has no number", ErrCorrupt, binary.BigEndian.Uint32(k[1:]), name)
+		}
+		if id, err := decodeNameID(key, back); err != nil || id != uint64(binary.BigEndian.Uint32(k[1:])) {
+			return fmt.Errorf("names: number %d names %q, whose number is %d (%v): %w", binary.BigEndian.Uint32(k[1:]), name, id, err, ErrCorrupt)
 		}
 	default:
 		return fmt.Errorf("%w: names: key %s", ErrCorrupt, keyText(k))
@@ -183,10 +219,18 @@ func (c *nameCache) lookup(tx *bolt.Tx, name string, gen uint64, guard func(tx *
 	if err := guard(tx, bucketNames, key); err != nil {
 		return 0, false, err
 	}
-	if v := tx.Bucket(bucketNames).Get(key); v != nil {
-		id, err := decodeU64(v)
-		if err != nil || id == wildcardID || id > maxNameID {
-			return 0, false, fmt.Errorf("%w: names: entry of %q: number %d, %v", ErrCorrupt, name, id, err)
+	b := tx.Bucket(bucketNames)
+	if v := b.Get(key); v != nil {
+		id, err := decodeNameID(key, v)
+		if err != nil {
+			return 0, false, err
+		}
+		// The number must name this name back before it is trusted.
+		if err := guard(tx, bucketNames, idKey(id)); err != nil {
+			return 0, false, err
+		}
+		if back, err := nameOf(b, id); err != nil || back != name {
+			return 0, false, fmt.Errorf("names: %s has number %d, which names %q (%v): %w", keyText(key[1:]), id, back, err, ErrCorrupt)
 		}
 		h.id, h.found = id, true
 	}

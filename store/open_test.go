@@ -753,3 +753,57 @@ func TestMigrationV2RefusesDamage(t *testing.T) {
 		t.Fatalf("Open: %v, want a refused migration", err)
 	}
 }
+
+// TestMigrationV2RestartsAfterChange: a migration cut short, then the
+// schema 2 allowlist changed (by a build that knows only schema 2): the
+// next Open starts the migration over and ends with the changed state.
+func TestMigrationV2RestartsAfterChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	copyFile(t, filepath.Join("testdata", v2File), path)
+	opts := testOptions()
+	opts.migrateBatch = 64
+	batches := 0
+	opts.migrateHook = func() error {
+		if batches++; batches == 2 {
+			return errors.New("cut short")
+		}
+		return nil
+	}
+	if _, err := Open(path, opts); err == nil {
+		t.Fatal("the migration was not cut short")
+	}
+	// Holder p0000 was converted already; rename it in schema 2.
+	renamed := Holder{ID: "p0000", Name: "Renamed"}
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		old, _, err := decodeLegacyHolder([]byte("p0000"), tx.Bucket(bucketHolders).Get([]byte("p0000")))
+		if err != nil {
+			return err
+		}
+		sum, err := readSum(tx)
+		if err != nil {
+			return err
+		}
+		sum.sub(entryHash(tagHolder, holderBody(&old)))
+		sum.add(entryHash(tagHolder, holderBody(&renamed)))
+		if err := tx.Bucket(bucketHolders).Put([]byte("p0000"), legacyHolder(&renamed)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSync).Put(keyStateSum, encodeBytes(sum.bytes())); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSync).Put(keyApplied, encodeU64(v2Applied+1))
+	})
+	opts.migrateHook = nil
+	s, err := Open(path, opts)
+	mustDo(t, err)
+	defer checkAndClose(t, s, opts)
+	h, err := s.Holder("p0000")
+	if err != nil || h.Name != "Renamed" {
+		t.Errorf("holder after the migration: %+v, %v; want the new name", h, err)
+	}
+	sn, err := s.Snapshot()
+	mustDo(t, err)
+	if st, err := s.SyncState(); err != nil || st.AppliedSeq != v2Applied+1 || st.SnapshotHash != HashSnapshot(sn) {
+		t.Errorf("sync state after the migration: %+v, %v", st, err)
+	}
+}

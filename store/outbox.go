@@ -35,6 +35,9 @@ func checkMax(max int) error {
 // acknowledged, oldest first. The outbox is the audit chain itself: an
 // entry is owed until Ack covers its sequence.
 func (s *Store) Pending(max int) ([]Event, error) {
+	if err := s.waitPages(); err != nil {
+		return nil, fmt.Errorf("store: pending events: %w", err)
+	}
 	if err := checkMax(max); err != nil {
 		return nil, fmt.Errorf("store: pending: %w", err)
 	}
@@ -57,6 +60,9 @@ func (s *Store) Pending(max int) ([]Event, error) {
 // greater than seq, oldest first, delivered or not (for a collector that
 // asks again from where it is).
 func (s *Store) EventsAfter(seq uint64, max int) ([]Event, error) {
+	if err := s.waitPages(); err != nil {
+		return nil, fmt.Errorf("store: events after: %w", err)
+	}
 	if err := checkMax(max); err != nil {
 		return nil, fmt.Errorf("store: events after %d: %w", seq, err)
 	}

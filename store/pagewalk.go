@@ -72,6 +72,9 @@ func (p *pageFile) read(buf []byte, id uint64) ([]byte, error) {
 	if id+overflow >= p.highWater {
 		return buf, fmt.Errorf("page %d with %d overflow pages runs past the last page %d", id, overflow, p.highWater-1)
 	}
+	if flags := ne.Uint16(buf[8:]); (flags == boltBranchPage || flags == boltLeafPage) && (overflow+1)*p.pageSize > maxNodeSpan {
+		return buf, fmt.Errorf("page %d claims %d overflow pages, more than any record the store writes", id, overflow)
+	}
 	n := (overflow + 1) * p.pageSize
 	if overflow > 0 {
 		if uint64(cap(buf)) < n {
@@ -84,6 +87,12 @@ func (p *pageFile) read(buf []byte, id uint64) ([]byte, error) {
 	}
 	return buf[:n], nil
 }
+
+// maxNodeSpan bounds a branch or leaf page with its overflow pages, so
+// that one damaged page header cannot make a check read most of the file
+// into memory: far more than the largest record the store writes (a
+// staged chunk's index run).
+const maxNodeSpan = 16 << 20
 
 // growBuf returns buf with length n, reusing its memory when it can.
 func growBuf(buf []byte, n uint64) []byte {

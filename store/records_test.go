@@ -42,12 +42,12 @@ func (m testNames) ids(names []string) []uint64 {
 			continue
 		}
 		if v, ok := m[string(nameKey(n))]; ok {
-			out[i], _ = decodeU64(v)
+			out[i], _ = decodeNameID(nameKey(n), v)
 			continue
 		}
 		id := uint64(len(m)/2 + 1)
-		m[string(nameKey(n))] = encodeU64(id)
-		m[string(idKey(id))] = encodeBytes([]byte(n))
+		m[string(nameKey(n))] = encodeNameID(nameKey(n), id)
+		m[string(idKey(id))] = encodeIDName(idKey(id), n)
 		out[i] = id
 	}
 	return out

@@ -367,6 +367,9 @@ func (s *Store) updateStage(fn func(tx *bolt.Tx) error) error {
 // applied allowlist (ErrSeqOld), and a malformed hash or chunks < 1
 // (ErrInvalidOp).
 func (s *Store) BeginSnapshot(seq uint64, hash string, chunks int) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: begin snapshot: %w", err)
+	}
 	if err := checkStageHash(hash); err != nil {
 		return fmt.Errorf("store: begin snapshot %d: %w: %w", seq, ErrInvalidOp, err)
 	}
@@ -413,6 +416,9 @@ func (s *Store) BeginSnapshot(seq uint64, hash string, chunks int) error {
 // ErrSeqOld means it is no longer newer than the applied allowlist, and
 // the stage is dropped.
 func (s *Store) StageChunk(seq uint64, chunk int, part Snapshot) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: stage chunk: %w", err)
+	}
 	err := s.stageChunk(seq, chunk, &part)
 	if err != nil {
 		return fmt.Errorf("store: stage chunk %d of snapshot %d: %w", chunk, seq, err)
@@ -464,6 +470,9 @@ func (s *Store) stageChunk(seq uint64, chunk int, part *Snapshot) error {
 // nothing is staged. A damaged stage is an error wrapping ErrCorrupt that
 // says what is wrong; DropStage or BeginSnapshot replace it.
 func (s *Store) Stage() (SnapshotStage, bool, error) {
+	if err := s.waitPages(); err != nil {
+		return SnapshotStage{}, false, fmt.Errorf("store: stage: %w", err)
+	}
 	var sg *stage
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -492,6 +501,9 @@ func (s *Store) Stage() (SnapshotStage, bool, error) {
 // fails on the way, the stage keeps the keys merged so far and the next
 // CommitSnapshot carries on from there.
 func (s *Store) CommitSnapshot(seq uint64) error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: commit snapshot: %w", err)
+	}
 	for {
 		var done bool
 		var indexed, keys int
@@ -538,6 +550,15 @@ func (s *Store) CommitSnapshot(seq uint64) error {
 // DropStage removes the stage, damaged or not. Dropping nothing is not an
 // error.
 func (s *Store) DropStage() error {
+	if err := s.waitPages(); err != nil {
+		return fmt.Errorf("store: drop stage: %w", err)
+	}
+	return s.removeStage()
+}
+
+// removeStage is DropStage without waiting for the page check: for Open,
+// once its full check has passed.
+func (s *Store) removeStage() error {
 	err := s.updateStage(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketStage) == nil {
 			return errRollback

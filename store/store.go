@@ -260,9 +260,14 @@ type Store struct {
 	aclWrites atomic.Int64  // write transactions that changed the allowlist state sum while watched
 	stop      chan struct{} // closed by Close: the background check stops
 	checkDone chan struct{} // closed when the background check has ended (or at Open, when there is none)
-	faultOnce sync.Once
-	fault     atomic.Pointer[error]
-	faulted   chan struct{} // closed when fault is set
+	// pagesReady is closed once the page structure is checked (or at Open,
+	// when there is no background check) or the check has ended: see
+	// waitPages.
+	pagesReady     chan struct{}
+	pagesReadyOnce sync.Once
+	faultOnce      sync.Once
+	fault          atomic.Pointer[error]
+	faulted        chan struct{} // closed when fault is set
 
 	mu       sync.RWMutex // guards closed and sends on appendCh
 	closed   bool
@@ -309,7 +314,8 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{path: path, db: db, opts: o, log: o.Logger, verifyChunk: 10000, indexBatch: defaultIndexBatch,
 		rf: rf, pageSize: uint64(db.Info().PageSize),
-		stop: make(chan struct{}), checkDone: make(chan struct{}), faulted: make(chan struct{})}
+		stop: make(chan struct{}), checkDone: make(chan struct{}), faulted: make(chan struct{}),
+		pagesReady: make(chan struct{})}
 	s.guard = s.newPathGuard()
 	if err := s.setup(); err != nil {
 		_ = rf.Close()
@@ -321,6 +327,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	go s.committer()
 	if o.SkipCheck || o.CheckAtOpen {
 		close(s.checkDone)
+		s.readyPages()
 	} else {
 		// Set before any writer can run, so that every allowlist write
 		// during the check is counted.
@@ -711,8 +718,9 @@ func (s *Store) setup() error {
 	case v > schemaVersion:
 		return fmt.Errorf("%w: the file has schema %d, this build knows up to %d; run the newer latchd or restore a backup", ErrSchemaTooNew, v, schemaVersion)
 	case v < schemaVersion:
-		// A migration reads every record: the pages first.
-		if !full && !s.opts.SkipCheck {
+		// A migration reads and rewrites every record: the pages first,
+		// even with SkipCheck (bbolt would loop on a cyclic page).
+		if !full {
 			if err := s.checkPages(); err != nil {
 				return err
 			}
@@ -730,7 +738,7 @@ func (s *Store) setup() error {
 		// one is dropped, and the transfer starts over.
 		if err := s.view(checkStage); err != nil {
 			s.log.Warn("store: dropping a damaged snapshot stage", "path", s.path, "problem", err)
-			if err := s.DropStage(); err != nil {
+			if err := s.removeStage(); err != nil {
 				return err
 			}
 		}
@@ -1112,7 +1120,7 @@ func checkRecords(tx *bolt.Tx) error {
 		{bucketCommands, func(k, v []byte) error { _, err := decodeCommand(v); return err }},
 		{bucketLockdown, func(k, v []byte) error { _, err := decodeBool(v); return err }},
 		{bucketState, func(k, v []byte) error { _, err := decodeBytes(v); return err }},
-		{bucketNames, checkNameEntry},
+		{bucketNames, func(k, v []byte) error { return checkNameEntry(tx.Bucket(bucketNames), k, v) }},
 	}
 	for _, b := range small {
 		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error {
