@@ -127,6 +127,15 @@ type Deps struct {
 	BootID string
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
+	// Ready, if set, is called once from Run when the door is ready: the
+	// relay has been set to its locked level and the state read.
+	Ready func()
+	// Alive, if set, is called from Run's own loop after Ready and then
+	// every AliveEvery, between events: a loop stuck in a step stops
+	// calling it, which a watchdog (systemd's) can turn into a restart.
+	Alive func()
+	// AliveEvery is the time between calls of Alive (default 5 s).
+	AliveEvery time.Duration
 }
 
 // ErrStopped is returned by the input methods once Run has returned.
@@ -148,6 +157,9 @@ type Controller struct {
 	floor       func() time.Time
 	bootID      string
 	log         *slog.Logger
+	ready       func()
+	alive       func()
+	aliveEvery  time.Duration
 	unlockKey   string
 
 	in       chan event
@@ -197,6 +209,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		floor:       deps.TimeFloor,
 		bootID:      deps.BootID,
 		log:         deps.Logger,
+		ready:       deps.Ready,
+		alive:       deps.Alive,
+		aliveEvery:  deps.AliveEvery,
 		unlockKey:   "door/" + p.door + "/unlock",
 		in:          make(chan event, inputQueueLen),
 		decided:     make(chan evDecided, 1),
@@ -213,6 +228,12 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}
 	if c.floor == nil {
 		c.floor = func() time.Time { return time.Time{} }
+	}
+	if c.aliveEvery < 0 {
+		return nil, fmt.Errorf("door: AliveEvery %s is negative", c.aliveEvery)
+	}
+	if c.aliveEvery == 0 {
+		c.aliveEvery = 5 * time.Second
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -350,6 +371,17 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 	c.startup()
 	timer := c.clock.NewTimer(time.Hour)
 	defer timer.Stop()
+	if c.ready != nil {
+		c.ready()
+	}
+	var alive Timer
+	var aliveC <-chan time.Time // nil without Alive: never ready
+	if c.alive != nil {
+		c.alive()
+		alive = c.clock.NewTimer(c.aliveEvery)
+		defer alive.Stop()
+		aliveC = alive.C()
+	}
 	for {
 		c.arm(timer)
 		select {
@@ -363,6 +395,9 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 			c.step(e)
 		case <-timer.C():
 			c.step(evTick{})
+		case <-aliveC:
+			c.alive()
+			alive.ResetAt(c.clock.Now().Add(c.aliveEvery))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -1127,6 +1128,72 @@ func TestControllerStopWhileRecording(t *testing.T) {
 		}
 		if v, ok := st.state[unlockKey]; !ok || len(v) != 0 {
 			t.Fatalf("unlock record %q (written %t), want cleared", v, ok)
+		}
+	})
+}
+
+// TestReadyAndAlive: Ready comes once, with the relay at its locked level;
+// Alive comes from the loop every AliveEvery, and stops while the loop is
+// stuck in a step (here, driving a relay pin that does not return).
+func TestReadyAndAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		clock := NewManualClock(t0)
+		pin := newOutPin("GPIO17")
+		relay, err := NewRelay(pin, &RelayOpts{ActiveLow: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var readyLevels []gpio.Level
+		var alives atomic.Int32
+		c, err := New(Config{Door: "front"}, Deps{Allowlist: st, Journal: st, State: st, Relay: relay, Clock: clock, BootID: "boot-1",
+			Ready:      func() { readyLevels = append(readyLevels, pin.level()) },
+			Alive:      func() { alives.Add(1) },
+			AliveEvery: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		synctest.Wait()
+		if len(readyLevels) != 1 || readyLevels[0] != lockedLevel {
+			t.Fatalf("Ready calls with the relay at %v, want one at the locked level %v", readyLevels, lockedLevel)
+		}
+		if n := alives.Load(); n != 1 {
+			t.Fatalf("Alive called %d times at start, want 1", n)
+		}
+		for i := 2; i <= 4; i++ {
+			clock.Advance(5 * time.Second)
+			synctest.Wait()
+			if n := alives.Load(); n != int32(i) {
+				t.Fatalf("after %d s: Alive called %d times, want %d", 5*(i-1), n, i)
+			}
+		}
+		// The loop gets stuck driving the relay for the exit button.
+		pin.mu.Lock()
+		pin.hold = make(chan struct{})
+		pin.mu.Unlock()
+		if err := c.ExitButton(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		clock.Advance(30 * time.Second)
+		synctest.Wait()
+		if n := alives.Load(); n != 4 {
+			t.Errorf("Alive called while the loop was stuck: %d times, want 4", n)
+		}
+		pin.mu.Lock()
+		close(pin.hold)
+		pin.hold = nil
+		pin.mu.Unlock()
+		synctest.Wait()
+		if n := alives.Load(); n != 5 {
+			t.Errorf("Alive after the loop got going again: %d times, want 5", n)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -20,12 +20,19 @@ type outPin struct {
 	mu      sync.Mutex
 	written []gpio.Level
 	err     error
+	hold    chan struct{} // when set, Out waits until it is closed
 }
 
 func newOutPin(name string) *outPin { return &outPin{Pin: &gpiotest.Pin{N: name}} }
 
 // Out implements gpio.PinOut.
 func (p *outPin) Out(l gpio.Level) error {
+	p.mu.Lock()
+	hold := p.hold
+	p.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
