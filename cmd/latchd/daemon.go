@@ -45,14 +45,15 @@ const pruneEvery = time.Hour
 
 // daemon is one door: its store, controller and the drivers feeding it.
 type daemon struct {
-	cfg   *Config
-	hw    *hardware
-	relay *door.Relay
-	st    *store.Store
-	log   *slog.Logger
-	trust clockTrust
-	boot  string
-	ctrl  *door.Controller
+	systemd *notifier // systemd's notify protocol; does nothing outside systemd
+	cfg     *Config
+	hw      *hardware
+	relay   *door.Relay
+	st      *store.Store
+	log     *slog.Logger
+	trust   clockTrust
+	boot    string
+	ctrl    *door.Controller
 
 	closeSPI func() error
 
@@ -90,7 +91,7 @@ type daemon struct {
 // (the relay was set before), the reader's red LED blinks and its buzzer
 // chirps until the service is stopped, and then the error is returned. Any
 // other error (another latchd holds the file, say) is returned at once.
-func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock door.Clock, log *slog.Logger) error {
+func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock door.Clock, log *slog.Logger, nt *notifier) error {
 	switch {
 	case errors.Is(err, store.ErrLocked):
 		return err
@@ -103,6 +104,7 @@ func storeFault(ctx context.Context, cfg *Config, hw *hardware, err error, clock
 	default:
 		return err
 	}
+	nt.fault(ctx, err.Error())
 	fb, ferr := newFeedback(cfg, hw)
 	switch {
 	case ferr != nil:
@@ -239,6 +241,9 @@ func (d *daemon) build() (err error) {
 		TimeFloor:    d.timeFloor,
 		BootID:       d.boot,
 		Logger:       d.log,
+		Ready:        func() { d.systemd.ready(fmt.Sprintf("door %s ready, relay locked", c.Door)) },
+		Alive:        d.systemd.aliveFunc(),
+		AliveEvery:   d.systemd.aliveEvery(),
 	})
 	if err != nil {
 		return doorConfigError(err)

@@ -113,14 +113,14 @@ func TestStoreFault(t *testing.T) {
 		clock := door.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 
 		locked := fmt.Errorf("open: %w", store.ErrLocked)
-		if err := storeFault(t.Context(), cfg, hw, locked, clock, log); err != locked {
+		if err := storeFault(t.Context(), cfg, hw, locked, clock, log, nil); err != locked {
 			t.Fatalf("locked database: %v", err)
 		}
 
 		damaged := fmt.Errorf("open /x/latch.db: %w", store.ErrCorrupt)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- storeFault(ctx, cfg, hw, damaged, clock, log) }()
+		go func() { done <- storeFault(ctx, cfg, hw, damaged, clock, log, nil) }()
 		synctest.Wait()
 		if hw.red.(*gpiotest.Pin).Read() != gpio.High || hw.buzzer.(*gpiotest.Pin).Read() != gpio.High {
 			t.Fatal("no fault shown")
@@ -172,7 +172,7 @@ func TestStoreFaultUnwritable(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				done := make(chan error, 1)
-				go func() { done <- storeFault(ctx, &Config{DataDir: "/data"}, hw, tc.err, clock, log) }()
+				go func() { done <- storeFault(ctx, &Config{DataDir: "/data"}, hw, tc.err, clock, log, nil) }()
 				synctest.Wait()
 				if !tc.wait {
 					select {

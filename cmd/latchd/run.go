@@ -192,6 +192,7 @@ func checkDataDir(dir string) error {
 // is put in its safe state and the store closed; a failure of either makes
 // the error.
 func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (err error) {
+	nt := newNotifier(log)
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -216,14 +217,14 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	}
 	st, err := openStore(cfg, door.SystemClock{}, log)
 	if err != nil {
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 	id, err := doorIdentity(cfg.DataDir, st, log)
 	if err != nil {
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event, identity: id}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor(), kernel: true}, boot: bootID(), onEvent: out.event, identity: id, systemd: nt}
 	if cfg.MQTT.Broker != "" {
 		if d.mqttOpts, err = mqttOptions(cfg, cfg.MQTT.Broker, log, d.boot); err != nil {
 			return err
@@ -232,9 +233,9 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	if err := d.build(); err != nil {
 		// The journal's files cannot be made (a full or read-only disk):
 		// the door waits locked with the fault shown, as for the store.
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
-	return storeFaultAfterRun(ctx, cfg, hw, d.run(ctx), log)
+	return storeFaultAfterRun(ctx, cfg, hw, d.run(ctx), log, nt)
 }
 
 // identityMode names what an identity flag asks for.

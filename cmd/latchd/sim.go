@@ -171,6 +171,7 @@ const siteReady = 30 * time.Second
 // broker unless o.mqttURL names one; with o.join the door joins the site
 // the join file names instead.
 func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *slog.Logger) (err error) {
+	nt := newNotifier(log)
 	cfg := simConfig(o.dataDir)
 	cfg.Journal = o.journal
 	if err := cfg.Journal.check(cfg.isSet); err != nil {
@@ -201,22 +202,22 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	// A data directory that cannot be made (read-only, no permission) is a
 	// fault as a damaged database is: the door stays locked and shows it.
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return storeFault(ctx, cfg, hw, fmt.Errorf("-data %s: %w", o.dataDir, err), door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, fmt.Errorf("-data %s: %w", o.dataDir, err), door.SystemClock{}, log, nt)
 	}
 	st, err := openStore(cfg, door.SystemClock{}, log)
 	if err != nil {
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
 	defer func() { err = errors.Join(err, closeStore(st, log)) }()
 	id, err := doorIdentity(o.dataDir, st, log)
 	if err != nil {
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
 	if err := claimSimDir(st, o.dataDir, simOwner(join != nil, cfg.Site, cfg.Door)); err != nil {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event, identity: id}
+	d := &daemon{cfg: cfg, hw: hw, relay: relay, st: st, log: log, trust: clockTrust{floor: clockFloor()}, boot: bootID(), onEvent: out.event, identity: id, systemd: nt}
 	d.onTrack = func(ev pn532.TrackEvent) {
 		select {
 		case sim.seen <- ev:
@@ -251,7 +252,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err := d.build(); err != nil {
 		// The journal's files cannot be made (a full or read-only disk):
 		// the door waits locked with the fault shown, as for the store.
-		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 	}
 
 	// The site, when it runs here, listens before the door speaks, and
@@ -279,7 +280,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 		out.line("latchd: try: tap %s, then key %s#; type help for every command", demoValidUID, demoValidPIN)
 	}
-	return storeFaultAfterRun(ctx, cfg, hw, prompt(runCtx, cancel, done, in, sim, d, admin, out), log)
+	return storeFaultAfterRun(ctx, cfg, hw, prompt(runCtx, cancel, done, in, sim, d, admin, out), log, nt)
 }
 
 // prompt carries out the commands read from in until quit, the end of in,

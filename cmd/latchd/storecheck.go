@@ -98,12 +98,12 @@ func (d *daemon) watchStore(ctx context.Context) error {
 // relay is locked again (a fail-safe lock configured to release when
 // latchd halts is released only when it ends) and the fault shown until
 // latchd is stopped. Any other end of the run is returned as it is.
-func storeFaultAfterRun(ctx context.Context, cfg *Config, hw *hardware, err error, log *slog.Logger) error {
+func storeFaultAfterRun(ctx context.Context, cfg *Config, hw *hardware, err error, log *slog.Logger, nt *notifier) error {
 	if !errors.Is(err, store.ErrCorrupt) || ctx.Err() != nil {
 		return err
 	}
 	if _, rerr := newRelay(cfg, hw, nil); rerr != nil {
 		log.Error("relay: not locked again after the database fault", "err", rerr)
 	}
-	return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log)
+	return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
 }
