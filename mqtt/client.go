@@ -390,6 +390,10 @@ type Client struct {
 	v      *Verifier
 	topics Topics
 	start  time.Time // monotonic, for uptime
+	// failing is why the last connection attempt failed or the last
+	// session ended ("" while connected or before the first attempt),
+	// so that a failure is logged once per reason, not at every retry.
+	failing string
 
 	in      chan inbound
 	inBytes *byteBudget // bytes of the messages in c.in and in hand
@@ -492,6 +496,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.start = c.mono()
 	c.fresh.check(ctx)
+	c.log.Info("mqtt: connecting", "broker", c.o.Broker)
 
 	tick := c.clock.NewTicker(c.o.CheckInterval)
 	defer tick.Stop()

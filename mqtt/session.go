@@ -417,6 +417,7 @@ func (c *Client) sessionUp(ctx context.Context, ev connEvent) {
 		q: make(chan outMsg, c.o.EventWindow+c.o.LiveWindow+64), quit: make(chan struct{})}
 	go c.sess.publisher()
 	c.log.Info("mqtt: connected", "broker", c.o.Broker)
+	c.failing = ""
 	c.update(func(s *Stats) { s.Connected = true; s.Connects++ })
 	c.maybeStatus(true)
 	c.sync.request(true)
@@ -435,9 +436,17 @@ func (c *Client) sessionDown(ev connEvent) {
 	if ev.err != nil {
 		msg = ev.err.Error()
 	}
-	if was {
-		c.log.Warn("mqtt: connection lost", "err", ev.err)
-	} else {
+	switch {
+	case was:
+		c.log.Warn("mqtt: connection lost; reconnecting", "broker", c.o.Broker, "err", ev.err)
+		c.failing = msg
+	case msg != c.failing:
+		// Once per reason, not at every retry: a door that cannot reach
+		// its broker says so at the default level, and again only when
+		// the reason changes.
+		c.log.Warn("mqtt: cannot connect to the broker; retrying", "broker", c.o.Broker, "err", ev.err)
+		c.failing = msg
+	default:
 		c.log.Debug("mqtt: connect failed", "err", ev.err)
 	}
 	c.update(func(s *Stats) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -671,4 +672,36 @@ func mustSeal(t testing.TB, s *mqtt.Signer, m mqtt.Signed) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A door that cannot reach its broker says so at the default level once
+// per reason, not at every retry (the retries are at debug level), and
+// says so again when the reason changes or it connects.
+func TestConnectFailureLoggedOnce(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String() // a port nobody listens on once closed
+	ln.Close()
+	logs := &logBuffer{}
+	r := e.newRig("front", "", func(o *mqtt.Options) {
+		o.Broker = "tcp://" + closed
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}).start()
+	waitFor(t, "four failed attempts", func() bool { return len(logs.lines("mqtt: connect failed")) >= 3 }, r.client.Updated)
+	warns := logs.lines("cannot connect to the broker")
+	if len(warns) != 1 || !strings.Contains(warns[0], "level=WARN") || !strings.Contains(warns[0], closed) {
+		t.Fatalf("warnings about the broker: %q, want one at WARN naming it", warns)
+	}
+	if got := logs.lines("connecting"); len(got) != 1 || !strings.Contains(got[0], "level=INFO") {
+		t.Errorf("connecting lines: %q, want one at INFO", got)
+	}
+	if got := logs.lines("mqtt: connect failed"); len(got) < 3 {
+		t.Errorf("%d retries at debug level, want 3 or more", len(got))
+	}
+	if st := r.client.Stats(); st.Connected || st.LastError == "" {
+		t.Errorf("stats %+v: want disconnected with the last error", st)
+	}
 }

@@ -479,6 +479,17 @@ func statusLine(d *daemon) string {
 		}
 		fmt.Fprintf(&b, " alarms=%s", strings.Join(al, ","))
 	}
+	if d.client != nil {
+		ms := d.client.Stats()
+		conn := "disconnected"
+		if ms.Connected {
+			conn = "connected"
+		}
+		fmt.Fprintf(&b, " mqtt=%s", conn)
+		if !ms.Connected && ms.LastError != "" {
+			fmt.Fprintf(&b, " mqtt_error=%q", oneLine(ms.LastError, 120))
+		}
+	}
 	if ss, err := d.st.SyncState(); err == nil {
 		fmt.Fprintf(&b, " acl_seq=%d", ss.AppliedSeq)
 	}

@@ -197,6 +197,7 @@ func TestSimEventsAcknowledged(t *testing.T) {
 	sim.out.event("granted")
 	sim.send("remove")
 	sim.status("an empty outbox", func(s string) bool { return field(s, "outbox") == "0" })
+	sim.status("the broker connected", func(s string) bool { return field(s, "mqtt") == "connected" && field(s, "mqtt_error") == "" })
 	sim.quit()
 }
 
