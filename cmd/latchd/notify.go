@@ -46,8 +46,11 @@ func (n *notifier) send(state string) {
 	}
 }
 
-// ready says the door is ready, with a status line.
-func (n *notifier) ready(status string) { n.send(sd.SdNotifyReady + "\nSTATUS=" + status) }
+// ready says the door is ready, with a status line, made one line: the
+// protocol separates assignments by newlines.
+func (n *notifier) ready(status string) {
+	n.send(sd.SdNotifyReady + "\nSTATUS=" + oneLine(status, 400))
+}
 
 // alive is one watchdog ping.
 func (n *notifier) alive() { n.send(sd.SdNotifyWatchdog) }
