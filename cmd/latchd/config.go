@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,6 +335,14 @@ func loadFile[T any](what, path string, limit int, parse func([]byte) (T, error)
 		return zero, fmt.Errorf("%s %s: larger than %d bytes", what, path, limit)
 	}
 	v, err := parse(b)
+	if errs, ok := err.(interface{ Unwrap() []error }); ok {
+		// Every problem on its own line, each naming the file.
+		list := errs.Unwrap()
+		for i, e := range list {
+			list[i] = fmt.Errorf("%s %s: %w", what, path, e)
+		}
+		return zero, errors.Join(list...)
+	}
 	if err != nil {
 		return zero, fmt.Errorf("%s %s: %w", what, path, err)
 	}
@@ -347,9 +356,61 @@ func parseConfig(b []byte) (*Config, error) {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
-		return nil, err
+		return nil, withLines(b, err)
 	}
 	return c, nil
+}
+
+// withLines puts the line of the file that sets its key in front of each
+// of the problems err joins (each starts with its key, such as
+// "relay.pin" or "keypad.rows[2]"), when the file sets it.
+func withLines(src []byte, err error) error {
+	errs, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	var out []error
+	for _, e := range errs.Unwrap() {
+		key, _, _ := strings.Cut(e.Error(), " ")
+		key = strings.TrimSuffix(key, ":")
+		if i := strings.IndexByte(key, '['); i >= 0 {
+			key = key[:i]
+		}
+		if n := keyLine(src, key); n > 0 {
+			e = fmt.Errorf("line %d: %w", n, e)
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// keyLine returns the line (from 1) of the TOML source that sets the
+// dotted key, such as "relay.pin" under [relay], or a table's header for a
+// table's name; 0 when the file does not set it.
+func keyLine(src []byte, key string) int {
+	table, name := "", key
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		table, name = key[:i], key[i+1:]
+	}
+	current := ""
+	for n, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			current = strings.Trim(line, "[] \t")
+			if c, _, ok := strings.Cut(current, "]"); ok {
+				current = strings.TrimSpace(c)
+			}
+			if table == "" && current == key {
+				return n + 1
+			}
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if ok && current == table && strings.TrimSpace(k) == name {
+			return n + 1
+		}
+	}
+	return 0
 }
 
 // decodeConfig decodes TOML strictly (unknown keys are refused) over the
@@ -376,100 +437,112 @@ func decodeConfig(b []byte) (*Config, error) {
 }
 
 // validate checks c as a door would use it, without reading any file, and
-// loads its time zone.
+// loads its time zone. It returns every problem it finds, joined, each
+// starting with the key it is about.
 func (c *Config) validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// The ids are the topics' (mqtt.CheckID).
 	if err := mqtt.CheckID("site", c.Site); err != nil {
-		return err
+		add(err)
 	}
 	if err := mqtt.CheckID("door", c.Door); err != nil {
-		return err
+		add(err)
 	}
 	switch store.Mode(c.Mode) {
 	case store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
 	default:
-		return fmt.Errorf("mode %q: want card, card+pin or card-or-pin", c.Mode)
+		add(fmt.Errorf("mode %q: want card, card+pin or card-or-pin", c.Mode))
 	}
 	c.loc = nil
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil {
-			return fmt.Errorf("timezone %q: %w", c.Timezone, err)
+			add(fmt.Errorf("timezone %q: %w", c.Timezone, err))
 		}
 		c.loc = loc
 	}
 	if c.DataDir == "" {
-		return errors.New("data_dir: required")
+		add(errors.New("data_dir: required"))
 	}
 	if c.Reader.SPI == "" {
-		return errors.New("reader.spi: required (e.g. \"SPI0.0\")")
+		add(errors.New("reader.spi: required (e.g. \"SPI0.0\")"))
+	} else {
+		add(checkSPIName(c.Reader.SPI))
 	}
 	if err := checkRanges(c.isSet, []setting[int64]{{"reader.speed_hz", c.Reader.SpeedHz, 50_000, 5_000_000}}); err != nil {
-		return err
+		add(err)
 	}
 	if c.Relay.Pin == "" {
-		return errors.New("relay.pin: required")
+		add(errors.New("relay.pin: required"))
 	}
 	switch c.Relay.Lock {
 	case "fail-secure", "fail-safe":
 	default:
-		return fmt.Errorf("relay.lock %q: want fail-secure or fail-safe", c.Relay.Lock)
+		add(fmt.Errorf("relay.lock %q: want fail-secure or fail-safe", c.Relay.Lock))
 	}
 	switch c.Relay.FailSafeHalt {
 	case "locked":
 	case "unlocked":
 		if c.Relay.Lock != "fail-safe" {
-			return fmt.Errorf("relay.fail_safe_halt \"unlocked\": only a fail-safe lock (maglock) can be left unlocked; relay.lock %q always locks without power", c.Relay.Lock)
+			add(fmt.Errorf("relay.fail_safe_halt \"unlocked\": only a fail-safe lock (maglock) can be left unlocked; relay.lock %q always locks without power", c.Relay.Lock))
 		}
 	default:
-		return fmt.Errorf("relay.fail_safe_halt %q: want locked or unlocked", c.Relay.FailSafeHalt)
+		add(fmt.Errorf("relay.fail_safe_halt %q: want locked or unlocked", c.Relay.FailSafeHalt))
 	}
 	if err := c.Timing.check(c.isSet); err != nil {
-		return err
+		add(err)
 	}
 	if err := c.Security.check(c.isSet); err != nil {
-		return err
+		add(err)
 	}
 	if err := c.Journal.check(c.isSet); err != nil {
-		return err
+		add(err)
 	}
 	sched, err := c.UnlockSchedule.parse()
 	if err != nil {
-		return err
+		add(err)
 	}
 	c.schedule = sched
-	// The door's own checks (ids, mode, timing ranges), under our keys.
-	if err := c.doorConfig().Check(); err != nil {
-		return doorConfigError(err)
+	// The door's own checks (ids, mode, timing ranges), under our keys;
+	// after problems of its own they would only repeat them.
+	if len(errs) == 0 {
+		if err := c.doorConfig().Check(); err != nil {
+			add(doorConfigError(err))
+		}
 	}
 	switch c.Keypad.Type {
 	case "":
 		if store.Mode(c.Mode) != store.ModeCardOnly {
-			return fmt.Errorf("keypad.type: a keypad is required in mode %q", c.Mode)
+			add(fmt.Errorf("keypad.type: a keypad is required in mode %q", c.Mode))
 		}
 	case "matrix":
 		if (len(c.Keypad.Rows) != 4) || (len(c.Keypad.Cols) != 3 && len(c.Keypad.Cols) != 4) {
-			return fmt.Errorf("keypad: a matrix needs 4 rows and 3 or 4 cols, have %d and %d", len(c.Keypad.Rows), len(c.Keypad.Cols))
+			add(fmt.Errorf("keypad: a matrix needs 4 rows and 3 or 4 cols, have %d and %d", len(c.Keypad.Rows), len(c.Keypad.Cols)))
 		}
 		if l := c.Keypad.Layout; l != "" {
 			if err := keypad.CheckLayout(l, len(c.Keypad.Rows), len(c.Keypad.Cols)); err != nil {
-				return fmt.Errorf("keypad.layout: %w", err)
+				add(fmt.Errorf("keypad.layout: %w", err))
 			}
 			for _, k := range "0123456789*#" {
 				if !strings.ContainsRune(l, k) {
-					return fmt.Errorf("keypad.layout %q: no %q key; a PIN needs 0-9, * and #", l, k)
+					add(fmt.Errorf("keypad.layout %q: no %q key; a PIN needs 0-9, * and #", l, k))
 				}
 			}
 		}
 	case "wiegand":
 		if c.Keypad.D0 == "" || c.Keypad.D1 == "" {
-			return errors.New("keypad: wiegand needs d0 and d1")
+			add(errors.New("keypad: wiegand needs d0 and d1"))
 		}
 		if c.Keypad.Layout != "" {
-			return errors.New("keypad.layout: only for a matrix keypad")
+			add(errors.New("keypad.layout: only for a matrix keypad"))
 		}
 	default:
-		return fmt.Errorf("keypad.type %q: want matrix, wiegand or empty", c.Keypad.Type)
+		add(fmt.Errorf("keypad.type %q: want matrix, wiegand or empty", c.Keypad.Type))
 	}
 	seen := map[string]string{}
 	pins := c.pins()
@@ -478,12 +551,39 @@ func (c *Config) validate() error {
 		if pin == "" {
 			continue
 		}
+		add(checkPinName(name, pin))
 		if other, ok := seen[pin]; ok {
-			return fmt.Errorf("pin %s is used twice: %s and %s", pin, other, name)
+			add(fmt.Errorf("pin %s is used twice: %s and %s", pin, other, name))
 		}
 		seen[pin] = name
 	}
-	return c.MQTT.check(c.isSet)
+	add(c.MQTT.check(c.isSet))
+	return errors.Join(errs...)
+}
+
+// Pin and SPI names as periph.io names them on a Raspberry Pi: BCM GPIO
+// numbers (the Pi's 40-pin header has GPIO0 to GPIO27; compute modules
+// have more) and SPI buses with their chip selects.
+var (
+	pinName = regexp.MustCompile(`^GPIO([0-9]|[1-4][0-9]|5[0-3])$`)
+	spiName = regexp.MustCompile(`^(SPI[0-6]\.[0-2]|/dev/spidev[0-6]\.[0-2])$`)
+)
+
+// checkPinName checks the form of a pin name, without hardware: the pin
+// itself is looked up when the door starts.
+func checkPinName(key, pin string) error {
+	if !pinName.MatchString(pin) {
+		return fmt.Errorf("%s %q: want a BCM GPIO name, GPIO0 to GPIO53 (e.g. \"GPIO17\", header pin 11)", key, pin)
+	}
+	return nil
+}
+
+// checkSPIName checks the form of an SPI port name, without hardware.
+func checkSPIName(name string) error {
+	if !spiName.MatchString(name) {
+		return fmt.Errorf("reader.spi %q: want SPI<bus>.<chip select>, bus 0 to 6 and chip select 0 to 2 (e.g. \"SPI0.0\"), or /dev/spidev<bus>.<cs>", name)
+	}
+	return nil
 }
 
 // isSet reports whether the file sets key, a dotted path such as

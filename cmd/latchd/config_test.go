@@ -4,10 +4,12 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -452,7 +454,7 @@ func TestParseConfigExplicitZero(t *testing.T) {
 		if err := os.WriteFile(p, []byte(override(goodConfig, "[security]\nmax_bad_pins = 0")), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), p+": security.max_bad_pins 0: want 1 to 20") {
+		if _, err := loadConfig(p); err == nil || !regexp.MustCompile(regexp.QuoteMeta(p)+`: line [0-9]+: security\.max_bad_pins 0: want 1 to 20`).MatchString(err.Error()) {
 			t.Fatalf("error = %v", err)
 		}
 	})
@@ -506,9 +508,49 @@ func TestConfigEveryNumericKeyRefusesZero(t *testing.T) {
 				edit = mqttEdit("ssl://10.0.0.1:8883", name+strings.TrimPrefix(kv, key))
 			}
 			_, err := parseConfig([]byte(override(goodConfig, edit)))
-			if err == nil || !strings.HasPrefix(err.Error(), key+" 0") {
+			if err == nil || !strings.HasPrefix(withoutLine(err.Error()), key+" 0") {
 				t.Fatalf("error = %v, want one starting %q", err, key+" 0")
 			}
 		})
+	}
+}
+
+// withoutLine drops the "line N: " a config error starts with when the
+// file sets its key.
+func withoutLine(msg string) string {
+	return regexp.MustCompile(`^line [0-9]+: `).ReplaceAllString(msg, "")
+}
+
+// TestConfigEveryErrorAtOnce: a file with several problems gets them all,
+// each with the line that sets its key.
+func TestConfigEveryErrorAtOnce(t *testing.T) {
+	cfg := strings.Replace(goodConfig, `pin = "GPIO17"`, `pin = "GPIO17x"`, 1)
+	cfg = strings.Replace(cfg, `spi = "SPI0.0"`, `spi = "SPI9.9"`, 1)
+	cfg = strings.Replace(cfg, `mode = "card+pin"`, `mode = "card+face"`, 1)
+	_, err := parseConfig([]byte(cfg))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(cfg, "\n")
+	lineOf := func(s string) int {
+		for i, l := range lines {
+			if strings.Contains(l, s) {
+				return i + 1
+			}
+		}
+		t.Fatalf("%q is not in the config", s)
+		return 0
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`line %d: mode "card+face"`, lineOf(`"card+face"`)),
+		fmt.Sprintf(`line %d: reader.spi "SPI9.9"`, lineOf(`"SPI9.9"`)),
+		fmt.Sprintf(`line %d: relay.pin "GPIO17x"`, lineOf(`"GPIO17x"`)),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
+		t.Errorf("%d problems reported, want 3:\n%v", n, err)
 	}
 }

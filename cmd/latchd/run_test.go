@@ -34,11 +34,28 @@ func TestRunStartupErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	noPin := filepath.Join(dir, "nopin.toml")
-	cfg := strings.Replace(goodConfig, `pin = "GPIO17"`, `pin = "GPIO_NOT_ON_ANY_BOARD"`, 1)
+	cfg := strings.Replace(goodConfig, `pin = "GPIO17"`, `pin = "GPIO53"`, 1) // a name of the right form no board here has
 	cfg = strings.Replace(cfg, `data_dir = "/var/lib/latch"`, `data_dir = "`+dir+`"`, 1)
 	if err := os.WriteFile(noPin, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Two names of the wrong form: both are reported, each with its line.
+	badNames := filepath.Join(dir, "badnames.toml")
+	cfg = strings.Replace(goodConfig, `pin = "GPIO17"`, `pin = "GPIO17x"`, 1)
+	cfg = strings.Replace(cfg, `spi = "SPI0.0"`, `spi = "SPI9.9"`, 1)
+	if err := os.WriteFile(badNames, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lineOf := func(s string) int {
+		for i, l := range strings.Split(cfg, "\n") {
+			if strings.Contains(l, s) {
+				return i + 1
+			}
+		}
+		t.Fatalf("%q is not in the config", s)
+		return 0
+	}
+	pinLine, spiLine := lineOf(`"GPIO17x"`), lineOf(`"SPI9.9"`)
 	joinFiles := map[string]string{
 		"notjson":  "broker = tcp://127.0.0.1:1883\n",
 		"unknown":  `{"broker": "tcp://127.0.0.1:1883", "site": "hq", "trusted_keys": {"hq-1": "` + testSiteKey() + `"}, "sites": []}`,
@@ -79,7 +96,9 @@ func TestRunStartupErrors(t *testing.T) {
 		{"missing file", []string{"-config", filepath.Join(dir, "missing.toml")}, "missing.toml", 1},
 		{"unknown key", []string{"-config", bad}, "unknown key bogus", 1},
 		{"check unknown key", []string{"-check-config", "-config", bad}, "bad.toml", 1},
-		{"unknown pin", []string{"-config", noPin}, `relay.pin: no pin "GPIO_NOT_ON_ANY_BOARD"`, 1},
+		{"unknown pin", []string{"-config", noPin}, `relay.pin: no pin "GPIO53"`, 1},
+		{"bad pin name", []string{"-check-config", "-config", badNames}, fmt.Sprintf(`badnames.toml: line %d: relay.pin "GPIO17x": want a BCM GPIO name`, pinLine), 1},
+		{"bad spi name, in the same run", []string{"-check-config", "-config", badNames}, fmt.Sprintf(`badnames.toml: line %d: reader.spi "SPI9.9": want SPI<bus>.<chip select>`, spiLine), 1},
 		{"sim and config", []string{"-sim", "-config", bad}, "exclude each other", 2},
 		{"sim data dir for a door", []string{"-config", bad, "-data", dir}, "-data is for -sim", 2},
 		{"sim broker for a door", []string{"-config", bad, "-mqtt", "tcp://127.0.0.1:1883"}, "-mqtt is for -sim", 2},
