@@ -807,16 +807,9 @@ func (s *Store) openChecks(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	head, err := readHead(tx)
+	head, err := readOutboxCursor(tx)
 	if err != nil {
 		return err
-	}
-	acked, err := readAcked(tx)
-	if err != nil {
-		return err
-	}
-	if acked > head.Seq {
-		return fmt.Errorf("%w: outbox cursor %d is past the last audit entry %d", ErrCorrupt, acked, head.Seq)
 	}
 	cp, err := readCheckpoint(tx)
 	if err != nil {
@@ -1111,40 +1104,59 @@ func checkRecords(tx *bolt.Tx) error {
 	if stored != sum {
 		return fmt.Errorf("%w: allowlist state sum does not match the entries", ErrCorrupt)
 	}
-	small := []struct {
-		bucket []byte
-		decode func(k, v []byte) error
-	}{
-		{bucketLockout, func(k, v []byte) error { _, err := decodeLockout(v); return err }},
-		{bucketDoorFails, func(k, v []byte) error { _, err := decodeTimes(v); return err }},
-		{bucketCommands, func(k, v []byte) error { _, err := decodeCommand(v); return err }},
-		{bucketLockdown, func(k, v []byte) error { _, err := decodeBool(v); return err }},
-		{bucketState, func(k, v []byte) error { _, err := decodeBytes(v); return err }},
-		{bucketNames, func(k, v []byte) error { return checkNameEntry(tx.Bucket(bucketNames), k, v) }},
-	}
-	for _, b := range small {
-		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error {
-			if err := b.decode(k, v); err != nil {
-				return fmt.Errorf("%s %s: %w", b.bucket, keyText(k), err)
-			}
-			return nil
-		}); err != nil {
+	for _, b := range smallRecords() {
+		if err := tx.Bucket(b.bucket).ForEach(func(k, v []byte) error { return b.check(tx, k, v) }); err != nil {
 			return err
 		}
 	}
 	if _, err := readSyncState(tx); err != nil {
 		return err
 	}
+	_, err = readOutboxCursor(tx)
+	return err
+}
+
+// recordCheck decodes the records of one bucket outside the allowlist and
+// the audit chain.
+type recordCheck struct {
+	bucket []byte
+	check  func(tx *bolt.Tx, k, v []byte) error
+}
+
+// smallRecords are the checks of the door's state buckets and the names
+// bucket, for Check and the background check.
+func smallRecords() []recordCheck {
+	value := func(bucket []byte, decode func(v []byte) error) recordCheck {
+		return recordCheck{bucket, func(_ *bolt.Tx, k, v []byte) error {
+			if err := decode(v); err != nil {
+				return fmt.Errorf("%s %s: %w", bucket, keyText(k), err)
+			}
+			return nil
+		}}
+	}
+	return []recordCheck{
+		value(bucketLockout, func(v []byte) error { _, err := decodeLockout(v); return err }),
+		value(bucketDoorFails, func(v []byte) error { _, err := decodeTimes(v); return err }),
+		value(bucketCommands, func(v []byte) error { _, err := decodeCommand(v); return err }),
+		value(bucketLockdown, func(v []byte) error { _, err := decodeBool(v); return err }),
+		value(bucketState, func(v []byte) error { _, err := decodeBytes(v); return err }),
+		{bucketNames, func(tx *bolt.Tx, k, v []byte) error { return checkNameEntry(tx.Bucket(bucketNames), k, v) }},
+	}
+}
+
+// readOutboxCursor reads the audit head and checks that the outbox
+// cursor is not past it.
+func readOutboxCursor(tx *bolt.Tx) (chainPoint, error) {
 	head, err := readHead(tx)
 	if err != nil {
-		return err
+		return head, err
 	}
 	acked, err := readAcked(tx)
 	if err != nil {
-		return err
+		return head, err
 	}
 	if acked > head.Seq {
-		return fmt.Errorf("%w: outbox cursor %d is past the last audit entry %d", ErrCorrupt, acked, head.Seq)
+		return head, fmt.Errorf("%w: outbox cursor %d is past the last audit entry %d", ErrCorrupt, acked, head.Seq)
 	}
-	return nil
+	return head, nil
 }
