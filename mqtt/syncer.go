@@ -140,7 +140,11 @@ func (c *syncer) applyDelta(in inbound, d *Delta) {
 	case err == nil:
 		c.acl.seq = d.Seq
 		// The event first, so that whoever sees the seq in Stats finds it.
-		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d operations (key %s)", d.Seq, len(d.Ops), in.kid))
+		ops := "operations"
+		if len(d.Ops) == 1 {
+			ops = "operation"
+		}
+		c.event(store.ReasonACLApplied, fmt.Sprintf("delta %d: %d %s (key %s)", d.Seq, len(d.Ops), ops, in.kid))
 		c.refresh(func(s *Stats) { s.DeltasApplied++ })
 		c.dropOvertaken()
 	case errors.Is(err, store.ErrSeqOld), errors.Is(err, store.ErrSeqGap):
