@@ -112,6 +112,7 @@ type Deps struct {
 	State     StateStore // required: read at start
 	Relay     *Relay     // required
 	Feedback  *Feedback  // optional: LEDs and buzzer
+	Display   Display    // optional: a small text display at the door
 	// Clock defaults to SystemClock.
 	Clock Clock
 	// ClockTrusted reports whether the clock has been synchronised; it fills
@@ -137,6 +138,17 @@ type Deps struct {
 	// AliveEvery is the time between calls of Alive (default 5 s).
 	AliveEvery time.Duration
 }
+
+// Display is a small text display at the door, such as a 16×2 character
+// LCD or a 128×32 OLED. The controller calls Show from its own goroutine
+// only, with the two lines the door should show (each at most DisplayWidth
+// characters, printable ASCII); an error is logged and the door carries on.
+type Display interface {
+	Show(lines [2]string) error
+}
+
+// DisplayWidth is the most characters a line passed to Display.Show holds.
+const DisplayWidth = 16
 
 // ErrStopped is returned by the input methods once Run has returned.
 var ErrStopped = errors.New("door: controller stopped")
