@@ -567,7 +567,30 @@ func (c *Config) validate() error {
 var (
 	pinName = regexp.MustCompile(`^GPIO([0-9]|[1-4][0-9]|5[0-3])$`)
 	spiName = regexp.MustCompile(`^(SPI[0-6]\.[0-2]|/dev/spidev[0-6]\.[0-2])$`)
+	i2cName = regexp.MustCompile(`^(I2C([0-9]|[1-2][0-9])|/dev/i2c-([0-9]|[1-2][0-9]))$`)
 )
+
+// DefaultI2C is the I²C bus on a Raspberry Pi's header (pins 3 and 5) that
+// an expander or a display uses unless its section names another.
+const DefaultI2C = "I2C1"
+
+// checkI2CName checks the form of an I²C bus name given by key, without
+// hardware.
+func checkI2CName(key, name string) error {
+	if !i2cName.MatchString(name) {
+		return fmt.Errorf("%s %q: want I2C<bus>, bus 0 to 29 (e.g. \"I2C1\", header pins 3 and 5), or /dev/i2c-<bus>", key, name)
+	}
+	return nil
+}
+
+// checkI2CAddr checks a 7-bit I²C device address given by key. Addresses
+// 0x00–0x07 and 0x78–0x7F are reserved by the I²C specification.
+func checkI2CAddr(key string, addr int) error {
+	if addr < 0x08 || addr > 0x77 {
+		return fmt.Errorf("%s %#02x: want a 7-bit device address, 0x08 to 0x77", key, addr)
+	}
+	return nil
+}
 
 // checkPinName checks the form of a pin name, without hardware: the pin
 // itself is looked up when the door starts.

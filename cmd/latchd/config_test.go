@@ -554,3 +554,29 @@ func TestConfigEveryErrorAtOnce(t *testing.T) {
 		t.Errorf("%d problems reported, want 3:\n%v", n, err)
 	}
 }
+
+func TestI2CNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"I2C1", true}, {"I2C0", true}, {"I2C22", true}, {"/dev/i2c-1", true}, {"/dev/i2c-20", true},
+		{"", false}, {"i2c1", false}, {"I2C", false}, {"I2C30", false}, {"I2C1x", false}, {"/dev/i2c1", false}, {"1", false},
+	} {
+		err := checkI2CName("display.i2c", tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkI2CName(%q) = %v, want ok %t", tc.name, err, tc.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "display.i2c ") {
+			t.Errorf("checkI2CName(%q) = %q, want the key first", tc.name, err)
+		}
+	}
+	for _, tc := range []struct {
+		addr int
+		ok   bool
+	}{{0x20, true}, {0x27, true}, {0x3c, true}, {0x08, true}, {0x77, true}, {0x07, false}, {0x78, false}, {-1, false}, {0x100, false}} {
+		if err := checkI2CAddr("keypad.address", tc.addr); (err == nil) != tc.ok {
+			t.Errorf("checkI2CAddr(%#x) = %v, want ok %t", tc.addr, err, tc.ok)
+		}
+	}
+}
