@@ -140,9 +140,11 @@ type Deps struct {
 }
 
 // Display is a small text display at the door, such as a 16×2 character
-// LCD or a 128×32 OLED. The controller calls Show from its own goroutine
-// only, with the two lines the door should show (each at most DisplayWidth
-// characters, printable ASCII); an error is logged and the door carries on.
+// LCD or a 128×32 OLED. The controller calls Show from one goroutine of its
+// own, never from its decision loop (a slow bus never delays the relay),
+// with the two lines the door should show (each at most DisplayWidth
+// characters, printable ASCII), and only when they change; an error is
+// logged and the door carries on.
 type Display interface {
 	Show(lines [2]string) error
 }
@@ -164,6 +166,7 @@ type Controller struct {
 	store       StateStore
 	relay       *Relay
 	fb          *Feedback
+	display     Display
 	clock       Clock
 	trusted     func() bool
 	floor       func() time.Time
@@ -186,9 +189,15 @@ type Controller struct {
 	status  Status
 	changes chan struct{}
 
+	// screens carries the latest screen to the display's goroutine: one
+	// slot, a newer screen replaces one not yet shown.
+	screens chan [2]string
+
 	// Owned by Run.
-	st     state
-	fbNext time.Time
+	st       state
+	fbNext   time.Time
+	shown    [2]string // the last screen handed to the display
+	anyShown bool
 }
 
 // New checks cfg and deps and returns a controller whose door is locked.
@@ -216,6 +225,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		store:       deps.State,
 		relay:       deps.Relay,
 		fb:          deps.Feedback,
+		display:     deps.Display,
 		clock:       deps.Clock,
 		trusted:     deps.ClockTrusted,
 		floor:       deps.TimeFloor,
@@ -231,6 +241,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		quit:        make(chan struct{}),
 		done:        make(chan struct{}),
 		changes:     make(chan struct{}, 1),
+		screens:     make(chan [2]string, 1),
 	}
 	if c.clock == nil {
 		c.clock = SystemClock{}
@@ -380,6 +391,10 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 	}
 	defer close(c.done)
 	defer func() { err = errors.Join(err, c.shutdown()) }()
+	if c.display != nil {
+		c.workers.Add(1)
+		go c.runDisplay()
+	}
 	c.startup()
 	timer := c.clock.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -464,6 +479,10 @@ func (c *Controller) shutdown() error {
 			c.log.Warn("feedback: halt", "err", ferr)
 		}
 	}
+	if c.display != nil {
+		c.show(stoppedScreen)
+		close(c.screens)
+	}
 	c.waitWorkers()
 	now := c.clock.Now()
 	var entry store.JournalEntry
@@ -536,7 +555,42 @@ func (c *Controller) step(e event) {
 		}
 		c.fbNext = next
 	}
+	if c.display != nil {
+		c.show(c.st.screen())
+	}
 	c.publish(now)
+}
+
+// show hands screen to the display's goroutine if it differs from the last
+// one. Only Run's goroutine calls it.
+func (c *Controller) show(screen [2]string) {
+	if c.anyShown && screen == c.shown {
+		return
+	}
+	c.shown, c.anyShown = screen, true
+	select {
+	case <-c.screens: // not shown yet: the newer one replaces it
+	default:
+	}
+	c.screens <- screen
+}
+
+// runDisplay shows each screen handed to it until the channel closes. A
+// failing display is logged when it starts and stops failing, not at every
+// screen.
+func (c *Controller) runDisplay() {
+	defer c.workers.Done()
+	failing := false
+	for screen := range c.screens {
+		err := c.display.Show(screen)
+		switch {
+		case err != nil && !failing:
+			c.log.Warn("display: show", "err", err)
+		case err == nil && failing:
+			c.log.Info("display: showing again")
+		}
+		failing = err != nil
+	}
 }
 
 // apply runs next and its actions: first the relay, the feedback and the
@@ -758,6 +812,13 @@ func (c *Controller) JournalHealth(ctx context.Context, ok bool, detail string) 
 		return err
 	}
 	return c.submit(ctx, evJournal{ok: ok, detail: detail})
+}
+
+// SiteLink reports the link to the site coming up (online) or going down.
+// It changes only what the display shows ("Offline"): the door decides the
+// same either way, from its own allowlist.
+func (c *Controller) SiteLink(ctx context.Context, online bool) error {
+	return c.submit(ctx, evLink{online: online})
 }
 
 // StalePolicy is what the door does while its allowlist is stale: no

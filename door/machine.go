@@ -141,6 +141,10 @@ type state struct {
 	pending decision
 	nextID  uint64
 	pin     pinEntry
+
+	offline   bool      // the link to the site is down (SiteLink)
+	note      note      // a message the display shows for a moment
+	noteUntil time.Time // when note ends
 }
 
 // newState returns the state of a door at start: locked, contact unknown.
@@ -189,6 +193,7 @@ type (
 		detail string
 	}
 	evFloor struct{ t time.Time } // the latest signed site time moved
+	evLink  struct{ online bool } // the link to the site came up or went down
 	evStale struct {              // the allowlist went stale or fresh again
 		stale  bool
 		policy StalePolicy
@@ -211,6 +216,7 @@ func (evRecorded) isEvent()     {}
 func (evJournal) isEvent()      {}
 func (evFloor) isEvent()        {}
 func (evStale) isEvent()        {}
+func (evLink) isEvent()         {}
 
 // Actions out of the machine.
 type action interface{ isAction() }
@@ -252,7 +258,16 @@ type machine struct {
 	acts []action
 }
 
-func (m *machine) emit(a action) { m.acts = append(m.acts, a) }
+// emit queues an action. A one-shot feedback pattern that tells the person
+// at the door something also puts its message on the display for a moment.
+func (m *machine) emit(a action) {
+	m.acts = append(m.acts, a)
+	if f, ok := a.(actFeedback); ok {
+		if n := noteFor(f.p); n != noteNone {
+			m.s.note, m.s.noteUntil = n, m.now.Add(noteTime)
+		}
+	}
+}
 
 // next is the door's transition function.
 func next(s state, e event, now time.Time) (state, []action) {
@@ -291,6 +306,8 @@ func next(s state, e event, now time.Time) (state, []action) {
 		m.schedule(true)
 	case evStale:
 		m.s.stale, m.s.stalePolicy = e.stale, e.policy
+	case evLink:
+		m.s.offline = !e.online
 	}
 	m.reconcile()
 	return m.s, m.acts
@@ -336,6 +353,10 @@ func (m *machine) advance() {
 	clampTo(&s.pin.deadline, now.Add(max(p.pinFirst, p.interKey)))
 	clampTo(&s.heldAt, now.Add(p.held))
 	clampTo(&s.pending.deadline, now.Add(max(decideTimeout, recordTimeout)))
+	clampTo(&s.noteUntil, now.Add(noteTime))
+	if !s.noteUntil.IsZero() && !now.Before(s.noteUntil) {
+		s.note, s.noteUntil = noteNone, time.Time{}
+	}
 
 	if !s.grant.until.IsZero() && !now.Before(s.grant.until) {
 		if !s.grant.opened {
@@ -467,6 +488,7 @@ func (s *state) deadline() time.Time {
 	if s.pending.active {
 		consider(s.pending.deadline)
 	}
+	consider(s.noteUntil)
 	if s.open && !s.held && !s.heldAt.IsZero() {
 		if !s.preAlarmDone {
 			consider(s.heldAt.Add(-s.p.preAlarm))
@@ -604,6 +626,10 @@ func (m *machine) key(k rune) {
 		}
 	case p.mode == store.ModeCardOrPIN && isDigit(k):
 		s.pin = pinEntry{active: true, digits: []byte{byte(k)}, deadline: now.Add(p.interKey)}
+	default:
+		// A key with no card waiting for its PIN: the display says what
+		// the door wants first.
+		s.note, s.noteUntil = noteCardFirst, now.Add(noteTime)
 	}
 }
 
