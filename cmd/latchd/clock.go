@@ -3,10 +3,30 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 )
+
+// kernelClockState is what the kernel knows of the clock's quality.
+type kernelClockState struct {
+	Known    bool          // the kernel answered (Linux)
+	Synced   bool          // NTP (or chrony, or timesyncd) has synchronised it
+	MaxError time.Duration // the kernel's bound on the clock's error
+	EstError time.Duration // the kernel's estimate of the clock's error
+}
+
+// String describes the state in a few words, for the log and the status.
+func (k kernelClockState) String() string {
+	switch {
+	case !k.Known:
+		return "unknown"
+	case !k.Synced:
+		return "not synchronised"
+	}
+	return fmt.Sprintf("synchronised, estimated error %v, at most %v", k.EstError, k.MaxError)
+}
 
 // clockFloor is a time this build cannot predate: a clock reading earlier
 // than it (a Pi that booted without a real-time clock and has not heard from
@@ -33,7 +53,7 @@ func (c clockTrust) trusted() bool {
 		return false
 	}
 	if c.kernel {
-		if synced, known := kernelClockSynced(); known && !synced {
+		if k := kernelClock(); k.Known && !k.Synced {
 			return false
 		}
 	}

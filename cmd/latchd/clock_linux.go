@@ -1,14 +1,24 @@
 package main
 
-import "golang.org/x/sys/unix"
+import (
+	"time"
 
-// kernelClockSynced asks the kernel (adjtimex) whether the clock is
-// synchronised. known is false when the kernel does not answer.
-func kernelClockSynced() (synced, known bool) {
+	"golang.org/x/sys/unix"
+)
+
+// kernelClock asks the kernel (adjtimex) how good the clock is: whether
+// NTP has synchronised it and the error bounds it keeps. Known is false
+// when the kernel does not answer.
+func kernelClock() kernelClockState {
 	var tx unix.Timex
 	state, err := unix.Adjtimex(&tx)
 	if err != nil {
-		return false, false
+		return kernelClockState{}
 	}
-	return state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0, true
+	return kernelClockState{
+		Known:    true,
+		Synced:   state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0,
+		MaxError: time.Duration(tx.Maxerror) * time.Microsecond,
+		EstError: time.Duration(tx.Esterror) * time.Microsecond,
+	}
 }

@@ -2,5 +2,5 @@
 
 package main
 
-// kernelClockSynced is unknown off Linux.
-func kernelClockSynced() (synced, known bool) { return false, false }
+// kernelClock is unknown off Linux.
+func kernelClock() kernelClockState { return kernelClockState{} }

@@ -78,6 +78,9 @@ type daemon struct {
 	// safe stops the run when a part panics.
 	safe *failsafe
 
+	// ready is closed when the controller is ready (its Ready hook).
+	ready chan struct{}
+
 	// onEvent, if set, is called after every audit event is stored.
 	onEvent func(store.Event)
 	// onTrack, if set, sees every reader event after the controller has it.
@@ -223,6 +226,7 @@ func (d *daemon) build() (err error) {
 		return err
 	}
 	d.safe = newFailsafe(d.log, d.relay)
+	d.ready = make(chan struct{})
 	if err := d.openJournal(); err != nil {
 		return err
 	}
@@ -241,9 +245,12 @@ func (d *daemon) build() (err error) {
 		TimeFloor:    d.timeFloor,
 		BootID:       d.boot,
 		Logger:       d.log,
-		Ready:        func() { d.systemd.ready(fmt.Sprintf("door %s ready, relay locked", c.Door)) },
-		Alive:        d.systemd.aliveFunc(),
-		AliveEvery:   d.systemd.aliveEvery(),
+		Ready: func() {
+			d.systemd.ready(fmt.Sprintf("door %s ready, relay locked", c.Door))
+			close(d.ready)
+		},
+		Alive:      d.systemd.aliveFunc(),
+		AliveEvery: d.systemd.aliveEvery(),
 	})
 	if err != nil {
 		return doorConfigError(err)
@@ -309,6 +316,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	g.Go(d.safe.goroutine("door controller", func() error { return d.ctrl.Run(gctx) }))
 	g.Go(d.safe.goroutine("journal health", func() error { return d.watchJournal(gctx) }))
 	g.Go(d.safe.goroutine("store check", func() error { return d.watchStore(gctx) }))
+	g.Go(d.safe.goroutine("status watch", func() error { return d.newWatcher().run(gctx, d.ready) }))
 	// A panic caught in a callback, on another package's goroutine, stops
 	// the run here.
 	g.Go(func() error { return d.safe.wait(gctx) })

@@ -52,6 +52,11 @@ func (n *notifier) ready(status string) {
 	n.send(sd.SdNotifyReady + "\nSTATUS=" + oneLine(status, 400))
 }
 
+// status replaces the status line systemd shows (systemctl status).
+func (n *notifier) status(line string) {
+	n.send("STATUS=" + oneLine(line, 400))
+}
+
 // alive is one watchdog ping.
 func (n *notifier) alive() { n.send(sd.SdNotifyWatchdog) }
 

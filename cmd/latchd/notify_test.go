@@ -39,10 +39,20 @@ func TestSystemdNotify(t *testing.T) {
 	if m := read(); !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=door front ready, relay locked") {
 		t.Fatalf("first notify message %q, want READY=1 and the status", m)
 	}
-	for range 3 {
-		if m := read(); m != "WATCHDOG=1" {
-			t.Fatalf("notify message %q, want WATCHDOG=1", m)
+	// Then watchdog pings, and the status line the door keeps current.
+	pings, status := 0, ""
+	for pings < 3 || status == "" {
+		switch m := read(); {
+		case m == "WATCHDOG=1":
+			pings++
+		case strings.HasPrefix(m, "STATUS=door front: "):
+			status = m
+		default:
+			t.Fatalf("notify message %q, want WATCHDOG=1 or STATUS=door front: …", m)
 		}
+	}
+	if !strings.Contains(status, "locked") || !strings.Contains(status, "allowlist seq") {
+		t.Errorf("status %q: want the lock state and the allowlist seq", status)
 	}
 	sim.quit()
 }
