@@ -60,6 +60,35 @@ const (
 	patPreAlarm  // three short beeps: close the door
 )
 
+// looks describes the pattern in words.
+func (id patternID) looks() string {
+	switch id {
+	case patIdle:
+		return "LEDs off"
+	case patUnlocked:
+		return "green steady"
+	case patLockdown:
+		return "red steady"
+	case patAwaitingPIN:
+		return "green and red blinking together"
+	case patAlarm:
+		return "red flashing with the buzzer"
+	case patFault:
+		return "red blinking, a chirp every 10 s"
+	case patKey:
+		return "one short beep"
+	case patGranted:
+		return "green, one beep"
+	case patDenied:
+		return "red, three short beeps"
+	case patLockedOut:
+		return "one long beep, then red flashing"
+	case patPreAlarm:
+		return "three short beeps: close the door"
+	}
+	return id.String()
+}
+
 func (id patternID) String() string {
 	switch id {
 	case patIdle:
@@ -176,6 +205,18 @@ type FeedbackOpts struct {
 	// from 3.3 V through a resistor to the pin, or a low-triggered buzzer
 	// module). Default: on at a high level.
 	ActiveLow bool
+	// OnPattern, if set, is told each pattern as it starts: a new steady
+	// pattern, or a one-shot one played over it. It is called from the
+	// controller's goroutine and must return promptly. latchd's simulator
+	// prints what a person at the door would see and hear.
+	OnPattern func(Pattern)
+}
+
+// Pattern is a feedback pattern as a person at the door perceives it.
+type Pattern struct {
+	Name    string // "idle", "awaiting_pin", "granted", "denied", …
+	Looks   string // the LEDs and buzzer in words: "green, one beep"
+	OneShot bool   // it plays once over the steady pattern
 }
 
 // Feedback drives the reader's green LED, red LED and buzzer. Any of them may
@@ -238,17 +279,29 @@ func (f *Feedback) write(on lights) error {
 // setBase changes the looping base pattern; the same pattern keeps its phase.
 func (f *Feedback) setBase(id patternID, now time.Time) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.baseID != id {
+	changed := f.baseID != id
+	if changed {
 		f.baseID, f.base, f.baseAt = id, id.pattern(), now
+	}
+	f.mu.Unlock()
+	if changed {
+		f.tell(id, false)
+	}
+}
+
+// tell reports a pattern that starts to OnPattern.
+func (f *Feedback) tell(id patternID, oneShot bool) {
+	if f.opts.OnPattern != nil {
+		f.opts.OnPattern(Pattern{Name: id.String(), Looks: id.looks(), OneShot: oneShot})
 	}
 }
 
 // play starts a one-shot pattern over the base, replacing any other one.
 func (f *Feedback) play(id patternID, now time.Time) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.shot, f.shotOn, f.shotAt = id.pattern(), true, now
+	f.mu.Unlock()
+	f.tell(id, true)
 }
 
 // update drives the outputs for now and returns when they next change (zero

@@ -3,6 +3,7 @@ package door
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -166,4 +167,35 @@ func TestFeedbackShowFault(t *testing.T) {
 		}
 		want("stopped", gpio.Low, gpio.Low, gpio.Low)
 	})
+}
+
+// TestFeedbackOnPattern: OnPattern hears each steady pattern once as it
+// starts, and every one-shot pattern, in words.
+func TestFeedbackOnPattern(t *testing.T) {
+	var heard []Pattern
+	f, err := NewFeedback(newOutPin("green"), newOutPin("red"), newOutPin("buzzer"), &FeedbackOpts{OnPattern: func(p Pattern) { heard = append(heard, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.setBase(patAwaitingPIN, t0)
+	f.setBase(patAwaitingPIN, t0.Add(time.Second)) // no change
+	f.play(patKey, t0.Add(time.Second))
+	f.play(patKey, t0.Add(2*time.Second))
+	f.play(patGranted, t0.Add(3*time.Second))
+	f.setBase(patUnlocked, t0.Add(3*time.Second))
+	want := []Pattern{
+		{Name: "awaiting_pin", Looks: "green and red blinking together"},
+		{Name: "key", Looks: "one short beep", OneShot: true},
+		{Name: "key", Looks: "one short beep", OneShot: true},
+		{Name: "granted", Looks: "green, one beep", OneShot: true},
+		{Name: "unlocked", Looks: "green steady"},
+	}
+	if !slices.Equal(heard, want) {
+		t.Errorf("heard %+v\nwant %+v", heard, want)
+	}
+	for id := patIdle; id <= patPreAlarm; id++ {
+		if id.looks() == id.String() {
+			t.Errorf("pattern %v has no description", id)
+		}
+	}
 }
