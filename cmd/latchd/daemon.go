@@ -128,7 +128,7 @@ func newFeedback(c *Config, hw *hardware) (*door.Feedback, error) {
 	if hw.green == nil && hw.red == nil && hw.buzzer == nil {
 		return nil, nil
 	}
-	f, err := door.NewFeedback(hw.green, hw.red, hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow})
+	f, err := door.NewFeedback(hw.green, hw.red, hw.buzzer, &door.FeedbackOpts{ActiveLow: c.Feedback.ActiveLow, OnPattern: hw.onPattern})
 	if err != nil {
 		return nil, fmt.Errorf("feedback: %w", err)
 	}

@@ -39,7 +39,7 @@ type testDoor struct {
 func newTestDoor(t *testing.T, edit func(*daemon)) *testDoor {
 	t.Helper()
 	cfg := simConfig(t.TempDir())
-	sim, hw, err := newSimHW()
+	sim, hw, err := newSimHW(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

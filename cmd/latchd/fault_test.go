@@ -80,7 +80,8 @@ func simUntilStopped(t *testing.T, dir, fault string) (faultLine, last string) {
 			t.Fatal("no fault reported")
 		}
 	}
-	// Still running: nothing but the locked relay was printed.
+	// Still running: nothing but the locked relay and the fault pattern
+	// was printed.
 	select {
 	case code := <-done:
 		t.Fatalf("latchd exited (%d) instead of keeping the door locked", code)
@@ -94,8 +95,8 @@ func simUntilStopped(t *testing.T, dir, fault string) (faultLine, last string) {
 	if code := <-done; code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
-	if out := strings.TrimSpace(stdout.String()); strings.Count(out, "\n") != 0 || !strings.Contains(out, `"state":"locked"`) {
-		t.Errorf("stdout: want only the locked relay, got:\n%s", out)
+	if out := strings.TrimSpace(stdout.String()); strings.Count(out, "\n") != 1 || !strings.Contains(out, `"state":"locked"`) || !strings.Contains(out, `"pattern":"fault"`) {
+		t.Errorf("stdout: want only the locked relay and the fault pattern, got:\n%s", out)
 	}
 	if len(rest) == 0 {
 		t.Fatal("no error line at the exit")

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/latchdoor/latch/door"
+
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/spi"
@@ -31,6 +33,10 @@ type hardware struct {
 	green   gpio.PinOut
 	red     gpio.PinOut
 	buzzer  gpio.PinOut
+
+	// onPattern, if set, hears each feedback pattern as it starts (the
+	// simulator prints them).
+	onPattern func(door.Pattern)
 }
 
 // pinByName looks a pin up in periph's registry; key is the config key that

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -77,6 +78,19 @@ func (p *printer) relay(at time.Time, unlocked bool) {
 		return
 	}
 	fmt.Fprintf(p.w, "%s relay %s\n", at.Format(time.RFC3339), state)
+}
+
+// feedback prints a feedback pattern as it starts: what a person at the
+// door sees and hears.
+func (p *printer) feedback(at time.Time, pat door.Pattern) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		b, _ := json.Marshal(map[string]any{"time": at.Format(time.RFC3339Nano), "type": "feedback", "pattern": pat.Name, "looks": pat.Looks, "one_shot": pat.OneShot})
+		p.w.Write(append(b, '\n'))
+		return
+	}
+	fmt.Fprintf(p.w, "%s feedback %s (%s)\n", at.Format(time.RFC3339), pat.Looks, pat.Name)
 }
 
 // line prints a plain message (text mode) or a JSON object with "msg".

@@ -24,7 +24,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	var (
 		sim         = fs.Bool("sim", false, "run on emulated hardware with a demo site in the same process (or -join a site); commands on standard input")
-		configPath  = fs.String("config", "", "config file (TOML) for a real door")
+		configPath  = fs.String("config", "", "config file (TOML) for a real door; with -sim, the door's settings to preview on emulated hardware")
 		checkConfig = fs.Bool("check-config", false, "check the -config file and the files it names, then exit")
 		checkDB     = fs.Bool("check-db", false, "run the full check of the door's database (in data_dir of -config, or -data with -sim), print what it found and exit: 0 sound, 1 damaged, 2 not checked")
 		showID      = fs.Bool("show-identity", false, "print the door's public keys and fingerprint (from data_dir, or -data with -sim), then exit")
@@ -72,9 +72,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	switch {
-	case *sim && *configPath != "":
-		fmt.Fprintln(stderr, "latchd: -sim and -config exclude each other")
-		return 2
 	case *checkDB && *sim:
 		return checkDatabase(*dataDir, stdout, stderr, log)
 	case *checkDB && *configPath != "":
@@ -92,7 +89,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			err = identityCommand(cfg.DataDir, identityMode(*newID, *rotateID), stdout, log)
 		}
 	case *sim:
-		err = runSim(ctx, simOptions{dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr, join: *join, door: *doorID,
+		err = runSim(ctx, simOptions{config: *configPath, dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr, join: *join, door: *doorID,
 			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}}, stdin, out, log)
 	case *configPath == "":
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")

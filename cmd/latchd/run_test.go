@@ -99,7 +99,7 @@ func TestRunStartupErrors(t *testing.T) {
 		{"unknown pin", []string{"-config", noPin}, `relay.pin: no pin "GPIO53"`, 1},
 		{"bad pin name", []string{"-check-config", "-config", badNames}, fmt.Sprintf(`badnames.toml: line %d: relay.pin "GPIO17x": want a BCM GPIO name`, pinLine), 1},
 		{"bad spi name, in the same run", []string{"-check-config", "-config", badNames}, fmt.Sprintf(`badnames.toml: line %d: reader.spi "SPI9.9": want SPI<bus>.<chip select>`, spiLine), 1},
-		{"sim and config", []string{"-sim", "-config", bad}, "exclude each other", 2},
+		{"sim previewing a bad config", []string{"-sim", "-data", dir, "-config", bad}, "bad.toml: unknown key bogus", 1},
 		{"sim data dir for a door", []string{"-config", bad, "-data", dir}, "-data is for -sim", 2},
 		{"sim broker for a door", []string{"-config", bad, "-mqtt", "tcp://127.0.0.1:1883"}, "-mqtt is for -sim", 2},
 		{"sim broker address for a door", []string{"-check-config", "-config", bad, "-broker-addr", "127.0.0.1:0"}, "-broker-addr is for -sim", 2},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/reader/keypad"
 	"github.com/latchdoor/latch/reader/keypad/keypadtest"
 	"github.com/latchdoor/latch/reader/pn532"
 	"github.com/latchdoor/latch/reader/pn532/pn532test"
@@ -40,73 +41,183 @@ const (
 // longer than the inputs' debounce time, as a finger would.
 const simPressTime = 150 * time.Millisecond
 
-// simHW is the emulated hardware the simulator runs on.
+// simKeyGap is the time between two keys on an emulated Wiegand keypad:
+// longer than the gap that ends a frame, as a person types.
+const simKeyGap = 100 * time.Millisecond
+
+// simHW is the emulated hardware the simulator runs on. Parts the
+// configuration does not have are nil.
 type simHW struct {
 	chip    *pn532test.Chip
-	keys    *keypadtest.Matrix
 	relay   *gpiotest.Pin
-	contact *gpiotest.Pin
-	rex     *gpiotest.Pin
-	tamper  *gpiotest.Pin
-	green   *gpiotest.Pin
-	red     *gpiotest.Pin
-	buzzer  *gpiotest.Pin
+	contact simSwitch
+	rex     simSwitch
+	tamper  simSwitch
+
+	// typeKeys presses keys on the emulated keypad; nil without one.
+	typeKeys func(ctx context.Context, keys string) error
 
 	// seen receives the reader's presence events, so that tap and remove
 	// return once the reader has noticed, as a person waits for the beep.
 	seen chan pn532.TrackEvent
 }
 
-func newInputPin(name string) *gpiotest.Pin {
-	return &gpiotest.Pin{N: name, L: gpio.High, EdgesChan: make(chan gpio.Level, 16)}
+// simSwitch is an emulated switch input and the level it reads when the
+// switch is active (door open, button pressed, tamper tripped).
+type simSwitch struct {
+	pin    *gpiotest.Pin
+	active gpio.Level
+	key    string // the config key, for the error when it is not fitted
 }
 
-// newSimHW builds the emulated parts and the hardware view the daemon uses.
-func newSimHW() (*simHW, *hardware, error) {
-	keys, err := keypadtest.NewMatrix("123/456/789/*0#")
-	if err != nil {
-		return nil, nil, err
+// set moves the switch to active or back, as a hand would.
+func (in simSwitch) set(ctx context.Context, active bool) error {
+	if in.pin == nil {
+		return fmt.Errorf("this door has no %s", in.key)
 	}
+	l := in.active
+	if !active {
+		l = !l
+	}
+	return hold(ctx, in.pin, l)
+}
+
+// newSimSwitch emulates the switch input that key names (nil when name is
+// empty), at rest. Wired to ground with the pull-up (active-low), a normally
+// open switch reads low when active; normally closed, or pulled down to an
+// active-high switch, the levels swap.
+func newSimSwitch(key, name string, normallyClosed, activeHigh bool) simSwitch {
+	active := gpio.Level(normallyClosed != activeHigh)
+	in := simSwitch{active: active, key: key}
+	if name != "" {
+		in.pin = &gpiotest.Pin{N: name, L: !active, EdgesChan: make(chan gpio.Level, 16)}
+	}
+	return in
+}
+
+// switchPin is an emulated input with a switch on it. A bare
+// gpiotest.Pin takes the level of the pull that In sets; a switch closed
+// at rest holds its pin at the level it connects, whatever the pull.
+type switchPin struct{ *gpiotest.Pin }
+
+// In sets the pull and keeps the level the switch gives the pin.
+func (p switchPin) In(pull gpio.Pull, edge gpio.Edge) error {
+	l := p.Read()
+	err := p.Pin.In(pull, edge)
+	_ = p.Out(l)
+	return err
+}
+
+// outPin emulates an output that name names, or nil without a name.
+func outPin(name string) *gpiotest.Pin {
+	if name == "" {
+		return nil
+	}
+	return &gpiotest.Pin{N: name}
+}
+
+// newSimHW builds the emulated parts of the door c describes and the
+// hardware view the daemon uses.
+func newSimHW(c *Config) (*simHW, *hardware, error) {
 	s := &simHW{
 		chip:    pn532test.New(&pn532test.Opts{Latency: time.Millisecond}),
-		keys:    keys,
-		relay:   &gpiotest.Pin{N: "RELAY"},
-		contact: newInputPin("CONTACT"),
-		rex:     newInputPin("REX"),
-		tamper:  newInputPin("TAMPER"),
-		green:   &gpiotest.Pin{N: "LED_GREEN"},
-		red:     &gpiotest.Pin{N: "LED_RED"},
-		buzzer:  &gpiotest.Pin{N: "BUZZER"},
+		relay:   &gpiotest.Pin{N: c.Relay.Pin},
+		contact: newSimSwitch("door contact (inputs.contact)", c.Inputs.Contact, c.Inputs.ContactNC, c.Inputs.ActiveHighInput),
+		rex:     newSimSwitch("exit button (inputs.exit_button)", c.Inputs.ExitButton, c.Inputs.ExitButtonNC, c.Inputs.ActiveHighInput),
+		tamper:  newSimSwitch("tamper switch (inputs.tamper)", c.Inputs.Tamper, c.Inputs.TamperNC, c.Inputs.ActiveHighInput),
 		seen:    make(chan pn532.TrackEvent, 16),
 	}
 	hw := &hardware{
-		openSPI:    func() (spi.Port, func() error, error) { return s.chip, nil, nil },
-		spiName:    "pn532test",
-		keypadRows: keys.Rows(),
-		keypadCols: keys.Cols(),
-		relay:      s.relay,
-		contact:    s.contact,
-		rex:        s.rex,
-		tamper:     s.tamper,
-		green:      s.green,
-		red:        s.red,
-		buzzer:     s.buzzer,
+		openSPI: func() (spi.Port, func() error, error) { return s.chip, nil, nil },
+		spiName: "pn532test",
+		relay:   s.relay,
+		green:   orNil(outPin(c.Feedback.Green)),
+		red:     orNil(outPin(c.Feedback.Red)),
+		buzzer:  orNil(outPin(c.Feedback.Buzzer)),
+	}
+	for _, in := range []struct {
+		sim simSwitch
+		to  *gpio.PinIn
+	}{{s.contact, &hw.contact}, {s.rex, &hw.rex}, {s.tamper, &hw.tamper}} {
+		if in.sim.pin != nil {
+			*in.to = switchPin{in.sim.pin}
+		}
+	}
+	switch c.Keypad.Type {
+	case "matrix":
+		layout := c.Keypad.Layout
+		if layout == "" {
+			layout = "123/456/789/*0#"
+			if len(c.Keypad.Cols) == 4 {
+				layout = "123A/456B/789C/*0#D"
+			}
+		}
+		keys, err := keypadtest.NewMatrix(layout)
+		if err != nil {
+			return nil, nil, err
+		}
+		hw.keypadRows, hw.keypadCols, s.typeKeys = keys.Rows(), keys.Cols(), keys.TypeKeys
+	case "wiegand":
+		w := keypadtest.NewWiegand()
+		hw.wiegandD0, hw.wiegandD1 = w.D0(), w.D1()
+		// A Wiegand keypad sends each key as a 4-bit frame; the reader
+		// ends a frame after 25 ms of silence, and a person types slower.
+		s.typeKeys = func(ctx context.Context, keys string) error {
+			for _, k := range keys {
+				bits, err := keypadtest.KeyBits(keypad.Key(k), 4)
+				if err != nil {
+					return err
+				}
+				if err := w.Send(ctx, bits); err != nil {
+					return err
+				}
+				if err := pn532.WaitTimer(ctx, simKeyGap); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	return s, hw, nil
+}
+
+// orNil turns a nil *gpiotest.Pin into a nil gpio.PinOut, which the
+// daemon takes for "not fitted".
+func orNil(p *gpiotest.Pin) gpio.PinOut {
+	if p == nil {
+		return nil
+	}
+	return p
 }
 
 // simConfig is the zero-configuration door the simulator runs.
 func simConfig(dataDir string) *Config {
 	return &Config{
-		Site:    demoSite,
-		Door:    demoDoor,
-		DataDir: dataDir,
-		Mode:    string(store.ModeCardPIN),
-		Reader:  ReaderConfig{SPI: "pn532test"},
-		Keypad:  KeypadConfig{Type: "matrix"},
-		Relay:   RelayConfig{Pin: "RELAY", ActiveLow: false, Lock: "fail-secure", FailSafeHalt: "locked"},
-		Inputs:  InputsConfig{Contact: "CONTACT", ExitButton: "REX", Tamper: "TAMPER"},
+		Site:     demoSite,
+		Door:     demoDoor,
+		DataDir:  dataDir,
+		Mode:     string(store.ModeCardPIN),
+		Reader:   ReaderConfig{SPI: "pn532test"},
+		Keypad:   KeypadConfig{Type: "matrix"},
+		Relay:    RelayConfig{Pin: "RELAY", ActiveLow: false, Lock: "fail-secure", FailSafeHalt: "locked"},
+		Inputs:   InputsConfig{Contact: "CONTACT", ExitButton: "REX", Tamper: "TAMPER"},
+		Feedback: FeedbackConfig{Green: "LED_GREEN", Red: "LED_RED", Buzzer: "BUZZER"},
 	}
+}
+
+// previewConfig is the door a config file describes, as the simulator
+// runs it: every setting of the file that the door's behaviour depends on,
+// with the simulator's site, door id and data directory, no MQTT settings
+// of the file (the simulator's site, or the one it joins, stands in), and
+// the emulated reader. The pins keep their names; the simulator emulates
+// each one the file wires, and only those.
+func previewConfig(file *Config, dataDir string) *Config {
+	c := *file
+	c.Site, c.Door, c.DataDir = demoSite, demoDoor, dataDir
+	c.Groups = nil
+	c.MQTT = MQTTConfig{}
+	c.Reader = ReaderConfig{SPI: "pn532test"}
+	return &c
 }
 
 // simOwnerKey is the store state naming whose simulated door a data
@@ -154,6 +265,7 @@ func claimSimDir(st *store.Store, dir, owner string) error {
 
 // simOptions are the simulator's flags.
 type simOptions struct {
+	config     string // a door's config file to preview: its settings on emulated hardware
 	dataDir    string
 	mqttURL    string
 	brokerAddr string
@@ -177,6 +289,14 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err := cfg.Journal.check(cfg.isSet); err != nil {
 		return err
 	}
+	if o.config != "" {
+		file, err := loadConfig(o.config)
+		if err != nil {
+			return err
+		}
+		cfg = previewConfig(file, o.dataDir)
+		out.line("latchd: previewing %s on emulated hardware: its mode, keypad, display, feedback, inputs, relay, timings and security; the simulator's own site and data directory", o.config)
+	}
 	var join *joinFile
 	if o.join != "" {
 		if join, err = loadJoinFile(o.join); err != nil {
@@ -187,10 +307,11 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 		cfg.Site, cfg.Door = join.Site, o.door
 	}
-	sim, hw, err := newSimHW()
+	sim, hw, err := newSimHW(cfg)
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
+	hw.onPattern = func(p door.Pattern) { out.feedback(time.Now(), p) }
 	// The relay first: it is at its locked level before anything else.
 	relay, err := newRelay(cfg, hw, func(unlocked bool) { out.relay(time.Now(), unlocked) })
 	if err != nil {
@@ -343,21 +464,27 @@ func (s *simHW) do(ctx context.Context, c simCmd, d *daemon, admin siteAdmin, ou
 			return ok
 		})
 	case opKey:
-		return s.keys.TypeKeys(ctx, c.keys)
+		if s.typeKeys == nil {
+			return errors.New("this door has no keypad (keypad.type)")
+		}
+		return s.typeKeys(ctx, c.keys)
 	case opOpen:
-		return hold(ctx, s.contact, gpio.Low)
+		return s.contact.set(ctx, true)
 	case opClose:
-		return hold(ctx, s.contact, gpio.High)
+		return s.contact.set(ctx, false)
 	case opREX:
-		if err := edge(ctx, s.rex, gpio.Low); err != nil {
+		if s.rex.pin == nil {
+			return fmt.Errorf("this door has no %s", s.rex.key)
+		}
+		if err := edge(ctx, s.rex.pin, s.rex.active); err != nil {
 			return err
 		}
 		if err := pn532.WaitTimer(ctx, simPressTime); err != nil {
 			return err
 		}
-		return edge(ctx, s.rex, gpio.High)
+		return edge(ctx, s.rex.pin, !s.rex.active)
 	case opTamper:
-		return hold(ctx, s.tamper, gpio.Low)
+		return s.tamper.set(ctx, c.on)
 	case opStatus:
 		out.line("%s", statusLine(d))
 		return nil

@@ -44,11 +44,14 @@ const maxSimLine = 256
 const simHelp = `commands:
   tap UID     a card enters the field and stays (UID in hex, any case, ':' allowed)
   remove      the card leaves the field
-  key KEYS    press keys in order: 0-9, * clears, # submits (e.g. key 1234#)
+  key KEYS    press keys in order: 0-9, * clears, # submits (e.g. key 1234#);
+              what the door shows and sounds is printed as it happens
   open        the door contact opens
   close       the door contact closes
   rex         press the exit button
-  tamper      the tamper switch trips
+  tamper [on|off]
+              the tamper switch trips (on, the default), or is restored:
+              the tamper alarm clears
   unlock [S]  the site sends a signed unlock for S seconds (default 5)
   lockdown on|off
               the site sends a signed lockdown command
@@ -142,7 +145,13 @@ func parseSimCmd(line string) (simCmd, error) {
 	case "rex":
 		return noArgs(opREX)
 	case "tamper":
-		return noArgs(opTamper)
+		switch {
+		case len(args) == 0:
+			return simCmd{op: opTamper, on: true}, nil
+		case len(args) == 1 && (args[0] == "on" || args[0] == "off"):
+			return simCmd{op: opTamper, on: args[0] == "on"}, nil
+		}
+		return simCmd{}, errors.New("tamper takes on (the default) or off")
 	case "status":
 		return noArgs(opStatus)
 	case "help", "?":

@@ -48,7 +48,9 @@ func TestParseSimCmd(t *testing.T) {
 		{in: "open", want: simCmd{op: opOpen}},
 		{in: "close", want: simCmd{op: opClose}},
 		{in: "rex", want: simCmd{op: opREX}},
-		{in: "tamper", want: simCmd{op: opTamper}},
+		{in: "tamper", want: simCmd{op: opTamper, on: true}},
+		{in: "tamper on", want: simCmd{op: opTamper, on: true}},
+		{in: "TAMPER off", want: simCmd{op: opTamper}},
 		{in: "status", want: simCmd{op: opStatus}},
 		{in: "help", want: simCmd{op: opHelp}},
 		{in: "quit", want: simCmd{op: opQuit}},
@@ -67,6 +69,7 @@ func TestParseSimCmd(t *testing.T) {
 		{in: "tap 12", err: "1 bytes"},
 		{in: "key 12a", err: `'a' is not a key`},
 		{in: "open now", err: "takes no arguments"},
+		{in: "tamper maybe", err: "on (the default) or off"},
 		{in: "fly", err: `unknown command "fly"`},
 		{in: "tap " + strings.Repeat("0", 300), err: "at most 256"},
 	} {
