@@ -444,6 +444,9 @@ func (s *Site) Run(ctx context.Context) error {
 func (s *Site) connectLoop(ctx context.Context, o *paho.ClientOptions) {
 	const first = 100 * time.Millisecond
 	wait := first
+	// failing is the last failed attempt's error, so that a broker that
+	// stays unreachable is reported once per reason, not at every retry.
+	failing := ""
 	for {
 		lost := make(chan struct{})
 		var once sync.Once
@@ -464,8 +467,15 @@ func (s *Site) connectLoop(ctx context.Context, o *paho.ClientOptions) {
 			return // Run disconnects it
 		}
 		if err := tok.Error(); err != nil {
-			s.log.Debug("site: connect", "err", err)
+			if err.Error() != failing {
+				s.log.Warn("site: cannot connect to the broker; retrying", "broker", o.Servers, "err", err)
+			}
+			failing = err.Error()
 		} else {
+			if failing != "" {
+				s.log.Info("site: connected to the broker", "broker", o.Servers)
+			}
+			failing = ""
 			wait = first
 			select {
 			case <-lost:
