@@ -95,7 +95,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
 		return 2
 	case *checkConfig:
-		if _, err = checkConfigFile(*configPath); err == nil {
+		var cfg *Config
+		if cfg, err = checkConfigFile(*configPath); err == nil {
+			b, onBoard := thisBoard()
+			err = checkOnBoard(*configPath, cfg, b, onBoard, stdout)
+		}
+		if err == nil {
 			fmt.Fprintf(stdout, "latchd: %s is valid\n", *configPath)
 		}
 	default:
@@ -172,6 +177,41 @@ func checkConfigFile(path string) (*Config, error) {
 	return cfg, nil
 }
 
+// checkOnBoard prints the config's warnings and, on a board, resolves its
+// pins and SPI port there; each problem carries the file and the line of
+// its key.
+func checkOnBoard(path string, cfg *Config, b board, onBoard bool, stdout io.Writer) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if w := cfg.warnings(); len(w) > 0 {
+		for _, e := range unjoin(withLines(src, errors.Join(w...))) {
+			fmt.Fprintf(stdout, "latchd: warning: config %s: %v\n", path, e)
+		}
+	}
+	if !onBoard {
+		fmt.Fprintln(stdout, "latchd: not on a board with GPIO: pin and SPI names checked for their form only")
+		return nil
+	}
+	if err := b.resolve(cfg); err != nil {
+		var list []error
+		for _, e := range unjoin(withLines(src, err)) {
+			list = append(list, fmt.Errorf("config %s: %w", path, e))
+		}
+		return errors.Join(list...)
+	}
+	return nil
+}
+
+// unjoin returns the errors err joins, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // checkDataDir checks that the data directory is there: the store makes
 // its file in it but not the directory.
 func checkDataDir(dir string) error {
@@ -193,6 +233,9 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.warnings() {
+		log.Warn("config: " + w.Error())
 	}
 	relayPin, err := openPiRelay(cfg)
 	if err != nil {
