@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/latchdoor/latch/door"
+	"github.com/latchdoor/latch/door/display"
 	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/reader/keypad"
 	"github.com/latchdoor/latch/store"
@@ -41,6 +42,7 @@ type Config struct {
 	Relay    RelayConfig    `toml:"relay"`    // the lock relay
 	Inputs   InputsConfig   `toml:"inputs"`   // door contact, exit button, tamper switch
 	Feedback FeedbackConfig `toml:"feedback"` // LEDs and buzzer
+	Display  DisplayConfig  `toml:"display"`  // the text display, if any
 	Timing   TimingConfig   `toml:"timing"`   // the door's timings
 	MQTT     MQTTConfig     `toml:"mqtt"`     // the link to the site
 	// UnlockSchedule holds the door unlocked (free access) during its
@@ -264,6 +266,95 @@ type FeedbackConfig struct {
 	Red       string `toml:"red"`        // red LED: refused, lockdown, alarms
 	Buzzer    string `toml:"buzzer"`     // beeps for keys, grants, refusals and alarms
 	ActiveLow bool   `toml:"active_low"` // the outputs are on when low
+}
+
+// DisplayConfig selects and wires the small text display at the door.
+type DisplayConfig struct {
+	// Type is "hd44780" (a 16×2 LCD on a PCF8574 I²C backpack), "ssd1306"
+	// (a 128×32 or 128×64 OLED on I²C) or "" for none.
+	Type string `toml:"type"`
+	I2C  string `toml:"i2c"` // the I²C bus; default DefaultI2C
+	// Address is the 7-bit I²C address; default 0x27 for an hd44780
+	// (0x3f for a PCF8574A backpack), 0x3c for an ssd1306.
+	Address int `toml:"address"`
+	Height  int `toml:"height"` // ssd1306 only: 32 (default) or 64 pixels
+}
+
+// Display types.
+const (
+	displayLCD  = "hd44780"
+	displayOLED = "ssd1306"
+)
+
+// bus is the display's I²C bus name.
+func (d DisplayConfig) bus() string {
+	if d.I2C == "" {
+		return DefaultI2C
+	}
+	return d.I2C
+}
+
+// addr is the display's I²C address.
+func (d DisplayConfig) addr() uint16 {
+	switch {
+	case d.Address != 0:
+		return uint16(d.Address)
+	case d.Type == displayOLED:
+		return display.OLEDAddress
+	}
+	return display.LCDAddress
+}
+
+// check checks the display's settings, without hardware; each problem goes
+// to add, starting with its key. isSet tells a key the file sets to 0 from
+// one it leaves out.
+func (d DisplayConfig) check(isSet func(key string) bool, add func(error)) {
+	switch d.Type {
+	case "":
+		const none = "set without display.type (hd44780 or ssd1306)"
+		if d.I2C != "" {
+			add(fmt.Errorf("display.i2c %q: %s", d.I2C, none))
+		}
+		if d.Address != 0 || isSet("display.address") {
+			add(fmt.Errorf("display.address %#02x: %s", d.Address, none))
+		}
+		if d.Height != 0 || isSet("display.height") {
+			add(fmt.Errorf("display.height %d: %s", d.Height, none))
+		}
+		return
+	case displayLCD, displayOLED:
+	default:
+		add(fmt.Errorf("display.type %q: want hd44780, ssd1306 or empty", d.Type))
+		return
+	}
+	if d.I2C != "" {
+		add(checkI2CName("display.i2c", d.I2C))
+	}
+	if d.Address != 0 || isSet("display.address") {
+		if err := checkI2CAddr("display.address", d.Address); err != nil {
+			add(err)
+		} else if d.Type == displayLCD {
+			add(prefixKey("display.", display.CheckLCDAddress(d.addr())))
+		} else {
+			add(prefixKey("display.", display.CheckOLEDAddress(d.addr())))
+		}
+	}
+	if d.Height != 0 || isSet("display.height") {
+		if d.Type != displayOLED {
+			add(fmt.Errorf("display.height %d: only for an ssd1306", d.Height))
+		} else {
+			add(prefixKey("display.", display.CheckOLEDHeight(d.Height)))
+		}
+	}
+}
+
+// prefixKey puts the table in front of an error that starts with its key
+// ("address 0x50: …").
+func prefixKey(table string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s%w", table, err)
 }
 
 // TimingConfig overrides the door's timings; a key left out keeps the
@@ -558,6 +649,7 @@ func (c *Config) validate() error {
 		seen[pin] = name
 	}
 	add(c.MQTT.check(c.isSet))
+	c.Display.check(c.isSet, add)
 	return errors.Join(errs...)
 }
 

@@ -126,6 +126,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"remote unlock too long", mqttEdit("ssl://10.0.0.1:8883", "max_remote_unlock = \"5m\""), "mqtt.max_remote_unlock 5m0s: want 1s to 1m0s"},
 		{"stale policy without broker", "[mqtt]\nstale_policy = \"card+pin\"", "mqtt.stale_after, mqtt.stale_policy, mqtt.max_remote_unlock: set without mqtt.broker"},
 
+		// The display.
+		{"display type", "[display]\ntype = \"vfd\"", `display.type "vfd": want hd44780, ssd1306 or empty`},
+		{"display bus", "[display]\ntype = \"hd44780\"\ni2c = \"I2C-1\"", `display.i2c "I2C-1": want I2C<bus>`},
+		{"display address reserved", "[display]\ntype = \"ssd1306\"\naddress = 0x7c", "display.address 0x7c: want a 7-bit device address"},
+		{"lcd address", "[display]\ntype = \"hd44780\"\naddress = 0x50", "display.address 0x50: an LCD backpack answers on 0x20 to 0x27"},
+		{"oled address", "[display]\ntype = \"ssd1306\"\naddress = 0x27", "display.address 0x27: an SSD1306 answers on 0x3c or 0x3d"},
+		{"oled height", "[display]\ntype = \"ssd1306\"\nheight = 48", "display.height 48: an SSD1306 panel is 32"},
+		{"lcd height", "[display]\ntype = \"hd44780\"\nheight = 64", "display.height 64: only for an ssd1306"},
+		{"display without type", "[display]\ni2c = \"I2C1\"", `display.i2c "I2C1": set without display.type`},
+
 		// Site keys.
 		{"placeholder key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nsite-2026 = \"REPLACE-WITH-THE-SITE-PUBLIC-KEY\"", `mqtt.trusted_keys.site-2026 = "REPLACE-WITH-THE-SITE-PUBLIC-KEY" is a placeholder`},
 		{"empty key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"\"", "mqtt.trusted_keys.k1 = \"\" is a placeholder"},
@@ -166,6 +176,9 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"ssl broker, client certificate", mqttEdit("mqtts://10.0.0.1:8883", "ca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/c.key\"")},
 		{"layout", "[keypad]\nlayout = \"321/654/987/#0*\""},
 		{"sync settings", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"72h\"\nstale_policy = \"override-only\"\nmax_remote_unlock = \"1m\"")},
+		{"lcd", "[display]\ntype = \"hd44780\""},
+		{"lcd on a PCF8574A", "[display]\ntype = \"hd44780\"\ni2c = \"/dev/i2c-3\"\naddress = 0x3f"},
+		{"oled", "[display]\ntype = \"ssd1306\"\naddress = 0x3d\nheight = 64"},
 		{"timings at their limits", "[timing]\nunlock = \"1m\"\nextended_unlock = \"1m\"\nheld = \"1h\"\npin = \"1s\"\ninter_key = \"1m\"\ndebounce = \"200ms\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -527,6 +540,7 @@ func TestConfigEveryErrorAtOnce(t *testing.T) {
 	cfg := strings.Replace(goodConfig, `pin = "GPIO17"`, `pin = "GPIO17x"`, 1)
 	cfg = strings.Replace(cfg, `spi = "SPI0.0"`, `spi = "SPI9.9"`, 1)
 	cfg = strings.Replace(cfg, `mode = "card+pin"`, `mode = "card+face"`, 1)
+	cfg += "\n[display]\ntype = \"ssd1306\"\naddress = 0x27\nheight = 40\n"
 	_, err := parseConfig([]byte(cfg))
 	if err == nil {
 		t.Fatal("accepted")
@@ -545,13 +559,15 @@ func TestConfigEveryErrorAtOnce(t *testing.T) {
 		fmt.Sprintf(`line %d: mode "card+face"`, lineOf(`"card+face"`)),
 		fmt.Sprintf(`line %d: reader.spi "SPI9.9"`, lineOf(`"SPI9.9"`)),
 		fmt.Sprintf(`line %d: relay.pin "GPIO17x"`, lineOf(`"GPIO17x"`)),
+		fmt.Sprintf(`line %d: display.address 0x27`, lineOf(`address = 0x27`)),
+		fmt.Sprintf(`line %d: display.height 40`, lineOf(`height = 40`)),
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
-		t.Errorf("%d problems reported, want 3:\n%v", n, err)
+	if n := strings.Count(err.Error(), "\n") + 1; n != 5 {
+		t.Errorf("%d problems reported, want 5:\n%v", n, err)
 	}
 }
 

@@ -56,6 +56,7 @@ type daemon struct {
 	ctrl    *door.Controller
 
 	closeSPI func() error
+	display  displayConn // the display the controller shows on, if any
 
 	// identity is the door's keys (contract v2).
 	identity *mqtt.Identity
@@ -232,6 +233,7 @@ func (d *daemon) build() (err error) {
 	}
 	defer func() {
 		if err != nil {
+			d.closeDisplay()
 			err = errors.Join(err, d.closeJournal())
 		}
 	}()
@@ -241,6 +243,7 @@ func (d *daemon) build() (err error) {
 		State:        d.st,
 		Relay:        d.relay,
 		Feedback:     fb,
+		Display:      d.openDisplay(),
 		ClockTrusted: d.trust.trusted,
 		TimeFloor:    d.timeFloor,
 		BootID:       d.boot,
@@ -310,6 +313,7 @@ func (d *daemon) timeFloor() time.Time {
 // (see failsafe).
 func (d *daemon) run(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, d.closeJournal()) }()
+	defer d.closeDisplay()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)

@@ -40,3 +40,38 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("decoded %+v", c)
 	}
 }
+
+// The example's commented [display] section, uncommented, is valid and
+// says what it means.
+func TestExampleConfigDisplay(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "latchd.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var section []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "# [display]" {
+			in = true
+		}
+		if in && !strings.HasPrefix(line, "# ") {
+			break
+		}
+		if in {
+			section = append(section, strings.TrimPrefix(line, "# "))
+		}
+	}
+	if len(section) < 2 {
+		t.Fatalf("the example has no commented [display] section: %q", section)
+	}
+	c, err := decodeConfig([]byte(goodConfig + "\n" + strings.Join(section, "\n") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatalf("the example's display section: %v", err)
+	}
+	if want := (DisplayConfig{Type: "hd44780", I2C: "I2C1", Address: 0x27}); c.Display != want {
+		t.Errorf("decoded %+v, want %+v", c.Display, want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/spi"
 	"periph.io/x/conn/v3/spi/spireg"
 	"periph.io/x/host/v3"
@@ -25,6 +26,10 @@ type hardware struct {
 	keypadCols []gpio.PinIn
 	wiegandD0  gpio.PinIn
 	wiegandD1  gpio.PinIn
+
+	// openI2C opens an I²C bus by name; the func it returns, if any,
+	// closes it. nil: no I²C.
+	openI2C func(name string) (i2c.Bus, func() error, error)
 
 	relay   gpio.PinOut
 	contact gpio.PinIn
@@ -64,7 +69,7 @@ func openPiRelay(c *Config) (gpio.PinIO, error) {
 
 // openPiHardware opens the SPI device and every other pin named in c.
 func openPiHardware(c *Config, relay gpio.PinOut) (*hardware, error) {
-	hw := &hardware{relay: relay, spiName: c.Reader.SPI}
+	hw := &hardware{relay: relay, spiName: c.Reader.SPI, openI2C: openPiI2C}
 	var err error
 	get := func(key, name string) gpio.PinIO {
 		if err != nil {
