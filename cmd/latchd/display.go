@@ -74,7 +74,23 @@ func (d *daemon) openDisplay() door.Display {
 	}
 	log.Info("display ready", "device", dev.String())
 	d.display = displayConn{dev: dev, closeBus: closeBus}
+	if d.hw.onShown != nil {
+		return shownDisplay{dev, d.hw.onShown}
+	}
 	return dev
+}
+
+// shownDisplay is a display that reports each screen once shown.
+type shownDisplay struct {
+	door.Display
+	shown func()
+}
+
+// Show shows lines, then reports it.
+func (s shownDisplay) Show(lines [2]string) error {
+	err := s.Display.Show(lines)
+	s.shown()
+	return err
 }
 
 // closeDisplay blanks the display and closes its bus, once the controller

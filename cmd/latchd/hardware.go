@@ -42,6 +42,9 @@ type hardware struct {
 	// onPattern, if set, hears each feedback pattern as it starts (the
 	// simulator prints them).
 	onPattern func(door.Pattern)
+	// onShown, if set, is called after each screen the display shows (the
+	// simulator prints what the emulated display then reads).
+	onShown func()
 }
 
 // pinByName looks a pin up in periph's registry; key is the config key that

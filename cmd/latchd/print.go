@@ -93,6 +93,18 @@ func (p *printer) feedback(at time.Time, pat door.Pattern) {
 	fmt.Fprintf(p.w, "%s feedback %s (%s)\n", at.Format(time.RFC3339), pat.Looks, pat.Name)
 }
 
+// display prints the lines the door's display shows.
+func (p *printer) display(at time.Time, lines [2]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		b, _ := json.Marshal(map[string]any{"time": at.Format(time.RFC3339Nano), "type": "display", "lines": lines})
+		p.w.Write(append(b, '\n'))
+		return
+	}
+	fmt.Fprintf(p.w, "%s display [%-16s] [%-16s]\n", at.Format(time.RFC3339), lines[0], lines[1])
+}
+
 // line prints a plain message (text mode) or a JSON object with "msg".
 func (p *printer) line(format string, args ...any) {
 	p.lineWith(nil, format, args...)

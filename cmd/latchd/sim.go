@@ -54,6 +54,9 @@ type simHW struct {
 	rex     simSwitch
 	tamper  simSwitch
 
+	// displayText reads the emulated display's two lines; nil without one.
+	displayText func() [2]string
+
 	// typeKeys presses keys on the emulated keypad; nil without one.
 	typeKeys func(ctx context.Context, keys string) error
 
@@ -143,6 +146,13 @@ func newSimHW(c *Config) (*simHW, *hardware, error) {
 			*in.to = switchPin{in.sim.pin}
 		}
 	}
+	bus, text, err := newSimDisplay(c.Display)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bus != nil {
+		hw.openI2C, s.displayText = simI2C(bus), text
+	}
 	switch c.Keypad.Type {
 	case "matrix":
 		layout := c.Keypad.Layout
@@ -202,6 +212,7 @@ func simConfig(dataDir string) *Config {
 		Relay:    RelayConfig{Pin: "RELAY", ActiveLow: false, Lock: "fail-secure", FailSafeHalt: "locked"},
 		Inputs:   InputsConfig{Contact: "CONTACT", ExitButton: "REX", Tamper: "TAMPER"},
 		Feedback: FeedbackConfig{Green: "LED_GREEN", Red: "LED_RED", Buzzer: "BUZZER"},
+		Display:  DisplayConfig{Type: displayLCD},
 	}
 }
 
@@ -312,6 +323,16 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		return fmt.Errorf("sim: %w", err)
 	}
 	hw.onPattern = func(p door.Pattern) { out.feedback(time.Now(), p) }
+	if sim.displayText != nil {
+		var last [2]string
+		hw.onShown = func() {
+			// Called from the controller's display goroutine only.
+			if t := sim.displayText(); t != last {
+				last = t
+				out.display(time.Now(), [2]string{strings.TrimRight(t[0], " "), strings.TrimRight(t[1], " ")})
+			}
+		}
+	}
 	// The relay first: it is at its locked level before anything else.
 	relay, err := newRelay(cfg, hw, func(unlocked bool) { out.relay(time.Now(), unlocked) })
 	if err != nil {

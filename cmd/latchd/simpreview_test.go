@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,9 @@ import (
 // TestSimPreview runs the simulator on a door's config file: its Wiegand
 // keypad, its normally closed door contact and tamper loop and its LEDs
 // and buzzer are emulated as wired, and the simulator prints what the
-// door shows and sounds: a key with no card beeps, a grant is green with
-// one beep. The tamper switch trips and is restored, and the contact,
+// door shows and sounds: a key with no card beeps and the display, an
+// OLED read back from its pixels, asks for the card first; the PIN prompt
+// masks the digits; a grant is green with one beep. The tamper switch trips and is restored, and the contact,
 // wired normally closed, reads open and closed the right way round.
 func TestSimPreview(t *testing.T) {
 	example, err := os.ReadFile("../../docs/latchd.example.toml")
@@ -25,6 +27,7 @@ d1 = "GPIO6"
 	conf = strings.Replace(conf, "REPLACE-WITH-THE-SITE-PUBLIC-KEY", testSiteKey(), 1)
 	conf = strings.Replace(conf, `rows = ["GPIO5", "GPIO6", "GPIO13", "GPIO19"]`, "", 1)
 	conf = strings.Replace(conf, `cols = ["GPIO12", "GPIO16", "GPIO20"]`, "", 1)
+	conf += "\n[display]\ntype = \"ssd1306\"\nheight = 64\n"
 	path := filepath.Join(t.TempDir(), "door.toml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -48,8 +51,16 @@ d1 = "GPIO6"
 		msg, _ := m["msg"].(string)
 		return strings.HasPrefix(msg, "latchd: try: ")
 	})
+	display := func(l1, l2 string) {
+		t.Helper()
+		out.next(fmt.Sprintf("display %q %q", l1, l2), func(m map[string]any) bool {
+			lines, _ := m["lines"].([]any)
+			return m["type"] == "display" && len(lines) == 2 && lines[0] == l1 && lines[1] == l2
+		})
+	}
 	send("key 1")
 	feedback("key")
+	display("Present card", "then enter PIN")
 	send("tamper")
 	if ev := out.event("tamper"); ev["detail"] != "active" {
 		t.Errorf("tamper event %v, want active", ev)
@@ -67,11 +78,15 @@ d1 = "GPIO6"
 	out.event("door_closed")
 	send("tap 04A1B2C3D4E5F6")
 	feedback("awaiting_pin")
-	send("key 1234#")
+	display("Enter PIN", "")
+	send("key 123")
+	display("Enter PIN", "***")
+	send("key 4#")
 	if ev := out.event("granted"); ev["uid"] != "04A1B2C3D4E5F6" {
 		t.Errorf("granted event %v", ev)
 	}
 	feedback("granted")
+	display("Access granted", "")
 	send("remove")
 	sim.quit()
 }
