@@ -160,6 +160,7 @@ type simOptions struct {
 	join       string        // a join file: the door joins the site it names
 	door       string        // the door's id, with join
 	journal    JournalConfig // what the door does when it cannot write its journal
+	metrics    string        // where to serve /metrics and /healthz; "" for nowhere
 }
 
 // siteReady bounds how long the standalone simulator waits for its door
@@ -175,6 +176,9 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	cfg := simConfig(o.dataDir)
 	cfg.Journal = o.journal
 	if err := cfg.Journal.check(cfg.isSet); err != nil {
+		return err
+	}
+	if cfg.Metrics, err = simMetrics(o.metrics); err != nil {
 		return err
 	}
 	var join *joinFile
@@ -253,6 +257,9 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		// The journal's files cannot be made (a full or read-only disk):
 		// the door waits locked with the fault shown, as for the store.
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
+	}
+	if err := d.listenMetrics(out); err != nil {
+		return err
 	}
 
 	// The site, when it runs here, listens before the door speaks, and
