@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchdoor/latch/mqtt"
+	"github.com/latchdoor/latch/reader/pn532"
+	"github.com/latchdoor/latch/reader/pn532/pn532test"
 	"github.com/latchdoor/latch/store"
 )
 
@@ -232,6 +235,58 @@ func TestMetricsFlag(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %d and %q", tc.args, code, stderr, tc.code, tc.want)
 		}
+	}
+}
+
+// The emulated PN532 unplugged, then plugged again: the tracker's fault
+// and recovery reach the counters and the reader gauge.
+func TestMetricsReaderFaults(t *testing.T) {
+	track := make(chan pn532.TrackEvent, 64)
+	td := newTestDoor(t, func(d *daemon) {
+		d.cfg.Metrics.Listen = "127.0.0.1:0"
+		d.onTrack = func(ev pn532.TrackEvent) { track <- ev }
+	})
+	out, err := newPrinter(io.Discard, "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := td.d.listenMetrics(out); err != nil {
+		t.Fatal(err)
+	}
+	td.start()
+	url := td.d.metrics.url("/metrics")
+	await := func(what string, match func(pn532.TrackEvent) bool) {
+		t.Helper()
+		guard := time.NewTimer(hangGuard)
+		defer guard.Stop()
+		for {
+			select {
+			case ev := <-track:
+				if match(ev) {
+					return
+				}
+			case <-guard.C:
+				t.Fatalf("no %s from the reader", what)
+			}
+		}
+	}
+	// A card seen shows that the reader is up and polled.
+	if err := td.sim.chip.Present(pn532test.Card{UID: []byte{1, 2, 3, 4}}); err != nil {
+		t.Fatal(err)
+	}
+	await("the card", func(ev pn532.TrackEvent) bool { _, ok := ev.(pn532.Presented); return ok })
+	td.sim.chip.Unplug(0xff)
+	await("fault", func(ev pn532.TrackEvent) bool { _, ok := ev.(pn532.Fault); return ok })
+	td.status("the reader fault", func(s mqtt.DoorStatus) bool { return !s.Reader.OK })
+	_, text := get(t, url)
+	wantLines(t, text, "latch_reader_faults_total 1", "latch_reader_recoveries_total 0", "latch_reader_ok 0")
+	td.sim.chip.Plug()
+	await("recovery", func(ev pn532.TrackEvent) bool { _, ok := ev.(pn532.Recovered); return ok })
+	td.status("the reader back", func(s mqtt.DoorStatus) bool { return s.Reader.OK })
+	_, text = get(t, url)
+	wantLines(t, text, "latch_reader_faults_total 1", "latch_reader_recoveries_total 1", "latch_reader_ok 1")
+	if err := td.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
