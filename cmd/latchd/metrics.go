@@ -170,7 +170,7 @@ func newMetrics(d *daemon) *metrics {
 			Help: "Card reader recoveries after a fault.",
 		}),
 	}
-	m.aliveWithin = healthAliveMissed * d.aliveEvery()
+	m.aliveWithin = healthAliveMissed * healthEvery(d.systemd.aliveEvery())
 	for _, r := range decisionReasons {
 		m.decisions.WithLabelValues(string(r))
 	}
@@ -236,10 +236,21 @@ func (d *daemon) aliveHook() func() {
 }
 
 // aliveEvery is how often the controller calls Alive: as systemd's
-// watchdog asks, and at least every healthAliveEvery.
+// watchdog asks (0: the controller's default) and, with metrics, at least
+// every healthAliveEvery.
 func (d *daemon) aliveEvery() time.Duration {
-	if e := d.systemd.aliveEvery(); e > 0 && e < healthAliveEvery {
+	e := d.systemd.aliveEvery()
+	if d.metrics == nil {
 		return e
+	}
+	return healthEvery(e)
+}
+
+// healthEvery is how often the controller calls Alive for the health
+// check, given systemd's period (0: none).
+func healthEvery(systemd time.Duration) time.Duration {
+	if systemd > 0 && systemd < healthAliveEvery {
+		return systemd
 	}
 	return healthAliveEvery
 }

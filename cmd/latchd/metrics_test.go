@@ -199,6 +199,34 @@ func TestMetricsHealthz(t *testing.T) {
 	_ = td.d.closeJournal() // it cannot write: a closed store
 }
 
+// The controller's Alive period: systemd's alone without metrics (a
+// 30 s watchdog is pinged every 15 s); with metrics at most 5 s, and
+// systemd's when that is shorter.
+func TestAliveEvery(t *testing.T) {
+	for _, tc := range []struct {
+		systemd, without, with time.Duration
+	}{
+		{0, 0, 5 * time.Second},
+		{15 * time.Second, 15 * time.Second, 5 * time.Second},
+		{2 * time.Second, 2 * time.Second, 2 * time.Second},
+	} {
+		nt := &notifier{on: true, watchdog: 2 * tc.systemd}
+		d := &daemon{systemd: nt, cfg: &Config{}}
+		if got := d.aliveEvery(); got != tc.without {
+			t.Errorf("watchdog %s without metrics: every %s, want %s", nt.watchdog, got, tc.without)
+		}
+		d.cfg.Metrics.Listen = "127.0.0.1:0"
+		d.log = slog.New(slog.DiscardHandler)
+		d.metrics = newMetrics(d)
+		if got := d.aliveEvery(); got != tc.with {
+			t.Errorf("watchdog %s with metrics: every %s, want %s", nt.watchdog, got, tc.with)
+		}
+		if d.metrics.aliveWithin != 3*tc.with {
+			t.Errorf("watchdog %s: stuck after %s, want %s", nt.watchdog, d.metrics.aliveWithin, 3*tc.with)
+		}
+	}
+}
+
 // A taken port fails the start with an error naming the key.
 func TestMetricsListenTaken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
