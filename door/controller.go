@@ -137,6 +137,8 @@ type Deps struct {
 	Alive func()
 	// AliveEvery is the time between calls of Alive (default 5 s).
 	AliveEvery time.Duration
+	// Meter, if set, is told of every decision and allowlist answer.
+	Meter Meter
 }
 
 // Display is a small text display at the door, such as a 16×2 character
@@ -176,6 +178,8 @@ type Controller struct {
 	alive       func()
 	aliveEvery  time.Duration
 	unlockKey   string
+	meter       Meter
+	mt          meterState // owned by Run
 
 	in       chan event
 	decided  chan evDecided
@@ -234,6 +238,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		ready:       deps.Ready,
 		alive:       deps.Alive,
 		aliveEvery:  deps.AliveEvery,
+		meter:       deps.Meter,
 		unlockKey:   "door/" + p.door + "/unlock",
 		in:          make(chan event, inputQueueLen),
 		decided:     make(chan evDecided, 1),
@@ -539,6 +544,7 @@ func (c *Controller) arm(t Timer) {
 
 // step runs one event through the machine and carries out its actions.
 func (c *Controller) step(e event) {
+	c.meterEvent(e)
 	now := c.clock.Now()
 	if t := c.trusted(); t != c.st.trusted {
 		c.apply(evTrust{trusted: t}, now)
@@ -629,6 +635,7 @@ func (c *Controller) apply(e event, now time.Time) {
 			entry.Changes = append(entry.Changes, store.LockdownChange(c.p.door, a.on))
 		case actLog:
 			c.log.Debug("door event", "type", a.ev.Type, "reason", a.ev.Reason, "uid", a.ev.UID, "holder", a.ev.Holder, "detail", a.ev.Detail)
+			c.meterLogged(a.ev)
 			entry.Events = append(entry.Events, c.stamp(a.ev))
 		case actRecordGrant:
 			flush()
@@ -649,6 +656,7 @@ func unlockRecord(until time.Time, cause string) []byte {
 func (c *Controller) recordGrant(a actRecordGrant) {
 	c.log.Debug("door event", "type", a.ev.Type, "reason", a.ev.Reason, "uid", a.ev.UID, "holder", a.ev.Holder, "detail", a.ev.Detail)
 	id := a.id
+	c.meterGranting(a)
 	c.journal.Add(store.JournalEntry{
 		Events:  []store.Event{c.stamp(a.ev)},
 		Changes: []store.StateChange{store.PutStateChange(c.unlockKey, unlockRecord(a.until, "grant"))},
@@ -664,6 +672,7 @@ func (c *Controller) recordGrant(a actRecordGrant) {
 // ask runs the allowlist question off the loop, so that a slow PIN hash never
 // delays a relock or an alarm.
 func (c *Controller) ask(a actDecide) {
+	c.meterAsked(a)
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()

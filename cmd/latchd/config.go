@@ -52,6 +52,8 @@ type Config struct {
 	Security SecurityConfig `toml:"security"`
 	// Journal sets what the door does when it cannot write its audit log.
 	Journal JournalConfig `toml:"journal"`
+	// Metrics sets where latchd serves its metrics and health check.
+	Metrics MetricsConfig `toml:"metrics"`
 
 	// defined reports whether the file sets a key, given as its path
 	// ("security", "max_bad_pins"), even to zero: md.IsDefined of the
@@ -650,6 +652,7 @@ func (c *Config) validate() error {
 	}
 	add(c.MQTT.check(c.isSet))
 	c.Display.check(c.isSet, add)
+	add(c.Metrics.check())
 	return errors.Join(errs...)
 }
 

@@ -142,6 +142,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"short key", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"AAAA\"", "mqtt.trusted_keys.k1: mqtt: trusted key k1: 3 bytes, want 32"},
 		{"not base64", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\nk1 = \"not a key!\"", "mqtt.trusted_keys.k1: mqtt: trusted key k1: illegal base64"},
 		{"bad kid", "[mqtt]\nbroker = \"ssl://10.0.0.1:8883\"\n[mqtt.trusted_keys]\n\"a/b\" = \"" + testSiteKey() + "\"", `mqtt.trusted_keys."a/b": mqtt: trusted key id "a/b"`},
+
+		// The metrics endpoint, by its form alone.
+		{"metrics without port", "[metrics]\nlisten = \"127.0.0.1\"", `metrics.listen "127.0.0.1": want host:port`},
+		{"metrics port 0", "[metrics]\nlisten = \":0\"", `metrics.listen ":0": port "0": want a number from 1 to 65535`},
+		{"metrics port too high", "[metrics]\nlisten = \"127.0.0.1:65536\"", `port "65536": want a number from 1 to 65535`},
+		{"metrics port by name", "[metrics]\nlisten = \"127.0.0.1:http\"", `port "http"`},
+		{"metrics port signed", "[metrics]\nlisten = \"127.0.0.1:+9102\"", `port "+9102"`},
+		{"metrics bad host", "[metrics]\nlisten = \"door_1:9102\"", `metrics.listen "door_1:9102": host "door_1": want an IP address, a host name`},
+		{"metrics URL", "[metrics]\nlisten = \"http://127.0.0.1:9102\"", `metrics.listen "http://127.0.0.1:9102": want host:port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig([]byte(override(goodConfig, tc.edit)))
@@ -180,6 +189,11 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"lcd on a PCF8574A", "[display]\ntype = \"hd44780\"\ni2c = \"/dev/i2c-3\"\naddress = 0x3f"},
 		{"oled", "[display]\ntype = \"ssd1306\"\naddress = 0x3d\nheight = 64"},
 		{"timings at their limits", "[timing]\nunlock = \"1m\"\nextended_unlock = \"1m\"\nheld = \"1h\"\npin = \"1s\"\ninter_key = \"1m\"\ndebounce = \"200ms\""},
+		{"metrics on loopback", "[metrics]\nlisten = \"127.0.0.1:9102\""},
+		{"metrics everywhere", "[metrics]\nlisten = \":9102\""},
+		{"metrics on IPv6", "[metrics]\nlisten = \"[::1]:65535\""},
+		{"metrics by host name", "[metrics]\nlisten = \"door-1.example.org:1\""},
+		{"metrics off", "[metrics]\nlisten = \"\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := parseConfig([]byte(override(goodConfig, tc.edit))); err != nil {
@@ -541,6 +555,7 @@ func TestConfigEveryErrorAtOnce(t *testing.T) {
 	cfg = strings.Replace(cfg, `spi = "SPI0.0"`, `spi = "SPI9.9"`, 1)
 	cfg = strings.Replace(cfg, `mode = "card+pin"`, `mode = "card+face"`, 1)
 	cfg += "\n[display]\ntype = \"ssd1306\"\naddress = 0x27\nheight = 40\n"
+	cfg += "\n[metrics]\nlisten = \"127.0.0.1:99999\"\n"
 	_, err := parseConfig([]byte(cfg))
 	if err == nil {
 		t.Fatal("accepted")
@@ -561,13 +576,14 @@ func TestConfigEveryErrorAtOnce(t *testing.T) {
 		fmt.Sprintf(`line %d: relay.pin "GPIO17x"`, lineOf(`"GPIO17x"`)),
 		fmt.Sprintf(`line %d: display.address 0x27`, lineOf(`address = 0x27`)),
 		fmt.Sprintf(`line %d: display.height 40`, lineOf(`height = 40`)),
+		fmt.Sprintf(`line %d: metrics.listen "127.0.0.1:99999"`, lineOf(`"127.0.0.1:99999"`)),
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if n := strings.Count(err.Error(), "\n") + 1; n != 5 {
-		t.Errorf("%d problems reported, want 5:\n%v", n, err)
+	if n := strings.Count(err.Error(), "\n") + 1; n != 6 {
+		t.Errorf("%d problems reported, want 6:\n%v", n, err)
 	}
 }
 

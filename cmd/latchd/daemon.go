@@ -86,6 +86,8 @@ type daemon struct {
 	onEvent func(store.Event)
 	// onTrack, if set, sees every reader event after the controller has it.
 	onTrack func(pn532.TrackEvent)
+	// metrics serves /metrics and /healthz; nil without metrics.listen.
+	metrics *metrics
 }
 
 // storeFault handles a database that cannot be opened. A damaged file, one
@@ -228,6 +230,7 @@ func (d *daemon) build() (err error) {
 	}
 	d.safe = newFailsafe(d.log, d.relay)
 	d.ready = make(chan struct{})
+	d.metrics = newMetrics(d)
 	if err := d.openJournal(); err != nil {
 		return err
 	}
@@ -252,8 +255,9 @@ func (d *daemon) build() (err error) {
 			d.systemd.ready(fmt.Sprintf("door %s ready, relay locked", c.Door))
 			close(d.ready)
 		},
-		Alive:      d.systemd.aliveFunc(),
-		AliveEvery: d.systemd.aliveEvery(),
+		Alive:      d.aliveHook(),
+		AliveEvery: d.aliveEvery(),
+		Meter:      d.meter(),
 	})
 	if err != nil {
 		return doorConfigError(err)
@@ -332,6 +336,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	}
 	g.Go(d.safe.goroutine("card reader", func() error { return d.runReader(gctx) }))
 	g.Go(d.safe.goroutine("audit log pruning", func() error { d.prune(gctx); return nil }))
+	if d.metrics != nil {
+		g.Go(d.safe.goroutine("metrics", func() error { return d.metrics.serve(gctx) }))
+	}
 	if d.client != nil {
 		g.Go(d.safe.goroutine("mqtt", func() error {
 			if err := d.client.Run(gctx); err != nil && gctx.Err() == nil {
@@ -589,6 +596,7 @@ func (d *daemon) readerHealth(ctx context.Context, ok bool, why error) error {
 		}
 	}
 	d.reader.set(detail)
+	d.metrics.readerHealth(ok)
 	return d.ctrl.ReaderHealth(ctx, ok, detail)
 }
 

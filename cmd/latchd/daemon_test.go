@@ -24,7 +24,7 @@ import (
 
 // testDoor is a daemon on the simulator's emulated hardware, without MQTT.
 type testDoor struct {
-	t      *testing.T
+	t      testing.TB
 	d      *daemon
 	sim    *simHW
 	logs   *lockedBuffer
@@ -36,7 +36,7 @@ type testDoor struct {
 
 // newTestDoor builds a daemon in a fresh data directory; edit, if set, may
 // change it before the controller is built.
-func newTestDoor(t *testing.T, edit func(*daemon)) *testDoor {
+func newTestDoor(t testing.TB, edit func(*daemon)) *testDoor {
 	t.Helper()
 	cfg := simConfig(t.TempDir())
 	sim, hw, err := newSimHW(cfg)

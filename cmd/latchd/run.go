@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		brokerAddr  = fs.String("broker-addr", "127.0.0.1:1883", "where the embedded broker listens (with -sim): a loopback host:port; a taken port falls back to a free one")
 		unrecorded  = fs.String("unrecorded-grant", "refuse", "with -sim: a grant whose record cannot be written is refused, or the door opens anyway (open)")
 		reserveMiB  = fs.Int("journal-reserve-mib", defaultReserveMiB, "with -sim: MiB kept free for the journal in the data directory (0: no reserve)")
+		metricsAddr = fs.String("metrics", "", "with -sim: serve /metrics and /healthz on this host:port (port 0: a free port; the URL is printed)")
 		logFormat   = fs.String("log-format", "text", "how events are printed: text or json")
 		logLevel    = fs.String("log-level", "warn", "operational log level on standard error: debug, info, warn or error")
 		version     = fs.Bool("version", false, "print the version and exit")
@@ -90,7 +91,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	case *sim:
 		err = runSim(ctx, simOptions{config: *configPath, dataDir: *dataDir, mqttURL: *mqttURL, brokerAddr: *brokerAddr, join: *join, door: *doorID,
-			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}}, stdin, out, log)
+			journal: JournalConfig{ReserveMiB: reserveMiB, Unrecorded: *unrecorded}, metrics: *metricsAddr}, stdin, out, log)
 	case *configPath == "":
 		fmt.Fprintln(stderr, "latchd: -config FILE is required (or -sim to try it without a Pi)")
 		return 2
@@ -143,6 +144,8 @@ func flagMisuse(fs *flag.FlagSet, sim bool) string {
 			msg = "-door names the door that -sim -join adds to a site; the simulator's own demo door is " + demoDoor
 		case f.Name == "broker-addr" && fs.Lookup("join").Value.String() != "":
 			msg = "-join and -broker-addr exclude each other: a door that joins a site uses the site's broker"
+		case !sim && f.Name == "metrics":
+			msg = "-metrics is for -sim; a door sets listen in the [metrics] table of its config"
 		case !sim && (f.Name == "unrecorded-grant" || f.Name == "journal-reserve-mib"):
 			msg = "-" + f.Name + " is for -sim; a door sets it in the [journal] table of its config"
 		}
@@ -274,6 +277,9 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 		// The journal's files cannot be made (a full or read-only disk):
 		// the door waits locked with the fault shown, as for the store.
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
+	}
+	if err := d.listenMetrics(out); err != nil {
+		return err
 	}
 	return storeFaultAfterRun(ctx, cfg, hw, d.run(ctx), log, nt)
 }

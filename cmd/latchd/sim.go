@@ -283,6 +283,7 @@ type simOptions struct {
 	join       string        // a join file: the door joins the site it names
 	door       string        // the door's id, with join
 	journal    JournalConfig // what the door does when it cannot write its journal
+	metrics    string        // where to serve /metrics and /healthz; "" for nowhere
 }
 
 // siteReady bounds how long the standalone simulator waits for its door
@@ -307,6 +308,9 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		}
 		cfg = previewConfig(file, o.dataDir)
 		out.line("latchd: previewing %s on emulated hardware: its mode, keypad, display, feedback, inputs, relay, timings and security; the simulator's own site and data directory", o.config)
+	}
+	if cfg.Metrics, err = simMetrics(o.metrics); err != nil {
+		return err
 	}
 	var join *joinFile
 	if o.join != "" {
@@ -395,6 +399,9 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		// The journal's files cannot be made (a full or read-only disk):
 		// the door waits locked with the fault shown, as for the store.
 		return storeFault(ctx, cfg, hw, err, door.SystemClock{}, log, nt)
+	}
+	if err := d.listenMetrics(out); err != nil {
+		return err
 	}
 
 	// The site, when it runs here, listens before the door speaks, and
