@@ -94,21 +94,21 @@ func openChip(t testing.TB, bus i2c.Bus, b board, intr bool) ([]gpio.PinOut, []g
 	return rows, cols, *dev.Group(port, bits)
 }
 
-// startExpander runs a keypad.Matrix, through periph's driver of b's chip,
-// on an emulated 3×4 keypad behind the emulated chip; with intr, the
-// chip's INT (INTB for the columns on an MCP23017's port B) is wired to
-// the Matrix's Interrupt.
-func startExpander(t *testing.T, b board, intr bool) (*matrixRig, *keypadtest.Expander) {
-	t.Helper()
+// newExpanderMatrix returns an emulated 3×4 keypad behind b's emulated
+// chip, and a keypad.Matrix on it through periph's driver of the chip;
+// with intr, the chip's INT (INTB for the columns on an MCP23017's port B)
+// is wired to the Matrix's Interrupt.
+func newExpanderMatrix(tb testing.TB, b board, intr bool) (*keypadtest.Matrix, *keypadtest.Expander, []gpio.PinOut, []gpio.PinIn, *keypad.MatrixOpts) {
+	tb.Helper()
 	em, err := keypadtest.NewMatrix(keypad.Layout3x4)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	x, err := keypadtest.NewExpander(b.chip, b.addr, em, b.rows, b.cols)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	rows, cols, g := openChip(t, x, b, intr)
+	rows, cols, g := openChip(tb, x, b, intr)
 	opts := &keypad.MatrixOpts{Expander: &keypad.Expander{Columns: g}}
 	if intr {
 		opts.Expander.Interrupt = x.Interrupt()
@@ -116,8 +116,14 @@ func startExpander(t *testing.T, b board, intr bool) (*matrixRig, *keypadtest.Ex
 			opts.Expander.Interrupt = x.InterruptB()
 		}
 	}
-	r := startRig(t, em, rows, cols, opts)
-	return r, x
+	return em, x, rows, cols, opts
+}
+
+// startExpander runs a keypad.Matrix as newExpanderMatrix sets it up.
+func startExpander(t *testing.T, b board, intr bool) (*matrixRig, *keypadtest.Expander) {
+	t.Helper()
+	em, x, rows, cols, opts := newExpanderMatrix(t, b, intr)
+	return startRig(t, em, rows, cols, opts), x
 }
 
 // onEveryBoard runs test in a synctest bubble on a keypad running on each
