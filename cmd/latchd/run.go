@@ -212,6 +212,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, hw.close()) }()
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}
