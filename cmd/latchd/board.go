@@ -11,6 +11,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/spi/spireg"
 	"periph.io/x/host/v3"
+	"periph.io/x/host/v3/rpi"
 )
 
 // board is what -check-config asks of the board it runs on: whether a pin
@@ -20,11 +21,14 @@ type board struct {
 	openSPI func(name string) error
 }
 
-// thisBoard returns the board latchd runs on, or false when it is not on
-// one (periph finds no GPIO: a PC, or a Pi without the GPIO driver). Then
-// the names are checked for their form only.
+// thisBoard returns the Raspberry Pi latchd runs on, or false elsewhere
+// (a PC, or a Pi whose firmware driver is not loaded). Then the names are
+// checked for their form only.
 func thisBoard() (board, bool) {
-	if _, err := host.Init(); err != nil || len(gpioreg.All()) == 0 {
+	if !rpi.Present() {
+		return board{}, false
+	}
+	if _, err := host.Init(); err != nil {
 		return board{}, false
 	}
 	return board{

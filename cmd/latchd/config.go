@@ -232,8 +232,15 @@ type ReaderConfig struct {
 // KeypadConfig selects and wires the keypad.
 type KeypadConfig struct {
 	Type string   `toml:"type"` // "matrix", "wiegand" or "" for none
-	Rows []string `toml:"rows"` // matrix rows (outputs)
-	Cols []string `toml:"cols"` // matrix columns (inputs with pull-ups)
+	Rows []string `toml:"rows"` // matrix rows (outputs): Pi GPIO, or the expander's pins
+	Cols []string `toml:"cols"` // matrix columns (inputs with pull-ups): Pi GPIO, or the expander's pins
+	// Expander is the I²C GPIO expander a matrix is wired to: "pcf8574",
+	// "pcf8574a", "pcf8575", "mcp23008" or "mcp23017"; empty for rows and
+	// cols on the Pi's GPIO.
+	Expander  string `toml:"expander"`
+	I2C       string `toml:"i2c"`       // the expander's bus (default DefaultI2C)
+	Address   int    `toml:"address"`   // the expander's address (default its lowest: 0x20, 0x38 for a pcf8574a)
+	Interrupt string `toml:"interrupt"` // Pi GPIO wired to the expander's INT, optional (else polled)
 	// Layout is the matrix's key map, rows top to bottom separated by '/',
 	// e.g. "123/456/789/*0#" (the default for 3 columns; "123A/456B/789C/*0#D"
 	// for 4). It must hold 0-9, * and #.
@@ -608,6 +615,9 @@ func (c *Config) validate() error {
 			add(doorConfigError(err))
 		}
 	}
+	for _, err := range c.Keypad.checkExpander(c.isSet) {
+		add(err)
+	}
 	switch c.Keypad.Type {
 	case "":
 		if store.Mode(c.Mode) != store.ModeCardOnly {
@@ -904,6 +914,7 @@ func (c *Config) pins() map[string]string {
 		"reader.irq":         c.Reader.IRQ,
 		"keypad.d0":          c.Keypad.D0,
 		"keypad.d1":          c.Keypad.D1,
+		"keypad.interrupt":   c.Keypad.Interrupt,
 		"relay.pin":          c.Relay.Pin,
 		"inputs.contact":     c.Inputs.Contact,
 		"inputs.exit_button": c.Inputs.ExitButton,
@@ -911,6 +922,10 @@ func (c *Config) pins() map[string]string {
 		"feedback.green":     c.Feedback.Green,
 		"feedback.red":       c.Feedback.Red,
 		"feedback.buzzer":    c.Feedback.Buzzer,
+	}
+	if c.Keypad.Expander != "" {
+		// The rows and columns are the expander's pins (checkExpander).
+		return m
 	}
 	for i, p := range c.Keypad.Rows {
 		m[fmt.Sprintf("keypad.rows[%d]", i)] = p

@@ -430,7 +430,7 @@ func (d *daemon) startKeypad(ctx context.Context, g *errgroup.Group) error {
 	}
 	switch d.cfg.Keypad.Type {
 	case "matrix":
-		m, err := keypad.NewMatrix(d.hw.keypadRows, d.hw.keypadCols, &keypad.MatrixOpts{Layout: d.cfg.Keypad.Layout, Logger: d.log})
+		m, err := keypad.NewMatrix(d.hw.keypadRows, d.hw.keypadCols, &keypad.MatrixOpts{Layout: d.cfg.Keypad.Layout, Expander: d.hw.keypadExpander, Logger: d.log})
 		if err != nil {
 			return fmt.Errorf("keypad: %w", err)
 		}

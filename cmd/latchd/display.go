@@ -5,21 +5,10 @@ import (
 
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
-	"periph.io/x/conn/v3/i2c/i2creg"
 
 	"github.com/latchdoor/latch/door"
 	"github.com/latchdoor/latch/door/display"
 )
-
-// openPiI2C opens an I²C bus by its periph name, such as "I2C1"; the func
-// it returns closes it.
-func openPiI2C(name string) (i2c.Bus, func() error, error) {
-	b, err := i2creg.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b, b.Close, nil
-}
 
 // displayDev is a display device: it shows text and halts.
 type displayDev interface {

@@ -194,7 +194,7 @@ func checkOnBoard(path string, cfg *Config, b board, onBoard bool, stdout io.Wri
 		}
 	}
 	if !onBoard {
-		fmt.Fprintln(stdout, "latchd: not on a board with GPIO: pin and SPI names checked for their form only")
+		fmt.Fprintln(stdout, "latchd: not on a Raspberry Pi: pin and SPI names checked for their form only")
 		return nil
 	}
 	if err := b.resolve(cfg); err != nil {
@@ -255,6 +255,7 @@ func runPi(ctx context.Context, path string, out *printer, log *slog.Logger) (er
 	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, hw.close()) }()
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}

@@ -155,11 +155,22 @@ func newSimHW(c *Config) (*simHW, *hardware, error) {
 	}
 	switch c.Keypad.Type {
 	case "matrix":
+		if c.Keypad.Expander != "" {
+			x, err := newSimExpander(&c.Keypad)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := hw.wireExpanderKeypad(&c.Keypad, x.Bus, x.Interrupt); err != nil {
+				return nil, nil, err
+			}
+			s.typeKeys = x.Keys.TypeKeys
+			break
+		}
 		layout := c.Keypad.Layout
 		if layout == "" {
-			layout = "123/456/789/*0#"
+			layout = keypad.Layout3x4
 			if len(c.Keypad.Cols) == 4 {
-				layout = "123A/456B/789C/*0#D"
+				layout = keypad.Layout4x4
 			}
 		}
 		keys, err := keypadtest.NewMatrix(layout)
@@ -326,6 +337,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
+	defer func() { err = errors.Join(err, hw.close()) }()
 	hw.onPattern = func(p door.Pattern) { out.feedback(time.Now(), p) }
 	if sim.displayText != nil {
 		var last [2]string

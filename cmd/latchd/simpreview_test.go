@@ -90,3 +90,40 @@ d1 = "GPIO6"
 	send("remove")
 	sim.quit()
 }
+
+// TestSimPreviewExpander previews a keypad on a PCF8574 expander with its
+// INT wired, and an LCD on the same I²C bus: the PIN typed on the
+// emulated keypad reaches the door through the emulated chip.
+func TestSimPreviewExpander(t *testing.T) {
+	example, err := os.ReadFile("../../docs/latchd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(example), "REPLACE-WITH-THE-SITE-PUBLIC-KEY", testSiteKey(), 1)
+	conf = strings.Replace(conf, `rows = ["GPIO5", "GPIO6", "GPIO13", "GPIO19"]`, `rows = ["P0", "P1", "P2", "P3"]
+expander = "pcf8574"
+interrupt = "GPIO4"`, 1)
+	conf = strings.Replace(conf, `cols = ["GPIO12", "GPIO16", "GPIO20"]`, `cols = ["P4", "P5", "P6"]`, 1)
+	conf += "\n[display]\ntype = \"hd44780\"\n"
+	path := filepath.Join(t.TempDir(), "door.toml")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim := startSim(t, "-config", path)
+	out, send := sim.out, sim.send
+	out.next("the try line", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return strings.HasPrefix(msg, "latchd: try: ")
+	})
+	send("tap 04A1B2C3D4E5F6")
+	send("key 1234#")
+	if ev := out.event("granted"); ev["uid"] != "04A1B2C3D4E5F6" {
+		t.Errorf("granted event %v (stderr %s)", ev, sim.stderr.String())
+	}
+	out.next("the LCD showing the grant", func(m map[string]any) bool {
+		lines, _ := m["lines"].([]any)
+		return m["type"] == "display" && len(lines) == 2 && lines[0] == "Access granted"
+	})
+	send("remove")
+	sim.quit()
+}

@@ -89,3 +89,60 @@ func BenchmarkMatrixIdleCPU(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExpanderTraffic runs the driver on the real clock on an
+// emulated 3×4 keypad behind an emulated PCF8574 and MCP23017, through
+// periph's drivers, polled and with the interrupt line, and counts the I²C
+// traffic: "idle" per second with no key down, "key" per key typed (press,
+// debounce, release, as keypadtest's Tap holds it). A transaction is one
+// transfer from START to STOP; bytes count the address bytes too.
+func BenchmarkExpanderTraffic(b *testing.B) {
+	for _, bd := range []board{boards[0], boards[4]} {
+		for _, intr := range []bool{false, true} {
+			name := string(bd.chip) + "/poll"
+			if intr {
+				name = string(bd.chip) + "/interrupt"
+			}
+			em, x, rows, cols, opts := newExpanderMatrix(b, bd, intr)
+			kp, err := keypad.NewMatrix(rows, cols, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			keys := make(chan keypad.Key, 1024)
+			done := make(chan error, 1)
+			go func() { done <- kp.Run(ctx, func(k keypad.Key) { keys <- k }) }()
+			if err := em.TypeKeys(ctx, "1"); err != nil { // running and settled
+				b.Fatal(err)
+			}
+			per := func(b *testing.B, what string, n float64, before keypadtest.BusStats) {
+				s := x.Stats()
+				b.ReportMetric(float64(s.Transactions-before.Transactions)/n, "tx/"+what)
+				b.ReportMetric(float64(s.Bytes-before.Bytes)/n, "B/"+what)
+			}
+			b.Run(name+"/idle", func(b *testing.B) {
+				before, wall := x.Stats(), time.Now()
+				for b.Loop() {
+					time.Sleep(250 * time.Millisecond)
+				}
+				per(b, "idle-s", time.Since(wall).Seconds(), before)
+			})
+			b.Run(name+"/key", func(b *testing.B) {
+				before := x.Stats()
+				for b.Loop() {
+					if err := em.TypeKeys(ctx, "5"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				per(b, "key", float64(b.N), before)
+			})
+			if err := kp.Halt(); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+	}
+}

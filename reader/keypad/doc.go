@@ -53,6 +53,50 @@
 // door controller takes PINs only from '0'–'9', '*' and '#' (Key.IsPIN);
 // the letters are for features of their own, never part of a PIN.
 //
+// # Keypads on an I/O expander
+//
+// Keypad backpacks put the keypad behind an I²C GPIO expander, which
+// leaves the Pi's GPIO free: a PCF8574 or PCF8574A (8 pins), a PCF8575
+// (16), an MCP23008 (8) or an MCP23017 (16). Open the chip with its driver
+// in periph.io/x/devices (pcf857x, mcp23xxx), give its pins to NewMatrix as
+// rows and columns, and set MatrixOpts.Expander with a gpio.Group of the
+// column pins. The same Matrix scans them, with the same debounce and
+// two-key lockout. Power the chip from the Pi's 3.3 V, never 5 V: its SDA,
+// SCL and INT lines go straight to the Pi.
+//
+// Wire the rows to the low pins and the columns above them, the columns
+// all on one port of a 16-pin chip:
+//
+//	chip        address      rows (1 2 3 4)          columns (1 2 3 [4])
+//	PCF8574     0x20–0x27    P0 P1 P2 P3             P4 P5 P6 [P7]
+//	PCF8574A    0x38–0x3F    P0 P1 P2 P3             P4 P5 P6 [P7]
+//	PCF8575     0x20–0x27    P00 P01 P02 P03         P10 P11 P12 [P13]
+//	MCP23008    0x20–0x27    GP0 GP1 GP2 GP3         GP4 GP5 GP6 [GP7]
+//	MCP23017    0x20–0x27    GPA0 GPA1 GPA2 GPA3     GPB0 GPB1 GPB2 [GPB3]
+//
+// The address is set by the A0–A2 pins or jumpers: all to ground is the
+// lowest. A PCF857x's pins are quasi-bidirectional: a 1 written makes the
+// pin an input with a weak pull-up (about 100 µA), a 0 drives it low
+// strongly. So a released row is a high-impedance input, a column needs
+// no resistor, and the chip cannot drive a row high against a low one. An
+// MCP230xx's rows are released by making them inputs, and its columns use
+// its internal pull-ups (GPPU, about 100 kΩ).
+//
+// An expander's pins cannot wait for an edge, and every read or write is
+// an I²C transaction of the chip (about 0.2 ms at 100 kHz). The Matrix
+// reads all the columns in one transaction of the column group. Wire the
+// chip's INT output to a free Pi GPIO (Expander.Interrupt; for an MCP23017
+// whose columns are on port B, INTB): the chip pulls it low when a column
+// changes, and between presses the keypad then costs no bus traffic at
+// all. A PCF857x's INT is open-drain and needs a pull-up, which the
+// Matrix enables on the Pi's pin; an MCP230xx drives its INT, and the
+// columns' bits must be set in its GPINTEN register (the mcp23xxx driver
+// has no call for that: write the register on the bus). Without INT the
+// Matrix reads the columns every Expander.Poll (25 ms): 40 transactions a
+// second while idle. A scan of a 4-row keypad costs about 20 transactions
+// (5 ms on the bus); a key typed, four scans and the polls around them,
+// about 90.
+//
 // # Wiegand keypads and readers
 //
 // A Wiegand device sends each bit as a short low pulse (about 50 µs, 1–2

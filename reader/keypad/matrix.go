@@ -30,6 +30,10 @@ type MatrixOpts struct {
 	// previous row. Default 50 µs, enough for the Pi's internal pull-ups
 	// and a metre of ribbon cable; raise it for longer wires.
 	Settle time.Duration
+	// Expander, if set, says the rows and columns are pins of an I/O
+	// expander on I²C, and how to read and wait on them; nil for pins
+	// that report edges, such as the Pi's own GPIO.
+	Expander *Expander
 	// Logger receives wiring warnings (a column stuck low). Key values are
 	// never logged: they are PIN digits. Nil discards.
 	Logger *slog.Logger
@@ -41,13 +45,16 @@ type MatrixOpts struct {
 // While no key changes it costs almost nothing: every row is driven low, so
 // a key press pulls its column low, and goroutines sleep in WaitForEdge on
 // the columns. A scan runs only after a column changes, and again once the
-// debounce time has passed to confirm the change.
+// debounce time has passed to confirm the change. On an I/O expander
+// (MatrixOpts.Expander) the wait is on the expander's interrupt line, or a
+// read of every column at once each poll period.
 type Matrix struct {
 	rows     []gpio.PinOut
 	cols     []gpio.PinIn
 	l        layout
 	debounce time.Duration
 	settle   time.Duration
+	x        *Expander // nil: the columns wait for edges themselves
 	log      *slog.Logger
 	run      runner
 }
@@ -76,15 +83,28 @@ func NewMatrix(rows []gpio.PinOut, cols []gpio.PinIn, opts *MatrixOpts) (*Matrix
 	if len(cols) == 0 || len(cols) > maxLines {
 		return nil, fmt.Errorf("keypad: matrix: %d column pins, want 1 to %d", len(cols), maxLines)
 	}
-	pins := make([]pin.Pin, 0, len(rows)+len(cols))
+	pins := make([]pin.Pin, 0, len(rows)+len(cols)+1)
 	for _, p := range rows {
 		pins = append(pins, p)
 	}
 	for _, p := range cols {
 		pins = append(pins, p)
 	}
+	var x *Expander
+	if o.Expander != nil {
+		c := *o.Expander
+		x = &c
+		if x.Interrupt != nil {
+			pins = append(pins, x.Interrupt)
+		}
+	}
 	if err := checkPins(pins); err != nil {
 		return nil, fmt.Errorf("keypad: matrix: %w", err)
+	}
+	if x != nil {
+		if err := x.check(cols); err != nil {
+			return nil, fmt.Errorf("keypad: matrix: %w", err)
+		}
 	}
 	if o.Layout == "" {
 		switch {
@@ -118,23 +138,67 @@ func NewMatrix(rows []gpio.PinOut, cols []gpio.PinIn, opts *MatrixOpts) (*Matrix
 		l:        l,
 		debounce: o.Debounce,
 		settle:   o.Settle,
+		x:        x,
 		log:      o.Logger,
 	}
-	for _, c := range m.cols {
-		if err := c.In(gpio.PullUp, gpio.BothEdges); err != nil {
-			return nil, fmt.Errorf("keypad: matrix: column %s: %w", c, err)
-		}
+	if err := m.arm(); err != nil {
+		return nil, err
 	}
 	if err := m.releaseRows(); err != nil {
 		return nil, err
 	}
 	time.Sleep(m.settle)
-	for _, c := range m.cols {
-		if c.Read() == gpio.Low {
-			return nil, fmt.Errorf("keypad: matrix: column %s reads low with no row driven: check the wiring (short to ground, or not a keypad column?)", c)
+	p, err := m.pattern()
+	if err != nil {
+		return nil, err
+	}
+	for c, col := range m.cols {
+		if p&(1<<c) != 0 {
+			return nil, fmt.Errorf("keypad: matrix: column %s reads low with no row driven: check the wiring (short to ground, or not a keypad column?)", col)
 		}
 	}
 	return m, nil
+}
+
+// arm configures the columns as inputs with pull-ups, and sets up what Run
+// waits on for a change: the columns' edges, or the expander's interrupt
+// line.
+func (m *Matrix) arm() error {
+	edge := gpio.BothEdges
+	if m.x != nil {
+		edge = gpio.NoEdge
+	}
+	for _, c := range m.cols {
+		if err := c.In(gpio.PullUp, edge); err != nil {
+			return fmt.Errorf("keypad: matrix: column %s: %w", c, err)
+		}
+	}
+	if m.x != nil && m.x.Interrupt != nil {
+		if err := m.x.Interrupt.In(gpio.PullUp, gpio.FallingEdge); err != nil {
+			return fmt.Errorf("keypad: matrix: interrupt %s: %w", m.x.Interrupt, err)
+		}
+	}
+	return nil
+}
+
+// wakers returns the pins whose edges tell Run that a column may have
+// changed: the columns themselves, or the expander's interrupt line; none
+// for an expander that is polled.
+func (m *Matrix) wakers() []gpio.PinIn {
+	switch {
+	case m.x == nil:
+		return m.cols
+	case m.x.Interrupt != nil:
+		return []gpio.PinIn{m.x.Interrupt}
+	}
+	return nil
+}
+
+// poll reports whether Run must read the columns on a timer while it
+// waits: on an expander without an interrupt line, or with one that reads
+// low (a change not read yet, or a line without its pull-up).
+func (m *Matrix) poll() bool {
+	return m.x != nil && (m.x.Interrupt == nil || m.x.Interrupt.Read() == gpio.Low)
 }
 
 // checkPins refuses nil pins and a pin given twice.
@@ -203,17 +267,15 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 		}
 	}()
 	// Arm the columns again: a previous Run halted them.
-	for _, c := range m.cols {
-		if err := c.In(gpio.PullUp, gpio.BothEdges); err != nil {
-			return fmt.Errorf("keypad: matrix: column %s: %w", c, err)
-		}
+	if err := m.arm(); err != nil {
+		return err
 	}
 	// wake holds one pending "a column changed" note; more edges before it
 	// is taken add nothing, since the loop reads the levels anyway.
 	wake := make(chan struct{}, 1)
 	// Deferred after releaseRows, so it runs first: the watchers stop
 	// before the rows are released.
-	defer watchers(ctx, m.log, m.cols, func(context.Context, int) {
+	defer watchers(ctx, m.log, m.wakers(), func(context.Context, int) {
 		select {
 		case wake <- struct{}{}:
 		default:
@@ -222,6 +284,9 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	pollTimer := time.NewTimer(time.Hour)
+	pollTimer.Stop()
+	defer pollTimer.Stop()
 
 	// The first scan, which leaves every row driven low, sets where the
 	// keypad stands.
@@ -250,7 +315,10 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 				onKey(k)
 			}
 		}
-		p := m.pattern()
+		p, err := m.pattern()
+		if err != nil {
+			return err
+		}
 		switch {
 		case p == d.expected():
 			retries, isStuck = 0, false
@@ -281,14 +349,22 @@ func (m *Matrix) Run(ctx context.Context, onKey func(Key)) (err error) {
 			timer.Reset(wait)
 			tick = timer.C
 		}
+		var polled <-chan time.Time
+		if m.poll() {
+			pollTimer.Reset(m.x.Poll)
+			polled = pollTimer.C
+		}
 		select {
 		case <-ctx.Done():
 			return result(ctx)
 		case <-wake:
 			scan = false
+		case <-polled:
+			scan = false
 		case <-tick:
 			scan = true
 		}
+		pollTimer.Stop()
 	}
 }
 
@@ -304,7 +380,11 @@ func (m *Matrix) scan() (uint64, error) {
 			return 0, fmt.Errorf("keypad: matrix: row %s: %w", row, err)
 		}
 		time.Sleep(m.settle)
-		s |= m.pattern() << (r * len(m.cols))
+		p, err := m.pattern()
+		if err != nil {
+			return 0, err
+		}
+		s |= p << (r * len(m.cols))
 		if err := m.release(r); err != nil {
 			return 0, err
 		}
@@ -312,15 +392,19 @@ func (m *Matrix) scan() (uint64, error) {
 	return s, m.driveRowsLow()
 }
 
-// pattern returns the columns that read low: bit c for column c.
-func (m *Matrix) pattern() uint64 {
+// pattern returns the columns that read low: bit c for column c. On an
+// expander it reads them all at once.
+func (m *Matrix) pattern() (uint64, error) {
+	if m.x != nil {
+		return m.x.lowColumns(len(m.cols))
+	}
 	var p uint64
 	for c, col := range m.cols {
 		if col.Read() == gpio.Low {
 			p |= 1 << c
 		}
 	}
-	return p
+	return p, nil
 }
 
 // release stops driving row r low: an input with pull-up if the pin can be

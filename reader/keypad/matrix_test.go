@@ -198,62 +198,67 @@ func TestMatrixTwoKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := startMatrix(t, keypad.Layout3x4, nil)
 		defer r.close()
-
-		// Two keys pressed together: nothing.
-		r.press("15")
-		advance(time.Second)
-		r.release("15")
-		advance(time.Second)
-		if got := r.typed(); got != "" {
-			t.Fatalf("two keys at once typed %q", got)
-		}
-
-		// A second key while the first is held: only the first, and not
-		// the second when the first lets go.
-		r.press("2")
-		advance(100 * time.Millisecond)
-		r.press("6")
-		advance(100 * time.Millisecond)
-		r.release("2")
-		advance(100 * time.Millisecond)
-		r.release("6")
-		advance(100 * time.Millisecond)
-		if got := r.typed(); got != "2" {
-			t.Fatalf("overlapping keys typed %q, want 2", got)
-		}
-
-		// Two keys in one column, one after the other.
-		r.press("1")
-		advance(100 * time.Millisecond)
-		r.press("7")
-		advance(100 * time.Millisecond)
-		r.release("17")
-		advance(100 * time.Millisecond)
-		if got := r.typed(); got != "1" {
-			t.Fatalf("same-column keys typed %q, want 1", got)
-		}
-
-		// Three held keys make a fourth read pressed (a ghost): nothing.
-		r.press("124") // with 5, the corners of a rectangle
-		advance(time.Second)
-		r.release("124")
-		advance(time.Second)
-		if got := r.typed(); got != "" {
-			t.Fatalf("ghosting keys typed %q", got)
-		}
-
-		if err := r.em.TypeKeys(r.ctx, "9"); err != nil {
-			t.Fatal(err)
-		}
-		if got := r.typed(); got != "9" {
-			t.Fatalf("typed %q afterwards, want 9", got)
-		}
-		// Released rows are high impedance: two keys in one column never
-		// connect a row driven high to one driven low.
-		if n := r.em.Shorts(); n != 0 {
-			t.Errorf("%d shorts between rows", n)
-		}
+		checkTwoKeys(t, r)
 	})
+}
+
+// checkTwoKeys checks the two-key lockout on a running 3×4 keypad.
+func checkTwoKeys(t *testing.T, r *matrixRig) {
+	t.Helper()
+	// Two keys pressed together: nothing.
+	r.press("15")
+	advance(time.Second)
+	r.release("15")
+	advance(time.Second)
+	if got := r.typed(); got != "" {
+		t.Fatalf("two keys at once typed %q", got)
+	}
+
+	// A second key while the first is held: only the first, and not
+	// the second when the first lets go.
+	r.press("2")
+	advance(100 * time.Millisecond)
+	r.press("6")
+	advance(100 * time.Millisecond)
+	r.release("2")
+	advance(100 * time.Millisecond)
+	r.release("6")
+	advance(100 * time.Millisecond)
+	if got := r.typed(); got != "2" {
+		t.Fatalf("overlapping keys typed %q, want 2", got)
+	}
+
+	// Two keys in one column, one after the other.
+	r.press("1")
+	advance(100 * time.Millisecond)
+	r.press("7")
+	advance(100 * time.Millisecond)
+	r.release("17")
+	advance(100 * time.Millisecond)
+	if got := r.typed(); got != "1" {
+		t.Fatalf("same-column keys typed %q, want 1", got)
+	}
+
+	// Three held keys make a fourth read pressed (a ghost): nothing.
+	r.press("124") // with 5, the corners of a rectangle
+	advance(time.Second)
+	r.release("124")
+	advance(time.Second)
+	if got := r.typed(); got != "" {
+		t.Fatalf("ghosting keys typed %q", got)
+	}
+
+	if err := r.em.TypeKeys(r.ctx, "9"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.typed(); got != "9" {
+		t.Fatalf("typed %q afterwards, want 9", got)
+	}
+	// Released rows are high impedance: two keys in one column never
+	// connect a row driven high to one driven low.
+	if n := r.em.Shorts(); n != 0 {
+		t.Errorf("%d shorts between rows", n)
+	}
 }
 
 func TestMatrixHeldTenSeconds(t *testing.T) {

@@ -42,6 +42,10 @@ type Matrix struct {
 	scanned  chan struct{} // closed and replaced after each completed scan
 	shorted  bool
 	shorts   uint64
+
+	// changed is called at the end of every update, for devices wired to
+	// the keypad (an Expander) whose outputs follow its levels.
+	changed []func()
 }
 
 // NewMatrix returns an emulated keypad with the given key map, in the form
@@ -275,6 +279,16 @@ func (m *Matrix) update() {
 			allLow = false
 		}
 	}
+	// Only an expander drives a column (a quasi-bidirectional pin written
+	// low, or a pin set as an output).
+	for c, p := range m.cols {
+		switch {
+		case p.driven && p.out == gpio.Low:
+			low[find(m.nr+c)] = true
+		case p.driven:
+			high[find(m.nr+c)] = true
+		}
+	}
 	shorted := false
 	for i := range low {
 		shorted = shorted || (low[i] && high[i])
@@ -294,9 +308,12 @@ func (m *Matrix) update() {
 		}
 	}
 	for c, p := range m.cols {
-		if low[find(m.nr+c)] {
+		switch {
+		case p.driven:
+			p.set(p.out)
+		case low[find(m.nr+c)]:
 			p.set(gpio.Low)
-		} else {
+		default:
 			p.set(gpio.High)
 		}
 	}
@@ -313,6 +330,9 @@ func (m *Matrix) update() {
 		m.inScan, m.seenDown, m.seenUp = false, 0, 0
 		close(m.scanned)
 		m.scanned = make(chan struct{})
+	}
+	for _, f := range m.changed {
+		f()
 	}
 }
 

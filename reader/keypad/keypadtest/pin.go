@@ -3,6 +3,11 @@
 // behave like the wires of a real membrane keypad, and a Wiegand reader
 // (Wiegand) that pulses its D0 and D1 lines.
 //
+// It also emulates the I²C GPIO expanders of keypad backpacks (Expander:
+// PCF8574, PCF8574A, PCF8575, MCP23008, MCP23017) at the byte level, as an
+// i2c.Bus with a Matrix wired to the chip's pins and the chip's INT output
+// as a pin, so periph's own drivers of those chips run against it.
+//
 // The pins implement periph's gpio.PinIO, so keypad.NewMatrix and
 // keypad.NewWiegand drive them exactly as they drive a Raspberry Pi's GPIO.
 // Everything is safe for concurrent use. Edges are queued one by one, like
