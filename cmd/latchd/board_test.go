@@ -95,3 +95,22 @@ func TestCheckOnBoard(t *testing.T) {
 		t.Errorf("off a board: %v, output %q", err, out.String())
 	}
 }
+
+// TestConfigI2C1Pins: with a device on I2C1, its SDA and SCL pins (GPIO2
+// and GPIO3) are refused for anything else.
+func TestConfigI2C1Pins(t *testing.T) {
+	conf := override(goodConfig, "[inputs]\ntamper = \"GPIO2\"\nexit_button = \"GPIO3\"")
+	if _, err := parseConfig([]byte(conf)); err != nil {
+		t.Fatalf("GPIO2 and GPIO3 without an I²C device: %v", err)
+	}
+	_, err := parseConfig([]byte(conf + "\n[display]\ntype = \"hd44780\"\n"))
+	for _, want := range []string{"inputs.tamper GPIO2: it is I2C1's SDA, which the display uses", "inputs.exit_button GPIO3: it is I2C1's SCL, which the display uses"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	_, err = parseConfig([]byte(conf + "\n[display]\ntype = \"hd44780\"\ni2c = \"I2C3\"\n"))
+	if err != nil {
+		t.Errorf("a display on I2C3 leaves GPIO2 and GPIO3 free: %v", err)
+	}
+}

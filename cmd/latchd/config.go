@@ -296,6 +296,19 @@ const (
 )
 
 // bus is the display's I²C bus name.
+// i2c1User names what in c uses the Pi's I2C1 (header pins 3 and 5), or
+// "".
+func (c *Config) i2c1User() string {
+	onI2C1 := func(bus string) bool { return bus == "I2C1" || bus == "/dev/i2c-1" }
+	switch {
+	case c.Display.Type != "" && onI2C1(c.Display.bus()):
+		return "the display"
+	case c.Keypad.Type == "matrix" && c.Keypad.Expander != "" && onI2C1(c.Keypad.i2cBus()):
+		return "the keypad's expander"
+	}
+	return ""
+}
+
 func (d DisplayConfig) bus() string {
 	if d.I2C == "" {
 		return DefaultI2C
@@ -659,6 +672,15 @@ func (c *Config) validate() error {
 			add(fmt.Errorf("pin %s is used twice: %s and %s", pin, other, name))
 		}
 		seen[pin] = name
+	}
+	// I2C1's SDA and SCL are GPIO2 and GPIO3, with fixed pull-ups: a device
+	// on I2C1 takes them.
+	if user := c.i2c1User(); user != "" {
+		for _, p := range []struct{ pin, line string }{{"GPIO2", "SDA"}, {"GPIO3", "SCL"}} {
+			if name, ok := seen[p.pin]; ok {
+				add(fmt.Errorf("%s %s: it is I2C1's %s, which %s uses", name, p.pin, p.line, user))
+			}
+		}
 	}
 	add(c.MQTT.check(c.isSet))
 	c.Display.check(c.isSet, add)
