@@ -58,6 +58,16 @@ func (h *busHealth) explain(err error) error {
 // with zeros to n bytes when n is larger. It returns the n bytes read after
 // the operation byte (nil when n is 0); they are valid until the next tx.
 func (d *Dev) tx(op byte, payload []byte, n int) ([]byte, error) {
+	r, err := d.transfer(op, payload, n)
+	if r == nil {
+		return nil, err
+	}
+	return r[1 : 1+n], nil
+}
+
+// transfer is tx returning every byte read, the one clocked in under the
+// operation byte first.
+func (d *Dev) transfer(op byte, payload []byte, n int) ([]byte, error) {
 	size := 1 + max(len(payload), n)
 	w := d.w[:size]
 	w[0] = op
@@ -79,7 +89,7 @@ func (d *Dev) tx(op byte, payload []byte, n int) ([]byte, error) {
 	if !d.o.LSBFirst {
 		reverseBits(r)
 	}
-	return r[1 : 1+n], nil
+	return r, nil
 }
 
 // status reads the status byte.
@@ -294,33 +304,68 @@ func (d *Dev) abortAfter(err error) {
 }
 
 // defaultExpect is the response frame length to read for a command when
-// no answer to it has been seen yet: the shortest usual answer.
+// no answer to it has been seen yet: the usual answer. A read too long
+// costs bytes, a read too short a transaction; for InListPassiveTarget it
+// is a card with a 7-byte UID, the answer that matters.
 func defaultExpect(code byte) int {
 	switch code {
 	case cmdGetFirmwareVersion:
 		return frameLen(6)
 	case cmdInListPassiveTarget:
-		return frameLen(3) // no target
+		// TFI, code, NbTg, Tg, SENS_RES (2), SEL_RES, NFCIDLength, NFCID1.
+		return frameLen(8 + 7)
 	case cmdInDataExchange:
 		return frameLen(3 + 2) // status and SW1 SW2
 	}
 	return frameLen(3)
 }
 
-// readResponse reads the response to command code. It reads as many bytes
-// as the last answer to the same command had, so the common case is one
-// transaction; a longer frame is asked for again with NACK and read whole.
+// maxFrameReads bounds the transactions that read one frame: the first,
+// one more when it ended inside an extended frame's header, and the rest.
+const maxFrameReads = 3
+
+// readFrame reads the frame the chip has ready: n bytes, then, while the
+// frame says it is longer than what was read, exactly the rest in a
+// continuation read. In SPI mode the PN532 lets a host read a frame in
+// parts; in a continuation it shifts out the next byte of the frame while
+// it receives the operation byte, so the parts cost no byte more than one
+// read of the whole frame, only a transaction. The frame's data alias a
+// buffer of d that the next read reuses.
+func (d *Dev) readFrame(n int) (frame, error) {
+	b, err := d.tx(opDataRead, nil, n)
+	if err != nil {
+		return frame{}, err
+	}
+	buf := append(d.frame[:0], b...)
+	defer func() { d.frame = buf }()
+	for reads := 1; ; reads++ {
+		f, err := decodeFrame(buf)
+		var te *truncatedError
+		if !errors.As(err, &te) || reads == maxFrameReads || te.need > maxFrameLen {
+			return f, err
+		}
+		r, err := d.transfer(opDataRead, nil, te.need-len(buf)-1)
+		if err != nil {
+			return frame{}, err
+		}
+		buf = append(buf, r...)
+	}
+}
+
+// readResponse reads the response to command code, whole: as many bytes
+// as the last answer to the same command had, so that the usual case is
+// one transaction of exactly the frame, and the rest of a longer frame in
+// a continuation read. A damaged frame is asked for again with NACK.
 func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 	n := d.expect[code]
 	if n == 0 {
 		n = defaultExpect(code)
 	}
 	for nacks := 0; ; nacks++ {
-		b, err := d.tx(opDataRead, nil, n)
-		if err != nil {
-			return nil, err
+		f, err := d.readFrame(n)
+		if err != nil && !errors.Is(err, ErrFrame) {
+			return nil, err // the bus
 		}
-		f, err := decodeFrame(b)
 		if err == nil {
 			switch f.kind {
 			case kindInfo:
@@ -338,16 +383,12 @@ func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 		}
 		var te *truncatedError
 		if errors.As(err, &te) {
-			if te.need > len(d.w)-1 {
-				return nil, &FrameError{Offset: -1, Reason: fmt.Sprintf("frame would need %d bytes", te.need)}
-			}
-			n = te.need
-			if nacks >= maxNACKs {
-				return nil, &FrameError{Offset: -1, Reason: err.Error()}
-			}
-		} else if nacks >= maxNACKs {
+			err = &FrameError{Offset: -1, Reason: err.Error()}
+		}
+		if nacks >= maxNACKs {
 			return nil, err
 		}
+		n = max(n, min(len(d.frame), maxFrameLen))
 		d.log.Debug("pn532: asking for the response again (NACK)", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "why", err)
 		if _, err := d.tx(opDataWrite, nackFrame, 0); err != nil {
 			return nil, err

@@ -163,6 +163,7 @@ type Dev struct {
 	timer   *time.Timer
 	req     []byte
 	w, r    []byte
+	frame   []byte   // the frame being read
 	expect  [256]int // response frame length to read, by command code
 	bus     busHealth
 }
@@ -196,13 +197,14 @@ func NewSPI(p spi.Port, opts *Opts) (*Dev, error) {
 		return nil, fmt.Errorf("pn532: %s: connect: %w", p, err)
 	}
 	d := &Dev{
-		c:    c,
-		name: p.String(),
-		o:    o,
-		log:  o.Logger,
-		req:  make([]byte, 0, maxFrameLen),
-		w:    make([]byte, 1+2*maxFrameLen),
-		r:    make([]byte, 1+2*maxFrameLen),
+		c:     c,
+		name:  p.String(),
+		o:     o,
+		log:   o.Logger,
+		req:   make([]byte, 0, maxFrameLen),
+		frame: make([]byte, 0, maxFrameLen),
+		w:     make([]byte, 1+2*maxFrameLen),
+		r:     make([]byte, 1+2*maxFrameLen),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -238,7 +240,8 @@ func (d *Dev) FirmwareVersion() Firmware {
 // (InListPassiveTarget) and returns it, still selected for DataExchange.
 // It returns ErrNoTarget when no card answered. A card left selected by an
 // earlier Poll is reset first (RF field off) so that it answers again;
-// Release does that ahead of time.
+// Release does that ahead of time. When the last Poll found no card, or
+// after Release, Poll is one command exchange.
 func (d *Dev) Poll(ctx context.Context) (Target, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -404,7 +407,8 @@ func (d *Dev) prepare(ctx context.Context) error {
 // init brings the chip from any state to ready: reset pulse when there is
 // a reset pin, wake-up, a stale response dropped, SAMConfiguration (sent
 // until the chip answers: the first command after power-up may only wake
-// it), firmware check, passive activation retries and parameters.
+// it), firmware check, passive activation retries, parameters and, when
+// no reset pulse switched it off, the RF field off.
 func (d *Dev) init(ctx context.Context) error {
 	d.ready = false
 	d.active = false
@@ -456,12 +460,17 @@ func (d *Dev) init(ctx context.Context) error {
 	if _, err := d.exchange(ctx, []byte{cmdSetParameters, 0x14}, sendAttempts); err != nil {
 		return fmt.Errorf("SetParameters: %w", err)
 	}
+	if d.o.Reset == nil {
+		// Without a reset pulse the field may still be on, with a card an
+		// earlier host selected, which would not answer a Poll.
+		if _, err := d.exchange(ctx, []byte{cmdRFConfiguration, 0x01, 0x00}, sendAttempts); err != nil {
+			return fmt.Errorf("RFConfiguration: %w", err)
+		}
+	}
+	// The field is off: no card is selected.
 	d.ready = true
 	d.failures = 0
 	d.useIRQ = d.o.IRQ != nil
-	// A card in the field may still be selected by an earlier host, and
-	// would not answer: the first Poll resets the field.
-	d.active = true
 	d.log.Debug("pn532: ready", "port", d.name, "firmware", fw.String())
 	return nil
 }
