@@ -199,25 +199,37 @@ func (d *Dev) waitIRQ(ctx context.Context, timeout time.Duration) error {
 }
 
 // irqEdge waits up to wait for an edge on the IRQ line, or until ctx is
-// done. WaitForEdge cannot be interrupted, so it runs in a goroutine of
-// its own; one left running when ctx ended is waited for by the next call.
+// done.
 func (d *Dev) irqEdge(ctx context.Context, wait time.Duration) error {
-	if d.irqDone == nil {
-		done := make(chan struct{})
-		pin := d.o.IRQ
-		go func() {
-			pin.WaitForEdge(wait)
-			close(done)
-		}()
-		d.irqDone = done
-	}
 	select {
-	case <-d.irqDone:
-		d.irqDone = nil
+	case <-d.edgeWatch(wait):
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// edgeWatch returns a channel closed at the next edge on the IRQ line or
+// after wait. WaitForEdge cannot be interrupted and one pin takes one
+// waiter, so it runs in a goroutine of its own, one at a time: a watch
+// still running, left by a wait that ended first or shared with WaitCard
+// sleeping without the lock, is returned again. Callers hold d.mu.
+func (d *Dev) edgeWatch(wait time.Duration) <-chan struct{} {
+	if d.irqDone != nil {
+		select {
+		case <-d.irqDone: // over: its edge, if any, shows in the level
+		default:
+			return d.irqDone
+		}
+	}
+	done := make(chan struct{})
+	pin := d.o.IRQ
+	go func() {
+		pin.WaitForEdge(wait)
+		close(done)
+	}()
+	d.irqDone = done
+	return done
 }
 
 // exchange is the one way commands reach the chip: it frames cmd (command
@@ -227,58 +239,8 @@ func (d *Dev) irqEdge(ctx context.Context, wait time.Duration) error {
 // it is damaged), checks it and returns its parameters. A command that
 // does not finish in time or whose ctx ends is aborted.
 func (d *Dev) exchange(ctx context.Context, cmd []byte, attempts int) ([]byte, error) {
-	code := cmd[0]
-	req, err := appendFrame(d.req[:0], tfiHost, cmd)
-	if err != nil {
+	if err := d.send(ctx, cmd, attempts); err != nil {
 		return nil, err
-	}
-	d.req = req
-	d.bus = busHealth{}
-	lastErr := ErrNoACK
-	acked := false
-	for a := 0; a < attempts && !acked; a++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if a > 0 {
-			d.log.Debug("pn532: sending the command again", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "attempt", a+1, "after", lastErr)
-		}
-		if _, err := d.tx(opDataWrite, req, 0); err != nil {
-			return nil, err
-		}
-		switch err := d.wait(ctx, d.o.ACKTimeout); {
-		case errors.Is(err, errNotReady):
-			lastErr = ErrNoACK
-			if err := d.abort(); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			d.abortAfter(err)
-			return nil, err
-		}
-		b, err := d.tx(opDataRead, nil, len(ackFrame))
-		if err != nil {
-			return nil, err
-		}
-		f, ferr := decodeFrame(b)
-		switch {
-		case ferr == nil && f.kind == kindACK:
-			acked = true
-		case ferr == nil && f.kind == kindError:
-			return nil, ErrSyntax
-		default:
-			// Most likely the answer to a command sent before the host
-			// restarted, which the chip delivers before anything else.
-			lastErr = fmt.Errorf("%w: got % X where the ACK was due", ErrNoACK, b)
-			d.log.Warn("pn532: expected an ACK, got something else: dropping it", "port", d.name, "bytes", fmt.Sprintf("% X", b))
-			if err := d.drain(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if !acked {
-		return nil, d.bus.explain(lastErr)
 	}
 	if err := d.wait(ctx, d.o.ResponseTimeout); err != nil {
 		if errors.Is(err, errNotReady) {
@@ -290,7 +252,66 @@ func (d *Dev) exchange(ctx context.Context, cmd []byte, attempts int) ([]byte, e
 		d.abortAfter(err)
 		return nil, err
 	}
-	return d.readResponse(ctx, code)
+	return d.readResponse(ctx, cmd[0])
+}
+
+// send is the first half of exchange: the command frame, sent until the
+// chip acknowledges it, up to attempts times.
+func (d *Dev) send(ctx context.Context, cmd []byte, attempts int) error {
+	code := cmd[0]
+	req, err := appendFrame(d.req[:0], tfiHost, cmd)
+	if err != nil {
+		return err
+	}
+	d.req = req
+	d.bus = busHealth{}
+	lastErr := ErrNoACK
+	acked := false
+	for a := 0; a < attempts && !acked; a++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if a > 0 {
+			d.log.Debug("pn532: sending the command again", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "attempt", a+1, "after", lastErr)
+		}
+		if _, err := d.tx(opDataWrite, req, 0); err != nil {
+			return err
+		}
+		switch err := d.wait(ctx, d.o.ACKTimeout); {
+		case errors.Is(err, errNotReady):
+			lastErr = ErrNoACK
+			if err := d.abort(); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			d.abortAfter(err)
+			return err
+		}
+		b, err := d.tx(opDataRead, nil, len(ackFrame))
+		if err != nil {
+			return err
+		}
+		f, ferr := decodeFrame(b)
+		switch {
+		case ferr == nil && f.kind == kindACK:
+			acked = true
+		case ferr == nil && f.kind == kindError:
+			return ErrSyntax
+		default:
+			// Most likely the answer to a command sent before the host
+			// restarted, which the chip delivers before anything else.
+			lastErr = fmt.Errorf("%w: got % X where the ACK was due", ErrNoACK, b)
+			d.log.Warn("pn532: expected an ACK, got something else: dropping it", "port", d.name, "bytes", fmt.Sprintf("% X", b))
+			if err := d.drain(); err != nil {
+				return err
+			}
+		}
+	}
+	if !acked {
+		return d.bus.explain(lastErr)
+	}
+	return nil
 }
 
 // abortAfter aborts the running command after err, unless err came from

@@ -158,6 +158,9 @@ type Dev struct {
 	failures int  // commands in a row that failed on the bus
 	active   bool // a Poll activated a card that is still selected
 	useIRQ   bool
+	pending  bool // the chip runs WaitCard's InListPassiveTarget
+	retries  byte // MxRtyPassiveActivation as the chip has it
+	halts    int  // calls of Halt that stopped the chip
 
 	irqDone chan struct{} // closed when the running IRQ wait ends
 	timer   *time.Timer
@@ -248,10 +251,16 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 	if err := d.prepare(ctx); err != nil {
 		return Target{}, fmt.Errorf("pn532: InListPassiveTarget: %w", err)
 	}
+	if err := d.settle(); err != nil {
+		return Target{}, err
+	}
 	if d.active {
 		if err := d.fieldOff(ctx); err != nil {
 			return Target{}, err
 		}
+	}
+	if err := d.setRetries(ctx, d.o.MaxRetries); err != nil {
+		return Target{}, err
 	}
 	p, err := d.command(ctx, "InListPassiveTarget", cmdInListPassiveTarget, 0x01, 0x00)
 	if err != nil {
@@ -259,6 +268,11 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 		d.active = true
 		return Target{}, err
 	}
+	return d.target(p)
+}
+
+// target decodes the answer p to InListPassiveTarget.
+func (d *Dev) target(p []byte) (Target, error) {
 	t, err := parseTarget(p)
 	switch {
 	case errors.Is(err, ErrNoTarget):
@@ -281,6 +295,9 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 func (d *Dev) Release(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.settle(); err != nil {
+		return err
+	}
 	if !d.active {
 		return nil
 	}
@@ -304,6 +321,9 @@ func (d *Dev) DataExchange(ctx context.Context, tg byte, apdu []byte) ([]byte, e
 	defer d.mu.Unlock()
 	if err := d.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("pn532: InDataExchange: %w", err)
+	}
+	if err := d.settle(); err != nil {
+		return nil, err
 	}
 	cmd := make([]byte, 0, 2+len(apdu))
 	cmd = append(cmd, cmdInDataExchange, tg)
@@ -334,6 +354,9 @@ func (d *Dev) Ping(ctx context.Context) error {
 	if err := d.prepare(ctx); err != nil {
 		return fmt.Errorf("pn532: Diagnose: %w", err)
 	}
+	if err := d.settle(); err != nil {
+		return err
+	}
 	probe := []byte{cmdDiagnose, 0x00, 'l', 'a', 't', 'c', 'h'}
 	p, err := d.command(ctx, "Diagnose", probe...)
 	if err != nil {
@@ -347,7 +370,8 @@ func (d *Dev) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Halt releases the card, switches the RF field off and, with
+// Halt ends a wait for a card (WaitCard, which then returns ErrHalted),
+// releases the card, switches the RF field off and, with
 // Opts.PowerDownOnHalt, puts the chip into power-down. Calling it again
 // does nothing; any other call wakes and re-initialises the chip.
 func (d *Dev) Halt() error {
@@ -360,7 +384,11 @@ func (d *Dev) Halt() error {
 	if d.halted {
 		return nil
 	}
+	d.halts++
 	ctx := context.Background()
+	if err := d.settle(); err != nil {
+		return err
+	}
 	if d.ready {
 		if d.active {
 			if _, err := d.command(ctx, "InRelease", cmdInRelease, 0x00); err != nil {
@@ -413,6 +441,10 @@ func (d *Dev) init(ctx context.Context) error {
 	d.ready = false
 	d.active = false
 	d.useIRQ = false
+	// A wait for a card the chip still runs: the status read below finds
+	// it busy, and the command frames that follow abort it when the chip
+	// ignores them.
+	d.pending = false
 	if d.o.Reset != nil {
 		if err := d.pulseReset(ctx); err != nil {
 			return err
@@ -455,6 +487,7 @@ func (d *Dev) init(ctx context.Context) error {
 	if _, err := d.exchange(ctx, []byte{cmdRFConfiguration, 0x05, 0xFF, 0x01, d.o.MaxRetries}, sendAttempts); err != nil {
 		return fmt.Errorf("RFConfiguration: %w", err)
 	}
+	d.retries = d.o.MaxRetries
 	// fAutomaticATR_RES and fAutomaticRATS: ISO-DEP cards come back with
 	// their ATS, ready for InDataExchange.
 	if _, err := d.exchange(ctx, []byte{cmdSetParameters, 0x14}, sendAttempts); err != nil {
@@ -488,6 +521,19 @@ func (d *Dev) pulseReset(ctx context.Context) error {
 		return err
 	}
 	return d.sleep(ctx, d.o.ResetTime)
+}
+
+// setRetries sets MxRtyPassiveActivation (RFConfiguration item 5) unless
+// the chip has it already: MaxRetries for Poll, 0xFF for WaitCard.
+func (d *Dev) setRetries(ctx context.Context, n byte) error {
+	if d.retries == n {
+		return nil
+	}
+	if _, err := d.command(ctx, "RFConfiguration", cmdRFConfiguration, 0x05, 0xFF, 0x01, n); err != nil {
+		return err
+	}
+	d.retries = n
+	return nil
 }
 
 // fieldOff switches the RF field off, which resets the cards in it.
