@@ -61,7 +61,9 @@ type Opts struct {
 	ResetTime time.Duration
 	// IRQ is the input wired to the PN532's P70_IRQ pin, or nil. The chip
 	// pulls it low when an answer is ready; with it the driver sleeps until
-	// the falling edge instead of reading the status byte over SPI. The
+	// the falling edge instead of reading the status byte over SPI, and a
+	// Tracker lets the chip wait for a card (WaitCard): a card is seen as
+	// soon as the RF has activated it instead of at the next poll. The
 	// driver enables the pin's pull-up.
 	IRQ gpio.PinIn
 	// ACKTimeout is how long the chip has to acknowledge a command frame
@@ -84,7 +86,9 @@ type Opts struct {
 	// forever and is refused: a Poll of an empty field would never end.
 	MaxRetries uint8
 	// PollPeriod is the time from one poll of a Tracker to the next: how
-	// long a card may wait to be seen.
+	// long a card may wait to be seen without an IRQ line, and, with or
+	// without one, how often a card on the reader is looked for, which
+	// bounds how long its removal takes to be noticed.
 	PollPeriod time.Duration
 	// LSBFirst has the SPI controller shift bytes LSB first, as the PN532
 	// does, instead of the driver reversing their bits. The Raspberry Pi's
