@@ -45,8 +45,8 @@
 // whole in one transaction sized from the last answer to the same
 // command; when it is longer, the rest follows in a continuation read, in
 // which the chip shifts out the next byte of the frame while it receives
-// the operation byte (seen on the wire; UM0701-02 §6.2.5 describes a read
-// of the whole frame), so no byte is read twice. The field is switched off
+// the operation byte (as recorded traces of the chip show), so no byte is
+// read twice. The field is switched off
 // only when a card may be selected. With a chip that is busy for one
 // status read before the ACK and two before the answer, a Poll that reads
 // a card with a 7-byte UID takes 52 bytes in 8 transactions; a card that
