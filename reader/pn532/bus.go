@@ -58,6 +58,16 @@ func (h *busHealth) explain(err error) error {
 // with zeros to n bytes when n is larger. It returns the n bytes read after
 // the operation byte (nil when n is 0); they are valid until the next tx.
 func (d *Dev) tx(op byte, payload []byte, n int) ([]byte, error) {
+	r, err := d.transfer(op, payload, n)
+	if r == nil {
+		return nil, err
+	}
+	return r[1 : 1+n], nil
+}
+
+// transfer is tx returning every byte read, the one clocked in under the
+// operation byte first.
+func (d *Dev) transfer(op byte, payload []byte, n int) ([]byte, error) {
 	size := 1 + max(len(payload), n)
 	w := d.w[:size]
 	w[0] = op
@@ -79,7 +89,7 @@ func (d *Dev) tx(op byte, payload []byte, n int) ([]byte, error) {
 	if !d.o.LSBFirst {
 		reverseBits(r)
 	}
-	return r[1 : 1+n], nil
+	return r, nil
 }
 
 // status reads the status byte.
@@ -189,25 +199,37 @@ func (d *Dev) waitIRQ(ctx context.Context, timeout time.Duration) error {
 }
 
 // irqEdge waits up to wait for an edge on the IRQ line, or until ctx is
-// done. WaitForEdge cannot be interrupted, so it runs in a goroutine of
-// its own; one left running when ctx ended is waited for by the next call.
+// done.
 func (d *Dev) irqEdge(ctx context.Context, wait time.Duration) error {
-	if d.irqDone == nil {
-		done := make(chan struct{})
-		pin := d.o.IRQ
-		go func() {
-			pin.WaitForEdge(wait)
-			close(done)
-		}()
-		d.irqDone = done
-	}
 	select {
-	case <-d.irqDone:
-		d.irqDone = nil
+	case <-d.edgeWatch(wait):
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// edgeWatch returns a channel closed at the next edge on the IRQ line or
+// after wait. WaitForEdge cannot be interrupted and one pin takes one
+// waiter, so it runs in a goroutine of its own, one at a time: a watch
+// still running, left by a wait that ended first or shared with WaitCard
+// sleeping without the lock, is returned again. Callers hold d.mu.
+func (d *Dev) edgeWatch(wait time.Duration) <-chan struct{} {
+	if d.irqDone != nil {
+		select {
+		case <-d.irqDone: // over: its edge, if any, shows in the level
+		default:
+			return d.irqDone
+		}
+	}
+	done := make(chan struct{})
+	pin := d.o.IRQ
+	go func() {
+		pin.WaitForEdge(wait)
+		close(done)
+	}()
+	d.irqDone = done
+	return done
 }
 
 // exchange is the one way commands reach the chip: it frames cmd (command
@@ -217,58 +239,8 @@ func (d *Dev) irqEdge(ctx context.Context, wait time.Duration) error {
 // it is damaged), checks it and returns its parameters. A command that
 // does not finish in time or whose ctx ends is aborted.
 func (d *Dev) exchange(ctx context.Context, cmd []byte, attempts int) ([]byte, error) {
-	code := cmd[0]
-	req, err := appendFrame(d.req[:0], tfiHost, cmd)
-	if err != nil {
+	if err := d.send(ctx, cmd, attempts); err != nil {
 		return nil, err
-	}
-	d.req = req
-	d.bus = busHealth{}
-	lastErr := ErrNoACK
-	acked := false
-	for a := 0; a < attempts && !acked; a++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if a > 0 {
-			d.log.Debug("pn532: sending the command again", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "attempt", a+1, "after", lastErr)
-		}
-		if _, err := d.tx(opDataWrite, req, 0); err != nil {
-			return nil, err
-		}
-		switch err := d.wait(ctx, d.o.ACKTimeout); {
-		case errors.Is(err, errNotReady):
-			lastErr = ErrNoACK
-			if err := d.abort(); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			d.abortAfter(err)
-			return nil, err
-		}
-		b, err := d.tx(opDataRead, nil, len(ackFrame))
-		if err != nil {
-			return nil, err
-		}
-		f, ferr := decodeFrame(b)
-		switch {
-		case ferr == nil && f.kind == kindACK:
-			acked = true
-		case ferr == nil && f.kind == kindError:
-			return nil, ErrSyntax
-		default:
-			// Most likely the answer to a command sent before the host
-			// restarted, which the chip delivers before anything else.
-			lastErr = fmt.Errorf("%w: got % X where the ACK was due", ErrNoACK, b)
-			d.log.Warn("pn532: expected an ACK, got something else: dropping it", "port", d.name, "bytes", fmt.Sprintf("% X", b))
-			if err := d.drain(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if !acked {
-		return nil, d.bus.explain(lastErr)
 	}
 	if err := d.wait(ctx, d.o.ResponseTimeout); err != nil {
 		if errors.Is(err, errNotReady) {
@@ -280,7 +252,66 @@ func (d *Dev) exchange(ctx context.Context, cmd []byte, attempts int) ([]byte, e
 		d.abortAfter(err)
 		return nil, err
 	}
-	return d.readResponse(ctx, code)
+	return d.readResponse(ctx, cmd[0])
+}
+
+// send is the first half of exchange: the command frame, sent until the
+// chip acknowledges it, up to attempts times.
+func (d *Dev) send(ctx context.Context, cmd []byte, attempts int) error {
+	code := cmd[0]
+	req, err := appendFrame(d.req[:0], tfiHost, cmd)
+	if err != nil {
+		return err
+	}
+	d.req = req
+	d.bus = busHealth{}
+	lastErr := ErrNoACK
+	acked := false
+	for a := 0; a < attempts && !acked; a++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if a > 0 {
+			d.log.Debug("pn532: sending the command again", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "attempt", a+1, "after", lastErr)
+		}
+		if _, err := d.tx(opDataWrite, req, 0); err != nil {
+			return err
+		}
+		switch err := d.wait(ctx, d.o.ACKTimeout); {
+		case errors.Is(err, errNotReady):
+			lastErr = ErrNoACK
+			if err := d.abort(); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			d.abortAfter(err)
+			return err
+		}
+		b, err := d.tx(opDataRead, nil, len(ackFrame))
+		if err != nil {
+			return err
+		}
+		f, ferr := decodeFrame(b)
+		switch {
+		case ferr == nil && f.kind == kindACK:
+			acked = true
+		case ferr == nil && f.kind == kindError:
+			return ErrSyntax
+		default:
+			// Most likely the answer to a command sent before the host
+			// restarted, which the chip delivers before anything else.
+			lastErr = fmt.Errorf("%w: got % X where the ACK was due", ErrNoACK, b)
+			d.log.Warn("pn532: expected an ACK, got something else: dropping it", "port", d.name, "bytes", fmt.Sprintf("% X", b))
+			if err := d.drain(); err != nil {
+				return err
+			}
+		}
+	}
+	if !acked {
+		return d.bus.explain(lastErr)
+	}
+	return nil
 }
 
 // abortAfter aborts the running command after err, unless err came from
@@ -294,33 +325,68 @@ func (d *Dev) abortAfter(err error) {
 }
 
 // defaultExpect is the response frame length to read for a command when
-// no answer to it has been seen yet: the shortest usual answer.
+// no answer to it has been seen yet: the usual answer. A read too long
+// costs bytes, a read too short a transaction; for InListPassiveTarget it
+// is a card with a 7-byte UID, the answer that matters.
 func defaultExpect(code byte) int {
 	switch code {
 	case cmdGetFirmwareVersion:
 		return frameLen(6)
 	case cmdInListPassiveTarget:
-		return frameLen(3) // no target
+		// TFI, code, NbTg, Tg, SENS_RES (2), SEL_RES, NFCIDLength, NFCID1.
+		return frameLen(8 + 7)
 	case cmdInDataExchange:
 		return frameLen(3 + 2) // status and SW1 SW2
 	}
 	return frameLen(3)
 }
 
-// readResponse reads the response to command code. It reads as many bytes
-// as the last answer to the same command had, so the common case is one
-// transaction; a longer frame is asked for again with NACK and read whole.
+// maxFrameReads bounds the transactions that read one frame: the first,
+// one more when it ended inside an extended frame's header, and the rest.
+const maxFrameReads = 3
+
+// readFrame reads the frame the chip has ready: n bytes, then, while the
+// frame says it is longer than what was read, exactly the rest in a
+// continuation read. In SPI mode the PN532 lets a host read a frame in
+// parts; in a continuation it shifts out the next byte of the frame while
+// it receives the operation byte, so the parts cost no byte more than one
+// read of the whole frame, only a transaction. The frame's data alias a
+// buffer of d that the next read reuses.
+func (d *Dev) readFrame(n int) (frame, error) {
+	b, err := d.tx(opDataRead, nil, n)
+	if err != nil {
+		return frame{}, err
+	}
+	buf := append(d.frame[:0], b...)
+	defer func() { d.frame = buf }()
+	for reads := 1; ; reads++ {
+		f, err := decodeFrame(buf)
+		var te *truncatedError
+		if !errors.As(err, &te) || reads == maxFrameReads || te.need > maxFrameLen {
+			return f, err
+		}
+		r, err := d.transfer(opDataRead, nil, te.need-len(buf)-1)
+		if err != nil {
+			return frame{}, err
+		}
+		buf = append(buf, r...)
+	}
+}
+
+// readResponse reads the response to command code, whole: as many bytes
+// as the last answer to the same command had, so that the usual case is
+// one transaction of exactly the frame, and the rest of a longer frame in
+// a continuation read. A damaged frame is asked for again with NACK.
 func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 	n := d.expect[code]
 	if n == 0 {
 		n = defaultExpect(code)
 	}
 	for nacks := 0; ; nacks++ {
-		b, err := d.tx(opDataRead, nil, n)
-		if err != nil {
-			return nil, err
+		f, err := d.readFrame(n)
+		if err != nil && !errors.Is(err, ErrFrame) {
+			return nil, err // the bus
 		}
-		f, err := decodeFrame(b)
 		if err == nil {
 			switch f.kind {
 			case kindInfo:
@@ -338,16 +404,12 @@ func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 		}
 		var te *truncatedError
 		if errors.As(err, &te) {
-			if te.need > len(d.w)-1 {
-				return nil, &FrameError{Offset: -1, Reason: fmt.Sprintf("frame would need %d bytes", te.need)}
-			}
-			n = te.need
-			if nacks >= maxNACKs {
-				return nil, &FrameError{Offset: -1, Reason: err.Error()}
-			}
-		} else if nacks >= maxNACKs {
+			err = &FrameError{Offset: -1, Reason: err.Error()}
+		}
+		if nacks >= maxNACKs {
 			return nil, err
 		}
+		n = max(n, min(len(d.frame), maxFrameLen))
 		d.log.Debug("pn532: asking for the response again (NACK)", "port", d.name, "cmd", fmt.Sprintf("0x%02X", code), "why", err)
 		if _, err := d.tx(opDataWrite, nackFrame, 0); err != nil {
 			return nil, err

@@ -65,8 +65,12 @@ func mustEmpty(t testing.TB, d *pn532.Dev) {
 func TestInitConfiguresTheChip(t *testing.T) {
 	chip := pn532test.New(nil)
 	d := newDev(t, chip, func(o *pn532.Opts) { o.MaxRetries = 2 })
-	if got := chip.Commands(); !bytes.Equal(got, []byte{0x14, 0x02, 0x32, 0x12}) {
+	// Without a reset pin the field is switched off last.
+	if got := chip.Commands(); !bytes.Equal(got, []byte{0x14, 0x02, 0x32, 0x12, 0x32}) {
 		t.Fatalf("init sent % X: SAMConfiguration must come first", got)
+	}
+	if chip.Field() {
+		t.Fatal("field on after init")
 	}
 	if sam, retries := chip.Configured(); !sam || retries != 2 {
 		t.Fatalf("SAM %v, MaxRetries %d", sam, retries)

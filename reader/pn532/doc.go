@@ -41,9 +41,27 @@
 // failures the next call re-initialises the chip, pulsing its reset pin
 // when there is one. Every wait honours its context.
 //
+// The bus carries no more than the protocol needs. A response is read
+// whole in one transaction sized from the last answer to the same
+// command; when it is longer, the rest follows in a continuation read, in
+// which the chip shifts out the next byte of the frame while it receives
+// the operation byte (as recorded traces of the chip show), so no byte is
+// read twice. The field is switched off
+// only when a card may be selected. With a chip that is busy for one
+// status read before the ACK and two before the answer, a Poll that reads
+// a card with a 7-byte UID takes 52 bytes in 8 transactions; a card that
+// comes after an empty Poll takes one transaction more (BenchmarkPoll).
+//
 // Tracker turns polls into one Presented event per card and one Removed
 // when it has left, and reports the reader's health as Fault and
-// Recovered.
+// Recovered. Without an IRQ line it polls every Opts.PollPeriod; with
+// one it hands the wait to the chip (WaitCard: InListPassiveTarget with
+// unlimited activation retries) and sleeps on the IRQ edge, so a card is
+// seen once the RF has activated it and the bus is silent while no card
+// is there. On the emulator with 3 ms of RF time (BenchmarkTapLatency, on
+// testing/synctest's fake clock), a tap is seen after 3 ms at the median
+// and the 99th percentile with the IRQ line, and after 53 ms (median) and
+// 104 ms (99th percentile) with the default 100 ms poll period.
 //
 // The package pn532test is a PN532 emulator at the byte level, for tests
 // and for running without a reader.

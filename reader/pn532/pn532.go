@@ -61,7 +61,9 @@ type Opts struct {
 	ResetTime time.Duration
 	// IRQ is the input wired to the PN532's P70_IRQ pin, or nil. The chip
 	// pulls it low when an answer is ready; with it the driver sleeps until
-	// the falling edge instead of reading the status byte over SPI. The
+	// the falling edge instead of reading the status byte over SPI, and a
+	// Tracker lets the chip wait for a card (WaitCard): a card is seen as
+	// soon as the RF has activated it instead of at the next poll. The
 	// driver enables the pin's pull-up.
 	IRQ gpio.PinIn
 	// ACKTimeout is how long the chip has to acknowledge a command frame
@@ -84,7 +86,9 @@ type Opts struct {
 	// forever and is refused: a Poll of an empty field would never end.
 	MaxRetries uint8
 	// PollPeriod is the time from one poll of a Tracker to the next: how
-	// long a card may wait to be seen.
+	// long a card may wait to be seen without an IRQ line, and, with or
+	// without one, how often a card on the reader is looked for, which
+	// bounds how long its removal takes to be noticed.
 	PollPeriod time.Duration
 	// LSBFirst has the SPI controller shift bytes LSB first, as the PN532
 	// does, instead of the driver reversing their bits. The Raspberry Pi's
@@ -158,11 +162,15 @@ type Dev struct {
 	failures int  // commands in a row that failed on the bus
 	active   bool // a Poll activated a card that is still selected
 	useIRQ   bool
+	pending  bool // the chip runs WaitCard's InListPassiveTarget
+	retries  byte // MxRtyPassiveActivation as the chip has it
+	halts    int  // calls of Halt that stopped the chip
 
 	irqDone chan struct{} // closed when the running IRQ wait ends
 	timer   *time.Timer
 	req     []byte
 	w, r    []byte
+	frame   []byte   // the frame being read
 	expect  [256]int // response frame length to read, by command code
 	bus     busHealth
 }
@@ -196,13 +204,14 @@ func NewSPI(p spi.Port, opts *Opts) (*Dev, error) {
 		return nil, fmt.Errorf("pn532: %s: connect: %w", p, err)
 	}
 	d := &Dev{
-		c:    c,
-		name: p.String(),
-		o:    o,
-		log:  o.Logger,
-		req:  make([]byte, 0, maxFrameLen),
-		w:    make([]byte, 1+2*maxFrameLen),
-		r:    make([]byte, 1+2*maxFrameLen),
+		c:     c,
+		name:  p.String(),
+		o:     o,
+		log:   o.Logger,
+		req:   make([]byte, 0, maxFrameLen),
+		frame: make([]byte, 0, maxFrameLen),
+		w:     make([]byte, 1+2*maxFrameLen),
+		r:     make([]byte, 1+2*maxFrameLen),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -238,17 +247,24 @@ func (d *Dev) FirmwareVersion() Firmware {
 // (InListPassiveTarget) and returns it, still selected for DataExchange.
 // It returns ErrNoTarget when no card answered. A card left selected by an
 // earlier Poll is reset first (RF field off) so that it answers again;
-// Release does that ahead of time.
+// Release does that ahead of time. When the last Poll found no card, or
+// after Release, Poll is one command exchange.
 func (d *Dev) Poll(ctx context.Context) (Target, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.prepare(ctx); err != nil {
 		return Target{}, fmt.Errorf("pn532: InListPassiveTarget: %w", err)
 	}
+	if err := d.settle(); err != nil {
+		return Target{}, err
+	}
 	if d.active {
 		if err := d.fieldOff(ctx); err != nil {
 			return Target{}, err
 		}
+	}
+	if err := d.setRetries(ctx, d.o.MaxRetries); err != nil {
+		return Target{}, err
 	}
 	p, err := d.command(ctx, "InListPassiveTarget", cmdInListPassiveTarget, 0x01, 0x00)
 	if err != nil {
@@ -256,6 +272,11 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 		d.active = true
 		return Target{}, err
 	}
+	return d.target(p)
+}
+
+// target decodes the answer p to InListPassiveTarget.
+func (d *Dev) target(p []byte) (Target, error) {
 	t, err := parseTarget(p)
 	switch {
 	case errors.Is(err, ErrNoTarget):
@@ -278,6 +299,9 @@ func (d *Dev) Poll(ctx context.Context) (Target, error) {
 func (d *Dev) Release(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.settle(); err != nil {
+		return err
+	}
 	if !d.active {
 		return nil
 	}
@@ -301,6 +325,9 @@ func (d *Dev) DataExchange(ctx context.Context, tg byte, apdu []byte) ([]byte, e
 	defer d.mu.Unlock()
 	if err := d.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("pn532: InDataExchange: %w", err)
+	}
+	if err := d.settle(); err != nil {
+		return nil, err
 	}
 	cmd := make([]byte, 0, 2+len(apdu))
 	cmd = append(cmd, cmdInDataExchange, tg)
@@ -331,6 +358,9 @@ func (d *Dev) Ping(ctx context.Context) error {
 	if err := d.prepare(ctx); err != nil {
 		return fmt.Errorf("pn532: Diagnose: %w", err)
 	}
+	if err := d.settle(); err != nil {
+		return err
+	}
 	probe := []byte{cmdDiagnose, 0x00, 'l', 'a', 't', 'c', 'h'}
 	p, err := d.command(ctx, "Diagnose", probe...)
 	if err != nil {
@@ -344,7 +374,8 @@ func (d *Dev) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Halt releases the card, switches the RF field off and, with
+// Halt ends a wait for a card (WaitCard, which then returns ErrHalted),
+// releases the card, switches the RF field off and, with
 // Opts.PowerDownOnHalt, puts the chip into power-down. Calling it again
 // does nothing; any other call wakes and re-initialises the chip.
 func (d *Dev) Halt() error {
@@ -357,7 +388,11 @@ func (d *Dev) Halt() error {
 	if d.halted {
 		return nil
 	}
+	d.halts++
 	ctx := context.Background()
+	if err := d.settle(); err != nil {
+		return err
+	}
 	if d.ready {
 		if d.active {
 			if _, err := d.command(ctx, "InRelease", cmdInRelease, 0x00); err != nil {
@@ -404,11 +439,16 @@ func (d *Dev) prepare(ctx context.Context) error {
 // init brings the chip from any state to ready: reset pulse when there is
 // a reset pin, wake-up, a stale response dropped, SAMConfiguration (sent
 // until the chip answers: the first command after power-up may only wake
-// it), firmware check, passive activation retries and parameters.
+// it), firmware check, passive activation retries, parameters and, when
+// no reset pulse switched it off, the RF field off.
 func (d *Dev) init(ctx context.Context) error {
 	d.ready = false
 	d.active = false
 	d.useIRQ = false
+	// A wait for a card the chip still runs: the status read below finds
+	// it busy, and the command frames that follow abort it when the chip
+	// ignores them.
+	d.pending = false
 	if d.o.Reset != nil {
 		if err := d.pulseReset(ctx); err != nil {
 			return err
@@ -451,17 +491,23 @@ func (d *Dev) init(ctx context.Context) error {
 	if _, err := d.exchange(ctx, []byte{cmdRFConfiguration, 0x05, 0xFF, 0x01, d.o.MaxRetries}, sendAttempts); err != nil {
 		return fmt.Errorf("RFConfiguration: %w", err)
 	}
+	d.retries = d.o.MaxRetries
 	// fAutomaticATR_RES and fAutomaticRATS: ISO-DEP cards come back with
 	// their ATS, ready for InDataExchange.
 	if _, err := d.exchange(ctx, []byte{cmdSetParameters, 0x14}, sendAttempts); err != nil {
 		return fmt.Errorf("SetParameters: %w", err)
 	}
+	if d.o.Reset == nil {
+		// Without a reset pulse the field may still be on, with a card an
+		// earlier host selected, which would not answer a Poll.
+		if _, err := d.exchange(ctx, []byte{cmdRFConfiguration, 0x01, 0x00}, sendAttempts); err != nil {
+			return fmt.Errorf("RFConfiguration: %w", err)
+		}
+	}
+	// The field is off: no card is selected.
 	d.ready = true
 	d.failures = 0
 	d.useIRQ = d.o.IRQ != nil
-	// A card in the field may still be selected by an earlier host, and
-	// would not answer: the first Poll resets the field.
-	d.active = true
 	d.log.Debug("pn532: ready", "port", d.name, "firmware", fw.String())
 	return nil
 }
@@ -479,6 +525,19 @@ func (d *Dev) pulseReset(ctx context.Context) error {
 		return err
 	}
 	return d.sleep(ctx, d.o.ResetTime)
+}
+
+// setRetries sets MxRtyPassiveActivation (RFConfiguration item 5) unless
+// the chip has it already: MaxRetries for Poll, 0xFF for WaitCard.
+func (d *Dev) setRetries(ctx context.Context, n byte) error {
+	if d.retries == n {
+		return nil
+	}
+	if _, err := d.command(ctx, "RFConfiguration", cmdRFConfiguration, 0x05, 0xFF, 0x01, n); err != nil {
+		return err
+	}
+	d.retries = n
+	return nil
 }
 
 // fieldOff switches the RF field off, which resets the cards in it.

@@ -55,16 +55,37 @@ type TrackerOpts struct {
 	Logger *slog.Logger
 }
 
+// presenceWindow is how long, in IRQ mode, a card that was in the field
+// has to answer again before the look counts as an empty poll. The RF
+// activates a card in 2.4 ms (4-byte UID) to 4.5 ms (7-byte UID); the
+// rest is for a card at the edge of the field that needs a few attempts.
+const presenceWindow = 20 * time.Millisecond
+
 // Tracker turns polls of a Dev into presence and health events.
+//
+// Without an IRQ line it polls the reader every Opts.PollPeriod (timer
+// mode), so a card waits up to a period to be seen. With one (IRQ mode)
+// it hands the wait to the chip (Dev.WaitCard) and sleeps on the IRQ
+// edge: a card is seen as soon as the RF has activated it, and while no
+// card is there nothing crosses the SPI bus but the one pending command.
+// While a card is present, both modes look for it every PollPeriod with
+// the field switched off in between, so that a card left on the reader
+// is reported once; in IRQ mode each look is the chip's wait for a card
+// again, which, when the card is gone, simply goes on waiting for the
+// next one. A card taken away is reported after RemoveAfter looks found
+// nothing: within RemoveAfter poll periods (and, in IRQ mode, 20 ms more
+// for the first look).
 type Tracker struct {
 	d      *Dev
 	period time.Duration
 	o      TrackerOpts
 	log    *slog.Logger
+	irq    bool
 }
 
-// NewTracker returns a tracker that polls d every d's Opts.PollPeriod.
-// opts is copied; nil means the defaults.
+// NewTracker returns a tracker of d: in IRQ mode when d has an IRQ line
+// (Opts.IRQ), in timer mode every d's Opts.PollPeriod otherwise. opts is
+// copied; nil means the defaults.
 func NewTracker(d *Dev, opts *TrackerOpts) *Tracker {
 	var o TrackerOpts
 	if opts != nil {
@@ -83,7 +104,7 @@ func NewTracker(d *Dev, opts *TrackerOpts) *Tracker {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{d: d, period: d.o.PollPeriod, o: o, log: l}
+	return &Tracker{d: d, period: d.o.PollPeriod, o: o, log: l, irq: d.o.IRQ != nil}
 }
 
 // WaitTimer waits d on a timer, or until ctx is done and returns ctx's
@@ -103,17 +124,42 @@ func WaitTimer(ctx context.Context, d time.Duration) error {
 // Run polls until ctx is done and calls fn with each event, from Run's
 // goroutine. While fn handles Presented the card is still selected, so fn
 // may talk to it with DataExchange; once fn returns the tracker releases
-// it (RF field off) until the next poll. Run returns ctx's error, or the
-// error of Wait.
+// it (RF field off) until the next poll. Other goroutines may use d
+// meanwhile: in IRQ mode their call ends the chip's wait, and the tracker
+// starts it again after. Run returns ctx's error, or the error of Wait;
+// in IRQ mode the chip may still wait for a card, which d's next call
+// (Halt, typically) ends.
 func (t *Tracker) Run(ctx context.Context, fn func(TrackEvent)) error {
 	var (
 		present  *Target
 		empties  int
 		failures int
 		faulted  bool
+		irq      = t.irq
 	)
 	for {
-		tg, err := t.d.Poll(ctx)
+		var (
+			tg     Target
+			err    error
+			waited bool // the look itself took its time: no pause after it
+		)
+		if irq {
+			window := t.period
+			if present != nil && empties == 0 {
+				window = presenceWindow
+			}
+			tg, err = t.d.WaitCard(ctx, window)
+			switch {
+			case errors.Is(err, ErrNoIRQ):
+				t.log.Warn("pn532: no IRQ line to wait on: polling every period", "reader", t.d.String())
+				irq = false
+				tg, err = t.d.Poll(ctx)
+			case errors.Is(err, ErrNoTarget):
+				waited = true
+			}
+		} else {
+			tg, err = t.d.Poll(ctx)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -163,6 +209,9 @@ func (t *Tracker) Run(ctx context.Context, fn func(TrackEvent)) error {
 				t.log.Warn("pn532: reader fault", "reader", t.d.String(), "err", err)
 				fn(Fault{Err: err})
 			}
+		}
+		if waited {
+			continue
 		}
 		if err := t.o.Wait(ctx, t.period); err != nil {
 			return err

@@ -18,7 +18,16 @@
 // Faults are injected with DropCommands, Busy, CorruptResponses,
 // SyntaxErrors, LeaveStaleResponse, Unplug and Plug, PowerCycle and the
 // reset pin. Everything is counted (Stats). All of it is deterministic:
-// the chip is never slower than Opts.Latency, which is zero by default.
+// the chip is never slower than Opts.Latency plus, for a card's
+// activation, Opts.RFTime, both zero by default and measured on the
+// clock of the time package, which testing/synctest makes a fake one;
+// Opts.ACKBusy and Opts.ResponseBusy count status reads instead.
+//
+// A frame may be read in several transactions, as the chip allows in SPI
+// mode: the first read of a frame gets its first byte after the
+// operation byte, and each further read of the same frame gets its next
+// byte already under the operation byte, so that no byte is lost or sent
+// twice. A host that reads past the end gets zeros.
 package pn532test
 
 import (
@@ -49,6 +58,19 @@ type Opts struct {
 	// in real time. Zero: at once. Tests use Busy instead; the simulator
 	// and the CPU benchmarks use this.
 	Latency time.Duration
+	// RFTime is how long activating a card takes on the RF, added to
+	// Latency: from the moment InListPassiveTarget finds a card in the
+	// field, or a card enters the field of a chip waiting for one, until
+	// the answer is ready. The card counts as selected from that moment.
+	// A PN532 needs about 2.4 ms for a 4-byte UID and 4.5 ms for a 7-byte
+	// one. Zero: at once.
+	RFTime time.Duration
+	// ACKBusy and ResponseBusy are the status reads that find the chip
+	// still busy before each ACK and each response is ready, as a real
+	// chip is when the host looks at once. Busy overrides ResponseBusy for
+	// one response. Like Busy they hold the IRQ line high too: a host on
+	// the IRQ line leaves them at zero.
+	ACKBusy, ResponseBusy int
 }
 
 // Card is a type A card for the field.
@@ -135,6 +157,7 @@ type Chip struct {
 	// exchange state
 	out       []byte // frame being read by the host
 	outIsACK  bool
+	partial   bool // the host has read part of out
 	readyAt   time.Time
 	busy      int    // status reads before the response is ready; <0: never
 	cmd       []byte // acknowledged command waiting for its ACK to be read
@@ -251,7 +274,7 @@ func (c *Chip) Present(cd Card) error {
 	if c.waiting != nil && c.power == powerOn {
 		cmd := c.waiting
 		c.waiting = nil
-		c.respond(c.listPassive(cmd))
+		c.respond(c.listPassive(cmd), c.rfTime(cmd))
 	}
 	c.updateIRQ()
 	return nil
@@ -307,7 +330,7 @@ func (c *Chip) LeaveStaleResponse() {
 	defer c.mu.Unlock()
 	c.clearExchange()
 	c.last = chipFrame(0x15)
-	c.out = append([]byte(nil), c.last...)
+	c.out, c.partial = append([]byte(nil), c.last...), false
 	c.updateIRQ()
 }
 
@@ -400,7 +423,7 @@ func (c *Chip) powerUp() {
 }
 
 func (c *Chip) clearExchange() {
-	c.out, c.outIsACK = nil, false
+	c.out, c.outIsACK, c.partial = nil, false, false
 	c.cmd, c.waiting = nil, nil
 	c.busy = 0
 	c.sleepNext = false
@@ -479,8 +502,17 @@ func (c *Chip) transact(in, out []byte) {
 		if !c.ready(false) {
 			return
 		}
-		n := copy(out[1:], c.out)
+		// The chip shifts a frame out from its first byte after the
+		// operation byte. Once part of it has been read, it has the next
+		// byte in its shift register already: a continuation read gets it
+		// under the operation byte.
+		dst := out[1:]
+		if c.partial {
+			dst = out
+		}
+		n := copy(dst, c.out)
 		c.out = c.out[n:]
+		c.partial = len(c.out) > 0
 		if len(c.out) == 0 {
 			c.frameRead()
 		}
@@ -499,7 +531,7 @@ func (c *Chip) hostWrite(b []byte) {
 	switch kind {
 	case hostACK:
 		c.stats.Aborts++
-		c.out, c.outIsACK = nil, false
+		c.out, c.outIsACK, c.partial = nil, false, false
 		c.cmd, c.waiting = nil, nil
 		c.busy = 0
 		c.sleepNext = false
@@ -522,9 +554,9 @@ func (c *Chip) hostWrite(b []byte) {
 			c.stats.Commands++
 			c.cmds = append(c.cmds, data[0])
 			c.cmd = append([]byte(nil), data...)
-			c.out, c.outIsACK = append([]byte(nil), ackFrame...), true
+			c.out, c.outIsACK, c.partial = append([]byte(nil), ackFrame...), true, false
 			c.readyAt = time.Time{}
-			c.busy = 0
+			c.busy = c.o.ACKBusy
 		}
 	}
 }
@@ -537,7 +569,7 @@ func (c *Chip) frameRead() {
 		c.cmd = nil
 		if c.syntax > 0 {
 			c.syntax--
-			c.respond(errorFrame)
+			c.respond(errorFrame, 0)
 			return
 		}
 		resp := c.run(cmd)
@@ -545,7 +577,7 @@ func (c *Chip) frameRead() {
 			c.waiting = cmd
 			return
 		}
-		c.respond(resp)
+		c.respond(resp, c.rfTime(cmd))
 		return
 	}
 	if c.sleepNext {
@@ -554,16 +586,26 @@ func (c *Chip) frameRead() {
 	}
 }
 
-// respond queues the response to a command, after Latency and Busy.
-func (c *Chip) respond(frame []byte) {
+// rfTime is the RF time of cmd, which just ran: RFTime when it was
+// InListPassiveTarget and selected a card.
+func (c *Chip) rfTime(cmd []byte) time.Duration {
+	if cmd[0] == 0x4A && c.tg != 0 {
+		return c.o.RFTime
+	}
+	return 0
+}
+
+// respond queues the response to a command, after Latency, rf and Busy.
+func (c *Chip) respond(frame []byte, rf time.Duration) {
 	c.last = frame
 	c.send(frame)
+	c.busy = c.o.ResponseBusy
 	if c.hasBusy {
 		c.busy, c.hasBusy = c.busyNext, false
 	}
-	if c.o.Latency > 0 {
-		c.readyAt = time.Now().Add(c.o.Latency)
-		time.AfterFunc(c.o.Latency, func() {
+	if wait := c.o.Latency + rf; wait > 0 {
+		c.readyAt = time.Now().Add(wait)
+		time.AfterFunc(wait, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.updateIRQ()
@@ -578,7 +620,7 @@ func (c *Chip) send(frame []byte) {
 		c.corrupt--
 		f[len(f)-3] ^= 0x01 // the last data byte: DCS no longer matches
 	}
-	c.out, c.outIsACK = f, false
+	c.out, c.outIsACK, c.partial = f, false, false
 	c.readyAt = time.Time{}
 	c.busy = 0
 }

@@ -63,6 +63,16 @@ func (h *host) status() byte {
 	return rev(r)[1]
 }
 
+// tx runs one transaction of w and returns what the chip sent.
+func (h *host) tx(w []byte) []byte {
+	h.t.Helper()
+	r := make([]byte, len(w))
+	if err := h.c.Tx(w, r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
 func (h *host) read(n int) []byte {
 	h.t.Helper()
 	r := make([]byte, n+1)
@@ -223,12 +233,134 @@ func TestNACKAndCorruption(t *testing.T) {
 	if got := h.read(13); !bytes.Equal(got, hx("00 00 FF 06 FA D5 03 32 01 06 07 E8 00")) {
 		t.Fatalf("resent % X", got)
 	}
-	// A partial read leaves the rest for the next one.
-	h.write(hx("00 00 FF FF 00 00"))
-	a, b := h.read(5), h.read(8)
-	if got := append(a, b...); !bytes.Equal(got, hx("00 00 FF 06 FA D5 03 32 01 06 07 E8 00")) {
-		t.Fatalf("in two reads % X", got)
+}
+
+// A frame read in parts: the first read gets the frame after the
+// operation byte; each continuation gets the next byte under it.
+func TestContinuationReads(t *testing.T) {
+	chip := New(nil)
+	h := newHost(t, chip)
+	want := hx("00 00 FF 06 FA D5 03 32 01 06 07 E8 00")
+	h.write(hx("00 00 FF 02 FE D4 02 2A 00"))
+	h.status()
+	h.read(6)
+	h.status()
+	a := h.read(5)
+	// 5 more bytes in a transaction of 5: the first under the read op.
+	b := rev(h.tx(rev([]byte{0x03, 0, 0, 0, 0})))
+	c := rev(h.tx(rev([]byte{0x03, 0, 0})))
+	got := append(append(a, b...), c...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("in three reads % X\nwant % X", got, want)
 	}
+	if st := h.status(); st != 0x00 {
+		t.Fatalf("status %02X after the frame was read", st)
+	}
+	// A host that reads a continuation as if it were a first read loses
+	// the byte under the operation byte.
+	h.write(hx("00 00 FF FF 00 00"))
+	h.status()
+	a, b = h.read(5), h.read(8)
+	if got := append(a, b...); bytes.Equal(got[:12], want[:12]) || !bytes.Equal(got[5:12], want[6:]) {
+		t.Fatalf("first-read style continuation % X", got)
+	}
+	// Past the end of a frame: zeros, and the frame counts as read.
+	h.write(hx("00 00 FF FF 00 00"))
+	h.status()
+	if got := h.read(20); !bytes.Equal(got, append(bytes.Clone(want), make([]byte, 7)...)) {
+		t.Fatalf("long read % X", got)
+	}
+	if s := chip.Stats(); s.Bytes != 10+2+7+2+6+5+3+2+7+2+6+9+7+2+21 {
+		t.Fatalf("%d bytes clocked", s.Bytes)
+	}
+}
+
+// ACKBusy and ResponseBusy hold every ACK and response back for as many
+// status reads; Busy overrides the response's count once.
+func TestBusyCounts(t *testing.T) {
+	chip := New(&Opts{ACKBusy: 1, ResponseBusy: 2})
+	h := newHost(t, chip)
+	for _, busy := range []int{2, 4} {
+		if busy == 4 {
+			chip.Busy(4)
+		}
+		h.write(hx("00 00 FF 02 FE D4 02 2A 00"))
+		if st := h.status(); st != 0x00 {
+			t.Fatalf("status %02X: the ACK is ready at once", st)
+		}
+		if st := h.status(); st != 0x01 {
+			t.Fatalf("status %02X after one busy read", st)
+		}
+		h.read(6)
+		for i := range busy {
+			if st := h.status(); st != 0x00 {
+				t.Fatalf("busy %d, read %d: status %02X", busy, i, st)
+			}
+		}
+		if st := h.status(); st != 0x01 {
+			t.Fatalf("busy %d: status %02X", busy, st)
+		}
+		if got := h.read(13); !bytes.Equal(got, hx("00 00 FF 06 FA D5 03 32 01 06 07 E8 00")) {
+			t.Fatalf("% X", got)
+		}
+	}
+}
+
+// RFTime holds a card's answer back on the fake clock, whether the card
+// was there when the command came or came while the chip waited; other
+// answers are not held.
+func TestRFTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rf = 3 * time.Millisecond
+		chip := New(&Opts{RFTime: rf})
+		h := newHost(t, chip)
+		irq := chip.IRQ()
+		if err := irq.In(gpio.PullUp, gpio.FallingEdge); err != nil {
+			t.Fatal(err)
+		}
+		// Retries forever (the chip's setting after power-up): it waits.
+		h.command("00 00 FF 04 FC D4 4A 01 00 E1 00", "")
+		time.Sleep(time.Second)
+		if irq.Read() != gpio.High {
+			t.Fatal("an answer with no card")
+		}
+		// Forget the edges of the ACK.
+		if err := irq.In(gpio.PullUp, gpio.FallingEdge); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := chip.Present(Card{UID: hx("DE AD BE EF"), SAK: 0x08}); err != nil {
+			t.Fatal(err)
+		}
+		if st := h.status(); st != 0x00 {
+			t.Fatalf("status %02X before the RF time", st)
+		}
+		if !irq.WaitForEdge(time.Second) || time.Since(start) != rf {
+			t.Fatalf("answer after %s, want %s", time.Since(start), rf)
+		}
+		h.read(19)
+		// Field off, then a card already there: RF time again.
+		h.command("00 00 FF 04 FC D4 32 01 00 F9 00", "00 00 FF 02 FE D5 33 F8 00")
+		h.write(hx("00 00 FF 04 FC D4 4A 01 00 E1 00"))
+		h.status()
+		h.read(6)
+		if err := irq.In(gpio.PullUp, gpio.FallingEdge); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		if !irq.WaitForEdge(time.Second) || time.Since(start) != rf {
+			t.Fatalf("answer after %s, want %s", time.Since(start), rf)
+		}
+		if got := h.read(19); got[7] != 0x01 {
+			t.Fatalf("% X", got)
+		}
+		// A command that activates nothing answers at once.
+		start = time.Now()
+		h.command("00 00 FF 02 FE D4 02 2A 00", "00 00 FF 06 FA D5 03 32 01 06 07 E8 00")
+		if time.Since(start) != 0 {
+			t.Fatalf("GetFirmwareVersion took %s", time.Since(start))
+		}
+	})
 }
 
 func TestBusyStaleDrop(t *testing.T) {
