@@ -376,7 +376,11 @@ func (d *Dev) readFrame(n int) (frame, error) {
 // readResponse reads the response to command code, whole: as many bytes
 // as the last answer to the same command had, so that the usual case is
 // one transaction of exactly the frame, and the rest of a longer frame in
-// a continuation read. A damaged frame is asked for again with NACK.
+// a continuation read. InListPassiveTarget is read at least at the size of
+// a card with a 7-byte UID: an empty field's shorter answer is read with
+// 12 bytes of padding after it, so that a card that arrives after it is
+// still read in one transaction (a transaction costs more than 12 bytes
+// at the bus's clock). A damaged frame is asked for again with NACK.
 func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 	n := d.expect[code]
 	if n == 0 {
@@ -391,6 +395,9 @@ func (d *Dev) readResponse(ctx context.Context, code byte) ([]byte, error) {
 			switch f.kind {
 			case kindInfo:
 				d.expect[code] = f.end
+				if code == cmdInListPassiveTarget {
+					d.expect[code] = max(f.end, defaultExpect(code))
+				}
 				p, err := checkResponse(f, code)
 				if err != nil {
 					return nil, err

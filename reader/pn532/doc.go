@@ -43,14 +43,17 @@
 //
 // The bus carries no more than the protocol needs. A response is read
 // whole in one transaction sized from the last answer to the same
-// command; when it is longer, the rest follows in a continuation read, in
+// command (InListPassiveTarget at least at a 7-byte-UID card's size, so
+// that a card after an empty field costs no extra transaction); when it
+// is longer, the rest follows in a continuation read, in
 // which the chip shifts out the next byte of the frame while it receives
 // the operation byte (as recorded traces of the chip show), so no byte is
 // read twice. The field is switched off
 // only when a card may be selected. With a chip that is busy for one
 // status read before the ACK and two before the answer, a Poll that reads
-// a card with a 7-byte UID takes 52 bytes in 8 transactions; a card that
-// comes after an empty Poll takes one transaction more (BenchmarkPoll).
+// a card with a 7-byte UID takes 52 bytes in 8 transactions, whether the
+// Poll before found the card or an empty field; an empty Poll takes as
+// many transactions, 12 of its bytes padding (BenchmarkPoll).
 //
 // Tracker turns polls into one Presented event per card and one Removed
 // when it has left, and reports the reader's health as Fault and

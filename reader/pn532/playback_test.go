@@ -140,10 +140,9 @@ func TestPlaybackInitAndPoll(t *testing.T) {
 		status(0x01),
 		read(6, ackFrame),
 		status(0x01),
-		// 10 bytes, as last time: the frame says it is 19 long...
-		read(10, "00 00 FF 0C F4 D5 4B 01 01 00"),
-		// ...so the other 9 are read on, the first under the read op.
-		more("04 08 04 DE AD BE EF 96 00"),
+		// Read at a card's size still, after the empty answer: the
+		// 19-byte answer in one transaction.
+		read(22, "00 00 FF 0C F4 D5 4B 01 01 00 04 08 04 DE AD BE EF 96 00"),
 
 		// Poll again: the card is still selected, so the field goes off
 		// first to reset it.
@@ -156,8 +155,18 @@ func TestPlaybackInitAndPoll(t *testing.T) {
 		status(0x01),
 		read(6, ackFrame),
 		status(0x01),
-		// 19 bytes now; the empty answer is 10 of them.
-		read(19, "00 00 FF 03 FD D5 4B 00 E0 00"),
+		// Never under a card's size; the empty answer is 10 of them.
+		read(22, "00 00 FF 03 FD D5 4B 00 E0 00"),
+
+		// Poll, a card with a 10-byte UID: its answer is 25 bytes.
+		write("00 00 FF 04 FC D4 4A 01 00 E1 00"),
+		status(0x01),
+		read(6, ackFrame),
+		status(0x01),
+		// 22 bytes, as usual: the frame says it is 25 long...
+		read(22, "00 00 FF 12 EE D5 4B 01 01 00 44 00 0A 01 02 03 04 05 06 07 08 09"),
+		// ...so the other 3 are read on, the first under the read op.
+		more("0A 59 00"),
 	)
 	bus := &spitest.Playback{Playback: conntest.Playback{Ops: ops, DontPanic: true}}
 	d, err := pn532.NewSPI(bus, &fastOpts)
@@ -180,6 +189,10 @@ func TestPlaybackInitAndPoll(t *testing.T) {
 	}
 	if _, err := d.Poll(ctx); err != pn532.ErrNoTarget {
 		t.Fatalf("card gone: %v", err)
+	}
+	tg, err = d.Poll(ctx)
+	if err != nil || !bytes.Equal(tg.UID, hx("01 02 03 04 05 06 07 08 09 0A")) || tg.ATQA != 0x0044 || tg.SAK != 0x00 {
+		t.Fatalf("10-byte UID card: %v, %v", tg, err)
 	}
 	if err := bus.Close(); err != nil {
 		t.Fatal(err)
