@@ -228,10 +228,14 @@ func TestReaderStatus(t *testing.T) {
 	}
 }
 
-// The reader starts from the driver's defaults: the chip is told to retry
-// a card's activation as DefaultOpts says, not zero times.
+// The reader starts from the driver's defaults: without an IRQ line the
+// chip is told to retry a card's activation as DefaultOpts says, not zero
+// times; with one (TestReaderWaitsOnIRQ) the chip waits for a card.
 func TestReaderOptsDefaults(t *testing.T) {
-	td := newTestDoor(t, func(d *daemon) { d.cfg.Reader.SpeedHz = 400_000 })
+	td := newTestDoor(t, func(d *daemon) {
+		d.cfg.Reader.SpeedHz = 400_000
+		d.hw.readerIRQ = nil
+	})
 	o := td.d.readerOpts()
 	want := pn532.DefaultOpts
 	if o.MaxRetries != want.MaxRetries || o.ResponseTimeout != want.ResponseTimeout || o.PollPeriod != want.PollPeriod {
@@ -259,6 +263,38 @@ func TestReaderOptsDefaults(t *testing.T) {
 	}
 	if sam, retries := td.sim.chip.Configured(); !sam || retries != want.MaxRetries {
 		t.Errorf("chip configured: SAM %t, MaxRetries %d; want true, %d", sam, retries, want.MaxRetries)
+	}
+	if err := td.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReaderWaitsOnIRQ: with the chip's IRQ line wired, as the simulator
+// wires it, the reader hands the wait for a card to the chip (unlimited
+// activation retries) and still sees a card presented.
+func TestReaderWaitsOnIRQ(t *testing.T) {
+	td := newTestDoor(t, nil)
+	if td.d.hw.readerIRQ == nil {
+		t.Fatal("the simulator's reader has no IRQ line")
+	}
+	seen := make(chan pn532.TrackEvent, 16)
+	td.d.onTrack = func(ev pn532.TrackEvent) { seen <- ev }
+	td.start()
+	if err := td.sim.chip.Present(pn532test.Card{UID: []byte{1, 2, 3, 4}}); err != nil {
+		t.Fatal(err)
+	}
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	select {
+	case ev := <-seen:
+		if _, ok := ev.(pn532.Presented); !ok {
+			t.Fatalf("first reader event %T, want Presented", ev)
+		}
+	case <-guard.C:
+		t.Fatal("the reader never saw the card")
+	}
+	if _, retries := td.sim.chip.Configured(); retries != 0xFF {
+		t.Errorf("chip configured with MaxRetries %d; want 0xFF, waiting for a card", retries)
 	}
 	if err := td.stop(); err != nil {
 		t.Fatal(err)

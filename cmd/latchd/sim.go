@@ -133,10 +133,13 @@ func newSimHW(c *Config) (*simHW, *hardware, error) {
 	hw := &hardware{
 		openSPI: func() (spi.Port, func() error, error) { return s.chip, nil, nil },
 		spiName: "pn532test",
-		relay:   s.relay,
-		green:   orNil(outPin(c.Feedback.Green)),
-		red:     orNil(outPin(c.Feedback.Red)),
-		buzzer:  orNil(outPin(c.Feedback.Buzzer)),
+		// The emulated chip's IRQ line is wired, as on a door built to
+		// docs/wiring.md: the reader waits for a card on its edge.
+		readerIRQ: s.chip.IRQ(),
+		relay:     s.relay,
+		green:     orNil(outPin(c.Feedback.Green)),
+		red:       orNil(outPin(c.Feedback.Red)),
+		buzzer:    orNil(outPin(c.Feedback.Buzzer)),
 	}
 	for _, in := range []struct {
 		sim simSwitch
