@@ -534,9 +534,20 @@ func (m *machine) access(r store.Reason, uid []byte, holder, name, detail string
 // door's, unless the allowlist is stale and its policy demands more (a PIN
 // with every card, or the lockdown override).
 func (s *state) askAs(card bool) (store.Mode, bool) {
-	mode, lockdown := s.p.mode, s.lockdown
-	if s.stale {
-		switch s.stalePolicy {
+	return askAs(s.p.mode, s.lockdown, s.stale, s.stalePolicy, card)
+}
+
+// AskAs returns the mode and lockdown flag the door described by its
+// status asks its allowlist about a card with (card false: a keypad code
+// alone): its mode and lockdown, unless the allowlist is stale and its
+// policy demands more. It is the rule the door itself follows.
+func (st *Status) AskAs(card bool) (store.Mode, bool) {
+	return askAs(st.Mode, st.Lockdown, st.Stale, st.StalePolicy, card)
+}
+
+func askAs(mode store.Mode, lockdown, stale bool, policy StalePolicy, card bool) (store.Mode, bool) {
+	if stale {
+		switch policy {
 		case StaleCardAndPIN:
 			if card {
 				mode = store.ModeCardPIN

@@ -219,7 +219,7 @@ func (s *Store) Decide(req Request) (Decision, error) {
 		if !ok {
 			return d, nil
 		}
-		return s.cardStage(&req, &v, d), nil
+		return cardStage(&req, &v, d), nil
 	}
 	return s.pinStage(&req, &v, d, ok)
 }
@@ -227,6 +227,54 @@ func (s *Store) Decide(req Request) (Decision, error) {
 // checkCard runs every check before the PIN, inside the transaction tx
 // that read v. ok false means d is a denial.
 func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d Decision, ok bool, err error) {
+	return s.opts.judgeCard(req, v, &cardReads{s: s, tx: tx, gen: gen})
+}
+
+// cardReads are what the checks before the PIN read besides the card,
+// each only when a check gets to it: from a door's store (s, in tx), where
+// each is a bucket a decision opens only when it matters, or from the
+// facts given to JudgeCard (f).
+type cardReads struct {
+	s   *Store
+	tx  *bolt.Tx
+	gen uint64
+	f   *CardFacts
+}
+
+// floor returns the clock floor (SyncState.LastIssuedAt).
+func (r *cardReads) floor() (time.Time, error) {
+	if r.f != nil {
+		return r.f.Floor, nil
+	}
+	if err := r.s.guardGet(r.tx, bucketSync, keyLastIssued); err != nil {
+		return time.Time{}, err
+	}
+	return optionalTime(r.tx.Bucket(bucketSync), keyLastIssued)
+}
+
+// opens reports whether the card opens the door.
+func (r *cardReads) opens(c *cardRec, req *Request) (bool, error) {
+	if r.f != nil {
+		return r.f.Opens, nil
+	}
+	return r.s.opensDoor(r.tx, c, req, r.gen)
+}
+
+// lockdown reports the door's stored lockdown.
+func (r *cardReads) lockdown(door string) (bool, error) {
+	if r.f != nil {
+		return false, nil
+	}
+	if err := r.s.guardGet(r.tx, bucketLockdown, []byte(door)); err != nil {
+		return false, err
+	}
+	return readLockdown(r.tx, door)
+}
+
+// judgeCard runs every check before the PIN on the card in v: the rules
+// of Decide, whoever holds the card (a door's store, or JudgeCard). ok
+// false means d is a denial.
+func (o *Options) judgeCard(req *Request, v *cardView, r *cardReads) (d Decision, ok bool, err error) {
 	d = Decision{Outcome: Denied}
 	if !v.found {
 		d.Reason = ReasonUnknownCard
@@ -251,39 +299,33 @@ func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d
 	var notes []string
 	at, floor := req.Now, time.Time{}
 	if hasTimeRules(c) {
-		if err = s.guardGet(tx, bucketSync, keyLastIssued); err != nil {
-			return d, false, err
-		}
-		if floor, err = optionalTime(tx.Bucket(bucketSync), keyLastIssued); err != nil {
+		if floor, err = r.floor(); err != nil {
 			return d, false, err
 		}
 		var lag string
-		at, lag = s.ruleTime(req, floor)
+		at, lag = o.ruleTime(req, floor)
 		notes = addNote(notes, lag)
 	}
-	r, note := s.checkValidity(req, c, at, floor)
-	if r != "" {
-		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
+	reason, note := o.checkValidity(req, c, at, floor)
+	if reason != "" {
+		d.Reason, d.Note = reason, joinNotes(addNote(notes, note))
 		return d, false, nil
 	}
 	notes = addNote(notes, note)
-	if open, err := s.opensDoor(tx, c, req, gen); err != nil || !open {
+	if open, err := r.opens(c, req); err != nil || !open {
 		if err != nil {
 			return d, false, err
 		}
 		d.Reason = ReasonWrongDoor
 		return d, false, nil
 	}
-	if r, note = s.checkSchedule(req, c, at); r != "" {
-		d.Reason, d.Note = r, joinNotes(addNote(notes, note))
+	if reason, note = o.checkSchedule(req, c, at); reason != "" {
+		d.Reason, d.Note = reason, joinNotes(addNote(notes, note))
 		return d, false, nil
 	}
 	notes = addNote(notes, note)
 	if !req.Lockdown && c.flags&flagOverride == 0 {
-		if err = s.guardGet(tx, bucketLockdown, []byte(req.Door)); err != nil {
-			return d, false, err
-		}
-		if v.lockdown, err = readLockdown(tx, req.Door); err != nil {
+		if v.lockdown, err = r.lockdown(req.Door); err != nil {
 			return d, false, err
 		}
 	}
@@ -319,11 +361,11 @@ func addNote(notes []string, note string) []string {
 // clock behind the site's, up to Options.ClockSkew, makes no note; a
 // longer one does. With an untrusted clock there is no note: the rules
 // then judge validity against the floor alone and say so themselves.
-func (s *Store) ruleTime(req *Request, floor time.Time) (at time.Time, note string) {
+func (o *Options) ruleTime(req *Request, floor time.Time) (at time.Time, note string) {
 	if !floor.After(req.Now) {
 		return req.Now, ""
 	}
-	if lag := floor.Sub(req.Now); req.ClockTrusted && lag > s.opts.ClockSkew {
+	if lag := floor.Sub(req.Now); req.ClockTrusted && lag > o.ClockSkew {
 		note = fmt.Sprintf("local clock behind the last signed site time by %s; judged at the site time %s",
 			lag.Round(time.Second), floor.UTC().Format(time.RFC3339))
 	}
@@ -364,7 +406,7 @@ func (s *Store) opensDoor(tx *bolt.Tx, c *cardRec, req *Request, gen uint64) (bo
 // checkValidity applies ValidFrom/ValidUntil: at the time at (see
 // ruleTime) while the clock is trusted, against the floor alone while it
 // is not. It returns a denial reason, or "" with an optional note.
-func (s *Store) checkValidity(req *Request, c *cardRec, at, floor time.Time) (Reason, string) {
+func (o *Options) checkValidity(req *Request, c *cardRec, at, floor time.Time) (Reason, string) {
 	if req.ClockTrusted {
 		switch {
 		case !c.validUntil.IsZero() && !at.Before(c.validUntil):
@@ -374,7 +416,7 @@ func (s *Store) checkValidity(req *Request, c *cardRec, at, floor time.Time) (Re
 		}
 		return "", ""
 	}
-	deny := s.opts.UntrustedClock == UntrustedDenyBound
+	deny := o.UntrustedClock == UntrustedDenyBound
 	var notes []string
 	if !c.validUntil.IsZero() {
 		switch {
@@ -412,17 +454,17 @@ func scheduleEmpty(sc *Schedule) bool {
 // days are not restricted (only holidays are closed); otherwise a day
 // without windows is closed. While the clock is not trusted they are not
 // judged (the floor may be long past): Options.UntrustedClock decides.
-func (s *Store) checkSchedule(req *Request, c *cardRec, at time.Time) (Reason, string) {
+func (o *Options) checkSchedule(req *Request, c *cardRec, at time.Time) (Reason, string) {
 	if c.schedule == nil {
 		return "", ""
 	}
 	if !req.ClockTrusted {
-		if s.opts.UntrustedClock == UntrustedDenyBound {
+		if o.UntrustedClock == UntrustedDenyBound {
 			return ReasonOutsideSchedule, "clock not trusted: the card has a schedule that cannot be checked, so it is refused"
 		}
 		return "", "clock not trusted: schedule not checked"
 	}
-	t := at.In(s.opts.Location)
+	t := at.In(o.Location)
 	var date [len(time.DateOnly)]byte
 	t.AppendFormat(date[:0], time.DateOnly)
 	minute := uint64(t.Hour()*60 + t.Minute())
@@ -500,7 +542,7 @@ func (s *Store) doorPINLocked(fails []time.Time, now time.Time) (bool, time.Time
 	return n >= pol.DoorMaxBadPINs, oldest.Add(pol.DoorWindow)
 }
 
-func (s *Store) cardStage(req *Request, v *cardView, d Decision) Decision {
+func cardStage(req *Request, v *cardView, d Decision) Decision {
 	if req.Mode != ModeCardPIN || v.rec.flags&flagCardOnly != 0 {
 		d.Outcome, d.Reason = Granted, ReasonGranted
 		return d

@@ -445,19 +445,24 @@ func encodeCard(c *Card, holderName string, doors []uint64) ([]byte, error) {
 		e.timeU(c.ValidUntil)
 	}
 	if flags&recSchedule != 0 {
-		for _, ws := range c.Schedule.Weekly {
-			e.uvarint(uint64(len(ws)))
-			for _, w := range ws {
-				e.uvarint(uint64(w.From))
-				e.uvarint(uint64(w.To))
-			}
-		}
-		e.uvarint(uint64(len(c.Schedule.Holidays)))
-		for _, d := range c.Schedule.Holidays {
-			e.strU(d)
-		}
+		e.schedule(&c.Schedule)
 	}
 	return e.sealedFor(c.UID), nil
+}
+
+// schedule appends the stored form of a schedule (see encodeCard).
+func (e *encoder) schedule(s *Schedule) {
+	for _, ws := range s.Weekly {
+		e.uvarint(uint64(len(ws)))
+		for _, w := range ws {
+			e.uvarint(uint64(w.From))
+			e.uvarint(uint64(w.To))
+		}
+	}
+	e.uvarint(uint64(len(s.Holidays)))
+	for _, d := range s.Holidays {
+		e.strU(d)
+	}
 }
 
 // sealedFor frames a record of an allowlist bucket written into e, which

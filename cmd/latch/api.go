@@ -161,6 +161,7 @@ func (a *api) mux() *http.ServeMux {
 	m.HandleFunc("GET /v1/backup", a.backup)
 	a.siteRoutes(m)
 	a.userRoutes(m)
+	a.accessRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

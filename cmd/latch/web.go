@@ -130,6 +130,7 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("GET /activity/export", c.auth(site.RoleAuditor, c.activityExport))
 	m.HandleFunc("GET /actions", c.auth(site.RoleAuditor, c.actionsPage))
 	m.HandleFunc("GET /integrity", c.auth(site.RoleAuditor, c.integrityPage))
+	c.accessPageRoutes(m)
 	m.HandleFunc("GET /users", c.auth(site.RoleAdmin, c.usersPage))
 	m.HandleFunc("POST /users", c.auth(site.RoleAdmin, c.userAdd))
 	m.HandleFunc("POST /users/{name}/remove", c.auth(site.RoleAdmin, c.userRemove))

@@ -114,12 +114,17 @@ type eventRow struct {
 	UID    string `json:"uid,omitempty"`
 	Detail string `json:"detail,omitempty"`
 	Denied bool   `json:"denied,omitempty"`
+	Why    string `json:"why,omitempty"` // for a refused card: the explain page at its door and time
 }
 
 func newEventRow(door string, e *store.Event) eventRow {
-	return eventRow{When: e.Time.Local().Format(timeFormat), Door: door, Seq: e.Seq, Type: string(e.Type), Reason: string(e.Reason),
+	row := eventRow{When: e.Time.Local().Format(timeFormat), Door: door, Seq: e.Seq, Type: string(e.Type), Reason: string(e.Reason),
 		Holder: e.Holder, Name: e.HolderName, UID: e.UID, Detail: e.Detail,
 		Denied: e.Type == store.TypeAccess && e.Reason != store.ReasonGranted && e.Reason != store.ReasonGrantedDuress}
+	if row.Denied && row.UID != "" {
+		row.Why = whyLink(row.UID, door, e.Time.UTC().Format(time.RFC3339Nano))
+	}
+	return row
 }
 
 type activityData struct {

@@ -362,7 +362,7 @@ func (s *Site) SetGroups(ctx context.Context, door string, groups []string, publ
 	defer s.pubMu.Unlock()
 	s.acl.Lock()
 	groups = slices.Clone(groups)
-	err := s.changeDoor(door, func(*doorBook) error { return nil }, func(d *sitestore.Door) { d.Groups = groups })
+	err := s.changeDoor(door, func(*doorBook) error { return nil }, func(d *sitestore.Door) { d.Groups, d.GroupsSince = groups, s.o.Now() })
 	if err != nil {
 		s.acl.Unlock()
 		return 0, err

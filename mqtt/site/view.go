@@ -104,12 +104,21 @@ func newView(door string, groups []string, st *aclState, now time.Time) *view {
 // (store.Decide): its Doors list names "*", the door, or one of the
 // door's groups.
 func (v *view) opens(c *store.Card) bool {
-	for _, d := range c.Doors {
-		if d == "*" || d == v.door || slices.Contains(v.groups, d) {
-			return true
+	_, ok := opensVia(c.Doors, v.door, v.groups)
+	return ok
+}
+
+// opensVia reports whether a card with the door list doors opens door,
+// in groups, and through which entry of the list: "*", the door's id, or
+// one of its groups. It is the rule of a door's view (and of
+// store.Decide on the view).
+func opensVia(doors []string, door string, groups []string) (string, bool) {
+	for _, d := range doors {
+		if d == "*" || d == door || slices.Contains(groups, d) {
+			return d, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // narrow returns the card as the door's view holds it: its door list is

@@ -25,6 +25,9 @@ type Identity struct {
 type Door struct {
 	ID     string   `json:"id"`               // the door's id, as in its topics
 	Groups []string `json:"groups,omitempty"` // the door groups it belongs to
+	// GroupsSince is when Groups were set (zero: not known); a change of
+	// Groups is kept in the history of the door's groups at this time.
+	GroupsSince time.Time `json:"groups_since,omitzero"`
 
 	Approved *Identity `json:"approved,omitempty"` // the identity an admin approved
 	Pending  *Identity `json:"pending,omitempty"`  // announced, waiting for approval
@@ -76,6 +79,9 @@ func putDoor(tx *bolt.Tx, old, d *Door) error {
 		if err := gi.Put(groupKey(g, d.ID), nil); err != nil {
 			return err
 		}
+	}
+	if err := putGroupHistory(tx, old, d); err != nil {
+		return err
 	}
 	v, err := encodeJSON(d)
 	if err != nil {
