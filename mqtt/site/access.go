@@ -100,6 +100,17 @@ func (s *Site) atMoment(q AccessQuery, fn func(m *accessMoment) error) error {
 		at = s.o.Now()
 	}
 	m := &accessMoment{at: at, groups: make(map[string][]string)}
+	current := func() error {
+		var ferr error
+		s.hist.read(func(seq uint64, st *aclState) {
+			m.seq, m.st = seq, st
+			ferr = fn(m)
+		})
+		return ferr
+	}
+	if q.At.IsZero() {
+		return current() // now: the live allowlist, no history to read
+	}
 	later, err := s.db.DeltasAfter(0, 0)
 	if err != nil {
 		return err
@@ -111,12 +122,7 @@ func (s *Site) atMoment(q AccessQuery, fn func(m *accessMoment) error) error {
 		return -1
 	})
 	if i == len(later) {
-		var ferr error
-		s.hist.read(func(seq uint64, st *aclState) {
-			m.seq, m.st = seq, st
-			ferr = fn(m)
-		})
-		return ferr
+		return current()
 	}
 	h := newHistory()
 	for _, ch := range later[:i] {
