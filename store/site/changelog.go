@@ -162,10 +162,14 @@ func (d *DB) AppendChange(e ChangeEntry) (ChangeEntry, error) {
 // ChangeRecord is a change-log entry that a change's own transaction appends:
 // see Recording.
 type ChangeRecord struct {
-	// Entry is the entry to append; its After is set by After.
+	// Entry is the entry to append; its Before and After are set by
+	// Before and After.
 	Entry ChangeEntry
-	// After, if set, reads the affected record as the transaction left
-	// it, for Entry.After.
+	// Before, if set, reads the affected record in the transaction before
+	// the change, for Entry.Before.
+	Before func(r *Reader) (json.RawMessage, error)
+	// After, if set, reads it as the transaction left it, for
+	// Entry.After.
 	After func(r *Reader) (json.RawMessage, error)
 
 	stored *ChangeEntry
@@ -185,12 +189,23 @@ func (d *DB) Recording(rec *ChangeRecord) *DB {
 	return &DB{path: d.path, db: d.db, rec: rec}
 }
 
-// appendRecord appends d's record in tx, if it has one still to append.
-func (d *DB) appendRecord(tx *bolt.Tx) (*ChangeEntry, error) {
+// recordChange runs fn, the change, in tx and, if d has a record still to
+// append, appends it with the record before and after fn.
+func (d *DB) recordChange(tx *bolt.Tx, fn func(tx *bolt.Tx) error) (*ChangeEntry, error) {
 	if d.rec == nil || d.rec.stored != nil {
-		return nil, nil
+		return nil, fn(tx)
 	}
 	e := d.rec.Entry
+	if d.rec.Before != nil {
+		v, err := d.rec.Before(&Reader{tx: tx})
+		if err != nil {
+			return nil, fmt.Errorf("change log: the record before the change: %w", err)
+		}
+		e.Before = v
+	}
+	if err := fn(tx); err != nil {
+		return nil, err
+	}
 	if d.rec.After != nil {
 		v, err := d.rec.After(&Reader{tx: tx})
 		if err != nil {
@@ -258,7 +273,9 @@ type ChangeFilter struct {
 	From   time.Time // at or after
 	To     time.Time // before
 	After  uint64    // seq above
+	Before uint64    // seq below (0: no bound)
 	Limit  int       // at most this many (0: all)
+	Newest bool      // the newest first (else the oldest first)
 }
 
 func (f *ChangeFilter) keep(e *ChangeEntry) bool {
@@ -266,14 +283,29 @@ func (f *ChangeFilter) keep(e *ChangeEntry) bool {
 		(f.From.IsZero() || !e.Time.Before(f.From)) && (f.To.IsZero() || e.Time.Before(f.To))
 }
 
-// Changes returns the entries f selects, oldest first, and the seq of the
-// last entry read (to go on with After).
+// Changes returns the entries f selects, in seq order (newest first with
+// f.Newest), and the seq of the last entry read (to go on with After, or
+// Before).
 func (d *DB) Changes(f ChangeFilter) ([]ChangeEntry, uint64, error) {
 	var out []ChangeEntry
 	var last uint64
 	err := d.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketChanges).Cursor()
-		for k, v := c.Seek(be64(f.After + 1)); k != nil && (f.Limit <= 0 || len(out) < f.Limit); k, v = c.Next() {
+		k, v := c.Seek(be64(f.After + 1))
+		step := c.Next
+		if f.Newest {
+			step = c.Prev
+			if f.Before == 0 {
+				k, v = c.Last()
+			} else {
+				c.Seek(be64(f.Before))
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil && (f.Limit <= 0 || len(out) < f.Limit); k, v = step() {
+			if len(k) != 8 || binary.BigEndian.Uint64(k) <= f.After || (f.Before != 0 && binary.BigEndian.Uint64(k) >= f.Before) {
+				break
+			}
 			var e ChangeEntry
 			if err := decodeJSON(v, &e); err != nil {
 				return fmt.Errorf("change-log entry %X: %w", k, err)

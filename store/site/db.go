@@ -251,11 +251,8 @@ func (d *DB) update(fn func(tx *bolt.Tx) error) (err error) {
 	defer recoverCorrupt(&err)
 	var stored *ChangeEntry
 	err = d.db.Update(func(tx *bolt.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
 		var err error
-		stored, err = d.appendRecord(tx)
+		stored, err = d.recordChange(tx, fn)
 		return err
 	})
 	if err == nil && stored != nil {
