@@ -646,10 +646,14 @@ func (a *api) keyState(records) (any, error) {
 	return map[string]string{"kid": a.keys.key.Kid}, nil
 }
 
-// verifiedName names what a verifyView checked: a door, or the change log.
-func verifiedName(v verifyView) string {
-	if v.Log != "" {
+// verifiedName names what a verifyView checked: a door (with what, the
+// word door), or the change log.
+func verifiedName(v verifyView, what bool) string {
+	switch {
+	case v.Log != "":
 		return "change log"
+	case what:
+		return "door " + v.Door
 	}
-	return "door " + v.Door
+	return v.Door
 }
