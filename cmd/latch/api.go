@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +40,8 @@ import (
 //	GET    /v1/audit/tail?after=&n=&door=&follow=1   application/x-ndjson: an auditLine per event, in arrival order
 //	GET    /v1/audit/export?format=csv|jsonl&door=&holder=&uid=&type=&reason=&from=&to=   every event selected; trailer Latch-Export-Events
 //	GET    /v1/backup               the database file; trailer Latch-Backup-Bytes
+//
+// Every change is an entry of the change log (changelog.go).
 const (
 	// operatorHeader names the admin when the kernel cannot (outside
 	// Linux); the service marks such a name unverified.
@@ -99,6 +100,8 @@ type verifyView struct {
 	Contiguous uint64 `json:"contiguous"`    // the last seq stored with all before it
 	Seq        uint64 `json:"seq,omitempty"` // the first bad entry
 	Problem    string `json:"problem,omitempty"`
+	Log        string `json:"log,omitempty"`  // "changes": the site's change log, not a door's chain
+	Head       string `json:"head,omitempty"` // the change log's last good hash
 }
 
 // changeResult answers a change: the ACL seq it was committed as, and the
@@ -137,7 +140,7 @@ type api struct {
 }
 
 // handler returns the API's routes.
-func (a *api) handler() http.Handler { return a.mux() }
+func (a *api) handler() http.Handler { return a.logChanges(a.mux()) }
 
 // mux returns a mux of the API's routes.
 func (a *api) mux() *http.ServeMux {
@@ -162,6 +165,7 @@ func (a *api) mux() *http.ServeMux {
 	a.siteRoutes(m)
 	a.userRoutes(m)
 	a.accessRoutes(m)
+	a.changeRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -247,16 +251,16 @@ func body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// commit commits ops as the request's operator and answers with the seq.
-// The caller holds a.mu.
+// commit commits ops as the request's operator, with the request's
+// change-log entry, and answers with the seq. The caller holds a.mu.
 func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...store.Op) {
 	by := operator(r)
 	var seq uint64
 	var err error
 	if a.online {
-		seq, err = a.site.PublishBy(r.Context(), by, ops...)
+		seq, err = a.siteFor(r).Publish(r.Context(), by, ops...)
 	} else {
-		seq, err = a.site.CommitBy(by, ops...)
+		seq, err = a.siteFor(r).Commit(by, ops...)
 	}
 	if seq == 0 {
 		a.failErr(w, r, err)
@@ -332,22 +336,9 @@ func revocation(r store.Revocation, err error) (string, error) {
 	return r.Reason, nil
 }
 
-func (a *api) holderView(h store.Holder) (holderView, error) {
-	rev, err := revocation(a.db.HolderRevoked(h.ID))
-	return holderView{ID: h.ID, Name: h.Name, Revoked: rev}, err
-}
+func (a *api) holderView(h store.Holder) (holderView, error) { return holderViewOf(a.db, h) }
 
-func (a *api) cardView(c store.Card) (cardView, error) {
-	v := cardView{UID: hex.EncodeToString(c.UID), Holder: c.HolderID, Doors: c.Doors,
-		ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, PINSet: c.PINHash != "", Schedule: c.Schedule, Flags: c.Flags}
-	v.UID = strings.ToUpper(v.UID)
-	var err error
-	if v.Revoked, err = revocation(a.db.Revoked(c.UID)); err != nil {
-		return v, err
-	}
-	v.HolderRevoked, err = revocation(a.db.HolderRevoked(c.HolderID))
-	return v, err
-}
+func (a *api) cardView(c store.Card) (cardView, error) { return cardViewOf(a.db, c) }
 
 func (a *api) holderList(w http.ResponseWriter, r *http.Request) {
 	hs, err := a.db.ListHolders("", 0)
@@ -361,6 +352,7 @@ func (a *api) holderAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.describe(r, "holder "+req.ID, holderState(req.ID), "")
 	if _, err := a.db.Holder(req.ID); err == nil {
 		a.failErr(w, r, fmt.Errorf("holder %q: %w", req.ID, errExists))
 		return
@@ -411,6 +403,7 @@ func (a *api) holderShow(w http.ResponseWriter, r *http.Request) {
 func (a *api) holderRemove(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.describe(r, "holder "+r.PathValue("id"), holderState(r.PathValue("id")), "")
 	h, err := a.holder(r.PathValue("id"))
 	if err != nil {
 		a.failErr(w, r, err)
@@ -431,6 +424,7 @@ func (a *api) cardAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.describe(r, fmt.Sprintf("card %X", req.uid), cardState(req.uid), "holder "+req.Holder)
 	if _, err := a.holder(req.Holder); err != nil {
 		a.failErr(w, r, err)
 		return
@@ -491,6 +485,7 @@ func (a *api) cardRemove(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
+	a.describe(r, fmt.Sprintf("card %X", c.UID), cardState(c.UID), "")
 	a.commit(w, r, http.StatusOK, store.Op{Kind: store.OpDeleteCard, UID: c.UID})
 }
 
@@ -526,6 +521,7 @@ func (a *api) pinSet(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
+	a.describe(r, fmt.Sprintf("card %X", c.UID), cardState(c.UID), "holder "+c.HolderID)
 	if c.HolderID != req.Holder {
 		a.failErr(w, r, badRequest(fmt.Errorf("card %X belongs to holder %q, not %q", c.UID, c.HolderID, req.Holder)))
 		return
@@ -589,6 +585,11 @@ func (a *api) revocation(w http.ResponseWriter, r *http.Request, on bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	tgt, state := "holder "+req.Holder, holderState(req.Holder)
+	if req.uid != nil {
+		tgt, state = fmt.Sprintf("card %X", req.uid), cardState(req.uid)
+	}
+	a.describe(r, tgt, state, req.Reason)
 	var op store.Op
 	var reason string
 	var err error
@@ -715,7 +716,13 @@ func (a *api) auditVerify(w http.ResponseWriter, r *http.Request) {
 			doors = append(doors, d.ID)
 		}
 	}
-	listViews(a, w, r, doors, nil, a.verifyDoor)
+	out, err := views(doors, a.verifyDoor)
+	if err == nil && r.URL.Query().Get("door") == "" {
+		var v verifyView
+		v, err = a.verifyChanges()
+		out = append(out, v)
+	}
+	listViews(a, w, r, out, err, func(v verifyView) (verifyView, error) { return v, nil })
 }
 
 // verifyDoor checks one door's chain.

@@ -341,7 +341,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer sv.stop(t)
 	c.login(base, "aud", audPW)
 	c.run("verify", chromedp.Navigate(base+"/integrity"), chromedp.Click(chromedp.CSS("#verify")), chromedp.WaitVisible(chromedp.CSS("#verdict")))
-	if v := c.text("#verdict"); !strings.Contains(v, "1 of 2 doors' chains do not verify") {
+	if v := c.text("#verdict"); !strings.Contains(v, "1 of 3 chains (the doors' and the change log's) do not verify") {
 		t.Fatalf("the verdict: %q\n%s", v, c.text("#verify-result"))
 	}
 	if row := c.text("#verify-front"); !strings.Contains(row, "broken") || !strings.Contains(row, fmt.Sprintf("front #%d", edited)) {

@@ -52,6 +52,7 @@ func (a *api) cardSet(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err)
 		return
 	}
+	a.describe(r, fmt.Sprintf("card %X", c.UID), cardState(c.UID), "")
 	if req.Doors != nil {
 		c.Doors = *req.Doors
 	}

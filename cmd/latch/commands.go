@@ -450,7 +450,7 @@ func cmdAuditVerify(ctx context.Context, e *env, args []string) error {
 			if !v.OK {
 				state, bad = "BAD", fmt.Sprintf("seq %d: %s", v.Seq, v.Problem)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", v.Door, state, v.Contiguous, bad)
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", verifiedName(v, false), state, v.Contiguous, bad)
 		}
 	})
 	if err != nil {
@@ -459,7 +459,7 @@ func cmdAuditVerify(ctx context.Context, e *env, args []string) error {
 	// A bad chain fails the command, so that a script notices.
 	for _, v := range vs {
 		if !v.OK {
-			return fmt.Errorf("door %s: the stored chain is bad at seq %d: %s", v.Door, v.Seq, v.Problem)
+			return fmt.Errorf("%s: the stored chain is bad at seq %d: %s", verifiedName(v, true), v.Seq, v.Problem)
 		}
 	}
 	return nil

@@ -387,7 +387,8 @@ func TestSiteEndToEnd(t *testing.T) {
 	if st := sv.site.Stats(); st.Conflicts != 0 || st.Rewrites != 0 || st.ChainBreaks != 0 {
 		t.Fatalf("collector: %+v", st)
 	}
-	if out := s.ok(t, "", "audit", "verify"); strings.Count(out, " ok ") != 2 {
+	// Two doors' chains and the site's change log.
+	if out := s.ok(t, "", "audit", "verify"); strings.Count(out, " ok ") != 3 || !strings.Contains(out, "change log  ok") {
 		t.Fatalf("audit verify:\n%s", out)
 	}
 	// Only what went wrong is a finding: nothing did.

@@ -159,6 +159,7 @@ func (a *api) cardReplace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uid, _ := parseUID(req.NewUID)
+	a.describe(r, fmt.Sprintf("card %X, card %X", old.UID, uid), bothStates(cardState(old.UID), cardState(uid)), req.Reason)
 	if err := a.cardFree(uid); err != nil {
 		a.failErr(w, r, err)
 		return

@@ -67,6 +67,8 @@ func commands() []command {
 		{"audit verify", "[--door D]", "verify each door's stored hash chain", cmdAuditVerify},
 		{"audit tail", "[-f] [--door D] [-n N]", "print the last N collected events (default 20) in the order they were stored; -f follows new ones", cmdAuditTail},
 		{"audit actions", "[--user U] [--limit N]", "what was done through the console and to its accounts: who, from where, when, how it ended", cmdAuditActions},
+		{"audit changes", "[--who U] [--target T] [--from T] [--to T] [--csv]", "the change log: every change of access, who made it, from where, the record before and after", cmdAuditChanges},
+		{"audit note", "SEQ TEXT", "add a note on a change-log entry (an entry of its own)", cmdAuditNote},
 		{"audit export", "--format csv|jsonl [--out FILE] [--door D] [--holder H] [--uid U] [--type T] [--reason R] [--from T] [--to T]", "write every selected event", cmdAuditExport},
 		{"access who", "--door D [--at T] [--mode M] [--tz Z] [--csv]", "every card that can open a door, how, and its last use there", cmdAccessWho},
 		{"access what", "--holder H [--at T] [--mode M] [--tz Z] [--csv]", "every door a holder's cards can open, how, and the last use of each", cmdAccessWhat},

@@ -236,12 +236,13 @@ func (a *api) doorApprove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	a.describe(r, "door "+d.ID, doorState(d.ID), "fingerprint "+req.Fingerprint)
 	var err error
 	switch {
 	case d.Next != nil && d.Next.Fingerprint == req.Fingerprint:
-		err = a.site.ApproveNext(d.ID, req.Fingerprint)
+		err = a.siteFor(r).ApproveNext(d.ID, req.Fingerprint)
 	default:
-		err = a.site.Approve(d.ID, req.Fingerprint)
+		err = a.siteFor(r).Approve(d.ID, req.Fingerprint)
 	}
 	if err != nil {
 		a.failErr(w, r, err)
@@ -264,7 +265,8 @@ func (a *api) doorGroups(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	seq, err := a.site.SetGroups(r.Context(), d.ID, req.Groups, a.online)
+	a.describe(r, "door "+d.ID, doorState(d.ID), "")
+	seq, err := a.siteFor(r).SetGroups(r.Context(), d.ID, req.Groups, a.online)
 	if err != nil {
 		a.failErr(w, r, err)
 		return
@@ -294,6 +296,7 @@ func (a *api) command(w http.ResponseWriter, r *http.Request, c mqtt.Command) {
 	if !ok {
 		return
 	}
+	a.describe(r, "door "+d.ID, nil, commandDetail(c))
 	if d.Approved == nil {
 		a.failErr(w, r, fmt.Errorf("door %s: %w: not approved (latch door approve)", d.ID, site.ErrConflict))
 		return
@@ -302,7 +305,13 @@ func (a *api) command(w http.ResponseWriter, r *http.Request, c mqtt.Command) {
 		a.failErr(w, r, fmt.Errorf("door %s: %w: latch serve runs without a broker (--broker)", d.ID, site.ErrConflict))
 		return
 	}
+	ref, err := a.logBefore(r)
+	if err != nil {
+		a.failErr(w, r, fmt.Errorf("not sent: %w", err))
+		return
+	}
 	cmd, err := a.site.Command(r.Context(), d.ID, c)
+	a.logOutcome(r, ref, commandResult{Door: d.ID, ID: cmd.ID, Seq: cmd.Seq}, err)
 	if err != nil {
 		a.failErr(w, r, err)
 		return
@@ -316,8 +325,14 @@ func (a *api) keysRotate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	a.describe(r, "site key", a.keyState, "")
 	if !a.online {
 		a.failErr(w, r, badRequest(errors.New("latch serve runs without a broker (--broker): doors would not learn the new key")))
+		return
+	}
+	ref, err := a.logBefore(r)
+	if err != nil {
+		a.failErr(w, r, fmt.Errorf("not rotated: %w", err))
 		return
 	}
 	retire := time.Hour
@@ -328,12 +343,17 @@ func (a *api) keysRotate(w http.ResponseWriter, r *http.Request) {
 	old, next, err := a.keys.rotate(req.Kid, func(next *mqtt.Signer) error {
 		return a.site.RotateKey(r.Context(), next, at)
 	})
+	var res rotateResult
+	if err == nil {
+		res = rotateResult{Retired: old.Kid, Kid: next.Kid, Public: next.publicBase64(), RetireAt: at}
+	}
+	a.logOutcome(r, ref, res, err)
 	if err != nil {
 		a.failErr(w, r, err)
 		return
 	}
 	a.log.Info("site key rotated", "retired", old.Kid, "kid", next.Kid, "retire_at", at, "by", operator(r))
-	writeJSON(w, http.StatusOK, rotateResult{Retired: old.Kid, Kid: next.Kid, Public: next.publicBase64(), RetireAt: at})
+	writeJSON(w, http.StatusOK, res)
 }
 
 // keyFile is the site key file and the key in it.
@@ -414,7 +434,8 @@ func (a *api) doorUnapprove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.site.Unapprove(d.ID); err != nil {
+	a.describe(r, "door "+d.ID, doorState(d.ID), "")
+	if err := a.siteFor(r).Unapprove(d.ID); err != nil {
 		a.failErr(w, r, err)
 		return
 	}

@@ -208,6 +208,7 @@ func (a *api) userAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.describe(r, "account "+req.Name, userState(req.Name), "role "+req.Role)
 	if _, err := a.db.User(req.Name); err == nil {
 		a.failErr(w, r, fmt.Errorf("account %q: %w", req.Name, errExists))
 		return
@@ -217,7 +218,7 @@ func (a *api) userAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now().UTC()
 	u := site.User{Name: req.Name, Role: site.Role(req.Role), Hash: hash, Created: now, Changed: now}
-	if err := a.db.PutUser(u); err != nil {
+	if err := a.dbFor(r).PutUser(u); err != nil {
 		a.failErr(w, r, err)
 		return
 	}
@@ -232,6 +233,7 @@ func (a *api) editUser(w http.ResponseWriter, r *http.Request, what string, fn f
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	name := r.PathValue("name")
+	a.describe(r, "account "+name, userState(name), what)
 	u, err := a.db.User(name)
 	if errors.Is(err, site.ErrNotFound) {
 		err = fmt.Errorf("account %q does not exist: %w", name, site.ErrNotFound)
@@ -245,7 +247,7 @@ func (a *api) editUser(w http.ResponseWriter, r *http.Request, what string, fn f
 		return
 	}
 	u.Changed = a.now().UTC()
-	if err := a.db.PutUser(u); err != nil {
+	if err := a.dbFor(r).PutUser(u); err != nil {
 		a.failErr(w, r, err)
 		return
 	}
@@ -321,12 +323,13 @@ func (a *api) userRemove(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	name := r.PathValue("name")
+	a.describe(r, "account "+name, userState(name), "")
 	u, err := a.db.User(name)
 	if err == nil {
 		err = a.lastAdmin(name)
 	}
 	if err == nil {
-		err = a.db.DeleteUser(name)
+		err = a.dbFor(r).DeleteUser(name)
 	}
 	if errors.Is(err, site.ErrNotFound) {
 		err = fmt.Errorf("account %q does not exist: %w", name, site.ErrNotFound)

@@ -131,6 +131,8 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("GET /actions", c.auth(site.RoleAuditor, c.actionsPage))
 	m.HandleFunc("GET /integrity", c.auth(site.RoleAuditor, c.integrityPage))
 	c.accessPageRoutes(m)
+	m.HandleFunc("GET /changelog", c.auth(site.RoleAuditor, c.changelogPage))
+	m.HandleFunc("POST /changelog/{seq}/note", c.auth(site.RoleAuditor, c.changelogNote))
 	m.HandleFunc("GET /users", c.auth(site.RoleAdmin, c.usersPage))
 	m.HandleFunc("POST /users", c.auth(site.RoleAdmin, c.userAdd))
 	m.HandleFunc("POST /users/{name}/remove", c.auth(site.RoleAdmin, c.userRemove))
@@ -325,6 +327,7 @@ func (rc *recorder) Write(b []byte) (int, error) { return rc.buf.Write(b) }
 func (c *console) apiRequest(r *http.Request, ss *session, method, path string, body io.Reader) *http.Request {
 	ctx := context.WithValue(r.Context(), operatorKey{}, operatorName(ss, r))
 	ctx = context.WithValue(ctx, consoleKey{}, true)
+	ctx = context.WithValue(ctx, consoleActorKey{}, consoleActor{name: ss.user, role: ss.role, addr: clientAddr(r)})
 	req, _ := http.NewRequestWithContext(ctx, method, path, body)
 	req.RemoteAddr = r.RemoteAddr
 	return req
@@ -342,7 +345,7 @@ func (c *console) call(r *http.Request, ss *session, method, path string, req an
 		body = bytes.NewReader(b)
 	}
 	rc := &recorder{h: make(http.Header), code: http.StatusOK}
-	c.apiMux.ServeHTTP(rc, c.apiRequest(r, ss, method, path, body))
+	c.a.logChanges(c.apiMux).ServeHTTP(rc, c.apiRequest(r, ss, method, path, body))
 	return apiResult{code: rc.code, body: rc.buf.Bytes()}
 }
 
@@ -354,6 +357,8 @@ func apiNeed(pattern string) site.Role {
 		return site.RoleAdmin
 	case path == "/v1/doors/{id}/enroll":
 		return site.RoleOperator
+	case pattern == "POST /v1/audit/changes/{seq}/notes":
+		return site.RoleAuditor
 	case method == http.MethodGet:
 		return site.RoleAuditor
 	}
@@ -398,7 +403,7 @@ func (c *console) apiProxy(w http.ResponseWriter, r *http.Request, ss *session) 
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	c.apiMux.ServeHTTP(sw, req)
+	c.a.logChanges(c.apiMux).ServeHTTP(sw, req)
 	if change || strings.HasSuffix(pattern, "/export") || strings.HasSuffix(pattern, "/backup") {
 		res := "ok"
 		if sw.code/100 != 2 {

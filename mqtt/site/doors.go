@@ -21,13 +21,15 @@ import (
 // signed with it are accepted and its view is sealed to it. A door
 // approved for the first time gets its view of the allowlist as it is,
 // and its heartbeat (while Run runs) so that it asks for it.
-func (s *Site) Approve(door, fp string) error {
+func (s *Site) Approve(door, fp string) error { return s.approve(door, fp, nil) }
+
+func (s *Site) approve(door, fp string, rec *sitestore.ChangeRecord) error {
 	s.acl.Lock()
 	var replaced bool
 	err := s.changeDoor(door, func(b *doorBook) (err error) {
 		_, replaced, err = b.approve(door, fp)
 		return err
-	}, nil)
+	}, nil, rec)
 	if err != nil {
 		s.acl.Unlock()
 		return err
@@ -66,7 +68,9 @@ func (s *Site) Approve(door, fp string) error {
 // The door keeps the allowlist it has until it goes stale; put it in
 // lockdown first to stop it opening. An identity it announces again waits
 // for approval like a new door's.
-func (s *Site) Unapprove(door string) error {
+func (s *Site) Unapprove(door string) error { return s.unapprove(door, nil) }
+
+func (s *Site) unapprove(door string, rec *sitestore.ChangeRecord) error {
 	s.acl.Lock()
 	defer s.acl.Unlock()
 	err := s.changeDoor(door, func(b *doorBook) error {
@@ -77,7 +81,7 @@ func (s *Site) Unapprove(door string) error {
 		delete(b.previous, door)
 		delete(b.next, door)
 		return nil
-	}, func(d *sitestore.Door) { d.ViewSeq, d.ViewOf = 0, 0 })
+	}, func(d *sitestore.Door) { d.ViewSeq, d.ViewOf = 0, 0 }, rec)
 	if err != nil {
 		return err
 	}
@@ -88,14 +92,15 @@ func (s *Site) Unapprove(door string) error {
 
 // changeDoor runs fn on the door book and records door's identities as
 // the book then has them (and what edit changes) in the database, in one
-// transaction; when either fails, the book is as it was.
-func (s *Site) changeDoor(door string, fn func(b *doorBook) error, edit func(*sitestore.Door)) error {
-	return s.changeDoorIf(door, fn, edit, false)
+// transaction (with rec's change-log entry, if any); when either fails,
+// the book is as it was.
+func (s *Site) changeDoor(door string, fn func(b *doorBook) error, edit func(*sitestore.Door), rec *sitestore.ChangeRecord) error {
+	return s.changeDoorIf(door, fn, edit, false, rec)
 }
 
 // changeDoorIf is changeDoor; with onlyChanged, the door's record is
 // written only if fn changed its entries in the book.
-func (s *Site) changeDoorIf(door string, fn func(b *doorBook) error, edit func(*sitestore.Door), onlyChanged bool) error {
+func (s *Site) changeDoorIf(door string, fn func(b *doorBook) error, edit func(*sitestore.Door), onlyChanged bool, rec *sitestore.ChangeRecord) error {
 	s.doorsMu.Lock()
 	defer s.doorsMu.Unlock()
 	saved := s.book.save(door)
@@ -105,7 +110,7 @@ func (s *Site) changeDoorIf(door string, fn func(b *doorBook) error, edit func(*
 	if onlyChanged && s.book.save(door).same(saved) {
 		return nil
 	}
-	err := s.db.UpdateDoor(door, func(d *sitestore.Door) error {
+	err := s.dbFor(rec).UpdateDoor(door, func(d *sitestore.Door) error {
 		s.book.record(door, d)
 		if edit != nil {
 			edit(d)
@@ -127,12 +132,14 @@ func (s *Site) changeDoorIf(door string, fn func(b *doorBook) error, edit func(*
 // rebased, so that the door's next sync gets a snapshot sealed to the new
 // identity, whose first chunk makes the door take it; the heartbeat tells
 // it to ask.
-func (s *Site) ApproveNext(door, fp string) error {
+func (s *Site) ApproveNext(door, fp string) error { return s.approveNext(door, fp, nil) }
+
+func (s *Site) approveNext(door, fp string, rec *sitestore.ChangeRecord) error {
 	s.acl.Lock()
 	err := s.changeDoor(door, func(b *doorBook) error {
 		_, err := b.approveNext(door, fp)
 		return err
-	}, nil)
+	}, nil, rec)
 	if err != nil {
 		s.acl.Unlock()
 		return err
@@ -181,15 +188,16 @@ type doorSeq struct {
 // commit commits ops to the database as the next global seq, applies
 // them to the history and moves every view along; it returns the global
 // seq and the doors whose view changed, with their new seq. by names who
-// made the change. The views' seqs are recorded in the database after
+// made the change; rec, if not nil, is its change-log entry, appended in
+// the commit's transaction. The views' seqs are recorded in the database after
 // the change: a site that stops between the two finds, at its next
 // start, views that a door at the old seq does not have the hash of, and
 // sends it a snapshot.
-func (s *Site) commit(by string, ops []store.Op) (uint64, []doorSeq, error) {
+func (s *Site) commit(by string, ops []store.Op, rec *sitestore.ChangeRecord) (uint64, []doorSeq, error) {
 	s.acl.Lock()
 	defer s.acl.Unlock()
 	now := s.o.Now()
-	seq, err := s.db.Commit(ops, by, now)
+	seq, err := s.dbFor(rec).Commit(ops, by, now)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -269,7 +277,7 @@ func (s *Site) Commit(ops ...store.Op) (uint64, error) {
 
 // CommitBy is Commit recording by as who made the change.
 func (s *Site) CommitBy(by string, ops ...store.Op) (uint64, error) {
-	seq, _, err := s.commit(by, ops)
+	seq, _, err := s.commit(by, ops, nil)
 	return seq, err
 }
 
@@ -285,9 +293,13 @@ func (s *Site) Publish(ctx context.Context, ops ...store.Op) (uint64, error) {
 // was committed but not (all) published returns its seq with the error:
 // the doors catch up through their sync requests.
 func (s *Site) PublishBy(ctx context.Context, by string, ops ...store.Op) (uint64, error) {
+	return s.publishOps(ctx, by, ops, nil)
+}
+
+func (s *Site) publishOps(ctx context.Context, by string, ops []store.Op, rec *sitestore.ChangeRecord) (uint64, error) {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	seq, changed, err := s.commit(by, ops)
+	seq, changed, err := s.commit(by, ops, rec)
 	if seq == 0 {
 		return 0, err
 	}
@@ -353,6 +365,10 @@ func (s *Site) sealDeltas(changed []doorSeq) ([][]byte, []error) {
 // publish is true (else it asks at its next heartbeat). It returns the
 // door's view seq.
 func (s *Site) SetGroups(ctx context.Context, door string, groups []string, publish bool) (uint64, error) {
+	return s.setGroups(ctx, door, groups, publish, nil)
+}
+
+func (s *Site) setGroups(ctx context.Context, door string, groups []string, publish bool, rec *sitestore.ChangeRecord) (uint64, error) {
 	for _, g := range groups {
 		if g == "" || g == "*" {
 			return 0, fmt.Errorf("site: groups of door %s: group %q", door, g)
@@ -362,7 +378,7 @@ func (s *Site) SetGroups(ctx context.Context, door string, groups []string, publ
 	defer s.pubMu.Unlock()
 	s.acl.Lock()
 	groups = slices.Clone(groups)
-	err := s.changeDoor(door, func(*doorBook) error { return nil }, func(d *sitestore.Door) { d.Groups, d.GroupsSince = groups, s.o.Now() })
+	err := s.changeDoor(door, func(*doorBook) error { return nil }, func(d *sitestore.Door) { d.Groups, d.GroupsSince = groups, s.o.Now() }, rec)
 	if err != nil {
 		s.acl.Unlock()
 		return 0, err

@@ -658,7 +658,7 @@ func (s *Site) onStatus(door, topic string, payload []byte) {
 			nextChanged = b.vouched(door, *next)
 		}
 		return nil
-	}, nil, true)
+	}, nil, true, nil)
 	if err != nil {
 		s.log.Error("site: record status", "door", door, "err", err)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // schemaVersion is the layout this build writes; see the package comment.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // Errors the site database returns, wrapped with what and where. Test
 // with errors.Is.
@@ -59,6 +59,7 @@ var (
 	bucketHeads       = []byte("heads")
 	bucketUsers       = []byte("users")
 	bucketActions     = []byte("actions")
+	bucketChanges     = []byte("changes")
 )
 
 // Keys in the meta bucket.
@@ -71,7 +72,7 @@ func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards, bucketRevCards,
 		bucketRevHolders, bucketDeltas, bucketDoors, bucketGroupDoors, bucketEvents, bucketCursors,
 		bucketIdxTime, bucketIdxDoorTime, bucketIdxHolder, bucketIdxUID, bucketFindings, bucketHeads,
-		bucketIdxArrival, bucketUsers, bucketActions}
+		bucketIdxArrival, bucketUsers, bucketActions, bucketChanges}
 }
 
 // Options configure a DB. The zero value (or nil) gives the defaults.
@@ -89,6 +90,7 @@ type Options struct {
 type DB struct {
 	path string
 	db   *bolt.DB
+	rec  *ChangeRecord // a change-log entry the next write appends (Recording)
 }
 
 // Open opens (creating if needed, mode 0600) the site database at path.
@@ -173,6 +175,9 @@ func (d *DB) setup() error {
 			}
 			return meta.Put(keyACLSeq, encodeU64(0))
 		}
+		if err := migrate(tx, d.path); err != nil {
+			return err
+		}
 		// idx_arrival came after the first files of schema 1.
 		if tx.Bucket(bucketIdxArrival) == nil && tx.Bucket(bucketIdxTime) != nil {
 			if err := addArrivalIndex(tx); err != nil {
@@ -244,7 +249,16 @@ func (d *DB) view(fn func(tx *bolt.Tx) error) (err error) {
 func (d *DB) update(fn func(tx *bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
-	return d.db.Update(fn)
+	var stored *ChangeEntry
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		stored, err = d.recordChange(tx, fn)
+		return err
+	})
+	if err == nil && stored != nil {
+		d.rec.stored = stored
+	}
+	return err
 }
 
 func recoverCorrupt(err *error) {
@@ -308,6 +322,53 @@ func (d *DB) check() error {
 		if err := checkDoors(tx); err != nil {
 			return err
 		}
+		if err := checkChanges(tx); err != nil {
+			return err
+		}
 		return checkEvents(tx)
 	})
+}
+
+// migrate brings a file of schema 1 up to schema 2, which adds the change
+// log (bucket changes), inside setup's transaction: a copy of the file as
+// it was is written beside it first (PATH.schema-1.bak), so that the old
+// file is at hand if anything goes wrong. Other schemas are left to
+// checkSchema.
+func migrate(tx *bolt.Tx, path string) error {
+	v := tx.Bucket(bucketMeta).Get(keySchema)
+	if n, err := decodeU64(v); err != nil || n != 1 {
+		return nil
+	}
+	backup := path + ".schema-1.bak"
+	if err := writeCopy(tx, backup); err != nil {
+		return fmt.Errorf("backup before migrating schema 1 to 2: %w", err)
+	}
+	if _, err := tx.CreateBucketIfNotExists(bucketChanges); err != nil {
+		return fmt.Errorf("migrate schema 1 to 2: create bucket %s: %w (the file is unchanged; a copy is at %s)", bucketChanges, err, backup)
+	}
+	return tx.Bucket(bucketMeta).Put(keySchema, encodeU64(2))
+}
+
+// writeCopy writes the database as tx sees it to path, mode 0600, through
+// a temporary file renamed into place once synced.
+func writeCopy(tx *bolt.Tx, path string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = tx.WriteTo(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
 }

@@ -5,7 +5,9 @@
 // last status, the seq of each door's view); the events collected from
 // every door, with indexes for audit queries and the site's own findings
 // about them (gaps, chain breaks, conflicts, rewrites); and the doors'
-// signed audit heads. Everything lives in one bbolt file, mode 0600.
+// signed audit heads; the console's accounts, the site's log of actions,
+// and the change log: who changed access, how, when, from what to what,
+// in a hash chain of its own. Everything lives in one bbolt file, mode 0600.
 //
 // The package keeps data and checks what it is given; it computes no
 // door's view, signs nothing and speaks no MQTT (that is mqtt/site).
@@ -21,7 +23,7 @@
 // schema (ErrSchemaTooNew), and a file another process holds
 // (ErrLocked, after Options.LockTimeout). Check reads everything.
 //
-// # Schema (version 1)
+// # Schema (version 2)
 //
 // Every value except an index entry (empty) is sealed: one version byte,
 // the body, and a CRC-32C (Castagnoli) of version and body, big-endian.
@@ -31,7 +33,7 @@
 // uint32 nanoseconds, so that times sort, the zero time first.
 //
 //	bucket           key                                  value
-//	meta             "schema"                             v1 uint64: schema version (1)
+//	meta             "schema"                             v1 uint64: schema version (2)
 //	                 "acl_seq"                            v1 uint64: the global ACL seq, the last committed change
 //	                 "key_chain"                          v1 JSON []json.RawMessage: the site's signed key rotations, oldest first
 //	cards            UID (4, 7 or 10 bytes)               v1 JSON store.Card
@@ -54,6 +56,11 @@
 //	                 door key, uint64 seq
 //	findings         uint64 sequence (NextSequence)       v1 JSON Finding: a site event
 //	heads            door key, uint64 seq                 v1 JSON SignedHead without Seq
+//	users            account name                         v1 JSON User
+//	actions          uint64 sequence (NextSequence)       v1 JSON Action
+//	changes          uint64 change-log seq, from 1        v1 JSON ChangeEntry: one entry of the change log
+//	door_groups      door key, time key                   v1 JSON []string: the door's groups from that time on
+//	                                                      (made by the first change of a door's groups)
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
@@ -75,6 +82,19 @@
 // the order EventsSince follows (`latch audit tail -f`, the syslog
 // output), whatever the doors' clocks say. A file from before idx_arrival
 // gets it when it is opened, its events numbered in time order.
+//
+// The change log (changes) is append-only: an entry's seq is the last
+// key + 1, and no method edits or deletes one. Its hash (ChangeHash)
+// covers the previous entry's hash and the entry's fields in a fixed
+// binary form, so VerifyChanges names an entry edited, deleted, moved or
+// reordered. An entry is appended in the same transaction as the change
+// it records (Recording), or on its own for what is not a change of this
+// file (a command sent to a door, a note, a refusal).
+//
+// Schema 2 added the bucket changes. A file of schema 1 is migrated when
+// it is opened, in one transaction, after a copy of it is written to
+// PATH.schema-1.bak; a build of schema 1 refuses a file of schema 2, so
+// that no build that does not log changes makes one.
 //
 // Holidays have no record of their own: as in the door store, they are
 // part of each card's schedule (store.Schedule.Holidays).

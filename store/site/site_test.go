@@ -46,6 +46,24 @@ func chain(t testing.TB, door string, first, last uint64, prev string) []store.E
 	return out
 }
 
+// openBytes opens a database file made of b, and checks it.
+func openBytes(t testing.TB, b []byte) *DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 func TestOpenCreatesMode0600AndRefusesSecond(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "site.db")
 	db, err := Open(path, nil)
@@ -161,18 +179,7 @@ func TestBackup(t *testing.T) {
 	if err != nil || n != int64(buf.Len()) {
 		t.Fatalf("backup: %d bytes, %v (buffer %d)", n, err, buf.Len())
 	}
-	copyPath := filepath.Join(t.TempDir(), "copy.db")
-	if err := os.WriteFile(copyPath, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Open(copyPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Check(); err != nil {
-		t.Fatal(err)
-	}
+	c := openBytes(t, buf.Bytes())
 	if h, err := c.Holder("alice"); err != nil || h.Name != "Alice" {
 		t.Errorf("holder in copy: %+v, %v", h, err)
 	}
