@@ -359,6 +359,8 @@ func apiNeed(pattern string) site.Role {
 		return site.RoleOperator
 	case pattern == "POST /v1/audit/changes/{seq}/notes":
 		return site.RoleAuditor
+	case pattern == "POST /v1/reviews/{id}/decisions" || pattern == "POST /v1/reviews/{id}/complete":
+		return site.RoleAuditor // the review's owner, or an admin (reviewAllowed)
 	case method == http.MethodGet:
 		return site.RoleAuditor
 	}
