@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +110,71 @@ func verifyOut(t *testing.T, file, trust string) (string, string) {
 	t.Helper()
 	_, out, errs := latch(t, "", "audit", "verify-evidence", file, "--site-key", trust)
 	return out, errs
+}
+
+// The console's review pages against two doors: an admin starts the
+// review with the form; an auditor who is not its owner may read it but
+// not decide; its owner (an auditor) removes a holder with the page's
+// button, which reaches both doors; after completion the page offers the
+// signed evidence and no buttons, and a decision is refused.
+func TestReviewConsole(t *testing.T) {
+	var base string
+	s, sv, front, back := startE2EWith(t, serveOptions{web: webConfig{Listen: "127.0.0.1:0"}, webReady: func(addr string) { base = "http://" + addr }})
+	cs := &consoleSite{testSite: s, sv: sv, base: base}
+	cs.addUser(t, "root", "admin", adminPW)
+	cs.addUser(t, "ada", "auditor", audPW)
+	cs.addUser(t, "eve", "auditor", audPW)
+	s.ok(t, "", "holder", "add", "bob")
+	s.ok(t, "", "card", "add", "04D1E2F3", "--holder", "bob", "--doors", "*", "--card-only")
+	s.current(t, "front", "back")
+
+	adm := cs.browser(t)
+	acsrf := adm.mustLogin("root", adminPW)
+	if p := adm.get("/reviews"); p.code != http.StatusOK || !strings.Contains(p.body, `id="review-start"`) || !strings.Contains(p.body, `<option value="ada">`) {
+		t.Fatalf("reviews page for an admin: %d %s", p.code, p.body)
+	}
+	if p := adm.post("/reviews", url.Values{"csrf": {acsrf}, "group": {"staff"}, "owner": {"ada"}, "due": {"2099-01-31"}}); p.code != http.StatusSeeOther || p.location != "/reviews/1" {
+		t.Fatalf("start: %d %s %s", p.code, p.location, p.body)
+	}
+
+	eve := cs.browser(t)
+	ecsrf := eve.mustLogin("eve", audPW)
+	if p := eve.get("/reviews/1"); p.code != http.StatusOK || !strings.Contains(p.body, `id="holder-bob"`) || strings.Contains(p.body, `value="remove"`) {
+		t.Fatalf("review page for another auditor: %d %s", p.code, p.body)
+	}
+	if p := eve.post("/reviews", url.Values{"csrf": {ecsrf}, "group": {"staff"}, "owner": {"eve"}}); p.code != http.StatusForbidden {
+		t.Errorf("an auditor starts a review: %d", p.code)
+	}
+	eve.post("/reviews/1/decide", url.Values{"csrf": {ecsrf}, "holder": {"bob"}, "decision": {"remove"}, "comment": {"not mine"}})
+	if rv, _ := sv.db.Review(1); rv.Holder("bob").Decision != "" {
+		t.Fatalf("a decision by an auditor who is not the owner: %+v", rv.Holder("bob"))
+	}
+	if p := eve.get("/reviews/1"); !strings.Contains(p.body, "review 1 is ada&#39;s to decide") {
+		t.Errorf("the refusal of a decision by an auditor who is not the owner: %s", p.body)
+	}
+
+	own := cs.browser(t)
+	ocsrf := own.mustLogin("ada", audPW)
+	p := own.get("/reviews/1")
+	if !strings.Contains(p.body, `value="remove"`) || !strings.Contains(p.body, "front via *") {
+		t.Fatalf("review page for its owner: %s", p.body)
+	}
+	if p := own.post("/reviews/1/decide", url.Values{"csrf": {ocsrf}, "holder": {"bob"}, "decision": {"remove"}, "comment": {"contractor, contract ended"}}); p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/changes/") {
+		t.Fatalf("remove: %d %s: %s", p.code, p.location, own.get("/reviews/1").body)
+	}
+	s.current(t, "front", "back")
+	for _, d := range []*simDoor{front, back} {
+		d.tapPIN("04D1E2F3", "", "unknown_card")
+	}
+	own.post("/reviews/1/complete", url.Values{"csrf": {ocsrf}})
+	p = own.get("/reviews/1")
+	if !strings.Contains(p.body, "no further decision is accepted") || strings.Contains(p.body, `value="keep"`) || !strings.Contains(p.body, "evidence?format=csv") {
+		t.Fatalf("completed review page: %s", p.body)
+	}
+	if p := own.get("/api/v1/reviews/1/evidence?format=json"); p.code != http.StatusOK || !strings.Contains(p.body, `"signature"`) {
+		t.Fatalf("evidence through the console: %d %s", p.code, p.body)
+	}
+	if p := own.api("POST", "/api/v1/reviews/1/decisions", ocsrf, `{"holder":"bob","decision":"keep","comment":"again"}`); p.code != http.StatusConflict {
+		t.Errorf("decide after completion through the console's API: %d %s", p.code, p.body)
+	}
 }
