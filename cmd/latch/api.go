@@ -166,6 +166,7 @@ func (a *api) mux() *http.ServeMux {
 	a.userRoutes(m)
 	a.accessRoutes(m)
 	a.changeRoutes(m)
+	a.reviewRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -254,6 +255,17 @@ func body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // commit commits ops as the request's operator, with the request's
 // change-log entry, and answers with the seq. The caller holds a.mu.
 func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...store.Op) {
+	res, err := a.commitOps(r, ops...)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	writeJSON(w, code, res)
+}
+
+// commitOps is commit without the answer: an error when nothing was
+// committed.
+func (a *api) commitOps(r *http.Request, ops ...store.Op) (changeResult, error) {
 	by := operator(r)
 	var seq uint64
 	var err error
@@ -263,8 +275,7 @@ func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...st
 		seq, err = a.siteFor(r).Commit(by, ops...)
 	}
 	if seq == 0 {
-		a.failErr(w, r, err)
-		return
+		return changeResult{}, err
 	}
 	res := changeResult{Seq: seq, Doors: a.viewTargets()}
 	if err != nil {
@@ -273,7 +284,7 @@ func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...st
 		res.Warning = "committed; not every door was sent it yet: " + err.Error()
 	}
 	a.log.Info("change committed", "seq", seq, "by", by, "op", ops[0].Kind, "ops", len(ops))
-	writeJSON(w, code, res)
+	return res, nil
 }
 
 // decodeBody reads the request body and decodes it. If either fails it

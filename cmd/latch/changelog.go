@@ -60,6 +60,9 @@ var changeOps = map[string]string{
 	"PUT /v1/users/{name}/role":          "account role",
 	"DELETE /v1/users/{name}":            "account remove",
 	"POST /v1/audit/changes/{seq}/notes": "note",
+	"POST /v1/reviews":                   "review start",
+	"POST /v1/reviews/{id}/decisions":    "review decide",
+	"POST /v1/reviews/{id}/complete":     "review complete",
 }
 
 // opOutcome is the operation of an entry that records how a change that

@@ -120,6 +120,11 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"PUT /v1/users/{name}/password", "PUT", "/v1/users/otto/password", passwordReq{Password: logPassword + "!"}, "change", true, true},
 		{"PUT /v1/users/{name}/role", "PUT", "/v1/users/otto/role", roleReq{Role: "auditor"}, "change", true, true},
 		{"DELETE /v1/users/{name}", "DELETE", "/v1/users/otto", nil, "change", true, false},
+		{"POST /v1/holders", "POST", "/v1/holders", holderAddReq{ID: "rita"}, "change", false, true},
+		{"POST /v1/cards", "POST", "/v1/cards", cardAddReq{UID: "04B0B0B0", Holder: "rita", Doors: []string{"staff"}}, "change", false, true},
+		{"POST /v1/reviews", "POST", "/v1/reviews", reviewStartReq{Group: "staff", Owner: "ada"}, "change", false, true},
+		{"POST /v1/reviews/{id}/decisions", "POST", "/v1/reviews/1/decisions", decideReq{Holder: "rita", Decision: "remove", Comment: "left"}, "change", true, true},
+		{"POST /v1/reviews/{id}/complete", "POST", "/v1/reviews/1/complete", nil, "change", true, true},
 		{"POST /v1/audit/changes/{seq}/notes", "POST", "/v1/audit/changes/1/notes", noteReq{Text: "checked against the ticket"}, "note", false, false},
 	}
 	var pinHash string

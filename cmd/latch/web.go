@@ -131,6 +131,7 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("GET /actions", c.auth(site.RoleAuditor, c.actionsPage))
 	m.HandleFunc("GET /integrity", c.auth(site.RoleAuditor, c.integrityPage))
 	c.accessPageRoutes(m)
+	c.reviewPageRoutes(m)
 	m.HandleFunc("GET /changelog", c.auth(site.RoleAuditor, c.changelogPage))
 	m.HandleFunc("POST /changelog/{seq}/note", c.auth(site.RoleAuditor, c.changelogNote))
 	m.HandleFunc("GET /users", c.auth(site.RoleAdmin, c.usersPage))
@@ -359,6 +360,8 @@ func apiNeed(pattern string) site.Role {
 		return site.RoleOperator
 	case pattern == "POST /v1/audit/changes/{seq}/notes":
 		return site.RoleAuditor
+	case pattern == "POST /v1/reviews/{id}/decisions" || pattern == "POST /v1/reviews/{id}/complete":
+		return site.RoleAuditor // the review's owner, or an admin (reviewAllowed)
 	case method == http.MethodGet:
 		return site.RoleAuditor
 	}

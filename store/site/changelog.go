@@ -173,6 +173,7 @@ type ChangeRecord struct {
 	After func(r *Reader) (json.RawMessage, error)
 
 	stored *ChangeEntry
+	also   func(tx *bolt.Tx) error // more of the change, after it (UpdatingReview)
 }
 
 // Stored returns the entry as appended, or nil when no transaction
@@ -205,6 +206,11 @@ func (d *DB) recordChange(tx *bolt.Tx, fn func(tx *bolt.Tx) error) (*ChangeEntry
 	}
 	if err := fn(tx); err != nil {
 		return nil, err
+	}
+	if d.rec.also != nil {
+		if err := d.rec.also(tx); err != nil {
+			return nil, err
+		}
 	}
 	if d.rec.After != nil {
 		v, err := d.rec.After(&Reader{tx: tx})

@@ -61,6 +61,8 @@
 //	changes          uint64 change-log seq, from 1        v1 JSON ChangeEntry: one entry of the change log
 //	door_groups      door key, time key                   v1 JSON []string: the door's groups from that time on
 //	                                                      (made by the first change of a door's groups)
+//	reviews          uint64 review id, from 1                  v1 JSON Review: a recertification campaign
+//	                                                      (made by the first review)
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
