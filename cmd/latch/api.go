@@ -166,6 +166,7 @@ func (a *api) mux() *http.ServeMux {
 	a.userRoutes(m)
 	a.accessRoutes(m)
 	a.changeRoutes(m)
+	a.tokenRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

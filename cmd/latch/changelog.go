@@ -60,6 +60,8 @@ var changeOps = map[string]string{
 	"PUT /v1/users/{name}/role":          "account role",
 	"DELETE /v1/users/{name}":            "account remove",
 	"POST /v1/audit/changes/{seq}/notes": "note",
+	"POST /v1/tokens":                    "token create",
+	"DELETE /v1/tokens/{name}":           "token revoke",
 }
 
 // opOutcome is the operation of an entry that records how a change that
@@ -199,9 +201,10 @@ type changeSlotKey struct{}
 
 // consoleActor is the console account a request is made for.
 type consoleActor struct {
-	name string
-	role site.Role
-	addr string // the client's address
+	name  string
+	role  site.Role
+	addr  string // the client's address
+	token string // the API token's name, when the request carried one
 }
 
 type consoleActorKey struct{}
@@ -215,6 +218,9 @@ func slotOf(r *http.Request) *changeSlot {
 // the socket's operator.
 func changeSource(r *http.Request) (who, role, from string) {
 	if c, ok := r.Context().Value(consoleActorKey{}).(consoleActor); ok {
+		if c.token != "" {
+			return c.name, string(c.role), "token " + c.token
+		}
 		return c.name, string(c.role), "console " + c.addr
 	}
 	return operator(r), "", "socket"

@@ -121,6 +121,8 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"PUT /v1/users/{name}/role", "PUT", "/v1/users/otto/role", roleReq{Role: "auditor"}, "change", true, true},
 		{"DELETE /v1/users/{name}", "DELETE", "/v1/users/otto", nil, "change", true, false},
 		{"POST /v1/audit/changes/{seq}/notes", "POST", "/v1/audit/changes/1/notes", noteReq{Text: "checked against the ticket"}, "note", false, false},
+		{"POST /v1/tokens", "POST", "/v1/tokens", tokenReq{Name: "okta", Role: "admin"}, "change", false, true},
+		{"DELETE /v1/tokens/{name}", "DELETE", "/v1/tokens/okta", nil, "change", true, true},
 	}
 	var pinHash string
 	done := map[string]bool{}

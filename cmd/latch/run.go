@@ -79,6 +79,9 @@ func commands() []command {
 		{"user passwd", "NAME", "set a console account's password (its sessions end)", cmdUserPasswd},
 		{"user role", "NAME admin|operator|auditor", "change a console account's role (its sessions end)", cmdUserRole},
 		{"user remove", "NAME", "remove a console account", cmdUserRemove},
+		{"token create", "NAME --role admin|operator|auditor [--expires 90d]", "make an API token for scripts and identity providers; it is printed once", cmdTokenCreate},
+		{"token list", "", "list the API tokens, revoked and expired ones too", cmdTokenList},
+		{"token revoke", "NAME", "revoke an API token: it is refused from now on", cmdTokenRevoke},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }
