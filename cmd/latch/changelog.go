@@ -62,6 +62,7 @@ var changeOps = map[string]string{
 	"POST /v1/audit/changes/{seq}/notes": "note",
 	"POST /v1/tokens":                    "token create",
 	"DELETE /v1/tokens/{name}":           "token revoke",
+	"POST /v1/import":                    "import",
 }
 
 // opOutcome is the operation of an entry that records how a change that

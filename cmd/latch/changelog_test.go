@@ -123,6 +123,7 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"POST /v1/audit/changes/{seq}/notes", "POST", "/v1/audit/changes/1/notes", noteReq{Text: "checked against the ticket"}, "note", false, false},
 		{"POST /v1/tokens", "POST", "/v1/tokens", tokenReq{Name: "okta", Role: "admin"}, "change", false, true},
 		{"DELETE /v1/tokens/{name}", "DELETE", "/v1/tokens/okta", nil, "change", true, true},
+		{"POST /v1/import", "POST", "/v1/import", rawBody{"text/csv", []byte("holder_id,holder_name,card_uid,doors,valid_from,valid_until,flags\ncarol,Carol,04C0C0C0,front,,,\n")}, "change", false, false},
 	}
 	var pinHash string
 	done := map[string]bool{}
