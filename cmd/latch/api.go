@@ -168,6 +168,7 @@ func (a *api) mux() *http.ServeMux {
 	a.changeRoutes(m)
 	a.tokenRoutes(m)
 	a.csvRoutes(m)
+	a.scimRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

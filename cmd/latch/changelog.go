@@ -63,6 +63,10 @@ var changeOps = map[string]string{
 	"POST /v1/tokens":                    "token create",
 	"DELETE /v1/tokens/{name}":           "token revoke",
 	"POST /v1/import":                    "import",
+	"POST /scim/v2/Users":                "scim user create",
+	"PUT /scim/v2/Users/{id}":            "scim user replace",
+	"PATCH /scim/v2/Users/{id}":          "scim user patch",
+	"DELETE /scim/v2/Users/{id}":         "scim user delete",
 }
 
 // opOutcome is the operation of an entry that records how a change that

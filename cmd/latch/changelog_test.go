@@ -56,7 +56,7 @@ func mutatingRoutes(t *testing.T) []string {
 			}
 			p, _ := strconv.Unquote(lit.Value)
 			method, path, _ := strings.Cut(p, " ")
-			if strings.HasPrefix(path, "/v1/") && slices.Contains([]string{"POST", "PUT", "PATCH", "DELETE"}, method) {
+			if (strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/scim/")) && slices.Contains([]string{"POST", "PUT", "PATCH", "DELETE"}, method) {
 				out = append(out, p)
 			}
 			return true
@@ -123,6 +123,10 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"POST /v1/audit/changes/{seq}/notes", "POST", "/v1/audit/changes/1/notes", noteReq{Text: "checked against the ticket"}, "note", false, false},
 		{"POST /v1/tokens", "POST", "/v1/tokens", tokenReq{Name: "okta", Role: "admin"}, "change", false, true},
 		{"DELETE /v1/tokens/{name}", "DELETE", "/v1/tokens/okta", nil, "change", true, true},
+		{"POST /scim/v2/Users", "POST", "/scim/v2/Users", scimUser{UserName: "dora", Name: &scimName{Formatted: "Dora"}}, "change", false, true},
+		{"PUT /scim/v2/Users/{id}", "PUT", "/scim/v2/Users/dora", scimUser{UserName: "dora", DisplayName: "Dora D"}, "change", true, true},
+		{"PATCH /scim/v2/Users/{id}", "PATCH", "/scim/v2/Users/dora", json.RawMessage(`{"Operations":[{"op":"replace","path":"active","value":false}]}`), "change", true, true},
+		{"DELETE /scim/v2/Users/{id}", "DELETE", "/scim/v2/Users/dora", nil, "change", true, true},
 		{"POST /v1/import", "POST", "/v1/import", rawBody{"text/csv", []byte("holder_id,holder_name,card_uid,doors,valid_from,valid_until,flags\ncarol,Carol,04C0C0C0,front,,,\n")}, "change", false, false},
 	}
 	var pinHash string

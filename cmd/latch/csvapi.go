@@ -160,22 +160,32 @@ func (a *api) importHolders(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d)
 		return
 	}
-	by := operator(r)
-	if a.online {
-		d.Seq, err = a.siteFor(r).Publish(r.Context(), by, ops...)
-	} else {
-		d.Seq, err = a.siteFor(r).Commit(by, ops...)
-	}
-	if d.Seq == 0 {
+	if d.Seq, err = a.commitOps(r, ops); d.Seq == 0 {
 		a.failErr(w, r, err)
 		return
 	}
 	if err != nil {
-		a.log.Warn("import committed, not all sent to the doors", "seq", d.Seq, "err", err)
 		d.Warning = "committed; not every door was sent it yet: " + err.Error()
 	}
-	a.log.Info("import committed", "seq", d.Seq, "by", by, "ops", len(ops), "diff", d.summary())
+	a.log.Info("import committed", "seq", d.Seq, "ops", len(ops), "diff", d.summary())
 	writeJSON(w, http.StatusOK, d)
+}
+
+// commitOps commits ops as r's operator, with r's change-log entry, and
+// sends them to the doors when the site is on a broker. It returns the
+// change's seq (0: not committed, err says why); an error with a seq is a
+// change committed and not yet sent to every door, which catch up through
+// their sync requests. The caller holds a.mu.
+func (a *api) commitOps(r *http.Request, ops []store.Op) (uint64, error) {
+	by := operator(r)
+	if !a.online {
+		return a.siteFor(r).Commit(by, ops...)
+	}
+	seq, err := a.siteFor(r).Publish(r.Context(), by, ops...)
+	if seq != 0 && err != nil {
+		a.log.Warn("change committed, not all sent to the doors", "seq", seq, "by", by, "err", err)
+	}
+	return seq, err
 }
 
 // --- the CLI ---

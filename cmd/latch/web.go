@@ -139,6 +139,7 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("POST /users/{name}/remove", c.auth(site.RoleAdmin, c.userRemove))
 	m.HandleFunc("GET /live", c.auth(site.RoleAuditor, c.liveStream))
 	m.HandleFunc("/api/", c.auth(site.RoleAuditor, c.apiProxy))
+	m.HandleFunc("/scim/", c.auth(site.RoleAdmin, c.apiProxy)) // SCIM: the API's /scim/v2 routes, for admins
 	m.HandleFunc("/", c.auth(site.RoleAuditor, func(w http.ResponseWriter, r *http.Request, ss *session) {
 		c.errorPage(w, r, ss, http.StatusNotFound, errors.New("no such page"))
 	}))
