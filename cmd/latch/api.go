@@ -167,6 +167,9 @@ func (a *api) mux() *http.ServeMux {
 	a.accessRoutes(m)
 	a.changeRoutes(m)
 	a.reviewRoutes(m)
+	a.tokenRoutes(m)
+	a.csvRoutes(m)
+	a.scimRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -63,6 +63,13 @@ var changeOps = map[string]string{
 	"POST /v1/reviews":                   "review start",
 	"POST /v1/reviews/{id}/decisions":    "review decide",
 	"POST /v1/reviews/{id}/complete":     "review complete",
+	"POST /v1/tokens":                    "token create",
+	"DELETE /v1/tokens/{name}":           "token revoke",
+	"POST /v1/import":                    "import",
+	"POST /scim/v2/Users":                "scim user create",
+	"PUT /scim/v2/Users/{id}":            "scim user replace",
+	"PATCH /scim/v2/Users/{id}":          "scim user patch",
+	"DELETE /scim/v2/Users/{id}":         "scim user delete",
 }
 
 // opOutcome is the operation of an entry that records how a change that
@@ -202,9 +209,10 @@ type changeSlotKey struct{}
 
 // consoleActor is the console account a request is made for.
 type consoleActor struct {
-	name string
-	role site.Role
-	addr string // the client's address
+	name  string
+	role  site.Role
+	addr  string // the client's address
+	token string // the API token's name, when the request carried one
 }
 
 type consoleActorKey struct{}
@@ -218,6 +226,9 @@ func slotOf(r *http.Request) *changeSlot {
 // the socket's operator.
 func changeSource(r *http.Request) (who, role, from string) {
 	if c, ok := r.Context().Value(consoleActorKey{}).(consoleActor); ok {
+		if c.token != "" {
+			return c.name, string(c.role), "token " + c.token
+		}
 		return c.name, string(c.role), "console " + c.addr
 	}
 	return operator(r), "", "socket"

@@ -38,7 +38,10 @@ func newClient(e *env, socket string) *client {
 // status is 2xx; otherwise the service's error message is the error.
 func (c *client) request(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
-	if in != nil {
+	ctype := "application/json"
+	if rb, ok := in.(rawBody); ok {
+		body, ctype = bytes.NewReader(rb.data), rb.contentType
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("encode request: %w", err)
@@ -50,7 +53,7 @@ func (c *client) request(ctx context.Context, method, path string, in any) (*htt
 		return nil, fmt.Errorf("request: %w", err)
 	}
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ctype)
 	}
 	if c.operator != "" {
 		req.Header.Set(operatorHeader, c.operator)

@@ -102,7 +102,7 @@ func writeEvidence(ev evidence, format string, key ed25519.PrivateKey) ([]byte, 
 	}
 	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, signed))
 	if format == "csv" {
-		return append(body, csvRow("signature", sig)...), nil
+		return append(body, evidenceRow("signature", sig)...), nil
 	}
 	return evidenceJSON(&evidenceFile{evidence: ev, Signature: sig})
 }
@@ -115,7 +115,7 @@ func evidenceJSON(f *evidenceFile) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-func csvRow(fields ...string) []byte {
+func evidenceRow(fields ...string) []byte {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	_ = w.Write(fields)

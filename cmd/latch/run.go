@@ -86,6 +86,11 @@ func commands() []command {
 		{"user passwd", "NAME", "set a console account's password (its sessions end)", cmdUserPasswd},
 		{"user role", "NAME admin|operator|auditor", "change a console account's role (its sessions end)", cmdUserRole},
 		{"user remove", "NAME", "remove a console account", cmdUserRemove},
+		{"token create", "NAME --role admin|operator|auditor [--expires 90d]", "make an API token for scripts and identity providers; it is printed once", cmdTokenCreate},
+		{"token list", "", "list the API tokens, revoked and expired ones too", cmdTokenList},
+		{"token revoke", "NAME", "revoke an API token: it is refused from now on", cmdTokenRevoke},
+		{"import", "FILE [--dry-run] [--sync]", "add and change holders and cards from a CSV (docs/integrations.md); shows the diff first", cmdImport},
+		{"export", "--csv [--out FILE]", "write every holder and card as a CSV that imports back to no change", cmdExport},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }

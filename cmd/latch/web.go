@@ -132,6 +132,7 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("GET /integrity", c.auth(site.RoleAuditor, c.integrityPage))
 	c.accessPageRoutes(m)
 	c.reviewPageRoutes(m)
+	c.tokenPageRoutes(m)
 	m.HandleFunc("GET /changelog", c.auth(site.RoleAuditor, c.changelogPage))
 	m.HandleFunc("POST /changelog/{seq}/note", c.auth(site.RoleAuditor, c.changelogNote))
 	m.HandleFunc("GET /users", c.auth(site.RoleAdmin, c.usersPage))
@@ -139,6 +140,7 @@ func (c *console) handler() http.Handler {
 	m.HandleFunc("POST /users/{name}/remove", c.auth(site.RoleAdmin, c.userRemove))
 	m.HandleFunc("GET /live", c.auth(site.RoleAuditor, c.liveStream))
 	m.HandleFunc("/api/", c.auth(site.RoleAuditor, c.apiProxy))
+	m.HandleFunc("/scim/", c.auth(site.RoleAdmin, c.apiProxy)) // SCIM: the API's /scim/v2 routes, for admins
 	m.HandleFunc("/", c.auth(site.RoleAuditor, func(w http.ResponseWriter, r *http.Request, ss *session) {
 		c.errorPage(w, r, ss, http.StatusNotFound, errors.New("no such page"))
 	}))
@@ -228,16 +230,23 @@ func (c *console) lookup(r *http.Request, touch bool) *session {
 // HEAD) without the session's CSRF token is a 403.
 func (c *console) auth(need site.Role, h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ss := c.session(r)
+		ss, err := c.bearerSession(r)
+		if err != nil {
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: err.Error()})
+			return
+		}
 		if ss == nil {
-			if r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Accept") != "text/event-stream" {
+			ss = c.session(r)
+		}
+		if ss == nil {
+			if r.Method == http.MethodGet && !tokenPath(r.URL.Path) && r.Header.Get("Accept") != "text/event-stream" {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			c.refuse(w, r, nil, http.StatusUnauthorized, errors.New("not logged in, or the session ended: log in again"))
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && ss.token == "" {
 			token := r.Header.Get(csrfHeader)
 			if token == "" {
 				r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
@@ -260,7 +269,7 @@ func (c *console) auth(need site.Role, h func(http.ResponseWriter, *http.Request
 
 // refuse answers an error: JSON to the API and scripts, a page otherwise.
 func (c *console) refuse(w http.ResponseWriter, r *http.Request, ss *session, code int, err error) {
-	if strings.HasPrefix(r.URL.Path, "/api/") || r.Header.Get(csrfHeader) != "" || r.Header.Get("Accept") == "text/event-stream" {
+	if tokenPath(r.URL.Path) || r.Header.Get(csrfHeader) != "" || r.Header.Get("Accept") == "text/event-stream" {
 		writeJSON(w, code, errorBody{Error: err.Error()})
 		return
 	}
@@ -292,6 +301,9 @@ func (c *console) record(r *http.Request, ss *session, a site.Action) {
 
 // operatorName is how the API's records name a console account.
 func operatorName(ss *session, r *http.Request) string {
+	if ss.token != "" {
+		return fmt.Sprintf("%s (token, %s)", ss.user, clientAddr(r))
+	}
 	return fmt.Sprintf("%s (console, %s)", ss.user, clientAddr(r))
 }
 
@@ -328,7 +340,7 @@ func (rc *recorder) Write(b []byte) (int, error) { return rc.buf.Write(b) }
 func (c *console) apiRequest(r *http.Request, ss *session, method, path string, body io.Reader) *http.Request {
 	ctx := context.WithValue(r.Context(), operatorKey{}, operatorName(ss, r))
 	ctx = context.WithValue(ctx, consoleKey{}, true)
-	ctx = context.WithValue(ctx, consoleActorKey{}, consoleActor{name: ss.user, role: ss.role, addr: clientAddr(r)})
+	ctx = context.WithValue(ctx, consoleActorKey{}, consoleActor{name: ss.user, role: ss.role, addr: clientAddr(r), token: ss.token})
 	req, _ := http.NewRequestWithContext(ctx, method, path, body)
 	req.RemoteAddr = r.RemoteAddr
 	return req
@@ -354,7 +366,7 @@ func (c *console) call(r *http.Request, ss *session, method, path string, req an
 func apiNeed(pattern string) site.Role {
 	method, path, _ := strings.Cut(pattern, " ")
 	switch {
-	case path == "/v1/backup" || strings.HasPrefix(path, "/v1/users"):
+	case path == "/v1/backup" || strings.HasPrefix(path, "/v1/users") || strings.HasPrefix(path, "/v1/tokens"):
 		return site.RoleAdmin
 	case path == "/v1/doors/{id}/enroll":
 		return site.RoleOperator

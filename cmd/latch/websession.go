@@ -26,6 +26,7 @@ type session struct {
 	role    site.Role
 	changed time.Time // the account's last change when it logged in
 	csrf    string    // the token every change must carry
+	token   string    // the API token's name, for a request made with one: no cookie, no CSRF token
 	created time.Time
 	seen    time.Time
 	// flash and flashErr are the message of the last change, for the

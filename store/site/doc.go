@@ -63,6 +63,9 @@
 //	                                                      (made by the first change of a door's groups)
 //	reviews          uint64 review id, from 1                  v1 JSON Review: a recertification campaign
 //	                                                      (made by the first review)
+//	tokens           token name                           v1 JSON Token: an API token; its secret's SHA-256, never the secret
+//	token_hashes     hex SHA-256 of the secret, token name  empty: index of tokens by secret
+//	                                                      (both made by the first token)
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
