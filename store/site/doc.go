@@ -61,6 +61,9 @@
 //	changes          uint64 change-log seq, from 1        v1 JSON ChangeEntry: one entry of the change log
 //	door_groups      door key, time key                   v1 JSON []string: the door's groups from that time on
 //	                                                      (made by the first change of a door's groups)
+//	alarms           uint64 alarm id (NextSequence)       v1 JSON Alarm (made by the first alarm)
+//	alarm_index      door key, alarm kind                 uint64: the door's latest alarm of that kind, open or closed
+//	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
