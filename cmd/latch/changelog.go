@@ -60,6 +60,10 @@ var changeOps = map[string]string{
 	"PUT /v1/users/{name}/role":          "account role",
 	"DELETE /v1/users/{name}":            "account remove",
 	"POST /v1/audit/changes/{seq}/notes": "note",
+	"POST /v1/alarms/{id}/ack":           "alarm ack",
+	"POST /v1/alarms/{id}/assign":        "alarm assign",
+	"POST /v1/alarms/{id}/notes":         "alarm note",
+	"POST /v1/alarms/{id}/resolve":       "alarm resolve",
 }
 
 // opOutcome is the operation of an entry that records how a change that

@@ -121,7 +121,12 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"PUT /v1/users/{name}/role", "PUT", "/v1/users/otto/role", roleReq{Role: "auditor"}, "change", true, true},
 		{"DELETE /v1/users/{name}", "DELETE", "/v1/users/otto", nil, "change", true, false},
 		{"POST /v1/audit/changes/{seq}/notes", "POST", "/v1/audit/changes/1/notes", noteReq{Text: "checked against the ticket"}, "note", false, false},
+		{"POST /v1/alarms/{id}/ack", "POST", "/v1/alarms/1/ack", nil, "change", true, true},
+		{"POST /v1/alarms/{id}/assign", "POST", "/v1/alarms/1/assign", alarmReq{Account: "ada"}, "change", true, true},
+		{"POST /v1/alarms/{id}/notes", "POST", "/v1/alarms/1/notes", alarmReq{Text: "on my way"}, "change", true, true},
+		{"POST /v1/alarms/{id}/resolve", "POST", "/v1/alarms/1/resolve", nil, "change", true, true},
 	}
+	raiseAlarm(t, sv.db, "front")
 	var pinHash string
 	done := map[string]bool{}
 	for _, st := range steps {

@@ -79,6 +79,11 @@ func commands() []command {
 		{"user passwd", "NAME", "set a console account's password (its sessions end)", cmdUserPasswd},
 		{"user role", "NAME admin|operator|auditor", "change a console account's role (its sessions end)", cmdUserRole},
 		{"user remove", "NAME", "remove a console account", cmdUserRemove},
+		{"alarm list", "[--open]", "list the alarms, newest first: kind, door, priority, state, repeats", cmdAlarmList},
+		{"alarm ack", "ID", "acknowledge an alarm", alarmCmd("ack", "ack", nil, func([]string, string) alarmReq { return alarmReq{} })},
+		{"alarm assign", "ID ACCOUNT", "assign an alarm to someone", alarmCmd("assign", "assign", []string{"ACCOUNT"}, func(p []string, _ string) alarmReq { return alarmReq{Account: p[0]} })},
+		{"alarm note", "ID TEXT", "add a note on an alarm", alarmCmd("note", "notes", []string{"TEXT"}, func(p []string, _ string) alarmReq { return alarmReq{Text: p[0]} })},
+		{"alarm resolve", "ID [--note TEXT]", "resolve an alarm", alarmCmd("resolve", "resolve", nil, func(_ []string, t string) alarmReq { return alarmReq{Text: t} })},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }

@@ -2,7 +2,6 @@ package site
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -286,18 +285,19 @@ type PriorityOf func(door string, k AlarmKind) Priority
 // most n), raises and clears alarms by them (AlarmOf), and moves the
 // cursor past them, in one transaction. A raise and a clear are each a
 // change-log entry; a repeat is counted on its alarm. It returns what
-// changed, in event order, and whether events may be left past n.
-func (d *DB) AlarmsFromEvents(n int, prio PriorityOf, now time.Time) ([]AlarmChange, bool, error) {
+// changed, in event order, the events read, and whether events may be
+// left past them (call again).
+func (d *DB) AlarmsFromEvents(n int, prio PriorityOf, now time.Time) ([]AlarmChange, []Arrival, bool, error) {
 	cursor, err := d.AlarmCursor()
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	arr, next, err := d.EventsSince(cursor, n, "")
 	if err != nil {
-		return nil, false, fmt.Errorf("site: alarms: %w", err)
+		return nil, nil, false, fmt.Errorf("site: alarms: %w", err)
 	}
 	if next == cursor {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	var out []AlarmChange
 	err = d.update(func(tx *bolt.Tx) error {
@@ -339,9 +339,9 @@ func (d *DB) AlarmsFromEvents(n int, prio PriorityOf, now time.Time) ([]AlarmCha
 		return meta.Put(keyAlarmCursor, encodeU64(next))
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("site: alarms: %w", err)
+		return nil, nil, false, fmt.Errorf("site: alarms: %w", err)
 	}
-	return out, true, nil
+	return out, arr, true, nil
 }
 
 // AlarmCursor returns the arrival cursor of the last event the alarms
@@ -401,59 +401,91 @@ type OfflineRule struct {
 // An offline alarm resolved while the door is still away is not raised
 // again until the door has been back.
 func (d *DB) CheckOffline(rule OfflineRule, prio PriorityOf, now time.Time) ([]AlarmChange, error) {
+	// A read first: most checks change nothing and cost no write.
+	due := false
+	err := d.view(func(tx *bolt.Tx) error {
+		var err error
+		due, err = offline(tx, rule, prio, now, nil)
+		return err
+	})
+	if err != nil || !due {
+		return nil, wrapOffline(err)
+	}
 	var out []AlarmChange
-	err := d.update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		out = out[:0]
-		return tx.Bucket(bucketDoors).ForEach(func(k, v []byte) error {
-			var door Door
-			if err := decodeJSON(v, &door); err != nil {
-				return fmt.Errorf("door %q: %w", k, err)
-			}
-			if door.Approved == nil || door.LastSeen.IsZero() {
-				return nil
-			}
-			var st struct {
-				Online bool `json:"online"`
-			}
-			_ = json.Unmarshal(door.Status, &st)
-			last, ok, err := latestAlarm(tx, door.ID, AlarmOffline)
-			if err != nil {
-				return err
-			}
-			var c AlarmChange
-			switch {
-			case ok && last.IsOpen():
-				if !st.Online || !door.LastSeen.After(last.Since) {
-					return nil
-				}
-				away := door.LastSeen.Sub(last.Since).Round(time.Second)
-				if c, _, err = clearAlarm(tx, door.ID, AlarmOffline, now, "back after "+away.String(), away); err != nil {
-					return err
-				}
-			case ok && !door.LastSeen.After(last.Since):
-				return nil // resolved while the door is still away
-			default:
-				silent := now.Sub(door.LastSeen)
-				if (st.Online && silent < rule.SilentAfter) || (!st.Online && silent < rule.OfflineAfter) {
-					return nil
-				}
-				why := "offline status"
-				if st.Online {
-					why = "no status"
-				}
-				if c, err = raise(tx, Alarm{Kind: AlarmOffline, Door: door.ID, Priority: prio(door.ID, AlarmOffline), Opened: now,
-					Since: door.LastSeen, Detail: fmt.Sprintf("%s since %s", why, door.LastSeen.UTC().Format(time.RFC3339))}); err != nil {
-					return err
-				}
-			}
+		_, err := offline(tx, rule, prio, now, func(c AlarmChange) error {
 			out = append(out, c)
 			return logAlarmChange(tx, c, now)
 		})
+		return err
 	})
+	return out, wrapOffline(err)
+}
+
+func wrapOffline(err error) error {
 	if err != nil {
-		return nil, fmt.Errorf("site: offline doors: %w", err)
+		return fmt.Errorf("site: offline doors: %w", err)
 	}
-	return out, nil
+	return nil
+}
+
+// offline finds the offline alarms to raise and clear in tx and reports
+// whether there are any; with done, it raises and clears them and hands
+// each change to done.
+func offline(tx *bolt.Tx, rule OfflineRule, prio PriorityOf, now time.Time, done func(AlarmChange) error) (bool, error) {
+	due := false
+	err := tx.Bucket(bucketDoors).ForEach(func(k, v []byte) error {
+		var door Door
+		if err := decodeJSON(v, &door); err != nil {
+			return fmt.Errorf("door %q: %w", k, err)
+		}
+		if door.Approved == nil || door.LastSeen.IsZero() {
+			return nil
+		}
+		var st struct {
+			Online bool `json:"online"`
+		}
+		_ = json.Unmarshal(door.Status, &st)
+		last, ok, err := latestAlarm(tx, door.ID, AlarmOffline)
+		if err != nil {
+			return err
+		}
+		var c AlarmChange
+		switch {
+		case ok && last.IsOpen():
+			if !st.Online || !door.LastSeen.After(last.Since) {
+				return nil
+			}
+			if due = true; done == nil {
+				return nil
+			}
+			away := door.LastSeen.Sub(last.Since).Round(time.Millisecond)
+			if c, _, err = clearAlarm(tx, door.ID, AlarmOffline, now, "back after "+away.String(), away); err != nil {
+				return err
+			}
+		case ok && !door.LastSeen.After(last.Since):
+			return nil // resolved while the door is still away
+		default:
+			silent := now.Sub(door.LastSeen)
+			if (st.Online && silent < rule.SilentAfter) || (!st.Online && silent < rule.OfflineAfter) {
+				return nil
+			}
+			if due = true; done == nil {
+				return nil
+			}
+			why := "offline status"
+			if st.Online {
+				why = "no status"
+			}
+			if c, err = raise(tx, Alarm{Kind: AlarmOffline, Door: door.ID, Priority: prio(door.ID, AlarmOffline), Opened: now,
+				Since: door.LastSeen, Detail: fmt.Sprintf("%s since %s", why, door.LastSeen.UTC().Format(time.RFC3339))}); err != nil {
+				return err
+			}
+		}
+		return done(c)
+	})
+	return due, err
 }
 
 // Alarm returns alarm id, or ErrNotFound.
@@ -498,7 +530,7 @@ func (d *DB) Alarms(open bool, n int) ([]Alarm, error) {
 }
 
 // ErrAlarmClosed is a step an alarm that is closed does not take.
-var ErrAlarmClosed = errors.New("the alarm is closed")
+var ErrAlarmClosed = fmt.Errorf("the alarm is closed: %w", ErrConflict)
 
 // UpdateAlarm changes alarm id in one transaction: fn gets the alarm and
 // changes it (its id, kind and door stay); an error from fn changes
