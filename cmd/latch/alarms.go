@@ -118,6 +118,8 @@ type alarmEngine struct {
 	onChange func(site.AlarmChange)
 	onEvents func([]site.Arrival)
 	onTick   func()
+	// alongside, if set, runs as long as run (the notifier's deliveries).
+	alongside func(ctx context.Context)
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next alarm change (the console's live pages)
@@ -148,6 +150,11 @@ const alarmCheckEvery = time.Second
 // signal on stored) and at least every alarmCheckEvery, when it also
 // checks the offline rule; until ctx ends.
 func (e *alarmEngine) run(ctx context.Context, stored func() <-chan struct{}) {
+	if e.alongside != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { e.alongside(ctx) })
+	}
 	t := time.NewTicker(alarmCheckEvery)
 	defer t.Stop()
 	for {
@@ -234,6 +241,7 @@ func decodeAlarmReq(b []byte) (alarmReq, error) {
 }
 
 func (a *api) alarmRoutes(m *http.ServeMux) {
+	a.notifyRoutes(m)
 	m.HandleFunc("GET /v1/alarms", a.alarmList)
 	m.HandleFunc("GET /v1/alarms/{id}", a.alarmShow)
 	m.HandleFunc("POST /v1/alarms/{id}/ack", a.alarmStep(func(al *site.Alarm, _ alarmReq, who string, now time.Time) error {
@@ -421,8 +429,9 @@ func alarmCmd(name, step string, names []string, body func(pos []string, text st
 	}
 }
 
-// startAlarms makes the alarm engine of latch serve.
-func startAlarms(o serveOptions, db *site.DB, _ *mqttsite.Site, log *slog.Logger) (*alarmEngine, error) {
+// startAlarms makes the alarm engine of latch serve, with the notifier
+// of the configured rules.
+func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, log *slog.Logger) (*alarmEngine, error) {
 	cfg := o.alarms
 	if cfg.prio == nil {
 		if err := cfg.check(); err != nil {
@@ -434,6 +443,14 @@ func startAlarms(o serveOptions, db *site.DB, _ *mqttsite.Site, log *slog.Logger
 		now = time.Now
 	}
 	e := newAlarmEngine(db, log, now, cfg)
+	if len(o.notify.Rules) > 0 {
+		publish := func(ctx context.Context, topic string, b []byte) error { return ms.PublishRaw(ctx, topic, b, false) }
+		n, err := newNotifier(o.notify, siteID, db, log, now, publish)
+		if err != nil {
+			return nil, err
+		}
+		e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
+	}
 	if o.alarmsReady != nil {
 		o.alarmsReady(e)
 	}

@@ -84,6 +84,7 @@ func commands() []command {
 		{"alarm assign", "ID ACCOUNT", "assign an alarm to someone", alarmCmd("assign", "assign", []string{"ACCOUNT"}, func(p []string, _ string) alarmReq { return alarmReq{Account: p[0]} })},
 		{"alarm note", "ID TEXT", "add a note on an alarm", alarmCmd("note", "notes", []string{"TEXT"}, func(p []string, _ string) alarmReq { return alarmReq{Text: p[0]} })},
 		{"alarm resolve", "ID [--note TEXT]", "resolve an alarm", alarmCmd("resolve", "resolve", nil, func(_ []string, t string) alarmReq { return alarmReq{Text: t} })},
+		{"notify deliveries", "", "the notifications' delivery log: rule, channel, attempts, how it ended", cmdNotifyDeliveries},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }

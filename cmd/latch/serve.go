@@ -95,7 +95,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		o.web, o.alarms = cfg.Web, cfg.Alarms
+		o.web, o.alarms, o.notify = cfg.Web, cfg.Alarms, cfg.Notify
 	}
 	if *offlineAfter != 0 {
 		o.alarms.OfflineAfter.Duration = *offlineAfter
@@ -166,6 +166,7 @@ type serveOptions struct {
 	// alarms is the [alarms] configuration; alarmClock, if set, the
 	// alarms' clock (default time.Now).
 	alarms     alarmConfig
+	notify     notifyConfig // notify.go
 	alarmClock func() time.Time
 	// alarmsReady, if set, is given the alarm engine once it is made.
 	alarmsReady func(*alarmEngine)
@@ -217,7 +218,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		o.siteReady(ms)
 	}
 	a := &api{db: db, log: log, now: time.Now, pins: o.pins, hashing: make(chan struct{}, maxHashing), site: ms, online: o.broker != nil, keys: keys}
-	if a.alarms, err = startAlarms(o, db, ms, log); err != nil {
+	if a.alarms, err = startAlarms(o, db, key.Site, ms, log); err != nil {
 		return err
 	}
 	srv := &http.Server{

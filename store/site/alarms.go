@@ -505,24 +505,7 @@ func (r *Reader) Alarm(id uint64) (Alarm, error) { return getAlarm(r.tx, id) }
 // Alarms returns the alarms, newest first: only the open ones with open,
 // at most n (0: all).
 func (d *DB) Alarms(open bool, n int) ([]Alarm, error) {
-	var out []Alarm
-	err := d.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlarms)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Last(); k != nil && (n <= 0 || len(out) < n); k, v = c.Prev() {
-			var a Alarm
-			if err := decodeJSON(v, &a); err != nil {
-				return fmt.Errorf("alarm %d: %w", bytesU64(k), err)
-			}
-			if !open || a.IsOpen() {
-				out = append(out, a)
-			}
-		}
-		return nil
-	})
+	out, err := idNewestFirst(d, bucketAlarms, n, func(a *Alarm) bool { return !open || a.IsOpen() })
 	if err != nil {
 		return nil, fmt.Errorf("site: alarms: %w", err)
 	}

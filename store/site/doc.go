@@ -63,6 +63,7 @@
 //	                                                      (made by the first change of a door's groups)
 //	alarms           uint64 alarm id (NextSequence)       v1 JSON Alarm (made by the first alarm)
 //	alarm_index      door key, alarm kind                 uint64: the door's latest alarm of that kind, open or closed
+//	deliveries       uint64 id (NextSequence)             v1 JSON Delivery: the notifications' delivery log (made by the first)
 //	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
 //
 // An event record (version 1) is the stored form of a store.Event as the
