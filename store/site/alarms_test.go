@@ -51,7 +51,7 @@ func TestAlarmsFromEvents(t *testing.T) {
 	if _, _, _, err := db.AddEvents("front", evs, now); err != nil {
 		t.Fatal(err)
 	}
-	cs, _, err := db.AlarmsFromEvents(100, defaultPrio, now)
+	cs, _, _, err := db.AlarmsFromEvents(100, defaultPrio, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestAlarmsFromEvents(t *testing.T) {
 		open[0].Priority != PriorityCritical {
 		t.Fatalf("open alarms %+v, want door_forced counted twice", open)
 	}
-	if cs, _, err := db.AlarmsFromEvents(100, defaultPrio, now); err != nil || len(cs) != 0 {
+	if cs, _, _, err := db.AlarmsFromEvents(100, defaultPrio, now); err != nil || len(cs) != 0 {
 		t.Fatalf("again: %v, %v; want nothing", cs, err)
 	}
 	es, _, err := db.Changes(ChangeFilter{})
@@ -95,7 +95,7 @@ func TestAlarmsFromEvents(t *testing.T) {
 	if _, _, _, err := db.AddEvents("front", more, now); err != nil {
 		t.Fatal(err)
 	}
-	cs, _, err = db.AlarmsFromEvents(100, defaultPrio, now)
+	cs, _, _, err = db.AlarmsFromEvents(100, defaultPrio, now)
 	if err != nil || len(cs) != 1 || cs[0].What != AlarmRaised || cs[0].Alarm.ID == open[0].ID {
 		t.Fatalf("after resolve: %+v, %v; want a new alarm", cs, err)
 	}
