@@ -137,6 +137,7 @@ type api struct {
 	mu sync.Mutex
 
 	streams streams // what following audit streams share (audit_stream.go)
+	alarms  *alarmEngine
 }
 
 // handler returns the API's routes.
@@ -170,6 +171,7 @@ func (a *api) mux() *http.ServeMux {
 	a.tokenRoutes(m)
 	a.csvRoutes(m)
 	a.scimRoutes(m)
+	a.alarmRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -70,6 +70,10 @@ var changeOps = map[string]string{
 	"PUT /scim/v2/Users/{id}":            "scim user replace",
 	"PATCH /scim/v2/Users/{id}":          "scim user patch",
 	"DELETE /scim/v2/Users/{id}":         "scim user delete",
+	"POST /v1/alarms/{id}/ack":           "alarm ack",
+	"POST /v1/alarms/{id}/assign":        "alarm assign",
+	"POST /v1/alarms/{id}/notes":         "alarm note",
+	"POST /v1/alarms/{id}/resolve":       "alarm resolve",
 }
 
 // opOutcome is the operation of an entry that records how a change that

@@ -102,7 +102,12 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"PATCH /scim/v2/Users/{id}", "PATCH", "/scim/v2/Users/dora", json.RawMessage(`{"Operations":[{"op":"replace","path":"active","value":false}]}`), "change", true, true},
 		{"DELETE /scim/v2/Users/{id}", "DELETE", "/scim/v2/Users/dora", nil, "change", true, true},
 		{"POST /v1/import", "POST", "/v1/import", rawBody{"text/csv", []byte("holder_id,holder_name,card_uid,doors,valid_from,valid_until,flags\ncarol,Carol,04C0C0C0,front,,,\n")}, "change", false, false},
+		{"POST /v1/alarms/{id}/ack", "POST", "/v1/alarms/1/ack", nil, "change", true, true},
+		{"POST /v1/alarms/{id}/assign", "POST", "/v1/alarms/1/assign", alarmReq{Account: "ada"}, "change", true, true},
+		{"POST /v1/alarms/{id}/notes", "POST", "/v1/alarms/1/notes", alarmReq{Text: "on my way"}, "change", true, true},
+		{"POST /v1/alarms/{id}/resolve", "POST", "/v1/alarms/1/resolve", nil, "change", true, true},
 	}
+	raiseAlarm(t, sv.db, "front")
 	var pinHash string
 	done := map[string]bool{}
 	for _, st := range steps {

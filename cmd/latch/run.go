@@ -91,6 +91,12 @@ func commands() []command {
 		{"token revoke", "NAME", "revoke an API token: it is refused from now on", cmdTokenRevoke},
 		{"import", "FILE [--dry-run] [--sync]", "add and change holders and cards from a CSV (docs/integrations.md); shows the diff first", cmdImport},
 		{"export", "--csv [--out FILE]", "write every holder and card as a CSV that imports back to no change", cmdExport},
+		{"alarm list", "[--open]", "list the alarms, newest first: kind, door, priority, state, repeats", cmdAlarmList},
+		{"alarm ack", "ID", "acknowledge an alarm", alarmCmd("ack", "ack", nil, func([]string, string) alarmReq { return alarmReq{} })},
+		{"alarm assign", "ID ACCOUNT", "assign an alarm to someone", alarmCmd("assign", "assign", []string{"ACCOUNT"}, func(p []string, _ string) alarmReq { return alarmReq{Account: p[0]} })},
+		{"alarm note", "ID TEXT", "add a note on an alarm", alarmCmd("note", "notes", []string{"TEXT"}, func(p []string, _ string) alarmReq { return alarmReq{Text: p[0]} })},
+		{"alarm resolve", "ID [--note TEXT]", "resolve an alarm", alarmCmd("resolve", "resolve", nil, func(_ []string, t string) alarmReq { return alarmReq{Text: t} })},
+		{"notify deliveries", "", "the notifications' delivery log: rule, channel, attempts, how it ended", cmdNotifyDeliveries},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}
 }

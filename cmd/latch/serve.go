@@ -47,6 +47,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	devAddr := fs.String("dev-broker", "127.0.0.1:1883", "with --dev, where the embedded broker listens (a taken port falls back to a free one)")
 	devWeb := fs.String("dev-web", "127.0.0.1:8080", "with --dev and no [web] listen in --config, where the console listens (a taken port falls back to a free one)")
 	config := fs.String("config", "", "a TOML file of settings: [web] listen, cert, key, session, idle (docs/console.md)")
+	offlineAfter := fs.Duration("offline-after", 0, "raise an offline alarm for a door offline this long (default 2m, or alarms.offline_after in --config)")
 	memLimit := fs.String("memory-limit", "256MiB", "a soft limit on the service's memory (Go's GOMEMLIMIT, which sets it when this flag is not given): the garbage collector works harder near it; 0: none")
 	if _, err := parseFlags(e, fs, args, 0); err != nil {
 		return err
@@ -94,7 +95,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		o.web = cfg.Web
+		o.web, o.alarms, o.notify = cfg.Web, cfg.Alarms, cfg.Notify
+	}
+	if *offlineAfter != 0 {
+		o.alarms.OfflineAfter.Duration = *offlineAfter
+		o.alarms.SilentAfter.Duration = max(o.alarms.SilentAfter.Duration, *offlineAfter)
+	}
+	if err := o.alarms.check(); err != nil {
+		return usagef("--offline-after: %v", err)
 	}
 	if *syslogURL != "" {
 		host, _ := os.Hostname()
@@ -155,6 +163,13 @@ type serveOptions struct {
 	// consoleReady, if set, is given the console once it is made (tests
 	// tick its live pages).
 	consoleReady func(*console)
+	// alarms is the [alarms] configuration; alarmClock, if set, the
+	// alarms' clock (default time.Now).
+	alarms     alarmConfig
+	notify     notifyConfig // notify.go
+	alarmClock func() time.Time
+	// alarmsReady, if set, is given the alarm engine once it is made.
+	alarmsReady func(*alarmEngine)
 }
 
 // serve opens the database, serves the API on the socket until ctx ends,
@@ -203,6 +218,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		o.siteReady(ms)
 	}
 	a := &api{db: db, log: log, now: time.Now, pins: o.pins, hashing: make(chan struct{}, maxHashing), site: ms, online: o.broker != nil, keys: keys}
+	if a.alarms, err = startAlarms(o, db, key.Site, ms, log); err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Handler:           a.handler(),
 		ConnContext:       connContext,
@@ -233,6 +251,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 		log.Warn("no broker (--broker): changes are kept in the database and reach the doors once latch serve runs with one")
 	}
 	defer func() { stopSite(); <-siteDone }()
+	alarmsDone := make(chan struct{})
+	go func() { defer close(alarmsDone); a.alarms.run(mctx, ms.Updated) }()
+	defer func() { stopSite(); <-alarmsDone }()
 	if o.syslog != nil {
 		fwDone := make(chan struct{})
 		go func() {

@@ -368,7 +368,7 @@ func apiNeed(pattern string) site.Role {
 	switch {
 	case path == "/v1/backup" || strings.HasPrefix(path, "/v1/users") || strings.HasPrefix(path, "/v1/tokens"):
 		return site.RoleAdmin
-	case path == "/v1/doors/{id}/enroll":
+	case path == "/v1/doors/{id}/enroll" || (method == http.MethodPost && strings.HasPrefix(path, "/v1/alarms/")):
 		return site.RoleOperator
 	case pattern == "POST /v1/audit/changes/{seq}/notes":
 		return site.RoleAuditor

@@ -24,7 +24,9 @@ import (
 // certificate and key: a password and a session cookie never cross a
 // network in clear.
 type serveConfig struct {
-	Web webConfig `toml:"web"`
+	Web    webConfig    `toml:"web"`
+	Alarms alarmConfig  `toml:"alarms"` // alarms.go
+	Notify notifyConfig `toml:"notify"` // notify.go
 }
 
 // webConfig is the console's section.
@@ -90,7 +92,7 @@ func parseServeConfig(b []byte) (serveConfig, error) {
 		}
 		return c, fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))
 	}
-	return c, c.Web.check()
+	return c, errors.Join(c.Web.check(), c.Alarms.check(), c.Notify.check(true))
 }
 
 // check checks the console's settings and fills in the defaults.

@@ -66,6 +66,10 @@
 //	tokens           token name                           v1 JSON Token: an API token; its secret's SHA-256, never the secret
 //	token_hashes     hex SHA-256 of the secret, token name  empty: index of tokens by secret
 //	                                                      (both made by the first token)
+//	alarms           uint64 alarm id (NextSequence)       v1 JSON Alarm (made by the first alarm)
+//	alarm_index      door key, alarm kind                 uint64: the door's latest alarm of that kind, open or closed
+//	deliveries       uint64 id (NextSequence)             v1 JSON Delivery: the notifications' delivery log (made by the first)
+//	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
