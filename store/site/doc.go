@@ -61,6 +61,8 @@
 //	changes          uint64 change-log seq, from 1        v1 JSON ChangeEntry: one entry of the change log
 //	door_groups      door key, time key                   v1 JSON []string: the door's groups from that time on
 //	                                                      (made by the first change of a door's groups)
+//	visitors         holder id                            v1 JSON Visitor: a visitor's host, window, uses
+//	                 "\x00cursor"                         v1 uint64: the arrival cursor TallyVisits counted to
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
@@ -95,6 +97,9 @@
 // it is opened, in one transaction, after a copy of it is written to
 // PATH.schema-1.bak; a build of schema 1 refuses a file of schema 2, so
 // that no build that does not log changes makes one.
+//
+// The bucket visitors came without a schema change: Open adds it to a
+// file without it, and a build that does not know it leaves it alone.
 //
 // Holidays have no record of their own: as in the door store, they are
 // part of each card's schedule (store.Schedule.Holidays).
