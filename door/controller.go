@@ -71,6 +71,16 @@ type Config struct {
 	// (free access), in Location's time, while the clock is trusted and the
 	// door is not in lockdown. It must have at least one window.
 	UnlockSchedule *store.Schedule
+	// FirstCardGroup, if set, makes UnlockSchedule first-card: inside a
+	// window the door stays locked until a card whose door list names this
+	// group (itself: "*" does not count) is granted and opens it; from then
+	// on it stays unlocked until the window ends. Other granted cards open
+	// it once, as outside the window. Lockdown ends a started window, which
+	// then waits for another card that counts. The start is recorded in
+	// the StateStore (through the Journal, with its schedule_first_card
+	// event), so a restart inside the window keeps the door unlocked only
+	// when that record was written. It needs UnlockSchedule.
+	FirstCardGroup string
 	// Location is the door's time zone for UnlockSchedule. Default UTC, as
 	// for store.Options.Location: give both the same zone.
 	Location *time.Location
@@ -178,6 +188,7 @@ type Controller struct {
 	alive       func()
 	aliveEvery  time.Duration
 	unlockKey   string
+	firstKey    string
 	meter       Meter
 	mt          meterState // owned by Run
 
@@ -240,6 +251,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		aliveEvery:  deps.AliveEvery,
 		meter:       deps.Meter,
 		unlockKey:   "door/" + p.door + "/unlock",
+		firstKey:    "door/" + p.door + "/first_card",
 		in:          make(chan event, inputQueueLen),
 		decided:     make(chan evDecided, 1),
 		recorded:    make(chan evRecorded, 4),
@@ -367,6 +379,15 @@ func (cfg Config) params() (*params, error) {
 		}
 		p.schedule = u
 	}
+	if cfg.FirstCardGroup != "" {
+		if err := checkText("first card group", cfg.FirstCardGroup); err != nil || cfg.FirstCardGroup == "*" {
+			return nil, &ConfigError{"FirstCardGroup", fmt.Sprintf("%q: want a door group name", cfg.FirstCardGroup)}
+		}
+		if p.schedule == nil {
+			return nil, &ConfigError{"FirstCardGroup", "set without an UnlockSchedule"}
+		}
+		p.firstCard = cfg.FirstCardGroup
+	}
 	return p, nil
 }
 
@@ -447,6 +468,7 @@ func (c *Controller) startup() {
 		lockdown = c.cfgLockdown
 	}
 	c.st = newState(c.p, lockdown, c.trusted())
+	c.st.schedStarted = c.firstCardRecorded(now)
 	entry := store.JournalEntry{Events: []store.Event{c.stamp(store.Event{Time: now, Door: c.p.door, Type: store.TypeSystem, Reason: store.ReasonStarted,
 		Detail: fmt.Sprintf("door controller started, relay locked, lockdown %s", onOff(lockdown))})}}
 	rec, err := c.store.State(c.unlockKey)
@@ -633,6 +655,8 @@ func (c *Controller) apply(e event, now time.Time) {
 			entry.Changes = append(entry.Changes, store.PutStateChange(c.unlockKey, nil))
 		case actLockdown:
 			entry.Changes = append(entry.Changes, store.LockdownChange(c.p.door, a.on))
+		case actFirstCard:
+			entry.Changes = append(entry.Changes, store.PutStateChange(c.firstKey, firstCardRecord(a.until)))
 		case actLog:
 			c.log.Debug("door event", "type", a.ev.Type, "reason", a.ev.Reason, "uid", a.ev.UID, "holder", a.ev.Holder, "detail", a.ev.Detail)
 			c.meterLogged(a.ev)

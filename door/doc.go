@@ -46,6 +46,10 @@
 //   - Only an unlock schedule (free access during configured hours, with a
 //     trusted clock) or a signed unlock with an end time keeps the door
 //     released for longer; the door may then stand open without door_held.
+//   - A first-card unlock schedule (Config.FirstCardGroup) holds the door
+//     only once a granted card that lists the group has opened it in the
+//     window (schedule_first_card); lockdown ends that until the next such
+//     card, and a restart keeps it only from its record in the StateStore.
 //   - The door contact opening outside every such window raises door_forced
 //     at once; the door standing open past the held time (30 s, with warning
 //     beeps 5 s before) raises door_held; both clear with door_closed. The

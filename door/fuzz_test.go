@@ -85,7 +85,7 @@ func fuzzEvent(op, arg byte, answer *actDecide, recording bool) event {
 			}
 			return evRecorded{id: answer.id, err: err}
 		}
-		d := store.Decision{HolderID: "h", ExtendedUnlock: arg&0x40 != 0}
+		d := store.Decision{HolderID: "h", ExtendedUnlock: arg&0x40 != 0, FirstCard: arg&0x20 != 0}
 		var err error
 		switch arg % 4 {
 		case 0:
@@ -143,6 +143,9 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 	p := testParams([]store.Mode{store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN}[mode%3])
 	if sched {
 		p.schedule = fuzzSchedule(t)
+		if mode&0x20 != 0 {
+			p.firstCard = "managers"
+		}
 	}
 	p.openUnrecorded = mode&0x40 != 0
 	s := newState(p, mode&0x80 != 0, true)
@@ -178,7 +181,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 		var access []store.Event
 		var decides []actDecide
 		var records []actRecordGrant
-		forcedLogged := false
+		forcedLogged, firstLogged := false, false
 		for _, a := range acts {
 			switch a := a.(type) {
 			case actRelay:
@@ -191,6 +194,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 				if a.ev.Reason == store.ReasonDoorForced {
 					forcedLogged = true
 				}
+				firstLogged = firstLogged || a.ev.Reason == store.ReasonScheduleFirstCard
 				check(a.ev.Door == p.door && a.ev.Time.Equal(now), "event door/time %q %v", a.ev.Door, a.ev.Time)
 			case actDecide:
 				decides = append(decides, a)
@@ -211,7 +215,12 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 
 		// The relay is released only within a grant, exit, signed
 		// unlock or schedule window.
-		schedOpen := p.schedule != nil && p.schedule.openAt(now) && s.trusted && !s.lockdown
+		schedOpen := p.schedule != nil && p.schedule.openAt(now) && s.trusted && !s.lockdown && (p.firstCard == "" || s.schedStarted)
+		// A first-card window starts only with its event, inside the
+		// window, out of lockdown; it never outlives the window.
+		check(!s.schedStarted || prev.schedStarted || firstLogged, "first-card window started without schedule_first_card")
+		check(!firstLogged || (s.schedStarted && !prev.schedStarted && p.firstCard != ""), "schedule_first_card without a start")
+		check(!s.schedStarted || (p.schedule.openAt(now) && !s.lockdown), "first-card window outlives its window or a lockdown")
 		inWindow := active(s.grant.until, now) || active(s.rexUntil, now) || active(s.remoteUntil, now) || schedOpen
 		check(!s.relay || inWindow, "relay released outside every window")
 		check(s.relay == inWindow, "relay locked within a window")
@@ -284,7 +293,7 @@ func fuzzOne(t *testing.T, mode uint8, sched bool, data []byte) {
 
 		// A forced door always raises door_forced.
 		if c, ok := e.(evContact); ok && c.open && prev.contactKnown && !prev.open {
-			prevSched := p.schedule != nil && p.schedule.openAt(now) && prev.trusted && !prev.lockdown
+			prevSched := p.schedule != nil && p.schedule.openAt(now) && prev.trusted && !prev.lockdown && (p.firstCard == "" || prev.schedStarted)
 			authorised := active(prev.grant.until, now) || active(prev.rexUntil, now) || active(prev.remoteUntil, now) || prevSched
 			check(forcedLogged == !authorised, "door opened (authorised %t): door_forced logged %t", authorised, forcedLogged)
 			check(s.forced == !authorised, "forced state %t, authorised %t", s.forced, authorised)

@@ -47,6 +47,10 @@ type params struct {
 	// stalePolicy is what decisions do while the allowlist is stale.
 	stalePolicy StalePolicy
 	schedule    *unlockSchedule
+	// firstCard, if set, makes the unlock schedule first-card: a window
+	// holds the door unlocked only once a granted card whose door list
+	// names this group has opened it.
+	firstCard string
 	// openUnrecorded opens for a grant whose record could not be made
 	// durable (availability) instead of refusing it with journal_fault.
 	openUnrecorded bool
@@ -76,6 +80,10 @@ type decision struct {
 	// staleNote is the note a decision asked under a stale allowlist
 	// carries into its event.
 	staleNote string
+
+	// firstCard: the allowlist said the card counts for a first-card
+	// unlock schedule.
+	firstCard bool
 
 	// A granted question waits for its record to be durable (recording)
 	// before the door opens until until.
@@ -123,6 +131,9 @@ type state struct {
 	schedOpen    bool      // the unlock schedule's window is open at schedChecked
 	schedCheck   time.Time // when to evaluate the schedule again
 	schedChecked time.Time // when it was last evaluated
+	// schedStarted: a first-card schedule's window was opened by a card
+	// that counts; it ends with the window or a lockdown.
+	schedStarted bool
 	// floor is the latest signed site time, a lower bound on the real
 	// time: the unlock schedule is judged at the later of it and the
 	// clock, so a clock set back cannot reopen a window.
@@ -240,6 +251,9 @@ type (
 	}
 	actClearUnlock struct{}          // clear the unlock record
 	actLockdown    struct{ on bool } // persist the lockdown flag
+	actFirstCard   struct {          // persist the first-card start of the schedule (zero until: clear it)
+		until time.Time
+	}
 )
 
 func (actRelay) isAction()        {}
@@ -250,6 +264,7 @@ func (actFeedback) isAction()     {}
 func (actRecordUnlock) isAction() {}
 func (actClearUnlock) isAction()  {}
 func (actLockdown) isAction()     {}
+func (actFirstCard) isAction()    {}
 
 // machine carries one transition.
 type machine struct {
@@ -331,9 +346,11 @@ func (s *state) rexOn(now time.Time) bool    { return active(s.rexUntil, now) }
 func (s *state) remoteOn(now time.Time) bool { return active(s.remoteUntil, now) }
 
 // scheduleOn reports whether the unlock schedule holds the door open: only
-// with a trusted clock and never in lockdown.
+// with a trusted clock, never in lockdown, and for a first-card schedule
+// only once a card that counts started it.
 func (s *state) scheduleOn() bool {
-	return s.p.schedule != nil && s.schedOpen && s.trusted && !s.lockdown
+	return s.p.schedule != nil && s.schedOpen && s.trusted && !s.lockdown &&
+		(s.p.firstCard == "" || s.schedStarted)
 }
 
 // holdOpen reports whether the door may stand open without door_held.
@@ -415,6 +432,33 @@ func (m *machine) schedule(force bool) {
 	s.schedOpen = p.schedule.openAt(rule)
 	s.schedCheck = now.Add(p.schedule.nextChange(rule).Sub(rule))
 	s.schedChecked = now
+	if !s.schedOpen {
+		m.endFirstCard()
+	}
+}
+
+// startFirstCard starts a first-card schedule's window for the card of
+// d, which has just opened the door: from now on the window holds the
+// door unlocked until it ends. Nothing happens outside a window, with an
+// untrusted clock, in lockdown or when the window is already started.
+func (m *machine) startFirstCard(d decision) {
+	s := &m.s
+	if s.p.firstCard == "" || !d.firstCard || s.schedStarted || !s.schedOpen || !s.trusted || s.lockdown {
+		return
+	}
+	s.schedStarted = true
+	m.emit(actFirstCard{until: s.schedCheck})
+	m.log(store.TypeDoor, store.ReasonScheduleFirstCard, d.uid, d.holder, d.holderName,
+		fmt.Sprintf("unlock schedule started by a card of %q; unlocked until %s", s.p.firstCard, s.schedCheck.UTC().Format(time.RFC3339)))
+}
+
+// endFirstCard ends a started first-card window: the next window waits
+// for a card that counts again.
+func (m *machine) endFirstCard() {
+	if m.s.schedStarted {
+		m.s.schedStarted = false
+		m.emit(actFirstCard{})
+	}
 }
 
 // reconcile drives the relay from the windows, keeps the unlock record and
@@ -571,15 +615,16 @@ func (m *machine) decide(d decision) {
 	}
 	s.pending = d
 	m.emit(actDecide{id: d.id, req: store.Request{
-		UID:          slices.Clone(d.uid),
-		RandomUID:    d.random,
-		PIN:          slices.Clone(d.pin),
-		Door:         s.p.door,
-		DoorGroups:   slices.Clone(s.p.groups),
-		Mode:         mode,
-		Lockdown:     lockdown,
-		Now:          m.now,
-		ClockTrusted: s.trusted,
+		UID:            slices.Clone(d.uid),
+		RandomUID:      d.random,
+		PIN:            slices.Clone(d.pin),
+		Door:           s.p.door,
+		DoorGroups:     slices.Clone(s.p.groups),
+		Mode:           mode,
+		Lockdown:       lockdown,
+		Now:            m.now,
+		ClockTrusted:   s.trusted,
+		FirstCardGroup: s.p.firstCard,
 	}})
 }
 
@@ -773,6 +818,7 @@ func (m *machine) setLockdown(e evLockdown) {
 		// button keeps working.
 		s.grant = grantWindow{}
 		s.remoteUntil = time.Time{}
+		m.endFirstCard()
 	}
 	m.emit(actLockdown{on: e.on})
 	m.log(store.TypeDoor, store.ReasonLockdown, nil, "", "", fmt.Sprintf("lockdown %s%s", word, who(e.by, e.why)))
@@ -816,6 +862,7 @@ func (m *machine) decided(e evDecided) {
 		d.active, d.recording = true, true
 		d.holder, d.holderName = holder, name
 		d.grantEv = m.event(store.TypeAccess, r, d.uid, holder, name, e.d.Note)
+		d.firstCard = e.d.FirstCard && r == store.ReasonGranted // a duress grant never unlocks the schedule
 		d.until = now.Add(dur)
 		d.deadline = now.Add(recordTimeout)
 		s.pending = d
@@ -912,6 +959,7 @@ func (m *machine) recorded(e evRecorded) {
 		// The unlock record went with the grant's record.
 		s.recorded, s.recordedUntil = true, d.until
 	}
+	m.startFirstCard(d)
 	m.emit(actFeedback{patGranted})
 }
 

@@ -62,6 +62,12 @@ func describe(acts []action) []string {
 			out = append(out, "clear record")
 		case actLockdown:
 			out = append(out, fmt.Sprintf("lockdown %t", a.on))
+		case actFirstCard:
+			if a.until.IsZero() {
+				out = append(out, "first card clear")
+			} else {
+				out = append(out, "first card until "+a.until.UTC().Format("15:04"))
+			}
 		default:
 			out = append(out, fmt.Sprintf("%T", a))
 		}

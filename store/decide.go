@@ -225,9 +225,30 @@ func (s *Store) Decide(req Request) (Decision, error) {
 }
 
 // checkCard runs every check before the PIN, inside the transaction tx
-// that read v. ok false means d is a denial.
+// that read v. ok false means d is a denial. A card that passes them is
+// marked FirstCard when its door list names Request.FirstCardGroup.
 func (s *Store) checkCard(tx *bolt.Tx, req *Request, v *cardView, gen uint64) (d Decision, ok bool, err error) {
-	return s.opts.judgeCard(req, v, &cardReads{s: s, tx: tx, gen: gen})
+	d, ok, err = s.opts.judgeCard(req, v, &cardReads{s: s, tx: tx, gen: gen})
+	if err != nil || !ok || req.FirstCardGroup == "" {
+		return d, ok, err
+	}
+	d.FirstCard, err = s.listsName(tx, &v.rec, req.FirstCardGroup, gen)
+	return d, ok, err
+}
+
+// listsName reports whether the card's door list names name itself ("*"
+// does not count).
+func (s *Store) listsName(tx *bolt.Tx, c *cardRec, name string, gen uint64) (bool, error) {
+	id, known, err := s.names.lookup(tx, name, gen, s.guardGet)
+	if err != nil || !known {
+		return false, err
+	}
+	listed := false
+	c.eachDoor(func(d uint64) bool {
+		listed = d == id
+		return !listed
+	})
+	return listed, nil
 }
 
 // cardReads are what the checks before the PIN read besides the card,

@@ -55,6 +55,10 @@ const (
 	ReasonReaderOK         Reason = "reader_ok"
 	ReasonGrantedNotOpened Reason = "granted_not_opened"
 	ReasonUnlockInterrupt  Reason = "unlock_interrupted"
+	// ReasonScheduleFirstCard is a first-card unlock schedule started by
+	// a granted card that counts: the door stays unlocked until the
+	// window ends.
+	ReasonScheduleFirstCard Reason = "schedule_first_card"
 )
 
 // Sync events.
@@ -126,6 +130,10 @@ type Request struct {
 	Lockdown     bool      // the door is in lockdown: only override cards open
 	Now          time.Time // the door's clock
 	ClockTrusted bool      // false before the first time sync
+	// FirstCardGroup, if set, asks whether a card that passes the checks
+	// before the PIN lists this name in its door list (Decision.FirstCard):
+	// the door's first-card unlock schedule counts only such cards.
+	FirstCardGroup string
 }
 
 // Decision is the answer to a Request.
@@ -135,6 +143,9 @@ type Decision struct {
 	HolderID       string  // the card's holder, when the card is known
 	HolderName     string  // the holder's display name, when known
 	ExtendedUnlock bool    // the card asks for the longer accessibility unlock time
+	// FirstCard says the card's door list names Request.FirstCardGroup (a
+	// "*" entry does not count).
+	FirstCard bool
 	// Note says anything the auditor should know, such as that schedules were
 	// ignored because the clock was not trusted.
 	Note string

@@ -137,6 +137,11 @@ type UnlockScheduleConfig struct {
 	Sat      []string `toml:"sat"`      // Saturday's windows
 	Sun      []string `toml:"sun"`      // Sunday's windows
 	Holidays []string `toml:"holidays"` // dates without free access
+	// FirstCard makes the windows first-card: the door stays locked in a
+	// window until a granted card whose door list names FirstCardGroup
+	// opens it, then stays unlocked until the window ends.
+	FirstCard      bool   `toml:"first_card"`
+	FirstCardGroup string `toml:"first_card_group"` // the door group whose cards count
 }
 
 // parse turns the config into a store.Schedule; nil when it has no window.
@@ -173,9 +178,18 @@ func (u *UnlockScheduleConfig) parse() (*store.Schedule, error) {
 		}
 		s.Holidays = append(s.Holidays, h)
 	}
+	switch {
+	case u.FirstCard && u.FirstCardGroup == "":
+		return nil, errors.New("unlock_schedule.first_card: set without first_card_group (the door group whose cards count)")
+	case !u.FirstCard && u.FirstCardGroup != "":
+		return nil, errors.New("unlock_schedule.first_card_group: set without first_card = true")
+	}
 	if n == 0 {
 		if len(s.Holidays) > 0 {
 			return nil, errors.New("unlock_schedule.holidays: set without any window")
+		}
+		if u.FirstCard {
+			return nil, errors.New("unlock_schedule.first_card: set without any window")
 		}
 		return nil, nil
 	}

@@ -119,6 +119,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"overlap", "[unlock_schedule]\nfri = [\"08:00-12:00\", \"11:00-13:00\"]", `unlock_schedule.fri[1] "11:00-13:00": overlaps unlock_schedule.fri[0]`},
 		{"bad holiday", "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nholidays = [\"25.12.2026\"]", `unlock_schedule.holidays[0] "25.12.2026": want YYYY-MM-DD`},
 		{"holidays alone", "[unlock_schedule]\nholidays = [\"2026-12-25\"]", "unlock_schedule.holidays: set without any window"},
+		{"first card without group", "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nfirst_card = true", "unlock_schedule.first_card: set without first_card_group"},
+		{"first card group alone", "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nfirst_card_group = \"managers\"", "unlock_schedule.first_card_group: set without first_card = true"},
+		{"first card without windows", "[unlock_schedule]\nfirst_card = true\nfirst_card_group = \"managers\"", "unlock_schedule.first_card: set without any window"},
+		{"first card wildcard", "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nfirst_card = true\nfirst_card_group = \"*\"", `unlock_schedule.first_card_group "*": want a door group name`},
 
 		// Freshness and remote unlock.
 		{"stale_after too short", mqttEdit("ssl://10.0.0.1:8883", "stale_after = \"10m\""), "mqtt.stale_after 10m0s: want 1h0m0s to 720h0m0s"},
@@ -340,6 +344,10 @@ func TestConfigUnlockSchedule(t *testing.T) {
 	}
 	if c, err := parseConfig([]byte(goodConfig)); err != nil || c.schedule != nil {
 		t.Fatalf("no [unlock_schedule]: %+v %v", c.schedule, err)
+	}
+	c, err = parseConfig([]byte(override(goodConfig, "[unlock_schedule]\nmon = [\"08:00-12:00\"]\nfirst_card = true\nfirst_card_group = \"managers\"")))
+	if err != nil || c.doorConfig().FirstCardGroup != "managers" {
+		t.Fatalf("first-card schedule: %v", err)
 	}
 }
 

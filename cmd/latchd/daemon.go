@@ -185,6 +185,7 @@ var doorKeys = map[string]string{
 	"InterKey":        "timing.inter_key",
 	"MaxRemoteUnlock": "timing.unlock",
 	"UnlockSchedule":  "unlock_schedule",
+	"FirstCardGroup":  "unlock_schedule.first_card_group",
 	"StalePolicy":     "mqtt.stale_policy",
 }
 
@@ -210,6 +211,7 @@ func (c *Config) doorConfig() door.Config {
 		Lockdown:       c.Lockdown,
 		Location:       c.location(),
 		UnlockSchedule: c.schedule,
+		FirstCardGroup: c.UnlockSchedule.FirstCardGroup,
 		Unlock:         c.Timing.Unlock.Duration,
 		ExtendedUnlock: c.Timing.ExtendedUnlock.Duration,
 		Held:           c.Timing.Held.Duration,

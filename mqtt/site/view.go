@@ -14,8 +14,9 @@ import (
 // that open it (their Doors list names the door, one of its groups at the
 // site, or "*", as store.Decide reads it; a card with an empty list opens
 // no door and is in no view), each with its door list narrowed to the
-// door's id alone (so that the door, which does not know its groups at the
-// site, decides the same), the holder records of those cards, and the
+// door's id and the door's own groups the card names (so that the door,
+// which does not know its groups at the site, decides the same, and a
+// first-card schedule can tell the cards of its group), the holder records of those cards, and the
 // revocations of those cards and of those holders. Nothing else reaches
 // the door, so a door's store holds no UID or PIN hash it has no use for.
 //
@@ -122,10 +123,18 @@ func opensVia(doors []string, door string, groups []string) (string, bool) {
 }
 
 // narrow returns the card as the door's view holds it: its door list is
-// the door's id alone. The door decides by its own id, whatever group
-// made the card open it, and learns no other door's or group's name.
+// the door's id and the entries of the card's list that name one of the
+// door's own groups (a first-card unlock schedule counts cards by such a
+// group). The door decides by its own id, whatever group made the card
+// open it, and learns no other door's or group's name.
 func (v *view) narrow(c store.Card) store.Card {
-	c.Doors = []string{v.door}
+	doors := []string{v.door}
+	for _, d := range c.Doors {
+		if d != v.door && slices.Contains(v.groups, d) && !slices.Contains(doors, d) {
+			doors = append(doors, d)
+		}
+	}
+	c.Doors = doors
 	return c
 }
 

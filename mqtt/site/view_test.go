@@ -28,14 +28,20 @@ func openStore(t testing.TB) *store.Store {
 // expectView derives a door's view from the whole allowlist the plain
 // way, independently of view.diff: the cards that open the door as
 // store.Decide reads a card's Doors list (with that list narrowed to the
-// door), their holders, and the revocations of those cards and holders.
+// door and the door's groups it names), their holders, and the revocations of those cards and holders.
 func expectView(all store.Snapshot, door string, groups []string) store.Snapshot {
 	var out store.Snapshot
 	holders := map[string]bool{}
 	uids := map[string]bool{}
 	for _, c := range all.Cards {
 		if slices.Contains(c.Doors, "*") || slices.Contains(c.Doors, door) || slices.ContainsFunc(c.Doors, func(d string) bool { return slices.Contains(groups, d) }) {
-			c.Doors = []string{door}
+			narrowed := []string{door}
+			for _, d := range c.Doors {
+				if slices.Contains(groups, d) && !slices.Contains(narrowed, d) {
+					narrowed = append(narrowed, d)
+				}
+			}
+			c.Doors = narrowed
 			out.Cards = append(out.Cards, c)
 			holders[c.HolderID] = true
 			uids[string(c.UID)] = true

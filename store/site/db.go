@@ -72,7 +72,7 @@ func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketCards, bucketHolders, bucketHolderCards, bucketRevCards,
 		bucketRevHolders, bucketDeltas, bucketDoors, bucketGroupDoors, bucketEvents, bucketCursors,
 		bucketIdxTime, bucketIdxDoorTime, bucketIdxHolder, bucketIdxUID, bucketFindings, bucketHeads,
-		bucketIdxArrival, bucketUsers, bucketActions, bucketChanges}
+		bucketIdxArrival, bucketUsers, bucketActions, bucketChanges, bucketVisitors}
 }
 
 // Options configure a DB. The zero value (or nil) gives the defaults.
@@ -185,7 +185,7 @@ func (d *DB) setup() error {
 			}
 		}
 		// The console's buckets came after the first files of schema 1.
-		for _, name := range [][]byte{bucketUsers, bucketActions} {
+		for _, name := range [][]byte{bucketUsers, bucketActions, bucketVisitors} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -323,6 +323,9 @@ func (d *DB) check() error {
 			return err
 		}
 		if err := checkChanges(tx); err != nil {
+			return err
+		}
+		if err := checkVisitors(tx); err != nil {
 			return err
 		}
 		return checkEvents(tx)

@@ -70,6 +70,8 @@
 //	alarm_index      door key, alarm kind                 uint64: the door's latest alarm of that kind, open or closed
 //	deliveries       uint64 id (NextSequence)             v1 JSON Delivery: the notifications' delivery log (made by the first)
 //	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
+//	visitors         holder id                            v1 JSON Visitor: a visitor's host, window, uses
+//	                 "\x00cursor"                         v1 uint64: the arrival cursor TallyVisits counted to
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
@@ -104,6 +106,9 @@
 // it is opened, in one transaction, after a copy of it is written to
 // PATH.schema-1.bak; a build of schema 1 refuses a file of schema 2, so
 // that no build that does not log changes makes one.
+//
+// The bucket visitors came without a schema change: Open adds it to a
+// file without it, and a build that does not know it leaves it alone.
 //
 // Holidays have no record of their own: as in the door store, they are
 // part of each card's schedule (store.Schedule.Holidays).
