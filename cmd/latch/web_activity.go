@@ -292,20 +292,24 @@ func jsonString(s string) string {
 }
 
 // liveStream tells a page, as server-sent events, that the doors' state
-// may have changed, at most every liveEvery: the page then reloads its
-// live parts.
+// may have changed, and how many alarms are open when that changes (an
+// "alarms" event, also sent first), at most every liveEvery: the page
+// then reloads its live parts and its badge.
 func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := c.a.streams.follow(r)
 	defer cancel()
 	rc := startEvents(w, "live")
-	// The next wake is taken before each message, so that an update
+	// The next wakes are taken before each message, so that an update
 	// during the pause after it is not missed.
-	wake := c.wake()
+	wake, alarms := c.wake(), c.alarmsChanged()
+	_, _ = fmt.Fprint(w, c.alarmsMessage())
+	_ = rc.Flush()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-alarms:
 		case <-time.After(c.recheck):
 			if !c.keepAlive(w, rc, r) {
 				return
@@ -315,8 +319,15 @@ func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session
 		if !c.alive(r) {
 			return // logged out, expired, or the account changed
 		}
-		wake = c.wake()
-		if _, err := fmt.Fprint(w, "data: change\n\n"); err != nil {
+		var msg string
+		if fired(wake) {
+			wake, msg = c.wake(), "data: change\n\n"
+		}
+		if fired(alarms) {
+			alarms = c.alarmsChanged()
+			msg += c.alarmsMessage()
+		}
+		if _, err := fmt.Fprint(w, msg); err != nil {
 			return
 		}
 		if err := rc.Flush(); err != nil {

@@ -75,6 +75,7 @@ type pageData struct {
 	Admin    bool
 	Flash    string
 	Error    string
+	Alarms   alarmCount // the nav's badge
 	Data     any
 }
 
@@ -90,6 +91,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, ss *session, co
 	if ss != nil {
 		pd.User, pd.Role, pd.CSRF = ss.user, ss.role, ss.csrf
 		pd.Operator, pd.Admin = ss.can(site.RoleOperator), ss.can(site.RoleAdmin)
+		pd.Alarms = c.openAlarms()
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, pd); err != nil {

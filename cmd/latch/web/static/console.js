@@ -3,12 +3,13 @@
 "use strict";
 
 // Refreshes each [data-live] element from the server when /live says the
-// doors' state may have changed. A message that comes during a refresh
-// asks for one more after it. The refresh is marked as the page's own, so
-// that it does not keep an idle session alive.
-function liveParts() {
-  const parts = document.querySelectorAll("[data-live][id]");
-  if (parts.length === 0 || !window.EventSource) return;
+// doors' state may have changed ([data-live="alarms"]: the alarms). A
+// message that comes during a refresh asks for one more after it. The
+// refresh is marked as the page's own, so that it does not keep an idle
+// session alive.
+function liveParts(live, kind) {
+  const parts = document.querySelectorAll(kind === "alarms" ? "[data-live=alarms][id]" : "[data-live=''][id]");
+  if (parts.length === 0) return;
   let busy = false, again = false;
   const refresh = async () => {
     if (busy) { again = true; return; }
@@ -30,7 +31,57 @@ function liveParts() {
       busy = false;
     }
   };
-  new EventSource("/live").onmessage = refresh;
+  // The stream's first alarms message tells what the page already shows.
+  let first = kind === "alarms";
+  live.addEventListener(kind, () => {
+    if (first) first = false;
+    else refresh();
+  });
+}
+
+// Keeps the nav's count of open alarms, and beeps when a newer alarm
+// opens. Browsers let a page play sound only after the user clicked or
+// typed on it: until then the page stays silent.
+function alarmBadge(live) {
+  const badge = document.getElementById("alarm-count");
+  let newest = Number(badge.dataset.newest) || 0;
+  let audio = null;
+  const unmute = () => {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    audio = audio || new Ctx();
+    audio.resume().then(() => {
+      badge.dataset.sound = "on";
+      const state = document.getElementById("sound-state");
+      if (state) state.textContent = "Sound is on on this page.";
+    });
+  };
+  document.addEventListener("pointerdown", unmute);
+  document.addEventListener("keydown", unmute);
+  const beep = () => {
+    if (!audio || audio.state !== "running") return;
+    const t = audio.currentTime;
+    const gain = audio.createGain();
+    gain.connect(audio.destination);
+    gain.gain.setValueAtTime(0.0001, t);
+    for (const at of [0, 0.3]) {
+      gain.gain.exponentialRampToValueAtTime(0.3, t + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + at + 0.2);
+    }
+    const osc = audio.createOscillator();
+    osc.frequency.value = 880;
+    osc.connect(gain);
+    osc.start(t);
+    osc.stop(t + 0.5);
+    badge.dataset.beeps = String((Number(badge.dataset.beeps) || 0) + 1);
+  };
+  live.addEventListener("alarms", (m) => {
+    const a = JSON.parse(m.data);
+    badge.textContent = String(a.open);
+    badge.classList.toggle("on", a.open > 0);
+    if (a.newest > newest) beep();
+    newest = Math.max(newest, a.newest);
+  });
 }
 
 // Prepends the events the stream sends to the Activity table.
@@ -125,7 +176,12 @@ async function enroll() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  liveParts();
+  if (document.getElementById("alarm-count") && window.EventSource) {
+    const live = new EventSource("/live");
+    liveParts(live, "message");
+    liveParts(live, "alarms");
+    alarmBadge(live);
+  }
   activityStream();
   enroll();
 });
