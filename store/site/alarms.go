@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -503,13 +504,50 @@ func (d *DB) Alarm(id uint64) (Alarm, error) {
 func (r *Reader) Alarm(id uint64) (Alarm, error) { return getAlarm(r.tx, id) }
 
 // Alarms returns the alarms, newest first: only the open ones with open,
-// at most n (0: all).
+// at most n (0: all). The open ones are read through alarm_index (an
+// open alarm is its door's latest of its kind), so that counting them
+// does not read every closed alarm.
 func (d *DB) Alarms(open bool, n int) ([]Alarm, error) {
-	out, err := idNewestFirst(d, bucketAlarms, n, func(a *Alarm) bool { return !open || a.IsOpen() })
+	var out []Alarm
+	var err error
+	if open {
+		out, err = openAlarms(d, n)
+	} else {
+		out, err = idNewestFirst(d, bucketAlarms, n, func(*Alarm) bool { return true })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("site: alarms: %w", err)
 	}
 	return out, nil
+}
+
+// openAlarms returns the open alarms, newest first, at most n (0: all).
+func openAlarms(d *DB, n int) ([]Alarm, error) {
+	var out []Alarm
+	err := d.view(func(tx *bolt.Tx) error {
+		ix := tx.Bucket(bucketAlarmIndex)
+		if ix == nil {
+			return nil
+		}
+		return ix.ForEach(func(_, v []byte) error {
+			if len(v) != 8 {
+				return nil
+			}
+			a, err := getAlarm(tx, bytesU64(v))
+			if err != nil {
+				return err
+			}
+			if a.IsOpen() {
+				out = append(out, a)
+			}
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b Alarm) int { return cmp.Compare(b.ID, a.ID) })
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out, err
 }
 
 // ErrAlarmClosed is a step an alarm that is closed does not take.

@@ -3,8 +3,11 @@ package site
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/latchdoor/latch/store"
 )
@@ -153,4 +156,59 @@ func TestCheckOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(seen.Add(30 * time.Minute))
+}
+
+// The open alarms, read through the index, are those a scan of every
+// alarm finds open, newest first, however many closed ones there are.
+func TestOpenAlarms(t *testing.T) {
+	db := open(t)
+	kinds := []AlarmKind{AlarmDoorForced, AlarmTamper, AlarmDoorHeld}
+	if err := db.update(func(tx *bolt.Tx) error {
+		for i := range 300 {
+			a := Alarm{Kind: kinds[i%3], Door: []string{"front", "back", "dock", "lab"}[i%4], Priority: PriorityHigh,
+				State: AlarmResolved, Opened: t0, Last: t0, Count: 1}
+			if i >= 290 && i%2 == 0 {
+				a.State = AlarmOpen // the latest of its door and kind
+			}
+			if i == 295 {
+				a.State = AlarmAcknowledged
+			}
+			if err := putAlarm(tx, &a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.Alarms(false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for _, a := range all {
+		if a.IsOpen() {
+			want = append(want, a.ID)
+		}
+	}
+	for _, n := range []int{0, 3} {
+		got, err := db.Alarms(true, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, a := range got {
+			ids = append(ids, a.ID)
+		}
+		w := want
+		if n > 0 {
+			w = want[:n]
+		}
+		if !slices.Equal(ids, w) {
+			t.Fatalf("open alarms (n %d): %v, want %v", n, ids, w)
+		}
+	}
+	if len(want) != 6 {
+		t.Fatalf("%d open alarms in the scan, want 6", len(want))
+	}
 }
