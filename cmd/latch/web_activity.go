@@ -292,24 +292,32 @@ func jsonString(s string) string {
 }
 
 // liveStream tells a page, as server-sent events, that the doors' state
-// may have changed, and how many alarms are open when that changes (an
-// "alarms" event, also sent first), at most every liveEvery: the page
+// may have changed, at most every liveEvery, and how many alarms are open
+// as soon as that changes (an "alarms" event, also sent first): the page
 // then reloads its live parts and its badge.
 func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := c.a.streams.follow(r)
 	defer cancel()
 	rc := startEvents(w, "live")
 	// The next wakes are taken before each message, so that an update
-	// during the pause after it is not missed.
+	// after it is not missed. While quiet runs, the doors' changes wait.
 	wake, alarms := c.wake(), c.alarmsChanged()
+	var quiet <-chan time.Time
 	_, _ = fmt.Fprint(w, c.alarmsMessage())
 	_ = rc.Flush()
 	for {
+		doors := wake
+		if quiet != nil {
+			doors = nil
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-doors:
 		case <-alarms:
+		case <-quiet:
+			quiet = nil
+			continue
 		case <-time.After(c.recheck):
 			if !c.keepAlive(w, rc, r) {
 				return
@@ -320,8 +328,8 @@ func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session
 			return // logged out, expired, or the account changed
 		}
 		var msg string
-		if fired(wake) {
-			wake, msg = c.wake(), "data: change\n\n"
+		if quiet == nil && fired(wake) {
+			wake, quiet, msg = c.wake(), time.After(liveEvery), "data: change\n\n"
 		}
 		if fired(alarms) {
 			alarms = c.alarmsChanged()
@@ -332,11 +340,6 @@ func (c *console) liveStream(w http.ResponseWriter, r *http.Request, ss *session
 		}
 		if err := rc.Flush(); err != nil {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(liveEvery):
 		}
 	}
 }
