@@ -120,6 +120,8 @@ type alarmEngine struct {
 	onTick   func()
 	// alongside, if set, runs as long as run (the notifier's deliveries).
 	alongside func(ctx context.Context)
+	// notifier, if set, delivers the notification rules (visitors.go).
+	notifier *notifier
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next alarm change (the console's live pages)
@@ -450,6 +452,7 @@ func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, 
 			return nil, err
 		}
 		e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
+		e.notifier = n
 	}
 	if o.alarmsReady != nil {
 		o.alarmsReady(e)

@@ -172,6 +172,7 @@ func (a *api) mux() *http.ServeMux {
 	a.csvRoutes(m)
 	a.scimRoutes(m)
 	a.alarmRoutes(m)
+	a.visitorRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -102,6 +102,8 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"PATCH /scim/v2/Users/{id}", "PATCH", "/scim/v2/Users/dora", json.RawMessage(`{"Operations":[{"op":"replace","path":"active","value":false}]}`), "change", true, true},
 		{"DELETE /scim/v2/Users/{id}", "DELETE", "/scim/v2/Users/dora", nil, "change", true, true},
 		{"POST /v1/import", "POST", "/v1/import", rawBody{"text/csv", []byte("holder_id,holder_name,card_uid,doors,valid_from,valid_until,flags\ncarol,Carol,04C0C0C0,front,,,\n")}, "change", false, false},
+		{"POST /v1/visitors", "POST", "/v1/visitors", visitorAddReq{Holder: "vic", Host: "ada", From: time.Now(), Until: time.Now().Add(time.Hour), Doors: []string{"front"}, UID: "04E0E0E0"}, "change", false, true},
+		{"POST /v1/visitors/{holder}/end", "POST", "/v1/visitors/vic/end", nil, "change", true, true},
 		{"POST /v1/alarms/{id}/ack", "POST", "/v1/alarms/1/ack", nil, "change", true, true},
 		{"POST /v1/alarms/{id}/assign", "POST", "/v1/alarms/1/assign", alarmReq{Account: "ada"}, "change", true, true},
 		{"POST /v1/alarms/{id}/notes", "POST", "/v1/alarms/1/notes", alarmReq{Text: "on my way"}, "change", true, true},

@@ -249,6 +249,9 @@ type notification struct {
 	Event  *store.Event `json:"event,omitempty"`
 	Alarm  *site.Alarm  `json:"alarm,omitempty"`
 	Action *site.Action `json:"action,omitempty"`
+	// Visitor and Message: a visitor's first badge-in (visitors.go).
+	Visitor *site.Visitor `json:"visitor,omitempty"`
+	Message string        `json:"message,omitempty"`
 }
 
 func (n *notification) subject() string {
@@ -257,6 +260,8 @@ func (n *notification) subject() string {
 		return fmt.Sprintf("latch %s: %s alarm %d: %s at door %s", n.Site, n.Alarm.Priority, n.Alarm.ID, n.Alarm.Kind, n.Alarm.Door)
 	case n.Event != nil:
 		return fmt.Sprintf("latch %s: %s at door %s (seq %d)", n.Site, n.Event.Reason, n.Door, n.Event.Seq)
+	case n.Visitor != nil:
+		return "latch " + n.Site + ": " + n.Message
 	case n.Action != nil:
 		return fmt.Sprintf("latch %s: %s by %s (%s) from %s", n.Site, n.Action.What, n.Action.User, n.Action.Role, n.Action.From)
 	}

@@ -254,6 +254,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	alarmsDone := make(chan struct{})
 	go func() { defer close(alarmsDone); a.alarms.run(mctx, ms.Updated) }()
 	defer func() { stopSite(); <-alarmsDone }()
+	visitsDone := make(chan struct{})
+	go func() { defer close(visitsDone); newVisitWatch(a, log, a.alarms.visitorNotify()).run(mctx, ms.Updated) }()
+	defer func() { stopSite(); <-visitsDone }()
 	if o.syslog != nil {
 		fwDone := make(chan struct{})
 		go func() {

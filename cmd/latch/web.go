@@ -380,7 +380,8 @@ func apiNeed(pattern string) site.Role {
 	}
 	switch pattern {
 	case "POST /v1/holders", "POST /v1/cards", "POST /v1/cards/{uid}/pin", "POST /v1/revoke", "POST /v1/reinstate",
-		"POST /v1/cards/{uid}/replace", "PATCH /v1/cards/{uid}", "POST /v1/doors/{id}/unlock", "POST /v1/doors/{id}/lockdown":
+		"POST /v1/cards/{uid}/replace", "PATCH /v1/cards/{uid}", "POST /v1/doors/{id}/unlock", "POST /v1/doors/{id}/lockdown",
+		"POST /v1/visitors", "POST /v1/visitors/{holder}/end":
 		return site.RoleOperator
 	}
 	return site.RoleAdmin

@@ -77,28 +77,69 @@ func (d *DB) PutVisitor(v Visitor) error {
 	if err != nil {
 		return fmt.Errorf("site: put visitor %q: %w", v.Holder, err)
 	}
-	if err := d.update(func(tx *bolt.Tx) error {
-		vb := tx.Bucket(bucketVisitors)
-		if vb.Get(keyVisitCursor) == nil {
-			// The first visitor: the tally starts after the events
-			// collected so far, which name no visitor.
-			var last uint64
-			if k, _ := tx.Bucket(bucketIdxArrival).Cursor().Last(); k != nil {
-				c, _, err := splitArrivalKey(k)
-				if err != nil {
-					return err
-				}
-				last = c
-			}
-			if err := vb.Put(keyVisitCursor, encodeU64(last)); err != nil {
-				return err
-			}
-		}
-		return vb.Put([]byte(v.Holder), rec)
-	}); err != nil {
+	if err := d.update(func(tx *bolt.Tx) error { return putVisitor(tx, v.Holder, rec) }); err != nil {
 		return fmt.Errorf("site: put visitor %q: %w", v.Holder, err)
 	}
 	return nil
+}
+
+// putVisitor stores a visitor's encoded record in tx; the first visitor
+// starts the tally's cursor.
+func putVisitor(tx *bolt.Tx, holder string, rec []byte) error {
+	vb := tx.Bucket(bucketVisitors)
+	if vb.Get(keyVisitCursor) == nil {
+		// The first visitor: the tally starts after the events
+		// collected so far, which name no visitor.
+		var last uint64
+		if k, _ := tx.Bucket(bucketIdxArrival).Cursor().Last(); k != nil {
+			c, _, err := splitArrivalKey(k)
+			if err != nil {
+				return err
+			}
+			last = c
+		}
+		if err := vb.Put(keyVisitCursor, encodeU64(last)); err != nil {
+			return err
+		}
+	}
+	return vb.Put([]byte(holder), rec)
+}
+
+// PuttingVisitor makes the change that r records also store visitor
+// record v, in the change's own transaction, after the change (the
+// holder and card it adds): the visitor, its credential and the entry
+// are on disk together or not at all.
+func (r *ChangeRecord) PuttingVisitor(v Visitor) error {
+	if err := checkVisitor(&v); err != nil {
+		return fmt.Errorf("site: put visitor %q: %w", v.Holder, err)
+	}
+	rec, err := encodeJSON(v)
+	if err != nil {
+		return fmt.Errorf("site: put visitor %q: %w", v.Holder, err)
+	}
+	r.also = func(tx *bolt.Tx) error { return putVisitor(tx, v.Holder, rec) }
+	return nil
+}
+
+// EndingVisitor makes the change that r records (the revocation of the
+// visitor's credential) also end holder's visit at now for reason, in
+// its own transaction. The change fails, and nothing is stored, when
+// the visit is not there (ErrNotFound) or already ended
+// (ErrVisitorEnded).
+func (r *ChangeRecord) EndingVisitor(holder, reason string, now time.Time) {
+	r.also = func(tx *bolt.Tx) error {
+		_, err := endVisitor(tx, holder, reason, now)
+		return err
+	}
+}
+
+// Visitor reads holder's visitor record in the transaction.
+func (r *Reader) Visitor(holder string) (Visitor, error) {
+	var v Visitor
+	if holder == "" {
+		return v, ErrNotFound
+	}
+	return v, r.get(bucketVisitors, []byte(holder), &v)
 }
 
 // Visitor returns the visitor record of holder, or ErrNotFound.
@@ -219,23 +260,9 @@ var ErrVisitorEnded = errors.New("visit already ended")
 func (d *DB) EndVisitor(holder, reason string, now time.Time) (Visitor, error) {
 	var v Visitor
 	err := d.update(func(tx *bolt.Tx) error {
-		vb := tx.Bucket(bucketVisitors)
-		rec := vb.Get([]byte(holder))
-		if rec == nil || holder == "" {
-			return ErrNotFound
-		}
-		if err := decodeJSON(rec, &v); err != nil {
-			return err
-		}
-		if !v.Ended.IsZero() {
-			return ErrVisitorEnded
-		}
-		v.Ended, v.EndReason = now, reason
-		out, err := encodeJSON(v)
-		if err != nil {
-			return err
-		}
-		return vb.Put([]byte(holder), out)
+		var err error
+		v, err = endVisitor(tx, holder, reason, now)
+		return err
 	})
 	if err != nil {
 		return Visitor{}, fmt.Errorf("site: end visitor %q: %w", holder, err)
@@ -261,4 +288,26 @@ func checkVisitors(tx *bolt.Tx) error {
 		}
 		return nil
 	})
+}
+
+// endVisitor marks holder's visit ended at now for reason, in tx.
+func endVisitor(tx *bolt.Tx, holder, reason string, now time.Time) (Visitor, error) {
+	var v Visitor
+	vb := tx.Bucket(bucketVisitors)
+	rec := vb.Get([]byte(holder))
+	if rec == nil || holder == "" {
+		return v, ErrNotFound
+	}
+	if err := decodeJSON(rec, &v); err != nil {
+		return v, err
+	}
+	if !v.Ended.IsZero() {
+		return v, ErrVisitorEnded
+	}
+	v.Ended, v.EndReason = now, reason
+	out, err := encodeJSON(v)
+	if err != nil {
+		return v, err
+	}
+	return v, vb.Put([]byte(holder), out)
 }

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchdoor/latch/mqtt/brokertest"
+	"github.com/latchdoor/latch/store"
+	"github.com/latchdoor/latch/store/site"
+)
+
+// visitorList is latch visitor list --json, by holder.
+func (s *testSite) visitorList(t testing.TB) map[string]site.Visitor {
+	t.Helper()
+	var vs []site.Visitor
+	if err := json.Unmarshal([]byte(s.ok(t, "", "visitor", "list", "--json")), &vs); err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]site.Visitor)
+	for _, v := range vs {
+		out[v.Holder] = v
+	}
+	return out
+}
+
+// Visitors at two doors: a visitor's card opens both within its window;
+// its first badge-in reaches the host's webhook, once. A visitor allowed
+// two uses is revoked by latch serve once the site collected them, and
+// both doors refuse it. The back door loses its link while a short window
+// ends, and refuses the card by its own clock; its grants of the window
+// are counted once it is back. An operator ends a visit by the CLI.
+func TestVisitorsEndToEnd(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		hooks []notification
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n notification
+		if err := json.Unmarshal(b, &n); err != nil {
+			t.Errorf("webhook body: %v: %s", err, b)
+		}
+		mu.Lock()
+		hooks = append(hooks, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(recv.Close)
+	hooksOf := func(holder string) []notification {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []notification
+		for _, n := range hooks {
+			if n.Visitor != nil && n.Visitor.Holder == holder {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	cfg, err := parseNotify(fmt.Appendf(nil, `
+[[notify.rule]]
+name = "visitor-host"
+events = ["visitor_arrived"]
+channel = "webhook:host"
+
+[notify.webhook.host]
+url = %q
+secret = "host hook secret"
+`, recv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, sv, front, back := startE2EWith(t, serveOptions{notify: cfg})
+
+	// The back door reaches the broker through a proxy the test can cut.
+	proxy := brokertest.NewProxy(t, strings.TrimPrefix(s.brokerURL(t), "tcp://"))
+	var j joinFile
+	b, err := os.ReadFile(back.join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	j.Broker = "tcp://" + proxy.Addr()
+	b, _ = json.Marshal(j)
+	back.join = filepath.Join(s.dir, "join-back.json")
+	if err := os.WriteFile(back.join, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back.quit()
+	back.start()
+	s.current(t, "front", "back")
+
+	// vera's window ends shortly; uma may come in twice within hers.
+	const vera, uma = "0E0E0E01", "0E0E0E02"
+	now := time.Now()
+	until := now.Add(8 * time.Second)
+	s.ok(t, "", "visitor", "add", "vera", "--name", "Vera Visitor", "--host", "alice", "--from", now.Add(-time.Minute).Format(time.RFC3339),
+		"--until", until.Format(time.RFC3339Nano), "--doors", "front,back", "--uid", vera)
+	s.ok(t, "", "visitor", "add", "uma", "--host", "bob", "--until", now.Add(time.Hour).Format(time.RFC3339), "--doors", "front,back",
+		"--uses", "2", "--uid", uma)
+	s.current(t, "front", "back")
+	for _, d := range []*simDoor{front, back} {
+		d.tapPIN(vera, "", "granted")
+		d.tapPIN(uma, "", "granted")
+	}
+
+	// uma's two uses collected: latch serve revokes her card, once.
+	eventually(t, "uma's visit ended", func() bool { return !s.visitorList(t)["uma"].Ended.IsZero() })
+	if v := s.visitorList(t)["uma"]; v.EndReason != reasonUsesSpent || v.Used != 2 || v.FirstSeen.IsZero() {
+		t.Fatalf("uma after two uses: %+v", v)
+	}
+	s.current(t, "front", "back")
+	front.tapPIN(uma, "", "revoked")
+	back.tapPIN(uma, "", "revoked")
+	es, _, err := sv.db.Changes(site.ChangeFilter{Target: "visitor uma"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, e := range es {
+		ops = append(ops, e.Op+" by "+e.Who+": "+e.Detail)
+	}
+	if len(es) != 2 || es[0].Op != "visitor add" || es[1].Op != "visitor end" || es[1].Who != siteActor || es[1].Detail != reasonUsesSpent ||
+		!strings.Contains(string(es[1].After), `"end_reason":"uses spent"`) {
+		t.Fatalf("uma's change-log entries: %q", ops)
+	}
+	if rev, err := sv.db.Revoked([]byte{0x0E, 0x0E, 0x0E, 0x02}); err != nil || rev.Reason != reasonUsesSpent {
+		t.Fatalf("uma's card: %+v, %v", rev, err)
+	}
+
+	// The back door goes offline; vera's window ends; the back door
+	// refuses her card by its own clock, polled by taps.
+	proxy.BlackHole()
+	proxy.Cut()
+	eventually(t, "the back door offline", func() bool { return !s.doorList(t)["back"].Online })
+	grants := 1 // the one above
+	deadline := time.Now().Add(hangGuard)
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		back.send("tap " + vera)
+		ev := back.next("a decision on vera's card", func(m map[string]any) bool { _, ok := m["seq"]; return ok && m["uid"] == vera })
+		back.send("remove")
+		if ev["reason"] == string(store.ReasonExpired) {
+			break
+		}
+		if ev["reason"] != string(store.ReasonGranted) {
+			t.Fatalf("vera at the back door: %v", ev)
+		}
+		grants++
+		if time.Now().After(deadline) {
+			t.Fatalf("vera still granted at the back door %v after her window", time.Since(until))
+		}
+		<-poll.C
+	}
+	if time.Now().Before(until) {
+		t.Fatalf("vera refused before her window ended (%v)", until)
+	}
+	t.Logf("vera: %d grants at the back door offline, refused %v after her window's end", grants-1, time.Since(until).Round(time.Millisecond))
+	front.tapPIN(vera, "", "expired")
+	proxy.Heal()
+	s.current(t, "back")
+	collected(t, sv.db, "back")
+	collected(t, sv.db, "front")
+	eventually(t, "vera's uses counted", func() bool { return s.visitorList(t)["vera"].Used == grants+1 })
+
+	// Each host was told once, at the first badge-in, with the host
+	// named.
+	for _, c := range []struct{ holder, host string }{{"vera", "alice"}, {"uma", "bob"}} {
+		eventually(t, c.holder+"'s host notified", func() bool { return len(hooksOf(c.holder)) > 0 })
+		ds, err := sv.db.Deliveries(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, d := range ds {
+			if d.Rule == "visitor-host" && strings.Contains(d.Subject, "visitor "+c.holder+" ") {
+				n++
+			}
+		}
+		hs := hooksOf(c.holder)
+		if n != 1 || len(hs) != 1 || hs[0].What != "visitor arrived" || !strings.Contains(hs[0].Message, "host "+c.host) || hs[0].Door != "front" {
+			t.Errorf("%s: %d deliveries, webhook %+v", c.holder, n, hs)
+		}
+	}
+
+	// An operator ends vera's visit: her card is revoked; again is refused.
+	if out := s.ok(t, "", "visitor", "end", "vera"); !strings.Contains(out, "visit of vera ended") {
+		t.Fatalf("visitor end: %s", out)
+	}
+	if v := s.visitorList(t)["vera"]; !strings.HasPrefix(v.EndReason, "visit ended by ") {
+		t.Fatalf("vera after end: %+v", v)
+	}
+	if code, _, errs := s.cli(t, "", "visitor", "end", "vera"); code == 0 || !strings.Contains(errs, "conflict") {
+		t.Fatalf("second end: exit %d: %s", code, errs)
+	}
+	if out := s.ok(t, "", "visitor", "list"); !strings.Contains(out, "2/2") || !strings.Contains(out, "uses spent") {
+		t.Fatalf("visitor list:\n%s", out)
+	}
+}
