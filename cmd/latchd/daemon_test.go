@@ -245,6 +245,19 @@ func TestReaderOptsDefaults(t *testing.T) {
 		t.Errorf("clock %v, want reader.speed_hz", o.Clock)
 	}
 
+	startAndPresent(t, td)
+	if sam, retries := td.sim.chip.Configured(); !sam || retries != want.MaxRetries {
+		t.Errorf("chip configured: SAM %t, MaxRetries %d; want true, %d", sam, retries, want.MaxRetries)
+	}
+	if err := td.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAndPresent starts td, presents a card to the emulated reader and
+// waits until the reader reports it.
+func startAndPresent(t *testing.T, td *testDoor) {
+	t.Helper()
 	seen := make(chan pn532.TrackEvent, 16)
 	td.d.onTrack = func(ev pn532.TrackEvent) { seen <- ev }
 	td.start()
@@ -260,12 +273,6 @@ func TestReaderOptsDefaults(t *testing.T) {
 		}
 	case <-guard.C:
 		t.Fatal("the reader never saw the card")
-	}
-	if sam, retries := td.sim.chip.Configured(); !sam || retries != want.MaxRetries {
-		t.Errorf("chip configured: SAM %t, MaxRetries %d; want true, %d", sam, retries, want.MaxRetries)
-	}
-	if err := td.stop(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -277,22 +284,7 @@ func TestReaderWaitsOnIRQ(t *testing.T) {
 	if td.d.hw.readerIRQ == nil {
 		t.Fatal("the simulator's reader has no IRQ line")
 	}
-	seen := make(chan pn532.TrackEvent, 16)
-	td.d.onTrack = func(ev pn532.TrackEvent) { seen <- ev }
-	td.start()
-	if err := td.sim.chip.Present(pn532test.Card{UID: []byte{1, 2, 3, 4}}); err != nil {
-		t.Fatal(err)
-	}
-	guard := time.NewTimer(hangGuard)
-	defer guard.Stop()
-	select {
-	case ev := <-seen:
-		if _, ok := ev.(pn532.Presented); !ok {
-			t.Fatalf("first reader event %T, want Presented", ev)
-		}
-	case <-guard.C:
-		t.Fatal("the reader never saw the card")
-	}
+	startAndPresent(t, td)
 	if _, retries := td.sim.chip.Configured(); retries != 0xFF {
 		t.Errorf("chip configured with MaxRetries %d; want 0xFF, waiting for a card", retries)
 	}

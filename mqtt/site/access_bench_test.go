@@ -72,23 +72,7 @@ func cardPIN(string) DoorPolicy { return DoorPolicy{Mode: store.ModeCardPIN, Clo
 // the history (here 11 changes holding 100,001 cards) up to it.
 func BenchmarkAccessWho(b *testing.B) {
 	s := accessSite(b, 10, 100_000)
-	for _, at := range []struct {
-		name string
-		at   time.Time
-	}{{"now", time.Time{}}, {"at", t0}} {
-		b.Run(at.name, func(b *testing.B) {
-			for b.Loop() {
-				rep, err := s.Who("d0007", AccessQuery{At: at.at, Policy: cardPIN})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(rep.Entries) != 100_001 { // every card, and multi's through g07
-					b.Fatalf("%d entries", len(rep.Entries))
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/report")
-		})
-	}
+	benchAccess(b, 100_001, func(q AccessQuery) (AccessReport, error) { return s.Who("d0007", q) }) // every card, and multi's through g07
 }
 
 // BenchmarkAccessWhat is `latch access what` for a holder whose card lists
@@ -96,18 +80,24 @@ func BenchmarkAccessWho(b *testing.B) {
 // 1,000 doors.
 func BenchmarkAccessWhat(b *testing.B) {
 	s := accessSite(b, 1000, 1000)
+	benchAccess(b, 1000, func(q AccessQuery) (AccessReport, error) { return s.What("multi", q) })
+}
+
+// benchAccess measures report now and at a past moment (t0), each answer
+// holding want entries.
+func benchAccess(b *testing.B, want int, report func(AccessQuery) (AccessReport, error)) {
 	for _, at := range []struct {
 		name string
 		at   time.Time
 	}{{"now", time.Time{}}, {"at", t0}} {
 		b.Run(at.name, func(b *testing.B) {
 			for b.Loop() {
-				rep, err := s.What("multi", AccessQuery{At: at.at, Policy: cardPIN})
+				rep, err := report(AccessQuery{At: at.at, Policy: cardPIN})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(rep.Entries) != 1000 {
-					b.Fatalf("%d entries", len(rep.Entries))
+				if len(rep.Entries) != want {
+					b.Fatalf("%d entries, want %d", len(rep.Entries), want)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/report")
