@@ -34,6 +34,7 @@ type watcher struct {
 	kernel func() kernelClockState
 
 	linkKnown, online bool
+	downSince         time.Duration // the monotonic reading at which the link was first seen down, -1 while up
 	status            string
 	clock             kernelClockState
 	clockKnown        bool
@@ -66,11 +67,7 @@ func (w *watcher) run(ctx context.Context, ready <-chan struct{}) error {
 // and a monotonic reading taken together.
 func (w *watcher) tick(ctx context.Context, wall time.Time, mono time.Duration) {
 	if w.link != nil {
-		if up := w.link(); !w.linkKnown || up != w.online {
-			if err := w.tell(ctx, up); err == nil {
-				w.linkKnown, w.online = true, up
-			}
-		}
+		w.watchLink(ctx, mono)
 	}
 	if w.summary != nil {
 		if s := w.summary(); s != w.status {
@@ -96,6 +93,31 @@ func (w *watcher) tick(ctx context.Context, wall time.Time, mono time.Duration) 
 			w.log.Warn("clock: no longer synchronised; event times are marked unsynced and time rules follow security.untrusted_clock")
 		}
 		w.clock, w.clockKnown = k, true
+	}
+}
+
+// linkGrace is how long the site link must stay down before the door's
+// display says "Offline": a link that is still connecting at start, or
+// reconnects at once, is not worth alarming the person at the door.
+const linkGrace = 5 * time.Second
+
+// watchLink tells the controller the site link came up at once, and that
+// it went down once it stayed down for linkGrace.
+func (w *watcher) watchLink(ctx context.Context, mono time.Duration) {
+	up := w.link()
+	if up {
+		w.downSince = -1
+	} else if w.downSince < 0 {
+		w.downSince = mono
+	}
+	if w.linkKnown && up == w.online {
+		return
+	}
+	if !up && mono-w.downSince < linkGrace {
+		return
+	}
+	if err := w.tell(ctx, up); err == nil {
+		w.linkKnown, w.online = true, up
 	}
 }
 
@@ -149,7 +171,7 @@ func (d *daemon) summary() string {
 
 // newWatcher makes the daemon's watcher.
 func (d *daemon) newWatcher() *watcher {
-	w := &watcher{log: d.log, summary: d.summary, setStatus: d.systemd.status, kernel: kernelClock}
+	w := &watcher{log: d.log, summary: d.summary, setStatus: d.systemd.status, kernel: kernelClock, downSince: -1}
 	if d.client != nil {
 		cl := d.client
 		w.link = func() bool { return cl.Stats().Connected }

@@ -12,7 +12,7 @@ import (
 )
 
 // TestWatcher: the watcher passes link changes to the controller once per
-// change (again after a refused one), publishes a changed summary only,
+// change (again after a refused one), a drop only once it lasted linkGrace, publishes a changed summary only,
 // logs clock steps of a second or more in either direction and changes of
 // the kernel's synchronisation.
 func TestWatcher(t *testing.T) {
@@ -36,6 +36,7 @@ func TestWatcher(t *testing.T) {
 		summary:   func() string { return summary },
 		setStatus: func(s string) { published = append(published, s) },
 		kernel:    func() kernelClockState { return k },
+		downSince: -1,
 	}
 	t0 := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 	mono := time.Duration(0)
@@ -44,16 +45,34 @@ func TestWatcher(t *testing.T) {
 		t0 = t0.Add(wallStep)
 		w.tick(t.Context(), t0, mono)
 	}
+	// Down at start: the display is told only once the link stayed down
+	// for linkGrace, not while it is still connecting.
 	w.tick(t.Context(), t0, mono)
+	for range 3 {
+		tick(time.Second)
+	}
+	up = true
+	tick(time.Second)
+	if len(told) != 1 || !told[0] {
+		t.Fatalf("told the controller %v while connecting, want only [true]", told)
+	}
+	// A drop that mends within linkGrace is not told.
+	up = false
 	tick(time.Second)
 	up = true
 	tick(time.Second)
-	tick(time.Second)
-	refuse, up = true, false
+	// A drop that lasts is told once it lasted linkGrace, also after a
+	// refused report.
+	up = false
+	for range 4 {
+		tick(time.Second)
+	}
+	refuse = true
 	tick(time.Second)
 	refuse = false
 	tick(time.Second)
-	if want := []bool{false, true, false}; !slices.Equal(told, want) {
+	tick(time.Second)
+	if want := []bool{true, false}; !slices.Equal(told, want) {
 		t.Errorf("told the controller %v, want %v", told, want)
 	}
 
