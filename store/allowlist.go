@@ -400,10 +400,7 @@ func checkOp(op *Op) error {
 		if err := want(false, false, true, false); err != nil {
 			return err
 		}
-		if !validUIDLen(len(op.UID)) {
-			return fmt.Errorf("uid has %d bytes, want 4, 7 or 10", len(op.UID))
-		}
-		return nil
+		return CheckCardKey(op.UID)
 	case OpDeleteHolder, OpRevokeHolder, OpReinstateHolder:
 		if err := want(false, false, false, true); err != nil {
 			return err
@@ -496,8 +493,8 @@ func (s *Store) DeleteCard(uid []byte) error {
 	if err := s.waitPages(); err != nil {
 		return fmt.Errorf("store: delete card: %w", err)
 	}
-	if !validUIDLen(len(uid)) {
-		return fmt.Errorf("store: delete card %X: %w: uid has %d bytes, want 4, 7 or 10", uid, ErrInvalidArgument, len(uid))
+	if err := CheckCardKey(uid); err != nil {
+		return fmt.Errorf("store: delete card %X: %w: %w", uid, ErrInvalidArgument, err)
 	}
 	if err := s.modifyACL(func(a *aclTx) error { return a.deleteCard(uid) }); err != nil {
 		return fmt.Errorf("store: delete card %X: %w", uid, err)

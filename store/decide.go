@@ -155,8 +155,9 @@ func (s *Store) readDoorFails(tx *bolt.Tx, req *Request, v *cardView) error {
 // has one), whatever the outcome, so the answer time does not depend on
 // whether the PIN was right.
 //
-// In card-or-PIN mode a request with no UID and a PIN would be a keypad
-// code; codes are not enrolled in this store, so it is Denied unknown_card.
+// In card-or-PIN mode a request with no UID and a PIN is a keypad code
+// (see CodeKey): it is looked up by its key and judged as a card, with no
+// PIN stage; in other modes it is Denied unknown_card.
 //
 // On error the Decision is Denied; the store never grants from a record it
 // cannot read.
@@ -182,13 +183,19 @@ func (s *Store) Decide(req Request) (Decision, error) {
 		}
 		return Decision{Outcome: Denied, Reason: ReasonRandomUID, Note: "the reader reports a random UID, which is never a credential"}, nil
 	}
-	if len(req.UID) == 0 {
+	if len(req.UID) == 0 && pinStage && req.Mode == ModeCardOrPIN {
+		return s.decideCode(req)
+	}
+	if len(req.UID) == 0 || IsCodeKey(req.UID) {
 		d := Decision{Outcome: Denied, Reason: ReasonUnknownCard}
 		if pinStage {
 			s.burn(req.PIN, nil, nil)
-			if req.Mode == ModeCardOrPIN {
-				d.Note = "no keypad codes are enrolled on this door"
-			}
+		}
+		switch {
+		case len(req.UID) > 0:
+			d.Note = fmt.Sprintf("a UID of %d bytes is a keypad code's key, never a card", CodeKeyLen)
+		case pinStage:
+			d.Note = "keypad codes are typed without a card only in card-or-pin mode"
 		}
 		return d, nil
 	}
@@ -689,20 +696,9 @@ func (s *Store) recordBadPIN(req *Request, d Decision) (Decision, error) {
 		if err := lb.Put(req.UID, encodeLockout(rec)); err != nil {
 			return err
 		}
-		db := tx.Bucket(bucketDoorFails)
-		var fails []time.Time
-		if v := db.Get([]byte(req.Door)); v != nil {
-			var err error
-			if fails, err = decodeTimes(v); err != nil {
-				return fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
-			}
-		}
-		fails = append(fails, req.Now)
-		if len(fails) > pol.DoorMaxBadPINs {
-			fails = fails[len(fails)-pol.DoorMaxBadPINs:]
-		}
-		doorLocked, doorUntil = s.doorPINLocked(fails, req.Now)
-		return db.Put([]byte(req.Door), encodeTimes(fails))
+		var err error
+		doorLocked, doorUntil, err = s.addDoorFail(tx, req)
+		return err
 	})
 	d.Outcome, d.Reason = Denied, ReasonBadPIN
 	if err != nil {
@@ -719,6 +715,24 @@ func (s *Store) recordBadPIN(req *Request, d Decision) (Decision, error) {
 	}
 	d.Note = joinNotes(notes)
 	return d, nil
+}
+
+// addDoorFail adds a bad PIN at req.Now to the door's history and says
+// whether the door now refuses PINs, and until when.
+func (s *Store) addDoorFail(tx *bolt.Tx, req *Request) (locked bool, until time.Time, err error) {
+	db := tx.Bucket(bucketDoorFails)
+	var fails []time.Time
+	if v := db.Get([]byte(req.Door)); v != nil {
+		if fails, err = decodeTimes(v); err != nil {
+			return false, time.Time{}, fmt.Errorf("bad-PIN history of door %q: %w", req.Door, err)
+		}
+	}
+	fails = append(fails, req.Now)
+	if n := s.opts.Lockout.DoorMaxBadPINs; len(fails) > n {
+		fails = fails[len(fails)-n:]
+	}
+	locked, until = s.doorPINLocked(fails, req.Now)
+	return locked, until, db.Put([]byte(req.Door), encodeTimes(fails))
 }
 
 // PINChecks returns how many argon2id derivations Decide has run since

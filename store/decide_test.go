@@ -243,12 +243,12 @@ func TestDecidePINStage(t *testing.T) {
 	mustDo(t, s.Revoke(Revocation{UID: uidAda}))
 	expect(t, "right PIN, revoked meanwhile", decide(t, s, pinReq(uidAda, adaPIN, testEpoch)), Denied, ReasonRevoked)
 
-	// Card-or-PIN without a card: no keypad codes here.
+	// Card-or-PIN without a card: a PIN is not a keypad code.
 	r := Request{PIN: []byte(adaPIN), Door: "front", Mode: ModeCardOrPIN, Now: testEpoch, ClockTrusted: true}
 	d := decide(t, s, r)
-	expect(t, "keypad code alone", d, Denied, ReasonUnknownCard)
-	if !strings.Contains(d.Note, "keypad codes") {
-		t.Errorf("note %q should say no keypad codes are enrolled", d.Note)
+	expect(t, "a PIN typed alone", d, Denied, ReasonUnknownCard)
+	if d.Note != "no keypad code matches" {
+		t.Errorf("note %q should say no keypad code matches", d.Note)
 	}
 }
 

@@ -57,7 +57,8 @@
 //
 //	bucket           key                               value
 //	meta             "schema"                          v1 uint64: schema version (3)
-//	cards            UID (4, 7 or 10 bytes)            v2 card (see below)
+//	cards            UID (4, 7 or 10 bytes), or a      v2 card (see below)
+//	                 keypad code's key (8 bytes)
 //	holders          holder id                         v2 uint8 flags (1: duress PIN), name, duress PIN hash (binary, as a card's)
 //	holder_cards     uint8 len(id), id, UID            empty: index of cards by holder
 //	revoked_cards    UID                               v2 reason (uvarint length, bytes)

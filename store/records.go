@@ -99,8 +99,11 @@ func checkTime(what string, t time.Time) error {
 
 // checkCard validates a card's fields; used on input and after decoding.
 func checkCard(c *Card) error {
-	if !validUIDLen(len(c.UID)) {
-		return fmt.Errorf("uid has %d bytes, want 4, 7 or 10", len(c.UID))
+	if err := CheckCardKey(c.UID); err != nil {
+		return err
+	}
+	if IsCodeKey(c.UID) && c.PINHash != "" {
+		return fmt.Errorf("keypad code %X has a PIN hash; a code is its own secret", c.UID)
 	}
 	if err := checkID("holder id", c.HolderID); err != nil {
 		return err
@@ -184,8 +187,8 @@ func checkRevocation(r *Revocation) error {
 	case len(r.UID) > 0 && r.HolderID != "":
 		return fmt.Errorf("revocation names both uid %X and holder %q; want one", r.UID, r.HolderID)
 	case len(r.UID) > 0:
-		if !validUIDLen(len(r.UID)) {
-			return fmt.Errorf("uid has %d bytes, want 4, 7 or 10", len(r.UID))
+		if err := CheckCardKey(r.UID); err != nil {
+			return err
 		}
 	case r.HolderID != "":
 		if err := checkID("holder id", r.HolderID); err != nil {
@@ -534,7 +537,7 @@ func parseCardRec(key, rec []byte) (cardRec, error) {
 		d.skipSchedule()
 		r.schedule = d.b[start:d.off]
 	}
-	if err := d.end(); err == nil && !validUIDLen(len(key)) {
+	if err := d.end(); err == nil && !validKeyLen(len(key)) {
 		d.fail("key of %d bytes is not a UID", len(key))
 	}
 	if d.err != nil {

@@ -207,13 +207,6 @@ func del[V any](m map[string]V, k string, undo *[]func()) {
 	delete(m, k)
 }
 
-func validUID(uid []byte) error {
-	if n := len(uid); n != 4 && n != 7 && n != 10 {
-		return fmt.Errorf("uid has %d bytes, want 4, 7 or 10", n)
-	}
-	return nil
-}
-
 // cloneCard returns a copy of c that shares no memory with it.
 func cloneCard(c store.Card) store.Card {
 	c.UID = bytes.Clone(c.UID)
@@ -234,7 +227,7 @@ func (h *History) apply(op *store.Op, undo *[]func(), t touched) error {
 		if op.Card == nil {
 			return fmt.Errorf("no card")
 		}
-		if err := validUID(op.Card.UID); err != nil {
+		if err := store.CheckCardKey(op.Card.UID); err != nil {
 			return err
 		}
 		if op.Card.HolderID == "" {
@@ -248,7 +241,7 @@ func (h *History) apply(op *store.Op, undo *[]func(), t touched) error {
 		t.cards[k] = true
 		t.holders[op.Card.HolderID] = true
 	case store.OpDeleteCard:
-		if err := validUID(op.UID); err != nil {
+		if err := store.CheckCardKey(op.UID); err != nil {
 			return err
 		}
 		k := string(op.UID)
@@ -272,13 +265,13 @@ func (h *History) apply(op *store.Op, undo *[]func(), t touched) error {
 		del(st.holders, op.HolderID, undo)
 		t.holders[op.HolderID] = true
 	case store.OpRevokeCard:
-		if err := validUID(op.UID); err != nil {
+		if err := store.CheckCardKey(op.UID); err != nil {
 			return err
 		}
 		set(st.revCard, string(op.UID), store.Revocation{UID: bytes.Clone(op.UID), Reason: op.Reason}, undo)
 		t.cards[string(op.UID)] = true
 	case store.OpReinstateCard:
-		if err := validUID(op.UID); err != nil {
+		if err := store.CheckCardKey(op.UID); err != nil {
 			return err
 		}
 		del(st.revCard, string(op.UID), undo)

@@ -84,8 +84,8 @@ func checkOp(op *store.Op) error {
 }
 
 func checkUID(uid []byte) error {
-	if n := len(uid); n != 4 && n != 7 && n != 10 {
-		return fmt.Errorf("%w: uid has %d bytes, want 4, 7 or 10", ErrInvalid, n)
+	if err := store.CheckCardKey(uid); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -36,7 +36,8 @@
 //	meta             "schema"                             v1 uint64: schema version (2)
 //	                 "acl_seq"                            v1 uint64: the global ACL seq, the last committed change
 //	                 "key_chain"                          v1 JSON []json.RawMessage: the site's signed key rotations, oldest first
-//	cards            UID (4, 7 or 10 bytes)               v1 JSON store.Card
+//	cards            UID (4, 7 or 10 bytes), or a         v1 JSON store.Card
+//	                 keypad code's key (8, store.CodeKey)
 //	holders          holder id                            v1 JSON store.Holder
 //	holder_cards     uint8 len(id), id, UID               empty: index of cards by holder
 //	revoked_cards    UID                                  v1 JSON store.Revocation
