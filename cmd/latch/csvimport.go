@@ -231,8 +231,8 @@ func checkRow(line int, get func(string) string, fail func(col, msg string) line
 	}
 	c := &store.Card{HolderID: row.holder.ID}
 	uid, err := hex.DecodeString(strings.ReplaceAll(uidText, ":", ""))
-	if n := len(uid); err != nil || (n != 4 && n != 7 && n != 10) {
-		errs = append(errs, fail("card_uid", fmt.Sprintf("%q is not a UID of 4, 7 or 10 bytes in hex (like 04A1B2C3)", uidText)))
+	if err != nil || store.CheckCardKey(uid) != nil {
+		errs = append(errs, fail("card_uid", fmt.Sprintf("%q is not a UID of 4, 7 or 10 bytes in hex (like 04A1B2C3), or a keypad code's key of 8", uidText)))
 	}
 	c.UID = uid
 	for d := range strings.FieldsSeq(get("doors")) {

@@ -74,7 +74,8 @@ type simDoor struct {
 	in      io.WriteCloser
 	lines   chan map[string]any
 	pending []map[string]any
-	errFile string // the process's standard error
+	errFile string   // the process's standard error
+	extra   []string // more flags of latchd's, such as -config
 }
 
 // startDoor starts the door name of the site in the join file, with its
@@ -89,7 +90,7 @@ func startDoor(t testing.TB, bin, join, dir, name string) *simDoor {
 
 func (d *simDoor) start() {
 	d.t.Helper()
-	d.cmd = exec.Command(d.bin, "-sim", "-join", d.join, "-door", d.name, "-data", d.data, "-log-format", "json")
+	d.cmd = exec.Command(d.bin, append([]string{"-sim", "-join", d.join, "-door", d.name, "-data", d.data, "-log-format", "json"}, d.extra...)...)
 	d.errFile = d.data + ".stderr"
 	f, err := os.OpenFile(d.errFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

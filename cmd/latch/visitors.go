@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,8 +21,11 @@ import (
 )
 
 // Visitors: a host asks for a visitor's access for a window; the visitor
-// is a holder with one card (card only: a visitor has no PIN) whose
-// ValidFrom and ValidUntil are the window, so that every door refuses it
+// is a holder with one credential, a card (card only: a visitor has no
+// PIN) or a keypad code the site makes (store.CodeKey: a visitor's PIN,
+// typed without a card at doors in card-or-PIN mode, shown once in the
+// answer and stored only as its key), whose ValidFrom and ValidUntil are
+// the window, so that every door refuses it
 // outside the window by itself, online or not. The site keeps a visitor
 // record beside it (store/site's Visitor) and, as latch serve stores the
 // doors' events, counts the visitor's granted uses (TallyVisits): the
@@ -42,7 +47,8 @@ type visitorAddReq struct {
 	Until  time.Time `json:"until"`          // its end
 	Doors  []string  `json:"doors"`          // door ids or group names
 	Uses   int       `json:"uses,omitempty"` // granted uses allowed; 0: any within the window
-	UID    string    `json:"uid"`            // the visitor's card, hex
+	UID    string    `json:"uid,omitempty"`  // the visitor's card, hex; or
+	Code   int       `json:"code,omitempty"` // a keypad code of this many digits (6 to 12) that the site makes
 }
 
 // visitorAdd is a checked visitorAddReq.
@@ -73,12 +79,63 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 			return r, err
 		}
 	}
+	switch {
+	case r.Code != 0 && r.UID != "":
+		return r, errors.New("uid and code: a visitor has a card or a keypad code, not both")
+	case r.Code != 0 && (r.Code < minCodeDigits || r.Code > maxCodeDigits):
+		return r, fmt.Errorf("code %d: want %d to %d digits", r.Code, minCodeDigits, maxCodeDigits)
+	case r.Code != 0:
+		return r, nil
+	}
 	uid, err := parseUID(r.UID)
 	if err != nil {
 		return r, err
 	}
+	if store.IsCodeKey(uid) {
+		return r, fmt.Errorf("uid %s: %d bytes is a keypad code's key; ask for a code instead", r.UID, store.CodeKeyLen)
+	}
 	r.uid = uid
 	return r, nil
+}
+
+// The length of a visitor's keypad code.
+const (
+	minCodeDigits     = 6
+	maxCodeDigits     = 12
+	defaultCodeDigits = 6
+)
+
+// newCode makes a random keypad code of n digits, none that a guesser
+// tries first (one digit repeated, or a run up or down such as 123456).
+func newCode(n int) ([]byte, error) {
+	for {
+		code := make([]byte, n)
+		for i := range code {
+			d, err := rand.Int(rand.Reader, big.NewInt(10))
+			if err != nil {
+				return nil, fmt.Errorf("make a keypad code: %w", err)
+			}
+			code[i] = '0' + byte(d.Int64())
+		}
+		if !guessable(code) {
+			return code, nil
+		}
+	}
+}
+
+// guessable says whether every digit of code is the one before it plus
+// the same step of -1, 0 or 1 (mod 10): 111111, 123456, 987654, 890123.
+func guessable(code []byte) bool {
+	for _, step := range []int{-1, 0, 1} {
+		run := true
+		for i := 1; i < len(code) && run; i++ {
+			run = (int(code[i]-'0')-int(code[i-1]-'0')-step+20)%10 == 0
+		}
+		if run {
+			return true
+		}
+	}
+	return false
 }
 
 // visitorResult answers a visitor's add or end: the change and the
@@ -86,6 +143,9 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 type visitorResult struct {
 	changeResult
 	Visitor site.Visitor `json:"visitor"`
+	// Code is the visitor's keypad code, in the answer to its add only:
+	// the site keeps its key alone, so it is never shown again.
+	Code string `json:"code,omitempty"`
 }
 
 // visitorReader reads a visitor record: the database, or a change's
@@ -122,10 +182,22 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	var code []byte
+	if req.Code != 0 {
+		var err error
+		if code, req.uid, err = a.freeCode(req.Code); err != nil {
+			a.failErr(w, r, err)
+			return
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	cred := fmt.Sprintf("card %X", req.uid)
+	if code != nil {
+		cred = fmt.Sprintf("keypad code of %d digits", len(code))
+	}
 	a.describe(r, "visitor "+req.Holder, visitorState(req.Holder),
-		fmt.Sprintf("card %X, host %s, %s to %s", req.uid, req.Host, req.From.UTC().Format(time.RFC3339), req.Until.UTC().Format(time.RFC3339)))
+		fmt.Sprintf("%s, host %s, %s to %s", cred, req.Host, req.From.UTC().Format(time.RFC3339), req.Until.UTC().Format(time.RFC3339)))
 	if !req.Until.After(a.now()) {
 		a.failErr(w, r, badRequest(fmt.Errorf("until %s: the window is over", req.Until.Format(time.RFC3339))))
 		return
@@ -143,7 +215,7 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	who, _, _ := changeSource(r)
 	v := site.Visitor{Holder: req.Holder, Name: req.Name, Host: req.Host, From: req.From.UTC(), Until: req.Until.UTC(),
-		Doors: req.Doors, Uses: req.Uses, Added: a.now().UTC(), AddedBy: who}
+		Doors: req.Doors, Uses: req.Uses, Code: code != nil, Added: a.now().UTC(), AddedBy: who}
 	rec := a.recording(r)
 	if rec == nil {
 		a.failErr(w, r, errors.New("visitor add: no change-log entry to record it"))
@@ -156,8 +228,26 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	res, err := a.commitOps(r,
 		store.Op{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: req.Holder, Name: req.Name}},
 		store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors,
-			ValidFrom: v.From, ValidUntil: v.Until, Flags: store.Flags{CardOnly: true}}})
-	a.answerVisitor(w, r, http.StatusCreated, req.Holder, res, err)
+			ValidFrom: v.From, ValidUntil: v.Until, Flags: store.Flags{CardOnly: code == nil}}})
+	a.answerVisitor(w, r, http.StatusCreated, req.Holder, res, err, string(code))
+}
+
+// freeCode makes a keypad code of n digits whose key no card or code at
+// the site has, and returns it with its key. A code's key takes one
+// derivation of 32 MiB, so it runs before the caller takes a.mu.
+func (a *api) freeCode(n int) (code, key []byte, err error) {
+	for range 8 {
+		if code, err = newCode(n); err != nil {
+			return nil, nil, err
+		}
+		if key, err = store.CodeKey(code); err != nil {
+			return nil, nil, err
+		}
+		if err = a.cardFree(key); !errors.Is(err, errExists) {
+			return code, key, err
+		}
+	}
+	return nil, nil, fmt.Errorf("no free keypad code of %d digits in 8 tries: %w", n, errExists)
 }
 
 // visitorEnd ends a visit now: its credential is revoked.
@@ -180,10 +270,12 @@ func (a *api) visitorEnd(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.EndingVisitor(holder, reason, a.now().UTC())
 	res, err := a.commitOps(r, ops...)
-	a.answerVisitor(w, r, http.StatusOK, holder, res, err)
+	a.answerVisitor(w, r, http.StatusOK, holder, res, err, "")
 }
 
-func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, res changeResult, err error) {
+// answerVisitor answers a visitor's change with its record and, for a
+// new keypad code, the code.
+func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, res changeResult, err error, keypad string) {
 	var v site.Visitor
 	if err == nil {
 		v, err = a.db.Visitor(holder)
@@ -192,7 +284,7 @@ func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, ho
 		a.failErr(w, r, err)
 		return
 	}
-	writeJSON(w, code, visitorResult{changeResult: res, Visitor: v})
+	writeJSON(w, code, visitorResult{changeResult: res, Visitor: v, Code: keypad})
 }
 
 // visitEndOps are the operations that end holder's visit: the
@@ -370,20 +462,27 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	until := c.fs.String("until", "", "the window's end: RFC 3339 time or YYYY-MM-DD (required)")
 	doors := c.fs.String("doors", "", "the doors or groups the card opens, comma-separated (required)")
 	uses := c.fs.Int("uses", 0, "granted uses allowed; once the site has collected them, the card is revoked (0: any within the window)")
-	uid := c.fs.String("uid", "", "the visitor's card UID in hex (required)")
+	uid := c.fs.String("uid", "", "the visitor's card UID in hex (this, or --pin)")
+	pin := c.fs.Bool("pin", false, "give the visitor a keypad code instead of a card: the site makes it and prints it once; it opens doors in card-or-pin mode")
+	pinDigits := c.fs.Int("pin-digits", defaultCodeDigits, fmt.Sprintf("with --pin: the code's digits (%d to %d)", minCodeDigits, maxCodeDigits))
 	name := c.fs.String("name", "", "the visitor's full name (default: NAME)")
 	pos, err := c.parse(args, 1, "NAME")
 	if err != nil {
 		return err
 	}
-	if *host == "" || *until == "" || *doors == "" || *uid == "" {
-		return usagef("--host, --until, --doors and --uid are required")
+	if *host == "" || *until == "" || *doors == "" || (*uid == "") == !*pin {
+		return usagef("--host, --until, --doors, and --uid or --pin are required")
 	}
-	card, err := cmdUID(*uid)
-	if err != nil {
-		return err
+	req := visitorAddReq{Holder: pos[0], Name: *name, Host: *host, Doors: strings.Split(*doors, ","), Uses: *uses}
+	if *pin {
+		req.Code = *pinDigits
+	} else {
+		card, err := cmdUID(*uid)
+		if err != nil {
+			return err
+		}
+		req.UID = fmt.Sprintf("%X", card)
 	}
-	req := visitorAddReq{Holder: pos[0], Name: *name, Host: *host, Doors: strings.Split(*doors, ","), Uses: *uses, UID: fmt.Sprintf("%X", card)}
 	if req.Name == "" {
 		req.Name = pos[0]
 	}
@@ -401,7 +500,11 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return show(c, raw, func(w io.Writer, r visitorResult) {
-		fmt.Fprintf(w, "visitor %s added for %s, card %s, %s to %s (change %d)\n", r.Visitor.Holder, r.Visitor.Host, req.UID,
+		cred := "card " + req.UID
+		if r.Code != "" {
+			cred = "keypad code " + r.Code + " (shown this once: give it to the visitor; it opens doors in card-or-pin mode)"
+		}
+		fmt.Fprintf(w, "visitor %s added for %s, %s, %s to %s (change %d)\n", r.Visitor.Holder, r.Visitor.Host, cred,
 			when(r.Visitor.From), when(r.Visitor.Until), r.Seq)
 	})
 }
@@ -409,7 +512,7 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 func cmdVisitorList(ctx context.Context, e *env, args []string) error {
 	return listCmd(ctx, e, args, "visitor list", "/v1/visitors", func(w io.Writer, vs []site.Visitor) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "VISITOR\tNAME\tHOST\tFROM\tUNTIL\tDOORS\tUSED\tFIRST SEEN\tENDED")
+		fmt.Fprintln(tw, "VISITOR\tNAME\tHOST\tCREDENTIAL\tFROM\tUNTIL\tDOORS\tUSED\tFIRST SEEN\tENDED")
 		for _, v := range vs {
 			used := fmt.Sprint(v.Used)
 			if v.Uses > 0 {
@@ -423,7 +526,11 @@ func cmdVisitorList(ctx context.Context, e *env, args []string) error {
 			if v.EndReason != "" {
 				ended += " (" + v.EndReason + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Holder, dash(v.Name), v.Host, when(v.From), when(v.Until),
+			cred := "card"
+			if v.Code {
+				cred = "keypad code"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Holder, dash(v.Name), v.Host, cred, when(v.From), when(v.Until),
 				strings.Join(v.Doors, ","), used, first, ended)
 		}
 		tw.Flush()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -206,5 +208,130 @@ secret = "host hook secret"
 	}
 	if out := s.ok(t, "", "visitor", "list"); !strings.Contains(out, "2/2") || !strings.Contains(out, "uses spent") {
 		t.Fatalf("visitor list:\n%s", out)
+	}
+}
+
+// cardOrPINConfig writes a door config in card-or-PIN mode for latchd
+// -sim -config: the example config with that mode (its MQTT settings give
+// way to the join file's).
+func cardOrPINConfig(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/latchd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey))
+	conf := strings.Replace(string(b), `mode = "card+pin"`, `mode = "card-or-pin"`, 1)
+	conf = strings.Replace(conf, "REPLACE-WITH-THE-SITE-PUBLIC-KEY", key, 1)
+	path := filepath.Join(t.TempDir(), "card-or-pin.toml")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// keyCode types code and # at the door's keypad and returns the decision
+// it logged.
+func (d *simDoor) keyCode(code string) map[string]any {
+	d.t.Helper()
+	d.send("key " + code + "#")
+	return d.next("a decision on a keypad code", func(m map[string]any) bool {
+		_, ok := m["seq"]
+		return ok && m["type"] == string(store.TypeAccess) && m["uid"] == nil
+	})
+}
+
+// A visitor's keypad code: the site makes it and shows it once; doors in
+// card-or-PIN mode grant it at the visitor's doors within the window, and
+// refuse it at other doors, after the window (with no message from the site)
+// and once the visit is ended. Guessed codes are refused.
+func TestVisitorCodeEndToEnd(t *testing.T) {
+	s, sv, front, back := startE2EWith(t, serveOptions{})
+	conf := cardOrPINConfig(t)
+	for _, d := range []*simDoor{front, back} {
+		d.quit()
+		d.extra = []string{"-config", conf}
+		d.start()
+	}
+	s.current(t, "front", "back")
+
+	until := time.Now().Add(6 * time.Second)
+	out := s.ok(t, "", "visitor", "add", "vic", "--name", "Vic Visitor", "--host", "alice", "--until", until.Format(time.RFC3339Nano),
+		"--doors", "front", "--pin", "--json")
+	var res visitorResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	code := res.Code
+	if len(code) != defaultCodeDigits || !res.Visitor.Code || guessable([]byte(code)) {
+		t.Fatalf("visitor add --pin: %s", out)
+	}
+	// The code is never stored or shown again.
+	for _, args := range [][]string{{"visitor", "list", "--json"}, {"audit", "changes", "--json"}} {
+		if o := s.ok(t, "", args...); strings.Contains(o, code) || (args[0] == "audit" && !strings.Contains(o, "keypad code of 6 digits")) {
+			t.Fatalf("latch %s:\n%s", strings.Join(args, " "), o)
+		}
+	}
+	s.current(t, "front", "back")
+	applied := s.doorList(t)["front"].AppliedSeq
+
+	ev := front.keyCode(code)
+	if ev["reason"] != string(store.ReasonGranted) || ev["holder"] != "vic" || !strings.Contains(fmt.Sprint(ev["detail"]), "keypad code") {
+		t.Fatalf("the code at the front door: %v", ev)
+	}
+	// The back door's view holds only what opens it: the code is unknown
+	// there.
+	if ev := back.keyCode(code); ev["reason"] != string(store.ReasonUnknownCard) {
+		t.Fatalf("the code at the back door: %v", ev)
+	}
+	wrong := []byte(code)
+	wrong[0] = '0' + (wrong[0]-'0'+1)%10
+	if ev := front.keyCode(string(wrong)); ev["reason"] != string(store.ReasonUnknownCard) {
+		t.Fatalf("a guessed code: %v", ev)
+	}
+
+	// The window ends: the front door refuses the code by its own clock,
+	// polled by typing it, with no change from the site.
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		ev := front.keyCode(code)
+		if ev["reason"] == string(store.ReasonExpired) {
+			break
+		}
+		if ev["reason"] != string(store.ReasonGranted) || time.Now().After(until.Add(hangGuard)) {
+			t.Fatalf("the code at the front door, %v after its window: %v", time.Since(until), ev)
+		}
+		<-poll.C
+	}
+	if time.Now().Before(until) {
+		t.Fatalf("the code refused before its window ended (%v)", until)
+	}
+	if got := s.doorList(t)["front"].AppliedSeq; got != applied {
+		t.Fatalf("the front door applied seq %d, then %d: the window's end needed no change", applied, got)
+	}
+
+	// A second code, ended by an operator: revoked at the door.
+	out = s.ok(t, "", "visitor", "add", "wes", "--host", "bob", "--until", time.Now().Add(time.Hour).Format(time.RFC3339),
+		"--doors", "front,back", "--pin", "--pin-digits", "8", "--uses", "3")
+	i := strings.Index(out, "keypad code ")
+	if i < 0 || len(out) < i+20 {
+		t.Fatalf("visitor add --pin: %s", out)
+	}
+	code = out[i+len("keypad code ") : i+len("keypad code ")+8]
+	s.current(t, "front", "back")
+	if ev := back.keyCode(code); ev["reason"] != string(store.ReasonGranted) || ev["holder"] != "wes" {
+		t.Fatalf("wes's code at the back door: %v", ev)
+	}
+	collected(t, sv.db, "back")
+	eventually(t, "wes's use counted", func() bool { return s.visitorList(t)["wes"].Used == 1 })
+	s.ok(t, "", "visitor", "end", "wes")
+	s.current(t, "front", "back")
+	if ev := front.keyCode(code); ev["reason"] != string(store.ReasonRevoked) {
+		t.Fatalf("wes's code after the end of the visit: %v", ev)
+	}
+	if code, _, errs := s.cli(t, "", "visitor", "add", "xan", "--host", "bob", "--until", "2099-01-01", "--doors", "front", "--pin", "--uid", "0E0E0E03"); code != 2 ||
+		!strings.Contains(errs, "--uid or --pin") {
+		t.Fatalf("--pin with --uid: exit %d: %s", code, errs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
 
@@ -46,6 +47,9 @@ func TestVisitorAddRefusals(t *testing.T) {
 		{"no host", func(r *visitorAddReq) { r.Holder, r.UID, r.Host = "val", "04E0E0E1", " " }, "host"},
 		{"no doors", func(r *visitorAddReq) { r.Holder, r.UID, r.Doors = "val", "04E0E0E1", nil }, "doors"},
 		{"negative uses", func(r *visitorAddReq) { r.Holder, r.UID, r.Uses = "val", "04E0E0E1", -1 }, "uses"},
+		{"a card and a code", func(r *visitorAddReq) { r.Holder, r.UID, r.Code = "val", "04E0E0E1", 6 }, "not both"},
+		{"a code too short", func(r *visitorAddReq) { r.Holder, r.UID, r.Code = "val", "", 4 }, "want 6 to 12 digits"},
+		{"a code's key as a card", func(r *visitorAddReq) { r.Holder, r.UID = "val", "0102030405060708" }, "keypad code's key"},
 	} {
 		r := good
 		c.req(&r)
@@ -64,6 +68,26 @@ func TestVisitorAddRefusals(t *testing.T) {
 	if vs, err := db.Visitors(); err != nil || len(vs) != 1 {
 		t.Errorf("visitors %+v, %v", vs, err)
 	}
+	// A keypad code: stored as its key, a card with no PIN and not card
+	// only, and named in the change log by its length alone.
+	withCode := good
+	withCode.Holder, withCode.UID, withCode.Code = "vik", "", 8
+	raw, err = cl.call(context.Background(), "POST", "/v1/visitors", withCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeInto(t, raw, &res)
+	key, err := store.CodeKey([]byte(res.Code))
+	if err != nil || len(res.Code) != 8 || !res.Visitor.Code {
+		t.Fatalf("a code: %+v, %v", res, err)
+	}
+	if c, err := db.Card(key); err != nil || c.HolderID != "vik" || c.PINHash != "" || c.Flags.CardOnly || !c.ValidUntil.Equal(good.Until) {
+		t.Fatalf("the code's card: %+v, %v", c, err)
+	}
+	es, _, _ := db.Changes(site.ChangeFilter{Target: "visitor vik"})
+	if len(es) != 1 || !strings.HasPrefix(es[0].Detail, "keypad code of 8 digits") || strings.Contains(string(es[0].After)+es[0].Detail, res.Code) {
+		t.Fatalf("the code's change-log entry: %+v", es)
+	}
 	if out := s.ok(t, "", "visitor", "end", "vic"); !strings.Contains(out, "visit of vic ended") {
 		t.Fatalf("end: %s", out)
 	}
@@ -80,18 +104,43 @@ func FuzzDecodeVisitorAdd(f *testing.F) {
 	f.Add([]byte(`{"holder":"vera","host":"alice","from":"2026-01-01T09:00:00Z","until":"2026-01-01T17:00:00+01:00","doors":["front"],"uses":2,"uid":"04A1B2C3"}`))
 	f.Add([]byte(`{"holder":"vera","host":"alice","from":"2026-01-01T09:00:00Z","until":"2026-01-01T09:00:00Z","doors":["front"],"uid":"04A1B2C3"}`))
 	f.Add([]byte(`{"holder":"vera","host":"alice","from":"2026-01-01T09:00:00Z","until":"2026-01-02T09:00:00Z","doors":["front"],"uid":"04A1B2C3","pin":"1234"}`))
+	f.Add([]byte(`{"holder":"vic","host":"alice","from":"2026-01-01T09:00:00Z","until":"2026-01-02T09:00:00Z","doors":["front"],"code":6}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeVisitorAdd(b)
 		if err != nil {
 			return
 		}
-		if len(b) > maxBody || r.Holder == "" || strings.TrimSpace(r.Host) == "" || len(r.uid) == 0 || !r.From.Before(r.Until) || len(r.Doors) == 0 || r.Uses < 0 {
+		if len(b) > maxBody || r.Holder == "" || strings.TrimSpace(r.Host) == "" || (len(r.uid) == 0) == (r.Code == 0) || store.IsCodeKey(r.uid) ||
+			(r.Code != 0 && (r.Code < minCodeDigits || r.Code > maxCodeDigits)) || !r.From.Before(r.Until) || len(r.Doors) == 0 || r.Uses < 0 {
 			t.Fatalf("accepted %q as %+v", b, r)
 		}
 		again, err := decodeVisitorAdd(mustJSON(t, r.visitorAddReq))
-		if err != nil || !bytes.Equal(again.uid, r.uid) || again.Holder != r.Holder || again.Host != r.Host || again.Uses != r.Uses ||
+		if err != nil || !bytes.Equal(again.uid, r.uid) || again.Code != r.Code || again.Holder != r.Holder || again.Host != r.Host || again.Uses != r.Uses ||
 			!again.From.Equal(r.From) || !again.Until.Equal(r.Until) || len(again.Doors) != len(r.Doors) {
 			t.Fatalf("round trip of %+v: %+v, %v", r, again, err)
 		}
 	})
+}
+
+// Codes a guesser tries first are never made.
+func TestVisitorCodes(t *testing.T) {
+	for code, want := range map[string]bool{
+		"111111": true, "123456": true, "987654": true, "890123": true, "210987": true,
+		"583017": false, "112233": false, "123457": false,
+	} {
+		if got := guessable([]byte(code)); got != want {
+			t.Errorf("guessable(%s) = %v", code, got)
+		}
+	}
+	seen := make(map[string]bool)
+	for range 200 {
+		c, err := newCode(6)
+		if err != nil || len(c) != 6 || guessable(c) || strings.Trim(string(c), "0123456789") != "" {
+			t.Fatalf("newCode: %q, %v", c, err)
+		}
+		seen[string(c)] = true
+	}
+	if len(seen) < 190 {
+		t.Errorf("200 codes, %d different", len(seen))
+	}
 }

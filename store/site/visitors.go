@@ -37,6 +37,7 @@ type Visitor struct {
 	Until     time.Time `json:"until"`                // its end (the card's ValidUntil)
 	Doors     []string  `json:"doors"`                // the doors or groups the credential opens
 	Uses      int       `json:"uses,omitempty"`       // granted uses allowed; 0: any within the window
+	Code      bool      `json:"code,omitempty"`       // the credential is a keypad code (store.CodeKey), not a card
 	Used      int       `json:"used,omitempty"`       // granted uses the site collected
 	FirstSeen time.Time `json:"first_seen,omitzero"`  // the first granted use, by the door's clock
 	FirstDoor string    `json:"first_door,omitempty"` // the door of that use
