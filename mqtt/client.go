@@ -45,6 +45,8 @@ type DoorStatus struct {
 	// ("keep-going", "card+pin", "override-only").
 	StalePolicy string
 	Clock       store.TimeQuality // whether the door's clock is synced
+	Mode        store.Mode        // the mode in force: card, card+pin or card-or-pin
+	TZ          string            // the IANA time zone of the door's schedules
 }
 
 // Contact is what the door contact says.

@@ -215,7 +215,7 @@ func docExamples(t *testing.T) map[string][]byte {
 	b, err = json.Marshal(Status{
 		V: Version, Type: KindStatus, Site: docSite, Door: docDoor, Online: true, At: t0.Add(4 * time.Second),
 		DoorState: "closed", Reader: "ok", Journal: "ok", ACLSeq: 42, SnapshotHash: h42, Outbox: 0,
-		Version: "1.1.0", UptimeS: 86400, Clock: store.TimeSynced,
+		Version: "1.1.0", UptimeS: 86400, Clock: store.TimeSynced, Mode: store.ModeCardPIN, TZ: "Europe/Berlin",
 		Fingerprint: pub.Fingerprint(),
 		SignKey:     base64.StdEncoding.EncodeToString(pub.SignKey),
 		SealKey:     base64.StdEncoding.EncodeToString(pub.SealKey),

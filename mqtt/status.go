@@ -21,7 +21,7 @@ func (c *Client) currentStatus() Status {
 		V: Version, Type: KindStatus, Site: c.o.Site, Door: c.o.Door, Online: true,
 		DoorState: ds.State(), Lockdown: ds.Lockdown, Reader: ds.Reader.String(), Journal: ds.Journal.String(), Clock: ds.Clock,
 		ACLSeq: c.sync.acl.seq, SnapshotHash: c.sync.acl.hash, Outbox: depth,
-		ACLStale: c.fresh.stale, Version: c.o.Version,
+		ACLStale: c.fresh.stale, Version: c.o.Version, Mode: ds.Mode, TZ: ds.TZ,
 	}
 	if s.ACLStale {
 		s.StalePolicy = ds.StalePolicy

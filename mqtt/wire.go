@@ -468,6 +468,8 @@ type Status struct {
 	Version      string            `json:"version,omitempty"`       // firmware version
 	UptimeS      int64             `json:"uptime_s,omitempty"`      // seconds since the client started
 	Clock        store.TimeQuality `json:"clock,omitempty"`         // synced or unsynced
+	Mode         store.Mode        `json:"mode,omitempty"`          // the door's mode in force: card, card+pin or card-or-pin
+	TZ           string            `json:"tz,omitempty"`            // the IANA time zone of the door's schedules
 	Fingerprint  string            `json:"fingerprint,omitempty"`   // the door identity's fingerprint (see PublicIdentity)
 	SignKey      string            `json:"sign_key,omitempty"`      // the door's Ed25519 public key, base64
 	SealKey      string            `json:"seal_key,omitempty"`      // the door's X25519 public key for sealed messages, base64

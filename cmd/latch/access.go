@@ -35,9 +35,9 @@ func (a *api) accessRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /v1/access/unused", a.accessUnused)
 }
 
-// accessQuery reads at, mode and tz: the moment, and what the site
-// assumes of the doors' settings, which it does not hold (the mode and
-// time zone in each door's config file).
+// accessQuery reads at, mode and tz: the moment, and, when given, the
+// doors' mode and time zone to assume in place of those each door
+// reports in its status (from its config file).
 func (a *api) accessQuery(q url.Values) (mqttsite.AccessQuery, error) {
 	var aq mqttsite.AccessQuery
 	if s := q.Get("at"); s != "" {
@@ -48,15 +48,12 @@ func (a *api) accessQuery(q url.Values) (mqttsite.AccessQuery, error) {
 		aq.At = t
 	}
 	mode := store.Mode(q.Get("mode"))
-	if mode == "" {
-		mode = store.ModeCardPIN
-	}
 	switch mode {
-	case store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
+	case "", store.ModeCardOnly, store.ModeCardPIN, store.ModeCardOrPIN:
 	default:
 		return aq, badRequest(fmt.Errorf("mode %q: want card, card+pin or card-or-pin", mode))
 	}
-	loc := time.UTC
+	var loc *time.Location
 	if tz := q.Get("tz"); tz != "" {
 		l, err := time.LoadLocation(tz)
 		if err != nil {
@@ -71,33 +68,67 @@ func (a *api) accessQuery(q url.Values) (mqttsite.AccessQuery, error) {
 	return aq, nil
 }
 
-// doorPolicy is door id's policy as the reports assume it: the mode and
-// time zone given, and, for now, the lockdown, stale allowlist and clock
-// of its last status, through the door's own rule (door.Status.AskAs).
+// doorPolicy is door id's policy as the reports take it: the mode and
+// time zone given, or else those of its last status (card+pin and UTC
+// without one), and, for now, the lockdown, stale allowlist and clock of
+// its last status, through the door's own rule (door.Status.AskAs).
 func (a *api) doorPolicy(id string, mode store.Mode, loc *time.Location, past bool) mqttsite.DoorPolicy {
-	p := mqttsite.DoorPolicy{Mode: mode, ClockTrusted: true, Store: store.Options{Location: loc},
-		Notes: []string{fmt.Sprintf("door mode %s and time zone %s assumed: the site does not hold the doors' settings", mode, loc)}}
+	var st mqtt.Status
+	d, err := a.db.Door(id)
+	known := err == nil && len(d.Status) > 0
+	if known {
+		if err := json.Unmarshal(d.Status, &st); err != nil {
+			a.log.Warn("access: door status unreadable", "door", id, "err", err)
+			known = false
+		}
+	}
+	p := mqttsite.DoorPolicy{ClockTrusted: true}
+	p.Mode, p.Store.Location, p.Notes = doorSettings(id, &st, mode, loc)
 	if past {
 		p.Notes = append(p.Notes, "at a past moment, doors are taken as not in lockdown, with a fresh allowlist and a synced clock")
 		return p
 	}
-	d, err := a.db.Door(id)
-	if err != nil || len(d.Status) == 0 {
+	if !known {
 		p.Notes = append(p.Notes, "door "+id+" has sent no status: taken as not in lockdown, with a fresh allowlist and a synced clock")
 		return p
 	}
-	var st mqtt.Status
-	if err := json.Unmarshal(d.Status, &st); err != nil {
-		a.log.Warn("access: door status unreadable", "door", id, "err", err)
-		return p
-	}
-	ds := door.Status{Mode: mode, Lockdown: st.Lockdown, Stale: st.ACLStale, StalePolicy: door.StalePolicy(st.StalePolicy)}
+	ds := door.Status{Mode: p.Mode, Lockdown: st.Lockdown, Stale: st.ACLStale, StalePolicy: door.StalePolicy(st.StalePolicy)}
 	p.Mode, p.Lockdown = ds.AskAs(true)
 	p.ClockTrusted = st.Clock != store.TimeUnsynced
 	if st.ACLStale {
 		p.Notes = append(p.Notes, fmt.Sprintf("door %s reports a stale allowlist: policy %s", id, st.StalePolicy))
 	}
 	return p
+}
+
+// doorSettings is the mode and time zone a report takes for door id: those
+// given, or else those of its last status st, or else card+pin and UTC;
+// the note says which.
+func doorSettings(id string, st *mqtt.Status, mode store.Mode, loc *time.Location) (store.Mode, *time.Location, []string) {
+	var notes []string
+	from := "given"
+	switch {
+	case mode != "":
+	case st.Mode != "":
+		mode, from = st.Mode, "reported by the door"
+	default:
+		mode, from = store.ModeCardPIN, "assumed: door "+id+" has not reported it"
+	}
+	notes = append(notes, fmt.Sprintf("door mode %s %s", mode, from))
+	from = "given"
+	switch {
+	case loc != nil:
+	case st.TZ != "":
+		l, err := time.LoadLocation(st.TZ)
+		if err == nil {
+			loc, from = l, "reported by the door"
+			break
+		}
+		loc, from = time.UTC, fmt.Sprintf("assumed: door %s reports %q, unknown here", id, st.TZ)
+	default:
+		loc, from = time.UTC, "assumed: door "+id+" has not reported it"
+	}
+	return mode, loc, append(notes, fmt.Sprintf("time zone %s %s", loc, from))
 }
 
 func (a *api) accessWho(w http.ResponseWriter, r *http.Request) {
@@ -255,8 +286,8 @@ type accessCmd struct {
 func newAccessCmd(e *env, name string) *accessCmd {
 	c := &accessCmd{clientCmd: newClientCmd(e, name)}
 	c.at = c.fs.String("at", "", "the moment to answer for (RFC 3339 or YYYY-MM-DD); default now")
-	c.mode = c.fs.String("mode", "", "the doors' mode: card, card+pin (default) or card-or-pin")
-	c.tz = c.fs.String("tz", "", "the doors' time zone, for schedules (default UTC)")
+	c.mode = c.fs.String("mode", "", "the doors' mode to assume: card, card+pin or card-or-pin (default: each door's reported mode, else card+pin)")
+	c.tz = c.fs.String("tz", "", "the doors' time zone to assume, for schedules (default: each door's reported zone, else UTC)")
 	c.csv = c.fs.Bool("csv", false, "print CSV")
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,10 @@ func TestAccessReportsAgreeWithDoors(t *testing.T) {
 		for _, uid := range []string{"0A000000", "0A000001", "0A000002", "0A000003"} {
 			var xs []mqttsite.Explanation
 			decodeInto(t, call("GET", "/v1/access/explain?"+url.Values{"uid": {uid}, "door": {d.name}}.Encode(), nil), &xs)
+			if n := strings.Join(xs[0].Notes, "; "); !strings.Contains(n, "door mode card+pin reported by the door") ||
+				!strings.Contains(n, "time zone UTC reported by the door") {
+				t.Errorf("explain %s at %s: notes %q should name the mode and zone the door reported", uid, d.name, n)
+			}
 			d.tapPIN(uid, "", string(xs[0].Reason))
 		}
 	}

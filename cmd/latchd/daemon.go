@@ -580,7 +580,7 @@ func (d *daemon) runReader(ctx context.Context) error {
 
 // mqttDoor is the door as the MQTT client sees it.
 func (d *daemon) mqttDoor() mqttDoor {
-	return mqttDoor{ctrl: d.ctrl, reader: &d.reader, safe: d.safe}
+	return mqttDoor{ctrl: d.ctrl, reader: &d.reader, safe: d.safe, tz: d.cfg.location().String()}
 }
 
 // readerHealth tells the controller whether the reader works and, when it

@@ -92,6 +92,7 @@ type mqttDoor struct {
 	ctrl   *door.Controller
 	reader *readerFault
 	safe   *failsafe
+	tz     string // the time zone of the door's schedules
 }
 
 // Unlock implements mqtt.Door.
@@ -119,7 +120,7 @@ func (m mqttDoor) Status() (st mqtt.DoorStatus) {
 	st = mqtt.DoorStatus{
 		Contact: mqtt.ContactClosed, Unlocked: !s.Locked, Alarms: s.Alarms, Lockdown: s.Lockdown,
 		Reader: mqtt.Health{OK: s.ReaderOK}, Journal: mqtt.Health{OK: s.JournalOK, Detail: s.Journal},
-		StalePolicy: string(m.ctrl.StalePolicy()), Clock: store.TimeSynced,
+		StalePolicy: string(m.ctrl.StalePolicy()), Clock: store.TimeSynced, Mode: s.Mode, TZ: m.tz,
 	}
 	switch {
 	case !s.ContactKnown:
