@@ -59,7 +59,17 @@ func show[T any](c *clientCmd, raw json.RawMessage, human func(w io.Writer, v T)
 	}
 	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
 	human(tw, v)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// A change's warning (changeResult.Warning), whatever the answer.
+	var warn struct {
+		Warning string `json:"warning"`
+	}
+	if json.Unmarshal(raw, &warn) == nil && warn.Warning != "" {
+		fmt.Fprintln(c.e.stderr, "latch: warning: "+warn.Warning)
+	}
+	return nil
 }
 
 // change sends a change to the service and reports it as what.

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/latchdoor/latch/mqtt"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
@@ -229,7 +230,45 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 		store.Op{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: req.Holder, Name: req.Name}},
 		store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors,
 			ValidFrom: v.From, ValidUntil: v.Until, Flags: store.Flags{CardOnly: code == nil}}})
+	if err == nil && code != nil {
+		res.Warning = joinWarnings(res.Warning, a.codeModeWarning(req.Doors))
+	}
 	a.answerVisitor(w, r, http.StatusCreated, req.Holder, res, err, string(code))
+}
+
+// codeModeWarning names the doors a keypad code is meant to open whose
+// last status reports a mode other than card-or-pin, where no code is
+// typed without a card; "" when there are none.
+func (a *api) codeModeWarning(opens []string) string {
+	ds, err := a.db.ListDoors()
+	if err != nil {
+		return "the doors' modes could not be read: " + err.Error()
+	}
+	var off []string
+	for _, d := range ds {
+		if !slices.ContainsFunc(opens, func(o string) bool { return o == "*" || o == d.ID || slices.Contains(d.Groups, o) }) {
+			continue
+		}
+		var st mqtt.Status
+		if json.Unmarshal(d.Status, &st) == nil && st.Mode != "" && st.Mode != store.ModeCardOrPIN {
+			off = append(off, fmt.Sprintf("%s (%s)", d.ID, st.Mode))
+		}
+	}
+	if len(off) == 0 {
+		return ""
+	}
+	return "a keypad code opens only doors in card-or-pin mode, and these report another: " + strings.Join(off, ", ")
+}
+
+// joinWarnings joins two warnings of an answer, either of them "".
+func joinWarnings(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
 }
 
 // freeCode makes a keypad code of n digits whose key no card or code at
