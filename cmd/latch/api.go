@@ -171,6 +171,8 @@ func (a *api) mux() *http.ServeMux {
 	a.tokenRoutes(m)
 	a.csvRoutes(m)
 	a.scimRoutes(m)
+	a.scimGroupRoutes(m)
+	a.scimDiscoveryRoutes(m)
 	a.alarmRoutes(m)
 	a.visitorRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -273,6 +275,9 @@ func (a *api) commit(w http.ResponseWriter, r *http.Request, code int, ops ...st
 // committed.
 func (a *api) commitOps(r *http.Request, ops ...store.Op) (changeResult, error) {
 	by := operator(r)
+	if err := a.scimGroupsOnNewCards(r, ops); err != nil {
+		return changeResult{}, err
+	}
 	var seq uint64
 	var err error
 	if a.online {

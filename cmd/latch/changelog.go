@@ -70,6 +70,10 @@ var changeOps = map[string]string{
 	"PUT /scim/v2/Users/{id}":            "scim user replace",
 	"PATCH /scim/v2/Users/{id}":          "scim user patch",
 	"DELETE /scim/v2/Users/{id}":         "scim user delete",
+	"POST /scim/v2/Groups":               "scim group create",
+	"PUT /scim/v2/Groups/{id}":           "scim group replace",
+	"PATCH /scim/v2/Groups/{id}":         "scim group patch",
+	"DELETE /scim/v2/Groups/{id}":        "scim group delete",
 	"POST /v1/alarms/{id}/ack":           "alarm ack",
 	"POST /v1/alarms/{id}/assign":        "alarm assign",
 	"POST /v1/alarms/{id}/notes":         "alarm note",
@@ -92,6 +96,8 @@ type records interface {
 	HolderRevoked(id string) (store.Revocation, error)
 	Door(id string) (site.Door, error)
 	User(name string) (site.User, error)
+	SCIMGroup(name string) (site.SCIMGroup, error)
+	SCIMMembers(group string) ([]site.SCIMMember, error)
 }
 
 var _, _ records = (*site.DB)(nil), (*site.Reader)(nil)

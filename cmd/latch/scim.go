@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,9 @@ import (
 // Entra ID) needs to keep holders in step with its users:
 //
 //	GET    /scim/v2/ServiceProviderConfig
+//	GET    /scim/v2/Schemas, /scim/v2/Schemas/{id}          (scimschemas.go)
+//	GET    /scim/v2/ResourceTypes, /scim/v2/ResourceTypes/{id}
+//	       /scim/v2/Groups…                                 (scimgroups.go)
 //	GET    /scim/v2/Users?filter=userName eq "ID"&startIndex=&count=
 //	POST   /scim/v2/Users          a user → the holder userName, 201
 //	GET    /scim/v2/Users/{id}
@@ -29,8 +33,9 @@ import (
 // every card of theirs is refused at the doors from their next sync;
 // active=true reinstates. A DELETE revokes the holder with a reason that
 // marks it deleted: their cards and history stay, SCIM answers 404 for
-// them, and a new POST of the same userName reinstates them. A change is
-// one commit of the allowlist and one entry of the change log.
+// them, and a new POST of the same userName reinstates them. A user's
+// groups (read-only) are the SCIM groups the holder is a member of. A
+// change is one commit of the allowlist and one entry of the change log.
 //
 // On the console's address these routes need an admin (an API token, for
 // an identity provider). Written by hand: the subset is small, and the
@@ -61,16 +66,18 @@ type scimName struct {
 }
 
 // scimUser is the User resource as latch reads and writes it; other
-// attributes an identity provider sends (emails, groups…) are ignored.
+// attributes an identity provider sends (emails, phone numbers…) are
+// ignored, and so are groups, which latch shows and does not read.
 type scimUser struct {
-	Schemas     []string  `json:"schemas"`
-	ID          string    `json:"id,omitempty"`
-	ExternalID  string    `json:"externalId,omitempty"`
-	UserName    string    `json:"userName"`
-	Name        *scimName `json:"name,omitempty"`
-	DisplayName string    `json:"displayName,omitempty"`
-	Active      *bool     `json:"active,omitempty"`
-	Meta        *scimMeta `json:"meta,omitempty"`
+	Schemas     []string     `json:"schemas"`
+	ID          string       `json:"id,omitempty"`
+	ExternalID  string       `json:"externalId,omitempty"`
+	UserName    string       `json:"userName"`
+	Name        *scimName    `json:"name,omitempty"`
+	DisplayName string       `json:"displayName,omitempty"`
+	Active      *bool        `json:"active,omitempty"`
+	Groups      []scimMember `json:"groups,omitempty"`
+	Meta        *scimMeta    `json:"meta,omitempty"`
 }
 
 type scimMeta struct {
@@ -134,6 +141,21 @@ type scimPatch struct {
 	} `json:"Operations"`
 }
 
+// readSCIMPatch reads a PatchOp of 1 to 64 operations.
+func readSCIMPatch(b []byte) (scimPatch, error) {
+	var p scimPatch
+	if len(b) > maxSCIMBody {
+		return p, fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, len(b), maxSCIMBody)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("patch: %w", err)
+	}
+	if len(p.Operations) == 0 || len(p.Operations) > 64 {
+		return p, fmt.Errorf("patch: %d operations: want 1 to 64", len(p.Operations))
+	}
+	return p, nil
+}
+
 // patchEdit is what a PatchOp sets: nil, left as is.
 type patchEdit struct {
 	active *bool
@@ -145,16 +167,10 @@ type patchEdit struct {
 // as an object without one (Okta, Entra ID). active may be a string
 // ("False"), as Entra ID sends it.
 func decodeSCIMPatch(b []byte) (patchEdit, error) {
-	var p scimPatch
 	var e patchEdit
-	if len(b) > maxSCIMBody {
-		return e, fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, len(b), maxSCIMBody)
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return e, fmt.Errorf("patch: %w", err)
-	}
-	if len(p.Operations) == 0 || len(p.Operations) > 64 {
-		return e, fmt.Errorf("patch: %d operations: want 1 to 64", len(p.Operations))
+	p, err := readSCIMPatch(b)
+	if err != nil {
+		return e, err
 	}
 	var given, family *string
 	for i, op := range p.Operations {
@@ -241,22 +257,31 @@ func scimBool(v json.RawMessage) (bool, error) {
 	return false, errors.New("want true or false")
 }
 
-// parseSCIMFilter reads the one filter latch answers: userName eq "ID"
-// (or externalId eq "ID"), attribute and operator in any case.
+// parseSCIMFilter reads the one filter latch answers of users: userName
+// eq "ID" (or externalId eq "ID"), attribute and operator in any case.
 func parseSCIMFilter(f string) (string, error) {
+	_, v, err := parseSCIMFilterOf(f, "userName", "externalId")
+	return v, err
+}
+
+// parseSCIMFilterOf reads a filter ATTR eq "VALUE", ATTR one of attrs
+// (in any case, as is the operator), and returns ATTR as attrs spells it
+// and VALUE.
+func parseSCIMFilterOf(f string, attrs ...string) (string, string, error) {
 	attr, rest, ok := strings.Cut(strings.TrimSpace(f), " ")
-	if !ok || (!strings.EqualFold(attr, "userName") && !strings.EqualFold(attr, "externalId")) {
-		return "", fmt.Errorf("filter %q: only userName eq \"…\" is supported", f)
+	i := slices.IndexFunc(attrs, func(a string) bool { return strings.EqualFold(a, attr) })
+	if !ok || i < 0 {
+		return "", "", fmt.Errorf("filter %q: only %s eq \"…\" is supported", f, attrs[0])
 	}
 	op, val, ok := strings.Cut(strings.TrimSpace(rest), " ")
 	if !ok || !strings.EqualFold(op, "eq") {
-		return "", fmt.Errorf("filter %q: only the eq operator is supported", f)
+		return "", "", fmt.Errorf("filter %q: only the eq operator is supported", f)
 	}
 	var s string
 	if err := json.Unmarshal([]byte(strings.TrimSpace(val)), &s); err != nil {
-		return "", fmt.Errorf("filter %q: the value must be a quoted string", f)
+		return "", "", fmt.Errorf("filter %q: the value must be a quoted string", f)
 	}
-	return s, nil
+	return attrs[i], s, nil
 }
 
 func (a *api) scimRoutes(m *http.ServeMux) {
@@ -288,8 +313,13 @@ func (a *api) scimFail(w http.ResponseWriter, r *http.Request, code int, scimTyp
 	writeSCIM(w, code, scimError{Schemas: []string{scimErrorSchema}, Status: strconv.Itoa(code), ScimType: scimType, Detail: msg, Error: msg})
 }
 
+// scimFailErr answers err with its status; a 400 is an invalidValue.
 func (a *api) scimFailErr(w http.ResponseWriter, r *http.Request, err error) {
-	a.scimFail(w, r, status(err), "", err)
+	code, typ := status(err), ""
+	if code == http.StatusBadRequest {
+		typ = "invalidValue"
+	}
+	a.scimFail(w, r, code, typ, err)
 }
 
 func (a *api) scimConfig(w http.ResponseWriter, r *http.Request) {
@@ -297,9 +327,10 @@ func (a *api) scimConfig(w http.ResponseWriter, r *http.Request) {
 	writeSCIM(w, http.StatusOK, map[string]any{
 		"schemas": []string{scimSPCSchema}, "patch": map[string]bool{"supported": true},
 		"bulk":   map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-		"filter": map[string]any{"supported": true, "maxResults": 1000}, "changePassword": no, "sort": no, "etag": no,
+		"filter": map[string]any{"supported": true, "maxResults": scimMaxResults}, "changePassword": no, "sort": no, "etag": no,
 		"authenticationSchemes": []map[string]any{{"type": "oauthbearertoken", "name": "API token",
 			"description": "Authorization: Bearer and a latch API token with the admin role (latch token create)"}},
+		"meta": scimMeta{ResourceType: "ServiceProviderConfig", Location: "/scim/v2/ServiceProviderConfig"},
 	})
 }
 
@@ -327,6 +358,16 @@ func (a *api) scimHolder(id string) (scimHolder, error) {
 	return scimHolder{h: h, revoked: rev}, nil
 }
 
+// scimUserOf is s as SCIM shows it, with its groups.
+func (a *api) scimUserOf(s scimHolder) (scimUser, error) {
+	u := s.user()
+	ms, err := a.db.SCIMGroupsOf(s.h.ID)
+	for _, m := range ms {
+		u.Groups = append(u.Groups, scimMember{Value: m.Group, Display: m.Group, Ref: "/scim/v2/Groups/" + m.Group, Type: "direct"})
+	}
+	return u, err
+}
+
 func (s scimHolder) user() scimUser {
 	active := s.revoked == ""
 	u := scimUser{Schemas: []string{scimUserSchema}, ID: s.h.ID, UserName: s.h.ID, DisplayName: s.h.Name, Active: &active,
@@ -337,13 +378,16 @@ func (s scimHolder) user() scimUser {
 	return u
 }
 
-func (a *api) scimList(w http.ResponseWriter, r *http.Request) {
+// scimListQuery reads a list's query: filter, startIndex (from 1),
+// count (at most scimMaxResults), attributes and excludedAttributes. It
+// answers the error and returns false when it cannot.
+func (a *api) scimListQuery(w http.ResponseWriter, r *http.Request) (get func(string) string, start, count int, ok bool) {
 	get, err := queryValues(r.URL.Query(), "filter", "startIndex", "count", "attributes", "excludedAttributes")
 	if err != nil {
 		a.scimFail(w, r, http.StatusBadRequest, "invalidValue", err)
-		return
+		return nil, 0, 0, false
 	}
-	start, count := 1, 100
+	start, count = 1, 100
 	for _, p := range []struct {
 		k string
 		v *int
@@ -351,12 +395,32 @@ func (a *api) scimList(w http.ResponseWriter, r *http.Request) {
 		if s := get(p.k); s != "" {
 			if *p.v, err = strconv.Atoi(s); err != nil || *p.v < 0 {
 				a.scimFail(w, r, http.StatusBadRequest, "invalidValue", fmt.Errorf("%s %q: want a number", p.k, s))
-				return
+				return nil, 0, 0, false
 			}
 		}
 	}
-	start, count = max(start, 1), min(count, 1000)
-	var users []scimUser
+	return get, max(start, 1), min(count, scimMaxResults), true
+}
+
+// scimMaxResults is the most resources one list answers.
+const scimMaxResults = 1000
+
+// writeSCIMList answers a ListResponse: page, of total resources, from
+// start.
+func writeSCIMList[T any](w http.ResponseWriter, total, start int, page []T) {
+	if page == nil {
+		page = []T{}
+	}
+	writeSCIM(w, http.StatusOK, map[string]any{"schemas": []string{scimListSchema}, "totalResults": total,
+		"startIndex": start, "itemsPerPage": len(page), "Resources": page})
+}
+
+func (a *api) scimList(w http.ResponseWriter, r *http.Request) {
+	get, start, count, ok := a.scimListQuery(w, r)
+	if !ok {
+		return
+	}
+	var users []scimHolder
 	if f := get("filter"); f != "" {
 		id, err := parseSCIMFilter(f)
 		if err != nil {
@@ -366,7 +430,7 @@ func (a *api) scimList(w http.ResponseWriter, r *http.Request) {
 		s, err := a.scimHolder(id)
 		switch {
 		case err == nil:
-			users = append(users, s.user())
+			users = append(users, s)
 		case !errors.Is(err, site.ErrNotFound):
 			a.scimFailErr(w, r, err)
 			return
@@ -384,26 +448,39 @@ func (a *api) scimList(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if rev != scimDeleted {
-				users = append(users, scimHolder{h: h, revoked: rev}.user())
+				users = append(users, scimHolder{h: h, revoked: rev})
 			}
 		}
 	}
 	total := len(users)
-	page := users[min(start-1, total):min(start-1+count, total)]
-	if page == nil {
-		page = []scimUser{}
+	var page []scimUser
+	for _, s := range users[min(start-1, total):min(start-1+count, total)] {
+		u, err := a.scimUserOf(s)
+		if err != nil {
+			a.scimFailErr(w, r, err)
+			return
+		}
+		page = append(page, u)
 	}
-	writeSCIM(w, http.StatusOK, map[string]any{"schemas": []string{scimListSchema}, "totalResults": total,
-		"startIndex": start, "itemsPerPage": len(page), "Resources": page})
+	writeSCIMList(w, total, start, page)
 }
 
 func (a *api) scimGet(w http.ResponseWriter, r *http.Request) {
-	s, err := a.scimHolder(r.PathValue("id"))
+	a.answerSCIMUser(w, r, http.StatusOK, r.PathValue("id"))
+}
+
+// answerSCIMUser answers with the user id.
+func (a *api) answerSCIMUser(w http.ResponseWriter, r *http.Request, code int, id string) {
+	s, err := a.scimHolder(id)
+	var u scimUser
+	if err == nil {
+		u, err = a.scimUserOf(s)
+	}
 	if err != nil {
 		a.scimFailErr(w, r, err)
 		return
 	}
-	writeSCIM(w, http.StatusOK, s.user())
+	writeSCIM(w, code, u)
 }
 
 // scimApply commits what makes holder id have name (nil: as is) and be
@@ -442,12 +519,7 @@ func (a *api) scimApply(w http.ResponseWriter, r *http.Request, code int, id str
 		}
 		a.log.Info("SCIM change committed", "seq", res.Seq, "holder", id, "ops", len(ops))
 	}
-	s, err := a.scimHolder(id)
-	if err != nil {
-		a.scimFailErr(w, r, err)
-		return
-	}
-	writeSCIM(w, code, s.user())
+	a.answerSCIMUser(w, r, code, id)
 }
 
 // scimBody reads and decodes a SCIM request's body; it answers the error

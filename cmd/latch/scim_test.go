@@ -24,17 +24,7 @@ func TestSCIMDeactivatesAtDoors(t *testing.T) {
 	ops := makeToken(t, s, "ops", "operator")
 	scim := func(token, method, path, body string, want int) map[string]any {
 		t.Helper()
-		p := bearer(t, base, token, method, path, body)
-		if p.code != want {
-			t.Fatalf("%s %s: %d, want %d: %s", method, path, p.code, want, p.body)
-		}
-		var m map[string]any
-		if p.body != "" {
-			if err := json.Unmarshal([]byte(p.body), &m); err != nil {
-				t.Fatalf("%s %s: %v: %s", method, path, err, p.body)
-			}
-		}
-		return m
+		return scimCall(t, base, token, method, path, body, want)
 	}
 	const uid = "0C0C0C0C"
 	tapBoth := func(want string) {
@@ -129,12 +119,33 @@ func TestSCIMDeactivatesAtDoors(t *testing.T) {
 	tapBoth("granted")
 }
 
+// scimCall makes a SCIM request with an API token and returns its
+// answer's JSON object (nil when it has none); it fails t unless the
+// status is want.
+func scimCall(t *testing.T, base, token, method, path, body string, want int) map[string]any {
+	t.Helper()
+	p := bearer(t, base, token, method, path, body)
+	if p.code != want {
+		t.Fatalf("%s %s: %d, want %d: %s", method, path, p.code, want, p.body)
+	}
+	var m map[string]any
+	if p.body != "" {
+		if err := json.Unmarshal([]byte(p.body), &m); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, p.body)
+		}
+	}
+	return m
+}
+
 // The SCIM decoders and the filter never panic, and what they accept is
 // within the limits.
 func FuzzSCIM(f *testing.F) {
 	f.Add([]byte(`{"userName":"a","name":{"givenName":"A","familyName":"B"},"active":false}`))
 	f.Add([]byte(`{"Operations":[{"op":"replace","value":{"active":"False","name":{"formatted":"x"}}}]}`))
 	f.Add([]byte(`userName eq "a\"b"`))
+	f.Add([]byte(`{"displayName":"lab","members":[{"value":"a"},{"value":"a"},{"value":"b","display":"B"}]}`))
+	f.Add([]byte(`{"Operations":[{"op":"remove","path":"members[value eq \"a\"]"},{"op":"Add","path":"members","value":[{"value":"b"}]}]}`))
+	f.Add([]byte(`{"Operations":[{"op":"replace","value":{"id":"lab","displayName":"lab","members":{"value":"c"}}},{"op":"remove","path":"members"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if u, err := decodeSCIMUser(b); err == nil && (u.UserName == "" || len(u.holderName()) > 255) {
 			t.Fatalf("user %+v", u)
@@ -144,6 +155,22 @@ func FuzzSCIM(f *testing.F) {
 		}
 		if id, err := parseSCIMFilter(string(b)); err == nil && !strings.Contains(string(b), "eq") {
 			t.Fatalf("filter %q read as %q", b, id)
+		}
+		if g, err := decodeSCIMGroup(b); err == nil && (checkSCIMGroupName(g.DisplayName) != nil || checkSCIMMembers(g.Members) != nil) {
+			t.Fatalf("group %+v", g)
+		}
+		if e, err := decodeSCIMGroupPatch(b); err == nil {
+			if e.name != nil && checkSCIMGroupName(*e.name) != nil {
+				t.Fatalf("group patch renames to %q", *e.name)
+			}
+			for _, op := range e.ops {
+				if op.op != "add" && op.op != "remove" && op.op != "replace" || op.ids == nil && op.op != "remove" || slices.Contains(op.ids, "") {
+					t.Fatalf("group patch op %+v", op)
+				}
+			}
+		}
+		if _, id, err := parseSCIMFilterOf(string(b), "displayName"); err == nil && !strings.Contains(strings.ToLower(string(b)), "displayname") {
+			t.Fatalf("group filter %q read as %q", b, id)
 		}
 	})
 }

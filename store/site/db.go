@@ -328,6 +328,9 @@ func (d *DB) check() error {
 		if err := checkVisitors(tx); err != nil {
 			return err
 		}
+		if err := checkSCIM(tx); err != nil {
+			return err
+		}
 		return checkEvents(tx)
 	})
 }

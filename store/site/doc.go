@@ -73,6 +73,10 @@
 //	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
 //	visitors         holder id                            v1 JSON Visitor: a visitor's host, window, uses
 //	                 "\x00cursor"                         v1 uint64: the arrival cursor TallyVisits counted to
+//	scim_groups      group name                           v1 JSON SCIMGroup: a group an identity provider made
+//	scim_members     uint8 len(group), group, holder id   v1 JSON SCIMMember: a membership, with the cards it added the group to
+//	scim_holder_groups uint8 len(holder id), holder id,   empty: index of memberships by holder
+//	                 group name                           (the three made by the first SCIM group)
 //
 // An event record (version 1) is the stored form of a store.Event as the
 // door hashed it: uint64 seq; time as int64 Unix seconds and uint32
@@ -110,6 +114,11 @@
 //
 // The bucket visitors came without a schema change: Open adds it to a
 // file without it, and a build that does not know it leaves it alone.
+//
+// The SCIM buckets came without a schema change either: the first SCIM
+// group makes them, and a build that does not know them leaves them
+// alone (so a card keeps the door groups SCIM gave it; what such a build
+// does not do is add them to a member's new card).
 //
 // Holidays have no record of their own: as in the door store, they are
 // part of each card's schedule (store.Schedule.Holidays).
