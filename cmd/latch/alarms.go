@@ -432,7 +432,7 @@ func alarmCmd(name, step string, names []string, body func(pos []string, text st
 }
 
 // startAlarms makes the alarm engine of latch serve, with the notifier
-// of the configured rules.
+// of the configured and stored rules.
 func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, log *slog.Logger) (*alarmEngine, error) {
 	cfg := o.alarms
 	if cfg.prio == nil {
@@ -445,15 +445,13 @@ func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, 
 		now = time.Now
 	}
 	e := newAlarmEngine(db, log, now, cfg)
-	if len(o.notify.Rules) > 0 {
-		publish := func(ctx context.Context, topic string, b []byte) error { return ms.PublishRaw(ctx, topic, b, false) }
-		n, err := newNotifier(o.notify, siteID, db, log, now, publish)
-		if err != nil {
-			return nil, err
-		}
-		e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
-		e.notifier = n
+	publish := func(ctx context.Context, topic string, b []byte) error { return ms.PublishRaw(ctx, topic, b, false) }
+	n, err := newNotifier(o.notify, siteID, db, log, now, time.After, publish)
+	if err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
 	}
+	e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
+	e.notifier = n
 	if o.alarmsReady != nil {
 		o.alarmsReady(e)
 	}
