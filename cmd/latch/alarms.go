@@ -244,6 +244,7 @@ func decodeAlarmReq(b []byte) (alarmReq, error) {
 
 func (a *api) alarmRoutes(m *http.ServeMux) {
 	a.notifyRoutes(m)
+	a.notifyRuleRoutes(m)
 	m.HandleFunc("GET /v1/alarms", a.alarmList)
 	m.HandleFunc("GET /v1/alarms/{id}", a.alarmShow)
 	m.HandleFunc("POST /v1/alarms/{id}/ack", a.alarmStep(func(al *site.Alarm, _ alarmReq, who string, now time.Time) error {
