@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +160,57 @@ secret = "s"
 	}
 	if need := apiNeed("POST /v1/notify/rules"); need != site.RoleAdmin {
 		t.Errorf("adding a rule needs %s", need)
+	}
+}
+
+// The console's rules page lists the file's rules and the stored ones;
+// an admin adds, disables and removes a stored rule with its forms, a bad
+// one is refused naming its field, and an auditor only reads.
+func TestNotifyRulesPage(t *testing.T) {
+	cfg, err := parseNotify([]byte("[[notify.rule]]\nname = \"cfg-forced\"\nalarms = [\"door_forced\"]\nchannel = \"mqtt\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := startConsoleSite(t, serveOptions{notify: cfg}, nil)
+	cs.addUser(t, "ada", "admin", adminPW)
+	cs.addUser(t, "aud", "auditor", audPW)
+	br := cs.browser(t)
+	csrf := br.mustLogin("ada", adminPW)
+	form := url.Values{"csrf": {csrf}, "name": {"night"}, "events": {"granted, granted_duress"}, "days": {"sat,sun"}, "hours": {"18:00-07:00"}, "tz": {"UTC"}, "channel": {"mqtt"}}
+	if p := br.post("/alarms/rules", form); p.code != http.StatusSeeOther {
+		t.Fatalf("add on the page: %d %s", p.code, p.body)
+	}
+	p := br.get("/alarms/rules")
+	if p.code != 200 || !strings.Contains(p.body, `id="rule-cfg-forced"`) || !strings.Contains(p.body, `id="rule-night"`) ||
+		!strings.Contains(p.body, "events granted, granted_duress") || !strings.Contains(p.body, `aria-label="Disable rule night"`) ||
+		strings.Contains(p.body, `aria-label="Disable rule cfg-forced"`) {
+		t.Fatalf("rules page: %d\n%s", p.code, p.body)
+	}
+	form.Set("name", "bad")
+	form.Set("hours", "7-9")
+	br.post("/alarms/rules", form)
+	if p := br.get("/alarms/rules"); !strings.Contains(p.body, `hours &#34;7-9&#34;`) || strings.Contains(p.body, `id="rule-bad"`) {
+		t.Fatalf("a bad rule on the page:\n%s", p.body)
+	}
+	if p := br.post("/alarms/rules/night/disable", url.Values{"csrf": {csrf}}); p.code != http.StatusSeeOther {
+		t.Fatalf("disable on the page: %d", p.code)
+	}
+	if p := br.get("/alarms/rules"); !strings.Contains(p.body, `<strong class="bad">disabled</strong>`) || !strings.Contains(p.body, `aria-label="Enable rule night"`) {
+		t.Fatalf("after disable:\n%s", p.body)
+	}
+	if p := br.post("/alarms/rules/night/remove", url.Values{"csrf": {csrf}}); p.code != http.StatusSeeOther {
+		t.Fatalf("remove on the page: %d", p.code)
+	}
+	if rs, err := cs.sv.db.NotifyRules(); err != nil || len(rs) != 0 {
+		t.Fatalf("stored after remove: %+v %v", rs, err)
+	}
+	ab := cs.browser(t)
+	acsrf := ab.mustLogin("aud", audPW)
+	if p := ab.get("/alarms/rules"); p.code != 200 || !strings.Contains(p.body, `id="rule-cfg-forced"`) || strings.Contains(p.body, "Add a rule") {
+		t.Errorf("the auditor's page: %d", p.code)
+	}
+	form.Set("csrf", acsrf)
+	if p := ab.post("/alarms/rules", form); p.code != http.StatusForbidden {
+		t.Errorf("an auditor adds a rule: %d", p.code)
 	}
 }
