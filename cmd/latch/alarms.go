@@ -244,6 +244,7 @@ func decodeAlarmReq(b []byte) (alarmReq, error) {
 
 func (a *api) alarmRoutes(m *http.ServeMux) {
 	a.notifyRoutes(m)
+	a.notifyRuleRoutes(m)
 	m.HandleFunc("GET /v1/alarms", a.alarmList)
 	m.HandleFunc("GET /v1/alarms/{id}", a.alarmShow)
 	m.HandleFunc("POST /v1/alarms/{id}/ack", a.alarmStep(func(al *site.Alarm, _ alarmReq, who string, now time.Time) error {
@@ -432,7 +433,7 @@ func alarmCmd(name, step string, names []string, body func(pos []string, text st
 }
 
 // startAlarms makes the alarm engine of latch serve, with the notifier
-// of the configured rules.
+// of the configured and stored rules.
 func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, log *slog.Logger) (*alarmEngine, error) {
 	cfg := o.alarms
 	if cfg.prio == nil {
@@ -445,15 +446,13 @@ func startAlarms(o serveOptions, db *site.DB, siteID string, ms *mqttsite.Site, 
 		now = time.Now
 	}
 	e := newAlarmEngine(db, log, now, cfg)
-	if len(o.notify.Rules) > 0 {
-		publish := func(ctx context.Context, topic string, b []byte) error { return ms.PublishRaw(ctx, topic, b, false) }
-		n, err := newNotifier(o.notify, siteID, db, log, now, publish)
-		if err != nil {
-			return nil, err
-		}
-		e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
-		e.notifier = n
+	publish := func(ctx context.Context, topic string, b []byte) error { return ms.PublishRaw(ctx, topic, b, false) }
+	n, err := newNotifier(o.notify, siteID, db, log, now, time.After, publish)
+	if err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
 	}
+	e.onChange, e.onEvents, e.onTick, e.alongside = n.alarm, n.events, n.tick, n.run
+	e.notifier = n
 	if o.alarmsReady != nil {
 		o.alarmsReady(e)
 	}

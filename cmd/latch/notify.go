@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -129,50 +130,14 @@ func (c *notifyConfig) check(files bool) error {
 	for i := range c.Rules {
 		r := &c.Rules[i]
 		where := fmt.Sprintf("notify.rule %d (%q)", i+1, r.Name)
-		if r.Name == "" || names[r.Name] || checkText("name", r.Name, 64) != nil {
+		if names[r.Name] {
 			return fmt.Errorf("%s: want a name of its own, 1 to 64 characters", where)
 		}
 		names[r.Name] = true
-		if len(r.Events)+len(r.Alarms)+len(r.Actions) == 0 {
-			return fmt.Errorf("%s: give events, alarms or actions", where)
+		if err := r.check(where); err != nil {
+			return err
 		}
-		for _, k := range r.Alarms {
-			if _, err := site.ParseAlarmKind(k); err != nil {
-				return fmt.Errorf("%s: %w", where, err)
-			}
-		}
-		for _, d := range r.Days {
-			i := slices.Index(weekdays, strings.ToLower(d))
-			if i < 0 {
-				return fmt.Errorf("%s: day %q: want mon, tue, wed, thu, fri, sat or sun", where, d)
-			}
-			r.days[i] = true
-		}
-		if r.Hours != "" {
-			var h1, m1, h2, m2 int
-			if n, err := fmt.Sscanf(r.Hours, "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || err != nil ||
-				h1 < 0 || h1 > 23 || m1 < 0 || m1 > 59 || h2 < 0 || h2 > 24 || m2 < 0 || m2 > 59 || h2*60+m2 > 24*60 || h1*60+m1 == h2*60+m2 {
-				return fmt.Errorf("%s: hours %q: want HH:MM-HH:MM, e.g. 18:00-07:00", where, r.Hours)
-			}
-			r.from, r.to = h1*60+m1, h2*60+m2
-		}
-		r.loc = time.Local
-		if r.TZ != "" {
-			loc, err := time.LoadLocation(r.TZ)
-			if err != nil {
-				return fmt.Errorf("%s: tz %q: %w", where, r.TZ, err)
-			}
-			r.loc = loc
-		}
-		if r.OpenFor.Duration < 0 {
-			return fmt.Errorf("%s: open_for %v: want 0 or more", where, r.OpenFor.Duration)
-		}
-		kind, name, _ := strings.Cut(r.Channel, ":")
-		switch {
-		case r.Channel == "mqtt":
-		case kind == "webhook" && c.Webhook[name] != nil:
-		case kind == "email" && c.Email[name] != nil:
-		default:
+		if !c.hasChannel(r.Channel) {
 			return fmt.Errorf("%s: channel %q: want mqtt, webhook:NAME or email:NAME of a [notify.webhook.NAME] or [notify.email.NAME]", where, r.Channel)
 		}
 	}
@@ -217,6 +182,67 @@ func (c *notifyConfig) check(files bool) error {
 		}
 	}
 	return nil
+}
+
+// check checks a rule's fields, all but its channel, and sets what
+// matching reads (days, hours, zone); where names the rule in an error.
+// The configuration's rules and the stored ones are checked by it alike.
+func (r *notifyRule) check(where string) error {
+	if r.Name == "" || checkText("name", r.Name, 64) != nil {
+		return fmt.Errorf("%s: want a name of its own, 1 to 64 characters", where)
+	}
+	if len(r.Events)+len(r.Alarms)+len(r.Actions) == 0 {
+		return fmt.Errorf("%s: give events, alarms or actions", where)
+	}
+	for _, k := range r.Alarms {
+		if _, err := site.ParseAlarmKind(k); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	r.days = [7]bool{}
+	for _, d := range r.Days {
+		i := slices.Index(weekdays, strings.ToLower(d))
+		if i < 0 {
+			return fmt.Errorf("%s: day %q: want mon, tue, wed, thu, fri, sat or sun", where, d)
+		}
+		r.days[i] = true
+	}
+	r.from, r.to = 0, 0
+	if r.Hours != "" {
+		var h1, m1, h2, m2 int
+		if n, err := fmt.Sscanf(r.Hours, "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || err != nil ||
+			h1 < 0 || h1 > 23 || m1 < 0 || m1 > 59 || h2 < 0 || h2 > 24 || m2 < 0 || m2 > 59 || h2*60+m2 > 24*60 || h1*60+m1 == h2*60+m2 {
+			return fmt.Errorf("%s: hours %q: want HH:MM-HH:MM, e.g. 18:00-07:00", where, r.Hours)
+		}
+		r.from, r.to = h1*60+m1, h2*60+m2
+	}
+	r.loc = time.Local
+	if r.TZ != "" {
+		loc, err := time.LoadLocation(r.TZ)
+		if err != nil {
+			return fmt.Errorf("%s: tz %q: %w", where, r.TZ, err)
+		}
+		r.loc = loc
+	}
+	if r.OpenFor.Duration < 0 {
+		return fmt.Errorf("%s: open_for %v: want 0 or more", where, r.OpenFor.Duration)
+	}
+	return nil
+}
+
+// hasChannel reports whether ch names a channel of the configuration:
+// mqtt, or webhook:NAME or email:NAME of a configured one.
+func (c *notifyConfig) hasChannel(ch string) bool {
+	kind, name, _ := strings.Cut(ch, ":")
+	switch {
+	case ch == "mqtt":
+		return true
+	case kind == "webhook":
+		return c.Webhook[name] != nil
+	case kind == "email":
+		return c.Email[name] != nil
+	}
+	return false
 }
 
 // at reports whether the rule's days and hours hold at t.
@@ -286,14 +312,19 @@ type notifier struct {
 	db      *site.DB
 	log     *slog.Logger
 	now     func() time.Time
+	after   func(time.Duration) <-chan time.Time                          // the retries' timer, on now's clock
 	publish func(ctx context.Context, topic string, payload []byte) error // the site's MQTT topic
 	http    *http.Client
+
+	rules atomic.Pointer[[]notifyRule] // in force: the configuration's and the enabled stored ones (reload)
 
 	mu        sync.Mutex
 	queue     []*pending
 	wake      chan struct{}
+	warned    map[string]bool // stored rules not in force that were logged
 	fired     map[string]bool // rule and alarm id: open_for rules notified
 	actionSeq uint64          // the last site action read
+	pruneAt   time.Time       // when the delivery log is pruned next
 }
 
 // pending is a delivery waiting for its next attempt.
@@ -310,10 +341,21 @@ const (
 	notifyAttempts   = 6
 )
 
+// The delivery log keeps deliveries for deliveryRetention, at most
+// deliveryKeep of them, and is pruned every deliveryPruneEvery; a
+// pending delivery stays until it ends.
+const (
+	deliveryRetention  = 30 * 24 * time.Hour
+	deliveryKeep       = 10000
+	deliveryPruneEvery = time.Hour
+)
+
+// newNotifier makes the notifier of cfg's channels and rules and of the
+// rules stored in db. Time is now's, and a retry waits on after.
 func newNotifier(cfg notifyConfig, siteID string, db *site.DB, log *slog.Logger, now func() time.Time,
-	publish func(context.Context, string, []byte) error) (*notifier, error) {
-	n := &notifier{cfg: cfg, site: siteID, db: db, log: log.With("part", "notify"), now: now, publish: publish,
-		http: &http.Client{Timeout: 10 * time.Second}, wake: make(chan struct{}, 1), fired: map[string]bool{}}
+	after func(time.Duration) <-chan time.Time, publish func(context.Context, string, []byte) error) (*notifier, error) {
+	n := &notifier{cfg: cfg, site: siteID, db: db, log: log.With("part", "notify"), now: now, after: after, publish: publish,
+		http: &http.Client{Timeout: 10 * time.Second}, wake: make(chan struct{}, 1), warned: map[string]bool{}, fired: map[string]bool{}}
 	as, _, err := db.Actions(0, 1, 0, nil)
 	if err != nil {
 		return nil, err
@@ -321,15 +363,111 @@ func newNotifier(cfg notifyConfig, siteID string, db *site.DB, log *slog.Logger,
 	if len(as) > 0 {
 		n.actionSeq = as[0].Seq
 	}
+	if err := n.reload(); err != nil {
+		return nil, err
+	}
+	if err := n.resume(); err != nil {
+		return nil, err
+	}
 	return n, nil
+}
+
+// current returns the rules in force.
+func (n *notifier) current() []notifyRule { return *n.rules.Load() }
+
+// storedRule is a stored rule as the notifier matches it, checked.
+func storedRule(x site.NotifyRule) (notifyRule, error) {
+	r := notifyRule{Name: x.Name, Events: x.Events, Alarms: x.Alarms, Actions: x.Actions, Roles: x.Roles, Doors: x.Doors,
+		Days: x.Days, Hours: x.Hours, TZ: x.TZ, Channel: x.Channel}
+	where := fmt.Sprintf("notify rule %q", x.Name)
+	if x.OpenFor != "" {
+		d, err := time.ParseDuration(x.OpenFor)
+		if err != nil {
+			return r, fmt.Errorf("%s: open_for %q: want a duration like 5m", where, x.OpenFor)
+		}
+		r.OpenFor.Duration = d
+	}
+	return r, r.check(where)
+}
+
+// ruleState is how a stored rule stands: "active", "disabled", "channel
+// missing" (the configuration lost its channel), or why it is invalid.
+func (n *notifier) ruleState(x site.NotifyRule) (notifyRule, string) {
+	r, err := storedRule(x)
+	switch {
+	case err != nil:
+		return r, "invalid: " + err.Error()
+	case x.Disabled:
+		return r, "disabled"
+	case !n.cfg.hasChannel(r.Channel):
+		return r, "channel missing"
+	}
+	return r, "active"
+}
+
+// reload puts in force the configuration's rules and the enabled stored
+// rules whose channel the configuration has; a stored rule left out for
+// a missing channel or a fault is logged, once.
+func (n *notifier) reload() error {
+	stored, err := n.db.NotifyRules()
+	if err != nil {
+		return err
+	}
+	rules := slices.Clone(n.cfg.Rules)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range stored {
+		r, state := n.ruleState(x)
+		switch state {
+		case "active":
+			rules = append(rules, r)
+		case "disabled":
+		default:
+			if !n.warned[x.Name] {
+				n.warned[x.Name] = true
+				n.log.Warn("stored notification rule not in force", "rule", x.Name, "channel", x.Channel, "state", state)
+			}
+		}
+	}
+	n.rules.Store(&rules)
+	return nil
+}
+
+// resume queues the pending deliveries of the database, each due at its
+// next attempt; one whose channel the configuration lost is failed.
+func (n *notifier) resume() error {
+	qs, err := n.db.QueuedDeliveries()
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if !n.cfg.hasChannel(q.Channel) {
+			q.Status, q.Next, q.Error = site.DeliveryFailed, time.Time{}, fmt.Sprintf("channel %s is no longer in the configuration", q.Channel)
+			n.log.Warn("pending notification failed", "id", q.ID, "rule", q.Rule, "err", q.Error)
+			if _, err := n.db.PutDelivery(q.Delivery); err != nil {
+				return err
+			}
+			continue
+		}
+		var x notification
+		if err := json.Unmarshal(q.Body, &x); err != nil {
+			return fmt.Errorf("pending delivery %d: %w", q.ID, err)
+		}
+		n.queue = append(n.queue, &pending{d: q.Delivery, body: q.Body, n: &x, due: q.Next})
+	}
+	if len(qs) > 0 {
+		n.log.Info("pending notifications resumed", "count", len(n.queue))
+	}
+	return nil
 }
 
 // events notifies the rules the stored events match.
 func (n *notifier) events(arr []site.Arrival) {
+	rules := n.current()
 	for i := range arr {
 		e := &arr[i].Event
-		for ri := range n.cfg.Rules {
-			r := &n.cfg.Rules[ri]
+		for ri := range rules {
+			r := &rules[ri]
 			if slices.Contains(r.Events, string(e.Reason)) && r.door(arr[i].Door) && r.at(n.now()) {
 				n.enqueue(r, &notification{What: "event", Door: arr[i].Door, Event: e})
 			}
@@ -342,8 +480,9 @@ func (n *notifier) alarm(c site.AlarmChange) {
 	if c.What != site.AlarmRaised {
 		return
 	}
-	for ri := range n.cfg.Rules {
-		r := &n.cfg.Rules[ri]
+	rules := n.current()
+	for ri := range rules {
+		r := &rules[ri]
 		if r.OpenFor.Duration == 0 && slices.Contains(r.Alarms, string(c.Alarm.Kind)) && r.door(c.Alarm.Door) && r.at(n.now()) {
 			a := c.Alarm
 			n.enqueue(r, &notification{What: "alarm raised", Door: a.Door, Alarm: &a})
@@ -352,12 +491,22 @@ func (n *notifier) alarm(c site.AlarmChange) {
 }
 
 // tick notifies the open_for rules of alarms open long enough, and the
-// rules of site actions logged since the last tick.
+// rules of site actions logged since the last tick; and prunes the
+// delivery log when it is time.
 func (n *notifier) tick() {
 	now := n.now()
+	if !now.Before(n.pruneAt) {
+		n.pruneAt = now.Add(deliveryPruneEvery)
+		if k, err := n.db.PruneDeliveries(now.Add(-deliveryRetention), deliveryKeep); err != nil {
+			n.log.Error("prune the delivery log", "err", err)
+		} else if k > 0 {
+			n.log.Info("delivery log pruned", "deleted", k)
+		}
+	}
+	rules := n.current()
 	var open []site.Alarm
-	for ri := range n.cfg.Rules {
-		if n.cfg.Rules[ri].OpenFor.Duration > 0 && open == nil {
+	for ri := range rules {
+		if rules[ri].OpenFor.Duration > 0 && open == nil {
 			var err error
 			if open, err = n.db.Alarms(true, 0); err != nil {
 				n.log.Error("read open alarms", "err", err)
@@ -365,8 +514,8 @@ func (n *notifier) tick() {
 			}
 		}
 	}
-	for ri := range n.cfg.Rules {
-		r := &n.cfg.Rules[ri]
+	for ri := range rules {
+		r := &rules[ri]
 		for i := range open {
 			a := open[i]
 			since := a.Opened
@@ -390,8 +539,8 @@ func (n *notifier) tick() {
 	for i := len(as) - 1; i >= 0; i-- {
 		a := as[i]
 		n.actionSeq = max(n.actionSeq, a.Seq)
-		for ri := range n.cfg.Rules {
-			r := &n.cfg.Rules[ri]
+		for ri := range rules {
+			r := &rules[ri]
 			if slices.Contains(r.Actions, a.What) && (len(r.Roles) == 0 || slices.Contains(r.Roles, string(a.Role))) && a.Result == "ok" && r.at(now) {
 				n.enqueue(r, &notification{What: "action", Action: &a})
 			}
@@ -399,7 +548,8 @@ func (n *notifier) tick() {
 	}
 }
 
-// enqueue logs a delivery of x by r's channel and queues it.
+// enqueue logs a delivery of x by r's channel and queues it, in the
+// database too, so that a restart goes on with it.
 func (n *notifier) enqueue(r *notifyRule, x *notification) {
 	x.V, x.Site, x.Rule, x.Time = 1, n.site, r.Name, n.now()
 	body, err := json.Marshal(x)
@@ -407,7 +557,7 @@ func (n *notifier) enqueue(r *notifyRule, x *notification) {
 		n.log.Error("encode notification", "rule", r.Name, "err", err)
 		return
 	}
-	d, err := n.db.PutDelivery(site.Delivery{Time: x.Time, Rule: r.Name, Channel: r.Channel, Subject: x.subject(), Status: site.DeliveryPending})
+	d, err := n.db.QueueDelivery(site.Delivery{Time: x.Time, Rule: r.Name, Channel: r.Channel, Subject: x.subject(), Status: site.DeliveryPending, Next: x.Time}, body)
 	if err != nil {
 		n.log.Error("delivery log", "err", err)
 	}
@@ -422,46 +572,65 @@ func (n *notifier) enqueue(r *notifyRule, x *notification) {
 
 // run delivers what is queued, each when due, until ctx ends.
 func (n *notifier) run(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.wake:
-		case <-t.C:
-		}
+	for ctx.Err() == nil {
 		now := n.now()
-		n.mu.Lock()
 		var due []*pending
+		var next time.Time
+		n.mu.Lock()
 		n.queue = slices.DeleteFunc(n.queue, func(p *pending) bool {
 			if !p.due.After(now) {
 				due = append(due, p)
 				return true
 			}
+			if next.IsZero() || p.due.Before(next) {
+				next = p.due
+			}
 			return false
 		})
 		n.mu.Unlock()
-		for _, p := range due {
-			n.attempt(ctx, p)
+		if len(due) > 0 {
+			for _, p := range due {
+				n.attempt(ctx, p)
+			}
+			continue
+		}
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			timer = n.after(next.Sub(now))
+		}
+		select {
+		case <-ctx.Done():
+		case <-n.wake:
+		case <-timer:
 		}
 	}
 }
 
 // attempt tries a delivery once, logs how it went, and queues it again
-// after a back-off if it failed and may be tried again.
+// after a back-off if it failed and may be tried again. An attempt cut
+// short by the end of ctx (latch serve stopping) is not counted: the
+// delivery stays pending, to be tried at the next start.
 func (n *notifier) attempt(ctx context.Context, p *pending) {
 	err := n.send(ctx, p)
+	if err != nil && ctx.Err() != nil {
+		p.d.Next = n.now()
+		if _, err := n.db.PutDelivery(p.d); err != nil {
+			n.log.Error("delivery log", "err", err)
+		}
+		return
+	}
 	p.d.Attempts++
 	p.d.Last = n.now()
+	p.d.Next = time.Time{}
 	switch {
 	case err == nil:
 		p.d.Status, p.d.Error = site.DeliveryDelivered, ""
-	case p.d.Attempts >= notifyAttempts || ctx.Err() != nil:
+	case p.d.Attempts >= notifyAttempts:
 		p.d.Status, p.d.Error = site.DeliveryFailed, err.Error()
 	default:
 		p.d.Error = err.Error()
 		p.due = p.d.Last.Add(notifyFirstRetry << (p.d.Attempts - 1))
+		p.d.Next = p.due
 		n.mu.Lock()
 		n.queue = append(n.queue, p)
 		n.mu.Unlock()
@@ -481,9 +650,13 @@ func (n *notifier) send(ctx context.Context, p *pending) error {
 	case "mqtt":
 		return n.publish(ctx, "latch/v2/"+n.site+"/alarms", p.body)
 	case "webhook":
-		return n.webhook(ctx, n.cfg.Webhook[name], p.body)
+		if w := n.cfg.Webhook[name]; w != nil {
+			return n.webhook(ctx, w, p.body)
+		}
 	case "email":
-		return sendMail(n.cfg.Email[name], p.n, p.body)
+		if e := n.cfg.Email[name]; e != nil {
+			return sendMail(e, p.n, p.body)
+		}
 	}
 	return fmt.Errorf("channel %q", p.d.Channel)
 }

@@ -99,6 +99,11 @@ func commands() []command {
 		{"visitor add", "NAME --host HOST --until T --doors D,G --uid UID [--from T] [--uses N] [--name N]", "let a visitor in for a window: a card-only card valid then", cmdVisitorAdd},
 		{"visitor list", "", "list the visitors: host, window, uses, first badge-in, end", cmdVisitorList},
 		{"visitor end", "NAME", "end a visit now: its card is revoked", cmdVisitorEnd},
+		{"notify rules", "", "list the notification rules: the configuration file's and those added here, how each stands", cmdNotifyRules},
+		{"notify rule add", "--name N --channel C [--events E,E] [--alarms A,A] [--actions A --roles R] [--doors D,D] [--days D,D] [--hours HH:MM-HH:MM] [--tz Z] [--open-for 5m]", "add a notification rule to a channel of latch serve's configuration", cmdNotifyRuleAdd},
+		{"notify rule remove", "NAME", "remove a notification rule added with notify rule add", notifyRuleCmd("remove")},
+		{"notify rule disable", "NAME", "stop a notification rule, keeping it", notifyRuleCmd("disable")},
+		{"notify rule enable", "NAME", "put a disabled notification rule in force again", notifyRuleCmd("enable")},
 		{"notify deliveries", "", "the notifications' delivery log: rule, channel, attempts, how it ended", cmdNotifyDeliveries},
 		{"backup", "FILE", "write a consistent copy of the site database to FILE", cmdBackup},
 	}

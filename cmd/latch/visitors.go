@@ -470,7 +470,7 @@ func (vw *visitWatch) end(ctx context.Context, v site.Visitor) {
 }
 
 // visitorNotify is what notifies a visitor's first badge-in: nil
-// without notification rules.
+// without a notifier.
 func (e *alarmEngine) visitorNotify() func(site.Visitor) {
 	if e.notifier == nil {
 		return nil
@@ -481,9 +481,9 @@ func (e *alarmEngine) visitorNotify() func(site.Visitor) {
 // visitor notifies the rules on the event visitor_arrived of a
 // visitor's first badge-in, at its door.
 func (n *notifier) visitor(v site.Visitor) {
-	now := n.now()
-	for ri := range n.cfg.Rules {
-		r := &n.cfg.Rules[ri]
+	now, rules := n.now(), n.current()
+	for ri := range rules {
+		r := &rules[ri]
 		if slices.Contains(r.Events, visitedEvent) && r.door(v.FirstDoor) && r.at(now) {
 			n.enqueue(r, &notification{What: "visitor arrived", Door: v.FirstDoor, Visitor: &v,
 				Message: fmt.Sprintf("visitor %s (%s) for host %s arrived at door %s at %s", v.Holder, v.Name, v.Host, v.FirstDoor,

@@ -70,6 +70,10 @@
 //	alarms           uint64 alarm id (NextSequence)       v1 JSON Alarm (made by the first alarm)
 //	alarm_index      door key, alarm kind                 uint64: the door's latest alarm of that kind, open or closed
 //	deliveries       uint64 id (NextSequence)             v1 JSON Delivery: the notifications' delivery log (made by the first)
+//	delivery_queue   uint64 delivery id                   v1 bytes: a pending delivery's body, until it is delivered or failed
+//	                                                      (made by the first delivery)
+//	notify_rules     rule name                            v1 JSON NotifyRule: a notification rule made through the API
+//	                                                      (made by the first)
 //	meta             "alarm_cursor"                       v1 uint64: the arrival cursor of the last event alarms were raised from
 //	visitors         holder id                            v1 JSON Visitor: a visitor's host, window, uses
 //	                 "\x00cursor"                         v1 uint64: the arrival cursor TallyVisits counted to
@@ -112,8 +116,10 @@
 // PATH.schema-1.bak; a build of schema 1 refuses a file of schema 2, so
 // that no build that does not log changes makes one.
 //
-// The bucket visitors came without a schema change: Open adds it to a
-// file without it, and a build that does not know it leaves it alone.
+// The buckets visitors, delivery_queue and notify_rules came without a
+// schema change: Open adds visitors to a file without it, the first write
+// makes the other two, and a build that does not know them leaves them
+// alone.
 //
 // The SCIM buckets came without a schema change either: the first SCIM
 // group makes them, and a build that does not know them leaves them
