@@ -43,6 +43,7 @@ type visitorAddReq struct {
 	Doors  []string  `json:"doors"`          // door ids or group names
 	Uses   int       `json:"uses,omitempty"` // granted uses allowed; 0: any within the window
 	UID    string    `json:"uid"`            // the visitor's card, hex
+	visitorTapReq
 }
 
 // visitorAdd is a checked visitorAddReq.
@@ -73,12 +74,7 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 			return r, err
 		}
 	}
-	uid, err := parseUID(r.UID)
-	if err != nil {
-		return r, err
-	}
-	r.uid = uid
-	return r, nil
+	return r, r.card()
 }
 
 // visitorResult answers a visitor's add or end: the change and the
@@ -86,6 +82,7 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 type visitorResult struct {
 	changeResult
 	Visitor site.Visitor `json:"visitor"`
+	UID     string       `json:"uid,omitempty"` // add: the visitor's card
 }
 
 // visitorReader reads a visitor record: the database, or a change's
@@ -119,7 +116,7 @@ func (a *api) visitorList(w http.ResponseWriter, r *http.Request) {
 // change.
 func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	req, ok := decodeBody(a, w, r, decodeVisitorAdd)
-	if !ok {
+	if !ok || (req.EnrollDoor != "" && !a.visitorTap(w, r, &req)) {
 		return
 	}
 	a.mu.Lock()
@@ -157,7 +154,7 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 		store.Op{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: req.Holder, Name: req.Name}},
 		store.Op{Kind: store.OpUpsertCard, Card: &store.Card{UID: req.uid, HolderID: req.Holder, Doors: req.Doors,
 			ValidFrom: v.From, ValidUntil: v.Until, Flags: store.Flags{CardOnly: true}}})
-	a.answerVisitor(w, r, http.StatusCreated, req.Holder, res, err)
+	a.answerVisitor(w, r, http.StatusCreated, req.Holder, req.uid, res, err)
 }
 
 // visitorEnd ends a visit now: its credential is revoked.
@@ -180,10 +177,10 @@ func (a *api) visitorEnd(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.EndingVisitor(holder, reason, a.now().UTC())
 	res, err := a.commitOps(r, ops...)
-	a.answerVisitor(w, r, http.StatusOK, holder, res, err)
+	a.answerVisitor(w, r, http.StatusOK, holder, nil, res, err)
 }
 
-func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, res changeResult, err error) {
+func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, uid []byte, res changeResult, err error) {
 	var v site.Visitor
 	if err == nil {
 		v, err = a.db.Visitor(holder)
@@ -192,7 +189,11 @@ func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, ho
 		a.failErr(w, r, err)
 		return
 	}
-	writeJSON(w, code, visitorResult{changeResult: res, Visitor: v})
+	vr := visitorResult{changeResult: res, Visitor: v}
+	if uid != nil {
+		vr.UID = fmt.Sprintf("%X", uid)
+	}
+	writeJSON(w, code, vr)
 }
 
 // visitEndOps are the operations that end holder's visit: the
@@ -370,20 +371,20 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	until := c.fs.String("until", "", "the window's end: RFC 3339 time or YYYY-MM-DD (required)")
 	doors := c.fs.String("doors", "", "the doors or groups the card opens, comma-separated (required)")
 	uses := c.fs.Int("uses", 0, "granted uses allowed; once the site has collected them, the card is revoked (0: any within the window)")
-	uid := c.fs.String("uid", "", "the visitor's card UID in hex (required)")
+	uid := c.fs.String("uid", "", "the visitor's card UID in hex (or --enroll-door)")
+	tap := visitorTapFlags(c.fs)
 	name := c.fs.String("name", "", "the visitor's full name (default: NAME)")
 	pos, err := c.parse(args, 1, "NAME")
 	if err != nil {
 		return err
 	}
-	if *host == "" || *until == "" || *doors == "" || *uid == "" {
-		return usagef("--host, --until, --doors and --uid are required")
+	if *host == "" || *until == "" || *doors == "" {
+		return usagef("--host, --until and --doors are required")
 	}
-	card, err := cmdUID(*uid)
-	if err != nil {
+	req := visitorAddReq{Holder: pos[0], Name: *name, Host: *host, Doors: strings.Split(*doors, ","), Uses: *uses}
+	if err := tap.card(&req, *uid); err != nil {
 		return err
 	}
-	req := visitorAddReq{Holder: pos[0], Name: *name, Host: *host, Doors: strings.Split(*doors, ","), Uses: *uses, UID: fmt.Sprintf("%X", card)}
 	if req.Name == "" {
 		req.Name = pos[0]
 	}
@@ -396,12 +397,13 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	if req.Until, err = parseWhen("--until", *until); err != nil {
 		return err
 	}
+	tap.waiting(e, req)
 	raw, err := c.client().call(ctx, "POST", "/v1/visitors", req)
 	if err != nil {
 		return err
 	}
 	return show(c, raw, func(w io.Writer, r visitorResult) {
-		fmt.Fprintf(w, "visitor %s added for %s, card %s, %s to %s (change %d)\n", r.Visitor.Holder, r.Visitor.Host, req.UID,
+		fmt.Fprintf(w, "visitor %s added for %s, card %s, %s to %s (change %d)\n", r.Visitor.Holder, r.Visitor.Host, r.UID,
 			when(r.Visitor.From), when(r.Visitor.Until), r.Seq)
 	})
 }
