@@ -74,6 +74,7 @@ var changeOps = map[string]string{
 	"POST /v1/alarms/{id}/assign":        "alarm assign",
 	"POST /v1/alarms/{id}/notes":         "alarm note",
 	"POST /v1/alarms/{id}/resolve":       "alarm resolve",
+	"POST /v1/alarms/{id}/snooze":        "alarm snooze",
 	"POST /v1/visitors":                  "visitor add",
 	"POST /v1/visitors/{holder}/end":     "visitor end",
 }

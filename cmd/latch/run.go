@@ -96,6 +96,7 @@ func commands() []command {
 		{"alarm assign", "ID ACCOUNT", "assign an alarm to someone", alarmCmd("assign", "assign", []string{"ACCOUNT"}, func(p []string, _ string) alarmReq { return alarmReq{Account: p[0]} })},
 		{"alarm note", "ID TEXT", "add a note on an alarm", alarmCmd("note", "notes", []string{"TEXT"}, func(p []string, _ string) alarmReq { return alarmReq{Text: p[0]} })},
 		{"alarm resolve", "ID [--note TEXT]", "resolve an alarm", alarmCmd("resolve", "resolve", nil, func(_ []string, t string) alarmReq { return alarmReq{Text: t} })},
+		{"alarm snooze", "ID --for 15m [--note TEXT]", "quiet an open alarm for a while (at most 24h; --for 0 ends it): repeats count but notify no one", cmdAlarmSnooze},
 		{"visitor add", "NAME --host HOST --until T --doors D,G --uid UID [--from T] [--uses N] [--name N]", "let a visitor in for a window: a card-only card valid then", cmdVisitorAdd},
 		{"visitor list", "", "list the visitors: host, window, uses, first badge-in, end", cmdVisitorList},
 		{"visitor end", "NAME", "end a visit now: its card is revoked", cmdVisitorEnd},

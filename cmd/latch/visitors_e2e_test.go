@@ -3,13 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,26 +35,10 @@ func (s *testSite) visitorList(t testing.TB) map[string]site.Visitor {
 // ends, and refuses the card by its own clock; its grants of the window
 // are counted once it is back. An operator ends a visit by the CLI.
 func TestVisitorsEndToEnd(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		hooks []notification
-	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var n notification
-		if err := json.Unmarshal(b, &n); err != nil {
-			t.Errorf("webhook body: %v: %s", err, b)
-		}
-		mu.Lock()
-		hooks = append(hooks, n)
-		mu.Unlock()
-	}))
-	t.Cleanup(recv.Close)
+	hookURL, hooks := hookRecorder(t)
 	hooksOf := func(holder string) []notification {
-		mu.Lock()
-		defer mu.Unlock()
 		var out []notification
-		for _, n := range hooks {
+		for _, n := range hooks() {
 			if n.Visitor != nil && n.Visitor.Holder == holder {
 				out = append(out, n)
 			}
@@ -74,7 +54,7 @@ channel = "webhook:host"
 [notify.webhook.host]
 url = %q
 secret = "host hook secret"
-`, recv.URL))
+`, hookURL))
 	if err != nil {
 		t.Fatal(err)
 	}
