@@ -31,6 +31,8 @@ var pageFuncs = template.FuncMap{
 		}
 		return t.Local().Format(timeFormat)
 	},
+	// clock is a time of day, HH:MM in the site's time zone.
+	"clock":    func(t time.Time) string { return t.Local().Format("15:04") },
 	"join":     strings.Join,
 	"schedule": formatSchedule,
 	"weekly":   weeklySpec,
