@@ -97,7 +97,7 @@ func commands() []command {
 		{"alarm note", "ID TEXT", "add a note on an alarm", alarmCmd("note", "notes", []string{"TEXT"}, func(p []string, _ string) alarmReq { return alarmReq{Text: p[0]} })},
 		{"alarm resolve", "ID [--note TEXT]", "resolve an alarm", alarmCmd("resolve", "resolve", nil, func(_ []string, t string) alarmReq { return alarmReq{Text: t} })},
 		{"alarm snooze", "ID --for 15m [--note TEXT]", "quiet an open alarm for a while (at most 24h; --for 0 ends it): repeats count but notify no one", cmdAlarmSnooze},
-		{"visitor add", "NAME --host HOST --until T --doors D,G --uid UID [--from T] [--uses N] [--name N]", "let a visitor in for a window: a card-only card valid then", cmdVisitorAdd},
+		{"visitor add", "NAME --host HOST --until T --doors D,G (--uid UID | --enroll-door D) [--from T] [--uses N] [--name N]", "let a visitor in for a window: a card-only card valid then, typed or tapped", cmdVisitorAdd},
 		{"visitor list", "", "list the visitors: host, window, uses, first badge-in, end", cmdVisitorList},
 		{"visitor end", "NAME", "end a visit now: its card is revoked", cmdVisitorEnd},
 		{"notify deliveries", "", "the notifications' delivery log: rule, channel, attempts, how it ended", cmdNotifyDeliveries},

@@ -11,11 +11,11 @@ import (
 )
 
 // The console's Alarms page: the open alarms first, then the latest
-// closed ones; operators acknowledge, assign, note and resolve them.
-// Every step is an API request made as the logged-in account
+// closed ones; operators acknowledge, assign, note, snooze and resolve
+// them. Every step is an API request made as the logged-in account
 // (alarms.go), so each is a change-log entry. The nav's badge counts the
-// open alarms on every page, and the live stream (liveStream) tells open
-// pages when alarms change.
+// open alarms not snoozed on every page, and the live stream
+// (liveStream) tells open pages when alarms change.
 
 // alarmsClosedShown is how many closed alarms the page lists.
 const alarmsClosedShown = 50
