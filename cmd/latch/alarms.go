@@ -29,6 +29,7 @@ import (
 //	POST /v1/alarms/{id}/assign         alarmReq{account} → site.Alarm
 //	POST /v1/alarms/{id}/notes          alarmReq{text} → site.Alarm
 //	POST /v1/alarms/{id}/resolve        alarmReq{text} (optional) → site.Alarm
+//	POST /v1/alarms/{id}/snooze         snoozeReq{for_s, text} → site.Alarm (alarms_snooze.go)
 
 // alarmConfig is the [alarms] section of latch serve's configuration:
 //
@@ -176,13 +177,14 @@ func (e *alarmEngine) run(ctx context.Context, stored func() <-chan struct{}) {
 // call.
 func (e *alarmEngine) fromEvents() {
 	for {
-		cs, arr, more, err := e.db.AlarmsFromEvents(1024, e.cfg.priority, e.now())
+		now := e.now()
+		cs, arr, more, err := e.db.AlarmsFromEvents(1024, e.cfg.priority, now)
 		if err != nil {
 			e.log.Error("raise alarms from events", "err", err)
 			return
 		}
 		e.changes(cs)
-		if e.onEvents != nil && len(arr) > 0 {
+		if arr = loud(arr, cs, now); e.onEvents != nil && len(arr) > 0 {
 			e.onEvents(arr)
 		}
 		if !more {
@@ -191,7 +193,7 @@ func (e *alarmEngine) fromEvents() {
 	}
 }
 
-// offline applies the offline rule.
+// offline applies the offline rule and ends the snoozes due.
 func (e *alarmEngine) offline() {
 	rule := site.OfflineRule{OfflineAfter: e.cfg.OfflineAfter.Duration, SilentAfter: e.cfg.SilentAfter.Duration}
 	cs, err := e.db.CheckOffline(rule, e.cfg.priority, e.now())
@@ -200,6 +202,7 @@ func (e *alarmEngine) offline() {
 		return
 	}
 	e.changes(cs)
+	e.endSnoozes()
 	if e.onTick != nil {
 		e.onTick()
 	}
@@ -252,6 +255,7 @@ func (a *api) alarmRoutes(m *http.ServeMux) {
 			return fmt.Errorf("alarm %d is %s: %w", al.ID, al.State, site.ErrConflict)
 		}
 		al.State, al.AckBy, al.AckAt = site.AlarmAcknowledged, who, now
+		al.Unsnooze()
 		return nil
 	}))
 	m.HandleFunc("POST /v1/alarms/{id}/assign", a.alarmStep(func(al *site.Alarm, req alarmReq, _ string, _ time.Time) error {
@@ -276,8 +280,10 @@ func (a *api) alarmRoutes(m *http.ServeMux) {
 			al.Notes = append(al.Notes, site.AlarmNote{Time: now, Who: who, Text: req.Text})
 		}
 		al.State, al.Closed, al.ClosedBy = site.AlarmResolved, now, who
+		al.Unsnooze()
 		return nil
 	}))
+	m.HandleFunc("POST /v1/alarms/{id}/snooze", a.alarmSnooze)
 }
 
 func (a *api) alarmList(w http.ResponseWriter, r *http.Request) {
@@ -358,16 +364,22 @@ func (a *api) alarmStep(step func(al *site.Alarm, req alarmReq, who string, now 
 			return
 		}
 		who, _, _ := changeSource(r)
-		al, err := a.dbFor(r).UpdateAlarm(id, func(al *site.Alarm) error { return step(al, req, who, a.now()) })
-		if err != nil {
-			a.failErr(w, r, err)
-			return
-		}
-		if a.alarms != nil {
-			a.alarms.signal()
-		}
-		writeJSON(w, http.StatusOK, al)
+		a.changeAlarm(w, r, id, func(al *site.Alarm) error { return step(al, req, who, a.now()) })
 	}
+}
+
+// changeAlarm changes alarm id by fn, with the request's change-log
+// entry in the same transaction, and answers with the alarm after it.
+func (a *api) changeAlarm(w http.ResponseWriter, r *http.Request, id uint64, fn func(*site.Alarm) error) {
+	al, err := a.dbFor(r).UpdateAlarm(id, fn)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	if a.alarms != nil {
+		a.alarms.signal()
+	}
+	writeJSON(w, http.StatusOK, al)
 }
 
 // --- the CLI ---
@@ -394,7 +406,11 @@ func cmdAlarmList(ctx context.Context, e *env, args []string) error {
 			if x.Away > 0 {
 				detail += fmt.Sprintf(" (away %v)", x.Away)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", x.ID, x.Kind, x.Door, x.Priority, x.State,
+			state := string(x.State)
+			if !x.SnoozedUntil.IsZero() {
+				state += " (snoozed until " + when(x.SnoozedUntil) + ")"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", x.ID, x.Kind, x.Door, x.Priority, state,
 				when(x.Opened), x.Count, when(x.Last), dash(x.Assignee), dash(detail))
 		}
 		tw.Flush()

@@ -12,7 +12,8 @@ import (
 // The Alarms page in a real browser: a door forced open at an emulated
 // door shows in the nav's count on a page already open, without a
 // reload, with a beep once the page was clicked; an operator
-// acknowledges, assigns, notes and resolves it on the Alarms page, each
+// acknowledges, assigns, notes, snoozes (the badge leaves it out until
+// the snooze ends) and resolves it on the Alarms page, each
 // step a change-log entry in the operator's name; an auditor sees the
 // alarms and no controls, and the server refuses the steps with 403.
 func TestAlarmsPageInBrowser(t *testing.T) {
@@ -84,6 +85,26 @@ func TestAlarmsPageInBrowser(t *testing.T) {
 		t.Fatalf("the row after assign and note: %q", got)
 	}
 	c.shot("alarms-acknowledged")
+	// Snoozed for 15 minutes: the badge leaves it out; the page says
+	// until when. Its snooze ended, it counts again.
+	step("snooze", "snoozed for 15m", chromedp.SetValue(chromedp.CSS("#snooze-for-"+id), "15m"),
+		chromedp.SendKeys(chromedp.CSS("#snooze-text-"+id), "guard on the way"), chromedp.Click(chromedp.CSS("#snooze-"+id)))
+	if got := c.text(row + " .state"); !strings.Contains(got, "snoozed until "+time.Now().Add(15*time.Minute).Format("15:04")) &&
+		!strings.Contains(got, "snoozed until "+time.Now().Add(14*time.Minute).Format("15:04")) {
+		t.Fatalf("the state after snooze: %q", got)
+	}
+	if got := c.text("#alarm-count"); got != "0" {
+		t.Fatalf("the badge of a snoozed alarm: %q", got)
+	}
+	c.shot("alarms-snoozed")
+	step("end the snooze", "is back: its snooze ended", chromedp.Click(chromedp.CSS("#unsnooze-"+id)))
+	if got := c.text("#alarm-count"); got != "1" {
+		t.Fatalf("the badge after the snooze: %q", got)
+	}
+	eventually(t, "latch serve logged the snooze's end", func() bool {
+		es, _, err := bs.sv.db.Changes(site.ChangeFilter{Target: "alarm " + id})
+		return err == nil && len(es) > 0 && es[len(es)-1].Op == "alarm snooze ended"
+	})
 	step("resolve", "resolved", chromedp.Click(chromedp.CSS("#resolve-"+id)))
 	if got := c.text("#closed-alarms " + row); !strings.Contains(got, "resolved") || !strings.Contains(got, "by otto") {
 		t.Fatalf("the closed row: %q", got)
@@ -100,12 +121,12 @@ func TestAlarmsPageInBrowser(t *testing.T) {
 	}
 	var ops []string
 	for _, e := range es {
-		if e.Op != "alarm raised" && !strings.HasPrefix(e.Who, "otto") {
+		if e.Op != "alarm raised" && e.Op != "alarm snooze ended" && !strings.HasPrefix(e.Who, "otto") {
 			t.Errorf("entry %d (%s) by %q, want otto", e.Seq, e.Op, e.Who)
 		}
 		ops = append(ops, e.Op+":"+e.Result)
 	}
-	if want := "alarm raised:ok alarm ack:ok alarm assign:ok alarm note:ok alarm resolve:ok"; strings.Join(ops, " ") != want {
+	if want := "alarm raised:ok alarm ack:ok alarm assign:ok alarm note:ok alarm snooze:ok alarm snooze:ok alarm snooze ended:ok alarm resolve:ok"; strings.Join(ops, " ") != want {
 		t.Fatalf("the change log of alarm %s: %q, want %q", id, ops, want)
 	}
 	c.run("the change log", chromedp.Navigate(base+"/changelog?target=alarm+"+id), chromedp.WaitVisible(chromedp.CSS("#changes")))

@@ -32,6 +32,21 @@ func (s *testSite) alarmList(t testing.TB, open bool) []site.Alarm {
 	return as
 }
 
+// logOps is the change log's entries of target, in order, each as
+// "OP:RESULT" (the result's first word), separated by spaces.
+func logOps(t testing.TB, db *site.DB, target string) string {
+	t.Helper()
+	es, _, err := db.Changes(site.ChangeFilter{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, e := range es {
+		ops = append(ops, e.Op+":"+strings.SplitN(e.Result, " ", 2)[0])
+	}
+	return strings.Join(ops, " ")
+}
+
 // waitAlarm waits, on the engine's changes, for an alarm that match
 // selects, and returns it.
 func waitAlarm(t testing.TB, e *alarmEngine, db *site.DB, what string, match func(*site.Alarm) bool) site.Alarm {
@@ -107,17 +122,9 @@ func TestAlarmsEndToEnd(t *testing.T) {
 	if len(all) != 1 || all[0].State != site.AlarmResolved || all[0].AckBy == "" || all[0].Assignee != "guard1" || len(all[0].Notes) != 2 {
 		t.Fatalf("alarms %+v", all)
 	}
-	es, _, err := sv.db.Changes(site.ChangeFilter{Target: "alarm " + id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ops []string
-	for _, e := range es {
-		ops = append(ops, e.Op+":"+strings.SplitN(e.Result, " ", 2)[0])
-	}
 	want := "alarm raised:ok alarm ack:ok alarm assign:ok alarm note:ok alarm ack:refused alarm resolve:ok"
-	if strings.Join(ops, " ") != want {
-		t.Fatalf("change log of alarm %s: %q, want %q", id, ops, want)
+	if got := logOps(t, sv.db, "alarm "+id); got != want {
+		t.Fatalf("change log of alarm %s: %q, want %q", id, got, want)
 	}
 
 	// Offline: the back door stops; the alarms' clock passes the threshold.

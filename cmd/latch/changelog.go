@@ -84,6 +84,7 @@ var changeOps = map[string]string{
 	"DELETE /v1/notify/rules/{name}":       "notify rule remove",
 	"POST /v1/notify/rules/{name}/disable": "notify rule disable",
 	"POST /v1/notify/rules/{name}/enable":  "notify rule enable",
+	"POST /v1/alarms/{id}/snooze":          "alarm snooze",
 }
 
 // opOutcome is the operation of an entry that records how a change that

@@ -115,6 +115,7 @@ func TestChangeLogCoversEveryMutatingRoute(t *testing.T) {
 		{"POST /v1/alarms/{id}/ack", "POST", "/v1/alarms/1/ack", nil, "change", true, true},
 		{"POST /v1/alarms/{id}/assign", "POST", "/v1/alarms/1/assign", alarmReq{Account: "ada"}, "change", true, true},
 		{"POST /v1/alarms/{id}/notes", "POST", "/v1/alarms/1/notes", alarmReq{Text: "on my way"}, "change", true, true},
+		{"POST /v1/alarms/{id}/snooze", "POST", "/v1/alarms/1/snooze", snoozeReq{ForS: new(int64(900)), Text: "contractor on site"}, "change", true, true},
 		{"POST /v1/alarms/{id}/resolve", "POST", "/v1/alarms/1/resolve", nil, "change", true, true},
 	}
 	raiseAlarm(t, sv.db, "front")

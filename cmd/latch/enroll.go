@@ -107,6 +107,19 @@ func (a *api) doorEnroll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	got, code, err := a.waitTap(r, d.ID, after, wait)
+	if err != nil {
+		a.fail(w, r, code, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, got)
+}
+
+// waitTap waits, for request r, up to wait for the first unknown card
+// tapped at door after the arrival cursor after. It fails with the
+// answer's status: 408 when nothing was tapped in time, 503 when the
+// service stops.
+func (a *api) waitTap(r *http.Request, door string, after uint64, wait time.Duration) (enrollResult, int, error) {
 	// A waiting enrolment ends when the service stops, like a stream.
 	fctx, stop := a.streams.follow(r)
 	defer stop()
@@ -115,15 +128,13 @@ func (a *api) doorEnroll(w http.ResponseWriter, r *http.Request) {
 	t := time.NewTicker(enrollPoll)
 	defer t.Stop()
 	for {
-		evs, next, err := a.db.EventsSince(after, 0, d.ID)
+		evs, next, err := a.db.EventsSince(after, 0, door)
 		if err != nil {
-			a.failErr(w, r, err)
-			return
+			return enrollResult{}, status(err), err
 		}
 		for _, ev := range evs {
 			if ev.Event.Reason == store.ReasonUnknownCard && ev.Event.UID != "" {
-				writeJSON(w, http.StatusOK, enrollResult{Door: d.ID, UID: ev.Event.UID, At: ev.Event.Time, Cursor: ev.Cursor})
-				return
+				return enrollResult{Door: door, UID: ev.Event.UID, At: ev.Event.Time, Cursor: ev.Cursor}, http.StatusOK, nil
 			}
 		}
 		if next != after {
@@ -133,11 +144,9 @@ func (a *api) doorEnroll(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			if fctx.Err() != nil {
-				a.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("enrolment at door %s: %w", d.ID, context.Cause(fctx)))
-				return
+				return enrollResult{}, http.StatusServiceUnavailable, fmt.Errorf("enrolment at door %s: %w", door, context.Cause(fctx))
 			}
-			a.fail(w, r, http.StatusRequestTimeout, fmt.Errorf("no unknown card was tapped at door %s within %v", d.ID, wait))
-			return
+			return enrollResult{}, http.StatusRequestTimeout, fmt.Errorf("no unknown card was tapped at door %s within %v", door, wait)
 		case <-t.C:
 		}
 	}

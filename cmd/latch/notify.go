@@ -270,12 +270,13 @@ type notification struct {
 	Site   string       `json:"site"`
 	Rule   string       `json:"rule"`
 	Time   time.Time    `json:"time"`
-	What   string       `json:"what"` // "event", "alarm raised", "alarm open", "action"
+	What   string       `json:"what"` // "event", "alarm raised", "alarm open", "alarm repeated while snoozed", "action"
 	Door   string       `json:"door,omitempty"`
 	Event  *store.Event `json:"event,omitempty"`
 	Alarm  *site.Alarm  `json:"alarm,omitempty"`
 	Action *site.Action `json:"action,omitempty"`
-	// Visitor and Message: a visitor's first badge-in (visitors.go).
+	// Visitor and Message: a visitor's first badge-in (visitors.go);
+	// Message also says how often a snoozed alarm repeated.
 	Visitor *site.Visitor `json:"visitor,omitempty"`
 	Message string        `json:"message,omitempty"`
 }
@@ -477,6 +478,10 @@ func (n *notifier) events(arr []site.Arrival) {
 
 // alarm notifies the rules a raised alarm matches at once.
 func (n *notifier) alarm(c site.AlarmChange) {
+	if c.What == site.AlarmSnoozeEnded {
+		n.snoozeEnded(c)
+		return
+	}
 	if c.What != site.AlarmRaised {
 		return
 	}
@@ -524,7 +529,7 @@ func (n *notifier) tick() {
 			}
 			key := fmt.Sprintf("%s/%d", r.Name, a.ID)
 			if r.OpenFor.Duration == 0 || !slices.Contains(r.Alarms, string(a.Kind)) || !r.door(a.Door) ||
-				now.Sub(since) < r.OpenFor.Duration || n.fired[key] || !r.at(now) {
+				now.Sub(since) < r.OpenFor.Duration || n.fired[key] || a.Snoozed(now) || !r.at(now) {
 				continue
 			}
 			n.fired[key] = true

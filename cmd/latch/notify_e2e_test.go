@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,6 +248,32 @@ ca_file = %q
 		if !strings.Contains(out, ch) {
 			t.Fatalf("delivery log lacks %s:\n%s", ch, out)
 		}
+	}
+}
+
+// hookRecorder is a webhook receiver on loopback that keeps the
+// notifications it is sent; got returns them so far.
+func hookRecorder(t testing.TB) (url string, got func() []notification) {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		hooks []notification
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n notification
+		if err := json.Unmarshal(b, &n); err != nil {
+			t.Errorf("webhook body: %v: %s", err, b)
+		}
+		mu.Lock()
+		hooks = append(hooks, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(recv.Close)
+	return recv.URL, func() []notification {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(hooks)
 	}
 }
 

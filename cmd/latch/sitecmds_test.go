@@ -46,6 +46,46 @@ func (s *testSite) provision(t testing.TB, door string, approved bool, groups ..
 	return id
 }
 
+// tapUntil runs cmd, a command that waits for a card tapped at door, and
+// stores an unknown_card event of uid at the door every few enrolment
+// polls until cmd returns: the service starts from the events stored
+// when the request came, so taps keep coming until it has seen one.
+func tapUntil(t testing.TB, db *site.DB, door, uid string, cmd func() (int, string, string)) (int, string, string) {
+	t.Helper()
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := cmd()
+		done <- result{code, out, errs}
+	}()
+	last, _ := db.Contiguous(door)
+	prev := strings.Repeat("0", 64)
+	if last > 0 {
+		e, err := db.Event(door, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	for {
+		ev := doorEvents(t, door, last+1, last+1, prev, time.Now())
+		ev[0].Reason, ev[0].UID, ev[0].Holder, ev[0].HolderName = store.ReasonUnknownCard, uid, "", ""
+		rehash(t, ev, prev)
+		if _, _, _, err := db.AddEvents(door, ev, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		last, prev = last+1, ev[0].Hash
+		select {
+		case r := <-done:
+			return r.code, r.out, r.err
+		case <-time.After(3 * enrollPoll):
+		}
+	}
+}
+
 // Enrolment takes the next unknown card tapped at the door; --replace
 // gives a lost card's holder the new one and revokes the old, in one
 // change.
@@ -55,42 +95,11 @@ func TestEnrollAndReplace(t *testing.T) {
 	db := s.serve(t)
 	s.ok(t, "", "holder", "add", "alice")
 
-	// Taps keep coming until the waiting enrolment has seen one: the
-	// service starts from the events stored when the request came.
 	tap := func(uid string, args ...string) (int, string, string) {
 		t.Helper()
-		type result struct {
-			code     int
-			out, err string
-		}
-		done := make(chan result, 1)
-		go func() {
-			code, out, errs := s.cli(t, "", append([]string{"enroll", "--door", "front", "--yes", "--timeout", "1m"}, args...)...)
-			done <- result{code, out, errs}
-		}()
-		last, _ := db.Contiguous("front")
-		prev := strings.Repeat("0", 64)
-		if last > 0 {
-			e, err := db.Event("front", last)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prev = e.Hash
-		}
-		for {
-			ev := doorEvents(t, "front", last+1, last+1, prev, time.Now())
-			ev[0].Reason, ev[0].UID, ev[0].Holder, ev[0].HolderName = store.ReasonUnknownCard, uid, "", ""
-			rehash(t, ev, prev)
-			if _, _, _, err := db.AddEvents("front", ev, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			last, prev = last+1, ev[0].Hash
-			select {
-			case r := <-done:
-				return r.code, r.out, r.err
-			case <-time.After(3 * enrollPoll):
-			}
-		}
+		return tapUntil(t, db, "front", uid, func() (int, string, string) {
+			return s.cli(t, "", append([]string{"enroll", "--door", "front", "--yes", "--timeout", "1m"}, args...)...)
+		})
 	}
 	code, out, errs := tap("0A0B0C0D", "--holder", "alice")
 	if code != 0 || !strings.Contains(out, "card 0A0B0C0D added for alice") {

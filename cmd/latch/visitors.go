@@ -49,7 +49,8 @@ type visitorAddReq struct {
 	Doors  []string  `json:"doors"`          // door ids or group names
 	Uses   int       `json:"uses,omitempty"` // granted uses allowed; 0: any within the window
 	UID    string    `json:"uid,omitempty"`  // the visitor's card, hex; or
-	Code   int       `json:"code,omitempty"` // a keypad code of this many digits (6 to 12) that the site makes
+	Code   int       `json:"code,omitempty"` // a keypad code of this many digits (6 to 12) that the site makes; or
+	visitorTapReq
 }
 
 // visitorAdd is a checked visitorAddReq.
@@ -81,21 +82,19 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 		}
 	}
 	switch {
-	case r.Code != 0 && r.UID != "":
-		return r, errors.New("uid and code: a visitor has a card or a keypad code, not both")
+	case r.Code != 0 && (r.UID != "" || r.EnrollDoor != "" || r.EnrollWaitS != 0):
+		return r, errors.New("code: a visitor has a card (uid or enroll_door) or a keypad code, not both")
 	case r.Code != 0 && (r.Code < minCodeDigits || r.Code > maxCodeDigits):
 		return r, fmt.Errorf("code %d: want %d to %d digits", r.Code, minCodeDigits, maxCodeDigits)
 	case r.Code != 0:
 		return r, nil
 	}
-	uid, err := parseUID(r.UID)
-	if err != nil {
+	if err := r.card(); err != nil {
 		return r, err
 	}
-	if store.IsCodeKey(uid) {
+	if store.IsCodeKey(r.uid) {
 		return r, fmt.Errorf("uid %s: %d bytes is a keypad code's key; ask for a code instead", r.UID, store.CodeKeyLen)
 	}
-	r.uid = uid
 	return r, nil
 }
 
@@ -144,6 +143,7 @@ func guessable(code []byte) bool {
 type visitorResult struct {
 	changeResult
 	Visitor site.Visitor `json:"visitor"`
+	UID     string       `json:"uid,omitempty"` // add: the visitor's card
 	// Code is the visitor's keypad code, in the answer to its add only:
 	// the site keeps its key alone, so it is never shown again.
 	Code string `json:"code,omitempty"`
@@ -180,7 +180,7 @@ func (a *api) visitorList(w http.ResponseWriter, r *http.Request) {
 // change.
 func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	req, ok := decodeBody(a, w, r, decodeVisitorAdd)
-	if !ok {
+	if !ok || (req.EnrollDoor != "" && !a.visitorTap(w, r, &req)) {
 		return
 	}
 	var code []byte
@@ -233,7 +233,11 @@ func (a *api) visitorAdd(w http.ResponseWriter, r *http.Request) {
 	if err == nil && code != nil {
 		res.Warning = joinWarnings(res.Warning, a.codeModeWarning(req.Doors))
 	}
-	a.answerVisitor(w, r, http.StatusCreated, req.Holder, res, err, string(code))
+	var card []byte
+	if code == nil {
+		card = req.uid
+	}
+	a.answerVisitor(w, r, http.StatusCreated, req.Holder, card, res, err, string(code))
 }
 
 // codeModeWarning names the doors a keypad code is meant to open whose
@@ -309,12 +313,12 @@ func (a *api) visitorEnd(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.EndingVisitor(holder, reason, a.now().UTC())
 	res, err := a.commitOps(r, ops...)
-	a.answerVisitor(w, r, http.StatusOK, holder, res, err, "")
+	a.answerVisitor(w, r, http.StatusOK, holder, nil, res, err, "")
 }
 
 // answerVisitor answers a visitor's change with its record and, for a
-// new keypad code, the code.
-func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, res changeResult, err error, keypad string) {
+// new card, its UID, or, for a new keypad code, the code.
+func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, holder string, uid []byte, res changeResult, err error, keypad string) {
 	var v site.Visitor
 	if err == nil {
 		v, err = a.db.Visitor(holder)
@@ -323,7 +327,11 @@ func (a *api) answerVisitor(w http.ResponseWriter, r *http.Request, code int, ho
 		a.failErr(w, r, err)
 		return
 	}
-	writeJSON(w, code, visitorResult{changeResult: res, Visitor: v, Code: keypad})
+	vr := visitorResult{changeResult: res, Visitor: v, Code: keypad}
+	if uid != nil {
+		vr.UID = fmt.Sprintf("%X", uid)
+	}
+	writeJSON(w, code, vr)
 }
 
 // visitEndOps are the operations that end holder's visit: the
@@ -501,7 +509,8 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	until := c.fs.String("until", "", "the window's end: RFC 3339 time or YYYY-MM-DD (required)")
 	doors := c.fs.String("doors", "", "the doors or groups the card opens, comma-separated (required)")
 	uses := c.fs.Int("uses", 0, "granted uses allowed; once the site has collected them, the card is revoked (0: any within the window)")
-	uid := c.fs.String("uid", "", "the visitor's card UID in hex (this, or --pin)")
+	uid := c.fs.String("uid", "", "the visitor's card UID in hex (or --enroll-door, or --pin)")
+	tap := visitorTapFlags(c.fs)
 	pin := c.fs.Bool("pin", false, "give the visitor a keypad code instead of a card: the site makes it and prints it once; it opens doors in card-or-pin mode")
 	pinDigits := c.fs.Int("pin-digits", defaultCodeDigits, fmt.Sprintf("with --pin: the code's digits (%d to %d)", minCodeDigits, maxCodeDigits))
 	name := c.fs.String("name", "", "the visitor's full name (default: NAME)")
@@ -509,18 +518,19 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *host == "" || *until == "" || *doors == "" || (*uid == "") == !*pin {
-		return usagef("--host, --until, --doors, and --uid or --pin are required")
+	if *host == "" || *until == "" || *doors == "" {
+		return usagef("--host, --until and --doors are required")
 	}
 	req := visitorAddReq{Holder: pos[0], Name: *name, Host: *host, Doors: strings.Split(*doors, ","), Uses: *uses}
-	if *pin {
+	switch {
+	case *pin && (*uid != "" || *tap.door != ""):
+		return usagef("--pin with --uid or --enroll-door: a visitor has a card or a keypad code, not both")
+	case *pin:
 		req.Code = *pinDigits
-	} else {
-		card, err := cmdUID(*uid)
-		if err != nil {
+	default:
+		if err := tap.card(&req, *uid); err != nil {
 			return err
 		}
-		req.UID = fmt.Sprintf("%X", card)
 	}
 	if req.Name == "" {
 		req.Name = pos[0]
@@ -534,12 +544,13 @@ func cmdVisitorAdd(ctx context.Context, e *env, args []string) error {
 	if req.Until, err = parseWhen("--until", *until); err != nil {
 		return err
 	}
+	tap.waiting(e, req)
 	raw, err := c.client().call(ctx, "POST", "/v1/visitors", req)
 	if err != nil {
 		return err
 	}
 	return show(c, raw, func(w io.Writer, r visitorResult) {
-		cred := "card " + req.UID
+		cred := "card " + r.UID
 		if r.Code != "" {
 			cred = "keypad code " + r.Code + " (shown this once: give it to the visitor; it opens doors in card-or-pin mode)"
 		}

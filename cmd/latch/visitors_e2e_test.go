@@ -5,13 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,26 +37,10 @@ func (s *testSite) visitorList(t testing.TB) map[string]site.Visitor {
 // ends, and refuses the card by its own clock; its grants of the window
 // are counted once it is back. An operator ends a visit by the CLI.
 func TestVisitorsEndToEnd(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		hooks []notification
-	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var n notification
-		if err := json.Unmarshal(b, &n); err != nil {
-			t.Errorf("webhook body: %v: %s", err, b)
-		}
-		mu.Lock()
-		hooks = append(hooks, n)
-		mu.Unlock()
-	}))
-	t.Cleanup(recv.Close)
+	hookURL, hooks := hookRecorder(t)
 	hooksOf := func(holder string) []notification {
-		mu.Lock()
-		defer mu.Unlock()
 		var out []notification
-		for _, n := range hooks {
+		for _, n := range hooks() {
 			if n.Visitor != nil && n.Visitor.Holder == holder {
 				out = append(out, n)
 			}
@@ -76,7 +56,7 @@ channel = "webhook:host"
 [notify.webhook.host]
 url = %q
 secret = "host hook secret"
-`, recv.URL))
+`, hookURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +308,7 @@ func TestVisitorCodeEndToEnd(t *testing.T) {
 		t.Fatalf("wes's code after the end of the visit: %v", ev)
 	}
 	if code, _, errs := s.cli(t, "", "visitor", "add", "xan", "--host", "bob", "--until", "2099-01-01", "--doors", "front", "--pin", "--uid", "0E0E0E03"); code != 2 ||
-		!strings.Contains(errs, "--uid or --pin") {
+		!strings.Contains(errs, "--pin with --uid or --enroll-door") {
 		t.Fatalf("--pin with --uid: exit %d: %s", code, errs)
 	}
 }

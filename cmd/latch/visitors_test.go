@@ -110,7 +110,7 @@ func FuzzDecodeVisitorAdd(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(b) > maxBody || r.Holder == "" || strings.TrimSpace(r.Host) == "" || (len(r.uid) == 0) == (r.Code == 0) || store.IsCodeKey(r.uid) ||
+		if len(b) > maxBody || r.Holder == "" || strings.TrimSpace(r.Host) == "" || (len(r.uid) == 0) == (r.Code == 0 && r.EnrollDoor == "") || store.IsCodeKey(r.uid) ||
 			(r.Code != 0 && (r.Code < minCodeDigits || r.Code > maxCodeDigits)) || !r.From.Before(r.Until) || len(r.Doors) == 0 || r.Uses < 0 {
 			t.Fatalf("accepted %q as %+v", b, r)
 		}

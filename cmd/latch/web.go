@@ -135,6 +135,7 @@ func (c *console) handler() http.Handler {
 	c.tokenPageRoutes(m)
 	c.alarmPageRoutes(m)
 	c.notifyRulePageRoutes(m)
+	c.visitorPageRoutes(m)
 	m.HandleFunc("GET /changelog", c.auth(site.RoleAuditor, c.changelogPage))
 	m.HandleFunc("POST /changelog/{seq}/note", c.auth(site.RoleAuditor, c.changelogNote))
 	m.HandleFunc("GET /users", c.auth(site.RoleAdmin, c.usersPage))

@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/latchdoor/latch/store/site"
 )
 
 // The console's Alarms page: the open alarms first, then the latest
-// closed ones; operators acknowledge, assign, note and resolve them.
-// Every step is an API request made as the logged-in account
+// closed ones; operators acknowledge, assign, note, snooze and resolve
+// them. Every step is an API request made as the logged-in account
 // (alarms.go), so each is a change-log entry. The nav's badge counts the
-// open alarms on every page, and the live stream (liveStream) tells open
-// pages when alarms change.
+// open alarms not snoozed on every page, and the live stream
+// (liveStream) tells open pages when alarms change.
 
 // alarmsClosedShown is how many closed alarms the page lists.
 const alarmsClosedShown = 50
@@ -22,12 +23,14 @@ const alarmsClosedShown = 50
 func (c *console) alarmPageRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /alarms", c.auth(site.RoleAuditor, c.alarmsPage))
 	m.HandleFunc("POST /alarms/{id}/{step}", c.auth(site.RoleOperator, c.alarmStep))
+	m.HandleFunc("POST /alarms/{id}/snooze", c.auth(site.RoleOperator, c.alarmSnoozeForm))
 }
 
 // alarmsData is the Alarms page's.
 type alarmsData struct {
 	Open, Closed []site.Alarm
-	Accounts     []string // for the assign form
+	Accounts     []string  // for the assign form
+	Now          time.Time // the alarms' clock: which alarms are snoozed
 }
 
 func (c *console) alarmsPage(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -42,7 +45,7 @@ func (c *console) alarmsPage(w http.ResponseWriter, r *http.Request, ss *session
 		c.errorPage(w, r, ss, code, err)
 		return
 	}
-	d.Open = open
+	d.Open, d.Now = open, c.a.alarmNow()
 	for _, a := range recent {
 		if !a.IsOpen() {
 			d.Closed = append(d.Closed, a)
@@ -90,24 +93,48 @@ func (c *console) alarmStep(w http.ResponseWriter, r *http.Request, ss *session)
 	c.done(w, r, ss, "/alarms", fmt.Sprintf("Alarm %s %s.", id, s.done), res.err())
 }
 
-// alarmCount is what the nav's badge shows: the open alarms, and the
-// newest of them (a page beeps when a newer one opens).
+// alarmSnoozeForm snoozes an alarm for the duration chosen (0: ends its
+// snooze) through the API.
+func (c *console) alarmSnoozeForm(w http.ResponseWriter, r *http.Request, ss *session) {
+	id := r.PathValue("id")
+	d, err := time.ParseDuration(r.PostFormValue("for"))
+	if err != nil {
+		c.done(w, r, ss, "/alarms", "", fmt.Errorf("snooze for %q: want a duration like 15m", r.PostFormValue("for")))
+		return
+	}
+	secs := int64(d / time.Second)
+	req := snoozeReq{ForS: &secs, Text: strings.TrimSpace(r.PostFormValue("text"))}
+	res := c.call(r, ss, "POST", "/v1/alarms/"+id+"/snooze", req)
+	c.record(r, ss, site.Action{What: "alarm snooze", Target: "alarm " + id, Detail: req.detail(), Result: result(res)})
+	msg := fmt.Sprintf("Alarm %s snoozed for %s.", id, strings.TrimSpace(r.PostFormValue("for")))
+	if secs == 0 {
+		msg = fmt.Sprintf("Alarm %s is back: its snooze ended.", id)
+	}
+	c.done(w, r, ss, "/alarms", msg, res.err())
+}
+
+// alarmCount is what the nav's badge shows: the open alarms not snoozed,
+// and the newest of them (a page beeps when a newer one opens).
 type alarmCount struct {
 	Open   int    `json:"open"`
 	Newest uint64 `json:"newest"`
 }
 
-// openAlarms counts the open alarms; a failure to is logged and counts
-// none.
+// openAlarms counts the open alarms not snoozed; a failure to is logged
+// and counts none.
 func (c *console) openAlarms() alarmCount {
 	as, err := c.a.db.Alarms(true, 0)
 	if err != nil {
 		c.log.Error("count the open alarms", "err", err)
 		return alarmCount{}
 	}
-	n := alarmCount{Open: len(as)}
+	var n alarmCount
+	now := c.a.alarmNow()
 	for _, a := range as {
-		n.Newest = max(n.Newest, a.ID)
+		if !a.Snoozed(now) {
+			n.Open++
+			n.Newest = max(n.Newest, a.ID)
+		}
 	}
 	return n
 }

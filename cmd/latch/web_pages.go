@@ -31,6 +31,8 @@ var pageFuncs = template.FuncMap{
 		}
 		return t.Local().Format(timeFormat)
 	},
+	// clock is a time of day, HH:MM in the site's time zone.
+	"clock":    func(t time.Time) string { return t.Local().Format("15:04") },
 	"join":     strings.Join,
 	"schedule": formatSchedule,
 	"weekly":   weeklySpec,
@@ -88,6 +90,9 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, ss *session, co
 		return
 	}
 	pd := pageData{Title: title, Nav: page, Flash: flash, Error: errMsg, Data: data}
+	if n, ok := data.(interface{ navEntry() string }); ok && n.navEntry() != "" {
+		pd.Nav = n.navEntry()
+	}
 	if ss != nil {
 		pd.User, pd.Role, pd.CSRF = ss.user, ss.role, ss.csrf
 		pd.Operator, pd.Admin = ss.can(site.RoleOperator), ss.can(site.RoleAdmin)
@@ -499,12 +504,30 @@ func (c *console) holderPage(w http.ResponseWriter, r *http.Request, ss *session
 	c.page(w, r, ss, "holder", "Holder "+d.Holder.ID, d)
 }
 
+// enrollData is the enrolment page's: it waits for a tap at Door after
+// the arrival cursor After, then shows the form that posts the UID
+// tapped, with the fields of Carry, to Action. A holder's card (Holder
+// set) asks for its doors and validity there; a visitor's carries its
+// registration (web_visitors.go).
 type enrollData struct {
-	Holder string
-	Door   string
-	After  uint64
-	Groups []string
+	Holder   string
+	Door     string
+	After    uint64
+	Groups   []string
+	Action   string
+	Carry    []formField
+	Submit   string
+	Back     string
+	BackText string
+	Section  string // the nav's entry: "" for People
 }
+
+// formField is a form's hidden field.
+type formField struct{ Name, Value string }
+
+// navEntry names the nav's entry of the page: People, or the section
+// that started the enrolment.
+func (d enrollData) navEntry() string { return d.Section }
 
 func (c *console) enrollPage(w http.ResponseWriter, r *http.Request, ss *session) {
 	holder, door := r.PathValue("id"), r.URL.Query().Get("door")
@@ -523,7 +546,9 @@ func (c *console) enrollPage(w http.ResponseWriter, r *http.Request, ss *session
 		return
 	}
 	c.record(r, ss, site.Action{What: "enrol started", Target: "holder " + holder, Detail: "door " + door})
-	c.page(w, r, ss, "enroll", "Enrol a card", enrollData{Holder: holder, Door: door, After: after, Groups: d.Groups})
+	back := "/people/" + url.PathEscape(holder)
+	c.page(w, r, ss, "enroll", "Enrol a card", enrollData{Holder: holder, Door: door, After: after, Groups: d.Groups,
+		Action: back + "/cards", Submit: "Add this card to " + holder, Back: back, BackText: "Back to " + holder})
 }
 
 // formTime reads a date (YYYY-MM-DD) or datetime-local field in the

@@ -210,7 +210,7 @@ func hasAction(as []site.Action, user, what, result string) bool {
 func TestConsoleNeedsSession(t *testing.T) {
 	cs := startConsoleSite(t, serveOptions{}, nil)
 	b := cs.browser(t)
-	for _, path := range []string{"/", "/doors", "/people", "/people/x", "/activity", "/actions", "/integrity", "/users", "/changes/1", "/people/x/enroll?door=d", "/activity/export?format=csv", "/nope"} {
+	for _, path := range []string{"/", "/doors", "/people", "/people/x", "/activity", "/actions", "/integrity", "/users", "/changes/1", "/people/x/enroll?door=d", "/visitors", "/activity/export?format=csv", "/nope"} {
 		p := b.get(path)
 		if p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/login?next=") {
 			t.Errorf("GET %s without a session: %d %q, want a redirect to the login page", path, p.code, p.location)

@@ -148,23 +148,41 @@ type Alarm struct {
 	Notes    []AlarmNote   `json:"notes,omitempty"`
 	Closed   time.Time     `json:"closed,omitzero"`
 	ClosedBy string        `json:"closed_by,omitempty"` // the operator who resolved it; "" when it cleared
+	// SnoozedUntil, while the site's clock is before it, keeps an open
+	// alarm quiet: its repeats are counted (on Count, and on
+	// SnoozeRepeats) but notify no one. Its end (EndSnoozes) brings it
+	// back; an ack or a resolve ends it too (Unsnooze).
+	SnoozedUntil  time.Time `json:"snoozed_until,omitzero"`
+	SnoozedBy     string    `json:"snoozed_by,omitempty"`
+	SnoozeRepeats int       `json:"snooze_repeats,omitempty"` // the repeats while snoozed
 }
 
 // IsOpen reports whether the alarm is open (open or acknowledged).
 func (a *Alarm) IsOpen() bool { return a.State == AlarmOpen || a.State == AlarmAcknowledged }
 
+// Snoozed reports whether the alarm is open and snoozed at now.
+func (a *Alarm) Snoozed(now time.Time) bool { return a.IsOpen() && now.Before(a.SnoozedUntil) }
+
+// Unsnooze ends the alarm's snooze, if any, forgetting its repeats: for
+// an operator's step that takes the alarm in hand (an ack, a resolve).
+func (a *Alarm) Unsnooze() { a.SnoozedUntil, a.SnoozedBy, a.SnoozeRepeats = time.Time{}, "", 0 }
+
 // AlarmChange is what the site did to an alarm on its own: raised it,
-// counted a repeat, or cleared it.
+// counted a repeat, cleared it, or ended its snooze.
 type AlarmChange struct {
-	What  string `json:"what"` // "raised", "repeated" or "cleared"
+	What  string `json:"what"` // "raised", "repeated", "cleared" or "snooze ended"
 	Alarm Alarm  `json:"alarm"`
+	// Repeats, for a snooze ended, are the repeats counted while it was
+	// snoozed.
+	Repeats int `json:"repeats,omitempty"`
 }
 
 // Alarm changes.
 const (
-	AlarmRaised   = "raised"
-	AlarmRepeated = "repeated"
-	AlarmClosed   = "cleared"
+	AlarmRaised      = "raised"
+	AlarmRepeated    = "repeated"
+	AlarmClosed      = "cleared"
+	AlarmSnoozeEnded = "snooze ended"
 )
 
 // Buckets and keys of the alarms, made by their first write.
@@ -240,6 +258,9 @@ func raise(tx *bolt.Tx, in Alarm) (AlarmChange, error) {
 		return AlarmChange{}, err
 	}
 	if ok && a.IsOpen() {
+		if a.Snoozed(in.Opened) {
+			a.SnoozeRepeats++
+		}
 		a.Count++
 		a.Last, a.LastSeq = in.Opened, in.Seq
 		return AlarmChange{What: AlarmRepeated, Alarm: a}, putAlarm(tx, &a)
@@ -273,8 +294,12 @@ func logAlarmChange(tx *bolt.Tx, c AlarmChange, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	detail := fmt.Sprintf("%s at door %s", c.Alarm.Kind, c.Alarm.Door)
+	if c.What == AlarmSnoozeEnded {
+		detail += fmt.Sprintf(", %d repeats while snoozed", c.Repeats)
+	}
 	e := ChangeEntry{Time: now, Who: siteActor, From: "site", Op: "alarm " + c.What,
-		Target: fmt.Sprintf("alarm %d", c.Alarm.ID), Detail: fmt.Sprintf("%s at door %s", c.Alarm.Kind, c.Alarm.Door),
+		Target: fmt.Sprintf("alarm %d", c.Alarm.ID), Detail: detail,
 		Before: json.RawMessage("null"), After: after, Result: "ok"}
 	return appendChange(tx, &e)
 }
@@ -410,7 +435,7 @@ func (d *DB) CheckOffline(rule OfflineRule, prio PriorityOf, now time.Time) ([]A
 		return err
 	})
 	if err != nil || !due {
-		return nil, wrapOffline(err)
+		return nil, wrapped("offline doors", err)
 	}
 	var out []AlarmChange
 	err = d.update(func(tx *bolt.Tx) error {
@@ -421,12 +446,13 @@ func (d *DB) CheckOffline(rule OfflineRule, prio PriorityOf, now time.Time) ([]A
 		})
 		return err
 	})
-	return out, wrapOffline(err)
+	return out, wrapped("offline doors", err)
 }
 
-func wrapOffline(err error) error {
+// wrapped is err, if any, saying what failed.
+func wrapped(what string, err error) error {
 	if err != nil {
-		return fmt.Errorf("site: offline doors: %w", err)
+		return fmt.Errorf("site: %s: %w", what, err)
 	}
 	return nil
 }
@@ -487,6 +513,44 @@ func offline(tx *bolt.Tx, rule OfflineRule, prio PriorityOf, now time.Time, done
 		return done(c)
 	})
 	return due, err
+}
+
+// EndSnoozes ends the snooze of each open alarm whose SnoozedUntil is
+// not after now, in one transaction, each a change-log entry; the
+// changes carry the repeats counted during the snooze. An alarm resolved
+// or acknowledged meanwhile has no snooze left to end.
+func (d *DB) EndSnoozes(now time.Time) ([]AlarmChange, error) {
+	due := func(a *Alarm) bool { return a.IsOpen() && !a.SnoozedUntil.IsZero() && !now.Before(a.SnoozedUntil) }
+	// A read first: most checks find nothing to end and cost no write.
+	open, err := openAlarms(d, 0)
+	if err != nil || !slices.ContainsFunc(open, func(a Alarm) bool { return due(&a) }) {
+		return nil, wrapped("end alarm snoozes", err)
+	}
+	var out []AlarmChange
+	err = d.update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		for _, o := range open {
+			a, err := getAlarm(tx, o.ID)
+			if err != nil {
+				return err
+			}
+			if !due(&a) {
+				continue
+			}
+			c := AlarmChange{What: AlarmSnoozeEnded, Repeats: a.SnoozeRepeats}
+			a.Unsnooze()
+			c.Alarm = a
+			if err := putAlarm(tx, &a); err != nil {
+				return err
+			}
+			if err := logAlarmChange(tx, c, now); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, wrapped("end alarm snoozes", err)
 }
 
 // Alarm returns alarm id, or ErrNotFound.
