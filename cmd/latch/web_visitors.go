@@ -154,6 +154,15 @@ func visitorForm(r *http.Request, now time.Time) (visitorAddReq, error) {
 		}
 	}
 	door := strings.TrimSpace(r.PostFormValue("enroll_door"))
+	if s := strings.TrimSpace(r.PostFormValue("code")); s != "" {
+		if req.Code, err = strconv.Atoi(s); err != nil || req.Code < minCodeDigits || req.Code > maxCodeDigits {
+			return req, fmt.Errorf("keypad code %q: want %d to %d digits", s, minCodeDigits, maxCodeDigits)
+		}
+		if req.UID != "" || door != "" {
+			return req, errors.New("card or keypad code: choose one")
+		}
+		return req, nil
+	}
 	switch {
 	case req.UID == "" && door == "":
 		return req, errors.New("card: type its UID, or choose a door to tap it at")
@@ -178,8 +187,17 @@ func (c *console) visitorAddForm(w http.ResponseWriter, r *http.Request, ss *ses
 		return
 	}
 	res := c.call(r, ss, "POST", "/v1/visitors", req)
-	c.record(r, ss, site.Action{What: "visitor add", Target: "visitor " + req.Holder, Detail: "host " + req.Host + ", card " + req.UID, Result: result(res)})
-	c.done(w, r, ss, "/visitors", fmt.Sprintf("Visitor %s registered for %s, card %s.", req.Holder, req.Host, req.UID), res.err())
+	cred, shown := "card "+req.UID, "card "+req.UID
+	if req.Code != 0 {
+		// The code is in this answer alone: shown once, never recorded.
+		var vr visitorResult
+		if res.err() == nil && json.Unmarshal(res.body, &vr) == nil {
+			shown = "keypad code " + vr.Code + " (shown this once: give it to the visitor; it opens doors in card-or-pin mode)"
+		}
+		cred = fmt.Sprintf("keypad code of %d digits", req.Code)
+	}
+	c.record(r, ss, site.Action{What: "visitor add", Target: "visitor " + req.Holder, Detail: "host " + req.Host + ", " + cred, Result: result(res)})
+	c.done(w, r, ss, "/visitors", fmt.Sprintf("Visitor %s registered for %s, %s.", req.Holder, req.Host, shown), res.err())
 }
 
 // visitorTapPage checks a registration as the API will, then shows the

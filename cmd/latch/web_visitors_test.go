@@ -3,9 +3,12 @@ package main
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchdoor/latch/store"
 )
 
 // The Visitors page's forms: what is wrong comes back as the page's
@@ -44,6 +47,8 @@ func TestVisitorForms(t *testing.T) {
 		{"negative uses", func(f url.Values) { f.Set("uses", "-1") }, `uses &#34;-1&#34;`},
 		{"no host", func(f url.Values) { f.Set("host", "") }, "host is missing"},
 		{"a bad UID", func(f url.Values) { f.Set("uid", "zz") }, `uid &#34;ZZ&#34; is not hex`},
+		{"a card and a code", func(f url.Values) { f.Set("code", "6") }, "card or keypad code: choose one"},
+		{"a short code", func(f url.Values) { f.Del("uid"); f.Set("code", "4") }, "keypad code &#34;4&#34;: want 6 to 12 digits"},
 		{"a tap at no door", func(f url.Values) { f.Del("uid"); f.Set("enroll_door", "nowhere") }, "enroll_door &#34;nowhere&#34;: not found"},
 		{"a tap after the window", func(f url.Values) {
 			f.Del("uid")
@@ -82,6 +87,23 @@ func TestVisitorForms(t *testing.T) {
 	}
 	if body := submit("/visitors/vic/end", url.Values{"csrf": {csrf}}); !strings.Contains(body, "conflict") {
 		t.Fatalf("a second end: the page does not refuse it:\n%s", body)
+	}
+
+	// A keypad code: shown once, in the page after the registration.
+	body = submit("/visitors", form(func(f url.Values) { f.Set("holder", "kay"); f.Del("uid"); f.Set("code", "8") }))
+	m := regexp.MustCompile(`Visitor kay registered for ada, keypad code ([0-9]{8}) \(shown this once`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the code's registration page:\n%s", body)
+	}
+	key, err := store.CodeKey([]byte(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := cs.sv.db.Card(key); err != nil || c.HolderID != "kay" {
+		t.Fatalf("the code's card: %+v, %v", c, err)
+	}
+	if again := b.get("/visitors").body; strings.Contains(again, m[1]) || !strings.Contains(again, `<tr data-holder="kay">`) {
+		t.Fatalf("the code is shown again, or kay is not listed:\n%s", again)
 	}
 
 	a := cs.browser(t)
