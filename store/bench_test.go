@@ -366,6 +366,32 @@ func BenchmarkDecidePINStage(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/decision")
 }
 
+// BenchmarkDecideCode measures a keypad code's decision in card-or-PIN
+// mode, the right code and an unknown one in turn: one derivation each.
+// The door's bad-PIN limit is set out of reach so the unknown codes do
+// not lock the keypad.
+func BenchmarkDecideCode(b *testing.B) {
+	s := openTest(b, &Options{Lockout: LockoutPolicy{DoorMaxBadPINs: maxDoorFails, DoorWindow: time.Second}})
+	key, err := CodeKey([]byte("583017"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mustDo(b, s.PutCard(Card{UID: key, HolderID: "vic", Doors: []string{"front"}}))
+	i := 0
+	for b.Loop() {
+		code, want := []byte("583017"), Granted
+		if i%2 == 1 {
+			code, want = []byte("000017"), Denied
+		}
+		i++
+		d, err := s.Decide(Request{PIN: code, Door: "front", Mode: ModeCardOrPIN, Now: testEpoch.Add(time.Duration(i) * time.Hour), ClockTrusted: true})
+		if err != nil || d.Outcome != want {
+			b.Fatalf("decision %d: %+v, %v", i, d, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/decision")
+}
+
 // BenchmarkApplyRevocations10k applies deltas of 10,000 revocations each,
 // one transaction per delta, to a store holding the 100,000-card fixture.
 func BenchmarkApplyRevocations10k(b *testing.B) {
