@@ -63,6 +63,10 @@ type Config struct {
 	loc *time.Location
 	// schedule is UnlockSchedule, parsed by validate; nil means none.
 	schedule *store.Schedule
+	// preview says the file is previewed by the simulator (latchd -sim
+	// -config), which puts its own site in place of the [mqtt] table:
+	// validate leaves that table out.
+	preview bool
 }
 
 // SecurityConfig tunes the allowlist's defences; a key left out keeps the
@@ -477,11 +481,24 @@ func loadFile[T any](what, path string, limit int, parse func([]byte) (T, error)
 }
 
 // parseConfig decodes TOML strictly (unknown keys are refused) and validates.
-func parseConfig(b []byte) (*Config, error) {
+func parseConfig(b []byte) (*Config, error) { return parseConfigAs(b, false) }
+
+// loadPreviewConfig reads and checks a door's config file for the
+// simulator's preview: every setting but the [mqtt] table, which the
+// preview does not use (so the example file, with its placeholder key,
+// previews as it is).
+func loadPreviewConfig(path string) (*Config, error) {
+	return loadFile("config", path, maxConfigSize, func(b []byte) (*Config, error) { return parseConfigAs(b, true) })
+}
+
+// parseConfigAs decodes and checks a config file; preview leaves its
+// [mqtt] table unchecked (Config.preview).
+func parseConfigAs(b []byte, preview bool) (*Config, error) {
 	c, err := decodeConfig(b)
 	if err != nil {
 		return nil, err
 	}
+	c.preview = preview
 	if err := c.validate(); err != nil {
 		return nil, withLines(b, err)
 	}
@@ -696,7 +713,9 @@ func (c *Config) validate() error {
 			}
 		}
 	}
-	add(c.MQTT.check(c.isSet))
+	if !c.preview {
+		add(c.MQTT.check(c.isSet))
+	}
 	c.Display.check(c.isSet, add)
 	add(c.Metrics.check())
 	return errors.Join(errs...)

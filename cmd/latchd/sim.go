@@ -316,7 +316,7 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 		return err
 	}
 	if o.config != "" {
-		file, err := loadConfig(o.config)
+		file, err := loadPreviewConfig(o.config)
 		if err != nil {
 			return err
 		}

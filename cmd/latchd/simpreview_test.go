@@ -24,7 +24,7 @@ func TestSimPreview(t *testing.T) {
 d0 = "GPIO5"
 d1 = "GPIO6"
 #`, 1)
-	conf = strings.Replace(conf, "REPLACE-WITH-THE-SITE-PUBLIC-KEY", testSiteKey(), 1)
+	// The placeholder site key stays: the preview does not use [mqtt].
 	conf = strings.Replace(conf, `rows = ["GPIO5", "GPIO6", "GPIO13", "GPIO19"]`, "", 1)
 	conf = strings.Replace(conf, `cols = ["GPIO12", "GPIO16", "GPIO20"]`, "", 1)
 	conf += "\n[display]\ntype = \"ssd1306\"\nheight = 64\n"
