@@ -321,7 +321,11 @@ func runSim(ctx context.Context, o simOptions, in io.Reader, out *printer, log *
 			return err
 		}
 		cfg = previewConfig(file, o.dataDir)
-		out.line("latchd: previewing %s on emulated hardware: its mode, keypad, display, feedback, inputs, relay, timings and security; the simulator's own site and data directory", o.config)
+		site := "the simulator's own site"
+		if o.join != "" {
+			site = "the site it joins"
+		}
+		out.line("latchd: previewing %s on emulated hardware: its mode, keypad, display, feedback, inputs, relay, timings and security; %s and the simulator's data directory", o.config, site)
 	}
 	if cfg.Metrics, err = simMetrics(o.metrics); err != nil {
 		return err
