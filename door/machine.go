@@ -593,9 +593,10 @@ func askAs(mode store.Mode, lockdown, stale bool, policy StalePolicy, card bool)
 	if stale {
 		switch policy {
 		case StaleCardAndPIN:
-			if card {
-				mode = store.ModeCardPIN
-			}
+			// Every card needs its PIN, and a keypad code alone, one
+			// factor whose revocation may not have arrived, opens
+			// nothing (the allowlist refuses codes in card+PIN mode).
+			mode = store.ModeCardPIN
 		case StaleOverrideOnly:
 			lockdown = true
 		}

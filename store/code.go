@@ -23,7 +23,7 @@ import (
 // A fixed salt means a stolen door file can be searched for its codes (a
 // million 6-digit codes cost a million derivations of 32 MiB); what
 // protects a code at the door is the door's bad-PIN limit, which every
-// unknown code counts towards, and its short validity.
+// refused code counts towards, and its short validity.
 
 // CodeKeyLen is the length of a keypad code's key in the allowlist.
 const CodeKeyLen = 8
@@ -71,10 +71,10 @@ func CheckCardKey(uid []byte) error {
 // decideCode is Decide for a keypad code typed without a card at a door
 // in card-or-PIN mode. It runs exactly one derivation, the code's key,
 // whatever the outcome. A code is refused while the door refuses PINs
-// (locked_out); an unknown code is unknown_card and counts towards the
-// door's bad-PIN limit, so guessing codes at the keypad locks the keypad
-// as guessing PINs does; a known code goes through every check a card
-// does and is then granted, with no PIN stage.
+// (locked_out); an unknown code is unknown_card; a known code goes
+// through every check a card does and is then granted, with no PIN
+// stage. Every refused code counts towards the door's bad-PIN limit, so
+// guessing codes at the keypad locks the keypad as guessing PINs does.
 func (s *Store) decideCode(req Request) (Decision, error) {
 	s.argonRuns.Add(1)
 	var key []byte
@@ -108,20 +108,22 @@ func (s *Store) decideCode(req Request) (Decision, error) {
 		return Decision{Outcome: Denied, Reason: ReasonLockedOut,
 			Note: fmt.Sprintf("keypad code: too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))}, nil
 	case !v.found:
-		return s.recordBadCode(req)
+		return s.recordBadCode(req, Decision{Outcome: Denied, Reason: ReasonUnknownCard, Note: "no keypad code matches"})
 	case !ok:
+		// A known code refused (expired, not yet valid, revoked, outside
+		// its schedule) counts too: to a guesser it is no different, and
+		// the door answers it as any refusal.
 		d.Note = joinNotes(append([]string{"keypad code"}, noteList(d.Note)...))
-		return d, nil
+		return s.recordBadCode(req, d)
 	}
 	d.Outcome, d.Reason = Granted, ReasonGranted
 	d.Note = joinNotes(append([]string{"keypad code"}, noteList(d.Note)...))
 	return d, nil
 }
 
-// recordBadCode counts an unknown keypad code against the door's bad-PIN
-// limit.
-func (s *Store) recordBadCode(req Request) (Decision, error) {
-	d := Decision{Outcome: Denied, Reason: ReasonUnknownCard, Note: "no keypad code matches"}
+// recordBadCode counts a refused keypad code, d, against the door's
+// bad-PIN limit.
+func (s *Store) recordBadCode(req Request, d Decision) (Decision, error) {
 	var locked bool
 	var until time.Time
 	err := s.update(func(tx *bolt.Tx) error {

@@ -57,29 +57,35 @@ func TestDecideCode(t *testing.T) {
 		t.Errorf("the code's decision: %+v", d)
 	}
 	runs = s.PINChecks()
-	check("the code, after its window", codeReq(visitorCode, ModeCardOrPIN, until), Denied, ReasonExpired, "keypad code")
-	other := codeReq(visitorCode, ModeCardOrPIN, testEpoch)
-	other.Door, other.DoorGroups = "back", nil
-	check("the code at another door", other, Denied, ReasonWrongDoor, "keypad code")
 	check("the code in card+PIN mode", codeReq(visitorCode, ModeCardPIN, testEpoch), Denied, ReasonUnknownCard, "only in card-or-pin mode")
-	check("a code that cannot be one", codeReq("12", ModeCardOrPIN, testEpoch), Denied, ReasonUnknownCard, "no keypad code matches")
 
 	// The key read as a card's UID is refused.
 	expect(t, "the key as a card", decide(t, s, cardReq(key, ModeCardOrPIN, testEpoch)), Denied, ReasonUnknownCard)
 
-	// Unknown codes count towards the door's bad-PIN limit (3 here; the
-	// code that cannot be one above was the first): the third locks the
-	// keypad, and then the right code is refused too, until the oldest
-	// failure is out of the door's window.
+	// Refused codes count towards the door's bad-PIN limit (3 here): the
+	// third locks the keypad, and then the right code is refused too,
+	// until the oldest failure is out of the door's window (10 minutes).
+	check("a code that cannot be one", codeReq("12", ModeCardOrPIN, testEpoch), Denied, ReasonUnknownCard, "no keypad code matches")
 	now := testEpoch.Add(time.Minute)
-	check("unknown code 2", codeReq("111111", ModeCardOrPIN, now), Denied, ReasonUnknownCard, "no keypad code matches")
-	check("unknown code 3", codeReq("222222", ModeCardOrPIN, now), Denied, ReasonUnknownCard, "PINs refused until 2026-03-02T09:40:00Z")
+	check("an unknown code", codeReq("111111", ModeCardOrPIN, now), Denied, ReasonUnknownCard, "no keypad code matches")
+	check("another unknown code", codeReq("222222", ModeCardOrPIN, now), Denied, ReasonUnknownCard, "PINs refused until 2026-03-02T09:40:00Z")
 	check("the code while the keypad is locked", codeReq(visitorCode, ModeCardOrPIN, now), Denied, ReasonLockedOut, "keypad code: too many bad PINs")
 	check("the code after the door's window", codeReq(visitorCode, ModeCardOrPIN, now.Add(10*time.Minute)), Granted, ReasonGranted, "keypad code")
 
+	// The code at another door: refused there (that door's own count).
+	other := codeReq(visitorCode, ModeCardOrPIN, until.Add(-time.Minute))
+	other.Door, other.DoorGroups = "back", nil
+	check("the code at another door", other, Denied, ReasonWrongDoor, "keypad code")
+
+	// A known code refused counts too: past its window, the third try
+	// locks the keypad.
+	check("the code, after its window", codeReq(visitorCode, ModeCardOrPIN, until), Denied, ReasonExpired, "keypad code")
+	check("the code, after its window again", codeReq(visitorCode, ModeCardOrPIN, until), Denied, ReasonExpired, "keypad code")
+	check("the code, after its window a third time", codeReq(visitorCode, ModeCardOrPIN, until), Denied, ReasonExpired, "PINs refused until")
+
 	// Revoked like a card.
 	mustDo(t, s.Revoke(Revocation{UID: key}))
-	check("the code revoked", codeReq(visitorCode, ModeCardOrPIN, testEpoch.Add(20*time.Minute)), Denied, ReasonRevoked, "keypad code")
+	check("the code revoked", codeReq(visitorCode, ModeCardOrPIN, until.Add(time.Hour)), Denied, ReasonRevoked, "keypad code")
 }
 
 // A code has no PIN of its own, and keys of other lengths are refused.
