@@ -143,11 +143,12 @@ func holderCardPrefix(holder string) []byte {
 
 // aclTx applies ops to the allowlist buckets of one write transaction.
 type aclTx struct {
+	tx                                        *bolt.Tx
 	cards, holders, idx, revCards, revHolders *bolt.Bucket
 }
 
 func newACLTx(tx *bolt.Tx) *aclTx {
-	return &aclTx{cards: tx.Bucket(bucketCards), holders: tx.Bucket(bucketHolders), idx: tx.Bucket(bucketHolderCards),
+	return &aclTx{tx: tx, cards: tx.Bucket(bucketCards), holders: tx.Bucket(bucketHolders), idx: tx.Bucket(bucketHolderCards),
 		revCards: tx.Bucket(bucketRevCards), revHolders: tx.Bucket(bucketRevHolders)}
 }
 
@@ -198,6 +199,11 @@ func (a *aclTx) apply(op *store.Op) error {
 		p := holderCardPrefix(op.HolderID)
 		if k, _ := a.idx.Cursor().Seek(p); k != nil && bytes.HasPrefix(k, p) {
 			return fmt.Errorf("%w: holder %q still has cards; delete them first", ErrInvalid, op.HolderID)
+		}
+		// Its SCIM memberships go with it: a later holder of the same id
+		// is not a member.
+		if err := dropSCIMHolder(a.tx, op.HolderID); err != nil {
+			return err
 		}
 		return a.holders.Delete([]byte(op.HolderID))
 	case store.OpRevokeCard:

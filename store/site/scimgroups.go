@@ -99,6 +99,30 @@ func scimHolderKey(holder, group string) []byte {
 	return append(append([]byte{uint8(len(holder))}, holder...), group...)
 }
 
+// dropSCIMHolder removes every SCIM membership of holder, in tx: the
+// holder is deleted.
+func dropSCIMHolder(tx *bolt.Tx, holder string) error {
+	byHolder, members := tx.Bucket(bucketSCIMHolderGroups), tx.Bucket(bucketSCIMMembers)
+	if byHolder == nil || members == nil {
+		return nil // no SCIM group yet
+	}
+	p := scimHolderKey(holder, "")
+	var groups []string
+	cur := byHolder.Cursor()
+	for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
+		groups = append(groups, string(k[len(p):]))
+	}
+	for _, g := range groups {
+		if err := members.Delete(scimMemberKey(g, holder)); err != nil {
+			return err
+		}
+		if err := byHolder.Delete(scimHolderKey(holder, g)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ChangeSCIM applies c in a transaction of its own: a change of SCIM
 // groups that changes no card.
 func (d *DB) ChangeSCIM(c SCIMChange) error {

@@ -160,3 +160,31 @@ func TestSCIMGroupsWithCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A deleted holder's memberships go with it, in the same commit: a later
+// holder of the same id is in no group.
+func TestSCIMMembershipsEndWithTheHolder(t *testing.T) {
+	d := open(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := d.Commit([]store.Op{{Kind: store.OpUpsertHolder, Holder: &store.Holder{ID: "vic"}}}, "test", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ChangeSCIM(SCIMChange{Group: &SCIMGroup{Name: "lab", Created: now}, Put: []SCIMMember{{Group: "lab", Holder: "vic"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := d.SCIMGroupsOf("vic"); err != nil || len(ms) != 1 {
+		t.Fatalf("vic's groups: %+v, %v", ms, err)
+	}
+	if _, err := d.Commit([]store.Op{{Kind: store.OpDeleteHolder, HolderID: "vic"}}, "test", now); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := d.SCIMGroupsOf("vic"); err != nil || len(ms) != 0 {
+		t.Fatalf("vic's groups after the holder's deletion: %+v, %v", ms, err)
+	}
+	if ms, err := d.SCIMMembers("lab"); err != nil || len(ms) != 0 {
+		t.Fatalf("lab's members after vic's deletion: %+v, %v", ms, err)
+	}
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
