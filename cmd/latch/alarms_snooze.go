@@ -147,8 +147,9 @@ func (n *notifier) snoozeEnded(c site.AlarmChange) {
 	if c.Repeats == 0 {
 		return
 	}
-	for ri := range n.cfg.Rules {
-		r := &n.cfg.Rules[ri]
+	rules := n.current()
+	for ri := range rules {
+		r := &rules[ri]
 		if r.OpenFor.Duration == 0 && slices.Contains(r.Alarms, string(c.Alarm.Kind)) && r.door(c.Alarm.Door) && r.at(n.now()) {
 			a := c.Alarm
 			n.enqueue(r, &notification{What: "alarm repeated while snoozed", Door: a.Door, Alarm: &a,

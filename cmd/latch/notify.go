@@ -9,14 +9,17 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/smtp"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -299,6 +302,11 @@ func (n *notification) subject() string {
 // secret: sha256=<hex>.
 const signatureHeader = "X-Latch-Signature"
 
+// deliveryHeader carries a webhook delivery's id, the same on each
+// attempt: an attempt cut short by a stop is made again at the next
+// start, and a receiver that saw it can drop the repeat.
+const deliveryHeader = "X-Latch-Delivery"
+
 // sign is the signature header's value of body.
 func sign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
@@ -452,7 +460,13 @@ func (n *notifier) resume() error {
 		}
 		var x notification
 		if err := json.Unmarshal(q.Body, &x); err != nil {
-			return fmt.Errorf("pending delivery %d: %w", q.ID, err)
+			// One damaged entry fails alone; the service starts.
+			q.Status, q.Next, q.Error = site.DeliveryFailed, time.Time{}, fmt.Sprintf("its saved body is unreadable: %v", err)
+			n.log.Error("pending notification failed", "id", q.ID, "rule", q.Rule, "err", q.Error)
+			if _, err := n.db.PutDelivery(q.Delivery); err != nil {
+				return err
+			}
+			continue
 		}
 		n.queue = append(n.queue, &pending{d: q.Delivery, body: q.Body, n: &x, due: q.Next})
 	}
@@ -619,9 +633,7 @@ func (n *notifier) attempt(ctx context.Context, p *pending) {
 	err := n.send(ctx, p)
 	if err != nil && ctx.Err() != nil {
 		p.d.Next = n.now()
-		if _, err := n.db.PutDelivery(p.d); err != nil {
-			n.log.Error("delivery log", "err", err)
-		}
+		n.logDelivery(p)
 		return
 	}
 	p.d.Attempts++
@@ -643,9 +655,19 @@ func (n *notifier) attempt(ctx context.Context, p *pending) {
 	if err != nil {
 		n.log.Warn("notification not delivered", "channel", p.d.Channel, "rule", p.d.Rule, "attempt", p.d.Attempts, "err", err)
 	}
-	if _, err := n.db.PutDelivery(p.d); err != nil {
+	n.logDelivery(p)
+}
+
+// logDelivery writes p's delivery to the log, and keeps the id the log
+// gave it when it had none (its queueing failed), so that its later
+// attempts update one entry.
+func (n *notifier) logDelivery(p *pending) {
+	d, err := n.db.PutDelivery(p.d)
+	if err != nil {
 		n.log.Error("delivery log", "err", err)
+		return
 	}
+	p.d.ID = d.ID
 }
 
 // send delivers p once on its channel.
@@ -656,7 +678,7 @@ func (n *notifier) send(ctx context.Context, p *pending) error {
 		return n.publish(ctx, "latch/v2/"+n.site+"/alarms", p.body)
 	case "webhook":
 		if w := n.cfg.Webhook[name]; w != nil {
-			return n.webhook(ctx, w, p.body)
+			return n.webhook(ctx, w, p.d.ID, p.body)
 		}
 	case "email":
 		if e := n.cfg.Email[name]; e != nil {
@@ -666,21 +688,31 @@ func (n *notifier) send(ctx context.Context, p *pending) error {
 	return fmt.Errorf("channel %q", p.d.Channel)
 }
 
-func (n *notifier) webhook(ctx context.Context, w *webhookConf, body []byte) error {
+// webhook posts body, signed, with the delivery's id in
+// X-Latch-Delivery (the same on every attempt, so a receiver can drop a
+// repeat). Its errors leave the URL out: a webhook URL often holds a
+// secret, and the errors go to the delivery log and the service log.
+func (n *notifier) webhook(ctx context.Context, w *webhookConf, id uint64, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return errors.New("webhook: the request could not be made from its URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(signatureHeader, sign(w.Secret, body))
+	if id != 0 {
+		req.Header.Set(deliveryHeader, strconv.FormatUint(id, 10))
+	}
 	resp, err := n.http.Do(req)
 	if err != nil {
+		if ue, ok := err.(*url.Error); ok {
+			err = ue.Err
+		}
 		return fmt.Errorf("webhook: %w", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook %s: %s", w.URL, resp.Status)
+		return fmt.Errorf("webhook: the receiver answered %s", resp.Status)
 	}
 	return nil
 }

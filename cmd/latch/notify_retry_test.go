@@ -99,6 +99,7 @@ func TestNotifyRetrySurvivesRestart(t *testing.T) {
 		mu     sync.Mutex
 		bodies [][]byte
 		sigs   []string
+		ids    []string
 		up     atomic.Bool
 	)
 	got := make(chan int, 8)
@@ -106,6 +107,7 @@ func TestNotifyRetrySurvivesRestart(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		bodies, sigs = append(bodies, b), append(sigs, r.Header.Get(signatureHeader))
+		ids = append(ids, r.Header.Get(deliveryHeader))
 		n := len(bodies)
 		mu.Unlock()
 		if !up.Load() {
@@ -222,6 +224,10 @@ secret = "` + secret + `"
 	}
 	if want := sign(secret, bodies[1]); !hmac.Equal([]byte(sigs[1]), []byte(want)) {
 		t.Fatalf("signature %q, want %q", sigs[1], want)
+	}
+	// Both attempts name the one delivery, so a receiver can drop a repeat.
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("%s: %q", deliveryHeader, ids)
 	}
 	var x notification
 	if err := json.Unmarshal(bodies[1], &x); err != nil || x.Rule != "granted-hook" || x.Event == nil || x.Event.Seq != 7 || x.Door != "front" {
