@@ -102,7 +102,7 @@ func decodeVisitorAdd(b []byte) (visitorAdd, error) {
 const (
 	minCodeDigits     = 6
 	maxCodeDigits     = 12
-	defaultCodeDigits = 6
+	defaultCodeDigits = 8
 )
 
 // newCode makes a random keypad code of n digits, none that a guesser

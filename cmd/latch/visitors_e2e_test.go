@@ -242,7 +242,7 @@ func TestVisitorCodeEndToEnd(t *testing.T) {
 	}
 	// The code is never stored or shown again.
 	for _, args := range [][]string{{"visitor", "list", "--json"}, {"audit", "changes", "--json"}} {
-		if o := s.ok(t, "", args...); strings.Contains(o, code) || (args[0] == "audit" && !strings.Contains(o, "keypad code of 6 digits")) {
+		if o := s.ok(t, "", args...); strings.Contains(o, code) || (args[0] == "audit" && !strings.Contains(o, "keypad code of 8 digits")) {
 			t.Fatalf("latch %s:\n%s", strings.Join(args, " "), o)
 		}
 	}
