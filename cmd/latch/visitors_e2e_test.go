@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchdoor/latch/mqtt/brokertest"
+	mqttsite "github.com/latchdoor/latch/mqtt/site"
 	"github.com/latchdoor/latch/store"
 	"github.com/latchdoor/latch/store/site"
 )
@@ -298,6 +299,17 @@ func TestVisitorCodeEndToEnd(t *testing.T) {
 	}
 	collected(t, sv.db, "front")
 	eventually(t, "wes's use counted", func() bool { return s.visitorList(t)["wes"].Used == 1 })
+	// The access report says what each door does with the code, by the
+	// mode it reported.
+	for door, want := range map[string]string{"front": "opens", "back": "denied"} {
+		var xs []mqttsite.Explanation
+		if err := json.Unmarshal([]byte(s.ok(t, "", "access", "explain", "--holder", "wes", "--door", door, "--json")), &xs); err != nil || len(xs) != 1 {
+			t.Fatalf("explain wes at %s: %+v, %v", door, xs, err)
+		}
+		if xs[0].Decision != want || (door == "back" && !strings.Contains(xs[0].Note, "only at a door in card-or-pin mode")) {
+			t.Errorf("explain wes at %s: %+v, want %s", door, xs[0], want)
+		}
+	}
 	s.ok(t, "", "visitor", "end", "wes")
 	s.current(t, "front", "back")
 	if ev := front.keyCode(code); ev["reason"] != string(store.ReasonRevoked) {

@@ -196,6 +196,15 @@ func judge(m *accessMoment, c *store.Card, door string, groups []string, pol *Do
 		}
 	}
 	e.PIN = pinWords(c, pol.Mode)
+	if store.IsCodeKey(c.UID) {
+		e.PIN = "not asked: a keypad code"
+		if pol.Mode != store.ModeCardOrPIN {
+			// The door takes a code typed alone in card-or-PIN mode only.
+			e.Decision, e.Reason = "denied", store.ReasonUnknownCard
+			e.Note = "a keypad code, typed without a card only at a door in card-or-pin mode; this door asks in " + string(pol.Mode)
+			return e, nil
+		}
+	}
 	card := c
 	if !in {
 		card = nil // not in the door's view: the door does not know it
