@@ -83,6 +83,22 @@ func (c *clientCmd) change(ctx context.Context, method, path string, in any, wha
 	})
 }
 
+// idCmd is a command whose one argument, arg (ID, NAME, DOOR), names
+// what it asks about or changes: it sends method to the path made of the
+// escaped argument and prints the answer with human.
+func idCmd[T any](ctx context.Context, e *env, args []string, name, arg, method string, path func(id string) string, human func(w io.Writer, v T)) error {
+	c := newClientCmd(e, name)
+	pos, err := c.parse(args, 1, arg)
+	if err != nil {
+		return err
+	}
+	raw, err := c.client().call(ctx, method, path(url.PathEscape(pos[0])), nil)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, human)
+}
+
 // listCmd is a command without arguments that prints what GET path
 // answers.
 func listCmd[T any](ctx context.Context, e *env, args []string, name, path string, human func(w io.Writer, v T)) error {
@@ -136,16 +152,7 @@ func cmdHolderList(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdHolderShow(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "holder show")
-	pos, err := c.parse(args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "GET", "/v1/holders/"+url.PathEscape(pos[0]), nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, h holderView) {
+	return idCmd(ctx, e, args, "holder show", "ID", "GET", func(id string) string { return "/v1/holders/" + id }, func(w io.Writer, h holderView) {
 		fmt.Fprintf(w, "holder:\t%s\nname:\t%s\nrevoked:\t%s\ncards:\t%d\n", h.ID, dash(h.Name), dash(h.Revoked), len(h.Cards))
 		if len(h.Cards) > 0 {
 			fmt.Fprintln(w)

@@ -105,16 +105,7 @@ func pendingDoors(ds []doorView, targets map[string]uint64, online bool) []strin
 }
 
 func cmdDoorShow(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "door show")
-	pos, err := c.parse(args, 1, "DOOR")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "GET", "/v1/doors/"+url.PathEscape(pos[0]), nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, d doorView) {
+	return idCmd(ctx, e, args, "door show", "DOOR", "GET", func(id string) string { return "/v1/doors/" + id }, func(w io.Writer, d doorView) {
 		fmt.Fprintf(w, "door\t%s\n", d.ID)
 		fmt.Fprintf(w, "groups\t%s\n", dash(strings.Join(d.Groups, ",")))
 		fmt.Fprintf(w, "identity\t%s\n", dash(d.Identity))
@@ -297,16 +288,7 @@ func cmdKeysRotate(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdDoorUnapprove(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "door unapprove")
-	pos, err := c.parse(args, 1, "DOOR")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "DELETE", "/v1/doors/"+url.PathEscape(pos[0])+"/approval", nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, d doorView) {
+	return idCmd(ctx, e, args, "door unapprove", "DOOR", "DELETE", func(id string) string { return "/v1/doors/" + id + "/approval" }, func(w io.Writer, d doorView) {
 		fmt.Fprintf(w, "door %s: approval withdrawn; its events and requests are refused from now on\n", d.ID)
 	})
 }

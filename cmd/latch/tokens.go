@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -308,16 +307,7 @@ func cmdTokenList(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdTokenRevoke(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "token revoke")
-	pos, err := c.parse(args, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(pos[0]), nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, t tokenView) {
+	return idCmd(ctx, e, args, "token revoke", "NAME", "DELETE", func(id string) string { return "/v1/tokens/" + id }, func(w io.Writer, t tokenView) {
 		fmt.Fprintf(w, "token %s revoked: it is refused from now on\n", t.Name)
 	})
 }

@@ -420,16 +420,7 @@ func cmdUserRole(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdUserRemove(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "user remove")
-	pos, err := c.parse(args, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "DELETE", "/v1/users/"+url.PathEscape(pos[0]), nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, u userView) {
+	return idCmd(ctx, e, args, "user remove", "NAME", "DELETE", func(id string) string { return "/v1/users/" + id }, func(w io.Writer, u userView) {
 		fmt.Fprintf(w, "account %s removed\n", u.Name)
 	})
 }

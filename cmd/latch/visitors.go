@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -588,16 +587,11 @@ func cmdVisitorList(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdVisitorEnd(ctx context.Context, e *env, args []string) error {
-	c := newClientCmd(e, "visitor end")
-	pos, err := c.parse(args, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	raw, err := c.client().call(ctx, "POST", "/v1/visitors/"+url.PathEscape(pos[0])+"/end", nil)
-	if err != nil {
-		return err
-	}
-	return show(c, raw, func(w io.Writer, r visitorResult) {
-		fmt.Fprintf(w, "visit of %s ended: card revoked (change %d)\n", r.Visitor.Holder, r.Seq)
+	return idCmd(ctx, e, args, "visitor end", "NAME", "POST", func(id string) string { return "/v1/visitors/" + id + "/end" }, func(w io.Writer, r visitorResult) {
+		cred := "card"
+		if r.Visitor.Code {
+			cred = "keypad code"
+		}
+		fmt.Fprintf(w, "visit of %s ended: %s revoked (change %d)\n", r.Visitor.Holder, cred, r.Seq)
 	})
 }
