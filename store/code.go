@@ -106,7 +106,7 @@ func (s *Store) decideCode(req Request) (Decision, error) {
 	switch {
 	case v.doorLocked:
 		return Decision{Outcome: Denied, Reason: ReasonLockedOut,
-			Note: fmt.Sprintf("keypad code: too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))}, nil
+			Note: "keypad code: " + doorLockNote(v.doorUntil)}, nil
 	case !v.found:
 		return s.recordBadCode(req, Decision{Outcome: Denied, Reason: ReasonUnknownCard, Note: "no keypad code matches"})
 	case !ok:
@@ -135,7 +135,7 @@ func (s *Store) recordBadCode(req Request, d Decision) (Decision, error) {
 		return d, fmt.Errorf("store: decide keypad code at door %q: record bad code: %w", req.Door, err)
 	}
 	if locked {
-		d.Note += fmt.Sprintf("; too many bad PINs at this door; PINs refused until %s", until.UTC().Format(time.RFC3339))
+		d.Note = joinNotes([]string{d.Note, doorLockNote(until)})
 	}
 	return d, nil
 }

@@ -582,7 +582,7 @@ func cardStage(req *Request, v *cardView, d Decision) Decision {
 	}
 	if v.doorLocked {
 		d.Outcome, d.Reason = Denied, ReasonLockedOut
-		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))
+		d.Note = doorLockNote(v.doorUntil)
 		return d
 	}
 	d.Outcome, d.Reason = NeedPIN, ReasonPINRequired
@@ -630,7 +630,7 @@ func (s *Store) pinStage(req *Request, v *cardView, d Decision, ok bool) (Decisi
 	}
 	if v.doorLocked {
 		d.Outcome, d.Reason = Denied, ReasonLockedOut
-		d.Note = fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", v.doorUntil.UTC().Format(time.RFC3339))
+		d.Note = doorLockNote(v.doorUntil)
 		return d, nil
 	}
 	if checkPINFormat(req.PIN) != nil {
@@ -711,10 +711,16 @@ func (s *Store) recordBadPIN(req *Request, d Decision) (Decision, error) {
 			rec.Fails, rec.Until.Sub(req.Now), rec.Until.UTC().Format(time.RFC3339)))
 	}
 	if doorLocked {
-		notes = append(notes, fmt.Sprintf("too many bad PINs at this door; PINs refused until %s", doorUntil.UTC().Format(time.RFC3339)))
+		notes = append(notes, doorLockNote(doorUntil))
 	}
 	d.Note = joinNotes(notes)
 	return d, nil
+}
+
+// doorLockNote is the decision's note while the door refuses PINs, until
+// until.
+func doorLockNote(until time.Time) string {
+	return "too many bad PINs at this door; PINs refused until " + until.UTC().Format(time.RFC3339)
 }
 
 // addDoorFail adds a bad PIN at req.Now to the door's history and says
