@@ -147,15 +147,9 @@ func (n *notifier) snoozeEnded(c site.AlarmChange) {
 	if c.Repeats == 0 {
 		return
 	}
-	rules := n.current()
-	for ri := range rules {
-		r := &rules[ri]
-		if r.OpenFor.Duration == 0 && slices.Contains(r.Alarms, string(c.Alarm.Kind)) && r.door(c.Alarm.Door) && r.at(n.now()) {
-			a := c.Alarm
-			n.enqueue(r, &notification{What: "alarm repeated while snoozed", Door: a.Door, Alarm: &a,
-				Message: fmt.Sprintf("alarm %d (%s at door %s) is open again after its snooze; repeats during it: %d", a.ID, a.Kind, a.Door, c.Repeats)})
-		}
-	}
+	a := c.Alarm
+	n.atOnce(&a, &notification{What: "alarm repeated while snoozed", Door: a.Door, Alarm: &a,
+		Message: fmt.Sprintf("alarm %d (%s at door %s) is open again after its snooze; repeats during it: %d", a.ID, a.Kind, a.Door, c.Repeats)})
 }
 
 // --- the CLI ---

@@ -499,12 +499,19 @@ func (n *notifier) alarm(c site.AlarmChange) {
 	if c.What != site.AlarmRaised {
 		return
 	}
+	a := c.Alarm
+	n.atOnce(&a, &notification{What: "alarm raised", Door: a.Door, Alarm: &a})
+}
+
+// atOnce sends x by each rule that takes alarm a as it happens: rules of
+// a's kind, at its door, at this hour, without open_for.
+func (n *notifier) atOnce(a *site.Alarm, x *notification) {
 	rules := n.current()
 	for ri := range rules {
 		r := &rules[ri]
-		if r.OpenFor.Duration == 0 && slices.Contains(r.Alarms, string(c.Alarm.Kind)) && r.door(c.Alarm.Door) && r.at(n.now()) {
-			a := c.Alarm
-			n.enqueue(r, &notification{What: "alarm raised", Door: a.Door, Alarm: &a})
+		if r.OpenFor.Duration == 0 && slices.Contains(r.Alarms, string(a.Kind)) && r.door(a.Door) && r.at(n.now()) {
+			y := *x // each delivery its own copy: enqueue stamps it
+			n.enqueue(r, &y)
 		}
 	}
 }

@@ -77,11 +77,8 @@ func decodeTokenReq(b []byte) (tokenReq, error) {
 	if err := decodeStrict(b, &r); err != nil {
 		return r, err
 	}
-	if err := site.CheckUserName(r.Name); err != nil {
-		return r, unprefix(err, site.ErrInvalid.Error()+": ")
-	}
-	if _, err := site.ParseRole(r.Role); err != nil {
-		return r, unprefix(err, site.ErrInvalid.Error()+": ")
+	if err := checkNameRole(r.Name, r.Role); err != nil {
+		return r, err
 	}
 	if r.ExpiresS < 0 || time.Duration(r.ExpiresS)*time.Second > maxTokenLife {
 		return r, fmt.Errorf("expires_s %d: want 0 (no expiry) to %d", r.ExpiresS, int64(maxTokenLife/time.Second))

@@ -77,16 +77,25 @@ func checkPassword(name, pw string) error {
 	return nil
 }
 
+// checkNameRole checks an account's or a token's name and role, with
+// the site's words for what is wrong.
+func checkNameRole(name, role string) error {
+	if err := site.CheckUserName(name); err != nil {
+		return unprefix(err, site.ErrInvalid.Error()+": ")
+	}
+	if _, err := site.ParseRole(role); err != nil {
+		return unprefix(err, site.ErrInvalid.Error()+": ")
+	}
+	return nil
+}
+
 func decodeUserAdd(b []byte) (userAddReq, error) {
 	var r userAddReq
 	if err := decodeStrict(b, &r); err != nil {
 		return r, err
 	}
-	if err := site.CheckUserName(r.Name); err != nil {
-		return r, unprefix(err, site.ErrInvalid.Error()+": ")
-	}
-	if _, err := site.ParseRole(r.Role); err != nil {
-		return r, unprefix(err, site.ErrInvalid.Error()+": ")
+	if err := checkNameRole(r.Name, r.Role); err != nil {
+		return r, err
 	}
 	return r, checkPassword(r.Name, r.Password)
 }
